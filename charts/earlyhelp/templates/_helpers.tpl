@@ -1,0 +1,512 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "earlyhelp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The resource name prefix: fullnameOverride, or <release>-<chart> (just <release> when it
+contains the chart name). Component names append "-<component>" and are cut at 63 characters. */}}
+{{- define "earlyhelp.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* <fullname>-<suffix>, at most 63 characters. Takes (list $ "suffix"). */}}
+{{- define "earlyhelp.componentName" -}}
+{{- $root := index . 0 -}}
+{{- printf "%s-%s" (include "earlyhelp.fullname" $root) (index . 1) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "earlyhelp.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels every resource carries. Takes (dict "root" $ "component" "intake" "role" "server"). */}}
+{{- define "earlyhelp.labels" -}}
+{{- $root := .root -}}
+helm.sh/chart: {{ include "earlyhelp.chart" $root }}
+{{ include "earlyhelp.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "earlyhelp.imageTag" $root | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+app.kubernetes.io/part-of: earlyhelp
+{{- with .role }}
+earlyhelp/role: {{ . }}
+{{- end }}
+{{- with $root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels that select one component's pods. Takes (dict "root" $ "component" "intake"). */}}
+{{- define "earlyhelp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "earlyhelp.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels that select every earlyhelp server pod of the release (all targets). */}}
+{{- define "earlyhelp.serverSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "earlyhelp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+earlyhelp/role: server
+{{- end -}}
+
+{{/* "annotations:" of a resource's metadata (indented for it, nothing when empty): commonAnnotations
+merged with extra ones. Takes (dict "root" $ "extra" map); call as {{- include ... }} after labels. */}}
+{{- define "earlyhelp.annotations" -}}
+{{- $all := merge (deepCopy (default (dict) .extra)) (deepCopy (default (dict) .root.Values.commonAnnotations)) -}}
+{{- if $all }}
+  annotations:
+    {{- toYaml $all | nindent 4 }}
+{{- end }}
+{{- end -}}
+
+{{/* The image tag: image.tag, or the chart's appVersion. */}}
+{{- define "earlyhelp.imageTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag -}}
+{{- end -}}
+
+{{- define "earlyhelp.image" -}}
+{{- $repo := .Values.image.repository -}}
+{{- if .Values.image.registry -}}
+{{- $repo = printf "%s/%s" .Values.image.registry .Values.image.repository -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" $repo (include "earlyhelp.imageTag" .) .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (include "earlyhelp.imageTag" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "earlyhelp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "earlyhelp.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The migration Job's ServiceAccount: a hook-created one (the release's does not exist yet
+during pre-install), or the named existing one. */}}
+{{- define "earlyhelp.migrationServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- include "earlyhelp.componentName" (list . "migrate") -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Deep-merges map .src into map .dst in place: maps merge key by key, anything else
+(lists, scalars, false, 0) replaces. Pass a deepCopy as .dst. */}}
+{{- define "earlyhelp.mergeInto" -}}
+{{- $dst := .dst -}}
+{{- range $k, $v := .src -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $dst $k)) -}}
+{{- include "earlyhelp.mergeInto" (dict "dst" (get $dst $k) "src" $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The workloads to deploy, as JSON {"items": [...]}: one per Deployment, each with
+name (of its Deployment/Service/HPA/PDB), component (label), target (the --target argument),
+public (carries the public HTTP API) and settings (resolved per-workload values). */}}
+{{- define "earlyhelp.workloads" -}}
+{{- $items := list -}}
+{{- if eq .Values.deploymentMode "monolithic" -}}
+{{- $items = append $items (dict "name" (include "earlyhelp.fullname" .) "component" "all" "target" "all" "public" true "settings" .Values.monolithic) -}}
+{{- else -}}
+{{- range $target, $entry := .Values.targets -}}
+{{- $entry = default (dict) $entry -}}
+{{- if or (not (hasKey $entry "enabled")) $entry.enabled -}}
+{{- $settings := deepCopy $.Values.targetDefaults -}}
+{{- include "earlyhelp.mergeInto" (dict "dst" $settings "src" (omit $entry "enabled")) -}}
+{{- $items = append $items (dict "name" (include "earlyhelp.componentName" (list $ $target)) "component" $target "target" $target "public" (eq $target "gateway") "settings" $settings) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "items" $items) -}}
+{{- end -}}
+
+{{/* The workload carrying the public HTTP API (gateway, or the monolithic one), as JSON; {} if none. */}}
+{{- define "earlyhelp.publicWorkload" -}}
+{{- $found := dict -}}
+{{- range (include "earlyhelp.workloads" . | fromJson).items -}}
+{{- if .public -}}{{- $found = . -}}{{- end -}}
+{{- end -}}
+{{- toJson $found -}}
+{{- end -}}
+
+{{/* Mount points inside the pods. */}}
+{{- define "earlyhelp.paths" -}}
+{{- dict "dir" "/etc/earlyhelp" "config" "/etc/earlyhelp/config.yaml" "tenants" "/etc/earlyhelp/tenants.yaml" "databaseCa" "/etc/earlyhelp/tls/database-ca.crt" "natsCa" "/etc/earlyhelp/tls/nats-ca.crt" "natsCreds" "/etc/earlyhelp/nats/nats.creds" | toJson -}}
+{{- end -}}
+
+{{/* The binary's config file (snake_case keys of its Settings). Secrets are never in it: they
+come from existing Secrets as EH__* environment variables. */}}
+{{- define "earlyhelp.configYaml" -}}
+{{- $v := .Values -}}
+{{- $p := include "earlyhelp.paths" . | fromJson -}}
+{{- $server := dict
+  "http_addr" (printf "0.0.0.0:%d" (int $v.server.httpPort))
+  "grpc_addr" (printf "0.0.0.0:%d" (int $v.server.grpcPort))
+  "shutdown_grace_secs" (int $v.server.shutdownGraceSecs) -}}
+{{- $db := dict "max_connections" (int $v.database.maxConnections) "migrate_on_start" false -}}
+{{- if $v.database.url -}}{{- $_ := set $db "url" $v.database.url -}}{{- end -}}
+{{- if or $v.database.ca.secretName $v.database.ca.configMapName -}}{{- $_ := set $db "ca_file" $p.databaseCa -}}{{- end -}}
+{{- $bus := dict
+  "nats_url" $v.bus.natsUrl
+  "namespace" $v.bus.namespace
+  "replicas" (int $v.bus.streamReplicas)
+  "max_deliver" (int $v.bus.maxDeliver)
+  "retry_base_ms" (int64 $v.bus.retryBaseMs)
+  "retry_max_ms" (int64 $v.bus.retryMaxMs)
+  "ack_wait_secs" (int64 $v.bus.ackWaitSecs)
+  "outbox_retention_hours" (int64 $v.bus.outboxRetentionHours) -}}
+{{- if $v.bus.credentials.secretName -}}{{- $_ := set $bus "credentials_file" $p.natsCreds -}}{{- end -}}
+{{- if or $v.bus.ca.secretName $v.bus.ca.configMapName -}}{{- $_ := set $bus "ca_file" $p.natsCa -}}{{- end -}}
+{{- $telemetry := dict "log_format" $v.telemetry.logFormat "log_level" $v.telemetry.logLevel -}}
+{{- $cfg := dict
+  "mode" "distributed"
+  "demo" false
+  "server" $server
+  "database" $db
+  "bus" $bus
+  "telemetry" $telemetry
+  "intake" (dict "max_payload_bytes" (int64 $v.intake.maxPayloadBytes)) -}}
+{{- if $v.smtp.host -}}
+{{- $smtp := dict "host" $v.smtp.host "port" (int $v.smtp.port) "tls" $v.smtp.tls "timeout_secs" (int64 $v.smtp.timeoutSecs) -}}
+{{- if $v.smtp.username -}}{{- $_ := set $smtp "username" $v.smtp.username -}}{{- end -}}
+{{- if $v.smtp.from -}}{{- $_ := set $smtp "from" $v.smtp.from -}}{{- end -}}
+{{- $_ := set $cfg "smtp" $smtp -}}
+{{- end -}}
+{{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
+{{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}
+# Rendered by the earlyhelp Helm chart; edit the release's values, not this file.
+# Secrets (database and SMTP passwords) come from environment variables set from Secrets.
+{{ toYaml $cfg }}
+{{- end -}}
+
+{{/* Checksum of everything the pods read at start from files: rolls the pods when it changes.
+An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty offline). */}}
+{{- define "earlyhelp.configChecksum" -}}
+{{- $v := .Values -}}
+{{- $external := "" -}}
+{{- if $v.existingTenants.configMapName -}}
+{{- $external = (lookup "v1" "ConfigMap" .Release.Namespace $v.existingTenants.configMapName).data | toJson -}}
+{{- else if $v.existingTenants.secretName -}}
+{{- $external = (lookup "v1" "Secret" .Release.Namespace $v.existingTenants.secretName).data | toJson -}}
+{{- end -}}
+{{- printf "%s\n%s\n%s" (include "earlyhelp.configYaml" .) (toJson $v.existingTenants) $external | sha256sum -}}
+{{- end -}}
+
+{{/* --config arguments: the chart's file, then the existing tenants document (later wins). */}}
+{{- define "earlyhelp.configArgs" -}}
+{{- $p := include "earlyhelp.paths" . | fromJson -}}
+- --config
+- {{ $p.config }}
+{{- if or .Values.existingTenants.configMapName .Values.existingTenants.secretName }}
+- --config
+- {{ $p.tenants }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment of every earlyhelp container. Takes (dict "root" $ "serviceName" "earlyhelp-intake" "extraEnv" list). */}}
+{{- define "earlyhelp.env" -}}
+{{- $v := .root.Values -}}
+# Also in config.yaml; repeated here because the environment wins over every config file.
+- name: EH__MODE
+  value: distributed
+- name: EH__DEMO
+  value: "false"
+- name: EH__DATABASE__MIGRATE_ON_START
+  value: "false"
+- name: EH__TELEMETRY__SERVICE_NAME
+  value: {{ .serviceName | quote }}
+{{- if $v.database.existingSecret.name }}
+{{- if $v.database.existingSecret.urlKey }}
+- name: EH__DATABASE__URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.database.existingSecret.name }}
+      key: {{ $v.database.existingSecret.urlKey }}
+{{- end }}
+{{- if $v.database.existingSecret.passwordKey }}
+- name: EH__DATABASE__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.database.existingSecret.name }}
+      key: {{ $v.database.existingSecret.passwordKey }}
+{{- end }}
+{{- end }}
+{{- if and $v.smtp.host $v.smtp.existingSecret.name }}
+- name: EH__SMTP__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.smtp.existingSecret.name }}
+      key: {{ $v.smtp.existingSecret.passwordKey }}
+{{- end }}
+{{- with $v.telemetry.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- with .extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes of every earlyhelp pod. Takes (dict "root" $ "configMapName" name). */}}
+{{- define "earlyhelp.volumes" -}}
+{{- $v := .root.Values -}}
+- name: config
+  projected:
+    defaultMode: {{ if $v.podSecurityContext.fsGroup }}0440{{ else }}0444{{ end }}
+    sources:
+      - configMap:
+          name: {{ .configMapName }}
+          items:
+            - key: config.yaml
+              path: config.yaml
+      {{- if $v.existingTenants.configMapName }}
+      - configMap:
+          name: {{ $v.existingTenants.configMapName }}
+          items:
+            - key: {{ $v.existingTenants.key }}
+              path: tenants.yaml
+      {{- else if $v.existingTenants.secretName }}
+      - secret:
+          name: {{ $v.existingTenants.secretName }}
+          items:
+            - key: {{ $v.existingTenants.key }}
+              path: tenants.yaml
+      {{- end }}
+      {{- if $v.database.ca.secretName }}
+      - secret:
+          name: {{ $v.database.ca.secretName }}
+          items:
+            - key: {{ $v.database.ca.key }}
+              path: tls/database-ca.crt
+      {{- else if $v.database.ca.configMapName }}
+      - configMap:
+          name: {{ $v.database.ca.configMapName }}
+          items:
+            - key: {{ $v.database.ca.key }}
+              path: tls/database-ca.crt
+      {{- end }}
+      {{- if $v.bus.ca.secretName }}
+      - secret:
+          name: {{ $v.bus.ca.secretName }}
+          items:
+            - key: {{ $v.bus.ca.key }}
+              path: tls/nats-ca.crt
+      {{- else if $v.bus.ca.configMapName }}
+      - configMap:
+          name: {{ $v.bus.ca.configMapName }}
+          items:
+            - key: {{ $v.bus.ca.key }}
+              path: tls/nats-ca.crt
+      {{- end }}
+      {{- if $v.bus.credentials.secretName }}
+      - secret:
+          name: {{ $v.bus.credentials.secretName }}
+          items:
+            - key: {{ $v.bus.credentials.key }}
+              path: nats/nats.creds
+      {{- end }}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ $v.tmpSizeLimit }}
+{{- end -}}
+
+{{- define "earlyhelp.volumeMounts" -}}
+- name: config
+  mountPath: /etc/earlyhelp
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* Pod Security Standard "restricted", pod level. */}}
+{{- define "earlyhelp.podSecurityContext" -}}
+runAsNonRoot: true
+{{- with .Values.podSecurityContext.runAsUser }}
+runAsUser: {{ . }}
+{{- end }}
+{{- with .Values.podSecurityContext.runAsGroup }}
+runAsGroup: {{ . }}
+{{- end }}
+{{- with .Values.podSecurityContext.fsGroup }}
+fsGroup: {{ . }}
+{{- end }}
+{{- if and .Values.podSecurityContext.fsGroup .Values.podSecurityContext.fsGroupChangePolicy }}
+fsGroupChangePolicy: {{ .Values.podSecurityContext.fsGroupChangePolicy }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Pod Security Standard "restricted", container level. Not configurable on purpose. */}}
+{{- define "earlyhelp.containerSecurityContext" -}}
+runAsNonRoot: true
+{{- with .Values.podSecurityContext.runAsUser }}
+runAsUser: {{ . }}
+{{- end }}
+{{- with .Values.podSecurityContext.runAsGroup }}
+runAsGroup: {{ . }}
+{{- end }}
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Fails the render, naming every problem at once, when values are inconsistent. */}}
+{{- define "earlyhelp.validate" -}}
+{{- $v := .Values -}}
+{{- $errs := list -}}
+{{- /* database */ -}}
+{{- if and $v.database.existingSecret.urlKey (not $v.database.existingSecret.name) -}}
+{{- $errs = append $errs "database.existingSecret.urlKey is set but database.existingSecret.name is empty" -}}
+{{- end -}}
+{{- if not (or $v.database.url $v.database.existingSecret.urlKey) -}}
+{{- $errs = append $errs "database.url is required (e.g. postgres://earlyhelp@pg.example:5432/earlyhelp?sslmode=verify-full), or database.existingSecret.name + database.existingSecret.urlKey" -}}
+{{- end -}}
+{{- with $v.database.url -}}
+{{- if not (or (hasPrefix "postgres://" .) (hasPrefix "postgresql://" .)) -}}
+{{- $errs = append $errs (printf "database.url must be a postgres:// or postgresql:// URL, got %q" .) -}}
+{{- else if contains ":" (urlParse .).userinfo -}}
+{{- $errs = append $errs "database.url must not contain a password: put it in an existing Secret (database.existingSecret.name/passwordKey)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.database.ca.secretName $v.database.ca.configMapName -}}
+{{- $errs = append $errs "database.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- /* NATS */ -}}
+{{- if not $v.bus.natsUrl -}}
+{{- $errs = append $errs "bus.natsUrl is required (e.g. nats://nats.nats.svc:4222)" -}}
+{{- else -}}
+{{- range splitList "," $v.bus.natsUrl -}}
+{{- $u := trim . -}}
+{{- if not (or (hasPrefix "nats://" $u) (hasPrefix "tls://" $u) (hasPrefix "ws://" $u) (hasPrefix "wss://" $u)) -}}
+{{- $errs = append $errs (printf "bus.natsUrl: %q is not a nats://, tls://, ws:// or wss:// URL" $u) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.bus.ca.secretName $v.bus.ca.configMapName -}}
+{{- $errs = append $errs "bus.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if and $v.existingTenants.configMapName $v.existingTenants.secretName -}}
+{{- $errs = append $errs "existingTenants: set configMapName or secretName, not both" -}}
+{{- end -}}
+{{- /* mail */ -}}
+{{- if $v.smtp.host -}}
+{{- if not $v.smtp.from -}}
+{{- $errs = append $errs "smtp.from is required when smtp.host is set (e.g. \"Early Help <no-reply@example.gov.uk>\")" -}}
+{{- end -}}
+{{- if and $v.smtp.username (not $v.smtp.existingSecret.name) -}}
+{{- $errs = append $errs "smtp.username is set but smtp.existingSecret.name (the password) is empty" -}}
+{{- end -}}
+{{- end -}}
+{{- /* shutdown */ -}}
+{{- if le (int $v.terminationGracePeriodSeconds) (add (int $v.server.shutdownGraceSecs) (int $v.preStopSleepSeconds)) -}}
+{{- $errs = append $errs (printf "terminationGracePeriodSeconds (%d) must be greater than server.shutdownGraceSecs (%d) + preStopSleepSeconds (%d), or the kubelet kills pods mid-shutdown" (int $v.terminationGracePeriodSeconds) (int $v.server.shutdownGraceSecs) (int $v.preStopSleepSeconds)) -}}
+{{- end -}}
+{{- /* image */ -}}
+{{- if eq (lower (include "earlyhelp.imageTag" .)) "latest" -}}
+{{- $errs = append $errs "image.tag must not be \"latest\": pin a release version (empty means the chart's appVersion)" -}}
+{{- end -}}
+{{- /* extraConfig must not undo what the chart guarantees */ -}}
+{{- range $key := list "mode" "demo" "data_dir" "server" -}}
+{{- if hasKey $v.extraConfig $key -}}
+{{- $errs = append $errs (printf "extraConfig.%s is managed by the chart and cannot be set" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $section, $keys := dict "database" (list "url" "password" "migrate_on_start" "ca_file") "smtp" (list "password") "bus" (list "nats_url" "credentials_file" "ca_file") -}}
+{{- $sub := get $v.extraConfig $section -}}
+{{- if kindIs "map" $sub -}}
+{{- range $key := $keys -}}
+{{- if hasKey $sub $key -}}
+{{- $errs = append $errs (printf "extraConfig.%s.%s is managed by the chart (or must come from a Secret) and cannot be set" $section $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* workloads */ -}}
+{{- $workloads := (include "earlyhelp.workloads" . | fromJson).items -}}
+{{- if and (eq $v.deploymentMode "distributed") (not $workloads) -}}
+{{- $errs = append $errs "deploymentMode is distributed but no entry of targets is enabled" -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (eq $v.deploymentMode "distributed") (not (include "earlyhelp.publicWorkload" . | fromJson)) -}}
+{{- $errs = append $errs "ingress.enabled needs the gateway target in distributed mode: set targets.gateway.enabled=true" -}}
+{{- end -}}
+{{- $names := dict -}}
+{{- range $workloads -}}
+{{- $w := . -}}
+{{- $s := .settings -}}
+{{- $where := ternary "monolithic" (printf "targets.%s" .target) (eq .component "all") -}}
+{{- if hasKey $names .name -}}
+{{- $errs = append $errs (printf "%s: resource name %q collides with another target's; shorten the release name or fullnameOverride" $where .name) -}}
+{{- end -}}
+{{- $_ := set $names .name true -}}
+{{- if $s.autoscaling.enabled -}}
+{{- if gt (int $s.autoscaling.minReplicas) (int $s.autoscaling.maxReplicas) -}}
+{{- $errs = append $errs (printf "%s.autoscaling: minReplicas (%d) is greater than maxReplicas (%d)" $where (int $s.autoscaling.minReplicas) (int $s.autoscaling.maxReplicas)) -}}
+{{- end -}}
+{{- if not (or $s.autoscaling.targetCPUUtilizationPercentage $s.autoscaling.targetMemoryUtilizationPercentage) -}}
+{{- $errs = append $errs (printf "%s.autoscaling: set targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" $where) -}}
+{{- end -}}
+{{- end -}}
+{{- if $s.pdb.enabled -}}
+{{- $hasMin := not (eq (toString $s.pdb.minAvailable) "") -}}
+{{- $hasMax := not (eq (toString $s.pdb.maxUnavailable) "") -}}
+{{- if eq $hasMin $hasMax -}}
+{{- $errs = append $errs (printf "%s.pdb: set exactly one of minAvailable and maxUnavailable" $where) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $errs -}}
+{{- fail (printf "\n\nearlyhelp: the values cannot be installed:\n  - %s\n" (join "\n  - " $errs)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy egress rule to DNS. */}}
+{{- define "earlyhelp.networkPolicy.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with .Values.networkPolicy.dnsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy egress rule to TCP ports, optionally limited to peers. Takes (dict "ports" list "to" list). */}}
+{{- define "earlyhelp.networkPolicy.portsEgress" -}}
+- ports:
+    {{- range .ports }}
+    - port: {{ int . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}

@@ -1,0 +1,139 @@
+"""The migration hook Job, the helm test pods, NetworkPolicies and the ServiceMonitor."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import chartlib
+import checks
+
+# --- migrations: a pre-install/pre-upgrade hook Job -------------------------------------------
+
+
+def test_migration_hook_job(ci):
+    assert checks.migration_problems(ci.objects) == []
+    job = next(o for o in ci.objects if o["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][:3] == ["migrate", "--config", "/etc/earlyhelp/config.yaml"]
+    assert checks.annotations(job)["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+
+def _job(objs):
+    return next(o for o in objs if o["kind"] == "Job")
+
+
+MIGRATION_BREAKAGES = {
+    "Job removed": lambda objs: objs.remove(_job(objs)),
+    "post-install only": lambda objs: checks.annotations(_job(objs)).update({"helm.sh/hook": "post-install"}),
+    "not a hook": lambda objs: checks.annotations(_job(objs)).pop("helm.sh/hook"),
+    "no hook weight": lambda objs: checks.annotations(_job(objs)).pop("helm.sh/hook-weight"),
+    "no delete policy": lambda objs: checks.annotations(_job(objs)).pop("helm.sh/hook-delete-policy"),
+    "its ConfigMap is a normal resource": lambda objs: next(
+        o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("migrate-config")
+    )["metadata"]["annotations"].pop("helm.sh/hook"),
+    "its ServiceAccount comes after it": lambda objs: next(
+        o for o in objs if o["kind"] == "ServiceAccount" and checks.is_hook(o)
+    )["metadata"]["annotations"].update({"helm.sh/hook-weight": "5"}),
+}
+
+
+@pytest.mark.parametrize("breakage", list(MIGRATION_BREAKAGES), ids=list(MIGRATION_BREAKAGES))
+def test_the_migration_check_catches(breakage, monolithic):
+    objs = copy.deepcopy(monolithic.objects)
+    MIGRATION_BREAKAGES[breakage](objs)
+    assert checks.migration_problems(objs) != []
+
+
+def test_disabling_migrations_is_flagged():
+    values = chartlib.deep_merge(chartlib.ci_values("monolithic"), {"migration": {"enabled": False}})
+    rendered = chartlib.render(values)
+    objs = [d for _, d in chartlib.documents(rendered)]
+    assert checks.migration_problems(objs) != []
+    assert "migration.enabled is false" in chartlib.notes(rendered)
+
+
+def test_upgrade_runs_the_same_hook():
+    objs = chartlib.objects(chartlib.ci_values("distributed"), is_upgrade=True)
+    assert checks.migration_problems(objs) == []
+
+
+# --- helm test: gRPC health of every Service ---------------------------------------------------
+
+
+def test_helm_test_checks_every_service(ci):
+    assert checks.helm_test_problems(ci.objects) == []
+    pods = [o for o in ci.objects if o["kind"] == "Pod"]
+    assert pods and all(checks.hook_phases(p) == {"test"} for p in pods)
+
+
+def test_the_helm_test_check_catches_a_missing_pod(distributed):
+    objs = copy.deepcopy(distributed.objects)
+    objs.remove(next(o for o in objs if o["kind"] == "Pod"))
+    assert checks.helm_test_problems(objs) != []
+
+
+# --- NetworkPolicies -----------------------------------------------------------------------------
+
+
+def test_network_policies_isolate_every_pod(ci):
+    assert checks.network_policy_problems(ci.objects) == []
+
+
+def test_the_network_policy_check_catches(distributed):
+    without = [o for o in copy.deepcopy(distributed.objects) if o["kind"] != "NetworkPolicy"]
+    assert checks.network_policy_problems(without) == ["no NetworkPolicy rendered"]
+    no_dns = copy.deepcopy(distributed.objects)
+    server = next(o for o in no_dns if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp")
+    server["spec"]["egress"] = [r for r in server["spec"]["egress"] if not any(p["port"] == 53 for p in r["ports"])]
+    assert any("DNS" in p for p in checks.network_policy_problems(no_dns))
+    no_test_policy = [o for o in copy.deepcopy(distributed.objects) if o["metadata"]["name"] != "eh-earlyhelp-test"]
+    assert any("Pod/eh-earlyhelp-test" in p for p in checks.network_policy_problems(no_test_policy))
+
+
+def test_network_policies_can_be_switched_off():
+    values = chartlib.deep_merge(chartlib.ci_values("monolithic"), {"networkPolicy": {"enabled": False}})
+    rendered = chartlib.render(values)
+    assert not [d for _, d in chartlib.documents(rendered) if d["kind"] == "NetworkPolicy"]
+    assert "networkPolicy.enabled is false" in chartlib.notes(rendered)
+
+
+def _egress_ports(np):
+    return {p["port"] for rule in np["spec"]["egress"] for p in rule.get("ports") or []}
+
+
+def test_egress_follows_the_configured_backends(monolithic, full):
+    mono = next(o for o in monolithic.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp")
+    assert _egress_ports(mono) == {53, 5432, 4222, 50051, 443}  # no OTLP, no SMTP configured
+    full_np = next(o for o in full.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp")
+    assert _egress_ports(full_np) == {53, 5432, 4222, 50051, 4317, 587, 443}
+    db_rule = next(r for r in full_np["spec"]["egress"] if r["ports"][0]["port"] == 5432)
+    assert db_rule["to"] == [{"ipBlock": {"cidr": "10.20.0.0/24"}}]
+
+
+def test_only_the_public_workload_accepts_the_ingress_controller(monolithic, distributed, full):
+    for rendered, component in ((monolithic, "all"), (full, "gateway")):
+        public = next(o for o in rendered.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp-public")
+        assert public["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == component
+        assert public["spec"]["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert not [o for o in distributed.objects if o["metadata"]["name"] == "eh-earlyhelp-public"]
+
+
+def test_migration_pods_reach_only_dns_and_postgresql(ci):
+    np = next(o for o in ci.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp-migrate")
+    assert _egress_ports(np) == {53, 5432}
+    assert "ingress" not in np["spec"] and "Ingress" in np["spec"]["policyTypes"]
+    assert {"pre-install", "pre-upgrade"} <= checks.hook_phases(np)
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_service_monitor_scrapes_every_service(full, monolithic):
+    assert not [o for o in monolithic.objects if o["kind"] == "ServiceMonitor"]
+    (sm,) = [o for o in full.objects if o["kind"] == "ServiceMonitor"]
+    assert sm["metadata"]["namespace"] == "monitoring" and sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [chartlib.NAMESPACE]}
+    assert sm["spec"]["endpoints"][0]["port"] == "http" and sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    services = checks.of_kind(full.objects, "Service")
+    assert services and all(checks.selects(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"]) for s in services)

@@ -1,0 +1,274 @@
+//! The consumer runner: receives from a durable consumer, runs the handler (which claims the
+//! message in its inbox and applies effects in one transaction), then settles the delivery —
+//! ack on success, nak with exponential backoff on a retryable failure, dead letter on a permanent
+//! one or after `max_deliver` attempts. On shutdown it stops receiving and finishes what it holds.
+use crate::Received;
+use crate::dlq;
+use crate::faults::Faults;
+use crate::transport::{ConsumerSpec, Delivery, Transport};
+use async_trait::async_trait;
+use eh_platform::Metrics;
+use eh_platform::metrics::{ConsumerLabels, HandledLabels};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Why a handler did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth trying again (a database or network hiccup).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed (the message itself is wrong): dead-letter it now.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// What a handler reports when it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Effects applied.
+    Done,
+    /// The inbox already had it: nothing done.
+    Duplicate,
+}
+
+/// Handles one kind of message. Implementations claim the message in their inbox and apply their
+/// effects in one transaction.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError>;
+}
+
+/// How a consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub spec: ConsumerSpec,
+    pub namespace: String,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    pub max_deliver: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl ConsumerOptions {
+    /// The delay before delivery number `delivered + 1`.
+    pub fn backoff(&self, delivered: u64) -> Duration {
+        let exp = delivered.saturating_sub(1).min(20) as u32;
+        self.retry_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.retry_max)
+    }
+}
+
+/// Runs one consumer until `shutdown`; resubscribes after transport errors (e.g. NATS down).
+pub async fn run(
+    transport: Arc<dyn Transport>,
+    opts: ConsumerOptions,
+    handler: Arc<dyn Handler>,
+    metrics: Arc<Metrics>,
+    faults: Arc<Faults>,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let mut retry = Duration::from_millis(200);
+    'outer: while !shutdown.is_cancelled() {
+        let mut sub = match transport.subscribe(&opts.spec).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(consumer = %opts.spec.durable, error = %e, "cannot subscribe yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        retry = Duration::from_millis(200);
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'outer },
+                _ = shutdown.cancelled() => break 'outer,
+            };
+            let next = tokio::select! {
+                n = sub.next() => n,
+                _ = shutdown.cancelled() => break 'outer,
+            };
+            match next {
+                Ok(Some(delivery)) => {
+                    let ctx = Settle {
+                        transport: transport.clone(),
+                        opts: opts.clone(),
+                        handler: handler.clone(),
+                        metrics: metrics.clone(),
+                        faults: faults.clone(),
+                    };
+                    tokio::spawn(async move {
+                        ctx.process(delivery).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => drop(permit),
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(consumer = %opts.spec.durable, error = %e, "receive failed; resubscribing");
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = shutdown.cancelled() => break 'outer,
+                    }
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    // Wait for in-flight handlers: every permit back means none is running.
+    let _ = permits.acquire_many(opts.concurrency.max(1) as u32).await;
+    tracing::debug!(consumer = %opts.spec.durable, "consumer stopped");
+}
+
+struct Settle {
+    transport: Arc<dyn Transport>,
+    opts: ConsumerOptions,
+    handler: Arc<dyn Handler>,
+    metrics: Arc<Metrics>,
+    faults: Arc<Faults>,
+}
+
+impl Settle {
+    async fn process(self, delivery: Delivery) {
+        let msg = &delivery.msg;
+        let span = tracing::info_span!(
+            "process",
+            otel.name = %format!("{} process", msg.subject),
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.destination.name = %msg.subject,
+            messaging.consumer.group.name = %self.opts.spec.durable,
+            messaging.message.id = %msg.key(),
+            delivered = msg.delivered,
+        );
+        eh_platform::telemetry::set_parent_from(&span, |k| msg.headers.get(k).cloned());
+        self.settle(&delivery).instrument(span).await;
+    }
+
+    fn count(&self, outcome: &str) {
+        self.metrics
+            .messages_handled
+            .get_or_create(&HandledLabels {
+                consumer: self.opts.spec.durable.clone(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    async fn settle(&self, delivery: &Delivery) {
+        let msg = &delivery.msg;
+        let started = Instant::now();
+        let result = self.handler.handle(msg).await;
+        self.metrics
+            .handler_seconds
+            .get_or_create(&ConsumerLabels {
+                consumer: self.opts.spec.durable.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() && Faults::trip(&self.faults.consumer_dies_after_commit) {
+            tracing::warn!("fault injected: consumer dies after commit, before ack");
+            return;
+        }
+        let settled = match result {
+            Ok(Handled::Done) => {
+                self.count("ok");
+                delivery.acker.ack().await
+            }
+            Ok(Handled::Duplicate) => {
+                self.count("duplicate");
+                tracing::debug!(key = %msg.key(), "already handled; acknowledging");
+                delivery.acker.ack().await
+            }
+            Err(HandlerError::Retryable(reason))
+                if msg.delivered < self.opts.max_deliver as u64 =>
+            {
+                self.count("retry");
+                let delay = self.opts.backoff(msg.delivered);
+                tracing::warn!(%reason, attempt = msg.delivered, ?delay, "handler failed; will retry");
+                delivery.acker.nak(delay).await
+            }
+            Err(e) => {
+                let reason = match &e {
+                    HandlerError::Retryable(r) => {
+                        format!("gave up after {} attempts: {r}", msg.delivered)
+                    }
+                    HandlerError::Permanent(r) => r.clone(),
+                };
+                self.dead_letter(delivery, &reason).await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "could not settle delivery; it will be redelivered");
+        }
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> crate::Result<()> {
+        let msg = &delivery.msg;
+        let parked = dlq::park(
+            self.transport.as_ref(),
+            &self.opts.namespace,
+            &self.opts.spec.durable,
+            msg,
+            reason,
+        )
+        .await;
+        match parked {
+            Ok(()) => {
+                self.count("dead_letter");
+                self.metrics
+                    .dead_letters
+                    .get_or_create(&ConsumerLabels {
+                        consumer: self.opts.spec.durable.clone(),
+                    })
+                    .inc();
+                tracing::error!(%reason, subject = %msg.subject, "message dead-lettered");
+                delivery.acker.ack().await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot park dead letter; retrying later");
+                delivery.acker.nak(self.opts.retry_max).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::StreamSpec;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let o = ConsumerOptions {
+            spec: ConsumerSpec {
+                durable: "c".into(),
+                stream: StreamSpec {
+                    name: "S".into(),
+                    subjects: vec![],
+                },
+                filter_subject: "x".into(),
+                ack_wait: Duration::from_secs(30),
+            },
+            namespace: "eh".into(),
+            concurrency: 1,
+            max_deliver: 5,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(500),
+        };
+        assert_eq!(o.backoff(1), Duration::from_millis(100));
+        assert_eq!(o.backoff(2), Duration::from_millis(200));
+        assert_eq!(o.backoff(3), Duration::from_millis(400));
+        assert_eq!(o.backoff(4), Duration::from_millis(500));
+        assert_eq!(o.backoff(60), Duration::from_millis(500));
+    }
+}

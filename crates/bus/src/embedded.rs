@@ -1,0 +1,352 @@
+//! The embedded transport: JetStream's guarantees over one SQLite file, for one process (or a few
+//! on one machine). Publish stores the message once per id (a duplicate id is dropped, like
+//! `Nats-Msg-Id`, for good rather than for two minutes) and adds a pending delivery for every
+//! durable consumer whose filter matches; a consumer leases deliveries for `ack_wait`, an ack
+//! deletes the delivery, a nak makes it due again after the delay, an expired lease redelivers.
+use crate::subjects::matches;
+use crate::transport::{
+    Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
+};
+use crate::{Error, OutboundMessage, Received, Result};
+use async_trait::async_trait;
+use eh_store::{Migration, stmt};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "embedded bus",
+    sql: "CREATE TABLE bus_messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            msg_id TEXT NOT NULL UNIQUE,
+            subject TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            stored_at INTEGER NOT NULL
+          );
+          CREATE INDEX bus_messages_subject ON bus_messages (subject);
+          CREATE TABLE bus_consumers (
+            name TEXT PRIMARY KEY,
+            filter TEXT NOT NULL
+          );
+          CREATE TABLE bus_deliveries (
+            consumer TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            delivered INTEGER NOT NULL DEFAULT 0,
+            due_at INTEGER NOT NULL,
+            PRIMARY KEY (consumer, seq)
+          );
+          CREATE INDEX bus_deliveries_due ON bus_deliveries (consumer, due_at, seq)",
+}];
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The embedded broker.
+pub struct EmbeddedTransport {
+    db: DatabaseConnection,
+    published: Arc<Notify>,
+}
+
+impl EmbeddedTransport {
+    /// Over a migrated bus database.
+    pub async fn open(db: DatabaseConnection) -> Result<Self> {
+        eh_store::migrate(&db, "bus", MIGRATIONS).await?;
+        Ok(Self {
+            db,
+            published: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn store(&self, msgs: &[OutboundMessage]) -> Result<()> {
+        let b = self.db.get_database_backend();
+        let txn = self.db.begin().await?;
+        let consumers = txn
+            .query_all_raw(stmt(b, "SELECT name, filter FROM bus_consumers", []))
+            .await?;
+        let consumers: Vec<(String, String)> = consumers
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        let now = now_ms();
+        for m in msgs {
+            let mut headers = m.headers.clone();
+            headers.insert(crate::envelope::H_MSG_ID.into(), m.msg_id.clone());
+            let headers = serde_json::to_string(&headers).unwrap_or_else(|_| "{}".into());
+            let res = txn
+                .execute_raw(stmt(
+                    b,
+                    "INSERT INTO bus_messages (msg_id, subject, headers, payload, stored_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (msg_id) DO NOTHING",
+                    [
+                        m.msg_id.clone().into(),
+                        m.subject.clone().into(),
+                        headers.into(),
+                        m.payload.clone().into(),
+                        now.into(),
+                    ],
+                ))
+                .await?;
+            if res.rows_affected() == 0 {
+                continue; // duplicate id: dropped
+            }
+            let seq = res.last_insert_id() as i64;
+            for (name, _) in consumers.iter().filter(|(_, f)| matches(f, &m.subject)) {
+                txn.execute_raw(stmt(
+                    b,
+                    "INSERT INTO bus_deliveries (consumer, seq, due_at) VALUES ($1, $2, $3)",
+                    [name.clone().into(), seq.into(), now.into()],
+                ))
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transport for EmbeddedTransport {
+    async fn ensure_streams(&self, _streams: &[StreamSpec]) -> Result<()> {
+        // One table holds every subject.
+        Ok(())
+    }
+
+    async fn publish_batch(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>> {
+        match self.store(msgs).await {
+            Ok(()) => msgs.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                let text = e.to_string();
+                msgs.iter()
+                    .map(|_| Err(Error::Transport(text.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
+        let b = self.db.get_database_backend();
+        let txn = self.db.begin().await?;
+        let created = txn
+            .execute_raw(stmt(
+                b,
+                "INSERT INTO bus_consumers (name, filter) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                [spec.durable.clone().into(), spec.filter_subject.clone().into()],
+            ))
+            .await?
+            .rows_affected()
+            == 1;
+        if created {
+            // A new durable consumer starts from the beginning of what is stored, as JetStream's
+            // DeliverPolicy::All does.
+            let rows = txn
+                .query_all_raw(stmt(
+                    b,
+                    "SELECT seq, subject FROM bus_messages ORDER BY seq",
+                    [],
+                ))
+                .await?;
+            let now = now_ms();
+            for r in rows {
+                let seq: i64 = r.try_get_by_index(0)?;
+                let subject: String = r.try_get_by_index(1)?;
+                if matches(&spec.filter_subject, &subject) {
+                    txn.execute_raw(stmt(
+                        b,
+                        "INSERT INTO bus_deliveries (consumer, seq, due_at) VALUES ($1, $2, $3)",
+                        [spec.durable.clone().into(), seq.into(), now.into()],
+                    ))
+                    .await?;
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok(Box::new(EmbeddedSubscription {
+            db: self.db.clone(),
+            consumer: spec.durable.clone(),
+            ack_wait: spec.ack_wait,
+            published: self.published.clone(),
+            buffer: VecDeque::new(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        eh_store::ping(&self.db).await?;
+        Ok(())
+    }
+
+    async fn list(&self, spec: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>> {
+        let b = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                b,
+                "SELECT seq, subject, headers, payload FROM bus_messages ORDER BY seq",
+                [],
+            ))
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let subject: String = r.try_get_by_index(1)?;
+            if !spec.subjects.iter().any(|f| matches(f, &subject)) {
+                continue;
+            }
+            let headers: String = r.try_get_by_index(2)?;
+            out.push(StoredMessage {
+                seq: r.try_get_by_index::<i64>(0)? as u64,
+                subject,
+                headers: serde_json::from_str(&headers).unwrap_or_default(),
+                payload: r.try_get_by_index(3)?,
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, _spec: &StreamSpec, seq: u64) -> Result<()> {
+        let b = self.db.get_database_backend();
+        let txn = self.db.begin().await?;
+        txn.execute_raw(stmt(
+            b,
+            "DELETE FROM bus_deliveries WHERE seq = $1",
+            [(seq as i64).into()],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            b,
+            "DELETE FROM bus_messages WHERE seq = $1",
+            [(seq as i64).into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+struct EmbeddedSubscription {
+    db: DatabaseConnection,
+    consumer: String,
+    ack_wait: Duration,
+    published: Arc<Notify>,
+    buffer: VecDeque<Delivery>,
+}
+
+impl EmbeddedSubscription {
+    /// Leases up to 64 due deliveries.
+    async fn lease(&mut self) -> Result<()> {
+        let b = self.db.get_database_backend();
+        let now = now_ms();
+        let lease_until = now + self.ack_wait.as_millis() as i64;
+        let txn = self.db.begin().await?;
+        let rows = txn
+            .query_all_raw(stmt(
+                b,
+                "SELECT d.seq, d.delivered, m.subject, m.headers, m.payload
+                 FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
+                 WHERE d.consumer = $1 AND d.due_at <= $2
+                 ORDER BY d.seq LIMIT 64",
+                [self.consumer.clone().into(), now.into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            txn.commit().await?;
+            return Ok(());
+        }
+        let mut seqs: Vec<Value> = vec![lease_until.into(), self.consumer.clone().into()];
+        for r in &rows {
+            let seq: i64 = r.try_get_by_index(0)?;
+            let delivered: i64 = r.try_get_by_index(1)?;
+            let headers: String = r.try_get_by_index(3)?;
+            let payload: Vec<u8> = r.try_get_by_index(4)?;
+            seqs.push(seq.into());
+            self.buffer.push_back(Delivery {
+                msg: Received {
+                    subject: r.try_get_by_index(2)?,
+                    headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
+                        .unwrap_or_default(),
+                    payload: payload.into(),
+                    delivered: (delivered + 1) as u64,
+                    stream_seq: seq as u64,
+                },
+                acker: Box::new(EmbeddedAcker {
+                    db: self.db.clone(),
+                    consumer: self.consumer.clone(),
+                    seq,
+                }),
+            });
+        }
+        let placeholders: Vec<String> = (3..seqs.len() + 1).map(|i| format!("${i}")).collect();
+        txn.execute_raw(stmt(
+            b,
+            &format!(
+                "UPDATE bus_deliveries SET delivered = delivered + 1, due_at = $1
+                 WHERE consumer = $2 AND seq IN ({})",
+                placeholders.join(", ")
+            ),
+            seqs,
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for EmbeddedSubscription {
+    async fn next(&mut self) -> Result<Option<Delivery>> {
+        if let Some(d) = self.buffer.pop_front() {
+            return Ok(Some(d));
+        }
+        let published = self.published.clone();
+        let notified = published.notified();
+        self.lease().await?;
+        if let Some(d) = self.buffer.pop_front() {
+            return Ok(Some(d));
+        }
+        // Nothing due: wait for a publish, or poll again for naks and expired leases.
+        let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        self.lease().await?;
+        Ok(self.buffer.pop_front())
+    }
+}
+
+struct EmbeddedAcker {
+    db: DatabaseConnection,
+    consumer: String,
+    seq: i64,
+}
+
+#[async_trait]
+impl Acker for EmbeddedAcker {
+    async fn ack(&self) -> Result<()> {
+        self.db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "DELETE FROM bus_deliveries WHERE consumer = $1 AND seq = $2",
+                [self.consumer.clone().into(), self.seq.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+    async fn nak(&self, delay: Duration) -> Result<()> {
+        self.db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "UPDATE bus_deliveries SET due_at = $1 WHERE consumer = $2 AND seq = $3",
+                [
+                    (now_ms() + delay.as_millis() as i64).into(),
+                    self.consumer.clone().into(),
+                    self.seq.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+}

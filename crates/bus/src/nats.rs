@@ -1,0 +1,260 @@
+//! The NATS JetStream transport: file-backed streams created idempotently at start, publish with
+//! `Nats-Msg-Id` and wait for the stream's acknowledgement, durable pull consumers with explicit
+//! acks. The first connection is retried in the background, so a service starts (not ready) while
+//! NATS is down and becomes ready when it comes back.
+use crate::transport::{
+    Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
+};
+use crate::{Error, OutboundMessage, Received, Result};
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    pub url: String,
+    pub name: String,
+    pub credentials_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub replicas: usize,
+    /// How long streams keep messages (the replay window).
+    pub max_age: Duration,
+}
+
+pub struct NatsTransport {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    replicas: usize,
+    max_age: Duration,
+}
+
+impl NatsTransport {
+    /// Starts connecting; returns at once even when the server is down.
+    pub async fn connect(opts: NatsOptions) -> Result<Self> {
+        let mut co = async_nats::ConnectOptions::new()
+            .name(&opts.name)
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(Duration::from_secs(10)))
+            .event_callback(|ev| async move {
+                match ev {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            });
+        if let Some(creds) = &opts.credentials_file {
+            co = co.credentials_file(creds).await.map_err(|e| {
+                Error::Transport(format!("bus.credentials_file {}: {e}", creds.display()))
+            })?;
+        }
+        if let Some(ca) = &opts.ca_file {
+            co = co.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = co.connect(&opts.url).await.map_err(Error::transport)?;
+        let js = jetstream::new(client.clone());
+        Ok(Self {
+            client,
+            js,
+            replicas: opts.replicas.max(1),
+            max_age: opts.max_age,
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    async fn stream(&self, spec: &StreamSpec) -> Result<stream::Stream> {
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: spec.name.clone(),
+                subjects: spec.subjects.clone(),
+                storage: stream::StorageType::File,
+                num_replicas: self.replicas,
+                max_age: self.max_age,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(Error::transport)
+    }
+}
+
+fn to_header_map(h: &BTreeMap<String, String>) -> async_nats::HeaderMap {
+    let mut map = async_nats::HeaderMap::new();
+    for (k, v) in h {
+        map.insert(k.as_str(), v.as_str());
+    }
+    map
+}
+
+fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(h) = h {
+        for (k, vs) in h.iter() {
+            if let Some(v) = vs.first() {
+                out.insert(k.to_string(), v.as_str().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Transport for NatsTransport {
+    async fn ensure_streams(&self, streams: &[StreamSpec]) -> Result<()> {
+        for s in streams {
+            self.stream(s).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_batch(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>> {
+        // Send them all (in order, on one connection), then wait for every acknowledgement.
+        let mut pending = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let mut headers = to_header_map(&m.headers);
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, m.msg_id.as_str());
+            let sent = self
+                .js
+                .publish_with_headers(m.subject.clone(), headers, m.payload.clone().into())
+                .await;
+            pending.push(sent);
+        }
+        let mut results = Vec::with_capacity(msgs.len());
+        for p in pending {
+            results.push(match p {
+                Ok(ack) => ack.await.map(|_| ()).map_err(Error::transport),
+                Err(e) => Err(Error::transport(e)),
+            });
+        }
+        results
+    }
+
+    async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
+        let stream = self.stream(&spec.stream).await?;
+        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+            .get_or_create_consumer(
+                &spec.durable,
+                pull::Config {
+                    durable_name: Some(spec.durable.clone()),
+                    filter_subject: spec.filter_subject.clone(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: spec.ack_wait,
+                    // The runner dead-letters after its own limit, with the reason.
+                    max_deliver: -1,
+                    max_ack_pending: 1024,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(Error::transport)?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(128)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await
+            .map_err(Error::transport)?;
+        Ok(Box::new(NatsSubscription { messages }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => {
+                tokio::time::timeout(Duration::from_secs(2), self.client.flush())
+                    .await
+                    .map_err(|_| Error::Transport("NATS flush timed out".into()))?
+                    .map_err(Error::transport)
+            }
+            other => Err(Error::Transport(format!("NATS {other}"))),
+        }
+    }
+
+    async fn list(&self, spec: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>> {
+        let mut stream = self.stream(spec).await?;
+        let info = stream.info().await.map_err(Error::transport)?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let mut out = Vec::new();
+        if info.state.messages == 0 {
+            return Ok(out);
+        }
+        for seq in first..=last {
+            if out.len() >= limit {
+                break;
+            }
+            match stream.get_raw_message(seq).await {
+                Ok(m) => out.push(StoredMessage {
+                    seq: m.sequence,
+                    subject: m.subject.to_string(),
+                    headers: from_header_map(Some(&m.headers)),
+                    payload: m.payload.to_vec(),
+                }),
+                Err(_) => continue, // deleted
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, spec: &StreamSpec, seq: u64) -> Result<()> {
+        let stream = self.stream(spec).await?;
+        stream.delete_message(seq).await.map_err(Error::transport)?;
+        Ok(())
+    }
+}
+
+struct NatsSubscription {
+    messages: pull::Stream,
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self) -> Result<Option<Delivery>> {
+        match tokio::time::timeout(Duration::from_secs(1), self.messages.next()).await {
+            Err(_) => Ok(None),
+            Ok(None) => Err(Error::Transport("consumer stream ended".into())),
+            Ok(Some(Err(e))) => Err(Error::transport(e)),
+            Ok(Some(Ok(m))) => {
+                let (delivered, stream_seq) = match m.info() {
+                    Ok(i) => (i.delivered.max(1) as u64, i.stream_sequence),
+                    Err(_) => (1, 0),
+                };
+                let msg = Received {
+                    subject: m.subject.to_string(),
+                    headers: from_header_map(m.headers.as_ref()),
+                    payload: m.payload.clone(),
+                    delivered,
+                    stream_seq,
+                };
+                Ok(Some(Delivery {
+                    msg,
+                    acker: Box::new(NatsAcker(m)),
+                }))
+            }
+        }
+    }
+}
+
+struct NatsAcker(jetstream::Message);
+
+#[async_trait]
+impl Acker for NatsAcker {
+    async fn ack(&self) -> Result<()> {
+        self.0
+            .ack()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+    async fn nak(&self, delay: Duration) -> Result<()> {
+        self.0
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
+}

@@ -1,0 +1,69 @@
+//! The transactional outbox: a service writes the events a change causes in the same database
+//! transaction as the change; the relay publishes them afterwards.
+use crate::{OutboundMessage, Result};
+use eh_store::{Migration, stmt};
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Tables every service database has: the outbox and the inbox. Services include these in their
+/// migration lists.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "bus outbox and inbox",
+    sql: "CREATE TABLE eh_outbox (
+            id TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            headers TEXT NOT NULL,
+            payload {bytes} NOT NULL,
+            created_at {ts} NOT NULL,
+            published_at {ts} NULL
+          );
+          CREATE INDEX eh_outbox_unpublished ON eh_outbox (id) WHERE published_at IS NULL;
+          CREATE INDEX eh_outbox_published_at ON eh_outbox (published_at);
+          CREATE TABLE eh_inbox (
+            consumer TEXT NOT NULL,
+            message_key TEXT NOT NULL,
+            handled_at {ts} NOT NULL,
+            PRIMARY KEY (consumer, message_key)
+          )",
+}];
+
+/// Writes outbox rows and wakes the relay once they are committed.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `msg` to the outbox inside the caller's transaction.
+    pub async fn enqueue(&self, txn: &impl ConnectionTrait, msg: &OutboundMessage) -> Result<()> {
+        let headers = serde_json::to_string(&msg.headers).unwrap_or_else(|_| "{}".into());
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
+            [
+                msg.msg_id.clone().into(),
+                msg.subject.clone().into(),
+                headers.into(),
+                msg.payload.clone().into(),
+                chrono::Utc::now().into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Call after the transaction that enqueued has committed: the relay publishes at once.
+    pub fn committed(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}

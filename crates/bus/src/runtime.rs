@@ -1,0 +1,86 @@
+//! What a service is given to run: its database, the transport, its outbox, metrics, the clock and
+//! the shutdown token, plus helpers that start its relay and consumers as tracked tasks.
+use crate::consumer::{self, ConsumerOptions, Handler};
+use crate::outbox::Outbox;
+use crate::relay::Relay;
+use crate::transport::{ConsumerSpec, StreamSpec};
+use crate::{Faults, Transport};
+use eh_platform::{Clock, Metrics, Settings};
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub service: &'static str,
+    pub settings: Arc<Settings>,
+    pub db: DatabaseConnection,
+    pub transport: Arc<dyn Transport>,
+    pub outbox: Outbox,
+    pub metrics: Arc<Metrics>,
+    pub faults: Arc<Faults>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the process starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every background task of the service; the binary waits on it at shutdown.
+    pub tasks: TaskTracker,
+    /// Cancelled after `tasks` finished, so the relay publishes what they committed last.
+    pub relay_shutdown: CancellationToken,
+    pub relay_tasks: TaskTracker,
+}
+
+impl ServiceContext {
+    pub fn namespace(&self) -> &str {
+        &self.settings.bus.namespace
+    }
+
+    /// Starts publishing this service's outbox.
+    pub fn spawn_relay(&self) {
+        let relay = Relay {
+            service: self.service.to_string(),
+            db: self.db.clone(),
+            transport: self.transport.clone(),
+            outbox: self.outbox.clone(),
+            metrics: self.metrics.clone(),
+            faults: self.faults.clone(),
+            retention: Duration::from_secs(self.settings.bus.outbox_retention_hours * 3600),
+        };
+        self.relay_tasks
+            .spawn(relay.run(self.relay_shutdown.clone()));
+    }
+
+    /// Starts a durable consumer of `filter_subject` in `stream`.
+    pub fn spawn_consumer(
+        &self,
+        durable: &str,
+        stream: StreamSpec,
+        filter_subject: String,
+        concurrency: usize,
+        handler: Arc<dyn Handler>,
+    ) {
+        let bus = &self.settings.bus;
+        let opts = ConsumerOptions {
+            spec: ConsumerSpec {
+                durable: durable.to_string(),
+                stream,
+                filter_subject,
+                ack_wait: Duration::from_secs(bus.ack_wait_secs.max(1)),
+            },
+            namespace: bus.namespace.clone(),
+            concurrency,
+            max_deliver: bus.max_deliver,
+            retry_base: Duration::from_millis(bus.retry_base_ms),
+            retry_max: Duration::from_millis(bus.retry_max_ms.max(bus.retry_base_ms)),
+        };
+        self.tasks.spawn(consumer::run(
+            self.transport.clone(),
+            opts,
+            handler,
+            self.metrics.clone(),
+            self.faults.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+//! The one seam between the platform and a message broker.
+use crate::{OutboundMessage, Received, Result};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A stream: where messages on some subjects are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub subjects: Vec<String>,
+}
+
+/// A durable consumer: a named position in a stream, filtered to a subject.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub durable: String,
+    pub stream: StreamSpec,
+    pub filter_subject: String,
+    /// Unacknowledged for this long → delivered again.
+    pub ack_wait: Duration,
+}
+
+/// A delivered message and the means to settle it.
+pub struct Delivery {
+    pub msg: Received,
+    pub acker: Box<dyn Acker>,
+}
+
+/// Settles one delivery.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Done: never deliver again.
+    async fn ack(&self) -> Result<()>;
+    /// Not now: deliver again after `delay`.
+    async fn nak(&self, delay: Duration) -> Result<()>;
+}
+
+/// Deliveries of one durable consumer.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next delivery, or `None` when nothing came within about a second.
+    async fn next(&mut self) -> Result<Option<Delivery>>;
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub seq: u64,
+    pub subject: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// A message broker with JetStream's guarantees: durable publish acknowledged after storage,
+/// de-duplication by message id, durable consumers with explicit acknowledgement.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Creates the streams if missing (idempotent).
+    async fn ensure_streams(&self, streams: &[StreamSpec]) -> Result<()>;
+    /// Publishes and waits for the broker's acknowledgement of each; results in order.
+    /// A message whose id was seen before is acknowledged and dropped by the broker.
+    async fn publish_batch(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>>;
+    /// Creates the durable consumer if missing and starts receiving.
+    async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>>;
+    /// Whether the broker is reachable now.
+    async fn ping(&self) -> Result<()>;
+    /// Messages held in `stream`, oldest first, at most `limit`.
+    async fn list(&self, stream: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>>;
+    /// Removes message `seq` from `stream`.
+    async fn delete(&self, stream: &StreamSpec, seq: u64) -> Result<()>;
+}
+
+impl dyn Transport {
+    pub async fn publish(&self, msg: &OutboundMessage) -> Result<()> {
+        self.publish_batch(std::slice::from_ref(msg))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Ok(()))
+    }
+}

@@ -1,0 +1,14 @@
+//! The shared runtime every Early Help service stands on: layered configuration, telemetry (logs,
+//! traces, W3C trace context), Prometheus metrics, health and readiness, graceful shutdown and the
+//! clock services take as a dependency.
+pub mod clock;
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use clock::{Clock, SystemClock};
+pub use config::{Mode, Settings};
+pub use health::Readiness;
+pub use metrics::Metrics;

@@ -1,0 +1,100 @@
+//! Prometheus metrics: messages handled, handler latency, outbox backlog, dead letters.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandledLabels {
+    pub consumer: String,
+    /// ok | duplicate | retry | dead_letter
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: String,
+}
+
+/// Every metric the platform exports, registered once per process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub messages_handled: Family<HandledLabels, Counter>,
+    pub handler_seconds: Family<ConsumerLabels, Histogram>,
+    pub outbox_backlog: Family<ServiceLabels, Gauge>,
+    pub outbox_published: Family<ServiceLabels, Counter>,
+    pub dead_letters: Family<ConsumerLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("earlyhelp");
+        let messages_handled = Family::<HandledLabels, Counter>::default();
+        let handler_seconds: Family<ConsumerLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
+        let outbox_published = Family::<ServiceLabels, Counter>::default();
+        let dead_letters = Family::<ConsumerLabels, Counter>::default();
+        registry.register(
+            "messages_handled",
+            "Messages handled by bus consumers, by outcome",
+            messages_handled.clone(),
+        );
+        registry.register(
+            "handler_seconds",
+            "Time spent handling one message",
+            handler_seconds.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet published",
+            outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Outbox rows published",
+            outbox_published.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Messages parked on a dead-letter subject",
+            dead_letters.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            messages_handled,
+            handler_seconds,
+            outbox_backlog,
+            outbox_published,
+            dead_letters,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

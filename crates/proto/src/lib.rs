@@ -1,0 +1,22 @@
+//! Generated gRPC services and event payloads for every Early Help service
+//! (package `earlyhelp.<service>.v1`), and the descriptor set served by gRPC reflection.
+
+/// Encoded `FileDescriptorSet` of every proto in `proto/`, for tonic-reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/earlyhelp_descriptor.bin"));
+
+/// `earlyhelp.intake.v1`
+pub mod intake {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.intake.v1");
+    }
+}
+
+/// `earlyhelp.notifications.v1`
+pub mod notifications {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.notifications.v1");
+    }
+}

@@ -1,0 +1,189 @@
+//! Database connections for one service: PostgreSQL (a schema per service) in distributed mode,
+//! a SQLite file per service in embedded mode; versioned migrations; portable SQL statements.
+mod migrate;
+
+pub use migrate::{Migration, migrate, pending};
+pub use sea_orm;
+
+use eh_platform::{Mode, Settings};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value,
+};
+use secrecy::ExposeSecret;
+use std::time::Duration;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sea_orm::DbErr,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a service's database is: the URL and, for PostgreSQL, the schema.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub url: String,
+    pub schema: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Location {
+    /// The location of `service`'s database under `settings`.
+    pub fn for_service(settings: &Settings, service: &str) -> Result<Self> {
+        match settings.mode {
+            Mode::Embedded => {
+                std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+                    Error::Config(format!("data_dir {}: {e}", settings.data_dir.display()))
+                })?;
+                let path = settings.data_dir.join(format!("{service}.sqlite"));
+                Ok(Self {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    schema: None,
+                    // One writer at a time: SQLite refuses, rather than waits for, a deferred
+                    // transaction that would upgrade to a write while another one writes.
+                    max_connections: 1,
+                })
+            }
+            Mode::Distributed => {
+                let base = settings
+                    .database
+                    .url
+                    .clone()
+                    .ok_or_else(|| Error::Config("database.url is required".into()))?;
+                let mut url = base;
+                if let Some(pw) = &settings.database.password {
+                    url = with_password(&url, pw.expose_secret())?;
+                }
+                if let Some(ca) = &settings.database.ca_file {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    url = format!("{url}{sep}sslrootcert={}", ca.display());
+                    if !url.contains("sslmode=") {
+                        url.push_str("&sslmode=verify-full");
+                    }
+                }
+                Ok(Self {
+                    url,
+                    schema: Some(service.replace('-', "_")),
+                    max_connections: settings.database.max_connections,
+                })
+            }
+        }
+    }
+}
+
+fn with_password(url: &str, password: &str) -> Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::Config("database.url: not a URL".into()))?;
+    let (userinfo, host) = rest.split_once('@').ok_or_else(|| {
+        Error::Config("database.url: a user is needed to use database.password".into())
+    })?;
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(format!("{scheme}://{user}:{encoded}@{host}"))
+}
+
+/// Opens the pool, creating the PostgreSQL schema when missing. Fails fast when unreachable.
+pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
+    if let Some(schema) = &location.schema {
+        // Create the schema on a plain connection, then pin every pooled connection to it.
+        let mut opts = ConnectOptions::new(location.url.clone());
+        opts.max_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .sqlx_logging(false);
+        let admin = Database::connect(opts).await?;
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+        admin.close().await?;
+    }
+    let mut opts = ConnectOptions::new(location.url.clone());
+    opts.max_connections(location.max_connections)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if let Some(schema) = &location.schema {
+        opts.set_schema_search_path(format!("\"{schema}\""));
+    }
+    let db = Database::connect(opts).await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+        )
+        .await?;
+    }
+    Ok(db)
+}
+
+/// A statement written with PostgreSQL placeholders (`$1`, `$2`…), made to run on either backend
+/// (SQLite takes the numbered form `?1`).
+pub fn stmt(backend: DbBackend, sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Sqlite => sql.replace('$', "?"),
+        _ => sql.to_string(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Backend-specific spellings used in DDL: `{ts}` timestamp, `{bytes}` binary, `{bigint}`,
+/// `{serial}` auto-increment key.
+pub fn ddl(backend: DbBackend, sql: &str) -> String {
+    let (ts, bytes, serial) = match backend {
+        DbBackend::Postgres => ("TIMESTAMPTZ", "BYTEA", "BIGSERIAL PRIMARY KEY"),
+        _ => ("TEXT", "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+    };
+    sql.replace("{ts}", ts)
+        .replace("{bytes}", bytes)
+        .replace("{bigint}", "BIGINT")
+        .replace("{serial}", serial)
+}
+
+/// A cheap round trip, for readiness.
+pub async fn ping(db: &DatabaseConnection) -> Result<()> {
+    db.execute_unprepared("SELECT 1").await?;
+    Ok(())
+}
+
+/// Whether `err` is a unique-constraint violation (a duplicate insert), on either backend.
+pub fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_percent_encoded_into_the_url() {
+        let u = with_password("postgres://eh@db:5432/x?sslmode=require", "p@ss:w/rd").unwrap();
+        assert_eq!(u, "postgres://eh:p%40ss%3Aw%2Frd@db:5432/x?sslmode=require");
+    }
+
+    #[test]
+    fn sqlite_placeholders_are_numbered() {
+        let s = stmt(DbBackend::Sqlite, "SELECT $1, $2", [1.into(), 2.into()]);
+        assert_eq!(s.sql, "SELECT ?1, ?2");
+    }
+}

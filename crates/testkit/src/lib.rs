@@ -1,0 +1,1 @@
+//! Finds or starts PostgreSQL and NATS for tests, SMTP sink, fixtures

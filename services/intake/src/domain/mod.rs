@@ -1,0 +1,2 @@
+//! Pure rules of intake: what a valid request for support is. No I/O.
+pub mod contract;

@@ -1,0 +1,233 @@
+//! Taking a request for support, whichever door it came through: validate against the contract,
+//! then in one transaction claim the inbox (bus door), store the referral once per
+//! (tenant, source.system, source.reference), and put `referral_received` — or, for a refused
+//! document, `referral_rejected` with every reason — in the outbox.
+use crate::domain::contract::{self, Rejection};
+use crate::store;
+use crate::{CONSUMER_INBOUND, SERVICE};
+use async_trait::async_trait;
+use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
+use eh_proto::intake::v1::{Referral, ReferralReceived, ReferralRejected};
+use prost::Message;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+
+pub const TYPE_RECEIVED: &str = "earlyhelp.intake.v1.ReferralReceived";
+pub const TYPE_REJECTED: &str = "earlyhelp.intake.v1.ReferralRejected";
+
+/// What became of a submission.
+#[derive(Debug)]
+pub enum Outcome {
+    Stored(store::StoredReferral),
+    /// Held already under the same source reference.
+    Duplicate {
+        id: String,
+        received_at: chrono::DateTime<chrono::Utc>,
+    },
+    Rejected(Rejection),
+    /// The bus door only: this inbound message was handled before.
+    AlreadyHandled,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(#[from] pub sea_orm::DbErr);
+
+/// Where a submission came from.
+pub struct Door<'a> {
+    pub actor: &'a str,
+    /// Bus door: the inbox claim, and the inbound message (to continue its trace and chain).
+    pub inbound: Option<&'a Received>,
+}
+
+/// Intake's core, shared by both doors.
+#[derive(Clone)]
+pub struct Intake {
+    pub ctx: ServiceContext,
+}
+
+impl Intake {
+    fn known_tenant(&self, tenant: &str) -> bool {
+        self.ctx.settings.tenants.contains_key(tenant)
+    }
+
+    /// Takes a document: validated already (`Ok`) or refused (`Err`).
+    pub async fn submit(
+        &self,
+        tenant: &str,
+        parsed: Result<(serde_json::Value, Referral), Rejection>,
+        door: Door<'_>,
+    ) -> Result<Outcome, StoreError> {
+        let parsed = if self.known_tenant(tenant) {
+            parsed
+        } else {
+            Err(Rejection::single(
+                "/tenant",
+                format!("unknown tenant {tenant:?}"),
+            ))
+        };
+        let txn = self.ctx.db.begin().await?;
+        if let Some(msg) = door.inbound
+            && !inbox::claim(&txn, CONSUMER_INBOUND, &msg.key())
+                .await
+                .map_err(bus_err)?
+        {
+            txn.rollback().await?;
+            return Ok(Outcome::AlreadyHandled);
+        }
+        let now = self.ctx.clock.now();
+        let outcome = match parsed {
+            Err(rejection) => {
+                self.emit_rejected(&txn, tenant, &rejection, &door, now)
+                    .await?;
+                Outcome::Rejected(rejection)
+            }
+            Ok((doc, referral)) => {
+                match store::insert(&txn, tenant, &referral, &doc, door.actor, now).await? {
+                    Some(stored) => {
+                        self.emit_received(&txn, &stored, &door, now).await?;
+                        Outcome::Stored(stored)
+                    }
+                    None => {
+                        let source = referral.source.clone().unwrap_or_default();
+                        let (id, received_at) =
+                            store::find_by_source(&txn, tenant, &source.system, &source.reference)
+                                .await?
+                                .ok_or_else(|| {
+                                    sea_orm::DbErr::RecordNotFound(
+                                        "referral held but not found".into(),
+                                    )
+                                })?;
+                        Outcome::Duplicate { id, received_at }
+                    }
+                }
+            }
+        };
+        txn.commit().await?;
+        self.ctx.outbox.committed();
+        Ok(outcome)
+    }
+
+    fn envelope(
+        &self,
+        event_type: &str,
+        tenant: &str,
+        door: &Door<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Envelope {
+        let cause = door.inbound.and_then(|m| m.envelope());
+        let key = door.inbound.map(|m| m.key()).unwrap_or_default();
+        Envelope::new(event_type, tenant, door.actor, now).caused_by(cause.as_ref(), &key)
+    }
+
+    async fn emit_received(
+        &self,
+        txn: &DatabaseTransaction,
+        stored: &store::StoredReferral,
+        door: &Door<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let event = ReferralReceived {
+            referral_id: stored.id.clone(),
+            family_id: stored.family_id.clone(),
+            received_at: stored.received_at.to_rfc3339(),
+            referral: Some(stored.referral.clone()),
+            children: stored.children.clone(),
+            family_members: stored.family_members.clone(),
+        };
+        let env = self.envelope(TYPE_RECEIVED, &stored.tenant, door, now);
+        let subject = subjects::event(
+            self.ctx.namespace(),
+            &stored.tenant,
+            SERVICE,
+            "referral_received",
+        );
+        self.ctx
+            .outbox
+            .enqueue(
+                txn,
+                &OutboundMessage::event(subject, &env, event.encode_to_vec()),
+            )
+            .await
+            .map_err(bus_err)?;
+        Ok(())
+    }
+
+    async fn emit_rejected(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        rejection: &Rejection,
+        door: &Door<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let event = ReferralRejected {
+            source_system: rejection.source_system.clone(),
+            source_reference: rejection.source_reference.clone(),
+            violations: rejection.violations.clone(),
+            rejected_at: now.to_rfc3339(),
+            inbound_message_id: door.inbound.map(|m| m.key()).unwrap_or_default(),
+        };
+        // An unknown tenant's token is still a valid subject token (the inbound subject had it),
+        // so the upstream system hears back on its own subject.
+        let env = self.envelope(TYPE_REJECTED, tenant, door, now);
+        let subject = subjects::event(self.ctx.namespace(), tenant, SERVICE, "referral_rejected");
+        self.ctx
+            .outbox
+            .enqueue(
+                txn,
+                &OutboundMessage::event(subject, &env, event.encode_to_vec()),
+            )
+            .await
+            .map_err(bus_err)?;
+        Ok(())
+    }
+}
+
+fn bus_err(e: eh_bus::Error) -> StoreError {
+    match e {
+        eh_bus::Error::Db(d) => StoreError(d),
+        other => StoreError(sea_orm::DbErr::Custom(other.to_string())),
+    }
+}
+
+/// The bus door: `<ns>.<tenant>.inbound.referral`.
+pub struct InboundReferral {
+    pub intake: Intake,
+}
+
+#[async_trait]
+impl eh_bus::Handler for InboundReferral {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let ns = self.intake.ctx.namespace().to_string();
+        let Some(tenant) = subjects::tenant_of(&ns, &msg.subject) else {
+            return Err(HandlerError::Permanent(format!(
+                "subject {} has no tenant",
+                msg.subject
+            )));
+        };
+        let max = self.intake.ctx.settings.intake.max_payload_bytes;
+        let parsed = contract::parse(&msg.payload, max);
+        let actor = format!("system:{}", msg.header("Eh-Actor").unwrap_or("upstream"));
+        let door = Door {
+            actor: &actor,
+            inbound: Some(msg),
+        };
+        match self.intake.submit(tenant, parsed, door).await {
+            Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
+            Ok(Outcome::Stored(s)) => {
+                tracing::info!(tenant, referral_id = %s.id, "referral received");
+                Ok(Handled::Done)
+            }
+            Ok(Outcome::Duplicate { id, .. }) => {
+                tracing::info!(tenant, referral_id = %id, "resubmission of a referral already held");
+                Ok(Handled::Done)
+            }
+            Ok(Outcome::Rejected(r)) => {
+                tracing::warn!(tenant, reasons = %r.summary(), "referral rejected");
+                Ok(Handled::Done)
+            }
+            Err(e) => Err(HandlerError::Retryable(e.to_string())),
+        }
+    }
+}

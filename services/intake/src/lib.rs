@@ -1,0 +1,65 @@
+//! Intake: takes requests for support (referrals) from upstream systems on
+//! `<ns>.<tenant>.inbound.referral` and from practitioners over gRPC, validates them against the
+//! published contract, stores each once, and announces `referral_received` (or
+//! `referral_rejected` with every reason).
+pub mod domain;
+pub mod grpc;
+pub mod handlers;
+pub mod store;
+
+use eh_auth::{Auditor, Authenticator};
+use eh_bus::{ServiceContext, subjects};
+use eh_store::Migration;
+use std::sync::Arc;
+
+pub const SERVICE: &str = "intake";
+pub const CONSUMER_INBOUND: &str = "intake_inbound_referral";
+
+/// Every migration of intake's database, in order.
+pub fn migrations() -> Vec<Migration> {
+    [
+        eh_bus::outbox::MIGRATIONS,
+        eh_auth::audit::MIGRATIONS,
+        store::MIGRATIONS,
+    ]
+    .concat()
+}
+
+/// The streams intake publishes to and reads from.
+pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
+    vec![
+        subjects::inbound_stream(ns),
+        subjects::service_stream(ns, SERVICE),
+        subjects::dead_letter_stream(ns),
+    ]
+}
+
+/// Starts intake's relay and consumer; returns its gRPC service.
+pub fn start(
+    ctx: ServiceContext,
+    auth: &Authenticator,
+) -> tonic::service::interceptor::InterceptedService<
+    eh_proto::intake::v1::intake_service_server::IntakeServiceServer<grpc::IntakeApi>,
+    eh_auth::AuthInterceptor,
+> {
+    let intake = handlers::Intake { ctx: ctx.clone() };
+    ctx.spawn_relay();
+    let ns = ctx.namespace().to_string();
+    ctx.spawn_consumer(
+        CONSUMER_INBOUND,
+        subjects::inbound_stream(&ns),
+        format!("{ns}.*.inbound.referral"),
+        16,
+        Arc::new(handlers::InboundReferral {
+            intake: intake.clone(),
+        }),
+    );
+    let api = grpc::IntakeApi {
+        intake,
+        auditor: Auditor::new(ctx.db.clone()),
+    };
+    eh_proto::intake::v1::intake_service_server::IntakeServiceServer::with_interceptor(
+        api,
+        auth.interceptor(),
+    )
+}

@@ -1,0 +1,73 @@
+//! `ListMessages`: what was sent about a record, for the caller's tenant only, audited.
+use crate::store;
+use eh_auth::{AuditEntry, Auditor, Decision};
+use eh_proto::notifications::v1::notifications_service_server::NotificationsService;
+use eh_proto::notifications::v1::{ListMessagesRequest, ListMessagesResponse, MessageRecord};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+pub struct NotificationsApi {
+    pub db: DatabaseConnection,
+    pub auditor: Auditor,
+}
+
+#[tonic::async_trait]
+impl NotificationsService for NotificationsApi {
+    async fn list_messages(
+        &self,
+        request: Request<ListMessagesRequest>,
+    ) -> Result<Response<ListMessagesResponse>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let allowed = p.may_access_tenant(&req.tenant);
+        self.auditor
+            .record(AuditEntry {
+                tenant: req.tenant.clone(),
+                actor: p.actor(),
+                role: p.role(),
+                action: "list_messages".into(),
+                record: format!("related:{}", req.related_id),
+                purpose: "notifications".into(),
+                decision: if allowed {
+                    Decision::Allowed
+                } else {
+                    Decision::Denied
+                },
+                reason: if allowed {
+                    "same tenant".into()
+                } else {
+                    "other tenant".into()
+                },
+            })
+            .await
+            .map_err(|_| Status::unavailable("audit trail unavailable"))?;
+        if !allowed {
+            return Err(Status::permission_denied(format!(
+                "not permitted for tenant {}",
+                req.tenant
+            )));
+        }
+        let rows = store::for_related(&self.db, &req.tenant, &req.related_id)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "list messages failed");
+                Status::internal("internal error")
+            })?;
+        Ok(Response::new(ListMessagesResponse {
+            messages: rows
+                .into_iter()
+                .map(|m| MessageRecord {
+                    message_id: m.id,
+                    template: m.template,
+                    channel: m.channel,
+                    status: m.status,
+                    attempts: m.attempts.max(0) as u32,
+                    last_error: m.last_error.unwrap_or_default(),
+                    created_at: m.created_at.to_rfc3339(),
+                    sent_at: m.sent_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    related_id: m.related_id,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,86 @@
+//! Sending email: SMTP (plain, STARTTLS or TLS, with optional credentials), or — in demo mode with
+//! no SMTP server configured — `.eml` files in `data_dir/mail/`.
+use eh_platform::Settings;
+use eh_platform::config::SmtpTls;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(PathBuf),
+}
+
+/// One email.
+pub struct Email<'a> {
+    pub message_id: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+impl Mailer {
+    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+        let smtp = &settings.smtp;
+        let Some(host) = smtp.host.clone().filter(|h| !h.is_empty()) else {
+            if settings.demo_enabled() {
+                return Ok(Self::Files(settings.data_dir.join("mail")));
+            }
+            return Err("smtp.host is required outside demo mode".into());
+        };
+        let builder = match smtp.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+                .map_err(|e| format!("smtp.host: {e}"))?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+                .map_err(|e| format!("smtp.host: {e}"))?,
+        };
+        let mut builder = builder
+            .port(smtp.port)
+            .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
+        if let (Some(user), Some(pw)) = (&smtp.username, &smtp.password) {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                pw.expose_secret().to_string(),
+            ));
+        }
+        Ok(Self::Smtp(builder.build()))
+    }
+
+    /// Sends one email; the error text is what the message's record shows.
+    pub async fn send(&self, email: &Email<'_>) -> Result<(), String> {
+        let from: Mailbox = email
+            .from
+            .parse()
+            .map_err(|e| format!("sender {}: {e}", email.from))?;
+        let to: Mailbox = email.to.parse().map_err(|e| format!("recipient: {e}"))?;
+        let msg = Message::builder()
+            .message_id(Some(format!("<{}@earlyhelp>", email.message_id)))
+            .from(from)
+            .to(to)
+            .subject(email.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(email.body.to_string())
+            .map_err(|e| format!("cannot build message: {e}"))?;
+        match self {
+            Self::Smtp(t) => t
+                .send(msg)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("SMTP: {e}")),
+            Self::Files(dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                let path = dir.join(format!("{}.eml", email.message_id));
+                tokio::fs::write(&path, msg.formatted())
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
+        }
+    }
+}

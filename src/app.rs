@@ -1,0 +1,431 @@
+//! Building and running the application: transport, one database per service, the services,
+//! the gRPC and HTTP listeners, readiness, and graceful shutdown.
+use crate::Target;
+use anyhow::Context;
+use eh_auth::Authenticator;
+use eh_auth::demo::DemoIssuer;
+use eh_bus::embedded::EmbeddedTransport;
+use eh_bus::nats::{NatsOptions, NatsTransport};
+use eh_bus::{Faults, Outbox, ServiceContext, Transport};
+use eh_platform::config::TenantSettings;
+use eh_platform::health::{self, Readiness};
+use eh_platform::{Clock, Metrics, Mode, Settings, SystemClock};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How to start.
+pub struct AppOptions {
+    pub settings: Settings,
+    pub targets: Vec<Target>,
+    pub faults: Arc<Faults>,
+    pub clock: Arc<dyn Clock>,
+    /// Listeners to use instead of binding the configured addresses (tests bind port 0).
+    pub http_listener: Option<TcpListener>,
+    pub grpc_listener: Option<TcpListener>,
+}
+
+impl AppOptions {
+    pub fn new(settings: Settings, targets: Vec<Target>) -> Self {
+        Self {
+            settings,
+            targets,
+            faults: Arc::new(Faults::default()),
+            clock: Arc::new(SystemClock),
+            http_listener: None,
+            grpc_listener: None,
+        }
+    }
+}
+
+/// A running application.
+pub struct App {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub settings: Arc<Settings>,
+    pub readiness: Readiness,
+    pub metrics: Arc<Metrics>,
+    pub transport: Arc<dyn Transport>,
+    pub demo_issuer: Option<Arc<DemoIssuer>>,
+    shutdown: CancellationToken,
+    finished: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The demo council, added in demo mode when the settings do not name it.
+pub fn with_demo_tenant(mut settings: Settings) -> Settings {
+    if settings.demo_enabled() && !settings.tenants.contains_key(eh_auth::demo::DEMO_TENANT) {
+        settings.tenants.insert(
+            eh_auth::demo::DEMO_TENANT.into(),
+            TenantSettings {
+                name: "Demo Borough Council".into(),
+                oidc: None,
+                api_keys: vec![],
+                templates: Default::default(),
+                mail_from: Some("Demo Borough Council Early Help <earlyhelp@demo.invalid>".into()),
+            },
+        );
+    }
+    settings
+}
+
+/// The transport the settings ask for. NATS is connected in the background: this returns at once.
+pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
+    Ok(match settings.mode {
+        Mode::Embedded => {
+            let loc = eh_store::Location::for_service(settings, "bus")?;
+            let db = eh_store::connect(&loc)
+                .await
+                .context("embedded bus database")?;
+            Arc::new(EmbeddedTransport::open(db).await?)
+        }
+        Mode::Distributed => Arc::new(
+            NatsTransport::connect(NatsOptions {
+                url: settings.bus.nats_url.clone(),
+                name: format!("earlyhelp-{}", std::process::id()),
+                credentials_file: settings.bus.credentials_file.clone(),
+                ca_file: settings.bus.ca_file.clone(),
+                replicas: settings.bus.replicas,
+                max_age: Duration::from_secs(settings.bus.outbox_retention_hours.max(24) * 3600),
+            })
+            .await?,
+        ),
+    })
+}
+
+/// Connects to `target`'s database and applies its migrations.
+pub async fn migrate(settings: &Settings, target: Target) -> anyhow::Result<usize> {
+    let loc = eh_store::Location::for_service(settings, target.name())?;
+    let db = eh_store::connect(&loc)
+        .await
+        .with_context(|| format!("{target} database"))?;
+    let n = eh_store::migrate(&db, target.name(), &target.migrations()).await?;
+    db.close().await.ok();
+    Ok(n)
+}
+
+impl App {
+    /// Starts the HTTP listener at once, then (in the background, retrying while the database or
+    /// bus is down) the services and the gRPC listener. `/readyz` says when all is up.
+    pub async fn start(opts: AppOptions) -> anyhow::Result<App> {
+        let settings = Arc::new(with_demo_tenant(opts.settings));
+        let demo_issuer = if settings.demo_enabled() {
+            Some(Arc::new(
+                DemoIssuer::load_or_create(&settings.data_dir).map_err(anyhow::Error::msg)?,
+            ))
+        } else {
+            None
+        };
+        let auth = Authenticator::from_settings(&settings, demo_issuer.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Readiness::default();
+        let shutdown = CancellationToken::new();
+
+        let http = match opts.http_listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.server.http_addr)
+                .await
+                .with_context(|| format!("server.http_addr {}", settings.server.http_addr))?,
+        };
+        let grpc = match opts.grpc_listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.server.grpc_addr)
+                .await
+                .with_context(|| format!("server.grpc_addr {}", settings.server.grpc_addr))?,
+        };
+        let http_addr = http.local_addr()?;
+        let grpc_addr = grpc.local_addr()?;
+        let transport = transport(&settings).await?;
+        {
+            let t = transport.clone();
+            readiness.add("bus", move || {
+                let t = t.clone();
+                async move { t.ping().await.map_err(|e| e.to_string()) }
+            });
+        }
+        let http_stop = CancellationToken::new();
+        let http_task = tokio::spawn(health::serve_http(
+            http,
+            health::router(readiness.clone(), metrics.clone()),
+            http_stop.clone(),
+        ));
+
+        let booted = Arc::new(AtomicBool::new(false));
+        {
+            let b = booted.clone();
+            readiness.add("services", move || {
+                let ok = b.load(Ordering::SeqCst);
+                async move {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("starting: waiting for the database".into())
+                    }
+                }
+            });
+        }
+        let boot = Boot {
+            settings: settings.clone(),
+            targets: opts.targets,
+            transport: transport.clone(),
+            metrics: metrics.clone(),
+            readiness: readiness.clone(),
+            faults: opts.faults,
+            clock: opts.clock,
+            auth,
+            shutdown: shutdown.clone(),
+            booted,
+        };
+        let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let readiness_for_drain = readiness.clone();
+        let finished = tokio::spawn(async move {
+            let result = boot.run(grpc).await;
+            readiness_for_drain.drain();
+            http_stop.cancel();
+            let _ = tokio::time::timeout(grace, http_task).await;
+            result
+        });
+        tracing::info!(%http_addr, %grpc_addr, mode = ?settings.mode, "earlyhelp started");
+        Ok(App {
+            http_addr,
+            grpc_addr,
+            settings,
+            readiness,
+            metrics,
+            transport,
+            demo_issuer,
+            shutdown,
+            finished,
+        })
+    }
+
+    /// Begins a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the application has stopped.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.finished.await.context("application task")?
+    }
+
+    /// Waits (up to `within`) until `/readyz` would say ready.
+    pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let failed = self.readiness.failures().await;
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("not ready: {failed:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+struct Boot {
+    settings: Arc<Settings>,
+    targets: Vec<Target>,
+    transport: Arc<dyn Transport>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    faults: Arc<Faults>,
+    clock: Arc<dyn Clock>,
+    auth: Authenticator,
+    shutdown: CancellationToken,
+    booted: Arc<AtomicBool>,
+}
+
+impl Boot {
+    /// Connects and migrates every target's database (retrying until they answer), starts the
+    /// services and serves gRPC until shutdown; then drains in order.
+    async fn run(self, grpc: TcpListener) -> anyhow::Result<()> {
+        let tasks = TaskTracker::new();
+        let relay_tasks = TaskTracker::new();
+        let relay_shutdown = CancellationToken::new();
+        let mut contexts = Vec::new();
+        for &target in &self.targets {
+            let Some(db) = self.connect(target).await? else {
+                return Ok(()); // shut down while waiting
+            };
+            {
+                let db = db.clone();
+                let migrations = target.migrations();
+                self.readiness.add(format!("{target}.database"), move || {
+                    let db = db.clone();
+                    let migrations = migrations.clone();
+                    async move {
+                        eh_store::ping(&db).await.map_err(|e| e.to_string())?;
+                        let pending = eh_store::pending(&db, &migrations)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if pending.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!("migrations pending: {pending:?}"))
+                        }
+                    }
+                });
+            }
+            contexts.push((
+                target,
+                ServiceContext {
+                    service: target.name(),
+                    settings: self.settings.clone(),
+                    db,
+                    transport: self.transport.clone(),
+                    outbox: Outbox::new(),
+                    metrics: self.metrics.clone(),
+                    faults: self.faults.clone(),
+                    clock: self.clock.clone(),
+                    shutdown: self.shutdown.clone(),
+                    tasks: tasks.clone(),
+                    relay_shutdown: relay_shutdown.clone(),
+                    relay_tasks: relay_tasks.clone(),
+                },
+            ));
+        }
+        // Streams: created in the background, retried while NATS is down.
+        let streams: Vec<_> = {
+            let mut all = Vec::new();
+            for t in &self.targets {
+                for s in t.streams(&self.settings.bus.namespace) {
+                    if !all.contains(&s) {
+                        all.push(s);
+                    }
+                }
+            }
+            all
+        };
+        {
+            let transport = self.transport.clone();
+            let stop = self.shutdown.clone();
+            tasks.spawn(async move {
+                let mut delay = Duration::from_millis(100);
+                while !stop.is_cancelled() {
+                    match transport.ensure_streams(&streams).await {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!(error = %e, "cannot create streams yet; retrying"),
+                    }
+                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = stop.cancelled() => return }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            });
+        }
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(eh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("gRPC reflection")?;
+        let mut intake = None;
+        let mut notifications = None;
+        for (target, ctx) in contexts {
+            match target {
+                Target::Intake => {
+                    intake = Some(eh_intake::start(ctx, &self.auth));
+                    reporter
+                        .set_service_status(
+                            "earlyhelp.intake.v1.IntakeService",
+                            tonic_health::ServingStatus::Serving,
+                        )
+                        .await;
+                }
+                Target::Notifications => {
+                    notifications =
+                        Some(eh_notifications::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
+                    reporter
+                        .set_service_status(
+                            "earlyhelp.notifications.v1.NotificationsService",
+                            tonic_health::ServingStatus::Serving,
+                        )
+                        .await;
+                }
+            }
+        }
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        self.booted.store(true, Ordering::SeqCst);
+
+        let stop = self.shutdown.clone();
+        let readiness = self.readiness.clone();
+        let serve = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_optional_service(intake)
+            .add_optional_service(notifications)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                async move {
+                    stop.cancelled().await;
+                    // Report not ready first, so load balancers stop routing here.
+                    readiness.drain();
+                    reporter
+                        .set_service_status("", tonic_health::ServingStatus::NotServing)
+                        .await;
+                },
+            );
+        let served = serve.await;
+
+        // Shutdown: gRPC has finished its in-flight calls; now consumers and senders finish theirs,
+        // then the relays publish what was committed, all within the grace period.
+        let grace = Duration::from_secs(self.settings.server.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
+        tasks.close();
+        if tokio::time::timeout_at(deadline, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over with handlers still running");
+        }
+        relay_shutdown.cancel();
+        relay_tasks.close();
+        if tokio::time::timeout_at(deadline, relay_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "grace period over before the outbox was flushed; the relay resumes at next start"
+            );
+        }
+        tracing::info!("earlyhelp stopped");
+        served.context("gRPC server")
+    }
+
+    async fn connect(&self, target: Target) -> anyhow::Result<Option<sea_orm::DatabaseConnection>> {
+        let loc = eh_store::Location::for_service(&self.settings, target.name())?;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let attempt = async {
+                let db = eh_store::connect(&loc).await?;
+                if self.settings.database.migrate_on_start || self.settings.mode == Mode::Embedded {
+                    eh_store::migrate(&db, target.name(), &target.migrations()).await?;
+                }
+                Ok::<_, eh_store::Error>(db)
+            };
+            match attempt.await {
+                Ok(db) => return Ok(Some(db)),
+                Err(e) => {
+                    tracing::warn!(service = %target, error = %e, "database not available yet; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => return Ok(None),
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+    }
+}

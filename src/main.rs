@@ -1,0 +1,262 @@
+//! `earlyhelp`: run the platform, migrate, inspect config, operate dead letters, run the demo.
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use earlyhelp::{App, AppOptions, Target};
+use eh_platform::Settings;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "earlyhelp",
+    version,
+    about = "Early Help for children and families: every service in one binary.",
+    long_about = "Early Help for children and families: every service in one binary.\n\n\
+    Configuration: built-in defaults < --config FILE (TOML, YAML or JSON) < environment EH__SECTION__KEY\n\
+    (e.g. EH__MODE=distributed, EH__DATABASE__URL=postgres://…). With no configuration at all it runs\n\
+    in embedded mode (SQLite files under ./data, in-process bus) with a demo council."
+)]
+struct Cli {
+    /// Configuration file (TOML, YAML or JSON); repeat to layer several, later ones winning.
+    #[arg(long, global = true)]
+    config: Vec<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run services until SIGTERM/Ctrl-C: `--target all` (default) or one or more of intake,notifications.
+    Run {
+        #[arg(long, default_value = "all")]
+        target: String,
+    },
+    /// Apply every pending database migration of the targets, then exit.
+    Migrate {
+        #[arg(long, default_value = "all")]
+        target: String,
+    },
+    /// Show configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Operate on dead-lettered messages.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Re-publish a service's events published in a time range (after a broker loss).
+    /// Consumers' inboxes absorb the repeats.
+    Republish {
+        #[arg(long)]
+        service: String,
+        /// RFC 3339 start (inclusive).
+        #[arg(long)]
+        from: String,
+        /// RFC 3339 end (exclusive).
+        #[arg(long)]
+        to: String,
+    },
+    /// Run the platform with the demo council, submit example referrals and print what happened.
+    Demo {
+        /// Stop after printing instead of running on.
+        #[arg(long)]
+        exit: bool,
+    },
+    /// Mint a demo practitioner token (demo mode only), for grpcurl and the like.
+    Token {
+        #[arg(long, default_value = "demo-practitioner")]
+        sub: String,
+        #[arg(long, default_value = "practitioner")]
+        roles: String,
+        #[arg(long, default_value = "education")]
+        agency: String,
+    },
+    /// Exit 0 when the gRPC server at --grpc reports SERVING (for probes and `helm test`).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+        /// A service name; the whole server when empty.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets masked.
+    Print,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List parked messages with their reasons (JSON lines).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish parked message SEQ again on its original subject and remove it from the dead letters.
+    Replay { seq: u64 },
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Settings> {
+    Settings::from_env(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("earlyhelp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match &cli.command {
+        Command::Config {
+            command: ConfigCommand::Print,
+        } => {
+            let s = earlyhelp::app::with_demo_tenant(load(&cli)?);
+            println!("{}", serde_json::to_string_pretty(&s.to_masked_json())?);
+        }
+        Command::Healthcheck { grpc, service } => {
+            let channel = tonic::transport::Endpoint::from_shared(grpc.clone())?
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(3))
+                .connect()
+                .await
+                .with_context(|| format!("connect {grpc}"))?;
+            let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+            let resp = client
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.clone(),
+                })
+                .await?
+                .into_inner();
+            let serving = resp.status
+                == tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+            println!("{}", if serving { "SERVING" } else { "NOT_SERVING" });
+            return Ok(if serving {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Token { sub, roles, agency } => {
+            let s = load(&cli)?;
+            anyhow::ensure!(s.demo_enabled(), "tokens are minted only in demo mode");
+            let issuer = eh_auth::demo::DemoIssuer::load_or_create(&s.data_dir)
+                .map_err(anyhow::Error::msg)?;
+            let roles: Vec<&str> = roles.split(',').collect();
+            println!(
+                "{}",
+                issuer
+                    .mint(sub, &roles, agency, 3600)
+                    .map_err(anyhow::Error::msg)?
+            );
+        }
+        _ => {}
+    }
+    let settings = match &cli.command {
+        Command::Config { .. } | Command::Healthcheck { .. } | Command::Token { .. } => {
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => load(&cli)?,
+    };
+    let _telemetry =
+        eh_platform::telemetry::init(&settings.telemetry).map_err(anyhow::Error::msg)?;
+    match cli.command {
+        Command::Run { target } => {
+            let targets = Target::parse_list(&target).map_err(anyhow::Error::msg)?;
+            let app = App::start(AppOptions::new(settings, targets)).await?;
+            eh_platform::shutdown::cancel_on_signal(app.shutdown_token()).await;
+            app.stopped().await?;
+        }
+        Command::Migrate { target } => {
+            for t in Target::parse_list(&target).map_err(anyhow::Error::msg)? {
+                let n = earlyhelp::app::migrate(&settings, t).await?;
+                println!("{t}: {n} migration(s) applied");
+            }
+        }
+        Command::Dlq { command } => {
+            let transport = earlyhelp::app::transport(&settings).await?;
+            wait_for_bus(transport.as_ref()).await?;
+            let ns = &settings.bus.namespace;
+            match command {
+                DlqCommand::List { limit } => {
+                    for d in eh_bus::dlq::list(transport.as_ref(), ns, limit).await? {
+                        println!(
+                            "{}",
+                            serde_json::json!({
+                                "seq": d.seq, "consumer": d.consumer, "subject": d.original_subject,
+                                "reason": d.reason, "attempts": d.attempts, "parked_at": d.parked_at,
+                                "event_id": d.headers.get("Eh-Id"), "bytes": d.payload.len(),
+                            })
+                        );
+                    }
+                }
+                DlqCommand::Replay { seq } => {
+                    let d = eh_bus::dlq::replay(transport.as_ref(), ns, seq).await?;
+                    println!("replayed {seq} to {}", d.original_subject);
+                }
+            }
+        }
+        Command::Republish { service, from, to } => {
+            let target: Target = service.parse().map_err(anyhow::Error::msg)?;
+            let parse = |s: &str| {
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map(|d| d.with_timezone(&chrono::Utc))
+                    .with_context(|| format!("{s}: not an RFC 3339 time"))
+            };
+            let loc = eh_store::Location::for_service(&settings, target.name())?;
+            let db = eh_store::connect(&loc).await?;
+            let n = eh_bus::relay::republish_range(&db, parse(&from)?, parse(&to)?).await?;
+            println!(
+                "{n} event(s) of {target} marked for re-publishing; running services publish them now"
+            );
+        }
+        Command::Demo { exit } => {
+            anyhow::ensure!(
+                settings.demo_enabled(),
+                "the demo runs in demo mode (embedded, demo = true)"
+            );
+            let app = App::start(AppOptions::new(settings, Target::ALL.to_vec())).await?;
+            app.wait_ready(Duration::from_secs(30)).await?;
+            println!(
+                "Early Help platform running (embedded mode, demo council \"Demo Borough Council\")"
+            );
+            println!(
+                "  gRPC {}   health/metrics http://{}/readyz",
+                app.grpc_addr, app.http_addr
+            );
+            println!("Submitting example requests for support as an upstream system would…");
+            earlyhelp::demo::run(&app).await?;
+            if !exit {
+                println!(
+                    "Running; Ctrl-C to stop. Try: earlyhelp token   (a practitioner token for grpcurl)"
+                );
+                eh_platform::shutdown::cancel_on_signal(app.shutdown_token()).await;
+            }
+            app.shutdown();
+            app.stopped().await?;
+        }
+        Command::Config { .. } | Command::Healthcheck { .. } | Command::Token { .. } => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_bus(t: &dyn eh_bus::Transport) -> anyhow::Result<()> {
+    for _ in 0..50 {
+        if t.ping().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t.ping().await.context("bus not reachable")
+}
