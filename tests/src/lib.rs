@@ -1,1 +1,206 @@
-//! Cross-service, fault-injection and load tests
+//! Shared test harness: an application started in either mode on port 0 with its own namespace,
+//! database and SMTP server, plus helpers to publish, submit and observe.
+use earlyhelp::{App, AppOptions, Target};
+use eh_bus::transport::ConsumerSpec;
+use eh_bus::{Faults, OutboundMessage, Received, subjects};
+use eh_platform::Settings;
+use eh_platform::config::ApiKeySettings;
+use eh_proto::intake::v1::intake_service_client::IntakeServiceClient;
+use eh_testkit::SmtpSink;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+pub const WORCS_KEY: &str = "worcs-hub-key-for-tests";
+pub const STAFFS_KEY: &str = "staffs-hub-key-for-tests";
+
+pub struct TestApp {
+    pub app: Option<App>,
+    pub settings: Settings,
+    pub smtp: SmtpSink,
+    pub faults: Arc<Faults>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for a test, with API keys for the two test councils.
+pub async fn test_settings(
+    distributed: bool,
+    dir: &std::path::Path,
+    smtp_port: u16,
+    nats: Option<String>,
+) -> anyhow::Result<Settings> {
+    let mut s = eh_testkit::settings(distributed, dir, Some(smtp_port), nats).await?;
+    for (tenant, key) in [("worcs", WORCS_KEY), ("staffs", STAFFS_KEY)] {
+        if let Some(t) = s.tenants.get_mut(tenant) {
+            t.api_keys.push(ApiKeySettings {
+                name: format!("{tenant}-hub"),
+                sha256: eh_auth::Authenticator::hash_key(key),
+            });
+        }
+    }
+    Ok(s)
+}
+
+impl TestApp {
+    pub async fn spawn(distributed: bool) -> anyhow::Result<Self> {
+        Self::spawn_on(distributed, None).await
+    }
+
+    pub async fn spawn_on(distributed: bool, nats: Option<String>) -> anyhow::Result<Self> {
+        init_telemetry();
+        let dir = tempfile::tempdir()?;
+        let smtp = SmtpSink::start()?;
+        let settings = test_settings(distributed, dir.path(), smtp.port, nats).await?;
+        let mut t = Self {
+            app: None,
+            settings,
+            smtp,
+            faults: Arc::new(Faults::default()),
+            dir,
+        };
+        t.start().await?;
+        Ok(t)
+    }
+
+    /// Starts (or starts again, after [`TestApp::stop`]) the application on the same settings.
+    pub async fn start(&mut self) -> anyhow::Result<()> {
+        let mut opts = AppOptions::new(self.settings.clone(), Target::ALL.to_vec());
+        opts.faults = self.faults.clone();
+        opts.http_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+        opts.grpc_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+        let app = App::start(opts).await?;
+        app.wait_ready(Duration::from_secs(30)).await?;
+        self.app = Some(app);
+        Ok(())
+    }
+
+    /// Graceful stop.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(app) = self.app.take() {
+            app.shutdown();
+            app.stopped().await?;
+        }
+        Ok(())
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("app running")
+    }
+
+    pub fn ns(&self) -> String {
+        self.settings.bus.namespace.clone()
+    }
+
+    pub async fn intake(&self) -> anyhow::Result<IntakeServiceClient<Channel>> {
+        let ch = Channel::from_shared(format!("http://{}", self.app().grpc_addr))?
+            .connect()
+            .await?;
+        Ok(IntakeServiceClient::new(ch))
+    }
+
+    /// Publishes raw bytes as an upstream system does.
+    pub async fn publish_inbound(
+        &self,
+        tenant: &str,
+        payload: Vec<u8>,
+        msg_id: &str,
+    ) -> anyhow::Result<()> {
+        self.app()
+            .transport
+            .publish(&OutboundMessage {
+                msg_id: msg_id.to_string(),
+                subject: subjects::inbound(&self.ns(), tenant, "referral"),
+                headers: BTreeMap::from([("Eh-Actor".to_string(), format!("{tenant}-hub"))]),
+                payload,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A fresh durable consumer of `filter` from the start of the stream of `service`.
+    pub async fn watch(
+        &self,
+        service: &str,
+        filter: &str,
+    ) -> anyhow::Result<Box<dyn eh_bus::transport::Subscription>> {
+        Ok(self
+            .app()
+            .transport
+            .subscribe(&ConsumerSpec {
+                durable: format!("watch_{}", uuid::Uuid::new_v4().simple()),
+                stream: subjects::service_stream(&self.ns(), service),
+                filter_subject: filter.to_string(),
+                ack_wait: Duration::from_secs(30),
+            })
+            .await?)
+    }
+
+    /// Connects to one service's database.
+    pub async fn db(&self, service: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
+        let loc = eh_store::Location::for_service(&self.settings, service)?;
+        Ok(eh_store::connect(&loc).await?)
+    }
+
+    pub async fn referral_count(&self, tenant: &str) -> anyhow::Result<i64> {
+        let db = self.db("intake").await?;
+        Ok(eh_intake::store::count(&db, tenant).await?)
+    }
+
+    /// Value of a Prometheus counter line that contains every one of `parts`.
+    pub fn metric(&self, name: &str, parts: &[&str]) -> f64 {
+        self.app()
+            .metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// Installs the binary's telemetry (tracing + OpenTelemetry + W3C propagation) once per process.
+pub fn init_telemetry() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let settings = eh_platform::config::TelemetrySettings {
+            log_level: std::env::var("EH_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            ..Default::default()
+        };
+        if let Ok(guard) = eh_platform::telemetry::init(&settings) {
+            std::mem::forget(guard);
+        }
+    });
+}
+
+/// Collects deliveries from `sub` until `n` arrived or `within` passed.
+pub async fn collect(
+    sub: &mut Box<dyn eh_bus::transport::Subscription>,
+    n: usize,
+    within: Duration,
+) -> anyhow::Result<Vec<Received>> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        if let Some(d) = sub.next().await? {
+            d.acker.ack().await?;
+            out.push(d.msg);
+        }
+    }
+    Ok(out)
+}
+
+/// A valid referral document for `reference`.
+pub fn referral(reference: &str, referrer_email: Option<&str>) -> serde_json::Value {
+    let mut doc = earlyhelp::demo::example(reference, referrer_email);
+    doc["source"]["system"] = serde_json::json!("test-hub");
+    doc
+}
+
+/// An API-key authenticated request.
+pub fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("x-api-key", key.parse().expect("ascii key"));
+    r
+}

@@ -58,7 +58,7 @@ pub fn inbound_stream(ns: &str) -> StreamSpec {
 pub fn dead_letter_stream(ns: &str) -> StreamSpec {
     StreamSpec {
         name: stream_name(ns, "dlq"),
-        subjects: vec![format!("{ns}.dlq.>")],
+        subjects: vec![format!("{ns}.dlq.*")],
     }
 }
 

@@ -68,10 +68,15 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, String> {
             .with_writer(std::io::stderr)
             .boxed()
     };
+    // The log filter applies to logs only: spans reach OpenTelemetry (and so trace context
+    // propagates) whatever the log level.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(fmt.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|e| format!("telemetry: {e}"))?;
     Ok(TelemetryGuard { provider })

@@ -1,1 +1,394 @@
-//! Finds or starts PostgreSQL and NATS for tests, SMTP sink, fixtures
+//! Real dependencies for tests: PostgreSQL and NATS from the environment (`EH_TEST_DATABASE_URL`,
+//! `EH_TEST_NATS_URL`) or the default local ports, else throwaway servers started from installed
+//! binaries in a temp dir; a fresh database and subject namespace per test so tests run in
+//! parallel; a real SMTP server (mailin) that keeps what it receives.
+use anyhow::{Context, bail};
+use sea_orm::{ConnectionTrait, Database};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A unique, valid subject token / stream prefix for one test.
+pub fn namespace() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+fn reachable(hostport: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
+fn host_port(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for(hostport: &str, what: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if reachable(hostport) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not start listening on {hostport}")
+}
+
+/// The PostgreSQL server tests use: `EH_TEST_DATABASE_URL`, else 127.0.0.1:5432 (user postgres),
+/// else a throwaway cluster from the installed `initdb`/`postgres` binaries.
+pub fn postgres_admin_url() -> anyhow::Result<String> {
+    static URL: Mutex<Option<String>> = Mutex::new(None);
+    let mut guard = URL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(u) = guard.as_ref() {
+        return Ok(u.clone());
+    }
+    let url = std::env::var("EH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = if reachable(&host_port(&url)) {
+        url
+    } else {
+        start_throwaway_postgres().with_context(|| {
+            format!(
+                "no PostgreSQL at {url} and none could be started: set EH_TEST_DATABASE_URL, start \
+                 the local server (pg_ctlcluster <version> main start), or install postgresql"
+            )
+        })?
+    };
+    *guard = Some(url.clone());
+    Ok(url)
+}
+
+fn pg_bin() -> Option<PathBuf> {
+    let base = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<_> = std::fs::read_dir(base)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    versions.sort();
+    versions.pop().map(|v| v.join("bin"))
+}
+
+fn start_throwaway_postgres() -> anyhow::Result<String> {
+    let bin = pg_bin().context("no /usr/lib/postgresql/*/bin")?;
+    let dir = tempfile::Builder::new().prefix("eh-pg-").tempdir()?.keep();
+    let port = free_port()?;
+    let status = Command::new(bin.join("initdb"))
+        .args(["-D"])
+        .arg(dir.join("data"))
+        .args(["-U", "postgres", "--auth=trust"])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "initdb failed");
+    Command::new(bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(&dir)
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    wait_for(&format!("127.0.0.1:{port}"), "throwaway PostgreSQL")?;
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// A new, empty database for one test; its URL.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let admin = postgres_admin_url()?;
+    let name = format!("eh_test_{}", uuid::Uuid::new_v4().simple());
+    let db = Database::connect(&admin)
+        .await
+        .with_context(|| format!("connect {admin}"))?;
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    db.close().await.ok();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin);
+    Ok(format!("{base}/{name}"))
+}
+
+/// The NATS server tests share: `EH_TEST_NATS_URL`, else 127.0.0.1:4222, else a throwaway one.
+pub fn nats_url() -> anyhow::Result<String> {
+    static URL: Mutex<Option<(String, Option<NatsServer>)>> = Mutex::new(None);
+    let mut guard = URL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((u, _)) = guard.as_ref() {
+        return Ok(u.clone());
+    }
+    let url = std::env::var("EH_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let (url, server) = if reachable(&host_port(&url)) {
+        (url, None)
+    } else {
+        let s = NatsServer::start().with_context(|| {
+            format!("no NATS at {url} and nats-server could not be started: set EH_TEST_NATS_URL or install nats-server")
+        })?;
+        (s.url(), Some(s))
+    };
+    *guard = Some((url.clone(), server));
+    Ok(url)
+}
+
+/// A throwaway `nats-server -js` the test owns (and may stop and restart on the same port and
+/// store, as a crash and recovery would).
+pub struct NatsServer {
+    port: u16,
+    store: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> anyhow::Result<Self> {
+        let store = tempfile::Builder::new()
+            .prefix("eh-nats-")
+            .tempdir()?
+            .keep();
+        let mut s = Self {
+            port: free_port()?,
+            store,
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+            if Path::new("/usr/sbin/nats-server").exists() {
+                "/usr/sbin/nats-server".into()
+            } else {
+                "nats-server".into()
+            }
+        });
+        let child = Command::new(&bin)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {bin}"))?;
+        self.child = Some(child);
+        wait_for(&format!("127.0.0.1:{}", self.port), "nats-server")
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to go.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// A message the SMTP server received.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+struct SinkHandler {
+    store: Arc<Mutex<Vec<ReceivedMail>>>,
+    current: Arc<Mutex<Option<ReceivedMail>>>,
+    /// While true the server answers 451 to DATA (a temporary failure).
+    failing: Arc<Mutex<bool>>,
+}
+
+impl mailin_embedded::Handler for SinkHandler {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        if *self.failing.lock().unwrap_or_else(|e| e.into_inner()) {
+            return mailin_embedded::response::INTERNAL_ERROR;
+        }
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReceivedMail {
+            from: from.to_string(),
+            to: to.to_vec(),
+            raw: Vec::new(),
+        });
+        mailin_embedded::response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(m) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            m.raw.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        if let Some(m) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            self.store.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        }
+        mailin_embedded::response::OK
+    }
+}
+
+/// A real SMTP server on 127.0.0.1 (the mailin library), keeping every message it accepts.
+pub struct SmtpSink {
+    pub port: u16,
+    handler: SinkHandler,
+}
+
+impl SmtpSink {
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let handler = SinkHandler::default();
+        let mut server = mailin_embedded::Server::new(handler.clone());
+        server
+            .with_name("smtp-sink.test")
+            .with_tcp_listener(listener)
+            .with_num_threads(2);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        Ok(Self { port, handler })
+    }
+
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        self.handler
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Makes the server refuse mail (451) until set back.
+    pub fn set_failing(&self, failing: bool) {
+        *self
+            .handler
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = failing;
+    }
+
+    /// Waits until at least `n` messages arrived; all of them.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> anyhow::Result<Vec<ReceivedMail>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return Ok(m);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("expected {n} message(s), the SMTP server has {}", m.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `check` until it yields `Some`, or fails after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Settings for a test: embedded under `data_dir`, or distributed on a fresh database and the
+/// shared NATS, always in its own namespace; SMTP to `smtp_port` when given.
+pub async fn settings(
+    distributed: bool,
+    data_dir: &Path,
+    smtp_port: Option<u16>,
+    nats: Option<String>,
+) -> anyhow::Result<eh_platform::Settings> {
+    let mut env: Vec<(String, String)> = vec![
+        ("EH__BUS__NAMESPACE".into(), namespace()),
+        ("EH__DATA_DIR".into(), data_dir.display().to_string()),
+        ("EH__BUS__ACK_WAIT_SECS".into(), "2".into()),
+        ("EH__BUS__RETRY_BASE_MS".into(), "50".into()),
+        ("EH__BUS__RETRY_MAX_MS".into(), "200".into()),
+        ("EH__BUS__MAX_DELIVER".into(), "3".into()),
+        ("EH__SERVER__SHUTDOWN_GRACE_SECS".into(), "10".into()),
+        (
+            "EH__TENANTS__WORCS__NAME".into(),
+            "Worcestershire County Council".into(),
+        ),
+        (
+            "EH__TENANTS__STAFFS__NAME".into(),
+            "Staffordshire County Council".into(),
+        ),
+    ];
+    if distributed {
+        env.push(("EH__MODE".into(), "distributed".into()));
+        env.push(("EH__DATABASE__URL".into(), fresh_database().await?));
+        env.push((
+            "EH__BUS__NATS_URL".into(),
+            match nats {
+                Some(u) => u,
+                None => nats_url()?,
+            },
+        ));
+    } else {
+        env.push(("EH__DEMO".into(), "true".into()));
+    }
+    if let Some(p) = smtp_port {
+        env.push(("EH__SMTP__HOST".into(), "127.0.0.1".into()));
+        env.push(("EH__SMTP__PORT".into(), p.to_string()));
+    }
+    eh_platform::Settings::load(&[], env).map_err(|e| anyhow::anyhow!("{e}"))
+}

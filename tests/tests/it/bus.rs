@@ -1,0 +1,143 @@
+//! The bus on its own, in both transports: poison messages are dead-lettered after N attempts with
+//! the reason while other messages keep flowing, and an operator can replay them.
+use async_trait::async_trait;
+use eh_bus::consumer::{self, ConsumerOptions, Handled, Handler, HandlerError};
+use eh_bus::transport::ConsumerSpec;
+use eh_bus::{Faults, OutboundMessage, Received, Transport, dlq, subjects};
+use eh_platform::Metrics;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Fails every message whose payload is "poison"; records the rest.
+struct Picky {
+    seen: Mutex<Vec<String>>,
+    attempts: Mutex<u64>,
+}
+
+#[async_trait]
+impl Handler for Picky {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let body = String::from_utf8_lossy(&msg.payload).to_string();
+        if body == "poison" {
+            *self.attempts.lock().expect("lock") += 1;
+            return Err(HandlerError::Retryable("cannot digest poison".into()));
+        }
+        self.seen.lock().expect("lock").push(body);
+        Ok(Handled::Done)
+    }
+}
+
+async fn poison(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
+    let ns = eh_testkit::namespace();
+    let stream = subjects::service_stream(&ns, "intake");
+    transport
+        .ensure_streams(&[stream.clone(), subjects::dead_letter_stream(&ns)])
+        .await?;
+    let handler = Arc::new(Picky {
+        seen: Mutex::new(vec![]),
+        attempts: Mutex::new(0),
+    });
+    let stop = CancellationToken::new();
+    let opts = ConsumerOptions {
+        spec: ConsumerSpec {
+            durable: "poison_test".into(),
+            stream,
+            filter_subject: format!("{ns}.*.intake.>"),
+            ack_wait: Duration::from_secs(5),
+        },
+        namespace: ns.clone(),
+        concurrency: 4,
+        max_deliver: 3,
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(100),
+    };
+    let task = tokio::spawn(consumer::run(
+        transport.clone(),
+        opts,
+        handler.clone(),
+        Arc::new(Metrics::new()),
+        Arc::new(Faults::default()),
+        stop.clone(),
+    ));
+    let publish = |i: usize, body: &str| OutboundMessage {
+        msg_id: format!("m-{i}"),
+        subject: subjects::event(&ns, "worcs", "intake", "thing_happened"),
+        headers: [("Eh-Id".to_string(), format!("m-{i}"))].into(),
+        payload: body.as_bytes().to_vec(),
+    };
+    transport.publish(&publish(0, "poison")).await?;
+    for i in 1..=5 {
+        transport.publish(&publish(i, &format!("good-{i}"))).await?;
+    }
+    let letters = eh_testkit::eventually(Duration::from_secs(20), "a dead letter", || async {
+        let l = dlq::list(transport.as_ref(), &ns, 10).await?;
+        Ok((!l.is_empty()).then_some(l))
+    })
+    .await?;
+    eh_testkit::eventually(Duration::from_secs(10), "the good messages", || async {
+        Ok((handler.seen.lock().expect("lock").len() == 5).then_some(()))
+    })
+    .await?;
+    assert_eq!(letters.len(), 1);
+    let d = &letters[0];
+    assert_eq!(
+        d.original_subject,
+        subjects::event(&ns, "worcs", "intake", "thing_happened")
+    );
+    assert_eq!(d.consumer, "poison_test");
+    assert_eq!(d.attempts, 3);
+    assert!(d.reason.contains("cannot digest poison"), "{}", d.reason);
+    assert_eq!(
+        d.headers.get("Eh-Id").map(String::as_str),
+        Some("m-0"),
+        "original headers kept"
+    );
+    assert_eq!(
+        *handler.attempts.lock().expect("lock"),
+        3,
+        "tried exactly max_deliver times"
+    );
+
+    // Replay: delivered again to the consumer, removed from the dead letters.
+    dlq::replay(transport.as_ref(), &ns, d.seq).await?;
+    eh_testkit::eventually(Duration::from_secs(20), "the replayed message", || async {
+        Ok((*handler.attempts.lock().expect("lock") > 3).then_some(()))
+    })
+    .await?;
+    stop.cancel();
+    task.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_poison_message_is_dead_lettered_and_others_flow() -> anyhow::Result<()> {
+    let t = eh_bus::nats::NatsTransport::connect(eh_bus::nats::NatsOptions {
+        url: eh_testkit::nats_url()?,
+        name: "test".into(),
+        credentials_file: None,
+        ca_file: None,
+        replicas: 1,
+        max_age: Duration::from_secs(3600),
+    })
+    .await?;
+    poison(Arc::new(t)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_poison_message_is_dead_lettered_and_others_flow() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bus.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    poison(Arc::new(
+        eh_bus::embedded::EmbeddedTransport::open(db).await?,
+    ))
+    .await
+}

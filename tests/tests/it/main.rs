@@ -1,0 +1,6 @@
+//! Cross-service tests against real PostgreSQL + NATS (distributed) and the embedded mode.
+mod access;
+mod bus;
+mod faults;
+mod rejections;
+mod slice;
