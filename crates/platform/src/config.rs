@@ -424,7 +424,7 @@ mod tests {
     #[test]
     fn env_overrides_nested_keys_with_types() {
         let s = Settings::load(
-            None,
+            &[],
             env(&[
                 ("EH__SERVER__SHUTDOWN_GRACE_SECS", "7"),
                 ("EH__BUS__NAMESPACE", "ehtest"),
@@ -459,7 +459,7 @@ mod tests {
             .to_string();
         assert!(e.contains("database.url"), "{e}");
         let e = Settings::load(
-            None,
+            &[],
             env(&[
                 ("EH__MODE", "distributed"),
                 ("EH__DEMO", "true"),

@@ -18,7 +18,7 @@ pub const TYPE_REJECTED: &str = "earlyhelp.intake.v1.ReferralRejected";
 /// What became of a submission.
 #[derive(Debug)]
 pub enum Outcome {
-    Stored(store::StoredReferral),
+    Stored(Box<store::StoredReferral>),
     /// Held already under the same source reference.
     Duplicate {
         id: String,
@@ -86,7 +86,7 @@ impl Intake {
                 match store::insert(&txn, tenant, &referral, &doc, door.actor, now).await? {
                     Some(stored) => {
                         self.emit_received(&txn, &stored, &door, now).await?;
-                        Outcome::Stored(stored)
+                        Outcome::Stored(Box::new(stored))
                     }
                     None => {
                         let source = referral.source.clone().unwrap_or_default();

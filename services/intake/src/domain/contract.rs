@@ -106,8 +106,9 @@ pub fn parse(bytes: &[u8], max_bytes: usize) -> Result<(Value, Referral), Reject
     Ok((doc, referral))
 }
 
-/// The contract JSON of a gRPC referral: absent optional fields are omitted, so a missing
-/// required field is reported as missing rather than defaulted.
+/// The contract JSON of a gRPC referral: absent optional fields and empty repeated fields are
+/// omitted (protobuf cannot tell an empty list from none), so a missing required field is
+/// reported as missing rather than defaulted.
 pub fn to_json(referral: &Referral) -> Value {
     let mut v = serde_json::to_value(referral).unwrap_or(Value::Null);
     strip_nulls(&mut v);
@@ -117,7 +118,7 @@ pub fn to_json(referral: &Referral) -> Value {
 fn strip_nulls(v: &mut Value) {
     match v {
         Value::Object(map) => {
-            map.retain(|_, x| !x.is_null());
+            map.retain(|_, x| !(x.is_null() || x.as_array().is_some_and(Vec::is_empty)));
             map.values_mut().for_each(strip_nulls);
         }
         Value::Array(items) => items.iter_mut().for_each(strip_nulls),

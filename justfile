@@ -1,0 +1,31 @@
+# The developer's verbs. `just --list` shows them.
+
+# Run the platform in embedded mode with the demo council.
+up:
+    cargo run --release -- demo
+
+# The whole test suite: Rust tests (real PostgreSQL + NATS, started if needed) and the chart checks.
+test: deps
+    cargo test --workspace
+    bash charts/check.sh
+
+# Only the Rust tests.
+test-rust: deps
+    cargo test --workspace
+
+# Formatting and lints, as CI enforces them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Render, lint, validate and scan the Helm chart with Helm's own engine.
+charts:
+    bash charts/check.sh
+
+# Load harness: referrals per second and latency in both modes, beside raw baselines.
+bench: deps
+    cargo run --release -p eh-tests --bin load
+
+# Start local PostgreSQL and NATS (JetStream) if they are not running.
+deps:
+    bash infra/scripts/start-deps.sh
