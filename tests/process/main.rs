@@ -1,0 +1,177 @@
+//! The real `earlyhelp` binary as a process: SIGTERM under load exits 0 with no half-handled work.
+use eh_proto::intake::v1::SubmitReferralRequest;
+use eh_proto::intake::v1::intake_service_client::IntakeServiceClient;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn spawn(dir: &std::path::Path, grpc: u16, http: u16) -> std::io::Result<Child> {
+    Command::new(env!("CARGO_BIN_EXE_earlyhelp"))
+        .args(["run", "--target", "all"])
+        .env("EH__DATA_DIR", dir)
+        .env("EH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("EH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("EH__SERVER__SHUTDOWN_GRACE_SECS", "20")
+        .env("EH__TELEMETRY__LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+}
+
+async fn ready(http: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf).await?;
+            if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("never ready")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_zero_and_leaves_nothing_half_done() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spawn(dir.path(), grpc, http)?;
+    ready(http).await?;
+    let issuer =
+        eh_auth::demo::DemoIssuer::load_or_create(dir.path()).map_err(anyhow::Error::msg)?;
+    let token = issuer
+        .mint("load-tester", &["practitioner"], "education", 600)
+        .map_err(anyhow::Error::msg)?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))?
+        .connect()
+        .await?;
+
+    // Eight clients submit continuously; SIGTERM lands in the middle.
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (channel, token, accepted) = (channel.clone(), token.clone(), accepted.clone());
+        clients.push(tokio::spawn(async move {
+            let mut client = IntakeServiceClient::new(channel);
+            for i in 0..1000 {
+                let doc =
+                    earlyhelp::demo::example(&format!("SIG-{c}-{i}"), Some("ref@school.example"));
+                let Ok(referral) = serde_json::from_value(doc) else {
+                    return;
+                };
+                let mut req = tonic::Request::new(SubmitReferralRequest {
+                    tenant: "demo".into(),
+                    referral: Some(referral),
+                });
+                req.metadata_mut().insert(
+                    "authorization",
+                    format!("Bearer {token}").parse().expect("ascii"),
+                );
+                match client.submit_referral(req).await {
+                    Ok(r) => accepted
+                        .lock()
+                        .expect("lock")
+                        .push(r.into_inner().referral_id),
+                    Err(_) => return, // the server is going away
+                }
+            }
+        }));
+    }
+    while accepted.lock().expect("lock").len() < 60 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await??;
+    for c in clients {
+        let _ = c.await;
+    }
+    assert!(exit.success(), "exit status {exit:?}");
+    let accepted = accepted.lock().expect("lock").clone();
+
+    // Every accepted referral is stored, its event published and its acknowledgement recorded once.
+    let intake = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("intake.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    for id in &accepted {
+        assert!(
+            eh_intake::store::get(&intake, "demo", id).await?.is_some(),
+            "accepted referral {id} is stored"
+        );
+    }
+    let q = |db: &sea_orm::DatabaseConnection, sql: &str| {
+        let db = db.clone();
+        let sql = sql.to_string();
+        async move {
+            let row = sea_orm::ConnectionTrait::query_one_raw(
+                &db,
+                eh_store::stmt(db.get_database_backend(), &sql, []),
+            )
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))?;
+            Ok::<i64, anyhow::Error>(row.try_get_by_index::<i64>(0)?)
+        }
+    };
+    let stored = q(&intake, "SELECT COUNT(*) FROM referrals").await?;
+    assert!(stored >= accepted.len() as i64);
+    assert_eq!(
+        q(
+            &intake,
+            "SELECT COUNT(*) FROM eh_outbox WHERE published_at IS NULL"
+        )
+        .await?,
+        0,
+        "outbox flushed at shutdown"
+    );
+
+    // Restart: whatever was in flight on the bus is finished, once.
+    let mut child = spawn(dir.path(), grpc, http)?;
+    ready(http).await?;
+    let notifications = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("notifications.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    let mut messages = 0;
+    for _ in 0..300 {
+        messages = q(&notifications, "SELECT COUNT(*) FROM messages").await?;
+        if messages == stored {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        messages, stored,
+        "one acknowledgement per stored referral, none twice"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait())
+            .await??
+            .success()
+    );
+    Ok(())
+}
