@@ -362,6 +362,20 @@ impl Boot {
         let stop = self.shutdown.clone();
         let readiness = self.readiness.clone();
         let serve = tonic::transport::Server::builder()
+            // A span per call, continuing the caller's W3C trace context from the metadata, so the
+            // events a call causes carry the caller's trace.
+            .trace_fn(|req| {
+                let span = tracing::info_span!(
+                    "grpc",
+                    otel.name = %req.uri().path(),
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                );
+                eh_platform::telemetry::set_parent_from(&span, |k| {
+                    req.headers().get(k).and_then(|v| v.to_str().ok()).map(String::from)
+                });
+                span
+            })
             .add_service(health_service)
             .add_service(reflection)
             .add_optional_service(intake)
