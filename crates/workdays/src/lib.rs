@@ -1,0 +1,1 @@
+//! Working days per council (work in progress).

@@ -1,0 +1,1 @@
+//! Consent (work in progress).
