@@ -372,7 +372,10 @@ impl Boot {
                     rpc.system = "grpc",
                 );
                 eh_platform::telemetry::set_parent_from(&span, |k| {
-                    req.headers().get(k).and_then(|v| v.to_str().ok()).map(String::from)
+                    req.headers()
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from)
                 });
                 span
             })

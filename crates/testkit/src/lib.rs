@@ -290,7 +290,7 @@ impl SmtpSink {
         server
             .with_name("smtp-sink.test")
             .with_tcp_listener(listener)
-            .with_num_threads(2);
+            .with_num_threads(16);
         std::thread::spawn(move || {
             let _ = server.serve();
         });

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 /// Attempts before a message is marked failed for good.
 pub const MAX_ATTEMPTS: i32 = 8;
 const LEASE_SECS: i64 = 120;
+/// Messages in flight at once.
+const SEND_CONCURRENCY: usize = 16;
 
 pub struct Sender {
     ctx: ServiceContext,
@@ -69,84 +71,82 @@ impl Sender {
         chrono::Duration::milliseconds((base << (attempts.clamp(1, 20) - 1)).min(max))
     }
 
-    /// Sends what is due; how many messages it settled.
+    /// Sends what is due, up to `SEND_CONCURRENCY` at once over pooled SMTP connections; how many
+    /// messages it settled.
     pub async fn send_due(&self) -> Result<usize, sea_orm::DbErr> {
-        let db = &self.ctx.db;
+        use futures::StreamExt;
         let now = self.ctx.clock.now();
-        let due = store::due(db, now, 32).await?;
+        let due = store::due(&self.ctx.db, now, 64).await?;
+        let results: Vec<Result<bool, sea_orm::DbErr>> = futures::stream::iter(due)
+            .map(|m| self.send_one(m, now))
+            .buffer_unordered(SEND_CONCURRENCY)
+            .collect()
+            .await;
         let mut settled = 0;
-        for m in due {
-            if !store::claim(db, &m, now + chrono::Duration::seconds(LEASE_SECS)).await? {
-                continue;
-            }
-            let attempts = m.attempts + 1;
-            if let Some(reason) = store::is_suppressed(db, &m.tenant, &m.recipient).await? {
-                tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
-                store::set_status(db, &m.id, "suppressed", Some(&reason), now, None).await?;
+        for r in results {
+            if r? {
                 settled += 1;
-                continue;
             }
-            let from = self
-                .ctx
-                .settings
-                .tenants
-                .get(&m.tenant)
-                .and_then(|t| t.mail_from.clone())
-                .unwrap_or_else(|| self.ctx.settings.smtp.from.clone());
-            let result = self
-                .mailer
-                .send(&Email {
-                    message_id: &m.id,
-                    from: &from,
-                    to: &m.recipient,
-                    subject: &m.subject,
-                    body: &m.body,
-                })
-                .await;
-            let now = self.ctx.clock.now();
-            match result {
-                Ok(()) => {
-                    let txn = db.begin().await?;
-                    store::set_status(&txn, &m.id, "sent", None, now, Some(now)).await?;
-                    let env = Envelope::new(
-                        "earlyhelp.notifications.v1.MessageSent",
-                        &m.tenant,
-                        "service:notifications",
-                        now,
-                    );
-                    let event = MessageSent {
-                        message_id: m.id.clone(),
-                        template: m.template.clone(),
-                        channel: m.channel.clone(),
-                        related_id: m.related_id.clone(),
-                        sent_at: now.to_rfc3339(),
-                    };
-                    let subject =
-                        subjects::event(self.ctx.namespace(), &m.tenant, SERVICE, "message_sent");
-                    self.ctx
-                        .outbox
-                        .enqueue(
-                            &txn,
-                            &OutboundMessage::event(subject, &env, event.encode_to_vec()),
-                        )
-                        .await
-                        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-                    txn.commit().await?;
-                    self.ctx.outbox.committed();
-                    tracing::info!(message_id = %m.id, template = %m.template, "message sent");
-                }
-                Err(error) if attempts >= MAX_ATTEMPTS => {
-                    tracing::error!(message_id = %m.id, %error, attempts, "message failed for good");
-                    store::set_status(db, &m.id, "failed", Some(&error), now, None).await?;
-                }
-                Err(error) => {
-                    let next = now + self.backoff(attempts);
-                    tracing::warn!(message_id = %m.id, %error, attempts, "send failed; will retry");
-                    store::set_status(db, &m.id, "queued", Some(&error), next, None).await?;
-                }
-            }
-            settled += 1;
         }
         Ok(settled)
+    }
+
+    /// One message: claim, check suppression, send, record. False when another sender had it.
+    async fn send_one(&self, m: store::MessageRow, now: chrono::DateTime<chrono::Utc>) -> Result<bool, sea_orm::DbErr> {
+        let db = &self.ctx.db;
+        if !store::claim(db, &m, now + chrono::Duration::seconds(LEASE_SECS)).await? {
+            return Ok(false);
+        }
+        let attempts = m.attempts + 1;
+        if let Some(reason) = store::is_suppressed(db, &m.tenant, &m.recipient).await? {
+            tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
+            store::set_status(db, &m.id, "suppressed", Some(&reason), now, None).await?;
+            return Ok(true);
+        }
+        let from = self
+            .ctx
+            .settings
+            .tenants
+            .get(&m.tenant)
+            .and_then(|t| t.mail_from.clone())
+            .unwrap_or_else(|| self.ctx.settings.smtp.from.clone());
+        let result = self
+            .mailer
+            .send(&Email { message_id: &m.id, from: &from, to: &m.recipient, subject: &m.subject, body: &m.body })
+            .await;
+        let now = self.ctx.clock.now();
+        match result {
+            Ok(()) => {
+                let txn = db.begin().await?;
+                store::set_status(&txn, &m.id, "sent", None, now, Some(now)).await?;
+                let env = Envelope::new("earlyhelp.notifications.v1.MessageSent", &m.tenant, "service:notifications", now);
+                let event = MessageSent {
+                    message_id: m.id.clone(),
+                    template: m.template.clone(),
+                    channel: m.channel.clone(),
+                    related_id: m.related_id.clone(),
+                    sent_at: now.to_rfc3339(),
+                };
+                let subject = subjects::event(self.ctx.namespace(), &m.tenant, SERVICE, "message_sent");
+                self.ctx
+                    .outbox
+                    .enqueue(&txn, &OutboundMessage::event(subject, &env, event.encode_to_vec()))
+                    .await
+                    .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+                txn.commit().await?;
+                self.ctx.outbox.committed();
+                tracing::info!(message_id = %m.id, template = %m.template, "message sent");
+            }
+            Err(error) if attempts >= MAX_ATTEMPTS => {
+                tracing::error!(message_id = %m.id, %error, attempts, "message failed for good");
+                store::set_status(db, &m.id, "failed", Some(&error), now, None).await?;
+            }
+            Err(error) => {
+                let next = now + self.backoff(attempts);
+                tracing::warn!(message_id = %m.id, %error, attempts, "send failed; will retry");
+                store::set_status(db, &m.id, "queued", Some(&error), next, None).await?;
+            }
+        }
+        Ok(true)
     }
 }

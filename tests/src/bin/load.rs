@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 fn n() -> usize {
-    std::env::var("EH_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("EH_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 async fn jetstream_baseline(n: usize) -> anyhow::Result<f64> {
@@ -28,7 +31,10 @@ async fn jetstream_baseline(n: usize) -> anyhow::Result<f64> {
     for i in 0..n {
         let mut h = async_nats::HeaderMap::new();
         h.insert("Nats-Msg-Id", i.to_string().as_str());
-        acks.push(js.publish_with_headers(format!("{name}.x"), h, payload.clone().into()).await?);
+        acks.push(
+            js.publish_with_headers(format!("{name}.x"), h, payload.clone().into())
+                .await?,
+        );
         if acks.len() >= 256 {
             for a in acks.drain(..) {
                 a.await?;
@@ -45,7 +51,8 @@ async fn jetstream_baseline(n: usize) -> anyhow::Result<f64> {
 
 async fn postgres_baseline(n: usize) -> anyhow::Result<f64> {
     let db = sea_orm::Database::connect(eh_testkit::fresh_database().await?).await?;
-    db.execute_unprepared("CREATE TABLE t (id TEXT PRIMARY KEY, body TEXT NOT NULL)").await?;
+    db.execute_unprepared("CREATE TABLE t (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        .await?;
     let start = Instant::now();
     for i in 0..n {
         db.execute_raw(eh_store::stmt(
@@ -60,62 +67,130 @@ async fn postgres_baseline(n: usize) -> anyhow::Result<f64> {
 
 async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)> {
     let mut t = TestApp::spawn(distributed).await?;
+    use sea_orm::ConnectionTrait as _;
     let tag = eh_testkit::namespace();
     let docs: Vec<Vec<u8>> = (0..n)
-        .map(|i| serde_json::to_vec(&eh_tests::referral(&format!("L-{tag}-{i}"), Some("load@school.example"))))
+        .map(|i| {
+            serde_json::to_vec(&eh_tests::referral(
+                &format!("L-{tag}-{i}"),
+                Some("load@school.example"),
+            ))
+        })
         .collect::<Result<_, _>>()?;
     let mut published: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
     let start = Instant::now();
-    for (i, d) in docs.into_iter().enumerate() {
-        published.insert(format!("L-{tag}-{i}"), chrono::Utc::now());
-        t.publish_inbound("worcs", d, &format!("load-{tag}-{i}")).await?;
+    let ns = t.ns();
+    let msgs: Vec<eh_bus::OutboundMessage> = docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| eh_bus::OutboundMessage {
+            msg_id: format!("load-{tag}-{i}"),
+            subject: eh_bus::subjects::inbound(&ns, "worcs", "referral"),
+            headers: Default::default(),
+            payload,
+        })
+        .collect();
+    // Published as an upstream system's async publisher would: in flight, acknowledged per batch.
+    for (c, chunk) in msgs.chunks(256).enumerate() {
+        let now = chrono::Utc::now();
+        for i in 0..chunk.len() {
+            published.insert(format!("L-{tag}-{}", c * 256 + i), now);
+        }
+        for r in t.app().transport.publish_batch(chunk).await {
+            r?;
+        }
     }
+    let published_in = start.elapsed().as_secs_f64();
     let notifications = t.db("notifications").await?;
+    let intake = t.db("intake").await?;
+    let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = db.query_one_raw(eh_store::stmt(db.get_database_backend(), sql, [])).await?;
+            Ok::<i64, anyhow::Error>(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut stored_at, mut queued_at) = (None, None);
     loop {
-        let row = notifications
-            .query_one_raw(eh_store::stmt(notifications.get_database_backend(), "SELECT COUNT(*) FROM messages WHERE status = 'sent'", []))
-            .await?;
-        let sent: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
+        if stored_at.is_none() && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= n {
+            stored_at = Some(start.elapsed().as_secs_f64());
+        }
+        if queued_at.is_none() && count(&notifications, "SELECT COUNT(*) FROM messages").await? as usize >= n {
+            queued_at = Some(start.elapsed().as_secs_f64());
+        }
+        let sent = count(&notifications, "SELECT COUNT(*) FROM messages WHERE status = 'sent'").await?;
         if sent as usize >= n || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let intake = t.db("intake").await?;
+    let rate = |secs: Option<f64>| secs.map(|s| format!("{:.0}/s", n as f64 / s)).unwrap_or_else(|| "-".into());
+    println!(
+        "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {:.0}/s",
+        if distributed { "distributed" } else { "embedded" },
+        n as f64 / published_in,
+        rate(stored_at),
+        rate(queued_at),
+        n as f64 / elapsed
+    );
     let ids: HashMap<String, String> = intake
-        .query_all_raw(eh_store::stmt(intake.get_database_backend(), "SELECT id, source_reference FROM referrals", []))
+        .query_all_raw(eh_store::stmt(
+            intake.get_database_backend(),
+            "SELECT id, source_reference FROM referrals",
+            [],
+        ))
         .await?
         .iter()
         .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
         .collect();
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     for r in notifications
-        .query_all_raw(eh_store::stmt(notifications.get_database_backend(), "SELECT related_id, sent_at FROM messages WHERE status = 'sent'", []))
+        .query_all_raw(eh_store::stmt(
+            notifications.get_database_backend(),
+            "SELECT related_id, sent_at FROM messages WHERE status = 'sent'",
+            [],
+        ))
         .await?
     {
         let related: String = r.try_get_by_index(0)?;
         let sent: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
-        if let Some(p) = ids.get(&related).and_then(|reference| published.get(reference)) {
+        if let Some(p) = ids
+            .get(&related)
+            .and_then(|reference| published.get(reference))
+        {
             hist.record((sent - *p).num_microseconds().unwrap_or(0).max(0) as u64)?;
         }
     }
     t.stop().await?;
-    Ok((n as f64 / elapsed, hist.value_at_quantile(0.5) as f64 / 1000.0, hist.value_at_quantile(0.99) as f64 / 1000.0))
+    Ok((
+        n as f64 / elapsed,
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+    ))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let n = n();
-    println!("load harness: {n} referrals per mode, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1));
+    println!(
+        "load harness: {n} referrals per mode, {} cores",
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    );
     let js = jetstream_baseline(n).await?;
     let pg = postgres_baseline(n).await?;
     println!("baseline  raw JetStream publish-with-ack : {js:>9.0} msg/s");
     println!("baseline  raw PostgreSQL single-row insert: {pg:>9.0} rows/s");
     for distributed in [true, false] {
         let (rate, p50, p99) = platform(distributed, n).await?;
-        let mode = if distributed { "distributed" } else { "embedded   " };
+        let mode = if distributed {
+            "distributed"
+        } else {
+            "embedded   "
+        };
         println!(
             "{mode} end to end (publish → email sent): {rate:>7.0} referrals/s  p50 {p50:>8.1} ms  p99 {p99:>8.1} ms  \
              = {:.3}× JetStream baseline, {:.3}× PostgreSQL baseline",
