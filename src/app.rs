@@ -182,6 +182,7 @@ impl App {
         };
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let readiness_for_drain = readiness.clone();
+        tokio::spawn(boot.auth.clone().run_refresher(shutdown.clone()));
         let finished = tokio::spawn(async move {
             let result = boot.run(grpc).await;
             readiness_for_drain.drain();

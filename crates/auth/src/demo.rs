@@ -48,6 +48,13 @@ impl DemoIssuer {
         })
     }
 
+    /// The key id: a thumbprint of the public key, so rotated keys differ.
+    pub fn kid(&self) -> String {
+        use sha2::Digest;
+        let point = self.key.verifying_key().to_encoded_point(false);
+        hex::encode(&sha2::Sha256::digest(point.as_bytes())[..8])
+    }
+
     /// The public key as a JWKS.
     pub fn jwks(&self) -> JwkSet {
         let point = self.key.verifying_key().to_encoded_point(false);
@@ -55,7 +62,7 @@ impl DemoIssuer {
         let x = point.x().map(|x| b64(x)).unwrap_or_default();
         let y = point.y().map(|y| b64(y)).unwrap_or_default();
         let doc = serde_json::json!({"keys": [{
-            "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": "demo-1", "alg": "ES256", "use": "sig"
+            "kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": self.kid(), "alg": "ES256", "use": "sig"
         }]});
         serde_json::from_value(doc).unwrap_or(JwkSet { keys: vec![] })
     }
@@ -85,7 +92,7 @@ impl DemoIssuer {
             .map_err(|e| e.to_string())?;
         let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some("demo-1".into());
+        header.kid = Some(self.kid());
         jsonwebtoken::encode(&header, &claims, &key).map_err(|e| e.to_string())
     }
 }

@@ -4,21 +4,41 @@ use eh_platform::Settings;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Where an issuer's signing keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// Fixed at start (a mounted file, or the demo issuer).
+    Fixed,
+    /// Fetched from the issuer's JWKS URL, refreshed periodically and when a token names an
+    /// unknown key (key rotation).
+    Url(String),
+}
 
 struct Issuer {
     tenant: String,
     audience: String,
     roles_claim: String,
     agency_claim: String,
-    keys: JwkSet,
+    keys: RwLock<JwkSet>,
+    source: KeySource,
+    last_fetch: RwLock<Option<Instant>>,
 }
+
+/// Keys are fetched at most this often when tokens name unknown keys.
+const MIN_REFETCH: Duration = Duration::from_secs(30);
+/// And refreshed this often regardless.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(600);
 
 /// Validates credentials against every configured tenant.
 #[derive(Clone)]
 pub struct Authenticator {
     issuers: Arc<HashMap<String, Issuer>>,
     api_keys: Arc<HashMap<String, (String, String)>>,
+    service_keys: Arc<HashMap<String, String>>,
+    refetch: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -30,8 +50,9 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// From settings: each tenant's OIDC issuer (JWKS read from a file path or `file://` URL) and
-    /// API keys; plus the demo issuer when demo mode is on.
+    /// From settings: each tenant's OIDC issuer (JWKS from a file path, `file://`, or an `https://`
+    /// URL — plain `http://` only to a loopback address — fetched by [`Authenticator::refresh`]),
+    /// API keys, and service keys; plus the demo issuer when demo mode is on.
     pub fn from_settings(
         settings: &Settings,
         demo: Option<&crate::demo::DemoIssuer>,
@@ -40,21 +61,32 @@ impl Authenticator {
         let mut api_keys = HashMap::new();
         for (tenant, t) in &settings.tenants {
             if let Some(oidc) = &t.oidc {
-                let path = oidc
-                    .jwks_url
-                    .strip_prefix("file://")
-                    .unwrap_or(&oidc.jwks_url);
-                if path.starts_with("http://") || path.starts_with("https://") {
+                let url = &oidc.jwks_url;
+                let key = format!("tenants.{tenant}.oidc.jwks_url");
+                let (keys, source) = if url.starts_with("https://") {
+                    (JwkSet { keys: vec![] }, KeySource::Url(url.clone()))
+                } else if let Some(rest) = url.strip_prefix("http://") {
+                    let host = rest.split(['/', ':']).next().unwrap_or_default();
+                    if !matches!(host, "127.0.0.1" | "localhost") {
+                        return Err(format!(
+                            "{key}: must be https:// (plain http only to a loopback address)"
+                        ));
+                    }
+                    (JwkSet { keys: vec![] }, KeySource::Url(url.clone()))
+                } else {
+                    let path = url.strip_prefix("file://").unwrap_or(url);
+                    let text =
+                        std::fs::read_to_string(path).map_err(|e| format!("{key} {path}: {e}"))?;
+                    let keys: JwkSet = serde_json::from_str(&text)
+                        .map_err(|e| format!("{key} {path}: not a JWKS: {e}"))?;
+                    (keys, KeySource::Fixed)
+                };
+                if issuers.contains_key(&oidc.issuer) {
                     return Err(format!(
-                        "tenants.{tenant}.oidc.jwks_url: fetching JWKS over HTTP is not supported yet; \
-                         mount the JWKS document as a file and give its path"
+                        "tenants.{tenant}.oidc.issuer: issuer {} is configured for two tenants",
+                        oidc.issuer
                     ));
                 }
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("tenants.{tenant}.oidc.jwks_url {path}: {e}"))?;
-                let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
-                    format!("tenants.{tenant}.oidc.jwks_url {path}: not a JWKS: {e}")
-                })?;
                 issuers.insert(
                     oidc.issuer.clone(),
                     Issuer {
@@ -62,7 +94,9 @@ impl Authenticator {
                         audience: oidc.audience.clone(),
                         roles_claim: oidc.roles_claim.clone(),
                         agency_claim: oidc.agency_claim.clone(),
-                        keys,
+                        keys: RwLock::new(keys),
+                        source,
+                        last_fetch: RwLock::new(None),
                     },
                 );
             }
@@ -84,14 +118,87 @@ impl Authenticator {
                     audience: d.audience.clone(),
                     roles_claim: "roles".into(),
                     agency_claim: "agency".into(),
-                    keys: d.jwks(),
+                    keys: RwLock::new(d.jwks()),
+                    source: KeySource::Fixed,
+                    last_fetch: RwLock::new(None),
                 },
             );
         }
+        let service_keys = settings
+            .service_keys
+            .iter()
+            .map(|k| (k.sha256.to_ascii_lowercase(), k.name.clone()))
+            .collect();
         Ok(Self {
             issuers: Arc::new(issuers),
             api_keys: Arc::new(api_keys),
+            service_keys: Arc::new(service_keys),
+            refetch: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Fetches the JWKS of every URL-configured issuer that is due (never fetched, older than
+    /// [`REFRESH_EVERY`], or asked for by a token with an unknown key and not fetched within the
+    /// last 30 s). A failed fetch keeps the keys held; the errors are logged and returned.
+    pub async fn refresh(&self, client: &reqwest::Client, force: bool) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (iss, issuer) in self.issuers.iter() {
+            let KeySource::Url(url) = &issuer.source else {
+                continue;
+            };
+            let last = *issuer.last_fetch.read().unwrap_or_else(|e| e.into_inner());
+            let due = match last {
+                None => true,
+                Some(t) if force => t.elapsed() >= MIN_REFETCH,
+                Some(t) => t.elapsed() >= REFRESH_EVERY,
+            };
+            if !due {
+                continue;
+            }
+            *issuer.last_fetch.write().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            let fetched = async {
+                let resp = client
+                    .get(url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                resp.json::<JwkSet>().await
+            }
+            .await;
+            match fetched {
+                Ok(set) => {
+                    tracing::info!(issuer = %iss, keys = set.keys.len(), "JWKS fetched");
+                    *issuer.keys.write().unwrap_or_else(|e| e.into_inner()) = set;
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = %iss, error = %e, "JWKS fetch failed; keeping the keys held");
+                    errors.push(format!("{iss}: {e}"));
+                }
+            }
+        }
+        errors
+    }
+
+    /// Keeps URL-configured JWKS fresh until `stop`: at once, every 10 minutes, and soon after a
+    /// token names a key the issuer's set does not have (key rotation).
+    pub async fn run_refresher(self, stop: tokio_util::sync::CancellationToken) {
+        let client = match reqwest::Client::builder().build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the HTTP client for JWKS");
+                return;
+            }
+        };
+        let mut force = false;
+        loop {
+            self.refresh(&client, force).await;
+            tokio::select! {
+                _ = self.refetch.notified() => force = true,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => force = false,
+                _ = stop.cancelled() => return,
+            }
+        }
     }
 
     /// The hex SHA-256 to configure for an API key.
@@ -112,6 +219,16 @@ impl Authenticator {
                     AuthError::Invalid("authorization must be `Bearer <token>`".into())
                 })?;
             return self.validate_token(token.trim());
+        }
+        if let Some(v) = md.get("x-eh-service-key") {
+            let key = v
+                .to_str()
+                .map_err(|_| AuthError::Invalid("x-eh-service-key is not text".into()))?;
+            return self
+                .service_keys
+                .get(&Self::hash_key(key))
+                .map(|name| Principal::Service { name: name.clone() })
+                .ok_or_else(|| AuthError::Invalid("unknown service key".into()));
         }
         if let Some(v) = md.get("x-api-key") {
             let key = v
@@ -145,13 +262,24 @@ impl Authenticator {
             .issuers
             .get(&iss)
             .ok_or_else(|| AuthError::Invalid(format!("issuer {iss} is not trusted")))?;
-        let jwk = match &header.kid {
-            Some(kid) => issuer.keys.find(kid),
-            None => issuer.keys.keys.first(),
-        }
-        .ok_or_else(|| AuthError::Invalid("token signed with an unknown key".into()))?;
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| AuthError::Invalid(format!("issuer key: {e}")))?;
+        let key = {
+            let keys = issuer.keys.read().unwrap_or_else(|e| e.into_inner());
+            let jwk = match &header.kid {
+                Some(kid) => keys.find(kid),
+                None => keys.keys.first(),
+            };
+            match jwk {
+                Some(jwk) => DecodingKey::from_jwk(jwk)
+                    .map_err(|e| AuthError::Invalid(format!("issuer key: {e}")))?,
+                None => {
+                    // Perhaps the issuer rotated its keys: fetch them again soon.
+                    self.refetch.notify_one();
+                    return Err(AuthError::Invalid(
+                        "token signed with an unknown key".into(),
+                    ));
+                }
+            }
+        };
         let mut v = Validation::new(header.alg);
         v.set_audience(&[&issuer.audience]);
         v.set_issuer(&[&iss]);

@@ -54,6 +54,10 @@ pub struct Settings {
     /// Councils served, by tenant id (a lowercase subject token, e.g. `worcs`).
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSettings>,
+    /// Keys the platform's own services present to each other (`x-eh-service-key`), by SHA-256;
+    /// a service principal may act for any tenant.
+    #[serde(default)]
+    pub service_keys: Vec<ApiKeySettings>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -383,6 +387,14 @@ impl Settings {
                         "must be 64 hex digits (the SHA-256 of the key)",
                     ));
                 }
+            }
+        }
+        for (i, k) in self.service_keys.iter().enumerate() {
+            if k.sha256.len() != 64 || !k.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    &format!("service_keys[{i}].sha256"),
+                    "must be 64 hex digits (the SHA-256 of the key)",
+                ));
             }
         }
         Ok(())

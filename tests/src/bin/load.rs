@@ -106,30 +106,47 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
     let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
         let db = db.clone();
         async move {
-            let row = db.query_one_raw(eh_store::stmt(db.get_database_backend(), sql, [])).await?;
+            let row = db
+                .query_one_raw(eh_store::stmt(db.get_database_backend(), sql, []))
+                .await?;
             Ok::<i64, anyhow::Error>(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
         }
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut stored_at, mut queued_at) = (None, None);
     loop {
-        if stored_at.is_none() && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= n {
+        if stored_at.is_none()
+            && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= n
+        {
             stored_at = Some(start.elapsed().as_secs_f64());
         }
-        if queued_at.is_none() && count(&notifications, "SELECT COUNT(*) FROM messages").await? as usize >= n {
+        if queued_at.is_none()
+            && count(&notifications, "SELECT COUNT(*) FROM messages").await? as usize >= n
+        {
             queued_at = Some(start.elapsed().as_secs_f64());
         }
-        let sent = count(&notifications, "SELECT COUNT(*) FROM messages WHERE status = 'sent'").await?;
+        let sent = count(
+            &notifications,
+            "SELECT COUNT(*) FROM messages WHERE status = 'sent'",
+        )
+        .await?;
         if sent as usize >= n || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let rate = |secs: Option<f64>| secs.map(|s| format!("{:.0}/s", n as f64 / s)).unwrap_or_else(|| "-".into());
+    let rate = |secs: Option<f64>| {
+        secs.map(|s| format!("{:.0}/s", n as f64 / s))
+            .unwrap_or_else(|| "-".into())
+    };
     println!(
         "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {:.0}/s",
-        if distributed { "distributed" } else { "embedded" },
+        if distributed {
+            "distributed"
+        } else {
+            "embedded"
+        },
         n as f64 / published_in,
         rate(stored_at),
         rate(queued_at),

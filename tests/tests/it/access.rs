@@ -157,3 +157,93 @@ async fn one_tenant_cannot_touch_anothers_data_and_the_denial_is_audited() -> an
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn practitioner_tokens_are_checked_against_the_councils_published_keys() -> anyhow::Result<()>
+{
+    use axum::{Router, routing::get};
+    // The council's identity provider publishes its keys over HTTP (loopback here; https in production).
+    let idp_dir = tempfile::tempdir()?;
+    let idp =
+        eh_auth::demo::DemoIssuer::load_or_create(idp_dir.path()).map_err(anyhow::Error::msg)?;
+    let jwks = serde_json::to_string(&idp.jwks())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let app = Router::new().route("/jwks.json", get(move || async move { jwks.clone() }));
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let dir = tempfile::tempdir()?;
+    let smtp = eh_testkit::SmtpSink::start()?;
+    let mut settings = eh_tests::test_settings(false, dir.path(), smtp.port, None).await?;
+    if let Some(worcs) = settings.tenants.get_mut("worcs") {
+        worcs.oidc = Some(eh_platform::config::OidcSettings {
+            issuer: "https://idp.worcs.test".into(),
+            audience: "earlyhelp".into(),
+            jwks_url: format!("http://127.0.0.1:{port}/jwks.json"),
+            roles_claim: "roles".into(),
+            agency_claim: "agency".into(),
+        });
+    }
+    let mut opts = earlyhelp::AppOptions::new(settings, earlyhelp::Target::ALL.to_vec());
+    opts.http_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+    opts.grpc_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+    let app = earlyhelp::App::start(opts).await?;
+    app.wait_ready(std::time::Duration::from_secs(30)).await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.grpc_addr))?
+        .connect()
+        .await?;
+    let mut client = eh_proto::intake::v1::intake_service_client::IntakeServiceClient::new(channel);
+
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"iss": "https://idp.worcs.test", "aud": "earlyhelp", "sub": "alice",
+        "roles": ["practitioner"], "agency": "education", "exp": now + 600});
+    let token = idp
+        .mint_claims(claims.clone())
+        .map_err(anyhow::Error::msg)?;
+    let doc: eh_proto::intake::v1::Referral = serde_json::from_value(referral("P-1", None))?;
+    let request = |tenant: &str, token: &str| {
+        let mut r = tonic::Request::new(SubmitReferralRequest {
+            tenant: tenant.into(),
+            referral: Some(doc.clone()),
+        });
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("ascii"),
+        );
+        r
+    };
+    // Accepted once the keys are fetched (at start, in the background).
+    let accepted = eh_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "the JWKS to be fetched",
+        || {
+            let mut client = client.clone();
+            let r = request("worcs", &token);
+            async move { Ok(client.submit_referral(r).await.ok()) }
+        },
+    )
+    .await?;
+    assert!(!accepted.into_inner().referral_id.is_empty());
+
+    // Signed by a key the council never published: refused.
+    let other_dir = tempfile::tempdir()?;
+    let impostor =
+        eh_auth::demo::DemoIssuer::load_or_create(other_dir.path()).map_err(anyhow::Error::msg)?;
+    let forged = impostor.mint_claims(claims).map_err(anyhow::Error::msg)?;
+    let e = client
+        .submit_referral(request("worcs", &forged))
+        .await
+        .expect_err("forged");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    // A Worcestershire practitioner acting on Staffordshire: denied.
+    let e = client
+        .submit_referral(request("staffs", &token))
+        .await
+        .expect_err("other council");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    app.shutdown();
+    app.stopped().await?;
+    Ok(())
+}
