@@ -2,5 +2,6 @@
 mod access;
 mod bus;
 mod faults;
+mod ops;
 mod rejections;
 mod slice;
