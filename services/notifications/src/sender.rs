@@ -92,7 +92,11 @@ impl Sender {
     }
 
     /// One message: claim, check suppression, send, record. False when another sender had it.
-    async fn send_one(&self, m: store::MessageRow, now: chrono::DateTime<chrono::Utc>) -> Result<bool, sea_orm::DbErr> {
+    async fn send_one(
+        &self,
+        m: store::MessageRow,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, sea_orm::DbErr> {
         let db = &self.ctx.db;
         if !store::claim(db, &m, now + chrono::Duration::seconds(LEASE_SECS)).await? {
             return Ok(false);
@@ -112,14 +116,25 @@ impl Sender {
             .unwrap_or_else(|| self.ctx.settings.smtp.from.clone());
         let result = self
             .mailer
-            .send(&Email { message_id: &m.id, from: &from, to: &m.recipient, subject: &m.subject, body: &m.body })
+            .send(&Email {
+                message_id: &m.id,
+                from: &from,
+                to: &m.recipient,
+                subject: &m.subject,
+                body: &m.body,
+            })
             .await;
         let now = self.ctx.clock.now();
         match result {
             Ok(()) => {
                 let txn = db.begin().await?;
                 store::set_status(&txn, &m.id, "sent", None, now, Some(now)).await?;
-                let env = Envelope::new("earlyhelp.notifications.v1.MessageSent", &m.tenant, "service:notifications", now);
+                let env = Envelope::new(
+                    "earlyhelp.notifications.v1.MessageSent",
+                    &m.tenant,
+                    "service:notifications",
+                    now,
+                );
                 let event = MessageSent {
                     message_id: m.id.clone(),
                     template: m.template.clone(),
@@ -127,10 +142,14 @@ impl Sender {
                     related_id: m.related_id.clone(),
                     sent_at: now.to_rfc3339(),
                 };
-                let subject = subjects::event(self.ctx.namespace(), &m.tenant, SERVICE, "message_sent");
+                let subject =
+                    subjects::event(self.ctx.namespace(), &m.tenant, SERVICE, "message_sent");
                 self.ctx
                     .outbox
-                    .enqueue(&txn, &OutboundMessage::event(subject, &env, event.encode_to_vec()))
+                    .enqueue(
+                        &txn,
+                        &OutboundMessage::event(subject, &env, event.encode_to_vec()),
+                    )
                     .await
                     .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
                 txn.commit().await?;
