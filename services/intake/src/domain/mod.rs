@@ -1,2 +1,4 @@
 //! Pure rules of intake: what a valid request for support is. No I/O.
 pub mod contract;
+pub mod matching;
+pub mod screening;
