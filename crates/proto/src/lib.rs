@@ -20,3 +20,11 @@ pub mod notifications {
         tonic::include_proto!("earlyhelp.notifications.v1");
     }
 }
+
+/// `earlyhelp.consent.v1`
+pub mod consent {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.consent.v1");
+    }
+}

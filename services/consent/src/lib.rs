@@ -1,1 +1,69 @@
-//! Consent (work in progress).
+//! Consent: the family's append-only consent ledger (who gave it, how, evidence, scope of purposes
+//! and restrictions, expiry, withdrawal), the sharing decision every other service asks for
+//! ("may agency A see category C of family F for purpose P?", each one kept), and safeguarding
+//! overrides (sharing without consent on a recorded legal basis with a manager's authority).
+//! Consent in a referral is recorded from `<ns>.<tenant>.intake.referral_received`; changes and
+//! withdrawal come through gRPC. Events: `consent_recorded`, `consent_withdrawn`,
+//! `safeguarding_override_granted`.
+pub mod convert;
+pub mod domain;
+pub mod grpc;
+pub mod handlers;
+pub mod store;
+
+use eh_auth::{Auditor, Authenticator};
+use eh_bus::{ServiceContext, subjects};
+use eh_store::Migration;
+use std::sync::Arc;
+
+pub const SERVICE: &str = "consent";
+pub const CONSUMER_REFERRAL_RECEIVED: &str = "consent_referral_received";
+
+/// Every migration of consent's database, in order.
+pub fn migrations() -> Vec<Migration> {
+    [
+        eh_bus::outbox::MIGRATIONS,
+        eh_auth::audit::MIGRATIONS,
+        store::MIGRATIONS,
+    ]
+    .concat()
+}
+
+/// The streams consent publishes to and reads from.
+pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
+    vec![
+        subjects::service_stream(ns, "intake"),
+        subjects::service_stream(ns, SERVICE),
+        subjects::dead_letter_stream(ns),
+    ]
+}
+
+/// Starts consent's relay and consumer; returns its gRPC service.
+pub fn start(
+    ctx: ServiceContext,
+    auth: &Authenticator,
+) -> tonic::service::interceptor::InterceptedService<
+    eh_proto::consent::v1::consent_service_server::ConsentServiceServer<grpc::ConsentApi>,
+    eh_auth::AuthInterceptor,
+> {
+    let consent = handlers::Consent { ctx: ctx.clone() };
+    ctx.spawn_relay();
+    let ns = ctx.namespace().to_string();
+    ctx.spawn_consumer(
+        CONSUMER_REFERRAL_RECEIVED,
+        subjects::service_stream(&ns, "intake"),
+        format!("{ns}.*.intake.referral_received"),
+        16,
+        Arc::new(handlers::ReferralReceivedHandler {
+            consent: consent.clone(),
+        }),
+    );
+    let api = grpc::ConsentApi {
+        consent,
+        auditor: Auditor::new(ctx.db.clone()),
+    };
+    eh_proto::consent::v1::consent_service_server::ConsentServiceServer::with_interceptor(
+        api,
+        auth.interceptor(),
+    )
+}

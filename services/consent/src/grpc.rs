@@ -1,0 +1,370 @@
+//! The gRPC door. Every call checks the caller's tenant (PERMISSION_DENIED, audited, for another
+//! tenant's data), validates its input (INVALID_ARGUMENT with field violations) and answers
+//! NOT_FOUND for a record the tenant does not hold.
+//!
+//! `GrantOverride`: the authorising manager is the CALLER — this service cannot see another
+//! person's roles, so the person whose token carries the `team_manager` role authorises, and the
+//! requester named in the request must be someone else (compared with the caller's subject and
+//! actor id, case-insensitively). A caller without the role is refused (PERMISSION_DENIED, audited).
+use crate::convert;
+use crate::domain::overrides::{self, Authority, MANAGER_ROLE, Override, Refusal};
+use crate::domain::{Agency, Category, Purpose, Violation, parse_list};
+use crate::handlers::{Appended, Consent};
+use crate::store::{self, Asker};
+use eh_auth::{AuditEntry, Auditor, Decision, Principal};
+use eh_proto::consent::v1::consent_service_server::ConsentService;
+use eh_proto::consent::v1::{
+    CheckSharingRequest, ConsentRecord, GrantOverrideRequest, ListConsentRequest,
+    ListConsentResponse, RecordConsentRequest, SafeguardingOverride, SharingDecision,
+    WithdrawConsentRequest, Withdrawal,
+};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub struct ConsentApi {
+    pub consent: Consent,
+    pub auditor: Auditor,
+}
+
+fn invalid(what: &str, violations: &[Violation]) -> Status {
+    let mut details = ErrorDetails::new();
+    for v in violations {
+        details.add_bad_request_violation(v.field.clone(), v.reason.clone());
+    }
+    let summary: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.reason))
+        .collect();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{what}: {}", summary.join("; ")),
+        details,
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "consent failed");
+    Status::internal("internal error")
+}
+
+impl ConsentApi {
+    async fn audit(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+        allowed: bool,
+        reason: String,
+    ) -> Result<(), Status> {
+        let entry = AuditEntry {
+            tenant: tenant.to_string(),
+            actor: p.actor(),
+            role: p.role(),
+            action: action.to_string(),
+            record: record.to_string(),
+            purpose: "consent".into(),
+            decision: if allowed {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            },
+            reason,
+        };
+        self.auditor.record(entry).await.map_err(|e| {
+            tracing::error!(error = %e, "audit write failed; refusing the request");
+            Status::unavailable("audit trail unavailable")
+        })
+    }
+
+    /// A known tenant (INVALID_ARGUMENT otherwise), and the caller's own (PERMISSION_DENIED,
+    /// audited, otherwise).
+    async fn check_tenant(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+    ) -> Result<(), Status> {
+        if !eh_platform::config::is_token(tenant)
+            || !self.consent.ctx.settings.tenants.contains_key(tenant)
+        {
+            return Err(invalid(
+                "unknown tenant",
+                &[Violation::new(
+                    "tenant",
+                    format!("unknown tenant {tenant:?}"),
+                )],
+            ));
+        }
+        let allowed = p.may_access_tenant(tenant);
+        let reason = if allowed {
+            "same tenant".into()
+        } else {
+            format!("principal of tenant {:?}", p.tenant().unwrap_or_default())
+        };
+        self.audit(p, tenant, action, record, allowed, reason)
+            .await?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "not permitted for tenant {tenant}"
+            )))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ConsentService for ConsentApi {
+    async fn record_consent(
+        &self,
+        request: Request<RecordConsentRequest>,
+    ) -> Result<Response<ConsentRecord>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let family = req
+            .consent
+            .as_ref()
+            .map(|c| c.family_id.clone())
+            .unwrap_or_default();
+        self.check_tenant(
+            &p,
+            &req.tenant,
+            "record_consent",
+            &format!("family:{family}"),
+        )
+        .await?;
+        let Some(c) = req.consent.as_ref() else {
+            return Err(invalid(
+                "consent is required",
+                &[Violation::new("consent", "required")],
+            ));
+        };
+        let now = self.consent.ctx.clock.now();
+        let record = convert::new_record(c, uuid::Uuid::now_v7().to_string(), now)
+            .map_err(|v| invalid("the consent record is invalid", &v))?;
+        match self
+            .consent
+            .append(&req.tenant, &record, "grpc", None, &p.actor(), None)
+            .await
+            .map_err(internal)?
+        {
+            Appended::Stored(s) => Ok(Response::new(convert::record_pb(&s))),
+            other => Err(internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn withdraw_consent(
+        &self,
+        request: Request<WithdrawConsentRequest>,
+    ) -> Result<Response<Withdrawal>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.check_tenant(
+            &p,
+            &req.tenant,
+            "withdraw_consent",
+            &format!("consent:{}", req.record_id),
+        )
+        .await?;
+        if req.record_id.trim().is_empty() {
+            return Err(invalid(
+                "record_id is required",
+                &[Violation::new("record_id", "required")],
+            ));
+        }
+        let (w, newly) = self
+            .consent
+            .withdraw(
+                &req.tenant,
+                req.record_id.trim(),
+                req.reason.trim(),
+                &p.actor(),
+            )
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("no consent record {}", req.record_id)))?;
+        Ok(Response::new(convert::withdrawal_pb(&w, newly)))
+    }
+
+    async fn check_sharing(
+        &self,
+        request: Request<CheckSharingRequest>,
+    ) -> Result<Response<SharingDecision>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.check_tenant(
+            &p,
+            &req.tenant,
+            "check_sharing",
+            &format!("family:{}", req.family_id),
+        )
+        .await?;
+        let q =
+            convert::sharing_request(&req).map_err(|v| invalid("the question is invalid", &v))?;
+        let asker = Asker {
+            actor: p.actor(),
+            role: p.role(),
+        };
+        let (id, at, d) = self
+            .consent
+            .check(&req.tenant, &q, &asker)
+            .await
+            .map_err(internal)?;
+        // The decision itself also goes on the tamper-evident trail.
+        let what = format!(
+            "family:{} person:{} agency:{} category:{} purpose:{} decision:{id}",
+            q.family_id,
+            q.person_id.as_deref().unwrap_or("-"),
+            q.agency,
+            q.category,
+            q.purpose
+        );
+        self.audit(
+            &p,
+            &req.tenant,
+            "sharing_decision",
+            &what,
+            d.allowed,
+            d.reason.clone(),
+        )
+        .await?;
+        Ok(Response::new(convert::decision_pb(&d, &id, at)))
+    }
+
+    async fn grant_override(
+        &self,
+        request: Request<GrantOverrideRequest>,
+    ) -> Result<Response<SafeguardingOverride>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("family:{}", req.family_id);
+        self.check_tenant(&p, &req.tenant, "grant_override", &record)
+            .await?;
+        let now = self.consent.ctx.clock.now();
+        let mut v = Vec::new();
+        let agencies = parse_list(
+            "agencies",
+            &req.agencies,
+            Agency::parse,
+            &Agency::spellings(),
+            &mut v,
+        );
+        let categories = parse_list(
+            "categories",
+            &req.categories,
+            Category::parse,
+            &Category::spellings(),
+            &mut v,
+        );
+        let purposes = parse_list(
+            "purposes",
+            &req.purposes,
+            Purpose::parse,
+            &Purpose::spellings(),
+            &mut v,
+        );
+        let expires_at = if req.expires_at.trim().is_empty() {
+            None
+        } else {
+            match chrono::DateTime::parse_from_rfc3339(req.expires_at.trim()) {
+                Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+                Err(_) => {
+                    v.push(Violation::new("expires_at", "not an RFC 3339 instant"));
+                    // Reported already; keep check_grant from adding "required".
+                    Some(now + chrono::Duration::seconds(1))
+                }
+            }
+        };
+        let mut ids = vec![p.actor()];
+        if let Principal::Person { subject, .. } = &p {
+            ids.push(subject.clone());
+        }
+        let authority = Authority {
+            requested_by: req.requested_by.clone(),
+            authoriser_ids: ids,
+            authoriser_is_manager: p.has_role(MANAGER_ROLE),
+        };
+        match overrides::check_grant(
+            &authority,
+            &req.legal_basis,
+            &req.family_id,
+            (&agencies, &categories, &purposes),
+            expires_at,
+            now,
+            v,
+        ) {
+            Err(Refusal::NotAManager) => {
+                self.audit(
+                    &p,
+                    &req.tenant,
+                    "grant_override",
+                    &record,
+                    false,
+                    format!("caller lacks the {MANAGER_ROLE} role"),
+                )
+                .await?;
+                return Err(Status::permission_denied(format!(
+                    "a safeguarding override must be authorised by a caller with the {MANAGER_ROLE} role"
+                )));
+            }
+            Err(Refusal::Invalid(v)) => return Err(invalid("the override is invalid", &v)),
+            Ok(()) => {}
+        }
+        let o = Override {
+            id: uuid::Uuid::now_v7().to_string(),
+            family_id: req.family_id.trim().to_string(),
+            person_id: Some(req.person_id.trim().to_string()).filter(|s| !s.is_empty()),
+            requested_by: req.requested_by.trim().to_string(),
+            authorised_by: p.actor(),
+            legal_basis: req.legal_basis.trim().to_string(),
+            reasoning: req.reasoning.trim().to_string(),
+            agencies,
+            categories,
+            purposes,
+            granted_at: now,
+            expires_at: expires_at.unwrap_or(now),
+        };
+        self.consent
+            .grant(&req.tenant, &o, &p.actor())
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(convert::override_pb(&req.tenant, &o)))
+    }
+
+    async fn list_consent(
+        &self,
+        request: Request<ListConsentRequest>,
+    ) -> Result<Response<ListConsentResponse>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.check_tenant(
+            &p,
+            &req.tenant,
+            "list_consent",
+            &format!("family:{}", req.family_id),
+        )
+        .await?;
+        if req.family_id.trim().is_empty() {
+            return Err(invalid(
+                "family_id is required",
+                &[Violation::new("family_id", "required")],
+            ));
+        }
+        let db = &self.consent.ctx.db;
+        let records = store::family_records(db, &req.tenant, req.family_id.trim())
+            .await
+            .map_err(internal)?;
+        let overrides = store::family_overrides(db, &req.tenant, req.family_id.trim())
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(ListConsentResponse {
+            records: records.iter().map(convert::record_pb).collect(),
+            overrides: overrides
+                .iter()
+                .map(|o| convert::override_pb(&req.tenant, o))
+                .collect(),
+        }))
+    }
+}
