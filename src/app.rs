@@ -331,6 +331,7 @@ impl Boot {
             .build_v1()
             .context("gRPC reflection")?;
         let mut intake = None;
+        let mut consent = None;
         let mut notifications = None;
         for (target, ctx) in contexts {
             match target {
@@ -339,6 +340,15 @@ impl Boot {
                     reporter
                         .set_service_status(
                             "earlyhelp.intake.v1.IntakeService",
+                            tonic_health::ServingStatus::Serving,
+                        )
+                        .await;
+                }
+                Target::Consent => {
+                    consent = Some(eh_consent::start(ctx, &self.auth));
+                    reporter
+                        .set_service_status(
+                            "earlyhelp.consent.v1.ConsentService",
                             tonic_health::ServingStatus::Serving,
                         )
                         .await;
@@ -383,6 +393,7 @@ impl Boot {
             .add_service(health_service)
             .add_service(reflection)
             .add_optional_service(intake)
+            .add_optional_service(consent)
             .add_optional_service(notifications)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc),

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run services until SIGTERM/Ctrl-C: `--target all` (default) or one or more of intake,notifications.
+    /// Run services until SIGTERM/Ctrl-C: `--target all` (default) or one or more of intake,consent,notifications.
     Run {
         #[arg(long, default_value = "all")]
         target: String,

@@ -5,15 +5,17 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
     Intake,
+    Consent,
     Notifications,
 }
 
 impl Target {
-    pub const ALL: &[Target] = &[Target::Intake, Target::Notifications];
+    pub const ALL: &[Target] = &[Target::Intake, Target::Consent, Target::Notifications];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Intake => eh_intake::SERVICE,
+            Target::Consent => eh_consent::SERVICE,
             Target::Notifications => eh_notifications::SERVICE,
         }
     }
@@ -21,6 +23,7 @@ impl Target {
     pub fn migrations(self) -> Vec<eh_store::Migration> {
         match self {
             Target::Intake => eh_intake::migrations(),
+            Target::Consent => eh_consent::migrations(),
             Target::Notifications => eh_notifications::migrations(),
         }
     }
@@ -28,6 +31,7 @@ impl Target {
     pub fn streams(self, ns: &str) -> Vec<eh_bus::StreamSpec> {
         match self {
             Target::Intake => eh_intake::streams(ns),
+            Target::Consent => eh_consent::streams(ns),
             Target::Notifications => eh_notifications::streams(ns),
         }
     }

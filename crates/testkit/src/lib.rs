@@ -225,10 +225,12 @@ pub struct ReceivedMail {
     pub raw: Vec<u8>,
 }
 
+/// mailin clones the handler for each connection: `current` is that connection's message in
+/// progress; `store` and `failing` are shared.
 #[derive(Clone, Default)]
 struct SinkHandler {
     store: Arc<Mutex<Vec<ReceivedMail>>>,
-    current: Arc<Mutex<Option<ReceivedMail>>>,
+    current: Option<ReceivedMail>,
     /// While true the server answers 451 to DATA (a temporary failure).
     failing: Arc<Mutex<bool>>,
 }
@@ -244,7 +246,7 @@ impl mailin_embedded::Handler for SinkHandler {
         if *self.failing.lock().unwrap_or_else(|e| e.into_inner()) {
             return mailin_embedded::response::INTERNAL_ERROR;
         }
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(ReceivedMail {
+        self.current = Some(ReceivedMail {
             from: from.to_string(),
             to: to.to_vec(),
             raw: Vec::new(),
@@ -252,23 +254,13 @@ impl mailin_embedded::Handler for SinkHandler {
         mailin_embedded::response::OK
     }
     fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if let Some(m) = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
+        if let Some(m) = self.current.as_mut() {
             m.raw.extend_from_slice(buf);
         }
         Ok(())
     }
     fn data_end(&mut self) -> mailin_embedded::Response {
-        if let Some(m) = self
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(m) = self.current.take() {
             self.store.lock().unwrap_or_else(|e| e.into_inner()).push(m);
         }
         mailin_embedded::response::OK
