@@ -8,6 +8,7 @@ up:
 test: deps
     cargo test --workspace
     bash charts/check.sh
+    bash tools/asyncapi/check.sh
 
 # Only the Rust tests.
 test-rust: deps
@@ -21,6 +22,11 @@ lint:
 # Render, lint, validate and scan the Helm chart with Helm's own engine.
 charts:
     bash charts/check.sh
+
+# Regenerate the AsyncAPI document from the event catalogue, then validate it.
+asyncapi:
+    cargo run -q -- asyncapi > docs/asyncapi.yaml
+    bash tools/asyncapi/check.sh
 
 # Load harness: referrals per second and latency in both modes, beside raw baselines.
 bench: deps

@@ -3,6 +3,7 @@
 //! (PostgreSQL + NATS JetStream) through the same code, serves gRPC (with health and reflection)
 //! and HTTP (`/healthz`, `/readyz`, `/metrics`), and shuts down gracefully.
 pub mod app;
+pub mod asyncapi;
 pub mod demo;
 pub mod targets;
 

@@ -73,6 +73,8 @@ enum Command {
         #[arg(long, default_value = "education")]
         agency: String,
     },
+    /// Print the AsyncAPI document of every subject, its payload, publisher and consumers.
+    Asyncapi,
     /// Exit 0 when the gRPC server at --grpc reports SERVING (for probes and `helm test`).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -119,6 +121,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
     match &cli.command {
+        Command::Asyncapi => {
+            print!("{}", earlyhelp::asyncapi::document());
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Config {
             command: ConfigCommand::Print,
         } => {
@@ -246,7 +252,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             app.shutdown();
             app.stopped().await?;
         }
-        Command::Config { .. } | Command::Healthcheck { .. } | Command::Token { .. } => {}
+        Command::Config { .. }
+        | Command::Healthcheck { .. }
+        | Command::Token { .. }
+        | Command::Asyncapi => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,23 @@ impl ServiceContext {
             .spawn(relay.run(self.relay_shutdown.clone()));
     }
 
+    /// Starts the durable consumer the catalogue describes.
+    pub fn spawn_subscription(
+        &self,
+        sub: &eh_proto::catalogue::Subscription,
+        concurrency: usize,
+        handler: Arc<dyn Handler>,
+    ) {
+        let ns = self.namespace().to_string();
+        let stream = match sub.source {
+            eh_proto::catalogue::Source::Event(e) => {
+                crate::subjects::service_stream(&ns, e.service)
+            }
+            eh_proto::catalogue::Source::Inbound(_) => crate::subjects::inbound_stream(&ns),
+        };
+        self.spawn_consumer(sub.consumer, stream, sub.filter(&ns), concurrency, handler);
+    }
+
     /// Starts a durable consumer of `filter_subject` in `stream`.
     pub fn spawn_consumer(
         &self,

@@ -1,6 +1,8 @@
 //! Generated gRPC services and event payloads for every Early Help service
 //! (package `earlyhelp.<service>.v1`), and the descriptor set served by gRPC reflection.
 
+pub mod catalogue;
+
 /// Encoded `FileDescriptorSet` of every proto in `proto/`, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/earlyhelp_descriptor.bin"));

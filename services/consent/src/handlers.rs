@@ -23,9 +23,9 @@ use eh_proto::intake::v1::ReferralReceived;
 use prost::Message;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
-pub const TYPE_RECORDED: &str = "earlyhelp.consent.v1.ConsentRecorded";
-pub const TYPE_WITHDRAWN: &str = "earlyhelp.consent.v1.ConsentWithdrawn";
-pub const TYPE_OVERRIDE: &str = "earlyhelp.consent.v1.SafeguardingOverrideGranted";
+pub const TYPE_RECORDED: &str = eh_proto::catalogue::CONSENT_RECORDED.payload;
+pub const TYPE_WITHDRAWN: &str = eh_proto::catalogue::CONSENT_WITHDRAWN.payload;
+pub const TYPE_OVERRIDE: &str = eh_proto::catalogue::SAFEGUARDING_OVERRIDE_GRANTED.payload;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,18 +56,17 @@ impl Consent {
         &self,
         txn: &DatabaseTransaction,
         tenant: &str,
-        event: &str,
-        event_type: &str,
+        spec: &eh_proto::catalogue::EventSpec,
         actor: &str,
         cause: Option<&Received>,
         payload: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let env = Envelope::new(event_type, tenant, actor, now).caused_by(
+        let env = Envelope::new(spec.payload, tenant, actor, now).caused_by(
             cause.and_then(|m| m.envelope()).as_ref(),
             &cause.map(|m| m.key()).unwrap_or_default(),
         );
-        let subject = subjects::event(self.ctx.namespace(), tenant, SERVICE, event);
+        let subject = spec.subject(self.ctx.namespace(), tenant);
         self.ctx
             .outbox
             .enqueue(txn, &OutboundMessage::event(subject, &env, payload))
@@ -110,8 +109,7 @@ impl Consent {
         self.emit(
             &txn,
             tenant,
-            "consent_recorded",
-            TYPE_RECORDED,
+            &eh_proto::catalogue::CONSENT_RECORDED,
             actor,
             inbound,
             event.encode_to_vec(),
@@ -166,8 +164,7 @@ impl Consent {
         self.emit(
             &txn,
             tenant,
-            "consent_withdrawn",
-            TYPE_WITHDRAWN,
+            &eh_proto::catalogue::CONSENT_WITHDRAWN,
             actor,
             None,
             event.encode_to_vec(),
@@ -189,8 +186,7 @@ impl Consent {
         self.emit(
             &txn,
             tenant,
-            "safeguarding_override_granted",
-            TYPE_OVERRIDE,
+            &eh_proto::catalogue::SAFEGUARDING_OVERRIDE_GRANTED,
             actor,
             None,
             event.encode_to_vec(),

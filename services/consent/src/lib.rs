@@ -17,7 +17,8 @@ use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "consent";
-pub const CONSUMER_REFERRAL_RECEIVED: &str = "consent_referral_received";
+pub const CONSUMER_REFERRAL_RECEIVED: &str =
+    eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED.consumer;
 
 /// Every migration of consent's database, in order.
 pub fn migrations() -> Vec<Migration> {
@@ -48,11 +49,8 @@ pub fn start(
 > {
     let consent = handlers::Consent { ctx: ctx.clone() };
     ctx.spawn_relay();
-    let ns = ctx.namespace().to_string();
-    ctx.spawn_consumer(
-        CONSUMER_REFERRAL_RECEIVED,
-        subjects::service_stream(&ns, "intake"),
-        format!("{ns}.*.intake.referral_received"),
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED,
         16,
         Arc::new(handlers::ReferralReceivedHandler {
             consent: consent.clone(),

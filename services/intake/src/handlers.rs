@@ -2,9 +2,9 @@
 //! then in one transaction claim the inbox (bus door), store the referral once per
 //! (tenant, source.system, source.reference), and put `referral_received` — or, for a refused
 //! document, `referral_rejected` with every reason — in the outbox.
+use crate::CONSUMER_INBOUND;
 use crate::domain::contract::{self, Rejection};
 use crate::store;
-use crate::{CONSUMER_INBOUND, SERVICE};
 use async_trait::async_trait;
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
@@ -12,8 +12,8 @@ use eh_proto::intake::v1::{Referral, ReferralReceived, ReferralRejected};
 use prost::Message;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
-pub const TYPE_RECEIVED: &str = "earlyhelp.intake.v1.ReferralReceived";
-pub const TYPE_REJECTED: &str = "earlyhelp.intake.v1.ReferralRejected";
+pub const TYPE_RECEIVED: &str = eh_proto::catalogue::REFERRAL_RECEIVED.payload;
+pub const TYPE_REJECTED: &str = eh_proto::catalogue::REFERRAL_REJECTED.payload;
 
 /// What became of a submission.
 #[derive(Debug)]
@@ -136,12 +136,8 @@ impl Intake {
             family_members: stored.family_members.clone(),
         };
         let env = self.envelope(TYPE_RECEIVED, &stored.tenant, door, now);
-        let subject = subjects::event(
-            self.ctx.namespace(),
-            &stored.tenant,
-            SERVICE,
-            "referral_received",
-        );
+        let subject =
+            eh_proto::catalogue::REFERRAL_RECEIVED.subject(self.ctx.namespace(), &stored.tenant);
         self.ctx
             .outbox
             .enqueue(
@@ -171,7 +167,7 @@ impl Intake {
         // An unknown tenant's token is still a valid subject token (the inbound subject had it),
         // so the upstream system hears back on its own subject.
         let env = self.envelope(TYPE_REJECTED, tenant, door, now);
-        let subject = subjects::event(self.ctx.namespace(), tenant, SERVICE, "referral_rejected");
+        let subject = eh_proto::catalogue::REFERRAL_REJECTED.subject(self.ctx.namespace(), tenant);
         self.ctx
             .outbox
             .enqueue(

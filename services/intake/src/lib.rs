@@ -13,7 +13,7 @@ use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "intake";
-pub const CONSUMER_INBOUND: &str = "intake_inbound_referral";
+pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
 
 /// Every migration of intake's database, in order.
 pub fn migrations() -> Vec<Migration> {
@@ -44,11 +44,8 @@ pub fn start(
 > {
     let intake = handlers::Intake { ctx: ctx.clone() };
     ctx.spawn_relay();
-    let ns = ctx.namespace().to_string();
-    ctx.spawn_consumer(
-        CONSUMER_INBOUND,
-        subjects::inbound_stream(&ns),
-        format!("{ns}.*.inbound.referral"),
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
         16,
         Arc::new(handlers::InboundReferral {
             intake: intake.clone(),

@@ -14,7 +14,8 @@ use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "notifications";
-pub const CONSUMER_REFERRAL_RECEIVED: &str = "notifications_referral_received";
+pub const CONSUMER_REFERRAL_RECEIVED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED.consumer;
 
 pub fn migrations() -> Vec<Migration> {
     [
@@ -50,11 +51,8 @@ pub fn start(
     let sender = sender::Sender::new(ctx.clone(), mailer);
     let wake = sender.waker();
     ctx.spawn_relay();
-    let ns = ctx.namespace().to_string();
-    ctx.spawn_consumer(
-        CONSUMER_REFERRAL_RECEIVED,
-        subjects::service_stream(&ns, "intake"),
-        format!("{ns}.*.intake.referral_received"),
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED,
         16,
         Arc::new(handlers::ReferralReceivedHandler {
             ctx: ctx.clone(),

@@ -2,8 +2,8 @@
 //! retrying failures with backoff and recording every attempt. Each message is claimed with a
 //! lease first, so several replicas never send the same one at once.
 use crate::mailer::{Email, Mailer};
-use crate::{SERVICE, store};
-use eh_bus::{Envelope, OutboundMessage, ServiceContext, subjects};
+use crate::store;
+use eh_bus::{Envelope, OutboundMessage, ServiceContext};
 use eh_proto::notifications::v1::MessageSent;
 use prost::Message;
 use sea_orm::TransactionTrait;
@@ -130,7 +130,7 @@ impl Sender {
                 let txn = db.begin().await?;
                 store::set_status(&txn, &m.id, "sent", None, now, Some(now)).await?;
                 let env = Envelope::new(
-                    "earlyhelp.notifications.v1.MessageSent",
+                    eh_proto::catalogue::MESSAGE_SENT.payload,
                     &m.tenant,
                     "service:notifications",
                     now,
@@ -143,7 +143,7 @@ impl Sender {
                     sent_at: now.to_rfc3339(),
                 };
                 let subject =
-                    subjects::event(self.ctx.namespace(), &m.tenant, SERVICE, "message_sent");
+                    eh_proto::catalogue::MESSAGE_SENT.subject(self.ctx.namespace(), &m.tenant);
                 self.ctx
                     .outbox
                     .enqueue(
