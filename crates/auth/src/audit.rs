@@ -135,6 +135,65 @@ impl Auditor {
         txn.commit().await
     }
 
+    /// Records one access decision by `p`. When the trail cannot be written the request is
+    /// refused (UNAVAILABLE): no access goes unaudited.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide(
+        &self,
+        p: &crate::Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+        purpose: &str,
+        allowed: bool,
+        reason: String,
+    ) -> Result<(), tonic::Status> {
+        let entry = AuditEntry {
+            tenant: tenant.to_string(),
+            actor: p.actor(),
+            role: p.role(),
+            action: action.to_string(),
+            record: record.to_string(),
+            purpose: purpose.to_string(),
+            decision: if allowed {
+                Decision::Allowed
+            } else {
+                Decision::Denied
+            },
+            reason,
+        };
+        self.record(entry).await.map_err(|e| {
+            tracing::error!(error = %e, "audit write failed; refusing the request");
+            tonic::Status::unavailable("audit trail unavailable")
+        })
+    }
+
+    /// May `p` act on `tenant`'s data? Audited either way; PERMISSION_DENIED when not.
+    pub async fn check_tenant(
+        &self,
+        p: &crate::Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+        purpose: &str,
+    ) -> Result<(), tonic::Status> {
+        let allowed = p.may_access_tenant(tenant);
+        let reason = if allowed {
+            "same tenant".to_string()
+        } else {
+            format!("principal of tenant {:?}", p.tenant().unwrap_or_default())
+        };
+        self.decide(p, tenant, action, record, purpose, allowed, reason)
+            .await?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(tonic::Status::permission_denied(format!(
+                "not permitted for tenant {tenant}"
+            )))
+        }
+    }
+
     /// Entries for `tenant`, oldest first: (actor, action, record, decision, reason).
     pub async fn entries(
         &self,

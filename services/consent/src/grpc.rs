@@ -11,7 +11,7 @@ use crate::domain::overrides::{self, Authority, MANAGER_ROLE, Override, Refusal}
 use crate::domain::{Agency, Category, Purpose, Violation, parse_list};
 use crate::handlers::{Appended, Consent};
 use crate::store::{self, Asker};
-use eh_auth::{AuditEntry, Auditor, Decision, Principal};
+use eh_auth::{Auditor, Principal};
 use eh_proto::consent::v1::consent_service_server::ConsentService;
 use eh_proto::consent::v1::{
     CheckSharingRequest, ConsentRecord, GrantOverrideRequest, ListConsentRequest,
@@ -57,24 +57,9 @@ impl ConsentApi {
         allowed: bool,
         reason: String,
     ) -> Result<(), Status> {
-        let entry = AuditEntry {
-            tenant: tenant.to_string(),
-            actor: p.actor(),
-            role: p.role(),
-            action: action.to_string(),
-            record: record.to_string(),
-            purpose: "consent".into(),
-            decision: if allowed {
-                Decision::Allowed
-            } else {
-                Decision::Denied
-            },
-            reason,
-        };
-        self.auditor.record(entry).await.map_err(|e| {
-            tracing::error!(error = %e, "audit write failed; refusing the request");
-            Status::unavailable("audit trail unavailable")
-        })
+        self.auditor
+            .decide(p, tenant, action, record, "consent", allowed, reason)
+            .await
     }
 
     /// A known tenant (INVALID_ARGUMENT otherwise), and the caller's own (PERMISSION_DENIED,
@@ -97,21 +82,9 @@ impl ConsentApi {
                 )],
             ));
         }
-        let allowed = p.may_access_tenant(tenant);
-        let reason = if allowed {
-            "same tenant".into()
-        } else {
-            format!("principal of tenant {:?}", p.tenant().unwrap_or_default())
-        };
-        self.audit(p, tenant, action, record, allowed, reason)
-            .await?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "not permitted for tenant {tenant}"
-            )))
-        }
+        self.auditor
+            .check_tenant(p, tenant, action, record, "consent")
+            .await
     }
 }
 

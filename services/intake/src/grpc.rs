@@ -3,7 +3,7 @@
 use crate::domain::contract::{self, Rejection};
 use crate::handlers::{Door, Intake, Outcome};
 use crate::store;
-use eh_auth::{AuditEntry, Auditor, Decision, Principal};
+use eh_auth::{Auditor, Principal};
 use eh_proto::intake::v1::intake_service_server::IntakeService;
 use eh_proto::intake::v1::{
     GetReferralRequest, ReferralRecord, SubmitReferralRequest, SubmitReferralResponse,
@@ -25,36 +25,9 @@ impl IntakeApi {
         action: &str,
         record: &str,
     ) -> Result<(), Status> {
-        let allowed = p.may_access_tenant(tenant);
-        let entry = AuditEntry {
-            tenant: tenant.to_string(),
-            actor: p.actor(),
-            role: p.role(),
-            action: action.to_string(),
-            record: record.to_string(),
-            purpose: "intake".into(),
-            decision: if allowed {
-                Decision::Allowed
-            } else {
-                Decision::Denied
-            },
-            reason: if allowed {
-                "same tenant".into()
-            } else {
-                format!("principal of tenant {:?}", p.tenant().unwrap_or_default())
-            },
-        };
-        if let Err(e) = self.auditor.record(entry).await {
-            tracing::error!(error = %e, "audit write failed; refusing the request");
-            return Err(Status::unavailable("audit trail unavailable"));
-        }
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "not permitted for tenant {tenant}"
-            )))
-        }
+        self.auditor
+            .check_tenant(p, tenant, action, record, "intake")
+            .await
     }
 }
 

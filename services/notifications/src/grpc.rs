@@ -1,6 +1,6 @@
 //! `ListMessages`: what was sent about a record, for the caller's tenant only, audited.
 use crate::store;
-use eh_auth::{AuditEntry, Auditor, Decision};
+use eh_auth::Auditor;
 use eh_proto::notifications::v1::notifications_service_server::NotificationsService;
 use eh_proto::notifications::v1::{ListMessagesRequest, ListMessagesResponse, MessageRecord};
 use sea_orm::DatabaseConnection;
@@ -19,34 +19,15 @@ impl NotificationsService for NotificationsApi {
     ) -> Result<Response<ListMessagesResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        let allowed = p.may_access_tenant(&req.tenant);
         self.auditor
-            .record(AuditEntry {
-                tenant: req.tenant.clone(),
-                actor: p.actor(),
-                role: p.role(),
-                action: "list_messages".into(),
-                record: format!("related:{}", req.related_id),
-                purpose: "notifications".into(),
-                decision: if allowed {
-                    Decision::Allowed
-                } else {
-                    Decision::Denied
-                },
-                reason: if allowed {
-                    "same tenant".into()
-                } else {
-                    "other tenant".into()
-                },
-            })
-            .await
-            .map_err(|_| Status::unavailable("audit trail unavailable"))?;
-        if !allowed {
-            return Err(Status::permission_denied(format!(
-                "not permitted for tenant {}",
-                req.tenant
-            )));
-        }
+            .check_tenant(
+                &p,
+                &req.tenant,
+                "list_messages",
+                &format!("related:{}", req.related_id),
+                "notifications",
+            )
+            .await?;
         let rows = store::for_related(&self.db, &req.tenant, &req.related_id)
             .await
             .map_err(|e| {
