@@ -175,3 +175,78 @@ async fn sigterm_under_load_exits_zero_and_leaves_nothing_half_done() -> anyhow:
     );
     Ok(())
 }
+
+fn earlyhelp(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::io::Result<std::process::Output> {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_earlyhelp"));
+    c.args(args)
+        .current_dir(dir)
+        .env("EH__DATA_DIR", dir)
+        .env("EH__TELEMETRY__LOG_LEVEL", "error");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output()
+}
+
+#[test]
+fn a_bad_config_value_stops_the_process_naming_the_key() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = earlyhelp(
+        dir.path(),
+        &["run"],
+        &[("EH__SERVER__SHUTDOWN_GRACE_SECS", "soon")],
+    )?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("shutdown_grace_secs"), "{err}");
+    let out = earlyhelp(dir.path(), &["run"], &[("EH__MODE", "distributed")])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
+    Ok(())
+}
+
+#[test]
+fn config_print_masks_secrets() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = earlyhelp(
+        dir.path(),
+        &["config", "print"],
+        &[("EH__SMTP__PASSWORD", "hunter2-secret")],
+    )?;
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(v["smtp"]["password"], "********");
+    assert_eq!(v["mode"], "embedded");
+    assert_eq!(v["tenants"]["demo"]["name"], "Demo Borough Council");
+    Ok(())
+}
+
+#[test]
+fn migrate_applies_once_then_finds_nothing_to_do() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = earlyhelp(dir.path(), &["migrate"], &[])?;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("intake: 3 migration(s) applied"), "{text}");
+    let again = earlyhelp(dir.path(), &["migrate", "--target", "intake,consent"], &[])?;
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("intake: 0 migration(s) applied")
+            && text.contains("consent: 0 migration(s) applied"),
+        "{text}"
+    );
+    let unknown = earlyhelp(dir.path(), &["migrate", "--target", "nosuch"], &[])?;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown target"));
+    Ok(())
+}
