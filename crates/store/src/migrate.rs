@@ -86,15 +86,8 @@ pub async fn migrate(
 
 /// Versions not yet applied (readiness reports not ready while any are).
 pub async fn pending(db: &DatabaseConnection, migrations: &[Migration]) -> Result<Vec<i64>> {
-    let backend = db.get_database_backend();
-    let done = match applied(db).await {
-        Ok(d) => d,
-        Err(_) => {
-            // No ledger yet: nothing applied.
-            let _ = backend;
-            Vec::new()
-        }
-    };
+    // No ledger yet (or the database unreachable): report everything pending, so not ready.
+    let done = applied(db).await.unwrap_or_default();
     Ok(migrations
         .iter()
         .map(|m| m.version)
