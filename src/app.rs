@@ -66,6 +66,13 @@ pub fn with_demo_tenant(mut settings: Settings) -> Settings {
                 api_keys: vec![],
                 templates: Default::default(),
                 mail_from: Some("Demo Borough Council Early Help <earlyhelp@demo.invalid>".into()),
+                calendar: Default::default(),
+                service_levels: Default::default(),
+                contacts: eh_platform::config::TenantContacts {
+                    front_door_email: Some("front-door@demo.invalid".into()),
+                    team_manager_email: Some("early-help-manager@demo.invalid".into()),
+                },
+                screening: None,
             },
         );
     }

@@ -87,7 +87,7 @@ pub fn document() -> String {
     }
     let _ = writeln!(y, "operations:");
     for e in catalogue::EVENTS {
-        let _ = writeln!(y, "  {}.publish.{}:", e.service, e.name);
+        let _ = writeln!(y, "  {}.publish.{}:", e.publisher, e.name);
         let _ = writeln!(y, "    action: send");
         let _ = writeln!(
             y,
@@ -97,7 +97,7 @@ pub fn document() -> String {
         let _ = writeln!(
             y,
             "    summary: {}",
-            q(&format!("Published by {} through its outbox.", e.service))
+            q(&format!("Published by {} through its outbox.", e.publisher))
         );
     }
     for s in catalogue::SUBSCRIPTIONS {

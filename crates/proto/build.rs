@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("earlyhelp/intake/v1/intake.proto"),
         root.join("earlyhelp/notifications/v1/notifications.proto"),
         root.join("earlyhelp/consent/v1/consent.proto"),
+        root.join("earlyhelp/casework/v1/casework.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -252,6 +252,75 @@ pub struct TenantSettings {
     /// Sender for this council's mail; the global `smtp.from` when absent.
     #[serde(default)]
     pub mail_from: Option<String>,
+    /// The council's working days: its bank-holiday calendar and its own closure days.
+    #[serde(default)]
+    pub calendar: CalendarSettings,
+    /// Service levels in working days (DOMAIN.md's defaults).
+    #[serde(default)]
+    pub service_levels: ServiceLevels,
+    /// The council's own mailboxes the platform notifies.
+    #[serde(default)]
+    pub contacts: TenantContacts,
+    /// Intake's screening rules (thresholds, programmes such as BRFC, area, advice texts) as a
+    /// document; the built-in defaults when absent. Checked at start by intake.
+    #[serde(default)]
+    pub screening: Option<serde_json::Value>,
+}
+
+/// A council's working-day calendar.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSettings {
+    /// `england-and-wales` (default), `scotland` or `northern-ireland`.
+    #[serde(default)]
+    pub division: eh_workdays::Division,
+    /// The council's own closure days (e.g. a Christmas shutdown), as `YYYY-MM-DD`.
+    #[serde(default)]
+    pub closure_days: Vec<chrono::NaiveDate>,
+}
+
+impl CalendarSettings {
+    /// The working calendar these settings describe.
+    ///
+    /// # Errors
+    /// When a closure day lies outside the calendar's supported range.
+    pub fn working_calendar(&self) -> Result<eh_workdays::WorkingCalendar, eh_workdays::Error> {
+        eh_workdays::WorkingCalendar::new(self.division, self.closure_days.iter().copied())
+    }
+}
+
+/// Service levels, in working days.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceLevels {
+    /// Front-door screening decision after a request arrives (default 1).
+    pub screening_decision_days: u32,
+    /// Chase outstanding consent after (default 5).
+    pub consent_chase_days: u32,
+    /// Close as "no consent" after (default 20).
+    pub consent_close_days: u32,
+}
+
+impl Default for ServiceLevels {
+    fn default() -> Self {
+        Self {
+            screening_decision_days: 1,
+            consent_chase_days: 5,
+            consent_close_days: 20,
+        }
+    }
+}
+
+/// A council's own mailboxes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantContacts {
+    /// The front door (First Response / MASH): told at once of every step-up.
+    #[serde(default)]
+    pub front_door_email: Option<String>,
+    /// The Early Help team manager: told of service-level breaches.
+    #[serde(default)]
+    pub team_manager_email: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -378,6 +447,19 @@ impl Settings {
                 return Err(invalid(
                     &format!("tenants.{id}"),
                     "a tenant id is one lowercase subject token: letters, digits, '_' or '-'",
+                ));
+            }
+            if let Err(e) = t.calendar.working_calendar() {
+                return Err(invalid(
+                    &format!("tenants.{id}.calendar.closure_days"),
+                    &e.to_string(),
+                ));
+            }
+            let sl = &t.service_levels;
+            if sl.consent_chase_days == 0 || sl.consent_close_days <= sl.consent_chase_days {
+                return Err(invalid(
+                    &format!("tenants.{id}.service_levels.consent_close_days"),
+                    "must be more than consent_chase_days, which must be at least 1",
                 ));
             }
             for (i, k) in t.api_keys.iter().enumerate() {

@@ -6,7 +6,11 @@
 /// A domain event: `<ns>.<tenant>.<service>.<name>`, payload a protobuf message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventSpec {
+    /// The service token of the subject: the publisher for an event, the receiver for a command
+    /// (`<ns>.<tenant>.<service>.cmd.<verb>`).
     pub service: &'static str,
+    /// The service that publishes it (through its outbox).
+    pub publisher: &'static str,
     pub name: &'static str,
     /// Fully qualified protobuf message name; also the envelope's `Eh-Type`.
     pub payload: &'static str,
@@ -76,39 +80,102 @@ pub const INBOUND_REFERRAL: InboundSpec = InboundSpec {
 
 pub const REFERRAL_RECEIVED: EventSpec = EventSpec {
     service: "intake",
+    publisher: "intake",
     name: "referral_received",
     payload: "earlyhelp.intake.v1.ReferralReceived",
     summary: "A valid request for support was stored (once per source reference).",
 };
 pub const REFERRAL_REJECTED: EventSpec = EventSpec {
     service: "intake",
+    publisher: "intake",
     name: "referral_rejected",
     payload: "earlyhelp.intake.v1.ReferralRejected",
     summary: "A request was refused, with every reason; nothing was stored.",
 };
 pub const CONSENT_RECORDED: EventSpec = EventSpec {
     service: "consent",
+    publisher: "consent",
     name: "consent_recorded",
     payload: "earlyhelp.consent.v1.ConsentRecorded",
     summary: "A consent record was added to the family's ledger.",
 };
 pub const CONSENT_WITHDRAWN: EventSpec = EventSpec {
     service: "consent",
+    publisher: "consent",
     name: "consent_withdrawn",
     payload: "earlyhelp.consent.v1.ConsentWithdrawn",
     summary: "Consent was withdrawn; every later sharing check sees it.",
 };
 pub const SAFEGUARDING_OVERRIDE_GRANTED: EventSpec = EventSpec {
     service: "consent",
+    publisher: "consent",
     name: "safeguarding_override_granted",
     payload: "earlyhelp.consent.v1.SafeguardingOverrideGranted",
     summary: "Sharing without consent was authorised on a stated safeguarding basis.",
 };
 pub const MESSAGE_SENT: EventSpec = EventSpec {
     service: "notifications",
+    publisher: "notifications",
     name: "message_sent",
     payload: "earlyhelp.notifications.v1.MessageSent",
     summary: "A message was delivered to its channel (e.g. accepted by the SMTP server).",
+};
+
+pub const SCREEN_REFERRAL: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "casework",
+    name: "cmd.screen_referral",
+    payload: "earlyhelp.intake.v1.ScreenReferral",
+    summary: "Command from casework: screen a referral now that consent is held.",
+};
+pub const SCREENING_DECIDED: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "intake",
+    name: "screening_decided",
+    payload: "earlyhelp.intake.v1.ScreeningDecided",
+    summary: "A referral was screened: outcome, reasons and the rule version.",
+};
+pub const CASE_STATE_CHANGED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "case_state_changed",
+    payload: "earlyhelp.casework.v1.CaseStateChanged",
+    summary: "A case moved from one state to another (every transition, opening included).",
+};
+pub const CASE_STEPPED_UP: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "case_stepped_up",
+    payload: "earlyhelp.casework.v1.CaseSteppedUp",
+    summary: "A case went to the council's front door (significant harm or a practitioner's call).",
+};
+pub const CASE_READY_FOR_ALLOCATION: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "case_ready_for_allocation",
+    payload: "earlyhelp.casework.v1.CaseReadyForAllocation",
+    summary: "Consent is held and screening accepted the case: allocation may begin.",
+};
+pub const CASE_CLOSED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "case_closed",
+    payload: "earlyhelp.casework.v1.CaseClosed",
+    summary: "A case closed (advice given, no consent, consent withdrawn).",
+};
+pub const CONSENT_REQUESTED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "consent_requested",
+    payload: "earlyhelp.casework.v1.ConsentRequested",
+    summary: "Consent is still outstanding after the chase service level: ask the family.",
+};
+pub const SERVICE_LEVEL_BREACHED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "service_level_breached",
+    payload: "earlyhelp.casework.v1.ServiceLevelBreached",
+    summary: "A service-level clock of a case ran out; the team manager is told.",
 };
 
 pub const INTAKE_INBOUND_REFERRAL: Subscription = Subscription {
@@ -130,6 +197,61 @@ pub const CONSENT_REFERRAL_RECEIVED: Subscription = Subscription {
     summary: "Records the consent the referral carries.",
 };
 
+pub const INTAKE_SCREEN_REFERRAL: Subscription = Subscription {
+    consumer: "intake_screen_referral",
+    service: "intake",
+    source: Source::Event(&SCREEN_REFERRAL),
+    summary: "Screens the referral against the council's rules; stores and announces the decision.",
+};
+pub const CASEWORK_REFERRAL_RECEIVED: Subscription = Subscription {
+    consumer: "casework_referral_received",
+    service: "casework",
+    source: Source::Event(&REFERRAL_RECEIVED),
+    summary: "Opens a case (or attaches the referral to the family's open case) and decides what comes next.",
+};
+pub const CASEWORK_CONSENT_RECORDED: Subscription = Subscription {
+    consumer: "casework_consent_recorded",
+    service: "casework",
+    source: Source::Event(&CONSENT_RECORDED),
+    summary: "Moves cases awaiting consent on to screening.",
+};
+pub const CASEWORK_CONSENT_WITHDRAWN: Subscription = Subscription {
+    consumer: "casework_consent_withdrawn",
+    service: "casework",
+    source: Source::Event(&CONSENT_WITHDRAWN),
+    summary: "Closes the family's open cases when no consent remains.",
+};
+pub const CASEWORK_SCREENING_DECIDED: Subscription = Subscription {
+    consumer: "casework_screening_decided",
+    service: "casework",
+    source: Source::Event(&SCREENING_DECIDED),
+    summary: "Moves the case to ready_for_allocation or closes it with advice.",
+};
+pub const NOTIFICATIONS_SCREENING_DECIDED: Subscription = Subscription {
+    consumer: "notifications_screening_decided",
+    service: "notifications",
+    source: Source::Event(&SCREENING_DECIDED),
+    summary: "Tells the referrer the screening outcome (with the advice, or what is missing).",
+};
+pub const NOTIFICATIONS_CASE_STEPPED_UP: Subscription = Subscription {
+    consumer: "notifications_case_stepped_up",
+    service: "notifications",
+    source: Source::Event(&CASE_STEPPED_UP),
+    summary: "Tells the council's front door at once, and the referrer.",
+};
+pub const NOTIFICATIONS_CONSENT_REQUESTED: Subscription = Subscription {
+    consumer: "notifications_consent_requested",
+    service: "notifications",
+    source: Source::Event(&CONSENT_REQUESTED),
+    summary: "Asks the family for consent (never at an unsafe address).",
+};
+pub const NOTIFICATIONS_SERVICE_LEVEL_BREACHED: Subscription = Subscription {
+    consumer: "notifications_service_level_breached",
+    service: "notifications",
+    source: Source::Event(&SERVICE_LEVEL_BREACHED),
+    summary: "Tells the team manager a service level was breached.",
+};
+
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
     &REFERRAL_RECEIVED,
@@ -138,6 +260,14 @@ pub const EVENTS: &[&EventSpec] = &[
     &CONSENT_WITHDRAWN,
     &SAFEGUARDING_OVERRIDE_GRANTED,
     &MESSAGE_SENT,
+    &SCREEN_REFERRAL,
+    &SCREENING_DECIDED,
+    &CASE_STATE_CHANGED,
+    &CASE_STEPPED_UP,
+    &CASE_READY_FOR_ALLOCATION,
+    &CASE_CLOSED,
+    &CONSENT_REQUESTED,
+    &SERVICE_LEVEL_BREACHED,
 ];
 
 /// What upstream systems may publish.
@@ -148,4 +278,13 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &INTAKE_INBOUND_REFERRAL,
     &NOTIFICATIONS_REFERRAL_RECEIVED,
     &CONSENT_REFERRAL_RECEIVED,
+    &INTAKE_SCREEN_REFERRAL,
+    &CASEWORK_REFERRAL_RECEIVED,
+    &CASEWORK_CONSENT_RECORDED,
+    &CASEWORK_CONSENT_WITHDRAWN,
+    &CASEWORK_SCREENING_DECIDED,
+    &NOTIFICATIONS_SCREENING_DECIDED,
+    &NOTIFICATIONS_CASE_STEPPED_UP,
+    &NOTIFICATIONS_CONSENT_REQUESTED,
+    &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
 ];

@@ -30,3 +30,11 @@ pub mod consent {
         tonic::include_proto!("earlyhelp.consent.v1");
     }
 }
+
+/// `earlyhelp.casework.v1`
+pub mod casework {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.casework.v1");
+    }
+}

@@ -364,6 +364,22 @@ pub async fn settings(
             "EH__TENANTS__STAFFS__NAME".into(),
             "Staffordshire County Council".into(),
         ),
+        (
+            "EH__TENANTS__WORCS__CONTACTS__FRONT_DOOR_EMAIL".into(),
+            "front-door@worcs.test".into(),
+        ),
+        (
+            "EH__TENANTS__WORCS__CONTACTS__TEAM_MANAGER_EMAIL".into(),
+            "eh-manager@worcs.test".into(),
+        ),
+        (
+            "EH__TENANTS__STAFFS__CONTACTS__FRONT_DOOR_EMAIL".into(),
+            "front-door@staffs.test".into(),
+        ),
+        (
+            "EH__TENANTS__STAFFS__CONTACTS__TEAM_MANAGER_EMAIL".into(),
+            "eh-manager@staffs.test".into(),
+        ),
     ];
     if distributed {
         env.push(("EH__MODE".into(), "distributed".into()));

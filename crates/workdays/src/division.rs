@@ -11,10 +11,13 @@ use crate::{Error, FIRST_DAY, LAST_DAY, Result};
 
 /// A part of the UK with its own bank holidays, named as in GOV.UK's `bank-holidays.json`
 /// (`england-and-wales`, `scotland`, `northern-ireland`) when serialised or parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Division {
     /// England and Wales: Easter Monday, and the summer bank holiday at the end of August.
+    #[default]
     EnglandAndWales,
     /// Scotland: 2 January and St Andrew's Day, no Easter Monday, and the summer bank
     /// holiday at the start of August.
