@@ -339,11 +339,12 @@ impl Boot {
             .context("gRPC reflection")?;
         let mut intake = None;
         let mut consent = None;
+        let mut casework = None;
         let mut notifications = None;
         for (target, ctx) in contexts {
             match target {
                 Target::Intake => {
-                    intake = Some(eh_intake::start(ctx, &self.auth));
+                    intake = Some(eh_intake::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
                     reporter
                         .set_service_status(
                             "earlyhelp.intake.v1.IntakeService",
@@ -356,6 +357,16 @@ impl Boot {
                     reporter
                         .set_service_status(
                             "earlyhelp.consent.v1.ConsentService",
+                            tonic_health::ServingStatus::Serving,
+                        )
+                        .await;
+                }
+                Target::Casework => {
+                    casework =
+                        Some(eh_casework::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
+                    reporter
+                        .set_service_status(
+                            "earlyhelp.casework.v1.CaseworkService",
                             tonic_health::ServingStatus::Serving,
                         )
                         .await;
@@ -401,6 +412,7 @@ impl Boot {
             .add_service(reflection)
             .add_optional_service(intake)
             .add_optional_service(consent)
+            .add_optional_service(casework)
             .add_optional_service(notifications)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc),

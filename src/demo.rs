@@ -49,7 +49,29 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
     let mut bad = example(&r("4"), None);
     bad["consent"] = json!({"given_by": "Dana Marsh"});
     bad["children"][0]["nhs_number"] = json!("94347659");
-    let mut step_down = example(&r("3"), None);
+    let mut harm = another_family(
+        example(&r("6"), Some("sam.okafor@little-acorns.example")),
+        ("Noah", "Bell", "2022-08-19"),
+        "Grace",
+        "DM3 7QT",
+    );
+    harm["referrer"] = json!({"name": "Sam Okafor", "agency": "education",
+        "organisation": "Little Acorns Nursery", "email": "sam.okafor@little-acorns.example",
+        "phone": "01905 555 0100"});
+    harm["significant_harm_risk"] = json!(true);
+    let mut single_need = another_family(
+        example(&r("7"), Some("priya.shah@hillside.example")),
+        ("Ava", "Patel", "2013-11-30"),
+        "Meera",
+        "DM2 9LP",
+    );
+    single_need["needs"] = json!(["education"]);
+    let mut step_down = another_family(
+        example(&r("3"), None),
+        ("Maya", "Evans", "2014-02-03"),
+        "Kim",
+        "DM5 1RS",
+    );
     step_down["route"] = json!("step_down");
     step_down["referrer"]["agency"] = json!("social_care");
     let inputs: Vec<(String, String, Vec<u8>)> = vec![
@@ -78,6 +100,16 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
             "not JSON at all".into(),
             b"referral: yes please".to_vec(),
         ),
+        (
+            r("6"),
+            "a nursery's referral reporting a risk of significant harm".into(),
+            serde_json::to_vec(&harm)?,
+        ),
+        (
+            r("7"),
+            "a request with a single need, below the Early Help Team threshold".into(),
+            serde_json::to_vec(&single_need)?,
+        ),
     ];
     // Watch intake's events as any downstream system would.
     let mut watch = app
@@ -103,7 +135,7 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
     let mut received: BTreeMap<String, String> = BTreeMap::new();
     let mut rejected: Vec<ReferralRejected> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while received.len() + rejected.len() < 4 && tokio::time::Instant::now() < deadline {
+    while received.len() + rejected.len() < 6 && tokio::time::Instant::now() < deadline {
         if let Some(d) = watch.next().await? {
             if d.msg.subject.ends_with(".referral_received") {
                 let e = ReferralReceived::decode(d.msg.payload.as_ref())?;
@@ -120,7 +152,7 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
         }
     }
     let mail_dir = app.settings.data_dir.join("mail");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cases = case_states(app, tenant, &received).await?;
     for (reference, what, _) in inputs.iter().filter(|(r, _, _)| !r.is_empty()) {
         let line = if let Some(id) = received.get(reference) {
             let mail = std::fs::read_dir(&mail_dir)
@@ -130,7 +162,11 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
                         .count()
                 })
                 .unwrap_or(0);
-            format!("{what}: stored as referral {id}; acknowledgements emailed: {mail}")
+            let case = cases
+                .get(reference)
+                .map(|(id, state)| format!("; case {id} is {state}"))
+                .unwrap_or_default();
+            format!("{what}: stored as referral {id}; acknowledgements emailed: {mail}{case}")
         } else if let Some(rej) = rejected.iter().find(|x| &x.source_reference == reference) {
             let reasons: Vec<String> = rej
                 .violations
@@ -154,4 +190,61 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
         mail_dir.display()
     );
     Ok(lines)
+}
+
+/// The case each stored referral opened, once it has left the states that pass in a moment:
+/// reference → (case id, state).
+async fn case_states(
+    app: &App,
+    tenant: &str,
+    received: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<String, (String, String)>> {
+    let db = eh_store::connect(&eh_store::Location::for_service(
+        &app.settings,
+        eh_casework::SERVICE,
+    )?)
+    .await?;
+    let passing = ["requested", "screening"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // A referral may have joined the open case of a family already known.
+        let mut by_referral = BTreeMap::new();
+        for c in eh_casework::store::list_cases(&db, tenant, None, None, 1000).await? {
+            for referral in eh_casework::store::referrals_of(&db, &c.id).await? {
+                by_referral.insert(referral, (c.id.clone(), c.state.as_str().to_string()));
+            }
+        }
+        let found: BTreeMap<String, (String, String)> = received
+            .iter()
+            .filter_map(|(reference, id)| Some((reference.clone(), by_referral.get(id)?.clone())))
+            .collect();
+        let settled = received.keys().all(|r| {
+            found
+                .get(r)
+                .is_some_and(|(_, s)| !passing.contains(&s.as_str()))
+        });
+        if settled || tokio::time::Instant::now() > deadline {
+            // Give the sender a moment to write the emails these steps caused.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `doc` about a different family: the child `(given, family name, date of birth)`, a mother
+/// `parent` of the same family name, and `postcode`.
+fn another_family(
+    mut doc: Value,
+    child: (&str, &str, &str),
+    parent: &str,
+    postcode: &str,
+) -> Value {
+    let (given, family, dob) = child;
+    doc["children"] = json!([{"given_name": given, "family_name": family, "date_of_birth": dob}]);
+    doc["family_members"] = json!([{"given_name": parent, "family_name": family,
+        "relationship": "mother", "parental_responsibility": true, "safe_to_contact": true}]);
+    doc["address"] = json!({"line1": "1 Demo Street", "town": "Demoton", "postcode": postcode});
+    doc["consent"]["given_by"] = json!(format!("{parent} {family}"));
+    doc
 }

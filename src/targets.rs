@@ -6,16 +6,23 @@ use std::str::FromStr;
 pub enum Target {
     Intake,
     Consent,
+    Casework,
     Notifications,
 }
 
 impl Target {
-    pub const ALL: &[Target] = &[Target::Intake, Target::Consent, Target::Notifications];
+    pub const ALL: &[Target] = &[
+        Target::Intake,
+        Target::Consent,
+        Target::Casework,
+        Target::Notifications,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Target::Intake => eh_intake::SERVICE,
             Target::Consent => eh_consent::SERVICE,
+            Target::Casework => eh_casework::SERVICE,
             Target::Notifications => eh_notifications::SERVICE,
         }
     }
@@ -24,6 +31,7 @@ impl Target {
         match self {
             Target::Intake => eh_intake::migrations(),
             Target::Consent => eh_consent::migrations(),
+            Target::Casework => eh_casework::migrations(),
             Target::Notifications => eh_notifications::migrations(),
         }
     }
@@ -32,6 +40,7 @@ impl Target {
         match self {
             Target::Intake => eh_intake::streams(ns),
             Target::Consent => eh_consent::streams(ns),
+            Target::Casework => eh_casework::streams(ns),
             Target::Notifications => eh_notifications::streams(ns),
         }
     }

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::Channel;
 
+/// The acknowledgement's template: each referral causes one (other messages follow it, e.g. the
+/// screening outcome).
+pub const ACK: &str = "referral_acknowledgement";
+
 pub const WORCS_KEY: &str = "worcs-hub-key-for-tests";
 pub const STAFFS_KEY: &str = "staffs-hub-key-for-tests";
 
@@ -20,6 +24,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub smtp: SmtpSink,
     pub faults: Arc<Faults>,
+    /// The services' clock: the wall clock, or a manual one the test moves.
+    pub clock: Arc<dyn eh_platform::Clock>,
     pub dir: tempfile::TempDir,
 }
 
@@ -31,15 +37,49 @@ pub async fn test_settings(
     nats: Option<String>,
 ) -> anyhow::Result<Settings> {
     let mut s = eh_testkit::settings(distributed, dir, Some(smtp_port), nats).await?;
+    // Both councils' identity provider: one test issuer whose keys are published as a file.
+    let idp =
+        eh_auth::demo::DemoIssuer::load_or_create(&dir.join("idp")).map_err(anyhow::Error::msg)?;
+    let jwks = dir.join("idp").join("jwks.json");
+    std::fs::write(&jwks, serde_json::to_vec(&idp.jwks())?)?;
     for (tenant, key) in [("worcs", WORCS_KEY), ("staffs", STAFFS_KEY)] {
         if let Some(t) = s.tenants.get_mut(tenant) {
             t.api_keys.push(ApiKeySettings {
                 name: format!("{tenant}-hub"),
                 sha256: eh_auth::Authenticator::hash_key(key),
             });
+            t.oidc = Some(eh_platform::config::OidcSettings {
+                issuer: format!("https://idp.{tenant}.test"),
+                audience: "earlyhelp".into(),
+                jwks_url: jwks.display().to_string(),
+                roles_claim: "roles".into(),
+                agency_claim: "agency".into(),
+            });
         }
     }
     Ok(s)
+}
+
+/// A practitioner's bearer token from the test councils' identity provider (see
+/// [`test_settings`]): subject `subject` of `tenant` with `roles`.
+pub fn person_token(dir: &std::path::Path, tenant: &str, subject: &str, roles: &[&str]) -> String {
+    let idp = eh_auth::demo::DemoIssuer::load_or_create(&dir.join("idp")).expect("test issuer");
+    let now = chrono::Utc::now().timestamp();
+    idp.mint_claims(serde_json::json!({
+        "iss": format!("https://idp.{tenant}.test"), "aud": "earlyhelp", "sub": subject,
+        "roles": roles, "agency": "early_help", "exp": now + 3600
+    }))
+    .expect("token")
+}
+
+/// A request carrying a bearer token.
+pub fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii token"),
+    );
+    r
 }
 
 impl TestApp {
@@ -47,7 +87,23 @@ impl TestApp {
         Self::spawn_on(distributed, None).await
     }
 
+    /// Starts the application on a manual clock the test moves (no sleeping).
+    pub async fn spawn_with_clock(
+        distributed: bool,
+        clock: Arc<eh_platform::clock::ManualClock>,
+    ) -> anyhow::Result<Self> {
+        Self::spawn_full(distributed, None, clock).await
+    }
+
     pub async fn spawn_on(distributed: bool, nats: Option<String>) -> anyhow::Result<Self> {
+        Self::spawn_full(distributed, nats, Arc::new(eh_platform::SystemClock)).await
+    }
+
+    async fn spawn_full(
+        distributed: bool,
+        nats: Option<String>,
+        clock: Arc<dyn eh_platform::Clock>,
+    ) -> anyhow::Result<Self> {
         init_telemetry();
         let dir = tempfile::tempdir()?;
         let smtp = SmtpSink::start()?;
@@ -57,6 +113,7 @@ impl TestApp {
             settings,
             smtp,
             faults: Arc::new(Faults::default()),
+            clock,
             dir,
         };
         t.start().await?;
@@ -67,6 +124,7 @@ impl TestApp {
     pub async fn start(&mut self) -> anyhow::Result<()> {
         let mut opts = AppOptions::new(self.settings.clone(), Target::ALL.to_vec());
         opts.faults = self.faults.clone();
+        opts.clock = self.clock.clone();
         opts.http_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
         opts.grpc_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
         let app = App::start(opts).await?;
@@ -90,6 +148,19 @@ impl TestApp {
 
     pub fn ns(&self) -> String {
         self.settings.bus.namespace.clone()
+    }
+
+    /// A practitioner's token for this app's councils.
+    pub fn token(&self, tenant: &str, subject: &str, roles: &[&str]) -> String {
+        person_token(self.dir.path(), tenant, subject, roles)
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(
+            Channel::from_shared(format!("http://{}", self.app().grpc_addr))?
+                .connect()
+                .await?,
+        )
     }
 
     pub async fn intake(&self) -> anyhow::Result<IntakeServiceClient<Channel>> {

@@ -594,4 +594,51 @@ mod tests {
             "a second file merges, not replaces"
         );
     }
+
+    #[test]
+    fn a_tenants_calendar_and_service_levels_are_checked() {
+        let base = [("EH__TENANTS__WORCS__NAME", "Worcestershire")];
+        let s = Settings::load(
+            &[],
+            env(&[
+                base[0],
+                ("EH__TENANTS__WORCS__CALENDAR__DIVISION", "scotland"),
+                (
+                    "EH__TENANTS__WORCS__SERVICE_LEVELS__CONSENT_CLOSE_DAYS",
+                    "25",
+                ),
+            ]),
+        )
+        .unwrap();
+        let w = &s.tenants["worcs"];
+        assert_eq!(w.calendar.division, eh_workdays::Division::Scotland);
+        assert_eq!(w.service_levels.consent_close_days, 25);
+        assert_eq!(
+            w.service_levels.consent_chase_days, 5,
+            "defaults fill the rest"
+        );
+        let e = Settings::load(
+            &[],
+            env(&[base[0], ("EH__TENANTS__WORCS__CALENDAR__DIVISION", "wales")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("division"), "{e}");
+        let e = Settings::load(
+            &[],
+            env(&[
+                base[0],
+                (
+                    "EH__TENANTS__WORCS__SERVICE_LEVELS__CONSENT_CLOSE_DAYS",
+                    "3",
+                ),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tenants.worcs.service_levels.consent_close_days"),
+            "{e}"
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics: messages handled, handler latency, outbox backlog, dead letters.
+//! Prometheus metrics: messages handled, handler latency, outbox backlog, dead letters,
+//! service-level breaches.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,6 +21,13 @@ pub struct ConsumerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClockLabels {
+    pub tenant: String,
+    /// The service-level clock (e.g. screening_decision).
+    pub clock: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     pub service: String,
 }
@@ -32,6 +40,7 @@ pub struct Metrics {
     pub outbox_backlog: Family<ServiceLabels, Gauge>,
     pub outbox_published: Family<ServiceLabels, Counter>,
     pub dead_letters: Family<ConsumerLabels, Counter>,
+    pub service_level_breaches: Family<ClockLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,6 +64,12 @@ impl Metrics {
         let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
         let outbox_published = Family::<ServiceLabels, Counter>::default();
         let dead_letters = Family::<ConsumerLabels, Counter>::default();
+        let service_level_breaches = Family::<ClockLabels, Counter>::default();
+        registry.register(
+            "service_level_breaches",
+            "Service-level clocks of cases that ran out, by tenant and clock",
+            service_level_breaches.clone(),
+        );
         registry.register(
             "messages_handled",
             "Messages handled by bus consumers, by outcome",
@@ -87,7 +102,18 @@ impl Metrics {
             outbox_backlog,
             outbox_published,
             dead_letters,
+            service_level_breaches,
         }
+    }
+
+    /// Counts one breached service level.
+    pub fn service_level_breached(&self, tenant: &str, clock: &str) {
+        self.service_level_breaches
+            .get_or_create(&ClockLabels {
+                tenant: tenant.to_string(),
+                clock: clock.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -225,6 +225,35 @@ pub struct ReceivedMail {
     pub raw: Vec<u8>,
 }
 
+impl ReceivedMail {
+    /// The first value of header `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.raw);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            if let Some(v) = value.as_mut() {
+                if line.starts_with([' ', '\t']) {
+                    v.push_str(line.trim_start());
+                    continue;
+                }
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case(name)
+            {
+                value = Some(v.trim().to_string());
+            }
+        }
+        value
+    }
+
+    /// The template the platform rendered it from.
+    pub fn template(&self) -> Option<String> {
+        self.header("X-Earlyhelp-Template")
+    }
+}
+
 /// mailin clones the handler for each connection: `current` is that connection's message in
 /// progress; `store` and `failing` are shared.
 #[derive(Clone, Default)]
@@ -295,6 +324,38 @@ impl SmtpSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The messages rendered from `template` (their `X-Earlyhelp-Template` header).
+    pub fn of_template(&self, template: &str) -> Vec<ReceivedMail> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.template().as_deref() == Some(template))
+            .collect()
+    }
+
+    /// Waits until at least `n` messages of `template` arrived; all of them.
+    pub async fn wait_for_template(
+        &self,
+        template: &str,
+        n: usize,
+        within: Duration,
+    ) -> anyhow::Result<Vec<ReceivedMail>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = self.of_template(template);
+            if m.len() >= n {
+                return Ok(m);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "expected {n} message(s) of template {template}, the SMTP server has {} ({} in all)",
+                    m.len(),
+                    self.messages().len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Makes the server refuse mail (451) until set back.

@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod screening;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
@@ -21,6 +22,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_bus::outbox::MIGRATIONS,
         eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
+        screening::MIGRATIONS,
     ]
     .concat()
 }
@@ -34,14 +36,21 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     ]
 }
 
-/// Starts intake's relay and consumer; returns its gRPC service.
+/// Starts intake's relay and consumers; returns its gRPC service.
+///
+/// # Errors
+/// When a tenant's screening rules are wrong (the message names the setting).
 pub fn start(
     ctx: ServiceContext,
     auth: &Authenticator,
-) -> tonic::service::interceptor::InterceptedService<
-    eh_proto::intake::v1::intake_service_server::IntakeServiceServer<grpc::IntakeApi>,
-    eh_auth::AuthInterceptor,
+) -> Result<
+    tonic::service::interceptor::InterceptedService<
+        eh_proto::intake::v1::intake_service_server::IntakeServiceServer<grpc::IntakeApi>,
+        eh_auth::AuthInterceptor,
+    >,
+    String,
 > {
+    let rules = Arc::new(screening::rules_from_settings(&ctx.settings)?);
     let intake = handlers::Intake { ctx: ctx.clone() };
     ctx.spawn_relay();
     ctx.spawn_subscription(
@@ -51,12 +60,22 @@ pub fn start(
             intake: intake.clone(),
         }),
     );
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::INTAKE_SCREEN_REFERRAL,
+        8,
+        Arc::new(screening::ScreenReferralHandler {
+            ctx: ctx.clone(),
+            rules,
+        }),
+    );
     let api = grpc::IntakeApi {
         intake,
         auditor: Auditor::new(ctx.db.clone()),
     };
-    eh_proto::intake::v1::intake_service_server::IntakeServiceServer::with_interceptor(
-        api,
-        auth.interceptor(),
+    Ok(
+        eh_proto::intake::v1::intake_service_server::IntakeServiceServer::with_interceptor(
+            api,
+            auth.interceptor(),
+        ),
     )
 }

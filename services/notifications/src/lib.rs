@@ -1,6 +1,8 @@
 //! Notifications: turns events into messages for people — rendered from the council's templates,
 //! recorded with their delivery status, sent by email over SMTP (or to a file sink in demo mode),
 //! retried with backoff, never sent twice for one event and never to an address marked unsafe.
+//! Step-ups go to the front door ahead of any backlog. No email carries a child's name.
+pub mod domain;
 pub mod grpc;
 pub mod handlers;
 pub mod mailer;
@@ -10,12 +12,21 @@ pub mod templates;
 
 use eh_auth::{Auditor, Authenticator};
 use eh_bus::{ServiceContext, subjects};
+use eh_proto::catalogue as c;
 use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "notifications";
 pub const CONSUMER_REFERRAL_RECEIVED: &str =
     eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED.consumer;
+pub const CONSUMER_SCREENING_DECIDED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_SCREENING_DECIDED.consumer;
+pub const CONSUMER_CASE_STEPPED_UP: &str =
+    eh_proto::catalogue::NOTIFICATIONS_CASE_STEPPED_UP.consumer;
+pub const CONSUMER_CONSENT_REQUESTED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_CONSENT_REQUESTED.consumer;
+pub const CONSUMER_SERVICE_LEVEL_BREACHED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_SERVICE_LEVEL_BREACHED.consumer;
 
 pub fn migrations() -> Vec<Migration> {
     [
@@ -29,12 +40,14 @@ pub fn migrations() -> Vec<Migration> {
 pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::service_stream(ns, "intake"),
+        subjects::service_stream(ns, "casework"),
         subjects::service_stream(ns, SERVICE),
         subjects::dead_letter_stream(ns),
     ]
 }
 
-/// Starts the relay, the consumer and the sender; returns the gRPC service.
+/// Checks the councils' template overrides, then starts the relay, the consumers and the sender;
+/// returns the gRPC service.
 pub fn start(
     ctx: ServiceContext,
     auth: &Authenticator,
@@ -47,17 +60,41 @@ pub fn start(
     >,
     String,
 > {
+    for warning in templates::check(&ctx.settings)? {
+        tracing::warn!("{warning}");
+    }
     let mailer = Arc::new(mailer::Mailer::from_settings(&ctx.settings)?);
     let sender = sender::Sender::new(ctx.clone(), mailer);
-    let wake = sender.waker();
+    let notifier = handlers::Notifier {
+        ctx: ctx.clone(),
+        wake: sender.waker(),
+    };
     ctx.spawn_relay();
+    // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
     ctx.spawn_subscription(
-        &eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED,
+        &c::NOTIFICATIONS_REFERRAL_RECEIVED,
         16,
-        Arc::new(handlers::ReferralReceivedHandler {
-            ctx: ctx.clone(),
-            wake,
-        }),
+        Arc::new(handlers::ReferralReceivedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_SCREENING_DECIDED,
+        8,
+        Arc::new(handlers::ScreeningDecidedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_CASE_STEPPED_UP,
+        4,
+        Arc::new(handlers::CaseSteppedUpHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_CONSENT_REQUESTED,
+        8,
+        Arc::new(handlers::ConsentRequestedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
+        4,
+        Arc::new(handlers::ServiceLevelBreachedHandler(notifier)),
     );
     ctx.tasks.spawn(sender.run(ctx.shutdown.clone()));
     let api = grpc::NotificationsApi {

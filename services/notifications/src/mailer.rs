@@ -17,6 +17,9 @@ pub enum Mailer {
 /// One email.
 pub struct Email<'a> {
     pub message_id: &'a str,
+    /// The template it was rendered from, sent as `X-Earlyhelp-Template` so a council's mail
+    /// systems (and tests) can tell the kinds of message apart without reading them.
+    pub template: &'a str,
     pub from: &'a str,
     pub to: &'a str,
     pub subject: &'a str,
@@ -63,6 +66,7 @@ impl Mailer {
             .from(from)
             .to(to)
             .subject(email.subject)
+            .header(TemplateHeader(email.template.to_string()))
             .header(ContentType::TEXT_PLAIN)
             .body(email.body.to_string())
             .map_err(|e| format!("cannot build message: {e}"))?;
@@ -82,5 +86,23 @@ impl Mailer {
                     .map_err(|e| format!("{}: {e}", path.display()))
             }
         }
+    }
+}
+
+/// `X-Earlyhelp-Template: <template name>`.
+#[derive(Debug, Clone)]
+struct TemplateHeader(String);
+
+impl lettre::message::header::Header for TemplateHeader {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("X-Earlyhelp-Template")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_string()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
     }
 }

@@ -1,8 +1,9 @@
-//! The sender: delivers queued messages, checking the suppression list at the point of send,
-//! retrying failures with backoff and recording every attempt. Each message is claimed with a
-//! lease first, so several replicas never send the same one at once.
+//! The sender: delivers queued messages, most urgent first (step-ups to the front door go before
+//! any backlog), checking the suppression list at the point of send, retrying failures with
+//! backoff and recording every attempt. Each message is claimed with a lease first, so several
+//! replicas never send the same one at once.
 use crate::mailer::{Email, Mailer};
-use crate::store;
+use crate::store::{self, status};
 use eh_bus::{Envelope, OutboundMessage, ServiceContext};
 use eh_proto::notifications::v1::MessageSent;
 use prost::Message;
@@ -104,7 +105,7 @@ impl Sender {
         let attempts = m.attempts + 1;
         if let Some(reason) = store::is_suppressed(db, &m.tenant, &m.recipient).await? {
             tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
-            store::set_status(db, &m.id, "suppressed", Some(&reason), now, None).await?;
+            store::set_status(db, &m.id, status::SUPPRESSED, Some(&reason), now, None).await?;
             return Ok(true);
         }
         let from = self
@@ -118,6 +119,7 @@ impl Sender {
             .mailer
             .send(&Email {
                 message_id: &m.id,
+                template: &m.template,
                 from: &from,
                 to: &m.recipient,
                 subject: &m.subject,
@@ -128,7 +130,7 @@ impl Sender {
         match result {
             Ok(()) => {
                 let txn = db.begin().await?;
-                store::set_status(&txn, &m.id, "sent", None, now, Some(now)).await?;
+                store::set_status(&txn, &m.id, status::SENT, None, now, Some(now)).await?;
                 let env = Envelope::new(
                     eh_proto::catalogue::MESSAGE_SENT.payload,
                     &m.tenant,
@@ -158,12 +160,12 @@ impl Sender {
             }
             Err(error) if attempts >= MAX_ATTEMPTS => {
                 tracing::error!(message_id = %m.id, %error, attempts, "message failed for good");
-                store::set_status(db, &m.id, "failed", Some(&error), now, None).await?;
+                store::set_status(db, &m.id, status::FAILED, Some(&error), now, None).await?;
             }
             Err(error) => {
                 let next = now + self.backoff(attempts);
                 tracing::warn!(message_id = %m.id, %error, attempts, "send failed; will retry");
-                store::set_status(db, &m.id, "queued", Some(&error), next, None).await?;
+                store::set_status(db, &m.id, status::QUEUED, Some(&error), next, None).await?;
             }
         }
         Ok(true)

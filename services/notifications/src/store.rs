@@ -1,12 +1,16 @@
-//! Notifications' own tables: messages with their delivery status, and the suppression list of
-//! addresses nothing may be sent to.
+//! Notifications' own tables: messages with their delivery status, the suppression list of
+//! addresses nothing may be sent to, and two small read models built from `referral_received`:
+//! the referrer's contact details (the front door wants a phone number that case events do not
+//! carry) and keyed hashes of the children's names (so free text such as a step-up reason can be
+//! cleaned of them before it goes into an email).
 use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DbErr};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 10,
-    name: "messages and suppressions",
-    sql: "CREATE TABLE messages (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 10,
+        name: "messages and suppressions",
+        sql: "CREATE TABLE messages (
             id TEXT PRIMARY KEY,
             tenant TEXT NOT NULL,
             template TEXT NOT NULL,
@@ -32,9 +36,82 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             created_at {ts} NOT NULL,
             PRIMARY KEY (tenant, address)
           )",
-}];
+    },
+    // A priority the sender orders by (step-ups to the front door go before any backlog), and a
+    // `dedupe_key` in the uniqueness rule: one case may rightly get the same template twice (two
+    // service-level clocks, two screenings), but one occurrence must still be one message. SQLite
+    // cannot drop a table constraint, so the table is rebuilt (portable to PostgreSQL too).
+    Migration {
+        version: 11,
+        name: "message priority and dedupe key; referrer and child-name read models",
+        sql: "CREATE TABLE messages_v11 (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            template TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            related_id TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL DEFAULT '',
+            priority INTEGER NOT NULL DEFAULT 0,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at {ts} NOT NULL,
+            last_error TEXT NULL,
+            created_at {ts} NOT NULL,
+            sent_at {ts} NULL,
+            UNIQUE (tenant, template, related_id, recipient, dedupe_key)
+          );
+          INSERT INTO messages_v11 (id, tenant, template, channel, recipient, related_id, subject,
+            body, status, attempts, next_attempt_at, last_error, created_at, sent_at)
+            SELECT id, tenant, template, channel, recipient, related_id, subject, body, status,
+              attempts, next_attempt_at, last_error, created_at, sent_at FROM messages;
+          DROP TABLE messages;
+          ALTER TABLE messages_v11 RENAME TO messages;
+          CREATE INDEX messages_due ON messages (status, priority, next_attempt_at);
+          CREATE INDEX messages_related ON messages (tenant, related_id);
+          CREATE TABLE referrers (
+            tenant TEXT NOT NULL,
+            referral_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            agency TEXT NOT NULL,
+            phone TEXT NULL,
+            email TEXT NULL,
+            recorded_at {ts} NOT NULL,
+            PRIMARY KEY (tenant, referral_id)
+          );
+          CREATE TABLE child_name_tokens (
+            tenant TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            PRIMARY KEY (tenant, scope, token_hash)
+          )",
+    },
+];
+
+/// Delivery statuses a message can have.
+pub mod status {
+    /// Waiting for the sender (or for its next attempt).
+    pub const QUEUED: &str = "queued";
+    /// Accepted by the mail server.
+    pub const SENT: &str = "sent";
+    /// Attempts exhausted.
+    pub const FAILED: &str = "failed";
+    /// Not sent: the recipient is marked unsafe (in the event, or on the suppression list).
+    pub const SUPPRESSED: &str = "suppressed";
+    /// Not sent: there is no address to send it to (e.g. the council has not configured its
+    /// front-door mailbox); `last_error` says which.
+    pub const UNDELIVERABLE: &str = "undeliverable";
+}
+
+/// Sender priority of ordinary messages.
+pub const PRIORITY_NORMAL: i32 = 0;
+/// Sender priority of messages that must go before any backlog (step-ups to the front door).
+pub const PRIORITY_URGENT: i32 = 100;
 
 /// A message to record.
+#[derive(Clone, Copy)]
 pub struct NewMessage<'a> {
     pub tenant: &'a str,
     pub template: &'a str,
@@ -50,22 +127,59 @@ pub async fn queue(
     m: &NewMessage<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, DbErr> {
+    record(
+        db,
+        &Recorded {
+            message: *m,
+            dedupe_key: "",
+            priority: PRIORITY_NORMAL,
+            status: status::QUEUED,
+            reason: None,
+        },
+        now,
+    )
+    .await
+}
+
+/// A message to record with its initial status: `queued` for the sender, or settled at once
+/// (`suppressed`, `undeliverable`) with the reason.
+pub struct Recorded<'a> {
+    pub message: NewMessage<'a>,
+    /// Tells two occurrences of one template about one record apart (e.g. the clock of a
+    /// service-level breach); "" when there is only ever one.
+    pub dedupe_key: &'a str,
+    pub priority: i32,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// Records a message; false when the same (template, related id, recipient, dedupe key) is held.
+pub async fn record(
+    db: &impl ConnectionTrait,
+    r: &Recorded<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let m = &r.message;
     let res = db
         .execute_raw(stmt(
             db.get_database_backend(),
-            "INSERT INTO messages (id, tenant, template, channel, recipient, related_id, subject, body, status,
-               attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, 'email', $4, $5, $6, $7, 'queued', 0, $8, $8)
-             ON CONFLICT (tenant, template, related_id, recipient) DO NOTHING",
+            "INSERT INTO messages (id, tenant, template, channel, recipient, related_id, dedupe_key,
+               priority, subject, body, status, attempts, next_attempt_at, last_error, created_at)
+             VALUES ($1, $2, $3, 'email', $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $11)
+             ON CONFLICT (tenant, template, related_id, recipient, dedupe_key) DO NOTHING",
             [
                 uuid::Uuid::now_v7().to_string().into(),
                 m.tenant.into(),
                 m.template.into(),
                 normalise(m.recipient).into(),
                 m.related_id.into(),
+                r.dedupe_key.into(),
+                r.priority.into(),
                 m.subject.into(),
                 m.body.into(),
+                r.status.into(),
                 now.into(),
+                r.reason.map(String::from).into(),
             ],
         ))
         .await?;
@@ -127,6 +241,7 @@ pub struct MessageRow {
     pub subject: String,
     pub body: String,
     pub status: String,
+    pub priority: i32,
     pub attempts: i32,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
     pub last_error: Option<String>,
@@ -136,7 +251,7 @@ pub struct MessageRow {
 
 const COLUMNS: &str =
     "id, tenant, template, channel, recipient, related_id, subject, body, status, attempts,
-    next_attempt_at, last_error, created_at, sent_at";
+    next_attempt_at, last_error, created_at, sent_at, priority";
 
 fn row(r: &sea_orm::QueryResult) -> Result<MessageRow, DbErr> {
     Ok(MessageRow {
@@ -154,10 +269,11 @@ fn row(r: &sea_orm::QueryResult) -> Result<MessageRow, DbErr> {
         last_error: r.try_get_by_index(11)?,
         created_at: r.try_get_by_index(12)?,
         sent_at: r.try_get_by_index(13)?,
+        priority: r.try_get_by_index(14)?,
     })
 }
 
-/// Queued messages due now, oldest first.
+/// Queued messages due now: the most urgent first, then the oldest.
 pub async fn due(
     db: &impl ConnectionTrait,
     now: chrono::DateTime<chrono::Utc>,
@@ -168,7 +284,7 @@ pub async fn due(
             db.get_database_backend(),
             &format!(
                 "SELECT {COLUMNS} FROM messages WHERE status = 'queued' AND next_attempt_at <= $1
-                 ORDER BY next_attempt_at LIMIT {limit}"
+                 ORDER BY priority DESC, next_attempt_at, created_at LIMIT {limit}"
             ),
             [now.into()],
         ))
@@ -225,4 +341,112 @@ pub async fn for_related(
         ))
         .await?;
     rows.iter().map(row).collect()
+}
+
+/// The referrer of a referral, as `referral_received` gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerContact {
+    pub name: String,
+    pub agency: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Keeps the referrer of `referral_id` (the first record wins; a referral does not change).
+pub async fn remember_referrer(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    referral_id: &str,
+    r: &ReferrerContact,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "INSERT INTO referrers (tenant, referral_id, name, agency, phone, email, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (tenant, referral_id) DO NOTHING",
+        [
+            tenant.into(),
+            referral_id.into(),
+            r.name.clone().into(),
+            r.agency.clone().into(),
+            r.phone.clone().into(),
+            r.email.clone().into(),
+            now.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The referrer of `referral_id`, when `referral_received` has been seen.
+pub async fn referrer_of(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    referral_id: &str,
+) -> Result<Option<ReferrerContact>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT name, agency, phone, email FROM referrers WHERE tenant = $1 AND referral_id = $2",
+            [tenant.into(), referral_id.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok(ReferrerContact {
+            name: r.try_get_by_index(0)?,
+            agency: r.try_get_by_index(1)?,
+            phone: r.try_get_by_index(2)?,
+            email: r.try_get_by_index(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// The scope children's names are kept under: their family, else their referral.
+pub fn family_scope(family_id: &str) -> String {
+    format!("family:{family_id}")
+}
+
+pub fn referral_scope(referral_id: &str) -> String {
+    format!("referral:{referral_id}")
+}
+
+/// Adds keyed hashes of children's name tokens (see `domain::name_token_hash`) under `scope`.
+pub async fn remember_child_name_tokens(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    scope: &str,
+    hashes: &std::collections::BTreeSet<String>,
+) -> Result<(), DbErr> {
+    for h in hashes {
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "INSERT INTO child_name_tokens (tenant, scope, token_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant, scope, token_hash) DO NOTHING",
+            [tenant.into(), scope.into(), h.clone().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// The children's name-token hashes kept under any of `scopes`.
+pub async fn child_name_tokens(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    scopes: &[String],
+) -> Result<std::collections::BTreeSet<String>, DbErr> {
+    let mut rows = Vec::new();
+    for scope in scopes {
+        rows.extend(
+            db.query_all_raw(stmt(
+                db.get_database_backend(),
+                "SELECT token_hash FROM child_name_tokens WHERE tenant = $1 AND scope = $2",
+                [tenant.into(), scope.clone().into()],
+            ))
+            .await?,
+        );
+    }
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
 }

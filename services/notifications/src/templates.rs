@@ -1,14 +1,118 @@
-//! Message templates: built-in defaults, overridden per council in its settings. `{{name}}`
-//! placeholders; an unknown placeholder is an error, never sent as-is.
+//! Message templates: built-in defaults, overridden per council in its settings
+//! (`tenants.<id>.templates.<name>.{subject,body}`). `{{name}}` placeholders; an unknown
+//! placeholder is an error, never sent as-is — and a council's overrides are checked against
+//! each template's variables when the service starts, so a typo cannot hold up an urgent message.
+//!
+//! No template has a variable for a child's name or for the concerns: email is not a secure
+//! channel.
+use eh_platform::Settings;
 use eh_platform::config::TenantSettings;
 use std::collections::BTreeMap;
 
 pub const REFERRAL_ACKNOWLEDGEMENT: &str = "referral_acknowledgement";
+/// The referrer is told the screening outcome. Recorded under this name; the text is chosen by
+/// outcome: a council may override `screening_outcome_<outcome>` for one outcome, or
+/// `screening_outcome` for all three (with `{{outcome}}`, `{{advice}}` and `{{missing}}`).
+pub const SCREENING_OUTCOME: &str = "screening_outcome";
+pub const STEP_UP_REFERRER: &str = "step_up_referrer";
+pub const STEP_UP_FRONT_DOOR: &str = "step_up_front_door";
+pub const CONSENT_REQUEST: &str = "consent_request";
+pub const SERVICE_LEVEL_BREACH: &str = "service_level_breach";
+
+const DO_NOT_REPLY: &str =
+    "This message was sent by the Early Help platform; please do not reply to it.";
+
+const SCREENING_VARS: &[&str] = &[
+    "council",
+    "referrer_name",
+    "reference",
+    "source_system",
+    "referral_id",
+    "case_id",
+    "outcome",
+    "advice",
+    "missing",
+    "decided_date",
+];
+
+/// Every template a council may override, with the variables it is rendered with.
+pub const VARIABLES: &[(&str, &[&str])] = &[
+    (
+        REFERRAL_ACKNOWLEDGEMENT,
+        &[
+            "council",
+            "reference",
+            "referrer_name",
+            "received_date",
+            "referral_id",
+        ],
+    ),
+    (SCREENING_OUTCOME, SCREENING_VARS),
+    ("screening_outcome_accepted_for_early_help", SCREENING_VARS),
+    ("screening_outcome_advice_and_signpost", SCREENING_VARS),
+    ("screening_outcome_more_information_needed", SCREENING_VARS),
+    (
+        STEP_UP_REFERRER,
+        &[
+            "council",
+            "referrer_name",
+            "reference",
+            "source_system",
+            "referral_id",
+            "case_id",
+            "stepped_up_date",
+        ],
+    ),
+    (
+        STEP_UP_FRONT_DOOR,
+        &[
+            "council",
+            "case_id",
+            "referral_id",
+            "source_system",
+            "reference",
+            "reason",
+            "significant_harm",
+            "stepped_up_at",
+            "referrer_name",
+            "referrer_agency",
+            "referrer_phone",
+            "referrer_email",
+        ],
+    ),
+    (CONSENT_REQUEST, &["council", "case_id", "close_due_date"]),
+    (
+        SERVICE_LEVEL_BREACH,
+        &[
+            "council",
+            "case_id",
+            "referral_id",
+            "source_system",
+            "reference",
+            "clock",
+            "clock_words",
+            "due_at",
+            "state",
+            "state_words",
+            "breached_at",
+        ],
+    ),
+];
+
+/// The variables template `name` is rendered with.
+pub fn variables(name: &str) -> Option<&'static [&'static str]> {
+    VARIABLES.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// The name screening's text for `outcome` is looked up under first.
+pub fn screening_variant(outcome: &str) -> String {
+    format!("{SCREENING_OUTCOME}_{outcome}")
+}
 
 /// (subject, body) of the built-in template `name`.
-pub fn builtin(name: &str) -> Option<(&'static str, &'static str)> {
-    match name {
-        REFERRAL_ACKNOWLEDGEMENT => Some((
+pub fn builtin(name: &str) -> Option<(&'static str, String)> {
+    let t = match name {
+        REFERRAL_ACKNOWLEDGEMENT => (
             "{{council}}: request for support received (your reference {{reference}})",
             "Dear {{referrer_name}},\n\n\
              {{council}} received your request for support on {{received_date}}.\n\n\
@@ -16,19 +120,117 @@ pub fn builtin(name: &str) -> Option<(&'static str, &'static str)> {
              Our reference: {{referral_id}}\n\n\
              The Early Help front door will screen it within one working day and tell you the outcome. \
              If you believe a child is at immediate risk of significant harm, do not wait: call the \
-             council's front door or the police on 999.\n\n\
-             This message was sent by the Early Help platform; please do not reply to it.\n",
-        )),
-        _ => None,
-    }
+             council's front door or the police on 999.\n\n",
+        ),
+        "screening_outcome_accepted_for_early_help" => (
+            "{{council}}: your request for support ({{reference}}) is accepted for Early Help",
+            "Dear {{referrer_name}},\n\n\
+             {{council}}'s Early Help front door screened your request for support on \
+             {{decided_date}} and accepted it for Early Help.\n\n\
+             Your reference: {{reference}}\n\
+             Our reference: {{referral_id}}\n\
+             Case: {{case_id}}\n\n\
+             The family will be offered support by an Early Help Team or a commissioned provider, \
+             and the practitioner who takes it on will contact you. You do not need to do anything \
+             now.\n\n",
+        ),
+        "screening_outcome_advice_and_signpost" => (
+            "{{council}}: advice and signposting for your request for support ({{reference}})",
+            "Dear {{referrer_name}},\n\n\
+             {{council}}'s Early Help front door screened your request for support on \
+             {{decided_date}}. It does not meet the criteria for support from an Early Help Team, \
+             so the request is closed with this advice and signposting:\n\n\
+             {{advice}}\n\n\
+             Your reference: {{reference}}\n\
+             Our reference: {{referral_id}}\n\n\
+             If things change you can make a new request. If you believe a child is at risk of \
+             significant harm, contact the council's front door at once, or the police on 999 if \
+             a child is in immediate danger.\n\n",
+        ),
+        "screening_outcome_more_information_needed" => (
+            "{{council}}: more information needed for your request for support ({{reference}})",
+            "Dear {{referrer_name}},\n\n\
+             {{council}}'s Early Help front door could not finish screening your request for \
+             support because some information is missing. Please send us:\n\n\
+             {{missing}}\n\n\
+             Your reference: {{reference}}\n\
+             Our reference: {{referral_id}}\n\n\
+             Please update the request through the system you sent it from, or contact the front \
+             door quoting our reference. Do not send the family's details by replying to this \
+             email: email is not a secure channel.\n\n",
+        ),
+        STEP_UP_REFERRER => (
+            "{{council}}: your request for support ({{reference}}) has gone to the front door",
+            "Dear {{referrer_name}},\n\n\
+             Your request for support has been passed to {{council}}'s front door (children's \
+             social care) on {{stepped_up_date}} for a safeguarding decision, instead of to Early \
+             Help. The front door will contact you if they need more from you.\n\n\
+             Your reference: {{reference}}\n\
+             Our reference: {{referral_id}}\n\
+             Case: {{case_id}}\n\n\
+             If you believe a child is in immediate danger, call the police on 999.\n\n",
+        ),
+        STEP_UP_FRONT_DOOR => (
+            "URGENT {{council}}: case {{case_id}} stepped up to the front door ({{source_system}} {{reference}})",
+            "A case has been stepped up to the front door and needs a safeguarding decision now.\n\n\
+             Case: {{case_id}}\n\
+             Referral: {{referral_id}}\n\
+             Referral reference: {{source_system}} {{reference}}\n\
+             Significant harm risk reported: {{significant_harm}}\n\
+             Reason: {{reason}}\n\
+             Stepped up: {{stepped_up_at}}\n\n\
+             Referrer: {{referrer_name}}\n\
+             Agency: {{referrer_agency}}\n\
+             Phone: {{referrer_phone}}\n\
+             Email: {{referrer_email}}\n\n\
+             Open the case in the Early Help platform for the children's details and the \
+             concerns: they are not sent by email, which is not a secure channel.\n\n",
+        ),
+        CONSENT_REQUEST => (
+            "{{council}} Early Help: we need your agreement to offer your family support",
+            "Hello,\n\n\
+             {{council}} has been asked to offer your family Early Help: support from people who \
+             work with children and families, such as schools, health visitors and family \
+             support workers. Early Help is voluntary, and we can only offer it, and share \
+             information with the people who would support you, if you agree.\n\n\
+             We have not yet heard whether you agree. Please contact {{council}}'s Early Help \
+             team by {{close_due_date}}, quoting reference {{case_id}}. If we do not hear from you \
+             by then, the request will be closed; you can ask for support again at any time.\n\n",
+        ),
+        SERVICE_LEVEL_BREACH => (
+            "{{council}}: service level missed on case {{case_id}} ({{clock_words}})",
+            "The {{clock_words}} service level for case {{case_id}} ran out on {{due_at}}; the \
+             case is {{state_words}}.\n\n\
+             Case: {{case_id}}\n\
+             Referral: {{referral_id}} ({{source_system}} {{reference}})\n\
+             Clock: {{clock}}\n\
+             Due: {{due_at}}\n\
+             State: {{state}}\n\
+             Reported: {{breached_at}}\n\n\
+             Open the case in the Early Help platform to act on it.\n\n",
+        ),
+        _ => return None,
+    };
+    Some((t.0, format!("{}{DO_NOT_REPLY}\n", t.1)))
 }
 
 /// The council's version of `name`, or the built-in one.
 pub fn lookup(tenant: Option<&TenantSettings>, name: &str) -> Option<(String, String)> {
-    if let Some(t) = tenant.and_then(|t| t.templates.get(name)) {
+    lookup_first(tenant, &[name])
+}
+
+/// The council's version of the first of `names` it overrides, else the first built-in one.
+pub fn lookup_first(tenant: Option<&TenantSettings>, names: &[&str]) -> Option<(String, String)> {
+    if let Some(t) = names
+        .iter()
+        .find_map(|n| tenant.and_then(|t| t.templates.get(*n)))
+    {
         return Some((t.subject.clone(), t.body.clone()));
     }
-    builtin(name).map(|(s, b)| (s.to_string(), b.to_string()))
+    names
+        .iter()
+        .find_map(|n| builtin(n))
+        .map(|(s, b)| (s.to_string(), b))
 }
 
 /// Fills `{{name}}` placeholders from `vars`.
@@ -52,6 +254,42 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
     Ok(out)
 }
 
+/// Checks every council's overrides render with their template's variables. Errors name the
+/// setting; overrides of names that are no template are returned as warnings (they are unused).
+pub fn check(settings: &Settings) -> Result<Vec<String>, String> {
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+    for (tenant, t) in &settings.tenants {
+        for (name, template) in &t.templates {
+            let Some(vars) = variables(name) else {
+                warnings.push(format!(
+                    "tenants.{tenant}.templates.{name}: no such template (known: {}); ignored",
+                    VARIABLES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                continue;
+            };
+            let sample: BTreeMap<&str, String> = vars.iter().map(|v| (*v, String::new())).collect();
+            for (part, text) in [("subject", &template.subject), ("body", &template.body)] {
+                if let Err(e) = render(text, &sample) {
+                    errors.push(format!(
+                        "tenants.{tenant}.templates.{name}.{part}: {e} (variables: {})",
+                        vars.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,19 +304,92 @@ mod tests {
     }
 
     #[test]
-    fn builtin_acknowledgement_renders_with_its_variables() {
-        let (s, b) = lookup(None, REFERRAL_ACKNOWLEDGEMENT).unwrap();
-        let mut v = BTreeMap::new();
-        for k in [
-            "council",
-            "reference",
-            "referrer_name",
-            "received_date",
-            "referral_id",
-        ] {
-            v.insert(k, format!("<{k}>"));
+    fn every_builtin_renders_with_exactly_its_variables() {
+        for (name, vars) in VARIABLES {
+            if *name == SCREENING_OUTCOME {
+                // Chosen by outcome; there is no built-in of this name alone.
+                assert!(builtin(name).is_none());
+                continue;
+            }
+            let (s, b) = lookup(None, name).unwrap_or_else(|| panic!("no built-in {name}"));
+            let v: BTreeMap<&str, String> = vars.iter().map(|k| (*k, format!("<{k}>"))).collect();
+            let text = format!("{}\n{}", render(&s, &v).unwrap(), render(&b, &v).unwrap());
+            assert!(!text.contains("{{"), "{name}: {text}");
+            // Every message names the record it is about.
+            assert!(
+                text.contains("<case_id>") || text.contains("<referral_id>"),
+                "{name}: {text}"
+            );
         }
-        assert!(render(&s, &v).unwrap().contains("<reference>"));
-        assert!(render(&b, &v).unwrap().contains("<referral_id>"));
+    }
+
+    #[test]
+    fn screening_text_is_chosen_by_outcome_then_by_the_councils_general_override() {
+        let mut t: TenantSettings = serde_json::from_value(serde_json::json!({
+            "name": "Test Council",
+            "templates": {
+                "screening_outcome": {"subject": "general {{outcome}}", "body": "b"},
+                "screening_outcome_advice_and_signpost": {"subject": "advice {{advice}}", "body": "b"}
+            }
+        }))
+        .unwrap();
+        let names = |o: &str| [screening_variant(o)];
+        let pick = |t: Option<&TenantSettings>, o: &str| {
+            let v = names(o);
+            lookup_first(t, &[v[0].as_str(), SCREENING_OUTCOME])
+                .unwrap()
+                .0
+        };
+        assert_eq!(pick(Some(&t), "advice_and_signpost"), "advice {{advice}}");
+        assert_eq!(
+            pick(Some(&t), "accepted_for_early_help"),
+            "general {{outcome}}"
+        );
+        t.templates.clear();
+        assert!(pick(Some(&t), "accepted_for_early_help").contains("accepted for Early Help"));
+        assert!(pick(None, "more_information_needed").contains("more information needed"));
+    }
+
+    #[test]
+    fn a_councils_override_is_checked_at_start() {
+        let env = [
+            ("EH__TENANTS__WORCS__NAME", "Test Council"),
+            (
+                "EH__TENANTS__WORCS__TEMPLATES__STEP_UP_FRONT_DOOR__SUBJECT",
+                "{{case_id}}",
+            ),
+            (
+                "EH__TENANTS__WORCS__TEMPLATES__STEP_UP_FRONT_DOOR__BODY",
+                "{{child_name}}",
+            ),
+            (
+                "EH__TENANTS__WORCS__TEMPLATES__REFERAL_ACKNOWLEDGEMENT__SUBJECT",
+                "typo",
+            ),
+            (
+                "EH__TENANTS__WORCS__TEMPLATES__REFERAL_ACKNOWLEDGEMENT__BODY",
+                "typo",
+            ),
+        ];
+        let mut settings =
+            Settings::load(&[], env.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let err = check(&settings).unwrap_err();
+        assert!(
+            err.contains("tenants.worcs.templates.step_up_front_door.body")
+                && err.contains("child_name"),
+            "{err}"
+        );
+        settings
+            .tenants
+            .get_mut("worcs")
+            .unwrap()
+            .templates
+            .remove("step_up_front_door");
+        let warnings = check(&settings).unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].contains("referal_acknowledgement"),
+            "{warnings:?}"
+        );
     }
 }

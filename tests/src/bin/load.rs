@@ -1,8 +1,9 @@
-//! Load harness (`just bench`): publishes N referrals as an upstream system would and measures,
-//! in both modes, throughput from first publish to the last acknowledgement email recorded as
-//! sent, and per-referral latency (publish → sent) p50/p99 — beside two baselines measured in the
-//! same run: raw JetStream publish-with-ack and raw single-row PostgreSQL inserts. Prints figures;
-//! asserts nothing about time. N from EH_BENCH_N (default 2000).
+//! Load harness (`just bench`): publishes N consented referrals as an upstream system would and
+//! measures, in both modes, throughput and per-referral latency p50/p99 for two journeys: publish
+//! → acknowledgement email sent, and publish → case `ready_for_allocation` (intake → casework →
+//! screening command → intake → casework) — beside two baselines measured in the same run: raw
+//! JetStream publish-with-ack and raw single-row PostgreSQL inserts. Prints figures; asserts
+//! nothing about time. N from EH_BENCH_N (default 2000).
 use eh_tests::TestApp;
 use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
@@ -65,7 +66,30 @@ async fn postgres_baseline(n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)> {
+/// Throughput (per second) and p50/p99 latency (ms) of one journey.
+struct Journey {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn journey(
+    n: usize,
+    secs: f64,
+    latencies: impl IntoIterator<Item = i64>,
+) -> anyhow::Result<Journey> {
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for us in latencies {
+        hist.record(us.max(0) as u64)?;
+    }
+    Ok(Journey {
+        rate: n as f64 / secs,
+        p50: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}
+
+async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journey)> {
     let mut t = TestApp::spawn(distributed).await?;
     use sea_orm::ConnectionTrait as _;
     let tag = eh_testkit::namespace();
@@ -103,6 +127,7 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
     let published_in = start.elapsed().as_secs_f64();
     let notifications = t.db("notifications").await?;
     let intake = t.db("intake").await?;
+    let casework = t.db("casework").await?;
     let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
         let db = db.clone();
         async move {
@@ -113,7 +138,7 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
         }
     };
     let deadline = Instant::now() + Duration::from_secs(600);
-    let (mut stored_at, mut queued_at) = (None, None);
+    let (mut stored_at, mut queued_at, mut ready_at, mut sent_at) = (None, None, None, None);
     loop {
         if stored_at.is_none()
             && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= n
@@ -125,23 +150,40 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
         {
             queued_at = Some(start.elapsed().as_secs_f64());
         }
-        let sent = count(
-            &notifications,
-            "SELECT COUNT(*) FROM messages WHERE status = 'sent'",
-        )
-        .await?;
-        if sent as usize >= n || Instant::now() > deadline {
+        if ready_at.is_none()
+            && count(
+                &casework,
+                "SELECT COUNT(*) FROM cases WHERE state = 'ready_for_allocation'",
+            )
+            .await? as usize
+                >= n
+        {
+            ready_at = Some(start.elapsed().as_secs_f64());
+        }
+        if sent_at.is_none()
+            && count(
+                &notifications,
+                "SELECT COUNT(*) FROM messages WHERE status = 'sent' AND template = 'referral_acknowledgement'",
+            )
+            .await? as usize
+                >= n
+        {
+            sent_at = Some(start.elapsed().as_secs_f64());
+        }
+        if (ready_at.is_some() && sent_at.is_some()) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let sent_secs = sent_at.unwrap_or(elapsed);
+    let ready_secs = ready_at.unwrap_or(elapsed);
     let rate = |secs: Option<f64>| {
         secs.map(|s| format!("{:.0}/s", n as f64 / s))
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {:.0}/s",
+        "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {}, ready for allocation {}",
         if distributed {
             "distributed"
         } else {
@@ -150,7 +192,8 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
         n as f64 / published_in,
         rate(stored_at),
         rate(queued_at),
-        n as f64 / elapsed
+        rate(sent_at),
+        rate(ready_at),
     );
     let ids: HashMap<String, String> = intake
         .query_all_raw(eh_store::stmt(
@@ -162,11 +205,11 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
         .iter()
         .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
         .collect();
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut to_sent = Vec::with_capacity(n);
     for r in notifications
         .query_all_raw(eh_store::stmt(
             notifications.get_database_backend(),
-            "SELECT related_id, sent_at FROM messages WHERE status = 'sent'",
+            "SELECT related_id, sent_at FROM messages WHERE status = 'sent' AND template = 'referral_acknowledgement'",
             [],
         ))
         .await?
@@ -177,14 +220,28 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(f64, f64, f64)
             .get(&related)
             .and_then(|reference| published.get(reference))
         {
-            hist.record((sent - *p).num_microseconds().unwrap_or(0).max(0) as u64)?;
+            to_sent.push((sent - *p).num_microseconds().unwrap_or(0));
+        }
+    }
+    let mut to_ready = Vec::with_capacity(n);
+    for r in casework
+        .query_all_raw(eh_store::stmt(
+            casework.get_database_backend(),
+            "SELECT source_reference, updated_at FROM cases WHERE state = 'ready_for_allocation'",
+            [],
+        ))
+        .await?
+    {
+        let reference: String = r.try_get_by_index(0)?;
+        let ready: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
+        if let Some(p) = published.get(&reference) {
+            to_ready.push((ready - *p).num_microseconds().unwrap_or(0));
         }
     }
     t.stop().await?;
     Ok((
-        n as f64 / elapsed,
-        hist.value_at_quantile(0.5) as f64 / 1000.0,
-        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        journey(n, sent_secs, to_sent)?,
+        journey(n, ready_secs, to_ready)?,
     ))
 }
 
@@ -202,18 +259,26 @@ async fn main() -> anyhow::Result<()> {
     println!("baseline  raw JetStream publish-with-ack : {js:>9.0} msg/s");
     println!("baseline  raw PostgreSQL single-row insert: {pg:>9.0} rows/s");
     for distributed in [true, false] {
-        let (rate, p50, p99) = platform(distributed, n).await?;
+        let (sent, ready) = platform(distributed, n).await?;
         let mode = if distributed {
             "distributed"
         } else {
             "embedded   "
         };
-        println!(
-            "{mode} end to end (publish → email sent): {rate:>7.0} referrals/s  p50 {p50:>8.1} ms  p99 {p99:>8.1} ms  \
-             = {:.3}× JetStream baseline, {:.3}× PostgreSQL baseline",
-            rate / js,
-            rate / pg
-        );
+        for (what, j) in [
+            ("publish → email sent        ", sent),
+            ("publish → ready_for_allocation", ready),
+        ] {
+            println!(
+                "{mode} {what}: {:>7.0} referrals/s  p50 {:>8.1} ms  p99 {:>8.1} ms  \
+                 = {:.3}× JetStream baseline, {:.3}× PostgreSQL baseline",
+                j.rate,
+                j.p50,
+                j.p99,
+                j.rate / js,
+                j.rate / pg
+            );
+        }
     }
     Ok(())
 }

@@ -26,7 +26,9 @@ async fn a_consumer_dying_after_commit_is_redelivered_and_handled_once() -> anyh
     t.stop().await?;
     t.start().await?;
     // Redelivered after ack_wait (2 s in tests): the inbox recognises it.
-    t.smtp.wait_for(1, Duration::from_secs(30)).await?;
+    t.smtp
+        .wait_for_template(eh_tests::ACK, 1, Duration::from_secs(30))
+        .await?;
     eh_testkit::eventually(
         Duration::from_secs(20),
         "the redelivery to be absorbed",
@@ -41,7 +43,11 @@ async fn a_consumer_dying_after_commit_is_redelivered_and_handled_once() -> anyh
     .await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(t.referral_count("worcs").await?, 1);
-    assert_eq!(t.smtp.messages().len(), 1, "handled once: one email");
+    assert_eq!(
+        t.smtp.of_template(eh_tests::ACK).len(),
+        1,
+        "handled once: one email"
+    );
     Ok(())
 }
 
@@ -61,7 +67,9 @@ async fn a_relay_dying_after_publish_is_deduplicated_by_jetstream() -> anyhow::R
             WORCS_KEY,
         ))
         .await?;
-    t.smtp.wait_for(1, Duration::from_secs(20)).await?;
+    t.smtp
+        .wait_for_template(eh_tests::ACK, 1, Duration::from_secs(20))
+        .await?;
     assert!(
         !t.faults
             .relay_dies_after_publish
@@ -79,7 +87,7 @@ async fn a_relay_dying_after_publish_is_deduplicated_by_jetstream() -> anyhow::R
         &["notifications_referral_received", "outcome=\"duplicate\""],
     );
     assert_eq!((ok, dup), (1.0, 0.0));
-    assert_eq!(t.smtp.messages().len(), 1);
+    assert_eq!(t.smtp.of_template(eh_tests::ACK).len(), 1);
     Ok(())
 }
 
@@ -105,7 +113,9 @@ async fn nats_restarted_mid_run_loses_nothing() -> anyhow::Result<()> {
     for i in 0..5 {
         client.submit_referral(submit(format!("N-{i}"))).await?;
     }
-    t.smtp.wait_for(5, Duration::from_secs(20)).await?;
+    t.smtp
+        .wait_for_template(eh_tests::ACK, 5, Duration::from_secs(20))
+        .await?;
     nats.kill();
     // While the bus is down, referrals are still taken (stored with their events in the outbox).
     for i in 5..10 {
@@ -113,7 +123,10 @@ async fn nats_restarted_mid_run_loses_nothing() -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.restart()?;
-    let mails = t.smtp.wait_for(10, Duration::from_secs(60)).await?;
+    let mails = t
+        .smtp
+        .wait_for_template(eh_tests::ACK, 10, Duration::from_secs(60))
+        .await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut to: Vec<String> = t
         .smtp
@@ -124,7 +137,7 @@ async fn nats_restarted_mid_run_loses_nothing() -> anyhow::Result<()> {
     to.sort();
     to.dedup();
     assert_eq!(
-        mails.len().max(t.smtp.messages().len()),
+        mails.len().max(t.smtp.of_template(eh_tests::ACK).len()),
         10,
         "each referral acknowledged exactly once"
     );

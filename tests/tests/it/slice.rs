@@ -17,7 +17,10 @@ async fn referral_end_to_end(distributed: bool) -> anyhow::Result<()> {
         t.publish_inbound("worcs", doc.clone(), &format!("e2e-{i}"))
             .await?;
     }
-    let mails = t.smtp.wait_for(1, Duration::from_secs(20)).await?;
+    let mails = t
+        .smtp
+        .wait_for_template(eh_tests::ACK, 1, Duration::from_secs(20))
+        .await?;
     let got = collect(&mut events, 1, Duration::from_secs(10)).await?;
     assert_eq!(got.len(), 1);
     let event = ReferralReceived::decode(got[0].payload.as_ref())?;
@@ -43,8 +46,8 @@ async fn referral_end_to_end(distributed: bool) -> anyhow::Result<()> {
         0,
         "one event"
     );
-    let mails = if t.smtp.messages().len() > mails.len() {
-        t.smtp.messages()
+    let mails = if t.smtp.of_template(eh_tests::ACK).len() > mails.len() {
+        t.smtp.of_template(eh_tests::ACK)
     } else {
         mails
     };
@@ -90,9 +93,21 @@ async fn referral_end_to_end(distributed: bool) -> anyhow::Result<()> {
 
     // The delivery status is recorded.
     let db = t.db("notifications").await?;
-    let msgs = eh_notifications::store::for_related(&db, "worcs", &event.referral_id).await?;
-    let statuses: Vec<&str> = msgs.iter().map(|m| m.status.as_str()).collect();
-    assert_eq!(statuses, vec!["sent"]);
+    // The acknowledgement, and (once casework had intake screen it) the screening outcome.
+    let want = vec![
+        ("referral_acknowledgement".to_string(), "sent".to_string()),
+        ("screening_outcome".to_string(), "sent".to_string()),
+    ];
+    eh_testkit::eventually(Duration::from_secs(20), "both messages sent", || async {
+        let msgs = eh_notifications::store::for_related(&db, "worcs", &event.referral_id).await?;
+        let mut sent: Vec<(String, String)> = msgs
+            .iter()
+            .map(|m| (m.template.clone(), m.status.clone()))
+            .collect();
+        sent.sort();
+        Ok((sent == want).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
@@ -126,9 +141,11 @@ async fn grpc_resubmission(distributed: bool) -> anyhow::Result<()> {
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(first.referral_id, second.referral_id);
-    t.smtp.wait_for(1, Duration::from_secs(20)).await?;
+    t.smtp
+        .wait_for_template(eh_tests::ACK, 1, Duration::from_secs(20))
+        .await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(t.smtp.messages().len(), 1);
+    assert_eq!(t.smtp.of_template(eh_tests::ACK).len(), 1);
     assert_eq!(t.referral_count("worcs").await?, 1);
     Ok(())
 }
@@ -216,8 +233,10 @@ async fn an_smtp_failure_is_retried_then_sent_once() -> anyhow::Result<()> {
     )
     .await?;
     t.smtp.set_failing(false);
-    t.smtp.wait_for(1, Duration::from_secs(20)).await?;
+    t.smtp
+        .wait_for_template(eh_tests::ACK, 1, Duration::from_secs(20))
+        .await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(t.smtp.messages().len(), 1);
+    assert_eq!(t.smtp.of_template(eh_tests::ACK).len(), 1);
     Ok(())
 }

@@ -1,0 +1,344 @@
+//! The case and its rules, with no I/O: the states, which transitions are legal, the service-level
+//! clocks and what each one does when it runs out.
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a case is in the front-door journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Just created from `referral_received`; decided at once what comes next.
+    Requested,
+    /// No consent to receive Early Help yet: chased, then closed.
+    AwaitingConsent,
+    /// Consent held; intake screens the request.
+    Screening,
+    ReadyForAllocation,
+    /// Sent to the council's front door (significant harm, or a practitioner's call).
+    SteppedUp,
+    ClosedAdviceGiven,
+    ClosedNoConsent,
+    ClosedWithdrawn,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::Requested,
+        State::AwaitingConsent,
+        State::Screening,
+        State::ReadyForAllocation,
+        State::SteppedUp,
+        State::ClosedAdviceGiven,
+        State::ClosedNoConsent,
+        State::ClosedWithdrawn,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Requested => "requested",
+            State::AwaitingConsent => "awaiting_consent",
+            State::Screening => "screening",
+            State::ReadyForAllocation => "ready_for_allocation",
+            State::SteppedUp => "stepped_up",
+            State::ClosedAdviceGiven => "closed_advice_given",
+            State::ClosedNoConsent => "closed_no_consent",
+            State::ClosedWithdrawn => "closed_withdrawn",
+        }
+    }
+
+    /// Still with Early Help at the front door: new referrals for the family attach to it.
+    pub const fn is_open(self) -> bool {
+        matches!(
+            self,
+            State::Requested
+                | State::AwaitingConsent
+                | State::Screening
+                | State::ReadyForAllocation
+        )
+    }
+
+    pub const fn is_closed(self) -> bool {
+        matches!(
+            self,
+            State::ClosedAdviceGiven | State::ClosedNoConsent | State::ClosedWithdrawn
+        )
+    }
+
+    /// May a case in this state move to `to`?
+    pub const fn may_move_to(self, to: State) -> bool {
+        use State::*;
+        matches!(
+            (self, to),
+            (Requested, AwaitingConsent)
+                | (Requested, Screening)
+                | (Requested, ReadyForAllocation) // a step-down from social care with consent
+                | (Requested, SteppedUp)
+                | (AwaitingConsent, Screening)
+                | (AwaitingConsent, ReadyForAllocation) // a step-down once consent arrives
+                | (AwaitingConsent, SteppedUp)
+                | (AwaitingConsent, ClosedAdviceGiven) // refusal to engage: advice
+                | (AwaitingConsent, ClosedNoConsent)
+                | (AwaitingConsent, ClosedWithdrawn)
+                | (Screening, ReadyForAllocation)
+                | (Screening, SteppedUp)
+                | (Screening, ClosedAdviceGiven)
+                | (Screening, ClosedWithdrawn)
+                | (ReadyForAllocation, SteppedUp)
+                | (ReadyForAllocation, ClosedWithdrawn)
+        )
+    }
+
+    /// `Ok(to)` when the move is legal, otherwise why not.
+    pub fn move_to(self, to: State) -> Result<State, IllegalTransition> {
+        if self.may_move_to(to) {
+            Ok(to)
+        } else {
+            Err(IllegalTransition { from: self, to })
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown case state {s:?}"))
+    }
+}
+
+/// A transition the state machine refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a case that is {from} cannot become {to}")]
+pub struct IllegalTransition {
+    pub from: State,
+    pub to: State,
+}
+
+/// A service-level clock of a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// Started when screening starts; runs out → a breach (the manager is told).
+    ScreeningDecision,
+    /// Started when the case waits for consent; runs out → the family is asked again.
+    ConsentChase,
+    /// Started with the chase; runs out → the case closes for lack of consent.
+    ConsentClose,
+}
+
+impl TimerKind {
+    pub const ALL: [TimerKind; 3] = [
+        TimerKind::ScreeningDecision,
+        TimerKind::ConsentChase,
+        TimerKind::ConsentClose,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TimerKind::ScreeningDecision => "screening_decision",
+            TimerKind::ConsentChase => "consent_chase",
+            TimerKind::ConsentClose => "consent_close",
+        }
+    }
+
+    /// The state the clock runs in: leaving it cancels the clock.
+    pub const fn runs_in(self) -> State {
+        match self {
+            TimerKind::ScreeningDecision => State::Screening,
+            TimerKind::ConsentChase | TimerKind::ConsentClose => State::AwaitingConsent,
+        }
+    }
+}
+
+impl FromStr for TimerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TimerKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown timer {s:?}"))
+    }
+}
+
+/// What a practitioner may close a case as (`CloseCase`).
+pub fn closing_outcome(s: &str) -> Option<State> {
+    match s {
+        "closed_advice_given" => Some(State::ClosedAdviceGiven),
+        "closed_no_consent" => Some(State::ClosedNoConsent),
+        "closed_withdrawn" => Some(State::ClosedWithdrawn),
+        _ => None,
+    }
+}
+
+/// Where a new case goes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub significant_harm_risk: bool,
+    pub step_down: bool,
+    pub consent_held: bool,
+}
+
+impl Opening {
+    /// Significant harm goes to the front door whatever else is missing; a step-down from social
+    /// care skips screening (social care has made the threshold decision) but still needs consent;
+    /// everything else is screened once consent is held.
+    pub const fn first_state(self) -> State {
+        if self.significant_harm_risk {
+            State::SteppedUp
+        } else if !self.consent_held {
+            State::AwaitingConsent
+        } else if self.step_down {
+            State::ReadyForAllocation
+        } else {
+            State::Screening
+        }
+    }
+}
+
+/// Where a case waiting for consent goes once it arrives.
+pub const fn on_consent(step_down: bool) -> State {
+    if step_down {
+        State::ReadyForAllocation
+    } else {
+        State::Screening
+    }
+}
+
+/// Where a screening outcome takes a case in screening; `None`: it stays (more information
+/// needed).
+pub fn on_screening(outcome: &str) -> Result<Option<State>, String> {
+    match outcome {
+        "accepted_for_early_help" => Ok(Some(State::ReadyForAllocation)),
+        "advice_and_signpost" => Ok(Some(State::ClosedAdviceGiven)),
+        "step_up_significant_harm" => Ok(Some(State::SteppedUp)),
+        "more_information_needed" => Ok(None),
+        other => Err(format!("unknown screening outcome {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for s in State::ALL {
+            assert_eq!(s.as_str().parse::<State>(), Ok(s));
+        }
+        for k in TimerKind::ALL {
+            assert_eq!(k.as_str().parse::<TimerKind>(), Ok(k));
+        }
+        assert!("closed".parse::<State>().is_err());
+    }
+
+    #[test]
+    fn closed_and_stepped_up_cases_go_nowhere() {
+        for from in State::ALL.into_iter().filter(|s| !s.is_open()) {
+            for to in State::ALL {
+                assert_eq!(
+                    from.move_to(to),
+                    Err(IllegalTransition { from, to }),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_returns_to_requested_and_nothing_moves_to_itself() {
+        for from in State::ALL {
+            assert!(!from.may_move_to(State::Requested));
+            assert!(!from.may_move_to(from));
+        }
+    }
+
+    #[test]
+    fn every_open_state_can_step_up() {
+        for from in State::ALL.into_iter().filter(|s| s.is_open()) {
+            assert!(from.may_move_to(State::SteppedUp), "{from}");
+        }
+    }
+
+    #[test]
+    fn ready_for_allocation_needs_consent_first() {
+        // Only screening, or a step-down opening/awaiting consent, reaches it.
+        let into: Vec<State> = State::ALL
+            .into_iter()
+            .filter(|s| s.may_move_to(State::ReadyForAllocation))
+            .collect();
+        assert_eq!(
+            into,
+            vec![State::Requested, State::AwaitingConsent, State::Screening]
+        );
+        assert_eq!(
+            State::ReadyForAllocation.move_to(State::ClosedNoConsent),
+            Err(IllegalTransition {
+                from: State::ReadyForAllocation,
+                to: State::ClosedNoConsent
+            })
+        );
+    }
+
+    #[test]
+    fn openings() {
+        let o = |h, d, c| {
+            Opening {
+                significant_harm_risk: h,
+                step_down: d,
+                consent_held: c,
+            }
+            .first_state()
+        };
+        // Significant harm wins over everything, consent or not.
+        for d in [false, true] {
+            for c in [false, true] {
+                assert_eq!(o(true, d, c), State::SteppedUp);
+            }
+        }
+        assert_eq!(o(false, false, false), State::AwaitingConsent);
+        assert_eq!(o(false, true, false), State::AwaitingConsent);
+        assert_eq!(o(false, false, true), State::Screening);
+        assert_eq!(o(false, true, true), State::ReadyForAllocation);
+        for s in [
+            o(false, false, false),
+            o(false, false, true),
+            o(false, true, true),
+        ] {
+            assert!(State::Requested.may_move_to(s));
+        }
+    }
+
+    #[test]
+    fn screening_outcomes() {
+        assert_eq!(
+            on_screening("accepted_for_early_help"),
+            Ok(Some(State::ReadyForAllocation))
+        );
+        assert_eq!(
+            on_screening("advice_and_signpost"),
+            Ok(Some(State::ClosedAdviceGiven))
+        );
+        assert_eq!(on_screening("more_information_needed"), Ok(None));
+        assert!(on_screening("maybe").is_err());
+        for to in [
+            State::ReadyForAllocation,
+            State::ClosedAdviceGiven,
+            State::SteppedUp,
+        ] {
+            assert!(State::Screening.may_move_to(to));
+        }
+    }
+
+    #[test]
+    fn timers_run_in_open_states() {
+        for k in TimerKind::ALL {
+            assert!(k.runs_in().is_open());
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The gRPC door. Every call checks the caller's tenant (PERMISSION_DENIED, audited, for another
+//! tenant's cases) and role, audits the access, answers NOT_FOUND for a case the tenant does not
+//! hold, and FAILED_PRECONDITION (naming both states) for a step the state machine refuses.
+use crate::domain::{self, State};
+use crate::handlers::{Casework, Error};
+use crate::store::{self, CaseRow};
+use eh_auth::{Auditor, Principal};
+use eh_proto::casework::v1 as pb;
+use eh_proto::casework::v1::casework_service_server::CaseworkService;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Roles that may read cases.
+pub const READ_ROLES: &[&str] = &[
+    "front_door",
+    "team_manager",
+    "practitioner",
+    "social_worker",
+    "business_support",
+];
+/// Roles that may step a case up to the front door.
+pub const STEP_UP_ROLES: &[&str] = &["front_door", "team_manager", "social_worker"];
+/// Roles that may close a case.
+pub const CLOSE_ROLES: &[&str] = &["front_door", "team_manager"];
+
+pub struct CaseworkApi {
+    pub casework: Casework,
+    pub auditor: Auditor,
+}
+
+fn invalid(field: &str, reason: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(field, reason);
+    Status::with_error_details(Code::InvalidArgument, format!("{field}: {reason}"), details)
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "casework failed");
+    Status::internal("internal error")
+}
+
+impl CaseworkApi {
+    /// A known tenant, the caller's own, and a role among `roles` (systems and platform services
+    /// may read). Audited either way.
+    async fn admit(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+        roles: &[&str],
+        systems_may: bool,
+    ) -> Result<(), Status> {
+        if !self.casework.ctx.settings.tenants.contains_key(tenant) {
+            return Err(invalid("tenant", &format!("unknown tenant {tenant:?}")));
+        }
+        self.auditor
+            .check_tenant(p, tenant, action, record, "casework")
+            .await?;
+        let allowed = match p {
+            Principal::Person { .. } => roles.iter().any(|r| p.has_role(r)),
+            Principal::System { .. } | Principal::Service { .. } => systems_may,
+        };
+        if !allowed {
+            self.auditor
+                .decide(
+                    p,
+                    tenant,
+                    action,
+                    record,
+                    "casework",
+                    false,
+                    format!("needs one of the roles {}", roles.join(", ")),
+                )
+                .await?;
+            return Err(Status::permission_denied(format!(
+                "{action} needs one of the roles: {}",
+                roles.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn view(&self, c: &CaseRow) -> Result<pb::Case, Status> {
+        let db = &self.casework.ctx.db;
+        Ok(pb::Case {
+            case_id: c.id.clone(),
+            tenant: c.tenant.clone(),
+            family_id: c.family_id.clone(),
+            referral_id: c.referral_id.clone(),
+            route: c.route.clone(),
+            state: c.state.as_str().into(),
+            opened_at: c.opened_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+            source_system: c.source_system.clone(),
+            source_reference: c.source_reference.clone(),
+            timeline: store::timeline(db, &c.id).await.map_err(internal)?,
+            timers: store::timers(db, &c.id).await.map_err(internal)?,
+            referral_ids: store::referrals_of(db, &c.id).await.map_err(internal)?,
+        })
+    }
+
+    async fn act(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        case_id: &str,
+        to: State,
+        reason: &str,
+    ) -> Result<Response<pb::Case>, Status> {
+        if reason.trim().is_empty() {
+            return Err(invalid("reason", "required: say why"));
+        }
+        match self
+            .casework
+            .act(tenant, case_id, to, &p.actor(), reason.trim())
+            .await
+        {
+            Ok(Some(c)) => Ok(Response::new(self.view(&c).await?)),
+            Ok(None) => Err(Status::not_found(format!("no case {case_id}"))),
+            Err(Error::Illegal(e)) => Err(Status::failed_precondition(e.to_string())),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl CaseworkService for CaseworkApi {
+    async fn get_case(
+        &self,
+        request: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("case:{}", req.case_id);
+        self.admit(&p, &req.tenant, "get_case", &record, READ_ROLES, true)
+            .await?;
+        match store::get_case(&self.casework.ctx.db, &req.tenant, &req.case_id)
+            .await
+            .map_err(internal)?
+        {
+            Some(c) => Ok(Response::new(self.view(&c).await?)),
+            None => Err(Status::not_found(format!("no case {}", req.case_id))),
+        }
+    }
+
+    async fn list_cases(
+        &self,
+        request: Request<pb::ListCasesRequest>,
+    ) -> Result<Response<pb::ListCasesResponse>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let state = if req.state.is_empty() {
+            None
+        } else {
+            Some(
+                req.state
+                    .parse::<State>()
+                    .map_err(|e| invalid("state", &e))?,
+            )
+        };
+        let family = (!req.family_id.is_empty()).then_some(req.family_id.as_str());
+        let record = format!("cases:family={}", req.family_id);
+        self.admit(&p, &req.tenant, "list_cases", &record, READ_ROLES, true)
+            .await?;
+        let limit = match req.limit {
+            0 => 100,
+            n => u64::from(n.min(1000)),
+        };
+        let rows = store::list_cases(&self.casework.ctx.db, &req.tenant, state, family, limit)
+            .await
+            .map_err(internal)?;
+        let mut cases = Vec::with_capacity(rows.len());
+        for c in &rows {
+            cases.push(self.view(c).await?);
+        }
+        Ok(Response::new(pb::ListCasesResponse { cases }))
+    }
+
+    async fn step_up(
+        &self,
+        request: Request<pb::StepUpRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("case:{}", req.case_id);
+        self.admit(&p, &req.tenant, "step_up", &record, STEP_UP_ROLES, false)
+            .await?;
+        self.act(&p, &req.tenant, &req.case_id, State::SteppedUp, &req.reason)
+            .await
+    }
+
+    async fn close_case(
+        &self,
+        request: Request<pb::CloseCaseRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let Some(to) = domain::closing_outcome(&req.outcome) else {
+            return Err(invalid(
+                "outcome",
+                "one of closed_advice_given, closed_no_consent, closed_withdrawn",
+            ));
+        };
+        let record = format!("case:{}", req.case_id);
+        self.admit(&p, &req.tenant, "close_case", &record, CLOSE_ROLES, false)
+            .await?;
+        self.act(&p, &req.tenant, &req.case_id, to, &req.reason)
+            .await
+    }
+}

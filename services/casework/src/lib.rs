@@ -1,0 +1,100 @@
+//! Casework: the workflow orchestrator. It owns the case — one per family episode, opened from
+//! `<ns>.<tenant>.intake.referral_received` — and drives it through the front door: significant
+//! harm → stepped up at once; no consent → awaiting consent (chased, then closed, in working
+//! days); consent → screening (a command to intake) → ready for allocation, or closed with advice;
+//! withdrawal → closed. A step-down from social care skips screening. Every step is on the case's
+//! timeline (gRPC `GetCase`), and service-level clocks survive restarts and fire once across
+//! replicas.
+pub mod domain;
+pub mod grpc;
+pub mod handlers;
+pub mod store;
+
+use eh_auth::{Auditor, Authenticator};
+use eh_bus::{ServiceContext, subjects};
+use eh_proto::catalogue;
+use eh_store::Migration;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const SERVICE: &str = "casework";
+pub const CONSUMER_REFERRAL_RECEIVED: &str = catalogue::CASEWORK_REFERRAL_RECEIVED.consumer;
+pub const CONSUMER_CONSENT_RECORDED: &str = catalogue::CASEWORK_CONSENT_RECORDED.consumer;
+pub const CONSUMER_CONSENT_WITHDRAWN: &str = catalogue::CASEWORK_CONSENT_WITHDRAWN.consumer;
+pub const CONSUMER_SCREENING_DECIDED: &str = catalogue::CASEWORK_SCREENING_DECIDED.consumer;
+
+/// How often the clocks are checked.
+pub const TIMER_POLL: Duration = Duration::from_millis(250);
+
+/// Every migration of casework's database, in order.
+pub fn migrations() -> Vec<Migration> {
+    [
+        eh_bus::outbox::MIGRATIONS,
+        eh_auth::audit::MIGRATIONS,
+        store::MIGRATIONS,
+    ]
+    .concat()
+}
+
+/// The streams casework publishes to and reads from (intake's carries the screening command).
+pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
+    vec![
+        subjects::service_stream(ns, "intake"),
+        subjects::service_stream(ns, "consent"),
+        subjects::service_stream(ns, SERVICE),
+        subjects::dead_letter_stream(ns),
+    ]
+}
+
+/// Starts casework's relay, consumers and clocks; returns its gRPC service.
+///
+/// # Errors
+/// When a tenant's calendar is wrong (the message names the setting).
+pub fn start(
+    ctx: ServiceContext,
+    auth: &Authenticator,
+) -> Result<
+    tonic::service::interceptor::InterceptedService<
+        eh_proto::casework::v1::casework_service_server::CaseworkServiceServer<grpc::CaseworkApi>,
+        eh_auth::AuthInterceptor,
+    >,
+    String,
+> {
+    let casework = handlers::Casework {
+        ctx: ctx.clone(),
+        calendars: Arc::new(handlers::Casework::calendars(&ctx.settings)?),
+    };
+    ctx.spawn_relay();
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_REFERRAL_RECEIVED,
+        8,
+        Arc::new(handlers::ReferralReceivedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_CONSENT_RECORDED,
+        8,
+        Arc::new(handlers::ConsentRecordedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_CONSENT_WITHDRAWN,
+        8,
+        Arc::new(handlers::ConsentWithdrawnDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_SCREENING_DECIDED,
+        8,
+        Arc::new(handlers::ScreeningDecidedDoor(casework.clone())),
+    );
+    ctx.tasks
+        .spawn(handlers::run_timers(casework.clone(), TIMER_POLL));
+    let api = grpc::CaseworkApi {
+        casework,
+        auditor: Auditor::new(ctx.db.clone()),
+    };
+    Ok(
+        eh_proto::casework::v1::casework_service_server::CaseworkServiceServer::with_interceptor(
+            api,
+            auth.interceptor(),
+        ),
+    )
+}

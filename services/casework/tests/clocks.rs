@@ -1,0 +1,366 @@
+//! Casework's clocks against real databases (a SQLite file, and PostgreSQL from `eh_testkit`),
+//! with two "replicas" — two independent Casework instances on their own connections to the same
+//! database — firing at the same moment. Time is a ManualClock; the outbox is read straight from
+//! the database.
+use chrono::{DateTime, TimeZone, Utc};
+use eh_bus::embedded::EmbeddedTransport;
+use eh_bus::{Handled, Handler, Outbox, Received, ServiceContext};
+use eh_casework::domain::State;
+use eh_casework::handlers::{Casework, ConsentRecordedDoor, ReferralReceivedDoor};
+use eh_casework::{migrations, store};
+use eh_platform::Metrics;
+use eh_platform::clock::ManualClock;
+use eh_proto::consent::v1 as consent;
+use eh_proto::intake::v1 as intake;
+use prost::Message;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+struct Env {
+    replicas: Vec<Casework>,
+    clock: Arc<ManualClock>,
+    ns: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Monday 2 March 2026, 09:00.
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+        .single()
+        .expect("date")
+}
+
+async fn env(postgres: bool) -> anyhow::Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let settings = Arc::new(eh_testkit::settings(false, dir.path(), None, None).await?);
+    let location = if postgres {
+        eh_store::Location {
+            url: eh_testkit::fresh_database().await?,
+            schema: Some("casework".into()),
+            max_connections: 4,
+        }
+    } else {
+        eh_store::Location {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("casework.sqlite").display()
+            ),
+            schema: None,
+            max_connections: 1,
+        }
+    };
+    let clock = Arc::new(ManualClock::new(start()));
+    let bus_db = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bus.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    let transport = Arc::new(EmbeddedTransport::open(bus_db).await?);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let db = eh_store::connect(&location).await?;
+        eh_store::migrate(&db, "casework", &migrations()).await?;
+        let ctx = ServiceContext {
+            service: eh_casework::SERVICE,
+            settings: settings.clone(),
+            db,
+            transport: transport.clone(),
+            outbox: Outbox::new(),
+            metrics: Arc::new(Metrics::new()),
+            faults: Arc::default(),
+            clock: clock.clone(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            relay_shutdown: tokio_util::sync::CancellationToken::new(),
+            relay_tasks: tokio_util::task::TaskTracker::new(),
+        };
+        replicas.push(Casework {
+            calendars: Arc::new(Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?),
+            ctx,
+        });
+    }
+    let ns = settings.bus.namespace.clone();
+    Ok(Env {
+        replicas,
+        clock,
+        ns,
+        _dir: dir,
+    })
+}
+
+fn received(subject: String, id: &str, payload: Vec<u8>) -> Received {
+    let mut headers = BTreeMap::new();
+    headers.insert("Eh-Id".to_string(), id.to_string());
+    Received {
+        subject,
+        headers,
+        payload: payload.into(),
+        delivered: 1,
+        stream_seq: 1,
+    }
+}
+
+fn referral(ns: &str, id: &str, family: &str, consent: bool) -> Received {
+    let event = intake::ReferralReceived {
+        referral_id: format!("ref-{id}"),
+        family_id: family.into(),
+        received_at: start().to_rfc3339(),
+        referral: Some(intake::Referral {
+            route: "practitioner".into(),
+            source: Some(intake::Source {
+                system: "hub".into(),
+                reference: id.into(),
+            }),
+            family_members: vec![intake::FamilyMember {
+                given_name: "Jo".into(),
+                family_name: "Bloggs".into(),
+                relationship: "mother".into(),
+                parental_responsibility: Some(true),
+                email: Some("jo@example.org".into()),
+                ..Default::default()
+            }],
+            consent: Some(intake::Consent {
+                obtained: Some(consent),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    received(
+        format!("{ns}.worcs.intake.referral_received"),
+        &format!("evt-{id}"),
+        event.encode_to_vec(),
+    )
+}
+
+async fn outbox_count(db: &DatabaseConnection, suffix: &str) -> anyhow::Result<usize> {
+    let rows = db
+        .query_all_raw(eh_store::stmt(
+            db.get_database_backend(),
+            "SELECT subject FROM eh_outbox",
+            [],
+        ))
+        .await?;
+    let mut n = 0;
+    for r in rows {
+        let s: String = r.try_get_by_index(0)?;
+        if s.ends_with(suffix) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+async fn only_case(cw: &Casework) -> anyhow::Result<store::CaseRow> {
+    let cases = store::list_cases(&cw.ctx.db, "worcs", None, None, 10).await?;
+    assert_eq!(cases.len(), 1);
+    Ok(cases.into_iter().next().expect("one case"))
+}
+
+async fn due(cw: &Casework, case_id: &str, kind: &str) -> anyhow::Result<DateTime<Utc>> {
+    let t = store::timers(&cw.ctx.db, case_id)
+        .await?
+        .into_iter()
+        .find(|t| t.kind == kind)
+        .expect("timer");
+    Ok(DateTime::parse_from_rfc3339(&t.due_at)?.with_timezone(&Utc))
+}
+
+/// Both replicas fire at once; returns how many fired in all.
+async fn fire_both(e: &Env) -> anyhow::Result<usize> {
+    let (a, b) = tokio::join!(e.replicas[0].fire_due(100), e.replicas[1].fire_due(100));
+    Ok(a? + b?)
+}
+
+async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> {
+    let e = env(postgres).await?;
+    let a = &e.replicas[0];
+    let door = ReferralReceivedDoor(a.clone());
+    assert_eq!(
+        door.handle(&referral(&e.ns, "R1", "fam-1", false)).await?,
+        Handled::Done
+    );
+    // Redelivered: absorbed by the inbox.
+    assert_eq!(
+        door.handle(&referral(&e.ns, "R1", "fam-1", false)).await?,
+        Handled::Duplicate
+    );
+    let case = only_case(a).await?;
+    assert_eq!(case.state, State::AwaitingConsent);
+    let chase = due(a, &case.id, "consent_chase").await?;
+    let close = due(a, &case.id, "consent_close").await?;
+    // 5 working days from Mon 2 March: the 5th is Mon 9 March; overdue from the midnight after.
+    assert_eq!(
+        chase,
+        Utc.with_ymd_and_hms(2026, 3, 10, 0, 0, 0)
+            .single()
+            .expect("d")
+    );
+    // 20 working days: the 20th is Mon 30 March; overdue from midnight, UK time — British
+    // Summer Time since Sun 29 March, so 23:00 UTC.
+    assert_eq!(
+        close,
+        Utc.with_ymd_and_hms(2026, 3, 30, 23, 0, 0)
+            .single()
+            .expect("d")
+    );
+
+    // A second before: nothing fires, on either replica.
+    e.clock
+        .advance(chase - start() - chrono::Duration::seconds(1));
+    assert_eq!(fire_both(&e).await?, 0);
+    assert_eq!(
+        outbox_count(&a.ctx.db, ".casework.consent_requested").await?,
+        0
+    );
+    // Due: both replicas try at once; exactly one chase.
+    e.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(fire_both(&e).await?, 1);
+    assert_eq!(fire_both(&e).await?, 0, "fired already");
+    assert_eq!(
+        outbox_count(&a.ctx.db, ".casework.consent_requested").await?,
+        1
+    );
+    assert_eq!(only_case(a).await?.state, State::AwaitingConsent);
+    // Close: once, and the case is closed for lack of consent.
+    e.clock.advance(close - chase);
+    assert_eq!(fire_both(&e).await?, 1);
+    assert_eq!(fire_both(&e).await?, 0);
+    assert_eq!(outbox_count(&a.ctx.db, ".casework.case_closed").await?, 1);
+    let closed = only_case(a).await?;
+    assert_eq!(closed.state, State::ClosedNoConsent);
+    let timeline = store::timeline(&a.ctx.db, &closed.id).await?;
+    assert_eq!(
+        timeline
+            .iter()
+            .filter(|s| s.kind == "consent_chased")
+            .count(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_fire_once_and_never_early_sqlite() -> anyhow::Result<()> {
+    clocks_fire_once_and_never_early(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_fire_once_and_never_early_postgres() -> anyhow::Result<()> {
+    clocks_fire_once_and_never_early(true).await
+}
+
+async fn consent_cancels_the_consent_clocks(postgres: bool) -> anyhow::Result<()> {
+    let e = env(postgres).await?;
+    let a = &e.replicas[0];
+    ReferralReceivedDoor(a.clone())
+        .handle(&referral(&e.ns, "R2", "fam-2", false))
+        .await?;
+    // Consent arrives on the other replica.
+    let rec = consent::ConsentRecorded {
+        record: Some(consent::ConsentRecord {
+            record_id: "rec-1".into(),
+            tenant: "worcs".into(),
+            consent: Some(consent::Consent {
+                family_id: "fam-2".into(),
+                given_by: "Jo Bloggs".into(),
+                method: "signed".into(),
+                purposes: vec!["assessment".into(), "sharing".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let msg = received(
+        format!("{}.worcs.consent.consent_recorded", e.ns),
+        "evt-rec-1",
+        rec.encode_to_vec(),
+    );
+    assert_eq!(
+        ConsentRecordedDoor(e.replicas[1].clone())
+            .handle(&msg)
+            .await?,
+        Handled::Done
+    );
+    let case = only_case(a).await?;
+    assert_eq!(case.state, State::Screening);
+    assert_eq!(
+        outbox_count(&a.ctx.db, ".intake.cmd.screen_referral").await?,
+        1
+    );
+    let timers = store::timers(&a.ctx.db, &case.id).await?;
+    let status = |k: &str| {
+        timers
+            .iter()
+            .find(|t| t.kind == k)
+            .map(|t| t.status.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("consent_chase"), "cancelled");
+    assert_eq!(status("consent_close"), "cancelled");
+    assert_eq!(status("screening_decision"), "pending");
+    // Weeks later: only the screening clock is left to run out — a breach, not a closure.
+    e.clock.advance(chrono::Duration::days(40));
+    assert_eq!(fire_both(&e).await?, 1);
+    assert_eq!(
+        outbox_count(&a.ctx.db, ".casework.service_level_breached").await?,
+        1
+    );
+    assert_eq!(outbox_count(&a.ctx.db, ".casework.case_closed").await?, 0);
+    assert_eq!(only_case(a).await?.state, State::Screening);
+    assert!(
+        a.ctx.metrics.encode().contains(
+            "service_level_breaches_total{tenant=\"worcs\",clock=\"screening_decision\"} 1"
+        ) || e.replicas[1].ctx.metrics.encode().contains(
+            "service_level_breaches_total{tenant=\"worcs\",clock=\"screening_decision\"} 1"
+        ),
+        "the breach is counted"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_cancels_the_consent_clocks_sqlite() -> anyhow::Result<()> {
+    consent_cancels_the_consent_clocks(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_cancels_the_consent_clocks_postgres() -> anyhow::Result<()> {
+    consent_cancels_the_consent_clocks(true).await
+}
+
+/// A consent record seen before the referral (events travel on different streams) still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_before_the_referral_is_not_missed() -> anyhow::Result<()> {
+    let e = env(true).await?;
+    let a = &e.replicas[0];
+    let rec = consent::ConsentRecorded {
+        record: Some(consent::ConsentRecord {
+            record_id: "rec-early".into(),
+            consent: Some(consent::Consent {
+                family_id: "fam-3".into(),
+                purposes: vec!["assessment".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    ConsentRecordedDoor(a.clone())
+        .handle(&received(
+            format!("{}.worcs.consent.consent_recorded", e.ns),
+            "evt-early",
+            rec.encode_to_vec(),
+        ))
+        .await?;
+    ReferralReceivedDoor(e.replicas[1].clone())
+        .handle(&referral(&e.ns, "R3", "fam-3", false))
+        .await?;
+    assert_eq!(only_case(a).await?.state, State::Screening);
+    Ok(())
+}

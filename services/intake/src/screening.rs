@@ -1,0 +1,245 @@
+//! Screening on command: casework sends `<ns>.<tenant>.intake.cmd.screen_referral` once the
+//! family's consent is held; intake screens the stored referral against the tenant's rules
+//! (configuration, `tenants.<id>.screening`), stores the decision with the rule version and the
+//! reasons, and announces `screening_decided` — inbox claim, decision and event in ONE
+//! transaction.
+use crate::domain::screening::{self, ScreeningOutcome, ScreeningRules};
+use crate::store;
+use async_trait::async_trait;
+use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
+use eh_platform::Settings;
+use eh_proto::intake::v1::{ScreenReferral, ScreeningDecided};
+use eh_store::{Migration, stmt};
+use prost::Message;
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_SCREEN_REFERRAL.consumer;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 30,
+    name: "screening decisions",
+    sql: "CREATE TABLE screening_decisions (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            referral_id TEXT NOT NULL REFERENCES referrals (id),
+            outcome TEXT NOT NULL,
+            rule_version TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            decided_at {ts} NOT NULL
+          );
+          CREATE INDEX screening_decisions_referral ON screening_decisions (tenant, referral_id)",
+}];
+
+/// The screening rules of every tenant, checked.
+///
+/// # Errors
+/// Names the setting (`tenants.<id>.screening...`) and every problem with it.
+pub fn rules_from_settings(settings: &Settings) -> Result<BTreeMap<String, ScreeningRules>, String> {
+    let mut out = BTreeMap::new();
+    for (id, t) in &settings.tenants {
+        let rules = match &t.screening {
+            None => ScreeningRules::default(),
+            Some(v) => serde_json::from_value::<ScreeningRules>(v.clone())
+                .map_err(|e| format!("tenants.{id}.screening: {e}"))?,
+        };
+        rules.validate().map_err(|violations| {
+            let all: Vec<String> = violations
+                .iter()
+                .map(|v| format!("tenants.{id}.screening.{v}"))
+                .collect();
+            all.join("; ")
+        })?;
+        out.insert(id.clone(), rules);
+    }
+    Ok(out)
+}
+
+fn outcome_name(o: ScreeningOutcome) -> &'static str {
+    match o {
+        ScreeningOutcome::AcceptedForEarlyHelp => "accepted_for_early_help",
+        ScreeningOutcome::AdviceAndSignpost => "advice_and_signpost",
+        ScreeningOutcome::MoreInformationNeeded => "more_information_needed",
+        ScreeningOutcome::StepUpSignificantHarm => "step_up_significant_harm",
+    }
+}
+
+/// A stored decision, as `GetReferral` and tests read it.
+#[derive(Debug, Clone)]
+pub struct StoredDecision {
+    pub id: String,
+    pub case_id: String,
+    pub outcome: String,
+    pub rule_version: String,
+    pub decision: screening::ScreeningDecision,
+}
+
+/// The decisions held for one referral of `tenant`, oldest first.
+pub async fn decisions(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    referral_id: &str,
+) -> Result<Vec<StoredDecision>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT id, case_id, outcome, rule_version, decision FROM screening_decisions
+             WHERE tenant = $1 AND referral_id = $2 ORDER BY decided_at, id",
+            [tenant.into(), referral_id.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.try_get_by_index(4)?;
+            Ok(StoredDecision {
+                id: r.try_get_by_index(0)?,
+                case_id: r.try_get_by_index(1)?,
+                outcome: r.try_get_by_index(2)?,
+                rule_version: r.try_get_by_index(3)?,
+                decision: serde_json::from_str(&text).map_err(|e| DbErr::Custom(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+/// The command handler.
+pub struct ScreenReferralHandler {
+    pub ctx: ServiceContext,
+    pub rules: Arc<BTreeMap<String, ScreeningRules>>,
+}
+
+#[async_trait]
+impl eh_bus::Handler for ScreenReferralHandler {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let ns = self.ctx.namespace().to_string();
+        let tenant = subjects::tenant_of(&ns, &msg.subject)
+            .ok_or_else(|| HandlerError::Permanent(format!("subject {} has no tenant", msg.subject)))?
+            .to_string();
+        let cmd = ScreenReferral::decode(msg.payload.as_ref())
+            .map_err(|e| HandlerError::Permanent(format!("not a ScreenReferral: {e}")))?;
+        let Some(rules) = self.rules.get(&tenant) else {
+            return Err(HandlerError::Permanent(format!("unknown tenant {tenant:?}")));
+        };
+        let retry = |e: DbErr| HandlerError::Retryable(e.to_string());
+        let txn = self.ctx.db.begin().await.map_err(retry)?;
+        if !inbox::claim(&txn, CONSUMER, &msg.key())
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?
+        {
+            txn.rollback().await.map_err(retry)?;
+            return Ok(Handled::Duplicate);
+        }
+        let Some(stored) = store::get(&txn, &tenant, &cmd.referral_id).await.map_err(retry)? else {
+            txn.rollback().await.map_err(retry)?;
+            return Err(HandlerError::Permanent(format!(
+                "tenant {tenant} holds no referral {}",
+                cmd.referral_id
+            )));
+        };
+        let now = self.ctx.clock.now();
+        let decision = screening::screen(rules, &stored.referral, eh_workdays::uk_local_date(now));
+        let outcome = outcome_name(decision.outcome);
+        let id = uuid::Uuid::now_v7().to_string();
+        let text = serde_json::to_string(&decision).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            "INSERT INTO screening_decisions (id, tenant, case_id, referral_id, outcome, rule_version, decision, decided_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [
+                id.clone().into(),
+                tenant.clone().into(),
+                cmd.case_id.clone().into(),
+                cmd.referral_id.clone().into(),
+                outcome.into(),
+                decision.rule_version.clone().into(),
+                text.into(),
+                now.into(),
+            ],
+        ))
+        .await
+        .map_err(retry)?;
+        let r = &stored.referral;
+        let source = r.source.clone().unwrap_or_default();
+        let event = ScreeningDecided {
+            case_id: cmd.case_id.clone(),
+            referral_id: stored.id.clone(),
+            family_id: stored.family_id.clone(),
+            outcome: outcome.into(),
+            reasons: decision.reasons.clone(),
+            rule_version: decision.rule_version.clone(),
+            programmes_met: decision.programmes_met.clone(),
+            advice: decision.advice.clone().unwrap_or_default(),
+            missing: decision.missing.clone(),
+            decided_at: now.to_rfc3339(),
+            referrer: r.referrer.clone(),
+            source_system: source.system,
+            source_reference: source.reference,
+            needs: r.needs.clone(),
+            postcode: r
+                .address
+                .as_ref()
+                .map(|a| a.postcode.clone())
+                .unwrap_or_default(),
+        };
+        let spec = &eh_proto::catalogue::SCREENING_DECIDED;
+        let env = Envelope::new(spec.payload, &tenant, "system:intake", now)
+            .caused_by(msg.envelope().as_ref(), &msg.key());
+        self.ctx
+            .outbox
+            .enqueue(
+                &txn,
+                &OutboundMessage::event(spec.subject(&ns, &tenant), &env, event.encode_to_vec()),
+            )
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        txn.commit().await.map_err(retry)?;
+        self.ctx.outbox.committed();
+        tracing::info!(tenant, referral_id = %stored.id, case_id = %cmd.case_id, outcome, "referral screened");
+        Ok(Handled::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(screening: Option<serde_json::Value>) -> Settings {
+        let mut s = Settings::load(&[], vec![("EH__TENANTS__WORCS__NAME".into(), "W".into())])
+            .expect("settings");
+        if let Some(t) = s.tenants.get_mut("worcs") {
+            t.screening = screening;
+        }
+        s
+    }
+
+    #[test]
+    fn rules_default_when_absent_and_load_when_given() {
+        let rules = rules_from_settings(&settings(None)).expect("defaults");
+        assert_eq!(rules["worcs"], ScreeningRules::default());
+        let given = serde_json::json!({
+            "version": "worcs-2026-04",
+            "in_area_postcode_prefixes": ["WR", "B60"],
+            "early_help_team": {"min_needs": 3},
+            "programmes": [{"id": "brfc", "name": "BRFC", "min_headline_problems": 3}]
+        });
+        let rules = rules_from_settings(&settings(Some(given))).expect("valid");
+        assert_eq!(rules["worcs"].version, "worcs-2026-04");
+        assert_eq!(rules["worcs"].early_help_team.min_needs, 3);
+    }
+
+    #[test]
+    fn wrong_rules_name_the_setting() {
+        let e = rules_from_settings(&settings(Some(serde_json::json!({"min_needs": 2}))))
+            .expect_err("unknown key");
+        assert!(e.starts_with("tenants.worcs.screening"), "{e}");
+        assert!(e.contains("min_needs"), "{e}");
+        let e = rules_from_settings(&settings(Some(
+            serde_json::json!({"version": "v", "programmes": [{"id": "Not An Id"}]}),
+        )))
+        .expect_err("bad programme id");
+        assert!(e.starts_with("tenants.worcs.screening."), "{e}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Events notifications reacts to. Each handler works out a [`Plan`] — the messages an event
+//! calls for and the addresses it marks unsafe — then claims the event in its inbox and records
+//! the plan in the same transaction, so a redelivered event never queues a second message. The
+//! sender delivers what is queued (and checks the suppression list again at the point of send).
+//!
+//! | consumer | to | template |
+//! | --- | --- | --- |
+//! | `referral_received` | the referrer | `referral_acknowledgement` |
+//! | `screening_decided` | the referrer | `screening_outcome` |
+//! | `case_stepped_up` | the council's front door, at once; the referrer | `step_up_front_door`, `step_up_referrer` |
+//! | `consent_requested` | family members with parental responsibility | `consent_request` |
+//! | `service_level_breached` | the council's Early Help team manager | `service_level_breach` |
+mod case_stepped_up;
+mod consent_requested;
+mod referral_received;
+mod screening_decided;
+mod service_level_breached;
+
+pub use case_stepped_up::CaseSteppedUpHandler;
+pub use consent_requested::ConsentRequestedHandler;
+pub use referral_received::ReferralReceivedHandler;
+pub use screening_decided::ScreeningDecidedHandler;
+pub use service_level_breached::ServiceLevelBreachedHandler;
+
+use crate::domain::Addressee;
+use crate::{store, templates};
+use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::{Received, ServiceContext, inbox, subjects};
+use eh_platform::config::TenantSettings;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What every handler is given: the service and the sender's bell.
+#[derive(Clone)]
+pub struct Notifier {
+    pub ctx: ServiceContext,
+    pub wake: Arc<Notify>,
+}
+
+fn retry(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Retryable(e.to_string())
+}
+
+/// One message an event calls for.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The name it is recorded under.
+    pub template: &'static str,
+    /// The names its text is looked up under, first found wins (council's, then built-in).
+    pub text: Vec<String>,
+    pub to: Addressee,
+    /// The case id for case events, the referral id for screening.
+    pub related_id: String,
+    /// Tells two occurrences apart (see `store::Recorded`).
+    pub dedupe_key: String,
+    pub priority: i32,
+    pub vars: BTreeMap<&'static str, String>,
+}
+
+impl Outgoing {
+    pub fn new(template: &'static str, to: Addressee, related_id: &str) -> Self {
+        Self {
+            template,
+            text: vec![template.to_string()],
+            to,
+            related_id: related_id.to_string(),
+            dedupe_key: String::new(),
+            priority: store::PRIORITY_NORMAL,
+            vars: BTreeMap::new(),
+        }
+    }
+}
+
+/// Everything one event leads to.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub messages: Vec<Outgoing>,
+    /// Addresses the event marks unsafe, with why; they join the tenant's suppression list.
+    pub unsafe_addresses: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn recipients(&self) -> Vec<&Addressee> {
+        self.messages.iter().map(|m| &m.to).collect()
+    }
+}
+
+/// The tenant of `msg` and its payload as `T`; a message that is neither is permanent.
+fn decode<T: prost::Message + Default>(
+    ctx: &ServiceContext,
+    msg: &Received,
+    what: &str,
+) -> Result<(String, T), HandlerError> {
+    let tenant = subjects::tenant_of(ctx.namespace(), &msg.subject)
+        .ok_or_else(|| HandlerError::Permanent(format!("subject {} has no tenant", msg.subject)))?
+        .to_string();
+    let event = T::decode(msg.payload.as_ref())
+        .map_err(|e| HandlerError::Permanent(format!("not a {what}: {e}")))?;
+    Ok((tenant, event))
+}
+
+/// The council's name in messages: its settings' name, else the tenant id.
+fn council(tenant: &str, settings: Option<&TenantSettings>) -> String {
+    settings
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| tenant.to_string())
+}
+
+/// A configured mailbox, when it is one.
+fn mailbox(value: Option<&String>) -> Option<String> {
+    value
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// Opens the transaction and claims `msg` for `consumer`; `None` (and nothing done) when the
+/// inbox already has it.
+async fn claim(
+    ctx: &ServiceContext,
+    consumer: &str,
+    msg: &Received,
+) -> Result<Option<DatabaseTransaction>, HandlerError> {
+    let txn = ctx.db.begin().await.map_err(retry)?;
+    if inbox::claim(&txn, consumer, &msg.key())
+        .await
+        .map_err(retry)?
+    {
+        Ok(Some(txn))
+    } else {
+        txn.rollback().await.map_err(retry)?;
+        Ok(None)
+    }
+}
+
+/// Records `plan` inside `txn`: unsafe addresses onto the suppression list, then each message —
+/// queued for the sender, or settled at once as `suppressed` (the event marks the address
+/// unsafe) or `undeliverable` (no address), with the reason.
+async fn record(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    settings: Option<&TenantSettings>,
+    plan: &Plan,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), HandlerError> {
+    for (address, why) in &plan.unsafe_addresses {
+        store::suppress(txn, tenant, address, why, now)
+            .await
+            .map_err(retry)?;
+    }
+    for m in &plan.messages {
+        let names: Vec<&str> = m.text.iter().map(String::as_str).collect();
+        let (subject_t, body_t) = templates::lookup_first(settings, &names)
+            .ok_or_else(|| HandlerError::Permanent(format!("no template {}", m.template)))?;
+        let subject = templates::render(&subject_t, &m.vars).map_err(|e| {
+            HandlerError::Permanent(format!("template {} subject: {e}", m.template))
+        })?;
+        let body = templates::render(&body_t, &m.vars)
+            .map_err(|e| HandlerError::Permanent(format!("template {} body: {e}", m.template)))?;
+        let unsafe_reason;
+        let (recipient, status, reason) = match &m.to {
+            Addressee::Send(a) => (a.as_str(), store::status::QUEUED, None),
+            Addressee::Unsafe(a) => {
+                unsafe_reason = format!(
+                    "marked unsafe to contact (event for {} about {})",
+                    m.template, m.related_id
+                );
+                store::suppress(txn, tenant, a, &unsafe_reason, now)
+                    .await
+                    .map_err(retry)?;
+                tracing::info!(
+                    tenant,
+                    template = m.template,
+                    related_id = %m.related_id,
+                    "recipient marked unsafe; message suppressed, not sent"
+                );
+                (
+                    a.as_str(),
+                    store::status::SUPPRESSED,
+                    Some(unsafe_reason.as_str()),
+                )
+            }
+            Addressee::Nobody(why) => {
+                tracing::warn!(
+                    tenant,
+                    template = m.template,
+                    related_id = %m.related_id,
+                    reason = %why,
+                    "message undeliverable"
+                );
+                ("", store::status::UNDELIVERABLE, Some(why.as_str()))
+            }
+        };
+        store::record(
+            txn,
+            &store::Recorded {
+                message: store::NewMessage {
+                    tenant,
+                    template: m.template,
+                    recipient,
+                    related_id: &m.related_id,
+                    subject: &subject,
+                    body: &body,
+                },
+                dedupe_key: &m.dedupe_key,
+                priority: m.priority,
+                status,
+                reason,
+            },
+            now,
+        )
+        .await
+        .map_err(retry)?;
+    }
+    Ok(())
+}
+
+impl Notifier {
+    /// Claims `msg` and records `plan` in one transaction, then rings the sender.
+    async fn apply(
+        &self,
+        consumer: &str,
+        msg: &Received,
+        tenant: &str,
+        plan: &Plan,
+    ) -> Result<Handled, HandlerError> {
+        let Some(txn) = claim(&self.ctx, consumer, msg).await? else {
+            return Ok(Handled::Duplicate);
+        };
+        let settings = self.ctx.settings.tenants.get(tenant);
+        record(&txn, tenant, settings, plan, self.ctx.clock.now()).await?;
+        txn.commit().await.map_err(retry)?;
+        self.wake.notify_one();
+        Ok(Handled::Done)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::templates;
+    use std::collections::BTreeSet;
+
+    /// The variables a plan gives a template are exactly the ones the template declares, so any
+    /// council override that passed the start-up check renders.
+    pub fn assert_vars_match(m: &super::Outgoing) {
+        let given: BTreeSet<&str> = m.vars.keys().copied().collect();
+        for name in &m.text {
+            let declared: BTreeSet<&str> = templates::variables(name)
+                .unwrap_or_else(|| panic!("{name} is not a known template"))
+                .iter()
+                .copied()
+                .collect();
+            assert_eq!(given, declared, "{name}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `referral_received`: addresses of family members marked unsafe go on the suppression list, the
+//! referrer (when an email was given) gets an acknowledgement, and two read models are kept for
+//! later messages about the case: the referrer's contact details (the front door wants the phone
+//! number) and keyed hashes of the children's names (to clean free text of them).
+use super::{Notifier, Outgoing, Plan, council, decode, record, retry};
+use crate::domain::{self, Addressee};
+use crate::templates::REFERRAL_ACKNOWLEDGEMENT;
+use crate::{CONSUMER_REFERRAL_RECEIVED, store};
+use async_trait::async_trait;
+use eh_bus::Received;
+use eh_bus::consumer::{Handled, HandlerError};
+use eh_proto::intake::v1::ReferralReceived;
+
+pub struct ReferralReceivedHandler(pub Notifier);
+
+/// The acknowledgement and the unsafe addresses of one referral.
+pub fn plan(council: &str, event: &ReferralReceived) -> Result<Plan, HandlerError> {
+    let referral = event
+        .referral
+        .as_ref()
+        .ok_or_else(|| HandlerError::Permanent("ReferralReceived without its referral".into()))?;
+    let mut plan = Plan::default();
+    for m in &referral.family_members {
+        if m.safe_to_contact == Some(false)
+            && let Some(email) = m.email.as_deref().filter(|e| !e.trim().is_empty())
+        {
+            plan.unsafe_addresses.push((
+                email.to_string(),
+                format!("unsafe to contact (referral {})", event.referral_id),
+            ));
+        }
+    }
+    let referrer = referral.referrer.clone().unwrap_or_default();
+    if let Some(email) = referrer.email.as_deref().filter(|e| !e.trim().is_empty()) {
+        let source = referral.source.clone().unwrap_or_default();
+        let mut m = Outgoing::new(
+            REFERRAL_ACKNOWLEDGEMENT,
+            Addressee::Send(email.trim().to_string()),
+            &event.referral_id,
+        );
+        m.vars = [
+            ("council", council.to_string()),
+            ("reference", source.reference),
+            ("referrer_name", referrer.name.clone()),
+            ("received_date", domain::day(&event.received_at)),
+            ("referral_id", event.referral_id.clone()),
+        ]
+        .into_iter()
+        .collect();
+        plan.messages.push(m);
+    }
+    Ok(plan)
+}
+
+#[async_trait]
+impl eh_bus::Handler for ReferralReceivedHandler {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let ctx = &self.0.ctx;
+        let (tenant, event) = decode::<ReferralReceived>(ctx, msg, "ReferralReceived")?;
+        let settings = ctx.settings.tenants.get(&tenant);
+        let plan = plan(&council(&tenant, settings), &event)?;
+        let referral = event.referral.clone().unwrap_or_default();
+        let referrer = referral.referrer.clone().unwrap_or_default();
+        let names = referral
+            .children
+            .iter()
+            .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()])
+            .chain(
+                event
+                    .children
+                    .iter()
+                    .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()]),
+            );
+        let hashes = domain::name_hashes(&tenant, names);
+        let now = ctx.clock.now();
+
+        let Some(txn) = super::claim(ctx, CONSUMER_REFERRAL_RECEIVED, msg).await? else {
+            return Ok(Handled::Duplicate);
+        };
+        store::remember_referrer(
+            &txn,
+            &tenant,
+            &event.referral_id,
+            &store::ReferrerContact {
+                name: referrer.name,
+                agency: referrer.agency,
+                phone: referrer.phone.filter(|p| !p.trim().is_empty()),
+                email: referrer.email.filter(|e| !e.trim().is_empty()),
+            },
+            now,
+        )
+        .await
+        .map_err(retry)?;
+        let mut scopes = vec![store::referral_scope(&event.referral_id)];
+        if !event.family_id.is_empty() {
+            scopes.push(store::family_scope(&event.family_id));
+        }
+        for scope in &scopes {
+            store::remember_child_name_tokens(&txn, &tenant, scope, &hashes)
+                .await
+                .map_err(retry)?;
+        }
+        record(&txn, &tenant, settings, &plan, now).await?;
+        txn.commit().await.map_err(retry)?;
+        self.0.wake.notify_one();
+        Ok(Handled::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eh_proto::intake::v1::{Child, FamilyMember, Referral, Referrer, Source};
+
+    #[test]
+    fn acknowledges_the_referrer_and_lists_unsafe_family_addresses() {
+        let event = ReferralReceived {
+            referral_id: "ref-1".into(),
+            received_at: "2026-03-02T09:00:00Z".into(),
+            referral: Some(Referral {
+                source: Some(Source {
+                    system: "hub".into(),
+                    reference: "R-1".into(),
+                }),
+                referrer: Some(Referrer {
+                    name: "Pat Teacher".into(),
+                    email: Some("pat@school.example".into()),
+                    ..Default::default()
+                }),
+                children: vec![Child {
+                    given_name: "Leo".into(),
+                    ..Default::default()
+                }],
+                family_members: vec![FamilyMember {
+                    email: Some("dad@x.example".into()),
+                    safe_to_contact: Some(false),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let plan = plan("Council", &event).unwrap();
+        assert_eq!(
+            plan.recipients(),
+            vec![&Addressee::Send("pat@school.example".into())]
+        );
+        assert_eq!(plan.unsafe_addresses[0].0, "dad@x.example");
+        super::super::test_support::assert_vars_match(&plan.messages[0]);
+        assert!(plan.messages[0].vars.values().all(|v| !v.contains("Leo")));
+    }
+}

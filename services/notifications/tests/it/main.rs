@@ -1,0 +1,1188 @@
+//! The notifications service against a real database (a SQLite file, and PostgreSQL from
+//! `eh_testkit`) and a real SMTP server (`eh_testkit::SmtpSink`): events are fed to the handlers
+//! directly, the sender is run by hand, and what reaches the SMTP server is parsed back. Time is
+//! a ManualClock. Two councils are configured (worcs and staffs, with their own front-door and
+//! team-manager mailboxes); staffs has its own sender and template overrides.
+use anyhow::{Context, Result, ensure};
+use chrono::{TimeZone, Utc};
+use eh_bus::embedded::EmbeddedTransport;
+use eh_bus::{Handled, Handler, Outbox, Received, ServiceContext};
+use eh_notifications::handlers::{
+    CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, ReferralReceivedHandler,
+    ScreeningDecidedHandler, ServiceLevelBreachedHandler,
+};
+use eh_notifications::sender::Sender;
+use eh_notifications::store::{self, MessageRow};
+use eh_notifications::{mailer::Mailer, migrations};
+use eh_platform::clock::ManualClock;
+use eh_platform::config::TemplateSettings;
+use eh_platform::{Metrics, Settings};
+use eh_proto::casework::v1 as cw;
+use eh_proto::intake::v1 as intake;
+use eh_testkit::SmtpSink;
+use prost::Message;
+use sea_orm::ConnectionTrait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const STAFFS_FROM: &str = "earlyhelp@staffs.test";
+/// Children's and family names the events carry; none may appear in any email.
+const CHILD: &str = "Leo";
+const FAMILY: &str = "Sparrow";
+
+struct Env {
+    ctx: ServiceContext,
+    smtp: SmtpSink,
+    sender: Sender,
+    notifier: Notifier,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn ns(&self) -> String {
+        self.ctx.namespace().to_string()
+    }
+
+    /// Sends everything due until nothing is.
+    async fn drain(&self) -> Result<()> {
+        for _ in 0..100 {
+            if self.sender.send_due().await? == 0 {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the sender never ran dry")
+    }
+
+    async fn messages(&self, tenant: &str, related_id: &str) -> Result<Vec<MessageRow>> {
+        Ok(store::for_related(&self.ctx.db, tenant, related_id).await?)
+    }
+
+    /// The one message of `template` about `related_id` to `recipient`.
+    async fn message(
+        &self,
+        tenant: &str,
+        related_id: &str,
+        template: &str,
+        recipient: &str,
+    ) -> Result<MessageRow> {
+        let all = self.messages(tenant, related_id).await?;
+        let mut found: Vec<MessageRow> = all
+            .iter()
+            .filter(|m| m.template == template && m.recipient == recipient)
+            .cloned()
+            .collect();
+        ensure!(
+            found.len() == 1,
+            "one {template} to {recipient:?} about {related_id}, found {}: {all:#?}",
+            found.len()
+        );
+        Ok(found.remove(0))
+    }
+
+    async fn count_status(&self, status: &str) -> Result<i64> {
+        let db = &self.ctx.db;
+        let row = db
+            .query_one_raw(eh_store::stmt(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM messages WHERE status = $1",
+                [status.into()],
+            ))
+            .await?
+            .context("a count")?;
+        Ok(row.try_get_by_index(0)?)
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        self.smtp.messages().iter().map(Mail::parse).collect()
+    }
+
+    fn handlers(&self) -> Handlers {
+        let n = || self.notifier.clone();
+        Handlers {
+            referral: ReferralReceivedHandler(n()),
+            screening: ScreeningDecidedHandler(n()),
+            step_up: CaseSteppedUpHandler(n()),
+            consent: ConsentRequestedHandler(n()),
+            breach: ServiceLevelBreachedHandler(n()),
+        }
+    }
+}
+
+struct Handlers {
+    referral: ReferralReceivedHandler,
+    screening: ScreeningDecidedHandler,
+    step_up: CaseSteppedUpHandler,
+    consent: ConsentRequestedHandler,
+    breach: ServiceLevelBreachedHandler,
+}
+
+/// An email as it reached the SMTP server, parsed back by an independent parser.
+#[derive(Debug, Clone)]
+struct Mail {
+    to: Vec<String>,
+    from: String,
+    subject: String,
+    body: String,
+}
+
+impl Mail {
+    fn parse(m: &eh_testkit::ReceivedMail) -> Self {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&m.raw)
+            .expect("an RFC 5322 message");
+        Self {
+            to: m.to.clone(),
+            from: parsed
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .unwrap_or_default()
+                .to_string(),
+            subject: parsed.subject().unwrap_or_default().to_string(),
+            // Lines as written, whatever line endings the transfer used.
+            body: parsed
+                .body_text(0)
+                .unwrap_or_default()
+                .replace("\r\n", "\n"),
+        }
+    }
+
+    fn text(&self) -> String {
+        format!("{}\n{}", self.subject, self.body)
+    }
+
+    /// No child's name (nor the family's name, which is the child's too) in any email.
+    fn assert_no_child_names(&self) {
+        let text = self.text();
+        assert!(
+            !text.contains(CHILD) && !text.contains(FAMILY),
+            "a child's name in an email: {text}"
+        );
+    }
+}
+
+fn to(mails: &[Mail], address: &str) -> Vec<Mail> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == address))
+        .cloned()
+        .collect()
+}
+
+async fn env(postgres: bool) -> Result<Env> {
+    env_with(postgres, |_| {}).await
+}
+
+async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let smtp = SmtpSink::start()?;
+    let mut settings = eh_testkit::settings(false, dir.path(), Some(smtp.port), None).await?;
+    let staffs = settings
+        .tenants
+        .get_mut("staffs")
+        .context("testkit configures staffs")?;
+    staffs.mail_from = Some(format!("Staffordshire Early Help <{STAFFS_FROM}>"));
+    for (name, subject) in [
+        ("step_up_front_door", "STAFFS STEP-UP {{case_id}}"),
+        ("service_level_breach", "STAFFS BREACH {{case_id}}"),
+        ("screening_outcome", "STAFFS SCREENING {{outcome}}"),
+    ] {
+        staffs.templates.insert(
+            name.into(),
+            TemplateSettings {
+                subject: subject.into(),
+                body: "Staffordshire template for {{case_id}}.\n".into(),
+            },
+        );
+    }
+    adjust(&mut settings);
+    let location = if postgres {
+        eh_store::Location {
+            url: eh_testkit::fresh_database().await?,
+            schema: Some("notifications".into()),
+            max_connections: 4,
+        }
+    } else {
+        eh_store::Location {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("notifications.sqlite").display()
+            ),
+            schema: None,
+            max_connections: 1,
+        }
+    };
+    let db = eh_store::connect(&location).await?;
+    eh_store::migrate(&db, "notifications", &migrations()).await?;
+    let bus_db = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bus.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+            .single()
+            .context("a date")?,
+    ));
+    let settings = Arc::new(settings);
+    let ctx = ServiceContext {
+        service: eh_notifications::SERVICE,
+        settings: settings.clone(),
+        db,
+        transport: Arc::new(EmbeddedTransport::open(bus_db).await?),
+        outbox: Outbox::new(),
+        metrics: Arc::new(Metrics::new()),
+        faults: Arc::default(),
+        clock,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        relay_shutdown: tokio_util::sync::CancellationToken::new(),
+        relay_tasks: tokio_util::task::TaskTracker::new(),
+    };
+    let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
+    let sender = Sender::new(ctx.clone(), mailer);
+    let notifier = Notifier {
+        ctx: ctx.clone(),
+        wake: sender.waker(),
+    };
+    Ok(Env {
+        ctx,
+        smtp,
+        sender,
+        notifier,
+        _dir: dir,
+    })
+}
+
+// ---------------------------------------------------------------- events
+
+fn received(ns: &str, tenant: &str, service_event: &str, id: &str, payload: Vec<u8>) -> Received {
+    let mut headers = BTreeMap::new();
+    headers.insert("Eh-Id".to_string(), id.to_string());
+    Received {
+        subject: format!("{ns}.{tenant}.{service_event}"),
+        headers,
+        payload: payload.into(),
+        delivered: 1,
+        stream_seq: 1,
+    }
+}
+
+fn event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn referral_received(ns: &str, tenant: &str, referral_id: &str, referrer_email: &str) -> Received {
+    let ev = intake::ReferralReceived {
+        referral_id: referral_id.into(),
+        family_id: format!("fam-{referral_id}"),
+        received_at: "2026-03-02T08:00:00Z".into(),
+        referral: Some(intake::Referral {
+            source: Some(intake::Source {
+                system: "hub".into(),
+                reference: format!("R-{referral_id}"),
+            }),
+            referrer: Some(intake::Referrer {
+                name: "Pat Teacher".into(),
+                agency: "Worcester Primary".into(),
+                email: Some(referrer_email.into()),
+                phone: Some("01905 765432".into()),
+                ..Default::default()
+            }),
+            children: vec![intake::Child {
+                given_name: CHILD.into(),
+                family_name: FAMILY.into(),
+                ..Default::default()
+            }],
+            family_members: vec![
+                intake::FamilyMember {
+                    given_name: "Jo".into(),
+                    family_name: FAMILY.into(),
+                    relationship: "mother".into(),
+                    parental_responsibility: Some(true),
+                    email: Some("jo@home.test".into()),
+                    safe_to_contact: Some(true),
+                    ..Default::default()
+                },
+                intake::FamilyMember {
+                    given_name: "Sam".into(),
+                    family_name: FAMILY.into(),
+                    relationship: "father".into(),
+                    parental_responsibility: Some(true),
+                    email: Some("sam@away.test".into()),
+                    safe_to_contact: Some(false),
+                    ..Default::default()
+                },
+            ],
+            concerns: Some("Leo has been missing school and seems frightened".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    received(
+        ns,
+        tenant,
+        "intake.referral_received",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+fn screening(ns: &str, tenant: &str, referral_id: &str, outcome: &str, email: &str) -> Received {
+    let ev = intake::ScreeningDecided {
+        case_id: format!("case-{referral_id}"),
+        referral_id: referral_id.into(),
+        family_id: format!("fam-{referral_id}"),
+        outcome: outcome.into(),
+        reasons: vec![format!("age: child 1 ({CHILD}) is 7; in range 0-18")],
+        rule_version: "worcs-2026.1".into(),
+        advice: if outcome == "advice_and_signpost" {
+            "Worcestershire Family Hubs run parenting courses: see the Family Hub directory.".into()
+        } else {
+            String::new()
+        },
+        missing: if outcome == "more_information_needed" {
+            vec![
+                "/children/0/date_of_birth".into(),
+                "/address/postcode".into(),
+            ]
+        } else {
+            Vec::new()
+        },
+        decided_at: "2026-03-02T11:00:00Z".into(),
+        referrer: Some(intake::Referrer {
+            name: "Pat Teacher".into(),
+            agency: "Worcester Primary".into(),
+            email: Some(email.into()),
+            ..Default::default()
+        }),
+        source_system: "hub".into(),
+        source_reference: format!("R-{referral_id}"),
+        ..Default::default()
+    };
+    received(
+        ns,
+        tenant,
+        "intake.screening_decided",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+fn case_ref(referral_id: &str, referrer_email: &str, referrer_safe: bool) -> cw::CaseRef {
+    cw::CaseRef {
+        case_id: format!("case-{referral_id}"),
+        family_id: format!("fam-{referral_id}"),
+        referral_id: referral_id.into(),
+        source_system: "hub".into(),
+        source_reference: format!("R-{referral_id}"),
+        route: "upstream_event".into(),
+        referrer: Some(cw::Contact {
+            name: "Pat Teacher".into(),
+            email: referrer_email.into(),
+            safe_to_contact: referrer_safe,
+            relationship: "referrer".into(),
+            parental_responsibility: false,
+        }),
+        referrer_agency: "Worcester Primary".into(),
+    }
+}
+
+fn stepped_up(ns: &str, tenant: &str, case: cw::CaseRef, reason: &str) -> Received {
+    let ev = cw::CaseSteppedUp {
+        case: Some(case),
+        reason: reason.into(),
+        significant_harm_risk: true,
+        at: "2026-03-02T09:00:00Z".into(),
+    };
+    received(
+        ns,
+        tenant,
+        "casework.case_stepped_up",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+fn parent(name: &str, email: &str, safe: bool, pr: bool) -> cw::Contact {
+    cw::Contact {
+        name: name.into(),
+        email: email.into(),
+        safe_to_contact: safe,
+        relationship: if pr { "mother" } else { "grandmother" }.into(),
+        parental_responsibility: pr,
+    }
+}
+
+fn consent_requested(
+    ns: &str,
+    tenant: &str,
+    case: cw::CaseRef,
+    family: Vec<cw::Contact>,
+) -> Received {
+    let ev = cw::ConsentRequested {
+        case: Some(case),
+        family,
+        close_due_at: "2026-03-30T09:00:00Z".into(),
+        at: "2026-03-09T09:00:00Z".into(),
+    };
+    received(
+        ns,
+        tenant,
+        "casework.consent_requested",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+fn breached(ns: &str, tenant: &str, case: cw::CaseRef, clock: &str) -> Received {
+    let ev = cw::ServiceLevelBreached {
+        case: Some(case),
+        clock: clock.into(),
+        due_at: "2026-03-03T09:00:00Z".into(),
+        state: "screening".into(),
+        at: "2026-03-03T09:00:01Z".into(),
+    };
+    received(
+        ns,
+        tenant,
+        "casework.service_level_breached",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+async fn handle(h: &dyn Handler, msg: &Received) -> Result<Handled> {
+    h.handle(msg).await.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// Each outcome reaches the referrer: accepted; advice with the advice text; more information
+/// with what is missing in plain words. The screening reasons (which name the child) never do.
+async fn screening_outcomes_reach_the_referrer(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    for (referral, outcome) in [
+        ("s1", "accepted_for_early_help"),
+        ("s2", "advice_and_signpost"),
+        ("s3", "more_information_needed"),
+    ] {
+        let msg = screening(&ns, "worcs", referral, outcome, "Pat@School.test");
+        assert_eq!(handle(&h.screening, &msg).await?, Handled::Done);
+        assert_eq!(handle(&h.screening, &msg).await?, Handled::Duplicate);
+    }
+    e.drain().await?;
+    let mails = e.mails();
+    assert_eq!(mails.len(), 3, "{mails:#?}");
+    for m in &mails {
+        assert_eq!(m.to, ["pat@school.test"]);
+        m.assert_no_child_names();
+        assert!(
+            !m.body.contains("in range"),
+            "no screening reasons: {}",
+            m.body
+        );
+        assert!(m.body.starts_with("Dear Pat Teacher,"), "{}", m.body);
+    }
+    let by_ref = |r: &str| {
+        mails
+            .iter()
+            .find(|m| m.subject.contains(&format!("(R-{r})")))
+            .cloned()
+            .with_context(|| format!("a mail about R-{r}"))
+    };
+    let accepted = by_ref("s1")?;
+    assert!(accepted.subject.contains("accepted for Early Help"));
+    assert!(accepted.body.contains("case-s1"));
+    let advice = by_ref("s2")?;
+    assert!(advice.subject.contains("advice and signposting"));
+    assert!(
+        advice
+            .body
+            .contains("Worcestershire Family Hubs run parenting courses"),
+        "{}",
+        advice.body
+    );
+    let more = by_ref("s3")?;
+    assert!(more.subject.contains("more information needed"));
+    assert!(
+        more.body.contains(
+            "- the date of birth of the first child in your request\n- the family's postcode"
+        ),
+        "{}",
+        more.body
+    );
+    for r in ["s1", "s2", "s3"] {
+        let m = e
+            .message("worcs", r, "screening_outcome", "pat@school.test")
+            .await?;
+        assert_eq!(m.status, "sent");
+        assert!(m.sent_at.is_some());
+    }
+    Ok(())
+}
+
+/// `referral_acknowledgement` and `screening_outcome`: the referrer's address is on the tenant's
+/// suppression list (a family member's unsafe address in an earlier referral), so nothing is sent
+/// and both messages are on record as suppressed. (The referrer carries no `safe_to_contact` in
+/// intake's events: the suppression list is the only way they are marked unsafe.)
+async fn referrer_on_the_suppression_list_gets_nothing_from_intake_events(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    // Sam's address is unsafe in this referral; the referrer of the next one shares it.
+    let first = referral_received(&ns, "worcs", "u1", "pat@school.test");
+    assert_eq!(handle(&h.referral, &first).await?, Handled::Done);
+    let second = referral_received(&ns, "worcs", "u2", "Sam@Away.test");
+    assert_eq!(handle(&h.referral, &second).await?, Handled::Done);
+    let msg = screening(
+        &ns,
+        "worcs",
+        "u2",
+        "accepted_for_early_help",
+        "sam@away.test",
+    );
+    assert_eq!(handle(&h.screening, &msg).await?, Handled::Done);
+    e.drain().await?;
+    let mails = e.mails();
+    assert!(to(&mails, "sam@away.test").is_empty(), "{mails:#?}");
+    assert_eq!(mails.len(), 1, "only u1's acknowledgement: {mails:#?}");
+    mails[0].assert_no_child_names();
+    for template in ["referral_acknowledgement", "screening_outcome"] {
+        let m = e.message("worcs", "u2", template, "sam@away.test").await?;
+        assert_eq!(m.status, "suppressed", "{template}");
+        assert!(m.sent_at.is_none());
+    }
+    Ok(())
+}
+
+/// `step_up_front_door` goes before a backlog: 70 acknowledgements are queued (more than one
+/// round of the sender), then a step-up arrives; the first round sends the front door's message.
+/// It carries the case, the referral's reference and how to reach the referrer (the phone number
+/// from `referral_received`), and the reason cleaned of the child's name.
+async fn the_front_door_is_told_first_without_names(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    assert_eq!(
+        handle(
+            &h.referral,
+            &referral_received(&ns, "worcs", "f1", "pat@school.test")
+        )
+        .await?,
+        Handled::Done
+    );
+    e.drain().await?;
+    let before = e.smtp.messages().len();
+    let now = e.ctx.clock.now();
+    for i in 0..70 {
+        store::queue(
+            &e.ctx.db,
+            &store::NewMessage {
+                tenant: "worcs",
+                template: "referral_acknowledgement",
+                recipient: &format!("backlog-{i}@school.test"),
+                related_id: &format!("backlog-{i}"),
+                subject: "backlog",
+                body: "backlog",
+            },
+            now - chrono::Duration::minutes(10),
+        )
+        .await?;
+    }
+    let reason = format!("Teacher reports {CHILD} {FAMILY} has an unexplained injury");
+    let msg = stepped_up(
+        &ns,
+        "worcs",
+        case_ref("f1", "pat@school.test", true),
+        &reason,
+    );
+    assert_eq!(handle(&h.step_up, &msg).await?, Handled::Done);
+    assert_eq!(handle(&h.step_up, &msg).await?, Handled::Duplicate);
+
+    // One round of the sender: the step-up is in it, though 70 older messages wait.
+    e.sender.send_due().await?;
+    let door = e
+        .message(
+            "worcs",
+            "case-f1",
+            "step_up_front_door",
+            "front-door@worcs.test",
+        )
+        .await?;
+    assert_eq!(
+        door.status, "sent",
+        "the front door's message went in the first round"
+    );
+    assert_eq!(door.priority, store::PRIORITY_URGENT);
+    assert!(
+        e.count_status("queued").await? > 0,
+        "the backlog is more than one round, so the step-up went ahead of it"
+    );
+    assert!(e.smtp.messages().len() > before);
+
+    e.drain().await?;
+    let mails = e.mails();
+    let front = to(&mails, "front-door@worcs.test");
+    assert_eq!(front.len(), 1);
+    let f = &front[0];
+    f.assert_no_child_names();
+    assert!(f.subject.starts_with("URGENT"), "{}", f.subject);
+    for part in [
+        "Case: case-f1",
+        "Referral: f1",
+        "Referral reference: hub R-f1",
+        "Referrer: Pat Teacher",
+        "Agency: Worcester Primary",
+        "Phone: 01905 765432",
+        "Reason: Teacher reports [name removed] [name removed] has an unexplained injury",
+        "Significant harm risk reported: yes",
+    ] {
+        assert!(f.body.contains(part), "{part:?} in {}", f.body);
+    }
+    assert!(!f.body.contains("frightened"), "no concerns by email");
+    let referrer = to(&mails, "pat@school.test");
+    let told: Vec<&Mail> = referrer
+        .iter()
+        .filter(|m| m.subject.contains("has gone to the front door"))
+        .collect();
+    assert_eq!(told.len(), 1, "{referrer:#?}");
+    told[0].assert_no_child_names();
+    let m = e
+        .message("worcs", "case-f1", "step_up_referrer", "pat@school.test")
+        .await?;
+    assert_eq!((m.status.as_str(), m.priority), ("sent", 0));
+    Ok(())
+}
+
+/// `step_up_referrer`: a referrer the event marks unsafe is never written to (recorded as
+/// suppressed, address onto the suppression list); a referrer whose address is on the list is
+/// suppressed at the point of send. The front door is told either way.
+async fn step_up_referrer_marked_unsafe_gets_nothing(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let msg = stepped_up(
+        &ns,
+        "worcs",
+        case_ref("x1", "unsafe@ref.test", false),
+        "risk",
+    );
+    assert_eq!(handle(&h.step_up, &msg).await?, Handled::Done);
+    store::suppress(
+        &e.ctx.db,
+        "worcs",
+        "listed@ref.test",
+        "known to a perpetrator",
+        e.ctx.clock.now(),
+    )
+    .await?;
+    let msg = stepped_up(
+        &ns,
+        "worcs",
+        case_ref("x2", "Listed@Ref.test", true),
+        "risk",
+    );
+    assert_eq!(handle(&h.step_up, &msg).await?, Handled::Done);
+    e.drain().await?;
+    let mails = e.mails();
+    assert!(to(&mails, "unsafe@ref.test").is_empty() && to(&mails, "listed@ref.test").is_empty());
+    assert_eq!(to(&mails, "front-door@worcs.test").len(), 2);
+    let event_unsafe = e
+        .message("worcs", "case-x1", "step_up_referrer", "unsafe@ref.test")
+        .await?;
+    assert_eq!(event_unsafe.status, "suppressed");
+    assert!(
+        store::is_suppressed(&e.ctx.db, "worcs", "unsafe@ref.test")
+            .await?
+            .is_some(),
+        "the event's unsafe address joined the suppression list"
+    );
+    let listed = e
+        .message("worcs", "case-x2", "step_up_referrer", "listed@ref.test")
+        .await?;
+    assert_eq!(listed.status, "suppressed");
+    assert_eq!(listed.last_error.as_deref(), Some("known to a perpetrator"));
+    Ok(())
+}
+
+/// `step_up_front_door` and `service_level_breach`: even the council's own mailbox is refused at
+/// the point of send when it is on the suppression list.
+async fn council_mailboxes_on_the_suppression_list_get_nothing(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    for a in ["front-door@worcs.test", "EH-Manager@worcs.test"] {
+        store::suppress(
+            &e.ctx.db,
+            "worcs",
+            a,
+            "mailbox compromised",
+            e.ctx.clock.now(),
+        )
+        .await?;
+    }
+    let case = case_ref("c1", "pat@school.test", true);
+    assert_eq!(
+        handle(&h.step_up, &stepped_up(&ns, "worcs", case.clone(), "risk")).await?,
+        Handled::Done
+    );
+    assert_eq!(
+        handle(
+            &h.breach,
+            &breached(&ns, "worcs", case, "screening_decision")
+        )
+        .await?,
+        Handled::Done
+    );
+    e.drain().await?;
+    let mails = e.mails();
+    assert!(to(&mails, "front-door@worcs.test").is_empty(), "{mails:#?}");
+    assert!(to(&mails, "eh-manager@worcs.test").is_empty(), "{mails:#?}");
+    assert_eq!(
+        to(&mails, "pat@school.test").len(),
+        1,
+        "the referrer is still told"
+    );
+    for (template, to) in [
+        ("step_up_front_door", "front-door@worcs.test"),
+        ("service_level_breach", "eh-manager@worcs.test"),
+    ] {
+        let m = e.message("worcs", "case-c1", template, to).await?;
+        assert_eq!(m.status, "suppressed", "{template}");
+    }
+    Ok(())
+}
+
+/// `consent_request`: the safe parent is asked; the parent the event marks unsafe is not (a
+/// suppressed message, and their address joins the list); a parent whose address is already on
+/// the list is refused at the point of send; a grandparent without parental responsibility is not
+/// asked. The email names nobody.
+async fn consent_is_asked_of_safe_parents_only(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    store::suppress(
+        &e.ctx.db,
+        "worcs",
+        "listed@home.test",
+        "court order",
+        e.ctx.clock.now(),
+    )
+    .await?;
+    let family = vec![
+        parent(&format!("Jo {FAMILY}"), "jo@home.test", true, true),
+        parent(&format!("Sam {FAMILY}"), "sam@away.test", false, true),
+        parent(&format!("Alex {FAMILY}"), "listed@home.test", true, true),
+        parent(&format!("Gran {FAMILY}"), "gran@home.test", true, false),
+    ];
+    let msg = consent_requested(
+        &ns,
+        "worcs",
+        case_ref("k1", "pat@school.test", true),
+        family,
+    );
+    assert_eq!(handle(&h.consent, &msg).await?, Handled::Done);
+    assert_eq!(handle(&h.consent, &msg).await?, Handled::Duplicate);
+    e.drain().await?;
+    let mails = e.mails();
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    let m = &mails[0];
+    assert_eq!(m.to, ["jo@home.test"]);
+    m.assert_no_child_names();
+    assert!(
+        !m.text().contains("Jo") && !m.text().contains("Pat"),
+        "{}",
+        m.text()
+    );
+    assert!(
+        m.body.contains("case-k1") && m.body.contains("30 March 2026"),
+        "{}",
+        m.body
+    );
+    assert!(m.subject.contains("Worcestershire County Council"));
+    assert_eq!(
+        e.message("worcs", "case-k1", "consent_request", "jo@home.test")
+            .await?
+            .status,
+        "sent"
+    );
+    let unsafe_ = e
+        .message("worcs", "case-k1", "consent_request", "sam@away.test")
+        .await?;
+    assert_eq!(unsafe_.status, "suppressed");
+    assert!(
+        store::is_suppressed(&e.ctx.db, "worcs", "sam@away.test")
+            .await?
+            .is_some()
+    );
+    let listed = e
+        .message("worcs", "case-k1", "consent_request", "listed@home.test")
+        .await?;
+    assert_eq!(
+        (listed.status.as_str(), listed.last_error.as_deref()),
+        ("suppressed", Some("court order"))
+    );
+    let all = e.messages("worcs", "case-k1").await?;
+    assert!(all.iter().all(|m| m.recipient != "gran@home.test"));
+    Ok(())
+}
+
+/// `service_level_breach`: the team manager hears of each clock once.
+async fn the_team_manager_hears_of_each_breach_once(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let case = case_ref("b1", "pat@school.test", true);
+    let first = breached(&ns, "worcs", case.clone(), "screening_decision");
+    assert_eq!(handle(&h.breach, &first).await?, Handled::Done);
+    assert_eq!(handle(&h.breach, &first).await?, Handled::Duplicate);
+    // The same breach republished under another event id is still one message.
+    let mut again = first.clone();
+    again.headers.insert("Eh-Id".into(), event_id());
+    assert_eq!(handle(&h.breach, &again).await?, Handled::Done);
+    let other = breached(&ns, "worcs", case, "consent_chase");
+    assert_eq!(handle(&h.breach, &other).await?, Handled::Done);
+    e.drain().await?;
+    let mails = to(&e.mails(), "eh-manager@worcs.test");
+    assert_eq!(mails.len(), 2, "{mails:#?}");
+    let screening = mails
+        .iter()
+        .find(|m| m.subject.contains("front-door screening decision"))
+        .context("the screening clock's mail")?;
+    screening.assert_no_child_names();
+    for part in [
+        "case case-b1 ran out on 3 March 2026, 09:00 UTC",
+        "Referral: b1 (hub R-b1)",
+        "State: screening",
+    ] {
+        assert!(
+            screening.body.contains(part),
+            "{part:?} in {}",
+            screening.body
+        );
+    }
+    let rows = e.messages("worcs", "case-b1").await?;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|m| m.template == "service_level_breach" && m.status == "sent")
+    );
+    Ok(())
+}
+
+/// A council with no front-door or manager mailbox: the messages are on record as
+/// undeliverable, with the reason, and nothing is sent — never dropped silently.
+async fn missing_council_mailboxes_are_undeliverable(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let case = case_ref("m1", "pat@school.test", true);
+    assert_eq!(
+        handle(&h.step_up, &stepped_up(&ns, "worcs", case.clone(), "risk")).await?,
+        Handled::Done
+    );
+    assert_eq!(
+        handle(
+            &h.breach,
+            &breached(&ns, "worcs", case, "screening_decision")
+        )
+        .await?,
+        Handled::Done
+    );
+    e.drain().await?;
+    let mails = e.mails();
+    assert_eq!(mails.len(), 1, "only the referrer: {mails:#?}");
+    assert_eq!(mails[0].to, ["pat@school.test"]);
+    for (template, key) in [
+        ("step_up_front_door", "contacts.front_door_email"),
+        ("service_level_breach", "contacts.team_manager_email"),
+    ] {
+        let m = e.message("worcs", "case-m1", template, "").await?;
+        assert_eq!(m.status, "undeliverable", "{template}");
+        let why = m.last_error.unwrap_or_default();
+        assert!(why.contains(key) && why.contains("worcs"), "{why}");
+    }
+    Ok(())
+}
+
+async fn without_council_mailboxes(postgres: bool) -> Result<Env> {
+    env_with(postgres, |s| {
+        if let Some(t) = s.tenants.get_mut("worcs") {
+            t.contacts.front_door_email = None;
+            t.contacts.team_manager_email = Some("  ".into());
+        }
+    })
+    .await
+}
+
+/// Two councils: worcs's events reach only worcs's mailboxes, in the built-in words and from the
+/// platform's sender; staffs's reach only staffs's, in staffs's own templates and from staffs's
+/// sender. A suppression in one council does not touch the other.
+async fn tenants_are_kept_apart(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    // staffs suppresses an address worcs's referrer uses; worcs is not bound by it.
+    store::suppress(
+        &e.ctx.db,
+        "staffs",
+        "pat@school.test",
+        "staffs only",
+        e.ctx.clock.now(),
+    )
+    .await?;
+    for tenant in ["worcs", "staffs"] {
+        let case = case_ref(&format!("{tenant}-1"), "pat@school.test", true);
+        for msg in [
+            stepped_up(&ns, tenant, case.clone(), "risk"),
+            breached(&ns, tenant, case.clone(), "screening_decision"),
+            screening(
+                &ns,
+                tenant,
+                &format!("{tenant}-1"),
+                "accepted_for_early_help",
+                "pat@school.test",
+            ),
+        ] {
+            let handler: &dyn Handler = if msg.subject.ends_with("case_stepped_up") {
+                &h.step_up
+            } else if msg.subject.ends_with("service_level_breached") {
+                &h.breach
+            } else {
+                &h.screening
+            };
+            assert_eq!(handle(handler, &msg).await?, Handled::Done);
+        }
+    }
+    e.drain().await?;
+    let mails = e.mails();
+    let staffs_boxes = ["front-door@staffs.test", "eh-manager@staffs.test"];
+    let worcs_boxes = ["front-door@worcs.test", "eh-manager@worcs.test"];
+    for m in &mails {
+        m.assert_no_child_names();
+        let staffs_mail = m.to.iter().any(|t| staffs_boxes.contains(&t.as_str()));
+        if staffs_mail {
+            assert_eq!(m.from, STAFFS_FROM, "{m:#?}");
+            assert!(m.subject.starts_with("STAFFS "), "{m:#?}");
+            assert!(!m.text().contains("worcs"), "{m:#?}");
+        } else {
+            assert_ne!(m.from, STAFFS_FROM, "{m:#?}");
+            assert!(
+                !m.text().contains("STAFFS") && !m.text().contains("Staffordshire"),
+                "{m:#?}"
+            );
+            assert!(!m.text().contains("staffs-1"), "{m:#?}");
+        }
+    }
+    for b in worcs_boxes.iter().chain(&staffs_boxes) {
+        assert_eq!(to(&mails, b).len(), 1, "{b}: {mails:#?}");
+    }
+    for m in to(&mails, "front-door@staffs.test")
+        .iter()
+        .chain(&to(&mails, "eh-manager@staffs.test"))
+    {
+        assert!(
+            m.body.contains("Staffordshire template for case-staffs-1"),
+            "{m:#?}"
+        );
+    }
+    for m in to(&mails, "front-door@worcs.test")
+        .iter()
+        .chain(&to(&mails, "eh-manager@worcs.test"))
+    {
+        assert!(m.body.contains("case-worcs-1"), "{m:#?}");
+        assert!(!m.body.contains("case-staffs-1"), "{m:#?}");
+    }
+    // worcs's referrer gets both worcs mails; staffs's are suppressed by staffs's own list.
+    let referrer = to(&mails, "pat@school.test");
+    assert_eq!(referrer.len(), 2, "{referrer:#?}");
+    assert!(referrer.iter().all(|m| m.text().contains("worcs-1")));
+    for template in ["step_up_referrer", "screening_outcome"] {
+        let related = if template == "screening_outcome" {
+            "staffs-1"
+        } else {
+            "case-staffs-1"
+        };
+        let m = e
+            .message("staffs", related, template, "pat@school.test")
+            .await?;
+        assert_eq!(m.status, "suppressed", "{template}");
+    }
+    // Each council's records are its own.
+    assert!(e.messages("worcs", "case-staffs-1").await?.is_empty());
+    assert!(e.messages("staffs", "case-worcs-1").await?.is_empty());
+    Ok(())
+}
+
+/// Migration 11 rebuilds `messages`: a message recorded before it is kept, at normal priority.
+async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = if postgres {
+        eh_testkit::fresh_database().await?
+    } else {
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("n.sqlite").display()
+        )
+    };
+    let db = eh_store::connect(&eh_store::Location {
+        url,
+        schema: postgres.then(|| "notifications".to_string()),
+        max_connections: 1,
+    })
+    .await?;
+    let before: Vec<_> = migrations()
+        .into_iter()
+        .filter(|m| m.version < 11)
+        .collect();
+    eh_store::migrate(&db, "notifications", &before).await?;
+    db.execute_raw(eh_store::stmt(
+        db.get_database_backend(),
+        "INSERT INTO messages (id, tenant, template, channel, recipient, related_id, subject, body,
+           status, attempts, next_attempt_at, created_at)
+         VALUES ('m-1', 'worcs', 'referral_acknowledgement', 'email', 'a@b.test', 'ref-1', 's', 'b',
+           'queued', 0, $1, $1)",
+        [Utc::now().into()],
+    ))
+    .await?;
+    assert_eq!(
+        eh_store::migrate(&db, "notifications", &migrations()).await?,
+        1
+    );
+    let rows = store::for_related(&db, "worcs", "ref-1").await?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].id.as_str(), rows[0].priority), ("m-1", 0));
+    // The old uniqueness still holds for a message without a dedupe key.
+    let again = store::queue(
+        &db,
+        &store::NewMessage {
+            tenant: "worcs",
+            template: "referral_acknowledgement",
+            recipient: "A@B.test",
+            related_id: "ref-1",
+            subject: "s",
+            body: "b",
+        },
+        Utc::now(),
+    )
+    .await?;
+    assert!(!again);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_migrating_keeps_existing_messages() -> Result<()> {
+    migrating_keeps_existing_messages(false).await
+}
+
+#[tokio::test]
+async fn postgres_migrating_keeps_existing_messages() -> Result<()> {
+    migrating_keeps_existing_messages(true).await
+}
+
+/// A council's template with an unknown placeholder stops the service at start, naming the key.
+#[tokio::test]
+async fn start_refuses_a_broken_council_template() -> Result<()> {
+    let e = env_with(false, |s| {
+        if let Some(t) = s.tenants.get_mut("worcs") {
+            t.templates.insert(
+                "consent_request".into(),
+                TemplateSettings {
+                    subject: "Consent for {{child_name}}".into(),
+                    body: "b".into(),
+                },
+            );
+        }
+    })
+    .await?;
+    let auth =
+        eh_auth::Authenticator::from_settings(&e.ctx.settings, None).map_err(anyhow::Error::msg)?;
+    let Err(err) = eh_notifications::start(e.ctx.clone(), &auth) else {
+        anyhow::bail!("start accepted a template with {{{{child_name}}}}");
+    };
+    assert!(
+        err.contains("tenants.worcs.templates.consent_request.subject")
+            && err.contains("child_name"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// The wiring of `start`: a step-up published on casework's stream reaches the front door's
+/// mailbox through the consumer and the sender (embedded transport).
+#[tokio::test]
+async fn start_consumes_casework_events_and_sends() -> Result<()> {
+    let e = env(false).await?;
+    let ns = e.ns();
+    let transport = e.ctx.transport.clone();
+    transport
+        .ensure_streams(&eh_notifications::streams(&ns))
+        .await?;
+    let auth =
+        eh_auth::Authenticator::from_settings(&e.ctx.settings, None).map_err(anyhow::Error::msg)?;
+    let _svc = eh_notifications::start(e.ctx.clone(), &auth).map_err(anyhow::Error::msg)?;
+    let msg = stepped_up(&ns, "worcs", case_ref("w1", "", true), "risk");
+    let envelope = eh_bus::Envelope::new(
+        "earlyhelp.casework.v1.CaseSteppedUp",
+        "worcs",
+        "system:casework",
+        Utc::now(),
+    );
+    transport
+        .publish(&eh_bus::OutboundMessage::event(
+            msg.subject.clone(),
+            &envelope,
+            msg.payload.to_vec(),
+        ))
+        .await?;
+    let mails = e.smtp.wait_for(1, Duration::from_secs(20)).await?;
+    let mail = Mail::parse(&mails[0]);
+    assert_eq!(mail.to, ["front-door@worcs.test"]);
+    assert!(mail.body.contains("case-w1"), "{}", mail.body);
+    e.ctx.shutdown.cancel();
+    e.ctx.tasks.close();
+    e.ctx.tasks.wait().await;
+    e.ctx.relay_shutdown.cancel();
+    e.ctx.relay_tasks.close();
+    e.ctx.relay_tasks.wait().await;
+    Ok(())
+}
+
+macro_rules! both {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() -> anyhow::Result<()> {
+                super::$name(super::env(false).await?).await
+            })+
+            #[tokio::test]
+            async fn missing_council_mailboxes_are_undeliverable() -> anyhow::Result<()> {
+                super::missing_council_mailboxes_are_undeliverable(
+                    super::without_council_mailboxes(false).await?,
+                )
+                .await
+            }
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() -> anyhow::Result<()> {
+                super::$name(super::env(true).await?).await
+            })+
+            #[tokio::test]
+            async fn missing_council_mailboxes_are_undeliverable() -> anyhow::Result<()> {
+                super::missing_council_mailboxes_are_undeliverable(
+                    super::without_council_mailboxes(true).await?,
+                )
+                .await
+            }
+        }
+    };
+}
+
+both!(
+    screening_outcomes_reach_the_referrer,
+    referrer_on_the_suppression_list_gets_nothing_from_intake_events,
+    the_front_door_is_told_first_without_names,
+    step_up_referrer_marked_unsafe_gets_nothing,
+    council_mailboxes_on_the_suppression_list_get_nothing,
+    consent_is_asked_of_safe_parents_only,
+    the_team_manager_hears_of_each_breach_once,
+    tenants_are_kept_apart,
+);
