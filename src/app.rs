@@ -79,15 +79,35 @@ pub fn with_demo_tenant(mut settings: Settings) -> Settings {
     settings
 }
 
+/// How long the bus keeps messages: the outbox replay window, at least a day.
+fn stream_max_age(settings: &Settings) -> Duration {
+    Duration::from_secs(settings.bus.outbox_retention_hours.max(24) * 3600)
+}
+
 /// The transport the settings ask for. NATS is connected in the background: this returns at once.
-pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>> {
+/// With `retention`, the embedded transport's retention sweep runs until that token is cancelled
+/// (the running platform); without, it does not run (one-off commands).
+pub async fn transport(
+    settings: &Settings,
+    retention: Option<&CancellationToken>,
+) -> anyhow::Result<Arc<dyn Transport>> {
     Ok(match settings.mode {
         Mode::Embedded => {
             let loc = eh_store::Location::for_service(settings, "bus")?;
             let db = eh_store::connect(&loc)
                 .await
                 .context("embedded bus database")?;
-            Arc::new(EmbeddedTransport::open(db).await?)
+            let bus = Arc::new(EmbeddedTransport::open(db).await?);
+            // The same window as the NATS streams' max_age: delivered messages older than the
+            // outbox replay window are deleted, hourly.
+            if let Some(stop) = retention {
+                tokio::spawn(bus.clone().run_retention(
+                    stream_max_age(settings),
+                    Duration::from_secs(3600),
+                    stop.clone(),
+                ));
+            }
+            bus
         }
         Mode::Distributed => Arc::new(
             NatsTransport::connect(NatsOptions {
@@ -96,7 +116,7 @@ pub async fn transport(settings: &Settings) -> anyhow::Result<Arc<dyn Transport>
                 credentials_file: settings.bus.credentials_file.clone(),
                 ca_file: settings.bus.ca_file.clone(),
                 replicas: settings.bus.replicas,
-                max_age: Duration::from_secs(settings.bus.outbox_retention_hours.max(24) * 3600),
+                max_age: stream_max_age(settings),
             })
             .await?,
         ),
@@ -146,7 +166,7 @@ impl App {
         };
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
-        let transport = transport(&settings).await?;
+        let transport = transport(&settings, Some(&shutdown)).await?;
         {
             let t = transport.clone();
             readiness.add("bus", move || {

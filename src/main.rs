@@ -191,7 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Dlq { command } => {
-            let transport = earlyhelp::app::transport(&settings).await?;
+            let transport = earlyhelp::app::transport(&settings, None).await?;
             wait_for_bus(transport.as_ref()).await?;
             let ns = &settings.bus.namespace;
             match command {

@@ -108,6 +108,44 @@ impl EmbeddedTransport {
         self.published.notify_waiters();
         Ok(())
     }
+
+    /// Deletes messages stored longer than `keep` that no consumer still has to settle — the
+    /// embedded counterpart of a JetStream stream's `max_age` (the outbox replay window). A message
+    /// with a delivery pending is kept however old. Duplicate ids are recognised for as long as the
+    /// message is kept. Returns how many were deleted.
+    pub async fn sweep(&self, keep: Duration) -> Result<u64> {
+        let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+        let r = self
+            .db
+            .execute_raw(stmt(
+                self.db.get_database_backend(),
+                "DELETE FROM bus_messages WHERE stored_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM bus_deliveries d WHERE d.seq = bus_messages.seq)",
+                [cutoff.into()],
+            ))
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Sweeps every `every` until `stop`, keeping messages for `keep`.
+    pub async fn run_retention(
+        self: Arc<Self>,
+        keep: Duration,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            match self.sweep(keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "embedded bus retention sweep"),
+                Err(e) => tracing::warn!(error = %e, "embedded bus retention sweep failed"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
 }
 
 #[async_trait]

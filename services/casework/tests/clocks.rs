@@ -32,8 +32,17 @@ fn start() -> DateTime<Utc> {
 }
 
 async fn env(postgres: bool) -> anyhow::Result<Env> {
+    env_closed_on(postgres, &[]).await
+}
+
+/// An environment whose council (worcs) is also closed on `closures`.
+async fn env_closed_on(postgres: bool, closures: &[chrono::NaiveDate]) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
-    let settings = Arc::new(eh_testkit::settings(false, dir.path(), None, None).await?);
+    let mut settings = eh_testkit::settings(false, dir.path(), None, None).await?;
+    if let Some(w) = settings.tenants.get_mut("worcs") {
+        w.calendar.closure_days = closures.to_vec();
+    }
+    let settings = Arc::new(settings);
     let location = if postgres {
         eh_store::Location {
             url: eh_testkit::fresh_database().await?,
@@ -362,5 +371,26 @@ async fn consent_before_the_referral_is_not_missed() -> anyhow::Result<()> {
         .handle(&referral(&e.ns, "R3", "fam-3", false))
         .await?;
     assert_eq!(only_case(a).await?.state, State::Screening);
+    Ok(())
+}
+
+/// The council's own closure days push its clocks back; another council's are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closure_days_move_the_clocks() -> anyhow::Result<()> {
+    let d = |day| chrono::NaiveDate::from_ymd_opt(2026, 3, day).expect("date");
+    let e = env_closed_on(false, &[d(3), d(4)]).await?;
+    let a = &e.replicas[0];
+    ReferralReceivedDoor(a.clone())
+        .handle(&referral(&e.ns, "R4", "fam-4", false))
+        .await?;
+    let case = only_case(a).await?;
+    // Closed Tue 3 and Wed 4 March: counted from Mon 2 March, the working days are 5, 6, 9, 10
+    // and 11 — the 5th is Wed 11 March, overdue from the midnight after.
+    assert_eq!(
+        due(a, &case.id, "consent_chase").await?,
+        Utc.with_ymd_and_hms(2026, 3, 12, 0, 0, 0)
+            .single()
+            .expect("d")
+    );
     Ok(())
 }

@@ -141,3 +141,67 @@ async fn embedded_poison_message_is_dead_lettered_and_others_flow() -> anyhow::R
     ))
     .await
 }
+
+/// The embedded bus keeps messages for the retention window only, and never drops one a consumer
+/// has still to settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_retention_deletes_settled_messages_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = eh_store::connect(&eh_store::Location {
+        url: format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bus.sqlite").display()
+        ),
+        schema: None,
+        max_connections: 1,
+    })
+    .await?;
+    let embedded = Arc::new(eh_bus::embedded::EmbeddedTransport::open(db).await?);
+    let bus: Arc<dyn Transport> = embedded.clone();
+    let ns = eh_testkit::namespace();
+    let stream = subjects::service_stream(&ns, "intake");
+    let mut sub = bus
+        .subscribe(&ConsumerSpec {
+            durable: "keeper".into(),
+            stream: stream.clone(),
+            filter_subject: format!("{ns}.*.intake.settled"),
+            ack_wait: Duration::from_secs(30),
+        })
+        .await?;
+    for (id, event) in [("m-1", "settled"), ("m-2", "settled"), ("m-3", "pending")] {
+        bus.publish(&OutboundMessage {
+            msg_id: id.into(),
+            subject: subjects::event(&ns, "worcs", "intake", event),
+            headers: Default::default(),
+            payload: id.as_bytes().to_vec(),
+        })
+        .await?;
+    }
+    // A second consumer still has m-3 to settle (and the settled ones, until it acks them).
+    let mut late = bus
+        .subscribe(&ConsumerSpec {
+            durable: "late".into(),
+            stream: stream.clone(),
+            filter_subject: format!("{ns}.*.intake.pending"),
+            ack_wait: Duration::from_secs(30),
+        })
+        .await?;
+    let got = eh_tests::collect(&mut sub, 2, Duration::from_secs(5)).await?;
+    assert_eq!(got.len(), 2);
+    // Inside the window nothing goes.
+    assert_eq!(embedded.sweep(Duration::from_secs(3600)).await?, 0);
+    // Past it, the two settled messages go; the pending one stays.
+    assert_eq!(embedded.sweep(Duration::ZERO).await?, 2);
+    let left: Vec<String> = bus
+        .list(&stream, 100)
+        .await?
+        .into_iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).to_string())
+        .collect();
+    assert_eq!(left, vec!["m-3"]);
+    let got = eh_tests::collect(&mut late, 1, Duration::from_secs(5)).await?;
+    assert_eq!(got.len(), 1);
+    assert_eq!(embedded.sweep(Duration::ZERO).await?, 1);
+    assert!(bus.list(&stream, 100).await?.is_empty());
+    Ok(())
+}

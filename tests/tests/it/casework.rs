@@ -597,3 +597,124 @@ async fn the_demo_shows_each_journey() -> anyhow::Result<()> {
     assert!(line("not JSON").contains("rejected"));
     Ok(())
 }
+
+/// Two councils side by side: the same source reference in each, each its own cases, events,
+/// queries and mailboxes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_councils_side_by_side() -> anyhow::Result<()> {
+    let t = TestApp::spawn(true).await?;
+    let mut events = t
+        .watch("casework", &format!("{}.*.casework.>", t.ns()))
+        .await?;
+    for (tenant, harm) in [
+        ("worcs", false),
+        ("staffs", false),
+        ("worcs", true),
+        ("staffs", true),
+    ] {
+        let reference = if harm { "TWIN-HARM" } else { "TWIN-1" };
+        let mut doc = referral(reference, Some(&format!("referrer@{tenant}-school.test")));
+        doc["significant_harm_risk"] = serde_json::json!(harm);
+        if harm {
+            // A different family, so it opens its own case.
+            doc["children"] = serde_json::json!([{"given_name": "Ivy", "family_name": "Stone",
+                "date_of_birth": "2019-01-09"}]);
+            doc["family_members"] = serde_json::json!([]);
+        }
+        t.publish_inbound(
+            tenant,
+            serde_json::to_vec(&doc)?,
+            &format!("{tenant}-{reference}"),
+        )
+        .await?;
+    }
+    let worcs_ready =
+        case_reaching(&t, "worcs", WORCS_KEY, "TWIN-1", &["ready_for_allocation"]).await?;
+    let staffs_ready = case_reaching(
+        &t,
+        "staffs",
+        STAFFS_KEY,
+        "TWIN-1",
+        &["ready_for_allocation"],
+    )
+    .await?;
+    let worcs_up = case_reaching(&t, "worcs", WORCS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
+    let staffs_up = case_reaching(&t, "staffs", STAFFS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
+    assert_ne!(worcs_ready.case_id, staffs_ready.case_id);
+    assert_ne!(worcs_ready.family_id, staffs_ready.family_id);
+    // Queries: each council sees its own two cases only.
+    let mut cw = casework(&t).await?;
+    for (tenant, key, mine) in [
+        ("worcs", WORCS_KEY, [&worcs_ready, &worcs_up]),
+        ("staffs", STAFFS_KEY, [&staffs_ready, &staffs_up]),
+    ] {
+        let mut listed: Vec<String> = cw
+            .list_cases(with_key(
+                pb::ListCasesRequest {
+                    tenant: tenant.into(),
+                    ..Default::default()
+                },
+                key,
+            ))
+            .await?
+            .into_inner()
+            .cases
+            .into_iter()
+            .map(|c| c.case_id)
+            .collect();
+        listed.sort();
+        let mut want: Vec<String> = mine.iter().map(|c| c.case_id.clone()).collect();
+        want.sort();
+        assert_eq!(listed, want, "{tenant}");
+    }
+    // Events: each on its council's subject, with its council's envelope, about its own cases.
+    let got = collect(&mut events, 8, WAIT).await?;
+    assert!(
+        got.len() >= 8,
+        "state changes, step-ups, readiness: {}",
+        got.len()
+    );
+    for m in &got {
+        let tenant = eh_bus::subjects::tenant_of(&t.ns(), &m.subject)
+            .expect("tenant")
+            .to_string();
+        assert_eq!(m.envelope().expect("envelope").tenant, tenant);
+        let case_id = pb::CaseStateChanged::decode(m.payload.as_ref())
+            .ok()
+            .and_then(|e| e.case)
+            .map(|c| c.case_id)
+            .unwrap_or_default();
+        let theirs = if tenant == "worcs" {
+            [&staffs_ready.case_id, &staffs_up.case_id]
+        } else {
+            [&worcs_ready.case_id, &worcs_up.case_id]
+        };
+        assert!(
+            !theirs.contains(&&case_id),
+            "{} carries another council's case",
+            m.subject
+        );
+    }
+    // Mail: each front door hears of its own step-up only.
+    for (mailbox, mine, theirs) in [
+        ("front-door@worcs.test", &worcs_up, &staffs_up),
+        ("front-door@staffs.test", &staffs_up, &worcs_up),
+    ] {
+        let mails = eh_testkit::eventually(WAIT, mailbox, || {
+            let m = t.smtp.messages();
+            async move {
+                let to_box: Vec<String> = m
+                    .into_iter()
+                    .filter(|m| m.to.iter().any(|to| to == mailbox))
+                    .map(|m| String::from_utf8_lossy(&m.raw).to_string())
+                    .collect();
+                Ok((!to_box.is_empty()).then_some(to_box))
+            }
+        })
+        .await?;
+        assert_eq!(mails.len(), 1, "{mailbox}");
+        assert!(mails[0].contains(&mine.case_id));
+        assert!(!mails[0].contains(&theirs.case_id));
+    }
+    Ok(())
+}
