@@ -155,7 +155,11 @@ async fn sigterm_under_load_exits_zero_and_leaves_nothing_half_done() -> anyhow:
     .await?;
     let mut messages = 0;
     for _ in 0..300 {
-        messages = q(&notifications, "SELECT COUNT(*) FROM messages").await?;
+        messages = q(
+            &notifications,
+            "SELECT COUNT(*) FROM messages WHERE template = 'referral_acknowledgement'",
+        )
+        .await?;
         if messages == stored {
             break;
         }
@@ -237,7 +241,15 @@ fn migrate_applies_once_then_finds_nothing_to_do() -> anyhow::Result<()> {
         String::from_utf8_lossy(&first.stderr)
     );
     let text = String::from_utf8_lossy(&first.stdout);
-    assert!(text.contains("intake: 3 migration(s) applied"), "{text}");
+    for (service, n) in [
+        ("intake", eh_intake::migrations().len()),
+        ("casework", eh_casework::migrations().len()),
+    ] {
+        assert!(
+            text.contains(&format!("{service}: {n} migration(s) applied")),
+            "{text}"
+        );
+    }
     let again = earlyhelp(dir.path(), &["migrate", "--target", "intake,consent"], &[])?;
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(
@@ -248,5 +260,198 @@ fn migrate_applies_once_then_finds_nothing_to_do() -> anyhow::Result<()> {
     let unknown = earlyhelp(dir.path(), &["migrate", "--target", "nosuch"], &[])?;
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown target"));
+    Ok(())
+}
+
+fn sqlite(dir: &std::path::Path, file: &str) -> eh_store::Location {
+    eh_store::Location {
+        url: format!("sqlite://{}?mode=rwc", dir.join(file).display()),
+        schema: None,
+        max_connections: 1,
+    }
+}
+
+/// An operator lists the dead letters with their reasons and replays one to its original subject,
+/// through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
+        eh_bus::embedded::EmbeddedTransport::open(
+            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+        )
+        .await?,
+    );
+    let poisoned = eh_bus::Received {
+        subject: "eh.demo.intake.cmd.screen_referral".into(),
+        headers: [("Eh-Id".to_string(), "cmd-1".to_string())].into(),
+        payload: b"not a command".to_vec().into(),
+        delivered: 5,
+        stream_seq: 1,
+    };
+    eh_bus::dlq::park(
+        bus.as_ref(),
+        "eh",
+        "intake_screen_referral",
+        &poisoned,
+        "not a ScreenReferral: invalid wire type",
+    )
+    .await?;
+    let out = earlyhelp(dir.path(), &["dlq", "list"], &[])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["consumer"], "intake_screen_referral");
+    assert_eq!(lines[0]["subject"], "eh.demo.intake.cmd.screen_referral");
+    assert_eq!(lines[0]["attempts"], 5);
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not a ScreenReferral"))
+    );
+    let seq = lines[0]["seq"].as_u64().expect("seq").to_string();
+    let out = earlyhelp(dir.path(), &["dlq", "replay", &seq], &[])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("eh.demo.intake.cmd.screen_referral"));
+    // Gone from the dead letters, back on its subject with its payload.
+    let out = earlyhelp(dir.path(), &["dlq", "list"], &[])?;
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    let back = bus
+        .list(&eh_bus::subjects::service_stream("eh", "intake"), 10)
+        .await?;
+    assert!(
+        back.iter()
+            .any(|m| m.subject == "eh.demo.intake.cmd.screen_referral"
+                && m.payload == b"not a command"),
+        "{back:?}"
+    );
+    let missing = earlyhelp(dir.path(), &["dlq", "replay", "999999"], &[])?;
+    assert!(!missing.status.success());
+    Ok(())
+}
+
+/// After a (pretended) broker loss an operator re-publishes a time range through the binary; the
+/// running services publish it again, and the repeat is absorbed (the bus drops an id it holds;
+/// past that, the consumers' inboxes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_from_the_command_line_is_absorbed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spawn(dir.path(), grpc, http)?;
+    ready(http).await?;
+    let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
+        eh_bus::embedded::EmbeddedTransport::open(
+            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+        )
+        .await?,
+    );
+    let before = chrono::Utc::now();
+    bus.publish(&eh_bus::OutboundMessage {
+        msg_id: "rp-1".into(),
+        subject: "eh.demo.inbound.referral".into(),
+        headers: Default::default(),
+        payload: serde_json::to_vec(&earlyhelp::demo::example("RP-1", Some("rp@school.example")))?,
+    })
+    .await?;
+    let intake = eh_store::connect(&sqlite(dir.path(), "intake.sqlite")).await?;
+    let notifications = eh_store::connect(&sqlite(dir.path(), "notifications.sqlite")).await?;
+    let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
+        let db = db.clone();
+        async move {
+            let row = sea_orm::ConnectionTrait::query_one_raw(
+                &db,
+                eh_store::stmt(db.get_database_backend(), sql, []),
+            )
+            .await?;
+            Ok::<i64, anyhow::Error>(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0))
+        }
+    };
+    let acks = "SELECT COUNT(*) FROM messages WHERE template = 'referral_acknowledgement'";
+    for _ in 0..300 {
+        if count(&notifications, acks).await? == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&notifications, acks).await?, 1);
+    let published = "SELECT COUNT(*) FROM eh_outbox WHERE published_at IS NOT NULL";
+    let events = count(&intake, published).await?;
+    assert!(events >= 1);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait())
+            .await??
+            .success()
+    );
+
+    let from = before.to_rfc3339();
+    let to = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let out = earlyhelp(
+        dir.path(),
+        &[
+            "republish",
+            "--service",
+            "intake",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+        &[],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(&format!("{events} event(s) of intake")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        count(&intake, published).await?,
+        0,
+        "marked for re-publishing"
+    );
+
+    // Running again, the services publish the range anew; nothing is handled twice.
+    let mut child = spawn(dir.path(), grpc, http)?;
+    ready(http).await?;
+    for _ in 0..300 {
+        if count(&intake, published).await? == events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&intake, published).await?, events, "re-published");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count(&notifications, acks).await?,
+        1,
+        "still one acknowledgement"
+    );
+    assert_eq!(count(&intake, "SELECT COUNT(*) FROM referrals").await?, 1);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait())
+            .await??
+            .success()
+    );
     Ok(())
 }
