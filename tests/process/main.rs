@@ -455,3 +455,136 @@ async fn republish_from_the_command_line_is_absorbed() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One exported span: (name, trace id, the resource's service.name).
+type ExportedSpan = (String, Vec<u8>, String);
+
+/// What an OTLP/gRPC collector receives, for the test to read.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ExportedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().expect("lock");
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|a| a.key == "service.name")
+                .and_then(|a| a.value.as_ref())
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for span in ss.spans {
+                    spans.push((span.name, span.trace_id, service.clone()));
+                }
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// With an OTLP endpoint configured, the process exports its spans over OTLP/gRPC, and one
+/// referral's hops — intake taking it, the services that consume its event — share one trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_as_one_trace_per_referral() -> anyhow::Result<()> {
+    let collector = Collector::default();
+    let otlp = free_port();
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                collector.clone(),
+            ),
+        )
+        .serve(([127, 0, 0, 1], otlp).into());
+    tokio::spawn(server);
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_earlyhelp"))
+        .args(["run", "--target", "all"])
+        .env("EH__DATA_DIR", dir.path())
+        .env("EH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("EH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("EH__TELEMETRY__LOG_LEVEL", "warn")
+        .env(
+            "EH__TELEMETRY__OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{otlp}"),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    ready(http).await?;
+    let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
+        eh_bus::embedded::EmbeddedTransport::open(
+            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+        )
+        .await?,
+    );
+    bus.publish(&eh_bus::OutboundMessage {
+        msg_id: "otel-1".into(),
+        subject: "eh.demo.inbound.referral".into(),
+        headers: Default::default(),
+        payload: serde_json::to_vec(&earlyhelp::demo::example(
+            "OTEL-1",
+            Some("o@school.example"),
+        ))?,
+    })
+    .await?;
+    // Wait until the acknowledgement's consumer span has been exported.
+    let mut trace = None;
+    for _ in 0..300 {
+        {
+            let spans = collector.spans.lock().expect("lock");
+            let inbound = spans.iter().find(|s| s.0.contains("inbound.referral"));
+            let ack = spans
+                .iter()
+                .find(|s| s.0.contains("intake.referral_received process"));
+            if let (Some(a), Some(b)) = (inbound, ack) {
+                trace = Some((a.1.clone(), b.1.clone(), a.2.clone()));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(
+        tokio::task::spawn_blocking(move || child.wait())
+            .await??
+            .success()
+    );
+    let names: Vec<String> = collector
+        .spans
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|s| s.0.clone())
+        .collect();
+    let (intake, consumer, service) =
+        trace.ok_or_else(|| anyhow::anyhow!("spans not exported; got {names:?}"))?;
+    assert_eq!(intake.len(), 16, "a W3C trace id");
+    assert_eq!(
+        intake, consumer,
+        "intake and its event's consumers share one trace"
+    );
+    assert!(service.contains("earlyhelp"), "{service}");
+    Ok(())
+}
