@@ -1,9 +1,13 @@
 //! Taking a request for support, whichever door it came through: validate against the contract,
 //! then in one transaction claim the inbox (bus door), store the referral once per
-//! (tenant, source.system, source.reference), and put `referral_received` — or, for a refused
-//! document, `referral_rejected` with every reason — in the outbox.
+//! (tenant, source.system, source.reference) with each person matched against the people the
+//! tenant already holds (attached, new, or new with candidates for a practitioner: see
+//! `matching.rs`), and put `referral_received` — or, for a refused document,
+//! `referral_rejected` with every reason — in the outbox.
 use crate::CONSUMER_INBOUND;
 use crate::domain::contract::{self, Rejection};
+use crate::domain::matching::MatchPolicy;
+use crate::matching::{self, HeldPeople, Resolution, ResolveError};
 use crate::store;
 use async_trait::async_trait;
 use eh_bus::consumer::{Handled, HandlerError};
@@ -44,9 +48,23 @@ pub struct Door<'a> {
 #[derive(Clone)]
 pub struct Intake {
     pub ctx: ServiceContext,
+    /// The people each tenant holds, for matching (one set of indexes per replica).
+    pub people: HeldPeople,
 }
 
 impl Intake {
+    /// Intake with the default matching policy.
+    pub fn new(ctx: ServiceContext) -> Self {
+        Self::with_policy(ctx, MatchPolicy::default())
+    }
+
+    pub fn with_policy(ctx: ServiceContext, policy: MatchPolicy) -> Self {
+        Self {
+            ctx,
+            people: HeldPeople::new(policy),
+        }
+    }
+
     fn known_tenant(&self, tenant: &str) -> bool {
         self.ctx.settings.tenants.contains_key(tenant)
     }
@@ -66,6 +84,10 @@ impl Intake {
                 format!("unknown tenant {tenant:?}"),
             ))
         };
+        if parsed.is_ok() {
+            // The first referral of a tenant on this replica loads its people, before any lock.
+            self.people.ensure_loaded(&self.ctx.db, tenant).await?;
+        }
         let txn = self.ctx.db.begin().await?;
         if let Some(msg) = door.inbound
             && !inbox::claim(&txn, CONSUMER_INBOUND, &msg.key())
@@ -83,21 +105,43 @@ impl Intake {
                 Outcome::Rejected(rejection)
             }
             Ok((doc, referral)) => {
-                match store::insert(&txn, tenant, &referral, &doc, door.actor, now).await? {
+                // One writer of this tenant's people at a time, on every replica (matching.rs).
+                let stamp = matching::lock_people(&txn, tenant).await?;
+                let source = referral.source.clone().unwrap_or_default();
+                let held =
+                    store::find_by_source(&txn, tenant, &source.system, &source.reference).await?;
+                let stored = match held {
+                    Some(_) => None,
+                    None => {
+                        let matched = self
+                            .people
+                            .match_referral(&txn, tenant, &referral, stamp)
+                            .await?;
+                        store::insert(
+                            &txn, tenant, &referral, &doc, door.actor, now, &matched, stamp,
+                        )
+                        .await?
+                    }
+                };
+                match stored {
                     Some(stored) => {
                         self.emit_received(&txn, &stored, &door, now).await?;
                         Outcome::Stored(Box::new(stored))
                     }
                     None => {
-                        let source = referral.source.clone().unwrap_or_default();
-                        let (id, received_at) =
-                            store::find_by_source(&txn, tenant, &source.system, &source.reference)
-                                .await?
-                                .ok_or_else(|| {
-                                    sea_orm::DbErr::RecordNotFound(
-                                        "referral held but not found".into(),
-                                    )
-                                })?;
+                        let (id, received_at) = match held {
+                            Some(h) => h,
+                            None => store::find_by_source(
+                                &txn,
+                                tenant,
+                                &source.system,
+                                &source.reference,
+                            )
+                            .await?
+                            .ok_or_else(|| {
+                                sea_orm::DbErr::RecordNotFound("referral held but not found".into())
+                            })?,
+                        };
                         Outcome::Duplicate { id, received_at }
                     }
                 }
@@ -134,6 +178,8 @@ impl Intake {
             referral: Some(stored.referral.clone()),
             children: stored.children.clone(),
             family_members: stored.family_members.clone(),
+            re_referral: stored.re_referral,
+            known_family: stored.known_family,
         };
         let env = self.envelope(TYPE_RECEIVED, &stored.tenant, door, now);
         let subject =
@@ -180,6 +226,38 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// Confirms or rejects a match candidate of `tenant` for `actor` (see [`matching::resolve`]).
+    pub async fn resolve_candidate(
+        &self,
+        tenant: &str,
+        candidate_id: &str,
+        resolution: Resolution,
+        reason: &str,
+        actor: &str,
+    ) -> Result<matching::StoredCandidate, ResolveError> {
+        let txn = self.ctx.db.begin().await?;
+        let now = self.ctx.clock.now();
+        match matching::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await {
+            Ok(c) => {
+                txn.commit().await?;
+                tracing::info!(
+                    tenant,
+                    candidate_id,
+                    status = c.status.as_str(),
+                    actor,
+                    "match candidate resolved"
+                );
+                Ok(c)
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+}
+
 fn bus_err(e: eh_bus::Error) -> StoreError {
     match e {
         eh_bus::Error::Db(d) => StoreError(d),
@@ -212,7 +290,13 @@ impl eh_bus::Handler for InboundReferral {
         match self.intake.submit(tenant, parsed, door).await {
             Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
             Ok(Outcome::Stored(s)) => {
-                tracing::info!(tenant, referral_id = %s.id, "referral received");
+                tracing::info!(
+                    tenant,
+                    referral_id = %s.id,
+                    known_family = s.known_family,
+                    re_referral = s.re_referral,
+                    "referral received"
+                );
                 Ok(Handled::Done)
             }
             Ok(Outcome::Duplicate { id, .. }) => {

@@ -5,6 +5,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod matching;
 pub mod screening;
 pub mod store;
 
@@ -51,7 +52,7 @@ pub fn start(
     String,
 > {
     let rules = Arc::new(screening::rules_from_settings(&ctx.settings)?);
-    let intake = handlers::Intake { ctx: ctx.clone() };
+    let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,

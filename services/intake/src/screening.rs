@@ -38,7 +38,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 ///
 /// # Errors
 /// Names the setting (`tenants.<id>.screening...`) and every problem with it.
-pub fn rules_from_settings(settings: &Settings) -> Result<BTreeMap<String, ScreeningRules>, String> {
+pub fn rules_from_settings(
+    settings: &Settings,
+) -> Result<BTreeMap<String, ScreeningRules>, String> {
     let mut out = BTreeMap::new();
     for (id, t) in &settings.tenants {
         let rules = match &t.screening {
@@ -116,12 +118,16 @@ impl eh_bus::Handler for ScreenReferralHandler {
     async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
         let ns = self.ctx.namespace().to_string();
         let tenant = subjects::tenant_of(&ns, &msg.subject)
-            .ok_or_else(|| HandlerError::Permanent(format!("subject {} has no tenant", msg.subject)))?
+            .ok_or_else(|| {
+                HandlerError::Permanent(format!("subject {} has no tenant", msg.subject))
+            })?
             .to_string();
         let cmd = ScreenReferral::decode(msg.payload.as_ref())
             .map_err(|e| HandlerError::Permanent(format!("not a ScreenReferral: {e}")))?;
         let Some(rules) = self.rules.get(&tenant) else {
-            return Err(HandlerError::Permanent(format!("unknown tenant {tenant:?}")));
+            return Err(HandlerError::Permanent(format!(
+                "unknown tenant {tenant:?}"
+            )));
         };
         let retry = |e: DbErr| HandlerError::Retryable(e.to_string());
         let txn = self.ctx.db.begin().await.map_err(retry)?;
@@ -132,7 +138,10 @@ impl eh_bus::Handler for ScreenReferralHandler {
             txn.rollback().await.map_err(retry)?;
             return Ok(Handled::Duplicate);
         }
-        let Some(stored) = store::get(&txn, &tenant, &cmd.referral_id).await.map_err(retry)? else {
+        let Some(stored) = store::get(&txn, &tenant, &cmd.referral_id)
+            .await
+            .map_err(retry)?
+        else {
             txn.rollback().await.map_err(retry)?;
             return Err(HandlerError::Permanent(format!(
                 "tenant {tenant} holds no referral {}",
@@ -143,7 +152,8 @@ impl eh_bus::Handler for ScreenReferralHandler {
         let decision = screening::screen(rules, &stored.referral, eh_workdays::uk_local_date(now));
         let outcome = outcome_name(decision.outcome);
         let id = uuid::Uuid::now_v7().to_string();
-        let text = serde_json::to_string(&decision).map_err(|e| HandlerError::Permanent(e.to_string()))?;
+        let text =
+            serde_json::to_string(&decision).map_err(|e| HandlerError::Permanent(e.to_string()))?;
         txn.execute_raw(stmt(
             txn.get_database_backend(),
             "INSERT INTO screening_decisions (id, tenant, case_id, referral_id, outcome, rule_version, decision, decided_at)

@@ -179,6 +179,7 @@ fn referral_event(
         }),
         children: vec![],
         family_members: vec![],
+        ..Default::default()
     };
     let mut headers = BTreeMap::new();
     headers.insert("Eh-Id".to_string(), event_id.to_string());

@@ -276,6 +276,7 @@ impl PersonIndex {
                         },
                         candidates: hits,
                         notes,
+                        nearest: None,
                     };
                 }
                 [_] => notes.push(format!(
@@ -290,30 +291,43 @@ impl PersonIndex {
                         },
                         candidates: hits,
                         notes,
+                        nearest: None,
                     };
                 }
             }
         }
 
         let slots = self.block(&q);
-        let mut candidates: Vec<Candidate> = slots
-            .iter()
-            .filter_map(|s| self.entry(*s))
-            .filter(|e| points(&q, &e.person, &policy.weights) >= policy.candidate_at)
-            .map(|e| self.candidate(e, &q, policy))
-            .collect();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        // The best below the threshold (ties to the lower id), scored in full only if needed.
+        let mut nearest: Option<(f64, &Entry)> = None;
+        for e in slots.iter().filter_map(|s| self.entry(*s)) {
+            let p = points(&q, &e.person, &policy.weights);
+            if p >= policy.candidate_at {
+                candidates.push(self.candidate(e, &q, policy));
+            } else if nearest.is_none_or(|(b, be)| p > b || (p == b && e.person_id < be.person_id))
+            {
+                nearest = Some((p, e));
+            }
+        }
         sort_best_first(&mut candidates);
         candidates.truncate(policy.max_candidates.max(1));
+        let nearest = if candidates.is_empty() {
+            nearest.map(|(_, e)| self.candidate(e, &q, policy))
+        } else {
+            None
+        };
         MatchResult {
             decision: decide(&candidates, policy),
             candidates,
             notes,
+            nearest,
         }
     }
 }
 
 /// Best score first; equal scores by person id, so the order never depends on insertion.
-fn sort_best_first(c: &mut [Candidate]) {
+pub(super) fn sort_best_first(c: &mut [Candidate]) {
     c.sort_by(|a, b| {
         b.score
             .score
@@ -323,7 +337,7 @@ fn sort_best_first(c: &mut [Candidate]) {
 }
 
 /// The decision on candidates already filtered to `candidate_at` and sorted best first.
-fn decide(candidates: &[Candidate], policy: &MatchPolicy) -> MatchDecision {
+pub(super) fn decide(candidates: &[Candidate], policy: &MatchPolicy) -> MatchDecision {
     let Some(best) = candidates.first() else {
         return MatchDecision::New;
     };
@@ -704,6 +718,29 @@ mod tests {
             &policy(),
         );
         assert_eq!(r.decision, MatchDecision::New, "{r:?}");
+    }
+
+    #[test]
+    fn a_new_person_keeps_the_nearest_miss() {
+        // A sibling: same family name, postcode and block (date of birth a year out).
+        let r = index().find(
+            &details("Amelia", "Smith", Some("2015-09-21"), Some("WR1 2AB")),
+            &policy(),
+        );
+        assert_eq!(r.decision, MatchDecision::New);
+        let nearest = r.nearest.expect("a held person shared a block");
+        assert!(nearest.score.score < policy().candidate_at);
+        assert_eq!(nearest.person_id, "p-harry", "ties go to the lower id");
+        assert_eq!(
+            nearest.score.kind_of(Field::DateOfBirth),
+            Some(MatchKind::YearOffByOne)
+        );
+        // Nobody in any block: nothing to keep.
+        let r = index().find(
+            &details("Priya", "Patel", Some("2013-05-17"), Some("WR9 8ZZ")),
+            &policy(),
+        );
+        assert_eq!(r.nearest, None);
     }
 
     #[test]

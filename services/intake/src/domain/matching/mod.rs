@@ -14,10 +14,14 @@
 //!    [`MatchPolicy::candidate_at`] and that: candidates for a practitioner to confirm. Below:
 //!    a new person. Every decision carries the score and the fields behind it.
 //!
+//! 4. **The referral as a whole** ([`match_referral`]): the held family it belongs to, the
+//!    household rule and one held person per person named (see `referral.rs`).
+//!
 //! Pure and deterministic: no I/O; ties are broken by person id.
 mod identifiers;
 mod index;
 mod normalise;
+mod referral;
 mod score;
 mod similarity;
 
@@ -26,6 +30,10 @@ pub use index::PersonIndex;
 pub use normalise::{
     joined, nickname_equivalent, normalise_name, normalise_postcode, outward_code, postcode_area,
     soundex,
+};
+pub use referral::{
+    PersonMatch, RE_REFERRAL_MONTHS, ReferralMatch, ReferralRole, match_referral,
+    previous_referral_within_window, with_household,
 };
 pub use score::{
     Field, FieldMatch, MatchKind, MatchPolicy, MatchScore, MatchWeights, NormalisedPerson,
@@ -161,4 +169,8 @@ pub struct MatchResult {
     pub candidates: Vec<Candidate>,
     /// E.g. an identifier in the referral that failed its check and was not used.
     pub notes: Vec<String>,
+    /// For a new person: the held person who scored best below `candidate_at`, if any shared a
+    /// blocking key — why nobody was close enough, kept with the decision.
+    #[serde(default)]
+    pub nearest: Option<Candidate>,
 }

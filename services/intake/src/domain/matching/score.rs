@@ -26,6 +26,8 @@ pub enum Field {
     FamilyName,
     DateOfBirth,
     Postcode,
+    /// In the held family that another person named on the same referral was matched to.
+    Household,
 }
 
 /// How a field compared.
@@ -109,6 +111,8 @@ pub struct MatchWeights {
     pub postcode_exact: f64,
     pub postcode_same_district: f64,
     pub postcode_different: f64,
+    /// The held person is in the family another person on the same referral was attached to.
+    pub household_agree: f64,
 }
 
 impl Default for MatchWeights {
@@ -140,6 +144,9 @@ impl Default for MatchWeights {
             postcode_exact: 5.0,
             postcode_same_district: 1.5,
             postcode_different: -1.0,
+            // m ≈ 0.9 (people referred together live together); u ≈ 0.06 for a stranger of the
+            // same name and postcode to be in that one family (father and son share a name).
+            household_agree: 4.0,
         }
     }
 }
