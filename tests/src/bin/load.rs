@@ -171,7 +171,12 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journ
             stored_at = Some(start.elapsed().as_secs_f64());
         }
         if queued_at.is_none()
-            && count(&notifications, "SELECT COUNT(*) FROM messages").await? as usize >= n
+            && count(
+                &notifications,
+                "SELECT COUNT(*) FROM messages WHERE template = 'referral_acknowledgement'",
+            )
+            .await? as usize
+                >= n
         {
             queued_at = Some(start.elapsed().as_secs_f64());
         }
