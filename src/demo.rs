@@ -166,7 +166,7 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
                 .get(reference)
                 .map(|(id, state)| format!("; case {id} is {state}"))
                 .unwrap_or_default();
-            format!("{what}: stored as referral {id}; acknowledgements emailed: {mail}{case}")
+            format!("{what}: stored as referral {id}; emails about it: {mail}{case}")
         } else if let Some(rej) = rejected.iter().find(|x| &x.source_reference == reference) {
             let reasons: Vec<String> = rej
                 .violations
