@@ -326,6 +326,22 @@ async fn out_of_criteria_gets_advice(distributed: bool) -> anyhow::Result<()> {
         "the advice is recorded: {}",
         closing.reason
     );
+    // ...and sent to the referrer.
+    let mail = t
+        .smtp
+        .wait_for_template("screening_outcome", 1, WAIT)
+        .await?
+        .remove(0);
+    assert_eq!(mail.to, vec!["priya@school.test".to_string()]);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&mail.raw)
+        .expect("RFC 5322 message");
+    let body = parsed
+        .body_text(0)
+        .unwrap_or_default()
+        .replace(['\r', '\n'], " ");
+    assert!(body.contains("Tier 2"), "{body}");
+    assert!(!body.contains("Leo"), "no child's name in an email");
     Ok(())
 }
 
