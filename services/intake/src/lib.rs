@@ -54,6 +54,23 @@ pub fn start(
     let rules = Arc::new(screening::rules_from_settings(&ctx.settings)?);
     let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
+    // Load each council's people for matching now, in the background, so the first referral
+    // after a start does not wait for it (seconds at a million people held).
+    {
+        let (intake, shutdown) = (intake.clone(), ctx.shutdown.clone());
+        let tenants: Vec<String> = ctx.settings.tenants.keys().cloned().collect();
+        tokio::spawn(async move {
+            for tenant in tenants {
+                let load = intake.people.ensure_loaded(&intake.ctx.db, &tenant);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    r = load => if let Err(e) = r {
+                        tracing::warn!(tenant, error = %e, "people not preloaded; the first referral will load them");
+                    },
+                }
+            }
+        });
+    }
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
         16,
