@@ -263,14 +263,6 @@ fn migrate_applies_once_then_finds_nothing_to_do() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sqlite(dir: &std::path::Path, file: &str) -> eh_store::Location {
-    eh_store::Location {
-        url: format!("sqlite://{}?mode=rwc", dir.join(file).display()),
-        schema: None,
-        max_connections: 1,
-    }
-}
-
 /// An operator lists the dead letters with their reasons and replays one to its original subject,
 /// through the binary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +270,7 @@ async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
         eh_bus::embedded::EmbeddedTransport::open(
-            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+            eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?,
         )
         .await?,
     );
@@ -352,7 +344,7 @@ async fn republish_from_the_command_line_is_absorbed() -> anyhow::Result<()> {
     ready(http).await?;
     let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
         eh_bus::embedded::EmbeddedTransport::open(
-            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+            eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?,
         )
         .await?,
     );
@@ -364,8 +356,9 @@ async fn republish_from_the_command_line_is_absorbed() -> anyhow::Result<()> {
         payload: serde_json::to_vec(&earlyhelp::demo::example("RP-1", Some("rp@school.example")))?,
     })
     .await?;
-    let intake = eh_store::connect(&sqlite(dir.path(), "intake.sqlite")).await?;
-    let notifications = eh_store::connect(&sqlite(dir.path(), "notifications.sqlite")).await?;
+    let intake = eh_store::connect(&eh_testkit::sqlite(dir.path(), "intake.sqlite")).await?;
+    let notifications =
+        eh_store::connect(&eh_testkit::sqlite(dir.path(), "notifications.sqlite")).await?;
     let count = |db: &sea_orm::DatabaseConnection, sql: &'static str| {
         let db = db.clone();
         async move {
@@ -535,7 +528,7 @@ async fn spans_are_exported_over_otlp_as_one_trace_per_referral() -> anyhow::Res
     ready(http).await?;
     let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
         eh_bus::embedded::EmbeddedTransport::open(
-            eh_store::connect(&sqlite(dir.path(), "bus.sqlite")).await?,
+            eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?,
         )
         .await?,
     );

@@ -32,6 +32,30 @@ pub struct ServiceContext {
 }
 
 impl ServiceContext {
+    /// A service on its own (tests, benches): fresh outbox, metrics, faults and shutdown tokens.
+    pub fn new(
+        service: &'static str,
+        settings: Arc<Settings>,
+        db: DatabaseConnection,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            service,
+            settings,
+            db,
+            transport,
+            outbox: Outbox::new(),
+            metrics: Arc::new(Metrics::new()),
+            faults: Arc::default(),
+            clock,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            relay_shutdown: CancellationToken::new(),
+            relay_tasks: TaskTracker::new(),
+        }
+    }
+
     pub fn namespace(&self) -> &str {
         &self.settings.bus.namespace
     }

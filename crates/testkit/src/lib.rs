@@ -401,6 +401,33 @@ where
     }
 }
 
+/// A SQLite file `file` under `dir` (one connection, as the embedded mode uses).
+pub fn sqlite(dir: &Path, file: &str) -> eh_store::Location {
+    eh_store::Location {
+        url: format!("sqlite://{}?mode=rwc", dir.join(file).display()),
+        schema: None,
+        max_connections: 1,
+    }
+}
+
+/// Where `service`'s tables live in a test: schema `service` of a fresh PostgreSQL database, or
+/// `<service>.sqlite` under `dir`.
+pub async fn service_location(
+    postgres: bool,
+    dir: &Path,
+    service: &str,
+) -> anyhow::Result<eh_store::Location> {
+    Ok(if postgres {
+        eh_store::Location {
+            url: fresh_database().await?,
+            schema: Some(service.into()),
+            max_connections: 4,
+        }
+    } else {
+        sqlite(dir, &format!("{service}.sqlite"))
+    })
+}
+
 /// Settings for a test: embedded under `data_dir`, or distributed on a fresh database and the
 /// shared NATS, always in its own namespace; SMTP to `smtp_port` when given.
 pub async fn settings(

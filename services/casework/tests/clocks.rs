@@ -4,11 +4,10 @@
 //! the database.
 use chrono::{DateTime, TimeZone, Utc};
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, Outbox, Received, ServiceContext};
+use eh_bus::{Handled, Handler, Received, ServiceContext};
 use eh_casework::domain::State;
 use eh_casework::handlers::{Casework, ConsentRecordedDoor, ReferralReceivedDoor};
 use eh_casework::{migrations, store};
-use eh_platform::Metrics;
 use eh_platform::clock::ManualClock;
 use eh_proto::consent::v1 as consent;
 use eh_proto::intake::v1 as intake;
@@ -43,51 +42,21 @@ async fn env_closed_on(postgres: bool, closures: &[chrono::NaiveDate]) -> anyhow
         w.calendar.closure_days = closures.to_vec();
     }
     let settings = Arc::new(settings);
-    let location = if postgres {
-        eh_store::Location {
-            url: eh_testkit::fresh_database().await?,
-            schema: Some("casework".into()),
-            max_connections: 4,
-        }
-    } else {
-        eh_store::Location {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("casework.sqlite").display()
-            ),
-            schema: None,
-            max_connections: 1,
-        }
-    };
+    let location = eh_testkit::service_location(postgres, dir.path(), "casework").await?;
     let clock = Arc::new(ManualClock::new(start()));
-    let bus_db = eh_store::connect(&eh_store::Location {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bus.sqlite").display()
-        ),
-        schema: None,
-        max_connections: 1,
-    })
-    .await?;
+    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
     let transport = Arc::new(EmbeddedTransport::open(bus_db).await?);
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let db = eh_store::connect(&location).await?;
         eh_store::migrate(&db, "casework", &migrations()).await?;
-        let ctx = ServiceContext {
-            service: eh_casework::SERVICE,
-            settings: settings.clone(),
+        let ctx = ServiceContext::new(
+            eh_casework::SERVICE,
+            settings.clone(),
             db,
-            transport: transport.clone(),
-            outbox: Outbox::new(),
-            metrics: Arc::new(Metrics::new()),
-            faults: Arc::default(),
-            clock: clock.clone(),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            tasks: tokio_util::task::TaskTracker::new(),
-            relay_shutdown: tokio_util::sync::CancellationToken::new(),
-            relay_tasks: tokio_util::task::TaskTracker::new(),
-        };
+            transport.clone(),
+            clock.clone(),
+        );
         replicas.push(Casework {
             calendars: Arc::new(Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?),
             ctx,
@@ -392,5 +361,78 @@ async fn closure_days_move_the_clocks() -> anyhow::Result<()> {
             .single()
             .expect("d")
     );
+    Ok(())
+}
+
+async fn rows(db: &DatabaseConnection, table: &str) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(eh_store::stmt(
+            db.get_database_backend(),
+            &format!("SELECT COUNT(*) FROM {table}"),
+            [],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+/// Messages casework can never act on are refused for good (so they are dead-lettered with the
+/// reason), and leave nothing behind: no case, no event, no inbox entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_refused_and_change_nothing() -> anyhow::Result<()> {
+    use eh_bus::consumer::HandlerError;
+    use eh_casework::handlers::ScreeningDecidedDoor;
+    let e = env(true).await?;
+    let a = &e.replicas[0];
+    let not_protobuf = received(
+        format!("{}.worcs.intake.referral_received", e.ns),
+        "evt-bad-1",
+        b"{\"referral_id\": 1}".to_vec(),
+    );
+    let err = ReferralReceivedDoor(a.clone())
+        .handle(&not_protobuf)
+        .await
+        .expect_err("not a ReferralReceived");
+    assert!(
+        matches!(&err, HandlerError::Permanent(r) if r.contains("ReferralReceived")),
+        "{err}"
+    );
+    let decided = |case_id: &str, outcome: &str| {
+        received(
+            format!("{}.worcs.intake.screening_decided", e.ns),
+            &format!("evt-{case_id}-{outcome}"),
+            intake::ScreeningDecided {
+                case_id: case_id.into(),
+                outcome: outcome.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
+    let err = ScreeningDecidedDoor(a.clone())
+        .handle(&decided("no-such-case", "accepted_for_early_help"))
+        .await
+        .expect_err("unknown case");
+    assert!(
+        matches!(&err, HandlerError::Permanent(r) if r.contains("no-such-case")),
+        "{err}"
+    );
+    let err = ScreeningDecidedDoor(a.clone())
+        .handle(&decided("no-such-case", "probably_fine"))
+        .await
+        .expect_err("unknown outcome");
+    assert!(
+        matches!(&err, HandlerError::Permanent(r) if r.contains("probably_fine")),
+        "{err}"
+    );
+    // No tenant in the subject.
+    let err = ReferralReceivedDoor(a.clone())
+        .handle(&received("elsewhere".into(), "evt-bad-2", vec![]))
+        .await
+        .expect_err("no tenant");
+    assert!(matches!(err, HandlerError::Permanent(_)));
+    for table in ["cases", "timeline", "timers", "eh_outbox", "eh_inbox"] {
+        assert_eq!(rows(&a.ctx.db, table).await?, 0, "{table}");
+    }
     Ok(())
 }

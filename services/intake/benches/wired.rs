@@ -18,13 +18,12 @@
 mod world;
 
 use chrono::{TimeZone, Utc};
+use eh_bus::ServiceContext;
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Outbox, ServiceContext};
 use eh_intake::domain::contract;
 use eh_intake::domain::matching::{HeldPerson, MatchDecision};
 use eh_intake::handlers::{Door, Intake, Outcome};
 use eh_intake::matching;
-use eh_platform::Metrics;
 use eh_platform::clock::ManualClock;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::{Value, json};
@@ -237,24 +236,17 @@ async fn context(
         max_connections: 1,
     })
     .await?;
-    Ok(ServiceContext {
-        service: eh_intake::SERVICE,
-        settings: Arc::new(settings),
+    Ok(ServiceContext::new(
+        eh_intake::SERVICE,
+        Arc::new(settings),
         db,
-        transport: Arc::new(EmbeddedTransport::open(bus_db).await?),
-        outbox: Outbox::new(),
-        metrics: Arc::new(Metrics::new()),
-        faults: Arc::default(),
-        clock: Arc::new(ManualClock::new(
+        Arc::new(EmbeddedTransport::open(bus_db).await?),
+        Arc::new(ManualClock::new(
             Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0)
                 .single()
                 .unwrap_or_default(),
         )),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        tasks: tokio_util::task::TaskTracker::new(),
-        relay_shutdown: tokio_util::sync::CancellationToken::new(),
-        relay_tasks: tokio_util::task::TaskTracker::new(),
-    })
+    ))
 }
 
 fn line(label: &str, mut l: Vec<Duration>) {

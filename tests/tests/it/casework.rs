@@ -552,6 +552,54 @@ async fn practitioner_steps_are_checked() -> anyhow::Result<()> {
         "{}",
         e.message()
     );
+    // Bad arguments: field violations, nothing changed.
+    let e = cw
+        .get_case(with_token(
+            pb::GetCaseRequest {
+                tenant: "nosuch".into(),
+                case_id: case.case_id.clone(),
+            },
+            &manager,
+        ))
+        .await
+        .expect_err("unknown tenant");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = cw
+        .list_cases(with_token(
+            pb::ListCasesRequest {
+                tenant: "worcs".into(),
+                state: "closed".into(),
+                ..Default::default()
+            },
+            &manager,
+        ))
+        .await
+        .expect_err("unknown state");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = cw
+        .step_up(with_token(
+            pb::StepUpRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                reason: "  ".into(),
+            },
+            &manager,
+        ))
+        .await
+        .expect_err("no reason");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = cw
+        .step_up(with_token(
+            pb::StepUpRequest {
+                tenant: "worcs".into(),
+                case_id: "no-such-case".into(),
+                reason: "risk".into(),
+            },
+            &manager,
+        ))
+        .await
+        .expect_err("unknown case");
+    assert_eq!(e.code(), Code::NotFound);
     // Unknown outcome: a field violation.
     let e = cw
         .close_case(close("closed_forever", &manager, "worcs", &case.case_id))

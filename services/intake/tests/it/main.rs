@@ -4,13 +4,12 @@ mod matching;
 
 use chrono::{TimeZone, Utc};
 use eh_auth::{Auditor, Principal};
+use eh_bus::ServiceContext;
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Outbox, ServiceContext};
 use eh_intake::domain::contract;
 use eh_intake::grpc::IntakeApi;
 use eh_intake::handlers::{Door, Intake, Outcome};
 use eh_intake::migrations;
-use eh_platform::Metrics;
 use eh_platform::clock::ManualClock;
 use eh_proto::intake::v1::ReferralReceived;
 use prost::Message;
@@ -32,53 +31,26 @@ pub async fn env(postgres: bool) -> Env {
     let settings = eh_testkit::settings(false, dir.path(), None, None)
         .await
         .unwrap();
-    let location = if postgres {
-        eh_store::Location {
-            url: eh_testkit::fresh_database().await.unwrap(),
-            schema: Some("intake".into()),
-            max_connections: 4,
-        }
-    } else {
-        eh_store::Location {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("intake.sqlite").display()
-            ),
-            schema: None,
-            max_connections: 1,
-        }
-    };
+    let location = eh_testkit::service_location(postgres, dir.path(), "intake")
+        .await
+        .unwrap();
     let db = eh_store::connect(&location).await.unwrap();
     eh_store::migrate(&db, "intake", &migrations())
         .await
         .unwrap();
-    let bus_db = eh_store::connect(&eh_store::Location {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bus.sqlite").display()
-        ),
-        schema: None,
-        max_connections: 1,
-    })
-    .await
-    .unwrap();
+    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite"))
+        .await
+        .unwrap();
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap(),
     ));
-    let ctx = ServiceContext {
-        service: eh_intake::SERVICE,
-        settings: Arc::new(settings),
-        db: db.clone(),
-        transport: Arc::new(EmbeddedTransport::open(bus_db).await.unwrap()),
-        outbox: Outbox::new(),
-        metrics: Arc::new(Metrics::new()),
-        faults: Arc::default(),
-        clock: clock.clone(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        tasks: tokio_util::task::TaskTracker::new(),
-        relay_shutdown: tokio_util::sync::CancellationToken::new(),
-        relay_tasks: tokio_util::task::TaskTracker::new(),
-    };
+    let ctx = ServiceContext::new(
+        eh_intake::SERVICE,
+        Arc::new(settings),
+        db.clone(),
+        Arc::new(EmbeddedTransport::open(bus_db).await.unwrap()),
+        clock.clone(),
+    );
     let intake = Intake::new(ctx.clone());
     Env {
         api: IntakeApi {

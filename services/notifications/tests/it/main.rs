@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use chrono::{TimeZone, Utc};
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, Outbox, Received, ServiceContext};
+use eh_bus::{Handled, Handler, Received, ServiceContext};
 use eh_notifications::handlers::{
     CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, ReferralReceivedHandler,
     ScreeningDecidedHandler, ServiceLevelBreachedHandler,
@@ -14,9 +14,9 @@ use eh_notifications::handlers::{
 use eh_notifications::sender::Sender;
 use eh_notifications::store::{self, MessageRow};
 use eh_notifications::{mailer::Mailer, migrations};
+use eh_platform::Settings;
 use eh_platform::clock::ManualClock;
 use eh_platform::config::TemplateSettings;
-use eh_platform::{Metrics, Settings};
 use eh_proto::casework::v1 as cw;
 use eh_proto::intake::v1 as intake;
 use eh_testkit::SmtpSink;
@@ -197,53 +197,23 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
         );
     }
     adjust(&mut settings);
-    let location = if postgres {
-        eh_store::Location {
-            url: eh_testkit::fresh_database().await?,
-            schema: Some("notifications".into()),
-            max_connections: 4,
-        }
-    } else {
-        eh_store::Location {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("notifications.sqlite").display()
-            ),
-            schema: None,
-            max_connections: 1,
-        }
-    };
+    let location = eh_testkit::service_location(postgres, dir.path(), "notifications").await?;
     let db = eh_store::connect(&location).await?;
     eh_store::migrate(&db, "notifications", &migrations()).await?;
-    let bus_db = eh_store::connect(&eh_store::Location {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bus.sqlite").display()
-        ),
-        schema: None,
-        max_connections: 1,
-    })
-    .await?;
+    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
             .single()
             .context("a date")?,
     ));
     let settings = Arc::new(settings);
-    let ctx = ServiceContext {
-        service: eh_notifications::SERVICE,
-        settings: settings.clone(),
+    let ctx = ServiceContext::new(
+        eh_notifications::SERVICE,
+        settings.clone(),
         db,
-        transport: Arc::new(EmbeddedTransport::open(bus_db).await?),
-        outbox: Outbox::new(),
-        metrics: Arc::new(Metrics::new()),
-        faults: Arc::default(),
+        Arc::new(EmbeddedTransport::open(bus_db).await?),
         clock,
-        shutdown: tokio_util::sync::CancellationToken::new(),
-        tasks: tokio_util::task::TaskTracker::new(),
-        relay_shutdown: tokio_util::sync::CancellationToken::new(),
-        relay_tasks: tokio_util::task::TaskTracker::new(),
-    };
+    );
     let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
     let sender = Sender::new(ctx.clone(), mailer);
     let notifier = Notifier {
