@@ -62,6 +62,13 @@ impl Principal {
             None => true,
         }
     }
+
+    /// The tenant a request's database transaction is held to (`eh_store::begin_scoped`): the
+    /// principal's own, whatever tenant the request names, so a missed check cannot widen it;
+    /// for a platform service, which acts for any tenant, the one it asked for.
+    pub fn data_scope<'a>(&'a self, requested: &'a str) -> &'a str {
+        self.tenant().unwrap_or(requested)
+    }
 }
 
 /// Why a request was refused.
@@ -92,4 +99,29 @@ pub fn principal<T>(req: &tonic::Request<T>) -> Result<Principal, tonic::Status>
         .get::<Principal>()
         .cloned()
         .ok_or_else(|| AuthError::Missing.into())
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::Principal;
+
+    #[test]
+    fn the_data_scope_is_the_principals_own_tenant() {
+        let person = Principal::Person {
+            tenant: "worcs".into(),
+            subject: "s".into(),
+            agency: None,
+            roles: vec![],
+        };
+        assert_eq!(person.data_scope("staffs"), "worcs");
+        let system = Principal::System {
+            tenant: "staffs".into(),
+            name: "hub".into(),
+        };
+        assert_eq!(system.data_scope("worcs"), "staffs");
+        let service = Principal::Service {
+            name: "casework".into(),
+        };
+        assert_eq!(service.data_scope("worcs"), "worcs");
+    }
 }

@@ -2,12 +2,13 @@
 //! a SQLite file per service in embedded mode; versioned migrations; portable SQL statements.
 mod migrate;
 
-pub use migrate::{Migration, migrate, pending};
+pub use migrate::{Migration, TENANT_POLICY, migrate, pending};
 pub use sea_orm;
 
 use eh_platform::{Mode, Settings};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, Statement, TransactionTrait, Value,
 };
 use secrecy::ExposeSecret;
 use std::time::Duration;
@@ -101,7 +102,19 @@ fn with_password(url: &str, password: &str) -> Result<String> {
     Ok(format!("{scheme}://{user}:{encoded}@{host}"))
 }
 
+/// The PostgreSQL setting the tenant-isolation policies read (see [`TENANT_POLICY`]): a tenant
+/// token sees and writes that tenant's rows only; [`SYSTEM_SCOPE`] sees every tenant's; unset (a
+/// connection not made by [`connect`]) sees none.
+pub const TENANT_SETTING: &str = "eh.tenant";
+
+/// The value of [`TENANT_SETTING`] that sees every tenant: every pooled connection starts in it
+/// (bus handlers, relays, timers and migrations act for all tenants and filter in their queries).
+pub const SYSTEM_SCOPE: &str = "*";
+
 /// Opens the pool, creating the PostgreSQL schema when missing. Fails fast when unreachable.
+///
+/// On PostgreSQL every connection of the pool starts in the system scope
+/// (`eh.tenant = '*'`, a startup option); [`begin_scoped`] narrows one transaction to a tenant.
 pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
     if let Some(schema) = &location.schema {
         // Create the schema on a plain connection, then pin every pooled connection to it.
@@ -120,7 +133,10 @@ pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
         .min_connections(0)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Sent in the startup packet of every new connection (`options=-c eh.tenant=*`), so no
+        // connection of the pool is ever outside the system scope. Ignored by SQLite.
+        .map_sqlx_postgres_opts(|o| o.options([(TENANT_SETTING, SYSTEM_SCOPE)]));
     if let Some(schema) = &location.schema {
         opts.set_schema_search_path(format!("\"{schema}\""));
     }
@@ -132,6 +148,36 @@ pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
         .await?;
     }
     Ok(db)
+}
+
+/// Begins a transaction that, on PostgreSQL, sees and writes `tenant`'s rows only: row-level
+/// security (installed by [`migrate`] on every table with a `tenant` column) holds it to that
+/// tenant even where a query forgets its `WHERE tenant = …`. The scope is transaction-local
+/// (`set_config(…, true)`): it ends with the transaction and the connection returns to the pool in
+/// the system scope. On SQLite (embedded mode, one process, no RLS) it is a plain transaction.
+///
+/// Refuses an empty tenant and the system scope `*`. For a request, pass the tenant of the
+/// authenticated principal, not the one named in the request, and do not use the pool (e.g. the
+/// audit trail) while the transaction is open: embedded mode has a single connection.
+pub async fn begin_scoped(
+    db: &DatabaseConnection,
+    tenant: &str,
+) -> Result<DatabaseTransaction, DbErr> {
+    if tenant.trim().is_empty() || tenant.contains(SYSTEM_SCOPE) {
+        return Err(DbErr::Custom(format!(
+            "begin_scoped: {tenant:?} is not a tenant"
+        )));
+    }
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, $2, true)",
+            [TENANT_SETTING.into(), tenant.into()],
+        ))
+        .await?;
+    }
+    Ok(txn)
 }
 
 /// A statement written with PostgreSQL placeholders (`$1`, `$2`…), made to run on either backend

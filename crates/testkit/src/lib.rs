@@ -105,21 +105,121 @@ fn start_throwaway_postgres() -> anyhow::Result<String> {
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
-/// A new, empty database for one test; its URL.
-pub async fn fresh_database() -> anyhow::Result<String> {
+/// The role every test database belongs to and every test connects as: a LOGIN role that is
+/// neither SUPERUSER nor BYPASSRLS, so the row-level security by tenant the services install is
+/// in force in every distributed-mode test (as it must be in production).
+pub const APP_ROLE: &str = "eh_test_app";
+
+/// `url` with its user replaced by `user` (the password, host, database and parameters kept).
+pub fn with_user(url: &str, user: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((_, password)) => format!("{scheme}://{user}:{password}@{host}"),
+            None => format!("{scheme}://{user}@{host}"),
+        },
+        None => format!("{scheme}://{user}@{rest}"),
+    }
+}
+
+/// The same database as `url`, as the superuser of [`postgres_admin_url`] (who bypasses row-level
+/// security: for tests that look under it).
+pub fn as_superuser(url: &str) -> anyhow::Result<String> {
     let admin = postgres_admin_url()?;
+    let admin_user = admin
+        .split_once("://")
+        .and_then(|(_, r)| r.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.split(':').next().unwrap_or(userinfo).to_string())
+        .unwrap_or_else(|| "postgres".into());
+    Ok(with_user(url, &admin_user))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Creates `role` (LOGIN, NOSUPERUSER, NOBYPASSRLS) when missing, on the server of `admin`
+/// (a superuser). Parallel tests (threads or processes) may race to create it: the loser's
+/// duplicate is ignored. When the admin URL carries a password the role gets the same one.
+pub async fn ensure_role(admin: &str, role: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !role.is_empty()
+            && role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "role name {role:?}: lower case letters, digits and _ only"
+    );
+    let db = Database::connect(admin)
+        .await
+        .with_context(|| format!("connect {admin}"))?;
+    // CREATE ROLE racing another raises duplicate_object, or unique_violation on pg_authid.
+    db.execute_unprepared(&format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+             CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+           END IF;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$"
+    ))
+    .await
+    .with_context(|| format!("create role {role}"))?;
+    let password = admin
+        .split_once("://")
+        .and_then(|(_, r)| r.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| percent_decode(p));
+    if let Some(p) = password {
+        db.execute_unprepared(&format!(
+            "ALTER ROLE {role} PASSWORD '{}'",
+            p.replace('\'', "''")
+        ))
+        .await
+        .ok();
+    }
+    db.close().await.ok();
+    Ok(())
+}
+
+/// A new, empty database for one test, owned by [`APP_ROLE`]; its URL, connecting as that role.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    static ROLE_READY: Mutex<bool> = Mutex::new(false);
+    let admin = postgres_admin_url()?;
+    let ready = *ROLE_READY.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready {
+        ensure_role(&admin, APP_ROLE).await?;
+        *ROLE_READY.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
     let name = format!("eh_test_{}", uuid::Uuid::new_v4().simple());
     let db = Database::connect(&admin)
         .await
         .with_context(|| format!("connect {admin}"))?;
-    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+    db.execute_unprepared(&format!("CREATE DATABASE {name} OWNER {APP_ROLE}"))
         .await?;
     db.close().await.ok();
     let base = admin
         .rsplit_once('/')
         .map(|(b, _)| b.to_string())
         .unwrap_or(admin);
-    Ok(format!("{base}/{name}"))
+    Ok(with_user(&format!("{base}/{name}"), APP_ROLE))
 }
 
 /// The NATS server tests share: `EH_TEST_NATS_URL`, else 127.0.0.1:4222, else a throwaway one.

@@ -7,6 +7,7 @@ use crate::store::{self, CaseRow};
 use eh_auth::{Auditor, Principal};
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_server::CaseworkService;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -81,8 +82,16 @@ impl CaseworkApi {
         Ok(())
     }
 
-    async fn view(&self, c: &CaseRow) -> Result<pb::Case, Status> {
-        let db = &self.casework.ctx.db;
+    /// A transaction held to the caller's tenant by row-level security (PostgreSQL): the case
+    /// reads below filter by case id alone. Opened after the audited admission, committed before
+    /// any further audit (embedded mode has one connection).
+    async fn scoped(&self, p: &Principal, tenant: &str) -> Result<DatabaseTransaction, Status> {
+        eh_store::begin_scoped(&self.casework.ctx.db, p.data_scope(tenant))
+            .await
+            .map_err(internal)
+    }
+
+    async fn view(&self, db: &impl ConnectionTrait, c: &CaseRow) -> Result<pb::Case, Status> {
         Ok(pb::Case {
             case_id: c.id.clone(),
             tenant: c.tenant.clone(),
@@ -116,7 +125,12 @@ impl CaseworkApi {
             .act(tenant, case_id, to, &p.actor(), reason.trim())
             .await
         {
-            Ok(Some(c)) => Ok(Response::new(self.view(&c).await?)),
+            Ok(Some(c)) => {
+                let txn = self.scoped(p, tenant).await?;
+                let view = self.view(&txn, &c).await?;
+                txn.commit().await.map_err(internal)?;
+                Ok(Response::new(view))
+            }
             Ok(None) => Err(Status::not_found(format!("no case {case_id}"))),
             Err(Error::Illegal(e)) => Err(Status::failed_precondition(e.to_string())),
             Err(e) => Err(internal(e)),
@@ -135,13 +149,16 @@ impl CaseworkService for CaseworkApi {
         let record = format!("case:{}", req.case_id);
         self.admit(&p, &req.tenant, "get_case", &record, READ_ROLES, true)
             .await?;
-        match store::get_case(&self.casework.ctx.db, &req.tenant, &req.case_id)
+        let txn = self.scoped(&p, &req.tenant).await?;
+        let view = match store::get_case(&txn, &req.tenant, &req.case_id)
             .await
             .map_err(internal)?
         {
-            Some(c) => Ok(Response::new(self.view(&c).await?)),
-            None => Err(Status::not_found(format!("no case {}", req.case_id))),
-        }
+            Some(c) => self.view(&txn, &c).await?,
+            None => return Err(Status::not_found(format!("no case {}", req.case_id))),
+        };
+        txn.commit().await.map_err(internal)?;
+        Ok(Response::new(view))
     }
 
     async fn list_cases(
@@ -167,13 +184,15 @@ impl CaseworkService for CaseworkApi {
             0 => 100,
             n => u64::from(n.min(1000)),
         };
-        let rows = store::list_cases(&self.casework.ctx.db, &req.tenant, state, family, limit)
+        let txn = self.scoped(&p, &req.tenant).await?;
+        let rows = store::list_cases(&txn, &req.tenant, state, family, limit)
             .await
             .map_err(internal)?;
         let mut cases = Vec::with_capacity(rows.len());
         for c in &rows {
-            cases.push(self.view(c).await?);
+            cases.push(self.view(&txn, c).await?);
         }
+        txn.commit().await.map_err(internal)?;
         Ok(Response::new(pb::ListCasesResponse { cases }))
     }
 

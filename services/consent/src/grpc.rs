@@ -180,11 +180,17 @@ impl ConsentService for ConsentApi {
             actor: p.actor(),
             role: p.role(),
         };
-        let (id, at, d) = self
-            .consent
-            .check(&req.tenant, &q, &asker)
+        // Read the ledger and keep the decision held to the caller's tenant by row-level
+        // security; committed before the audit below (which writes through the pool).
+        let txn = eh_store::begin_scoped(&self.consent.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
+        let (id, at, d) = self
+            .consent
+            .check(&txn, &req.tenant, &q, &asker)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
         // The decision itself also goes on the tamper-evident trail.
         let what = format!(
             "family:{} person:{} agency:{} category:{} purpose:{} decision:{id}",
@@ -325,13 +331,17 @@ impl ConsentService for ConsentApi {
                 &[Violation::new("family_id", "required")],
             ));
         }
-        let db = &self.consent.ctx.db;
-        let records = store::family_records(db, &req.tenant, req.family_id.trim())
+        // Held to the caller's tenant by row-level security too (a no-op on SQLite).
+        let db = eh_store::begin_scoped(&self.consent.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let overrides = store::family_overrides(db, &req.tenant, req.family_id.trim())
+        let records = store::family_records(&db, &req.tenant, req.family_id.trim())
             .await
             .map_err(internal)?;
+        let overrides = store::family_overrides(&db, &req.tenant, req.family_id.trim())
+            .await
+            .map_err(internal)?;
+        db.commit().await.map_err(internal)?;
         Ok(Response::new(ListConsentResponse {
             records: records.iter().map(convert::record_pb).collect(),
             overrides: overrides

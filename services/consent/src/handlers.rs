@@ -21,7 +21,7 @@ use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subject
 use eh_proto::consent::v1 as pb;
 use eh_proto::intake::v1::ReferralReceived;
 use prost::Message;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
 pub const TYPE_RECORDED: &str = eh_proto::catalogue::CONSENT_RECORDED.payload;
 pub const TYPE_WITHDRAWN: &str = eh_proto::catalogue::CONSENT_WITHDRAWN.payload;
@@ -198,24 +198,25 @@ impl Consent {
         Ok(())
     }
 
-    /// Decides `req` for `tenant` now, from that tenant's ledger only, and keeps the decision.
+    /// Decides `req` for `tenant` now, from that tenant's ledger only, and keeps the decision;
+    /// on `db` (a transaction scoped to the caller's tenant, from the gRPC door).
     pub async fn check(
         &self,
+        db: &impl ConnectionTrait,
         tenant: &str,
         req: &SharingRequest,
         asker: &Asker,
     ) -> Result<(String, DateTime<Utc>, SharingDecision), Error> {
         let now = self.ctx.clock.now();
-        let records: Vec<ConsentRecord> =
-            store::family_records(&self.ctx.db, tenant, &req.family_id)
-                .await?
-                .into_iter()
-                .map(|s| s.record)
-                .collect();
-        let overrides = store::family_overrides(&self.ctx.db, tenant, &req.family_id).await?;
+        let records: Vec<ConsentRecord> = store::family_records(db, tenant, &req.family_id)
+            .await?
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
+        let overrides = store::family_overrides(db, tenant, &req.family_id).await?;
         let decision = sharing::decide(&records, &overrides, req, now);
         let id = uuid::Uuid::now_v7().to_string();
-        store::insert_decision(&self.ctx.db, tenant, &id, now, asker, req, &decision).await?;
+        store::insert_decision(db, tenant, &id, now, asker, req, &decision).await?;
         Ok((id, now, decision))
     }
 }

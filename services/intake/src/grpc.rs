@@ -221,10 +221,15 @@ impl IntakeService for IntakeApi {
             &format!("referral:{}", req.referral_id),
         )
         .await?;
-        let stored = store::get(&self.intake.ctx.db, &req.tenant, &req.referral_id)
+        // Held to the caller's tenant by row-level security too (a no-op on SQLite).
+        let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
+            .await
+            .map_err(internal)?;
+        let stored = store::get(&txn, &req.tenant, &req.referral_id)
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no referral {}", req.referral_id)))?;
+        txn.commit().await.map_err(internal)?;
         Ok(Response::new(ReferralRecord {
             referral_id: stored.id,
             tenant: stored.tenant,
@@ -262,9 +267,13 @@ impl IntakeService for IntakeApi {
                 )
             })?),
         };
-        let candidates = crate::matching::candidates(&self.intake.ctx.db, &req.tenant, status)
+        let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
+        let candidates = crate::matching::candidates(&txn, &req.tenant, status)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
         Ok(Response::new(ListMatchCandidatesResponse {
             candidates: candidates.into_iter().map(candidate_pb).collect(),
         }))

@@ -28,12 +28,18 @@ impl NotificationsService for NotificationsApi {
                 "notifications",
             )
             .await?;
-        let rows = store::for_related(&self.db, &req.tenant, &req.related_id)
+        let failed = |e: sea_orm::DbErr| {
+            tracing::error!(error = %e, "list messages failed");
+            Status::internal("internal error")
+        };
+        // Held to the caller's tenant by row-level security too (a no-op on SQLite).
+        let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "list messages failed");
-                Status::internal("internal error")
-            })?;
+            .map_err(failed)?;
+        let rows = store::for_related(&txn, &req.tenant, &req.related_id)
+            .await
+            .map_err(failed)?;
+        txn.commit().await.map_err(failed)?;
         Ok(Response::new(ListMessagesResponse {
             messages: rows
                 .into_iter()

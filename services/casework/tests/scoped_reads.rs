@@ -1,0 +1,221 @@
+//! The gRPC reads of cases run in a transaction held to the caller's council: on PostgreSQL
+//! (connected, as production must be, as an ordinary role — see `eh_testkit::APP_ROLE`) row-level
+//! security hides another council's rows even from a query that filters by case id alone, as the
+//! timeline's does. SQLite (embedded mode, no row-level security) shows the difference. A denial
+//! for another council's case is still audited, in that council's name, with the chain intact.
+use chrono::Utc;
+use eh_auth::{Auditor, Principal};
+use eh_bus::embedded::EmbeddedTransport;
+use eh_bus::{Handled, Handler, Received, ServiceContext};
+use eh_casework::grpc::CaseworkApi;
+use eh_casework::handlers::{Casework, ReferralReceivedDoor};
+use eh_casework::{migrations, store};
+use eh_platform::clock::SystemClock;
+use eh_proto::casework::v1 as pb;
+use eh_proto::casework::v1::casework_service_server::CaseworkService;
+use eh_proto::intake::v1 as intake;
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+struct Env {
+    api: CaseworkApi,
+    ns: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(postgres: bool) -> anyhow::Result<Env> {
+    let dir = tempfile::tempdir()?;
+    let settings = Arc::new(eh_testkit::settings(false, dir.path(), None, None).await?);
+    let location = eh_testkit::service_location(postgres, dir.path(), "casework").await?;
+    let db = eh_store::connect(&location).await?;
+    eh_store::migrate(&db, "casework", &migrations()).await?;
+    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
+    let ctx = ServiceContext::new(
+        eh_casework::SERVICE,
+        settings.clone(),
+        db.clone(),
+        Arc::new(EmbeddedTransport::open(bus_db).await?),
+        Arc::new(SystemClock),
+    );
+    let casework = Casework {
+        calendars: Arc::new(Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?),
+        ctx,
+    };
+    Ok(Env {
+        api: CaseworkApi {
+            casework,
+            auditor: Auditor::new(db),
+        },
+        ns: settings.bus.namespace.clone(),
+        _dir: dir,
+    })
+}
+
+fn referral_received(ns: &str) -> Received {
+    let event = intake::ReferralReceived {
+        referral_id: "ref-1".into(),
+        family_id: "fam-1".into(),
+        received_at: Utc::now().to_rfc3339(),
+        referral: Some(intake::Referral {
+            route: "practitioner".into(),
+            source: Some(intake::Source {
+                system: "hub".into(),
+                reference: "R1".into(),
+            }),
+            family_members: vec![intake::FamilyMember {
+                given_name: "Jo".into(),
+                family_name: "Bloggs".into(),
+                relationship: "mother".into(),
+                parental_responsibility: Some(true),
+                email: Some("jo@example.org".into()),
+                ..Default::default()
+            }],
+            consent: Some(intake::Consent {
+                obtained: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut headers = BTreeMap::new();
+    headers.insert("Eh-Id".to_string(), "evt-1".to_string());
+    Received {
+        subject: format!("{ns}.worcs.intake.referral_received"),
+        headers,
+        payload: event.encode_to_vec().into(),
+        delivered: 1,
+        stream_seq: 1,
+    }
+}
+
+fn person(tenant: &str, subject: &str) -> Principal {
+    Principal::Person {
+        tenant: tenant.into(),
+        subject: subject.into(),
+        agency: None,
+        roles: vec!["practitioner".into()],
+    }
+}
+
+fn req<T>(p: &Principal, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.extensions_mut().insert(p.clone());
+    r
+}
+
+async fn another_councils_row_is_hidden_from_a_case_read(postgres: bool) -> anyhow::Result<()> {
+    let e = env(postgres).await?;
+    let cw = &e.api.casework;
+    assert_eq!(
+        ReferralReceivedDoor(cw.clone())
+            .handle(&referral_received(&e.ns))
+            .await?,
+        Handled::Done
+    );
+    let case = store::list_cases(&cw.ctx.db, "worcs", None, None, 10)
+        .await?
+        .into_iter()
+        .next()
+        .expect("a case");
+    // A staffs row under worcs' case id: what a query filtering by case id alone would disclose
+    // (written in the system scope, as a handler acting for staffs could).
+    store::add_step(
+        &cw.ctx.db,
+        "staffs",
+        &case.id,
+        Utc::now(),
+        &store::Step {
+            kind: "note",
+            from: None,
+            to: None,
+            actor: "person:staffs-worker",
+            reason: "staffs only",
+            cause_id: "x",
+        },
+    )
+    .await?;
+
+    let worcs = person("worcs", "w-worker");
+    let got = e
+        .api
+        .get_case(req(
+            &worcs,
+            pb::GetCaseRequest {
+                tenant: "worcs".into(),
+                case_id: case.id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let listed = e
+        .api
+        .list_cases(req(
+            &worcs,
+            pb::ListCasesRequest {
+                tenant: "worcs".into(),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(listed.cases.len(), 1);
+    for timeline in [&got.timeline, &listed.cases[0].timeline] {
+        assert!(!timeline.is_empty(), "worcs' own steps are shown");
+        let leaked = timeline.iter().any(|t| t.reason == "staffs only");
+        // Row-level security on PostgreSQL; embedded mode relies on the queries' filters alone.
+        assert_eq!(leaked, !postgres, "{timeline:?}");
+    }
+
+    // A staffs practitioner asking for worcs' case: refused, and audited in worcs' name although
+    // the caller belongs to staffs (the audit writes in the system scope, not the caller's).
+    let staffs = person("staffs", "s-worker");
+    let err = e
+        .api
+        .get_case(req(
+            &staffs,
+            pb::GetCaseRequest {
+                tenant: "worcs".into(),
+                case_id: case.id.clone(),
+            },
+        ))
+        .await
+        .expect_err("another council's case");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Under its own council, the worcs case does not exist for staffs.
+    let err = e
+        .api
+        .get_case(req(
+            &staffs,
+            pb::GetCaseRequest {
+                tenant: "staffs".into(),
+                case_id: case.id.clone(),
+            },
+        ))
+        .await
+        .expect_err("not theirs");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let entries = e.api.auditor.entries("worcs").await?;
+    assert!(
+        entries
+            .iter()
+            .any(|(actor, action, _, decision, _)| actor == "person:s-worker"
+                && action == "get_case"
+                && decision == "denied"),
+        "{entries:?}"
+    );
+    assert_eq!(e.api.auditor.verify().await?, None, "the chain is intact");
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_another_councils_row_is_hidden_from_a_case_read() -> anyhow::Result<()> {
+    another_councils_row_is_hidden_from_a_case_read(true).await
+}
+
+#[tokio::test]
+async fn sqlite_has_no_row_level_security_so_a_case_read_shows_the_stray_row() -> anyhow::Result<()>
+{
+    another_councils_row_is_hidden_from_a_case_read(false).await
+}
