@@ -26,6 +26,8 @@ pub struct TestApp {
     pub faults: Arc<Faults>,
     /// The services' clock: the wall clock, or a manual one the test moves.
     pub clock: Arc<dyn eh_platform::Clock>,
+    /// What [`TestApp::start`] runs (every target unless spawned with fewer).
+    pub targets: Vec<Target>,
     pub dir: tempfile::TempDir,
 }
 
@@ -99,10 +101,30 @@ impl TestApp {
         Self::spawn_full(distributed, nats, Arc::new(eh_platform::SystemClock)).await
     }
 
+    /// Starts only `targets` (e.g. the first slice's intake and notifications).
+    pub async fn spawn_targets(distributed: bool, targets: &[Target]) -> anyhow::Result<Self> {
+        Self::spawn_with(
+            distributed,
+            None,
+            Arc::new(eh_platform::SystemClock),
+            targets.to_vec(),
+        )
+        .await
+    }
+
     async fn spawn_full(
         distributed: bool,
         nats: Option<String>,
         clock: Arc<dyn eh_platform::Clock>,
+    ) -> anyhow::Result<Self> {
+        Self::spawn_with(distributed, nats, clock, Target::ALL.to_vec()).await
+    }
+
+    async fn spawn_with(
+        distributed: bool,
+        nats: Option<String>,
+        clock: Arc<dyn eh_platform::Clock>,
+        targets: Vec<Target>,
     ) -> anyhow::Result<Self> {
         init_telemetry();
         let dir = tempfile::tempdir()?;
@@ -114,6 +136,7 @@ impl TestApp {
             smtp,
             faults: Arc::new(Faults::default()),
             clock,
+            targets,
             dir,
         };
         t.start().await?;
@@ -122,7 +145,7 @@ impl TestApp {
 
     /// Starts (or starts again, after [`TestApp::stop`]) the application on the same settings.
     pub async fn start(&mut self) -> anyhow::Result<()> {
-        let mut opts = AppOptions::new(self.settings.clone(), Target::ALL.to_vec());
+        let mut opts = AppOptions::new(self.settings.clone(), self.targets.clone());
         opts.faults = self.faults.clone();
         opts.clock = self.clock.clone();
         opts.http_listener = Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?);

@@ -1,7 +1,7 @@
 //! The transactional outbox: a service writes the events a change causes in the same database
 //! transaction as the change; the relay publishes them afterwards.
 use crate::{OutboundMessage, Result};
-use eh_store::{Migration, stmt};
+use eh_store::{Migration, Rows};
 use sea_orm::ConnectionTrait;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -42,19 +42,32 @@ impl Outbox {
 
     /// Adds `msg` to the outbox inside the caller's transaction.
     pub async fn enqueue(&self, txn: &impl ConnectionTrait, msg: &OutboundMessage) -> Result<()> {
-        let headers = serde_json::to_string(&msg.headers).unwrap_or_else(|_| "{}".into());
-        txn.execute_raw(stmt(
-            txn.get_database_backend(),
-            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
-            [
+        self.enqueue_all(txn, std::slice::from_ref(msg)).await
+    }
+
+    /// Adds every message of `msgs` to the outbox inside the caller's transaction, in one round
+    /// trip per few thousand values.
+    pub async fn enqueue_all(
+        &self,
+        txn: &impl ConnectionTrait,
+        msgs: &[OutboundMessage],
+    ) -> Result<()> {
+        let mut rows = Rows::new(
+            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at)",
+            5,
+        );
+        let now = chrono::Utc::now();
+        for msg in msgs {
+            let headers = serde_json::to_string(&msg.headers).unwrap_or_else(|_| "{}".into());
+            rows.push([
                 msg.msg_id.clone().into(),
                 msg.subject.clone().into(),
                 headers.into(),
                 msg.payload.clone().into(),
-                chrono::Utc::now().into(),
-            ],
-        ))
-        .await?;
+                now.into(),
+            ]);
+        }
+        rows.write(txn).await?;
         Ok(())
     }
 

@@ -203,6 +203,95 @@ pub fn ddl(backend: DbBackend, sql: &str) -> String {
         .replace("{serial}", serial)
 }
 
+/// Rows for one table, written by as few multi-row `INSERT`s as the backends' bound-parameter
+/// limits allow (one round trip per few thousand values instead of one per row).
+#[derive(Debug, Clone)]
+pub struct Rows {
+    /// `INSERT INTO t (a, b, c)`: the values list is appended.
+    head: &'static str,
+    /// Appended after the values, e.g. `ON CONFLICT (…) DO NOTHING`.
+    tail: &'static str,
+    width: usize,
+    values: Vec<Value>,
+}
+
+/// Bound parameters per statement: under SQLite's 32,766 and PostgreSQL's 65,535.
+const MAX_PARAMS: usize = 30_000;
+
+impl Rows {
+    /// Rows of `width` values for `head` (`INSERT INTO t (a, b, c)`).
+    pub fn new(head: &'static str, width: usize) -> Self {
+        Self::with_tail(head, width, "")
+    }
+
+    /// As [`Rows::new`], with `tail` after the values (e.g. an `ON CONFLICT` clause).
+    pub fn with_tail(head: &'static str, width: usize, tail: &'static str) -> Self {
+        Self {
+            head,
+            tail,
+            width: width.max(1),
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds one row; it must have the width the rows were made with.
+    pub fn push(&mut self, row: impl IntoIterator<Item = Value>) {
+        let before = self.values.len();
+        self.values.extend(row);
+        debug_assert_eq!(self.values.len() - before, self.width, "{}", self.head);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len() / self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The statements that write the rows, in order.
+    pub fn statements(&self, backend: DbBackend) -> Vec<Statement> {
+        let per = (MAX_PARAMS / self.width).max(1) * self.width;
+        self.values
+            .chunks(per)
+            .map(|chunk| {
+                let rows = chunk.len() / self.width;
+                let mut sql = String::with_capacity(self.head.len() + rows * self.width * 5);
+                sql.push_str(self.head);
+                sql.push_str(" VALUES ");
+                for r in 0..rows {
+                    if r > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('(');
+                    for c in 0..self.width {
+                        if c > 0 {
+                            sql.push_str(", ");
+                        }
+                        sql.push('$');
+                        sql.push_str(&(r * self.width + c + 1).to_string());
+                    }
+                    sql.push(')');
+                }
+                if !self.tail.is_empty() {
+                    sql.push(' ');
+                    sql.push_str(self.tail);
+                }
+                stmt(backend, &sql, chunk.iter().cloned())
+            })
+            .collect()
+    }
+
+    /// Writes the rows; returns how many the database reports written.
+    pub async fn write(&self, db: &impl ConnectionTrait) -> Result<u64, sea_orm::DbErr> {
+        let mut written = 0;
+        for s in self.statements(db.get_database_backend()) {
+            written += db.execute_raw(s).await?.rows_affected();
+        }
+        Ok(written)
+    }
+}
+
 /// A cheap round trip, for readiness.
 pub async fn ping(db: &DatabaseConnection) -> Result<()> {
     db.execute_unprepared("SELECT 1").await?;
@@ -225,6 +314,60 @@ mod tests {
     fn password_is_percent_encoded_into_the_url() {
         let u = with_password("postgres://eh@db:5432/x?sslmode=require", "p@ss:w/rd").unwrap();
         assert_eq!(u, "postgres://eh:p%40ss%3Aw%2Frd@db:5432/x?sslmode=require");
+    }
+
+    #[test]
+    fn rows_are_written_in_chunks_under_the_parameter_limit() {
+        let mut rows = Rows::with_tail("INSERT INTO t (a, b)", 2, "ON CONFLICT DO NOTHING");
+        assert!(rows.is_empty());
+        for i in 0..(MAX_PARAMS / 2 + 1) {
+            rows.push([(i as i64).into(), "x".into()]);
+        }
+        assert_eq!(rows.len(), MAX_PARAMS / 2 + 1);
+        let s = rows.statements(DbBackend::Postgres);
+        assert_eq!(s.len(), 2);
+        assert!(
+            s[1].sql.ends_with("VALUES ($1, $2) ON CONFLICT DO NOTHING"),
+            "{}",
+            s[1].sql
+        );
+        assert_eq!(s[0].values.as_ref().map(|v| v.0.len()), Some(MAX_PARAMS));
+        let sqlite = rows.statements(DbBackend::Sqlite);
+        assert!(
+            sqlite[0].sql.contains("(?1, ?2), (?3, ?4)"),
+            "{}",
+            &sqlite[0].sql[..60]
+        );
+    }
+
+    #[tokio::test]
+    async fn rows_round_trip_through_sqlite() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT NULL)")
+            .await
+            .unwrap();
+        let mut rows = Rows::with_tail("INSERT INTO t (a, b)", 2, "ON CONFLICT (a) DO NOTHING");
+        for i in 0..20_000_i64 {
+            let b: Option<String> = (i % 2 == 0).then(|| format!("v{i}"));
+            rows.push([i.into(), b.into()]);
+        }
+        rows.push([0_i64.into(), "again".into()]);
+        assert_eq!(rows.write(&db).await.unwrap(), 20_000);
+        let r = db
+            .query_one_raw(stmt(
+                DbBackend::Sqlite,
+                "SELECT COUNT(*), COUNT(b), MAX(a) FROM t",
+                [],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let counts: (i64, i64, i64) = (
+            r.try_get_by_index(0).unwrap(),
+            r.try_get_by_index(1).unwrap(),
+            r.try_get_by_index(2).unwrap(),
+        );
+        assert_eq!(counts, (20_000, 10_000, 19_999));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Taking a request for support, whichever door it came through: validate against the contract,
-//! then in one transaction claim the inbox (bus door), store the referral once per
+//! then, in one transaction with the other referrals of its tenant waiting at the same moment
+//! (`batch.rs`), claim the inbox (bus door), store the referral once per
 //! (tenant, source.system, source.reference) with each person matched against the people the
 //! tenant already holds (attached, new, or new with candidates for a practitioner: see
 //! `matching.rs`), and put `referral_received` — or, for a refused document,
 //! `referral_rejected` with every reason — in the outbox.
 use crate::CONSUMER_INBOUND;
+use crate::batch::{Batches, Job};
 use crate::domain::contract::{self, Rejection};
 use crate::domain::matching::MatchPolicy;
 use crate::matching::{self, HeldPeople, Resolution, ResolveError};
@@ -12,7 +14,7 @@ use crate::store;
 use async_trait::async_trait;
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
-use eh_proto::intake::v1::{Referral, ReferralReceived, ReferralRejected};
+use eh_proto::intake::v1::{Referral, ReferralRejected};
 use prost::Message;
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 
@@ -48,6 +50,8 @@ pub struct Door<'a> {
 #[derive(Clone)]
 pub struct Intake {
     pub ctx: ServiceContext,
+    /// Each tenant's referrals waiting to be stored (`batch.rs`).
+    pub(crate) batches: Batches,
     /// The people each tenant holds, for matching (one set of indexes per replica).
     pub people: HeldPeople,
 }
@@ -61,6 +65,7 @@ impl Intake {
     pub fn with_policy(ctx: ServiceContext, policy: MatchPolicy) -> Self {
         Self {
             ctx,
+            batches: Batches::default(),
             people: HeldPeople::new(policy),
         }
     }
@@ -69,7 +74,8 @@ impl Intake {
         self.ctx.settings.tenants.contains_key(tenant)
     }
 
-    /// Takes a document: validated already (`Ok`) or refused (`Err`).
+    /// Takes a document: validated already (`Ok`) or refused (`Err`). A valid referral is
+    /// stored in its tenant's next batch (`batch.rs`).
     pub async fn submit(
         &self,
         tenant: &str,
@@ -84,10 +90,31 @@ impl Intake {
                 format!("unknown tenant {tenant:?}"),
             ))
         };
-        if parsed.is_ok() {
-            // The first referral of a tenant on this replica loads its people, before any lock.
-            self.people.ensure_loaded(&self.ctx.db, tenant).await?;
-        }
+        let (document, referral) = match parsed {
+            Ok(p) => p,
+            Err(rejection) => return self.reject(tenant, rejection, &door).await,
+        };
+        // The first referral of a tenant on this replica loads its people, before any lock.
+        self.people.ensure_loaded(&self.ctx.db, tenant).await?;
+        let now = self.ctx.clock.now();
+        let job = Job {
+            envelope: self.envelope(TYPE_RECEIVED, tenant, &door, now),
+            referral,
+            document,
+            actor: door.actor.to_string(),
+            inbound: door.inbound.cloned(),
+            now,
+        };
+        self.store_batched(tenant, job).await
+    }
+
+    /// Refuses a document: `referral_rejected` with every reason, nothing stored.
+    async fn reject(
+        &self,
+        tenant: &str,
+        rejection: Rejection,
+        door: &Door<'_>,
+    ) -> Result<Outcome, StoreError> {
         let txn = self.ctx.db.begin().await?;
         if let Some(msg) = door.inbound
             && !inbox::claim(&txn, CONSUMER_INBOUND, &msg.key())
@@ -98,58 +125,11 @@ impl Intake {
             return Ok(Outcome::AlreadyHandled);
         }
         let now = self.ctx.clock.now();
-        let outcome = match parsed {
-            Err(rejection) => {
-                self.emit_rejected(&txn, tenant, &rejection, &door, now)
-                    .await?;
-                Outcome::Rejected(rejection)
-            }
-            Ok((doc, referral)) => {
-                // One writer of this tenant's people at a time, on every replica (matching.rs).
-                let stamp = matching::lock_people(&txn, tenant).await?;
-                let source = referral.source.clone().unwrap_or_default();
-                let held =
-                    store::find_by_source(&txn, tenant, &source.system, &source.reference).await?;
-                let stored = match held {
-                    Some(_) => None,
-                    None => {
-                        let matched = self
-                            .people
-                            .match_referral(&txn, tenant, &referral, stamp)
-                            .await?;
-                        store::insert(
-                            &txn, tenant, &referral, &doc, door.actor, now, &matched, stamp,
-                        )
-                        .await?
-                    }
-                };
-                match stored {
-                    Some(stored) => {
-                        self.emit_received(&txn, &stored, &door, now).await?;
-                        Outcome::Stored(Box::new(stored))
-                    }
-                    None => {
-                        let (id, received_at) = match held {
-                            Some(h) => h,
-                            None => store::find_by_source(
-                                &txn,
-                                tenant,
-                                &source.system,
-                                &source.reference,
-                            )
-                            .await?
-                            .ok_or_else(|| {
-                                sea_orm::DbErr::RecordNotFound("referral held but not found".into())
-                            })?,
-                        };
-                        Outcome::Duplicate { id, received_at }
-                    }
-                }
-            }
-        };
+        self.emit_rejected(&txn, tenant, &rejection, door, now)
+            .await?;
         txn.commit().await?;
         self.ctx.outbox.committed();
-        Ok(outcome)
+        Ok(Outcome::Rejected(rejection))
     }
 
     fn envelope(
@@ -162,37 +142,6 @@ impl Intake {
         let cause = door.inbound.and_then(|m| m.envelope());
         let key = door.inbound.map(|m| m.key()).unwrap_or_default();
         Envelope::new(event_type, tenant, door.actor, now).caused_by(cause.as_ref(), &key)
-    }
-
-    async fn emit_received(
-        &self,
-        txn: &DatabaseTransaction,
-        stored: &store::StoredReferral,
-        door: &Door<'_>,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), StoreError> {
-        let event = ReferralReceived {
-            referral_id: stored.id.clone(),
-            family_id: stored.family_id.clone(),
-            received_at: stored.received_at.to_rfc3339(),
-            referral: Some(stored.referral.clone()),
-            children: stored.children.clone(),
-            family_members: stored.family_members.clone(),
-            re_referral: stored.re_referral,
-            known_family: stored.known_family,
-        };
-        let env = self.envelope(TYPE_RECEIVED, &stored.tenant, door, now);
-        let subject =
-            eh_proto::catalogue::REFERRAL_RECEIVED.subject(self.ctx.namespace(), &stored.tenant);
-        self.ctx
-            .outbox
-            .enqueue(
-                txn,
-                &OutboundMessage::event(subject, &env, event.encode_to_vec()),
-            )
-            .await
-            .map_err(bus_err)?;
-        Ok(())
     }
 
     async fn emit_rejected(
@@ -258,7 +207,7 @@ impl Intake {
     }
 }
 
-fn bus_err(e: eh_bus::Error) -> StoreError {
+pub(crate) fn bus_err(e: eh_bus::Error) -> StoreError {
     match e {
         eh_bus::Error::Db(d) => StoreError(d),
         other => StoreError(sea_orm::DbErr::Custom(other.to_string())),

@@ -2,6 +2,7 @@
 //! `<ns>.<tenant>.inbound.referral` and from practitioners over gRPC, validates them against the
 //! published contract, stores each once, and announces `referral_received` (or
 //! `referral_rejected` with every reason).
+pub mod batch;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
@@ -15,6 +16,10 @@ use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "intake";
+/// Inbound referrals handled at once by one replica; each tenant's waiting ones are stored
+/// together (`batch.rs`).
+pub const INBOUND_CONCURRENCY: usize = 128;
+
 pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
 
 /// Every migration of intake's database, in order.
@@ -73,7 +78,8 @@ pub fn start(
     }
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
-        16,
+        // Messages in hand at once: what one tenant's batch can hold (batch.rs).
+        INBOUND_CONCURRENCY,
         Arc::new(handlers::InboundReferral {
             intake: intake.clone(),
         }),

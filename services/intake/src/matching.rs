@@ -19,8 +19,12 @@
 //!
 //! The lock also closes a race the index alone could not: two replicas taking referrals for the
 //! same new family at once would both see nobody held and both create the people. Serialised,
-//! the second sees the first's people and attaches. The cost is that one tenant's referrals are
-//! stored one at a time (a few milliseconds each); tenants do not wait for one another.
+//! the second sees the first's people and attaches. The cost is that one tenant's writers go
+//! one at a time; tenants do not wait for one another. So a replica stores every referral of a
+//! tenant waiting at once in one batch under one lock (`batch.rs`): the batch matches each
+//! referral against the index plus the people the batch itself created so far
+//! ([`LockedIndex::insert`]), so two referrals of one new family in one batch still attach to
+//! each other.
 //!
 //! Rows written without a version (by a build older than this migration, during a rolling
 //! upgrade) carry version 0 and are only seen by a full load: restart replicas after one.
@@ -36,7 +40,7 @@ use crate::domain::matching::{
     PersonIndex, PersonMatch, ReferralMatch,
 };
 use eh_proto::intake::v1::{PersonRef, Referral};
-use eh_store::{Migration, stmt};
+use eh_store::{Migration, Rows, stmt};
 use sea_orm::{ConnectionTrait, DbErr};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -236,7 +240,30 @@ pub struct HeldPeople {
 struct TenantSlot {
     /// Set once this replica has loaded the tenant's people ([`HeldPeople::ensure_loaded`]).
     loaded: tokio::sync::OnceCell<()>,
-    people: tokio::sync::Mutex<TenantPeople>,
+    people: Arc<tokio::sync::Mutex<TenantPeople>>,
+}
+
+/// One tenant's index, refreshed to a lock stamp and held (see [`HeldPeople::lock_index`]).
+pub struct LockedIndex {
+    held: tokio::sync::OwnedMutexGuard<TenantPeople>,
+    policy: Arc<MatchPolicy>,
+}
+
+impl LockedIndex {
+    /// Matches every person named in `referral` against the people held.
+    pub fn match_referral(&self, referral: &Referral) -> ReferralMatch {
+        matching::match_referral(&self.held.index, referral, &self.policy)
+    }
+
+    /// Adds a person the lock holder's transaction is creating, so the next referral of the same
+    /// batch matches them; the caller removes them again should the transaction not commit.
+    pub fn insert(&mut self, person: HeldPerson) {
+        self.held.index.insert(person);
+    }
+
+    pub fn remove(&mut self, person_id: &str) {
+        self.held.index.remove(person_id);
+    }
 }
 
 impl HeldPeople {
@@ -295,6 +322,25 @@ impl HeldPeople {
         Ok(())
     }
 
+    /// The tenant's index as of the lock `stamp` of `txn` (which must be the transaction
+    /// holding it), held by the caller until dropped. The people the transaction creates carry
+    /// the stamp's version, so the next refresh reads them from the database whatever became of
+    /// the transaction.
+    pub async fn lock_index(
+        &self,
+        txn: &impl ConnectionTrait,
+        tenant: &str,
+        stamp: Stamp,
+    ) -> Result<LockedIndex, DbErr> {
+        let slot = self.tenant(tenant);
+        let mut held = slot.people.clone().lock_owned().await;
+        Self::refresh(txn, tenant, &mut held, stamp).await?;
+        Ok(LockedIndex {
+            held,
+            policy: self.policy.clone(),
+        })
+    }
+
     /// Matches every person named in `referral` against the people `tenant` holds, as of the
     /// lock `stamp` of `txn` (which must be the transaction holding it).
     pub async fn match_referral(
@@ -304,14 +350,10 @@ impl HeldPeople {
         referral: &Referral,
         stamp: Stamp,
     ) -> Result<ReferralMatch, DbErr> {
-        let slot = self.tenant(tenant);
-        let mut held = slot.people.lock().await;
-        Self::refresh(txn, tenant, &mut held, stamp).await?;
-        Ok(matching::match_referral(
-            &held.index,
-            referral,
-            &self.policy,
-        ))
+        Ok(self
+            .lock_index(txn, tenant, stamp)
+            .await?
+            .match_referral(referral))
     }
 
     /// Loads the tenant's index from the database now, without taking the tenant's lock, so
@@ -379,11 +421,31 @@ fn json(v: &impl serde::Serialize) -> Result<String, DbErr> {
     serde_json::to_string(v).map_err(|e| DbErr::Custom(e.to_string()))
 }
 
-/// Stores the decision for the person at `position` of a referral (now `person_id`: the held
+/// The rows of `match_decisions` a batch writes.
+pub fn decision_rows() -> Rows {
+    Rows::new(
+        "INSERT INTO match_decisions (id, tenant, referral_id, position, role, person_id, decision,
+           matched_person_id, identifier, score, fields, notes, decided_at)",
+        13,
+    )
+}
+
+/// The rows of `match_candidates` a batch writes.
+pub fn candidate_rows() -> Rows {
+    Rows::new(
+        "INSERT INTO match_candidates (id, tenant, referral_id, new_person_id, existing_person_id,
+           score, fields, status, created_at)",
+        9,
+    )
+}
+
+/// Adds the decision for the person at `position` of a referral (now `person_id`: the held
 /// person when attached, else the one just created), with its score and fields; and, in the
 /// grey zone, a pending candidate per held person who may be them.
-pub async fn record_decision(
-    txn: &impl ConnectionTrait,
+#[allow(clippy::too_many_arguments)]
+pub fn push_decision(
+    decisions: &mut Rows,
+    candidates: &mut Rows,
     tenant: &str,
     referral_id: &str,
     position: i32,
@@ -391,7 +453,6 @@ pub async fn record_decision(
     m: &PersonMatch,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DbErr> {
-    let b = txn.get_database_backend();
     let d = &m.result.decision;
     let (matched, identifier, score): (Option<&str>, Option<Identifier>, Option<_>) = match d {
         MatchDecision::Exact {
@@ -414,46 +475,33 @@ pub async fn record_decision(
         },
     };
     let no_fields: Vec<FieldMatch> = Vec::new();
-    txn.execute_raw(stmt(
-        b,
-        "INSERT INTO match_decisions (id, tenant, referral_id, position, role, person_id, decision,
-           matched_person_id, identifier, score, fields, notes, decided_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        [
+    decisions.push([
+        uuid::Uuid::now_v7().to_string().into(),
+        tenant.into(),
+        referral_id.into(),
+        position.into(),
+        m.role.as_str().into(),
+        person_id.into(),
+        decision_name(d).into(),
+        matched.map(str::to_string).into(),
+        identifier.map(|i| i.as_str().to_string()).into(),
+        score.map(|s| s.score).into(),
+        json(score.map_or(&no_fields, |s| &s.fields))?.into(),
+        json(&m.result.notes)?.into(),
+        now.into(),
+    ]);
+    for c in m.candidates() {
+        candidates.push([
             uuid::Uuid::now_v7().to_string().into(),
             tenant.into(),
             referral_id.into(),
-            position.into(),
-            m.role.as_str().into(),
             person_id.into(),
-            decision_name(d).into(),
-            matched.map(str::to_string).into(),
-            identifier.map(|i| i.as_str().to_string()).into(),
-            score.map(|s| s.score).into(),
-            json(score.map_or(&no_fields, |s| &s.fields))?.into(),
-            json(&m.result.notes)?.into(),
+            c.person_id.clone().into(),
+            c.score.score.into(),
+            json(&c.score.fields)?.into(),
+            "pending".into(),
             now.into(),
-        ],
-    ))
-    .await?;
-    for c in m.candidates() {
-        txn.execute_raw(stmt(
-            b,
-            "INSERT INTO match_candidates (id, tenant, referral_id, new_person_id, existing_person_id,
-               score, fields, status, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
-            [
-                uuid::Uuid::now_v7().to_string().into(),
-                tenant.into(),
-                referral_id.into(),
-                person_id.into(),
-                c.person_id.clone().into(),
-                c.score.score.into(),
-                json(&c.score.fields)?.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
+        ]);
     }
     Ok(())
 }

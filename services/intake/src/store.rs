@@ -1,9 +1,12 @@
 //! Intake's own tables: referrals, families, people and who is on which referral.
-use crate::domain::matching::{ReferralMatch, ReferralRole, previous_referral_within_window};
+use crate::domain::matching::{
+    HeldPerson, ReferralMatch, ReferralRole, previous_referral_within_window,
+};
 use crate::matching::Stamp;
 use eh_proto::intake::v1::{Child, FamilyMember, PersonRef, Referral};
-use eh_store::{Migration, stmt};
+use eh_store::{Migration, Rows, stmt};
 use sea_orm::{ConnectionTrait, DbErr};
+use std::collections::{HashMap, HashSet};
 
 /// Intake's tables, then what matching added to them (see `matching.rs`).
 pub const MIGRATIONS: &[Migration] = &[
@@ -101,263 +104,320 @@ pub async fn family_referrals(
     .collect()
 }
 
-/// Inserts the referral unless (tenant, system, reference) is held; `None` when it was.
-///
-/// `matched` says, for each person named, whether they are a held person (linked, not created
-/// again) or new (created in the referral's family); the referral is filed under the held
-/// family when there is one, else under a new family. Every decision is stored with its score
-/// and fields (and grey-zone candidates for a practitioner). `stamp` proves the transaction
-/// holds the tenant's people lock; new people carry its version.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert(
-    txn: &impl ConnectionTrait,
-    tenant: &str,
-    referral: &Referral,
-    document: &serde_json::Value,
-    actor: &str,
-    now: chrono::DateTime<chrono::Utc>,
-    matched: &ReferralMatch,
+/// The rows a batch of referrals writes, built in memory as each referral is matched and written
+/// at the end by one multi-row `INSERT` per table (see `batch.rs`). `stamp` proves the batch's
+/// transaction holds the tenant's people lock; new people carry its version.
+pub struct Plan {
     stamp: Stamp,
-) -> Result<Option<StoredReferral>, DbErr> {
-    let b = txn.get_database_backend();
-    let id = uuid::Uuid::now_v7().to_string();
-    let source = referral.source.clone().unwrap_or_default();
-    let referrer = referral.referrer.clone().unwrap_or_default();
-    let postcode = referral.address.as_ref().map(|a| a.postcode.clone());
-    let (family_id, known_family) = match &matched.family_id {
-        Some(f) => (f.clone(), true),
-        None => (uuid::Uuid::now_v7().to_string(), false),
-    };
-    let previous_referral_id = if known_family {
-        let history = family_referrals(txn, tenant, &family_id).await?;
-        previous_referral_within_window(&history, now).map(str::to_string)
-    } else {
-        None
-    };
-    let re_referral = previous_referral_id.is_some();
-    // A new family first (the referral refers to it), then claim the natural key.
-    if !known_family {
-        txn.execute_raw(stmt(
-            b,
-            "INSERT INTO families (id, tenant, postcode, created_at) VALUES ($1, $2, $3, $4)",
-            [
+    families: Rows,
+    referrals: Rows,
+    people: Rows,
+    links: Rows,
+    decisions: Rows,
+    candidates: Rows,
+    /// Families created by this batch.
+    new_families: HashSet<String>,
+    /// This batch's referrals of each family: (id, received at).
+    by_family: HashMap<String, Vec<(String, chrono::DateTime<chrono::Utc>)>>,
+}
+
+impl Plan {
+    pub fn new(stamp: Stamp) -> Self {
+        Self {
+            stamp,
+            families: Rows::new(
+                "INSERT INTO families (id, tenant, postcode, created_at)",
+                4,
+            ),
+            referrals: Rows::new(
+                "INSERT INTO referrals (id, tenant, source_system, source_reference, route,
+                   family_id, referrer_name, referrer_agency, referrer_email, significant_harm_risk,
+                   consent_obtained, submitted_at, received_at, received_by, document,
+                   known_family, re_referral, previous_referral_id)",
+                18,
+            ),
+            people: Rows::new(
+                "INSERT INTO people (id, tenant, family_id, kind, given_name, family_name,
+                   date_of_birth, expected_date_of_delivery, gender, relationship,
+                   parental_responsibility, nhs_number, upn, email, phone, postcode,
+                   safe_to_contact, created_at, version)",
+                19,
+            ),
+            links: Rows::new(
+                "INSERT INTO referral_people (referral_id, person_id, role, position)",
+                4,
+            ),
+            decisions: crate::matching::decision_rows(),
+            candidates: crate::matching::candidate_rows(),
+            new_families: HashSet::new(),
+            by_family: HashMap::new(),
+        }
+    }
+
+    /// Whether `family_id` is created by this batch (so the database has no referrals of it).
+    pub fn is_new_family(&self, family_id: &str) -> bool {
+        self.new_families.contains(family_id)
+    }
+
+    /// Adds one referral. `matched` says, for each person named, whether they are a held person
+    /// (linked, not created again) or new (created in the referral's family); the referral is
+    /// filed under the held family when there is one, else under a new family. `held_history`
+    /// is that family's referrals already in the database (this batch's are added here). Every
+    /// decision is stored with its score and fields (and grey-zone candidates for a
+    /// practitioner). Returns the referral as stored and the people it creates, for the index.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        tenant: &str,
+        referral: &Referral,
+        document: &serde_json::Value,
+        actor: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        matched: &ReferralMatch,
+        mut held_history: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    ) -> Result<(StoredReferral, Vec<HeldPerson>), DbErr> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let source = referral.source.clone().unwrap_or_default();
+        let referrer = referral.referrer.clone().unwrap_or_default();
+        let postcode = referral.address.as_ref().map(|a| a.postcode.clone());
+        let (family_id, known_family) = match &matched.family_id {
+            Some(f) => (f.clone(), true),
+            None => (uuid::Uuid::now_v7().to_string(), false),
+        };
+        let previous_referral_id = if known_family {
+            held_history.extend(self.by_family.get(&family_id).into_iter().flatten().cloned());
+            previous_referral_within_window(&held_history, now).map(str::to_string)
+        } else {
+            self.families.push([
                 family_id.clone().into(),
                 tenant.into(),
                 postcode.clone().into(),
                 now.into(),
-            ],
-        ))
-        .await?;
-    }
-    let res = txn
-        .execute_raw(stmt(
-            b,
-            "INSERT INTO referrals (id, tenant, source_system, source_reference, route, family_id,
-               referrer_name, referrer_agency, referrer_email, significant_harm_risk, consent_obtained,
-               submitted_at, received_at, received_by, document, known_family, re_referral,
-               previous_referral_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-             ON CONFLICT (tenant, source_system, source_reference) DO NOTHING",
-            [
+            ]);
+            self.new_families.insert(family_id.clone());
+            None
+        };
+        let re_referral = previous_referral_id.is_some();
+        self.referrals.push([
+            id.clone().into(),
+            tenant.into(),
+            source.system.clone().into(),
+            source.reference.clone().into(),
+            referral.route.clone().into(),
+            family_id.clone().into(),
+            referrer.name.clone().into(),
+            referrer.agency.clone().into(),
+            referrer.email.clone().into(),
+            referral.significant_harm_risk.unwrap_or(false).into(),
+            referral.consent.as_ref().and_then(|c| c.obtained).unwrap_or(false).into(),
+            referral.submitted_at.clone().into(),
+            now.into(),
+            actor.into(),
+            document.to_string().into(),
+            known_family.into(),
+            re_referral.into(),
+            previous_referral_id.clone().into(),
+        ]);
+        self.by_family
+            .entry(family_id.clone())
+            .or_default()
+            .push((id.clone(), now));
+        let mut children = Vec::new();
+        let mut members = Vec::new();
+        let mut created = Vec::new();
+        for (position, m) in (0_i32..).zip(&matched.people) {
+            let person = match m.role {
+                ReferralRole::Child => referral.children.get(m.index).map(|c| {
+                    let pc = c.address.as_ref().map(|a| a.postcode.clone());
+                    (c.given_name.clone(), c.family_name.clone(), NewPerson::Child(c), pc)
+                }),
+                ReferralRole::FamilyMember => referral.family_members.get(m.index).map(|a| {
+                    let pc = a.address.as_ref().map(|a| a.postcode.clone());
+                    (a.given_name.clone(), a.family_name.clone(), NewPerson::Adult(a), pc)
+                }),
+            };
+            let Some((given_name, family_name, new, own_postcode)) = person else {
+                continue;
+            };
+            let pid = match m.attached_to() {
+                Some((held, _)) => held.to_string(),
+                None => {
+                    let pid = uuid::Uuid::now_v7().to_string();
+                    let pc = own_postcode.or_else(|| postcode.clone());
+                    self.person(tenant, &pid, &family_id, &new, pc, now);
+                    created.push(HeldPerson {
+                        person_id: pid.clone(),
+                        family_id: family_id.clone(),
+                        details: m.details.clone(),
+                    });
+                    pid
+                }
+            };
+            self.links.push([
                 id.clone().into(),
-                tenant.into(),
-                source.system.clone().into(),
-                source.reference.clone().into(),
-                referral.route.clone().into(),
-                family_id.clone().into(),
-                referrer.name.clone().into(),
-                referrer.agency.clone().into(),
-                referrer.email.clone().into(),
-                referral.significant_harm_risk.unwrap_or(false).into(),
-                referral.consent.as_ref().and_then(|c| c.obtained).unwrap_or(false).into(),
-                referral.submitted_at.clone().into(),
-                now.into(),
-                actor.into(),
-                document.to_string().into(),
-                known_family.into(),
-                re_referral.into(),
-                previous_referral_id.clone().into(),
-            ],
-        ))
-        .await?;
-    if res.rows_affected() == 0 {
-        // Held already: undo the family we just added (the caller's transaction still commits
-        // its inbox row).
-        if !known_family {
-            txn.execute_raw(stmt(
-                b,
-                "DELETE FROM families WHERE id = $1",
-                [family_id.into()],
-            ))
-            .await?;
-        }
-        return Ok(None);
-    }
-    let mut children = Vec::new();
-    let mut members = Vec::new();
-    for (position, m) in (0_i32..).zip(&matched.people) {
-        let (pid, given_name, family_name) = match (m.role, m.attached_to()) {
-            (ReferralRole::Child, attached) => {
-                let Some(c) = referral.children.get(m.index) else {
-                    continue;
-                };
-                let pid = match attached {
-                    Some((held, _)) => held.to_string(),
-                    None => insert_child(txn, tenant, &family_id, c, &postcode, stamp, now).await?,
-                };
-                (pid, c.given_name.clone(), c.family_name.clone())
+                pid.clone().into(),
+                m.role.as_str().into(),
+                position.into(),
+            ]);
+            crate::matching::push_decision(
+                &mut self.decisions,
+                &mut self.candidates,
+                tenant,
+                &id,
+                position,
+                &pid,
+                m,
+                now,
+            )?;
+            let person = PersonRef {
+                person_id: pid,
+                given_name,
+                family_name,
+            };
+            match m.role {
+                ReferralRole::Child => children.push(person),
+                ReferralRole::FamilyMember => members.push(person),
             }
-            (ReferralRole::FamilyMember, attached) => {
-                let Some(a) = referral.family_members.get(m.index) else {
-                    continue;
-                };
-                let pid = match attached {
-                    Some((held, _)) => held.to_string(),
-                    None => insert_adult(txn, tenant, &family_id, a, &postcode, stamp, now).await?,
-                };
-                (pid, a.given_name.clone(), a.family_name.clone())
-            }
-        };
-        link(txn, &id, &pid, m.role.as_str(), position).await?;
-        crate::matching::record_decision(txn, tenant, &id, position, &pid, m, now).await?;
-        let person = PersonRef {
-            person_id: pid,
-            given_name,
-            family_name,
-        };
-        match m.role {
-            ReferralRole::Child => children.push(person),
-            ReferralRole::FamilyMember => members.push(person),
         }
+        let stored = StoredReferral {
+            id,
+            tenant: tenant.into(),
+            family_id,
+            received_at: now,
+            referral: referral.clone(),
+            children,
+            family_members: members,
+            known_family,
+            re_referral,
+            previous_referral_id,
+        };
+        Ok((stored, created))
     }
-    Ok(Some(StoredReferral {
-        id,
-        tenant: tenant.into(),
-        family_id,
-        received_at: now,
-        referral: referral.clone(),
-        children,
-        family_members: members,
-        known_family,
-        re_referral,
-        previous_referral_id,
-    }))
-}
 
-async fn insert_child(
-    txn: &impl ConnectionTrait,
-    tenant: &str,
-    family_id: &str,
-    c: &Child,
-    family_postcode: &Option<String>,
-    stamp: Stamp,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, DbErr> {
-    let pid = uuid::Uuid::now_v7().to_string();
-    let pc = c
-        .address
-        .as_ref()
-        .map(|a| a.postcode.clone())
-        .or_else(|| family_postcode.clone());
-    txn.execute_raw(stmt(
-        txn.get_database_backend(),
-        "INSERT INTO people (id, tenant, family_id, kind, given_name, family_name, date_of_birth,
-           expected_date_of_delivery, gender, nhs_number, upn, postcode, created_at, version)
-         VALUES ($1, $2, $3, 'child', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        [
-            pid.clone().into(),
+    fn person(
+        &mut self,
+        tenant: &str,
+        pid: &str,
+        family_id: &str,
+        new: &NewPerson<'_>,
+        postcode: Option<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let none = || Option::<String>::None.into();
+        let (kind, given, family, dob) = match new {
+            NewPerson::Child(c) => ("child", &c.given_name, &c.family_name, &c.date_of_birth),
+            NewPerson::Adult(a) => ("adult", &a.given_name, &a.family_name, &a.date_of_birth),
+        };
+        let mut row: Vec<sea_orm::Value> = vec![
+            pid.into(),
             tenant.into(),
             family_id.into(),
-            c.given_name.clone().into(),
-            c.family_name.clone().into(),
-            c.date_of_birth.clone().into(),
-            c.expected_date_of_delivery.clone().into(),
-            c.gender.clone().into(),
-            c.nhs_number.clone().into(),
-            c.upn.clone().into(),
-            pc.into(),
+            kind.into(),
+            given.clone().into(),
+            family.clone().into(),
+            dob.clone().into(),
+        ];
+        match new {
+            // expected_date_of_delivery, gender, relationship, parental_responsibility,
+            // nhs_number, upn, email, phone
+            NewPerson::Child(c) => row.extend([
+                c.expected_date_of_delivery.clone().into(),
+                c.gender.clone().into(),
+                none(),
+                Option::<bool>::None.into(),
+                c.nhs_number.clone().into(),
+                c.upn.clone().into(),
+                none(),
+                none(),
+            ]),
+            NewPerson::Adult(a) => row.extend([
+                none(),
+                none(),
+                a.relationship.clone().into(),
+                a.parental_responsibility.into(),
+                none(),
+                none(),
+                a.email.clone().into(),
+                a.phone.clone().into(),
+            ]),
+        }
+        let safe: Option<bool> = match new {
+            NewPerson::Child(_) => None,
+            NewPerson::Adult(a) => a.safe_to_contact,
+        };
+        row.extend([
+            postcode.into(),
+            safe.into(),
             now.into(),
-            stamp.version().into(),
-        ],
-    ))
-    .await?;
-    Ok(pid)
+            self.stamp.version().into(),
+        ]);
+        self.people.push(row);
+    }
+
+    /// How many referrals the plan stores.
+    pub fn referrals(&self) -> usize {
+        self.referrals.len()
+    }
+
+    /// Writes every row, parents before the rows that refer to them.
+    pub async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+        for rows in [
+            &self.families,
+            &self.referrals,
+            &self.people,
+            &self.links,
+            &self.decisions,
+            &self.candidates,
+        ] {
+            rows.write(txn).await?;
+        }
+        Ok(())
+    }
 }
 
-async fn insert_adult(
-    txn: &impl ConnectionTrait,
-    tenant: &str,
-    family_id: &str,
-    m: &FamilyMember,
-    family_postcode: &Option<String>,
-    stamp: Stamp,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, DbErr> {
-    let pid = uuid::Uuid::now_v7().to_string();
-    let pc = m
-        .address
-        .as_ref()
-        .map(|a| a.postcode.clone())
-        .or_else(|| family_postcode.clone());
-    txn.execute_raw(stmt(
-        txn.get_database_backend(),
-        "INSERT INTO people (id, tenant, family_id, kind, given_name, family_name, date_of_birth,
-           relationship, parental_responsibility, email, phone, postcode, safe_to_contact, created_at,
-           version)
-         VALUES ($1, $2, $3, 'adult', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        [
-            pid.clone().into(),
-            tenant.into(),
-            family_id.into(),
-            m.given_name.clone().into(),
-            m.family_name.clone().into(),
-            m.date_of_birth.clone().into(),
-            m.relationship.clone().into(),
-            m.parental_responsibility.into(),
-            m.email.clone().into(),
-            m.phone.clone().into(),
-            pc.into(),
-            m.safe_to_contact.into(),
-            now.into(),
-            stamp.version().into(),
-        ],
-    ))
-    .await?;
-    Ok(pid)
+/// A person a referral names who is not held yet.
+enum NewPerson<'a> {
+    Child(&'a Child),
+    Adult(&'a FamilyMember),
 }
 
-async fn link(
-    txn: &impl ConnectionTrait,
-    referral: &str,
-    person: &str,
-    role: &str,
-    position: i32,
-) -> Result<(), DbErr> {
-    txn.execute_raw(stmt(
-        txn.get_database_backend(),
-        "INSERT INTO referral_people (referral_id, person_id, role, position) VALUES ($1, $2, $3, $4)",
-        [referral.into(), person.into(), role.into(), position.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// The id of the referral held for (tenant, system, reference).
-pub async fn find_by_source(
+/// The referrals held for any of `sources` ((system, reference) pairs) of `tenant`: the id and
+/// when it was received, by source.
+pub async fn find_by_sources(
     db: &impl ConnectionTrait,
     tenant: &str,
-    system: &str,
-    reference: &str,
-) -> Result<Option<(String, chrono::DateTime<chrono::Utc>)>, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
-            "SELECT id, received_at FROM referrals WHERE tenant = $1 AND source_system = $2 AND source_reference = $3",
-            [tenant.into(), system.into(), reference.into()],
-        ))
-        .await?;
-    row.map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-        .transpose()
+    sources: &[(String, String)],
+) -> Result<HashMap<(String, String), (String, chrono::DateTime<chrono::Utc>)>, DbErr> {
+    let mut found = HashMap::new();
+    // A chunk's pairs and the tenant stay far below every bound-parameter limit.
+    for chunk in sources.chunks(1000) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let mut values: Vec<sea_orm::Value> = vec![tenant.into()];
+        for (system, reference) in chunk {
+            values.push(system.clone().into());
+            values.push(reference.clone().into());
+        }
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                &format!(
+                    "SELECT source_system, source_reference, id, received_at FROM referrals
+                     WHERE tenant = $1 AND (source_system, source_reference) IN ({})",
+                    pairs.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        for r in rows {
+            found.insert(
+                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                (r.try_get_by_index(2)?, r.try_get_by_index(3)?),
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// One referral of `tenant` (another tenant's id finds nothing).

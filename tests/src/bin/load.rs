@@ -3,7 +3,9 @@
 //! → acknowledgement email sent, and publish → case `ready_for_allocation` (intake → casework →
 //! screening command → intake → casework) — beside two baselines measured in the same run: raw
 //! JetStream publish-with-ack and raw single-row PostgreSQL inserts. Prints figures; asserts
-//! nothing about time. N from EH_BENCH_N (default 2000).
+//! nothing about time. N from EH_BENCH_N (default 2000); EH_BENCH_RUNS picks runs (e.g.
+//! `distributed-slice,embedded-all`).
+use earlyhelp::Target;
 use eh_tests::TestApp;
 use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
@@ -117,8 +119,16 @@ fn journey(
     })
 }
 
-async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journey)> {
-    let mut t = TestApp::spawn(distributed).await?;
+/// Runs `targets` (every service, or the first slice alone: intake and notifications) and
+/// publishes `n` referrals; returns the journeys publish → email sent and, when casework runs,
+/// publish → ready_for_allocation.
+async fn platform(
+    distributed: bool,
+    targets: &[Target],
+    n: usize,
+) -> anyhow::Result<(Journey, Option<Journey>)> {
+    let mut t = TestApp::spawn_targets(distributed, targets).await?;
+    let whole = targets.contains(&Target::Casework);
     use sea_orm::ConnectionTrait as _;
     let tag = eh_testkit::namespace();
     // Every referral about a different family, so each is matched against the people held so far
@@ -180,7 +190,8 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journ
         {
             queued_at = Some(start.elapsed().as_secs_f64());
         }
-        if ready_at.is_none()
+        if whole
+            && ready_at.is_none()
             && count(
                 &casework,
                 "SELECT COUNT(*) FROM cases WHERE state = 'ready_for_allocation'",
@@ -200,7 +211,7 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journ
         {
             sent_at = Some(start.elapsed().as_secs_f64());
         }
-        if (ready_at.is_some() && sent_at.is_some()) || Instant::now() > deadline {
+        if ((ready_at.is_some() || !whole) && sent_at.is_some()) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -254,13 +265,12 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journ
         }
     }
     let mut to_ready = Vec::with_capacity(n);
-    for r in casework
-        .query_all_raw(eh_store::stmt(
+    for r in if whole { casework.query_all_raw(eh_store::stmt(
             casework.get_database_backend(),
             "SELECT source_reference, updated_at FROM cases WHERE state = 'ready_for_allocation'",
             [],
         ))
-        .await?
+        .await? } else { Vec::new() }
     {
         let reference: String = r.try_get_by_index(0)?;
         let ready: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
@@ -271,7 +281,9 @@ async fn platform(distributed: bool, n: usize) -> anyhow::Result<(Journey, Journ
     t.stop().await?;
     Ok((
         journey(n, sent_secs, to_sent)?,
-        journey(n, ready_secs, to_ready)?,
+        whole
+            .then(|| journey(n, ready_secs, to_ready))
+            .transpose()?,
     ))
 }
 
@@ -288,17 +300,25 @@ async fn main() -> anyhow::Result<()> {
     let pg = postgres_baseline(n).await?;
     println!("baseline  raw JetStream publish-with-ack : {js:>9.0} msg/s");
     println!("baseline  raw PostgreSQL single-row insert: {pg:>9.0} rows/s");
-    for distributed in [true, false] {
-        let (sent, ready) = platform(distributed, n).await?;
-        let mode = if distributed {
-            "distributed"
-        } else {
-            "embedded   "
-        };
-        for (what, j) in [
-            ("publish → email sent        ", sent),
-            ("publish → ready_for_allocation", ready),
-        ] {
+    // The first slice alone (intake and notifications, as issue 2 defines it), then the whole
+    // platform: every service, each referral also opening a case, consented and screened.
+    let runs: [(&str, bool, &[Target]); 4] = [
+        ("distributed slice", true, &[Target::Intake, Target::Notifications]),
+        ("distributed all  ", true, Target::ALL),
+        ("embedded slice   ", false, &[Target::Intake, Target::Notifications]),
+        ("embedded all     ", false, Target::ALL),
+    ];
+    // EH_BENCH_RUNS=distributed-slice,embedded-all… picks runs (all four by default).
+    let picked = std::env::var("EH_BENCH_RUNS").unwrap_or_default();
+    let picked = |mode: &str| {
+        let name = mode.trim().replace(' ', "-");
+        picked.is_empty() || picked.split(',').any(|p| p.trim() == name)
+    };
+    for (mode, distributed, targets) in runs.into_iter().filter(|r| picked(r.0)) {
+        let (sent, ready) = platform(distributed, targets, n).await?;
+        let journeys = std::iter::once(("publish → email sent          ", sent))
+            .chain(ready.map(|r| ("publish → ready_for_allocation", r)));
+        for (what, j) in journeys {
             println!(
                 "{mode} {what}: {:>7.0} referrals/s  p50 {:>8.1} ms  p99 {:>8.1} ms  \
                  = {:.3}× JetStream baseline, {:.3}× PostgreSQL baseline",

@@ -1,5 +1,6 @@
 //! Intake against real databases: a SQLite file and a fresh PostgreSQL database from
 //! `eh_testkit` for every scenario. Time is a ManualClock; events are read from the outbox.
+mod batch;
 mod matching;
 
 use chrono::{TimeZone, Utc};
@@ -171,4 +172,7 @@ both!(
     matching::another_replica_sees_every_change,
     matching::two_replicas_taking_one_new_family_at_once_create_it_once,
     matching::match_candidates_are_for_people_roles_of_the_tenant_only,
+    batch::referrals_arriving_together_are_stored_as_one_after_another,
+    batch::a_message_delivered_twice_into_one_batch_is_handled_once,
+    batch::a_referral_the_database_refuses_fails_alone,
 );
