@@ -204,6 +204,9 @@ pub struct SmtpSettings {
     pub tls: SmtpTls,
     pub from: String,
     pub timeout_secs: u64,
+    /// Connections to the relay, and so emails in flight at once, per notifications replica
+    /// (keep under the relay's per-client connection limit).
+    pub max_connections: u32,
 }
 
 impl Default for SmtpSettings {
@@ -216,6 +219,7 @@ impl Default for SmtpSettings {
             tls: SmtpTls::None,
             from: "Early Help <no-reply@earlyhelp.invalid>".into(),
             timeout_secs: 10,
+            max_connections: 16,
         }
     }
 }
@@ -442,6 +446,9 @@ impl Settings {
         if self.bus.max_deliver == 0 {
             return Err(invalid("bus.max_deliver", "must be at least 1"));
         }
+        if !(1..=256).contains(&self.smtp.max_connections) {
+            return Err(invalid("smtp.max_connections", "must be between 1 and 256"));
+        }
         for (id, t) in &self.tenants {
             if !is_token(id) || id.chars().any(|c| c.is_ascii_uppercase()) {
                 return Err(invalid(
@@ -536,6 +543,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("shutdown_grace_secs"), "{e}");
+    }
+
+    #[test]
+    fn smtp_connections_are_bounded() {
+        let s = Settings::load(&[], env(&[("EH__SMTP__MAX_CONNECTIONS", "4")])).unwrap();
+        assert_eq!(s.smtp.max_connections, 4);
+        for bad in ["0", "257"] {
+            let e = Settings::load(&[], env(&[("EH__SMTP__MAX_CONNECTIONS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("smtp.max_connections"), "{e}");
+        }
     }
 
     #[test]

@@ -411,7 +411,8 @@ impl SmtpSink {
         server
             .with_name("smtp-sink.test")
             .with_tcp_listener(listener)
-            .with_num_threads(16);
+            // A thread per connection: room for several senders' pools (smtp.max_connections each).
+            .with_num_threads(64);
         std::thread::spawn(move || {
             let _ = server.serve();
         });

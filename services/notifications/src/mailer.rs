@@ -44,7 +44,9 @@ impl Mailer {
         };
         let mut builder = builder
             .port(smtp.port)
-            .timeout(Some(Duration::from_secs(smtp.timeout_secs)));
+            .timeout(Some(Duration::from_secs(smtp.timeout_secs)))
+            // A pooled connection for every message the sender has in flight.
+            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(smtp.max_connections));
         if let (Some(user), Some(pw)) = (&smtp.username, &smtp.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 /// Attempts before a message is marked failed for good.
 pub const MAX_ATTEMPTS: i32 = 8;
 const LEASE_SECS: i64 = 120;
-/// Messages in flight at once.
-const SEND_CONCURRENCY: usize = 16;
+/// Due messages read per round (a backlog larger than this waits a round; the most urgent first).
+pub const DUE_BATCH: u32 = 256;
 
 pub struct Sender {
     ctx: ServiceContext,
@@ -72,42 +72,69 @@ impl Sender {
         chrono::Duration::milliseconds((base << (attempts.clamp(1, 20) - 1)).min(max))
     }
 
-    /// Sends what is due, up to `SEND_CONCURRENCY` at once over pooled SMTP connections; how many
-    /// messages it settled.
+    /// Sends what is due, up to `smtp.max_connections` at once over pooled SMTP connections; how many
+    /// messages it settled. A round reads up to `DUE_BATCH` due messages, claims them and checks
+    /// their recipients against the suppression lists in one statement each, then records the
+    /// results as they come in, every result ready at that moment in one transaction.
     pub async fn send_due(&self) -> Result<usize, sea_orm::DbErr> {
         use futures::StreamExt;
+        let db = &self.ctx.db;
         let now = self.ctx.clock.now();
-        let due = store::due(&self.ctx.db, now, 64).await?;
-        let results: Vec<Result<bool, sea_orm::DbErr>> = futures::stream::iter(due)
-            .map(|m| self.send_one(m, now))
-            .buffer_unordered(SEND_CONCURRENCY)
-            .collect()
-            .await;
+        let due = store::due(db, now, DUE_BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let claimed = store::claim(db, &due, now + chrono::Duration::seconds(LEASE_SECS)).await?;
+        // Another sender had the rest.
+        let due: Vec<store::MessageRow> = due
+            .into_iter()
+            .filter(|m| claimed.contains(&m.id))
+            .collect();
+        let recipients: Vec<(String, String)> = due
+            .iter()
+            .map(|m| (m.tenant.clone(), m.recipient.clone()))
+            .collect();
+        let unsafe_addresses = store::suppressed(db, &recipients).await?;
+        let reason_to_withhold = |m: &store::MessageRow| {
+            unsafe_addresses
+                .get(&(m.tenant.clone(), store::normalise(&m.recipient)))
+                .cloned()
+        };
         let mut settled = 0;
-        for r in results {
-            if r? {
-                settled += 1;
+        let mut to_send = Vec::with_capacity(due.len());
+        let mut withheld = Vec::new();
+        for m in due {
+            match reason_to_withhold(&m) {
+                Some(reason) => withheld.push((m, reason)),
+                None => to_send.push(m),
             }
+        }
+        if !withheld.is_empty() {
+            let txn = db.begin().await?;
+            for (m, reason) in &withheld {
+                tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
+                store::set_status(&txn, &m.id, status::SUPPRESSED, Some(reason), now, None).await?;
+            }
+            txn.commit().await?;
+            settled += withheld.len();
+        }
+        let in_flight = self.ctx.settings.smtp.max_connections.max(1) as usize;
+        let mut results = futures::stream::iter(to_send)
+            .map(|m| async move {
+                let result = self.deliver(&m).await;
+                (m, result, self.ctx.clock.now())
+            })
+            .buffer_unordered(in_flight)
+            .ready_chunks(in_flight);
+        while let Some(done) = results.next().await {
+            self.record(&done).await?;
+            settled += done.len();
         }
         Ok(settled)
     }
 
-    /// One message: claim, check suppression, send, record. False when another sender had it.
-    async fn send_one(
-        &self,
-        m: store::MessageRow,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, sea_orm::DbErr> {
-        let db = &self.ctx.db;
-        if !store::claim(db, &m, now + chrono::Duration::seconds(LEASE_SECS)).await? {
-            return Ok(false);
-        }
-        let attempts = m.attempts + 1;
-        if let Some(reason) = store::is_suppressed(db, &m.tenant, &m.recipient).await? {
-            tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
-            store::set_status(db, &m.id, status::SUPPRESSED, Some(&reason), now, None).await?;
-            return Ok(true);
-        }
+    /// One attempt to deliver `m`; the error text is what its record shows.
+    async fn deliver(&self, m: &store::MessageRow) -> Result<(), String> {
         let from = self
             .ctx
             .settings
@@ -115,8 +142,7 @@ impl Sender {
             .get(&m.tenant)
             .and_then(|t| t.mail_from.clone())
             .unwrap_or_else(|| self.ctx.settings.smtp.from.clone());
-        let result = self
-            .mailer
+        self.mailer
             .send(&Email {
                 message_id: &m.id,
                 template: &m.template,
@@ -125,49 +151,65 @@ impl Sender {
                 subject: &m.subject,
                 body: &m.body,
             })
-            .await;
-        let now = self.ctx.clock.now();
-        match result {
-            Ok(()) => {
-                let txn = db.begin().await?;
-                store::set_status(&txn, &m.id, status::SENT, None, now, Some(now)).await?;
-                let env = Envelope::new(
-                    eh_proto::catalogue::MESSAGE_SENT.payload,
-                    &m.tenant,
-                    "service:notifications",
-                    now,
-                );
-                let event = MessageSent {
-                    message_id: m.id.clone(),
-                    template: m.template.clone(),
-                    channel: m.channel.clone(),
-                    related_id: m.related_id.clone(),
-                    sent_at: now.to_rfc3339(),
-                };
-                let subject =
-                    eh_proto::catalogue::MESSAGE_SENT.subject(self.ctx.namespace(), &m.tenant);
-                self.ctx
-                    .outbox
-                    .enqueue(
-                        &txn,
-                        &OutboundMessage::event(subject, &env, event.encode_to_vec()),
-                    )
-                    .await
-                    .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-                txn.commit().await?;
-                self.ctx.outbox.committed();
-                tracing::info!(message_id = %m.id, template = %m.template, "message sent");
-            }
-            Err(error) if attempts >= MAX_ATTEMPTS => {
-                tracing::error!(message_id = %m.id, %error, attempts, "message failed for good");
-                store::set_status(db, &m.id, status::FAILED, Some(&error), now, None).await?;
-            }
-            Err(error) => {
-                let next = now + self.backoff(attempts);
-                tracing::warn!(message_id = %m.id, %error, attempts, "send failed; will retry");
-                store::set_status(db, &m.id, status::QUEUED, Some(&error), next, None).await?;
+            .await
+    }
+
+    /// Records attempts in one transaction: sent (and `message_sent` in the outbox), queued again
+    /// with backoff, or failed for good after `MAX_ATTEMPTS`.
+    async fn record(
+        &self,
+        attempts: &[(
+            store::MessageRow,
+            Result<(), String>,
+            chrono::DateTime<chrono::Utc>,
+        )],
+    ) -> Result<(), sea_orm::DbErr> {
+        let txn = self.ctx.db.begin().await?;
+        let mut events = Vec::new();
+        for (m, result, at) in attempts {
+            let tries = m.attempts + 1;
+            match result {
+                Ok(()) => {
+                    store::set_status(&txn, &m.id, status::SENT, None, *at, Some(*at)).await?;
+                    let env = Envelope::new(
+                        eh_proto::catalogue::MESSAGE_SENT.payload,
+                        &m.tenant,
+                        "service:notifications",
+                        *at,
+                    );
+                    let event = MessageSent {
+                        message_id: m.id.clone(),
+                        template: m.template.clone(),
+                        channel: m.channel.clone(),
+                        related_id: m.related_id.clone(),
+                        sent_at: at.to_rfc3339(),
+                    };
+                    let subject =
+                        eh_proto::catalogue::MESSAGE_SENT.subject(self.ctx.namespace(), &m.tenant);
+                    events.push(OutboundMessage::event(subject, &env, event.encode_to_vec()));
+                    tracing::info!(message_id = %m.id, template = %m.template, "message sent");
+                }
+                Err(error) if tries >= MAX_ATTEMPTS => {
+                    tracing::error!(message_id = %m.id, %error, attempts = tries, "message failed for good");
+                    store::set_status(&txn, &m.id, status::FAILED, Some(error), *at, None).await?;
+                }
+                Err(error) => {
+                    let next = *at + self.backoff(tries);
+                    tracing::warn!(message_id = %m.id, %error, attempts = tries, "send failed; will retry");
+                    store::set_status(&txn, &m.id, status::QUEUED, Some(error), next, None)
+                        .await?;
+                }
             }
         }
-        Ok(true)
+        self.ctx
+            .outbox
+            .enqueue_all(&txn, &events)
+            .await
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+        txn.commit().await?;
+        if !events.is_empty() {
+            self.ctx.outbox.committed();
+        }
+        Ok(())
     }
 }

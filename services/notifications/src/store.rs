@@ -5,6 +5,7 @@
 //! cleaned of them before it goes into an email).
 use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DbErr};
+use std::collections::{HashMap, HashSet};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -292,22 +293,76 @@ pub async fn due(
     rows.iter().map(row).collect()
 }
 
-/// Claims a due message for one sending attempt (a lease until `lease_until`); false when another
-/// sender took it first.
+/// Claims due messages for one sending attempt each (a lease until `lease_until`), in one
+/// statement; returns the ids claimed (those another sender took first are not).
 pub async fn claim(
     db: &impl ConnectionTrait,
-    m: &MessageRow,
+    due: &[MessageRow],
     lease_until: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, DbErr> {
-    let res = db
-        .execute_raw(stmt(
-            db.get_database_backend(),
-            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1
-             WHERE id = $2 AND status = 'queued' AND attempts = $3",
-            [lease_until.into(), m.id.clone().into(), m.attempts.into()],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
+) -> Result<HashSet<String>, DbErr> {
+    let mut claimed = HashSet::new();
+    // Two values per message, well under every bound-parameter limit per chunk.
+    for chunk in due.chunks(1000) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let mut values: Vec<sea_orm::Value> = vec![lease_until.into()];
+        for m in chunk {
+            values.push(m.id.clone().into());
+            values.push(m.attempts.into());
+        }
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                &format!(
+                    "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1
+                     WHERE status = 'queued' AND (id, attempts) IN ({}) RETURNING id",
+                    pairs.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        for r in rows {
+            claimed.insert(r.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Which of `recipients` ((tenant, address) pairs) are on their tenant's suppression list: the
+/// reason, by (tenant, normalised address).
+pub async fn suppressed(
+    db: &impl ConnectionTrait,
+    recipients: &[(String, String)],
+) -> Result<HashMap<(String, String), String>, DbErr> {
+    let mut found = HashMap::new();
+    for chunk in recipients.chunks(1000) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        for (tenant, address) in chunk {
+            values.push(tenant.clone().into());
+            values.push(normalise(address).into());
+        }
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                &format!(
+                    "SELECT tenant, address, reason FROM suppressions WHERE (tenant, address) IN ({})",
+                    pairs.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        for r in rows {
+            found.insert(
+                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                r.try_get_by_index(2)?,
+            );
+        }
+    }
+    Ok(found)
 }
 
 pub async fn set_status(
