@@ -84,7 +84,11 @@ impl Batches {
 
 impl Intake {
     /// Stores `job` for `tenant` in the next batch; returns what became of it.
-    pub(crate) async fn store_batched(&self, tenant: &str, job: Job) -> Result<Outcome, StoreError> {
+    pub(crate) async fn store_batched(
+        &self,
+        tenant: &str,
+        job: Job,
+    ) -> Result<Outcome, StoreError> {
         let (tx, rx) = oneshot::channel();
         let queue = self.batches.queue(tenant);
         queue

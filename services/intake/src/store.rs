@@ -125,10 +125,7 @@ impl Plan {
     pub fn new(stamp: Stamp) -> Self {
         Self {
             stamp,
-            families: Rows::new(
-                "INSERT INTO families (id, tenant, postcode, created_at)",
-                4,
-            ),
+            families: Rows::new("INSERT INTO families (id, tenant, postcode, created_at)", 4),
             referrals: Rows::new(
                 "INSERT INTO referrals (id, tenant, source_system, source_reference, route,
                    family_id, referrer_name, referrer_agency, referrer_email, significant_harm_risk,
@@ -185,7 +182,13 @@ impl Plan {
             None => (uuid::Uuid::now_v7().to_string(), false),
         };
         let previous_referral_id = if known_family {
-            held_history.extend(self.by_family.get(&family_id).into_iter().flatten().cloned());
+            held_history.extend(
+                self.by_family
+                    .get(&family_id)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
             previous_referral_within_window(&held_history, now).map(str::to_string)
         } else {
             self.families.push([
@@ -209,7 +212,12 @@ impl Plan {
             referrer.agency.clone().into(),
             referrer.email.clone().into(),
             referral.significant_harm_risk.unwrap_or(false).into(),
-            referral.consent.as_ref().and_then(|c| c.obtained).unwrap_or(false).into(),
+            referral
+                .consent
+                .as_ref()
+                .and_then(|c| c.obtained)
+                .unwrap_or(false)
+                .into(),
             referral.submitted_at.clone().into(),
             now.into(),
             actor.into(),
@@ -229,11 +237,21 @@ impl Plan {
             let person = match m.role {
                 ReferralRole::Child => referral.children.get(m.index).map(|c| {
                     let pc = c.address.as_ref().map(|a| a.postcode.clone());
-                    (c.given_name.clone(), c.family_name.clone(), NewPerson::Child(c), pc)
+                    (
+                        c.given_name.clone(),
+                        c.family_name.clone(),
+                        NewPerson::Child(c),
+                        pc,
+                    )
                 }),
                 ReferralRole::FamilyMember => referral.family_members.get(m.index).map(|a| {
                     let pc = a.address.as_ref().map(|a| a.postcode.clone());
-                    (a.given_name.clone(), a.family_name.clone(), NewPerson::Adult(a), pc)
+                    (
+                        a.given_name.clone(),
+                        a.family_name.clone(),
+                        NewPerson::Adult(a),
+                        pc,
+                    )
                 }),
             };
             let Some((given_name, family_name, new, own_postcode)) = person else {

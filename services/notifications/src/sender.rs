@@ -196,8 +196,7 @@ impl Sender {
                 Err(error) => {
                     let next = *at + self.backoff(tries);
                     tracing::warn!(message_id = %m.id, %error, attempts = tries, "send failed; will retry");
-                    store::set_status(&txn, &m.id, status::QUEUED, Some(error), next, None)
-                        .await?;
+                    store::set_status(&txn, &m.id, status::QUEUED, Some(error), next, None).await?;
                 }
             }
         }

@@ -265,13 +265,16 @@ async fn platform(
         }
     }
     let mut to_ready = Vec::with_capacity(n);
-    for r in if whole { casework.query_all_raw(eh_store::stmt(
+    for r in if whole {
+        casework.query_all_raw(eh_store::stmt(
             casework.get_database_backend(),
             "SELECT source_reference, updated_at FROM cases WHERE state = 'ready_for_allocation'",
             [],
         ))
-        .await? } else { Vec::new() }
-    {
+        .await?
+    } else {
+        Vec::new()
+    } {
         let reference: String = r.try_get_by_index(0)?;
         let ready: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
         if let Some(p) = published.get(&reference) {
@@ -303,9 +306,17 @@ async fn main() -> anyhow::Result<()> {
     // The first slice alone (intake and notifications, as issue 2 defines it), then the whole
     // platform: every service, each referral also opening a case, consented and screened.
     let runs: [(&str, bool, &[Target]); 4] = [
-        ("distributed slice", true, &[Target::Intake, Target::Notifications]),
+        (
+            "distributed slice",
+            true,
+            &[Target::Intake, Target::Notifications],
+        ),
         ("distributed all  ", true, Target::ALL),
-        ("embedded slice   ", false, &[Target::Intake, Target::Notifications]),
+        (
+            "embedded slice   ",
+            false,
+            &[Target::Intake, Target::Notifications],
+        ),
         ("embedded all     ", false, Target::ALL),
     ];
     // EH_BENCH_RUNS=distributed-slice,embedded-all… picks runs (all four by default).

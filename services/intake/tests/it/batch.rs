@@ -29,15 +29,28 @@ async fn stamps(e: &Env) -> i64 {
 /// Family `i` (0..=10): nobody in it resembles anyone in another.
 fn distinct_family(i: usize) -> Value {
     const SURNAMES: [&str; 11] = [
-        "Abbott", "Brennan", "Chowdhury", "Delacroix", "Evans", "Fitzgerald", "Gallagher",
-        "Hussain", "Iqbal", "Jankowski", "Kowalczyk",
+        "Abbott",
+        "Brennan",
+        "Chowdhury",
+        "Delacroix",
+        "Evans",
+        "Fitzgerald",
+        "Gallagher",
+        "Hussain",
+        "Iqbal",
+        "Jankowski",
+        "Kowalczyk",
     ];
     const GIVEN: [&str; 11] = [
         "Amy", "Ben", "Cara", "Dev", "Ella", "Finn", "Gus", "Hana", "Ivo", "Jay", "Kai",
     ];
     doc(
         &format!("D-{i}"),
-        vec![child(GIVEN[i], SURNAMES[i], &format!("20{:02}-0{}-1{}", 10 + i, i % 9 + 1, i % 9))],
+        vec![child(
+            GIVEN[i],
+            SURNAMES[i],
+            &format!("20{:02}-0{}-1{}", 10 + i, i % 9 + 1, i % 9),
+        )],
         vec![adult("Pat", SURNAMES[i])],
         Some(&format!("WR{} {}AB", i + 1, i % 9 + 1)),
     )
@@ -94,7 +107,10 @@ pub async fn referrals_arriving_together_are_stored_as_one_after_another(e: Env)
 
     // What the database holds agrees with what was answered: 2 + 2 per family, 16 events.
     assert_eq!(store::count(e.db(), "worcs").await.unwrap(), 16);
-    assert_eq!(store::count_people(e.db(), "worcs").await.unwrap(), 2 + 2 + 20);
+    assert_eq!(
+        store::count_people(e.db(), "worcs").await.unwrap(),
+        2 + 2 + 20
+    );
     let events = received_events(e.db()).await;
     assert_eq!(events.len(), 16);
     for s in &stored {
@@ -126,7 +142,11 @@ pub async fn a_message_delivered_twice_into_one_batch_is_handled_once(e: Env) {
     submit_to(&e.intake, "worcs", distinct_family(0)).await;
     let d = marsh("R-1");
     let typed = eh_intake::domain::contract::validate(&d).unwrap();
-    let (m1, m2, m3) = (inbound(&d, "msg-1"), inbound(&d, "msg-1"), inbound(&d, "msg-2"));
+    let (m1, m2, m3) = (
+        inbound(&d, "msg-1"),
+        inbound(&d, "msg-1"),
+        inbound(&d, "msg-2"),
+    );
     async fn submit(
         e: &Env,
         d: &Value,
@@ -155,7 +175,10 @@ pub async fn a_message_delivered_twice_into_one_batch_is_handled_once(e: Env) {
     };
     assert!(matches!(b, Outcome::AlreadyHandled), "{b:?}");
     // Another message with the same source reference: the referral already held.
-    assert!(matches!(&c, Outcome::Duplicate { id, .. } if id == &s.id), "{c:?}");
+    assert!(
+        matches!(&c, Outcome::Duplicate { id, .. } if id == &s.id),
+        "{c:?}"
+    );
     assert_eq!(store::count(e.db(), "worcs").await.unwrap(), 2);
     // Redelivered later: the inbox remembers.
     let again = submit(&e, &d, &typed, &m1).await.unwrap();

@@ -12,7 +12,12 @@ use tonic::{Code, Request};
 
 const LEO: &str = "2016-05-14";
 
-pub(crate) fn doc(reference: &str, children: Vec<Value>, adults: Vec<Value>, postcode: Option<&str>) -> Value {
+pub(crate) fn doc(
+    reference: &str,
+    children: Vec<Value>,
+    adults: Vec<Value>,
+    postcode: Option<&str>,
+) -> Value {
     let mut d = json!({
         "schema": "earlyhelp.referral.v1",
         "source": {"system": "school-mis", "reference": reference},
