@@ -229,6 +229,67 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
     })
 }
 
+/// Two senders (two replicas) working the same queue at once: every message goes out once, to
+/// its recipient, on its first attempt; the one to an unsafe address never does.
+async fn two_senders_send_each_message_once(e: Env) -> Result<()> {
+    let now = e.ctx.clock.now();
+    let n = 300;
+    for i in 0..n {
+        store::queue(
+            &e.ctx.db,
+            &store::NewMessage {
+                tenant: "worcs",
+                template: "referral_acknowledgement",
+                recipient: &format!("ref-{i}@school.test"),
+                related_id: &format!("r-{i}"),
+                subject: "acknowledged",
+                body: "acknowledged",
+            },
+            now - chrono::Duration::minutes(1),
+        )
+        .await?;
+    }
+    store::suppress(&e.ctx.db, "worcs", "REF-7@school.test", "moved away", now).await?;
+    let settings = e.ctx.settings.clone();
+    let other = Sender::new(
+        e.ctx.clone(),
+        Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?),
+    );
+    let mut rounds = 0;
+    loop {
+        let (a, b) = tokio::join!(e.sender.send_due(), other.send_due());
+        if a? + b? == 0 {
+            break;
+        }
+        rounds += 1;
+        anyhow::ensure!(rounds < 50, "the senders never ran dry");
+    }
+    let mails = e.mails();
+    assert_eq!(mails.len(), n - 1);
+    let mut recipients: Vec<&str> = mails
+        .iter()
+        .flat_map(|m| m.to.iter().map(String::as_str))
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    assert_eq!(recipients.len(), n - 1, "nobody got two");
+    assert!(to(&mails, "ref-7@school.test").is_empty());
+    assert_eq!(e.count_status("sent").await?, (n - 1) as i64);
+    assert_eq!(e.count_status("suppressed").await?, 1);
+    let row = e
+        .ctx
+        .db
+        .query_one_raw(eh_store::stmt(
+            e.ctx.db.get_database_backend(),
+            "SELECT MAX(attempts) FROM messages",
+            [],
+        ))
+        .await?
+        .context("a row")?;
+    assert_eq!(row.try_get_by_index::<i32>(0)?, 1, "one attempt each");
+    Ok(())
+}
+
 // ---------------------------------------------------------------- events
 
 fn received(ns: &str, tenant: &str, service_event: &str, id: &str, payload: Vec<u8>) -> Received {
@@ -1149,6 +1210,7 @@ macro_rules! both {
 }
 
 both!(
+    two_senders_send_each_message_once,
     screening_outcomes_reach_the_referrer,
     referrer_on_the_suppression_list_gets_nothing_from_intake_events,
     the_front_door_is_told_first_without_names,
