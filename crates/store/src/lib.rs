@@ -133,6 +133,10 @@ pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
         .min_connections(0)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
+        // Ping a pooled connection before handing it out only when it sat idle a while: a ping
+        // on every acquire is a round trip more per transaction. One that died anyway fails its
+        // statement, and the message is retried like any other database hiccup.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
         // Sent in the startup packet of every new connection (`options=-c eh.tenant=*`), so no
         // connection of the pool is ever outside the system scope. Ignored by SQLite.

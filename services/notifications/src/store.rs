@@ -474,15 +474,15 @@ pub async fn remember_child_name_tokens(
     scope: &str,
     hashes: &std::collections::BTreeSet<String>,
 ) -> Result<(), DbErr> {
+    let mut rows = eh_store::Rows::with_tail(
+        "INSERT INTO child_name_tokens (tenant, scope, token_hash)",
+        3,
+        "ON CONFLICT (tenant, scope, token_hash) DO NOTHING",
+    );
     for h in hashes {
-        db.execute_raw(stmt(
-            db.get_database_backend(),
-            "INSERT INTO child_name_tokens (tenant, scope, token_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant, scope, token_hash) DO NOTHING",
-            [tenant.into(), scope.into(), h.clone().into()],
-        ))
-        .await?;
+        rows.push([tenant.into(), scope.into(), h.clone().into()]);
     }
+    rows.write(db).await?;
     Ok(())
 }
 
