@@ -259,24 +259,11 @@ impl Rows {
         self.values
             .chunks(per)
             .map(|chunk| {
-                let rows = chunk.len() / self.width;
-                let mut sql = String::with_capacity(self.head.len() + rows * self.width * 5);
-                sql.push_str(self.head);
-                sql.push_str(" VALUES ");
-                for r in 0..rows {
-                    if r > 0 {
-                        sql.push_str(", ");
-                    }
-                    sql.push('(');
-                    for c in 0..self.width {
-                        if c > 0 {
-                            sql.push_str(", ");
-                        }
-                        sql.push('$');
-                        sql.push_str(&(r * self.width + c + 1).to_string());
-                    }
-                    sql.push(')');
-                }
+                let mut sql = format!(
+                    "{} VALUES {}",
+                    self.head,
+                    tuples(1, chunk.len() / self.width, self.width)
+                );
                 if !self.tail.is_empty() {
                     sql.push(' ');
                     sql.push_str(self.tail);
@@ -294,6 +281,27 @@ impl Rows {
         }
         Ok(written)
     }
+}
+
+/// `rows` tuples of `width` numbered placeholders from `$first` on: `($1, $2), ($3, $4)` — for a
+/// multi-row `VALUES` list or a row-value `IN (…)` (both backends; see [`stmt`]).
+pub fn tuples(first: usize, rows: usize, width: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 6);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(first + r * width + c).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// A cheap round trip, for readiness.
@@ -372,6 +380,13 @@ mod tests {
             r.try_get_by_index(2).unwrap(),
         );
         assert_eq!(counts, (20_000, 10_000, 19_999));
+    }
+
+    #[test]
+    fn tuples_number_their_placeholders_from_the_first() {
+        assert_eq!(tuples(2, 2, 2), "($2, $3), ($4, $5)");
+        assert_eq!(tuples(1, 1, 3), "($1, $2, $3)");
+        assert_eq!(tuples(1, 0, 3), "");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! with two "replicas" — two independent Casework instances on their own connections to the same
 //! database — firing at the same moment. Time is a ManualClock; the outbox is read straight from
 //! the database.
+mod common;
+
 use chrono::{DateTime, TimeZone, Utc};
+use common::{received, referral, start};
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, Received, ServiceContext};
+use eh_bus::{Handled, Handler, ServiceContext};
 use eh_casework::domain::State;
 use eh_casework::handlers::{Casework, ConsentRecordedDoor, ReferralReceivedDoor};
 use eh_casework::{migrations, store};
@@ -13,7 +16,6 @@ use eh_proto::consent::v1 as consent;
 use eh_proto::intake::v1 as intake;
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 struct Env {
@@ -21,13 +23,6 @@ struct Env {
     clock: Arc<ManualClock>,
     ns: String,
     _dir: tempfile::TempDir,
-}
-
-/// Monday 2 March 2026, 09:00.
-fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
-        .single()
-        .expect("date")
 }
 
 async fn env(postgres: bool) -> anyhow::Result<Env> {
@@ -69,52 +64,6 @@ async fn env_closed_on(postgres: bool, closures: &[chrono::NaiveDate]) -> anyhow
         ns,
         _dir: dir,
     })
-}
-
-fn received(subject: String, id: &str, payload: Vec<u8>) -> Received {
-    let mut headers = BTreeMap::new();
-    headers.insert("Eh-Id".to_string(), id.to_string());
-    Received {
-        subject,
-        headers,
-        payload: payload.into(),
-        delivered: 1,
-        stream_seq: 1,
-    }
-}
-
-fn referral(ns: &str, id: &str, family: &str, consent: bool) -> Received {
-    let event = intake::ReferralReceived {
-        referral_id: format!("ref-{id}"),
-        family_id: family.into(),
-        received_at: start().to_rfc3339(),
-        referral: Some(intake::Referral {
-            route: "practitioner".into(),
-            source: Some(intake::Source {
-                system: "hub".into(),
-                reference: id.into(),
-            }),
-            family_members: vec![intake::FamilyMember {
-                given_name: "Jo".into(),
-                family_name: "Bloggs".into(),
-                relationship: "mother".into(),
-                parental_responsibility: Some(true),
-                email: Some("jo@example.org".into()),
-                ..Default::default()
-            }],
-            consent: Some(intake::Consent {
-                obtained: Some(consent),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    received(
-        format!("{ns}.worcs.intake.referral_received"),
-        &format!("evt-{id}"),
-        event.encode_to_vec(),
-    )
 }
 
 async fn outbox_count(db: &DatabaseConnection, suffix: &str) -> anyhow::Result<usize> {

@@ -3,19 +3,18 @@
 //! security hides another council's rows even from a query that filters by case id alone, as the
 //! timeline's does. SQLite (embedded mode, no row-level security) shows the difference. A denial
 //! for another council's case is still audited, in that council's name, with the chain intact.
+mod common;
+
 use chrono::Utc;
 use eh_auth::{Auditor, Principal};
 use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, Received, ServiceContext};
+use eh_bus::{Handled, Handler, ServiceContext};
 use eh_casework::grpc::CaseworkApi;
 use eh_casework::handlers::{Casework, ReferralReceivedDoor};
 use eh_casework::{migrations, store};
 use eh_platform::clock::SystemClock;
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_server::CaseworkService;
-use eh_proto::intake::v1 as intake;
-use prost::Message;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 struct Env {
@@ -52,44 +51,6 @@ async fn env(postgres: bool) -> anyhow::Result<Env> {
     })
 }
 
-fn referral_received(ns: &str) -> Received {
-    let event = intake::ReferralReceived {
-        referral_id: "ref-1".into(),
-        family_id: "fam-1".into(),
-        received_at: Utc::now().to_rfc3339(),
-        referral: Some(intake::Referral {
-            route: "practitioner".into(),
-            source: Some(intake::Source {
-                system: "hub".into(),
-                reference: "R1".into(),
-            }),
-            family_members: vec![intake::FamilyMember {
-                given_name: "Jo".into(),
-                family_name: "Bloggs".into(),
-                relationship: "mother".into(),
-                parental_responsibility: Some(true),
-                email: Some("jo@example.org".into()),
-                ..Default::default()
-            }],
-            consent: Some(intake::Consent {
-                obtained: Some(false),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut headers = BTreeMap::new();
-    headers.insert("Eh-Id".to_string(), "evt-1".to_string());
-    Received {
-        subject: format!("{ns}.worcs.intake.referral_received"),
-        headers,
-        payload: event.encode_to_vec().into(),
-        delivered: 1,
-        stream_seq: 1,
-    }
-}
-
 fn person(tenant: &str, subject: &str) -> Principal {
     Principal::Person {
         tenant: tenant.into(),
@@ -110,7 +71,7 @@ async fn another_councils_row_is_hidden_from_a_case_read(postgres: bool) -> anyh
     let cw = &e.api.casework;
     assert_eq!(
         ReferralReceivedDoor(cw.clone())
-            .handle(&referral_received(&e.ns))
+            .handle(&common::referral(&e.ns, "1", "fam-1", false))
             .await?,
         Handled::Done
     );

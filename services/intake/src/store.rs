@@ -409,9 +409,6 @@ pub async fn find_by_sources(
     let mut found = HashMap::new();
     // A chunk's pairs and the tenant stay far below every bound-parameter limit.
     for chunk in sources.chunks(1000) {
-        let pairs: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect();
         let mut values: Vec<sea_orm::Value> = vec![tenant.into()];
         for (system, reference) in chunk {
             values.push(system.clone().into());
@@ -423,7 +420,7 @@ pub async fn find_by_sources(
                 &format!(
                     "SELECT source_system, source_reference, id, received_at FROM referrals
                      WHERE tenant = $1 AND (source_system, source_reference) IN ({})",
-                    pairs.join(", ")
+                    eh_store::tuples(2, chunk.len(), 2)
                 ),
                 values,
             ))

@@ -303,9 +303,6 @@ pub async fn claim(
     let mut claimed = HashSet::new();
     // Two values per message, well under every bound-parameter limit per chunk.
     for chunk in due.chunks(1000) {
-        let pairs: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
-            .collect();
         let mut values: Vec<sea_orm::Value> = vec![lease_until.into()];
         for m in chunk {
             values.push(m.id.clone().into());
@@ -317,7 +314,7 @@ pub async fn claim(
                 &format!(
                     "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1
                      WHERE status = 'queued' AND (id, attempts) IN ({}) RETURNING id",
-                    pairs.join(", ")
+                    eh_store::tuples(2, chunk.len(), 2)
                 ),
                 values,
             ))
@@ -337,9 +334,6 @@ pub async fn suppressed(
 ) -> Result<HashMap<(String, String), String>, DbErr> {
     let mut found = HashMap::new();
     for chunk in recipients.chunks(1000) {
-        let pairs: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
         let mut values: Vec<sea_orm::Value> = Vec::new();
         for (tenant, address) in chunk {
             values.push(tenant.clone().into());
@@ -350,7 +344,7 @@ pub async fn suppressed(
                 db.get_database_backend(),
                 &format!(
                     "SELECT tenant, address, reason FROM suppressions WHERE (tenant, address) IN ({})",
-                    pairs.join(", ")
+                    eh_store::tuples(1, chunk.len(), 2)
                 ),
                 values,
             ))
