@@ -26,6 +26,12 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+impl From<crate::batch::Interrupted> for HandlerError {
+    fn from(e: crate::batch::Interrupted) -> Self {
+        Self::Retryable(e.to_string())
+    }
+}
+
 /// What a handler reports when it finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handled {

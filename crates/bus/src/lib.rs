@@ -3,8 +3,10 @@
 //! - a transactional [`outbox`] written in the caller's transaction, and a [`relay`] that publishes
 //!   it (message id = event id, so the broker drops a republish);
 //! - an [`inbox`] so a consumer applies each message once, in the same transaction as its effects;
+//! - a [`batch`]er, so many messages' effects share one transaction and one commit;
 //! - a [`consumer`] runner: explicit acks, retries with backoff, dead-lettering with the reason;
 //! - two [`Transport`]s: NATS JetStream ([`nats`]) and an embedded one over SQLite ([`embedded`]).
+pub mod batch;
 pub mod consumer;
 pub mod dlq;
 pub mod embedded;

@@ -245,6 +245,12 @@ impl Rows {
         debug_assert_eq!(self.values.len() - before, self.width, "{}", self.head);
     }
 
+    /// Adds every row of `other`, which must be rows for the same statement.
+    pub fn append(&mut self, other: &Rows) {
+        debug_assert_eq!((self.head, self.width), (other.head, other.width));
+        self.values.extend(other.values.iter().cloned());
+    }
+
     pub fn len(&self) -> usize {
         self.values.len() / self.width
     }

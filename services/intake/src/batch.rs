@@ -9,35 +9,31 @@
 //! table ([`store::Plan`]), so the time under the lock grows far slower than the batch.
 //!
 //! ## How
-//! Each submission (either door) becomes a [`Job`] on its tenant's queue and a task that takes
-//! the queue's runner lock. Whoever holds the runner lock takes every job waiting (up to
-//! [`MAX_BATCH`]) and stores them in one transaction: the inbox claims (one statement), the
-//! people lock, the held source references (one query), then each referral in arrival order is
-//! matched against the index as refreshed to the lock's stamp *plus the people this batch has
-//! created so far* — two referrals of one new family in one batch still find each other, as
-//! they would one after the other — and planned; then the rows, the outbox messages and the
-//! commit. A job whose inbound message was handled before (the inbox) is `AlreadyHandled`; a
+//! Each submission (either door) becomes a [`Job`] on its tenant's queue of the shared
+//! [`eh_bus::batch::Batcher`], which hands every job waiting (up to [`MAX_BATCH`]) to
+//! `Intake::store` at once. That stores them in one transaction: the inbox claims (one
+//! statement), the people lock, the held source references (one query), then each referral in
+//! arrival order is matched against the index as refreshed to the lock's stamp *plus the people
+//! this batch has created so far* — two referrals of one new family in one batch still find each
+//! other, as they would one after the other — and planned; then the rows, the outbox messages and
+//! the commit. A job whose inbound message was handled before (the inbox) is `AlreadyHandled`; a
 //! source reference held already or earlier in the batch is a `Duplicate` of that referral.
-//!
-//! Every job's own task takes the runner lock after queueing its job, so no job is left
-//! waiting; the work runs in a spawned task, so a caller that goes away (a cancelled gRPC call)
-//! does not cut a batch short.
 //!
 //! ## When a batch fails
 //! Nothing of it is committed; the people it added to the index are taken out again (the
-//! refresh would have read them back from the database had it committed). Then each job is
-//! stored again on its own, so one referral the database refuses fails alone (and its message
-//! is retried and dead-lettered as any other), never its batch-mates.
+//! refresh would have read them back from the database had it committed). The batcher then
+//! stores each job again on its own, so one referral the database refuses fails alone (and its
+//! message is retried and dead-lettered as any other), never its batch-mates.
+//!
+//! The work runs in a spawned task, so a caller that goes away (a cancelled gRPC call) does not
+//! cut a batch short.
 use crate::handlers::{Intake, Outcome, StoreError, bus_err};
 use crate::{CONSUMER_INBOUND, matching, store};
 use eh_bus::{Envelope, OutboundMessage, Received, inbox};
 use eh_proto::intake::v1::{Referral, ReferralReceived};
 use prost::Message;
 use sea_orm::TransactionTrait;
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use tokio::sync::oneshot;
-use tracing::Instrument;
+use std::collections::HashSet;
 
 /// The most referrals stored in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -61,24 +57,29 @@ impl Job {
     }
 }
 
-type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
-
-#[derive(Default)]
-struct Queue {
-    waiting: std::sync::Mutex<Vec<(Job, Reply)>>,
-    runner: tokio::sync::Mutex<()>,
-}
-
 /// Each tenant's queue of referrals on this replica.
-#[derive(Clone, Default)]
-pub struct Batches {
-    queues: Arc<std::sync::Mutex<HashMap<String, Arc<Queue>>>>,
+pub type Batches = eh_bus::batch::Batcher<Intake>;
+
+pub(crate) fn batches() -> Batches {
+    Batches::new(MAX_BATCH)
 }
 
-impl Batches {
-    fn queue(&self, tenant: &str) -> Arc<Queue> {
-        let mut map = self.queues.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(tenant.to_string()).or_default().clone()
+impl From<eh_bus::batch::Interrupted> for StoreError {
+    fn from(e: eh_bus::batch::Interrupted) -> Self {
+        StoreError(sea_orm::DbErr::Custom(format!("intake {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl eh_bus::batch::Batch for Intake {
+    type Job = Job;
+    type Output = Outcome;
+    type Error = StoreError;
+
+    async fn run(&self, tenant: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        let outcomes = self.store(tenant, jobs).await?;
+        self.ctx.outbox.committed();
+        Ok(outcomes)
     }
 }
 
@@ -89,59 +90,7 @@ impl Intake {
         tenant: &str,
         job: Job,
     ) -> Result<Outcome, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        let queue = self.batches.queue(tenant);
-        queue
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((job, tx));
-        let (this, tenant) = (self.clone(), tenant.to_string());
-        tokio::spawn(
-            async move {
-                let _running = queue.runner.lock().await;
-                let jobs: Vec<(Job, Reply)> = {
-                    let mut waiting = queue.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                    let n = waiting.len().min(MAX_BATCH);
-                    waiting.drain(..n).collect()
-                };
-                if !jobs.is_empty() {
-                    this.run_batch(&tenant, jobs).await;
-                }
-            }
-            .in_current_span(),
-        );
-        rx.await.map_err(|_| {
-            StoreError(sea_orm::DbErr::Custom(
-                "intake stopped before the referral was stored".into(),
-            ))
-        })?
-    }
-
-    async fn run_batch(&self, tenant: &str, jobs: Vec<(Job, Reply)>) {
-        let (jobs, replies): (Vec<Job>, Vec<Reply>) = jobs.into_iter().unzip();
-        match self.store(tenant, &jobs).await {
-            Ok(outcomes) => {
-                self.ctx.outbox.committed();
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            Err(e) if jobs.len() == 1 => {
-                let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
-            }
-            Err(e) => {
-                tracing::warn!(tenant, jobs = jobs.len(), error = %e, "batch failed; storing its referrals one by one");
-                for (job, reply) in jobs.into_iter().zip(replies) {
-                    let one = std::slice::from_ref(&job);
-                    let result = self.store(tenant, one).await.map(|mut o| {
-                        self.ctx.outbox.committed();
-                        o.remove(0)
-                    });
-                    let _ = reply.send(result);
-                }
-            }
-        }
+        self.batches.submit(self.clone(), tenant, job).await
     }
 
     /// Stores `jobs` in one transaction; one outcome per job, in order.

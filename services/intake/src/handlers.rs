@@ -65,7 +65,7 @@ impl Intake {
     pub fn with_policy(ctx: ServiceContext, policy: MatchPolicy) -> Self {
         Self {
             ctx,
-            batches: Batches::default(),
+            batches: crate::batch::batches(),
             people: HeldPeople::new(policy),
         }
     }

@@ -65,10 +65,7 @@ pub fn start(
     }
     let mailer = Arc::new(mailer::Mailer::from_settings(&ctx.settings)?);
     let sender = sender::Sender::new(ctx.clone(), mailer);
-    let notifier = handlers::Notifier {
-        ctx: ctx.clone(),
-        wake: sender.waker(),
-    };
+    let notifier = handlers::Notifier::new(ctx.clone(), sender.waker());
     ctx.spawn_relay();
     // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
     ctx.spawn_subscription(

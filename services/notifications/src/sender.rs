@@ -110,12 +110,20 @@ impl Sender {
             }
         }
         if !withheld.is_empty() {
-            let txn = db.begin().await?;
-            for (m, reason) in &withheld {
-                tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
-                store::set_status(&txn, &m.id, status::SUPPRESSED, Some(reason), now, None).await?;
-            }
-            txn.commit().await?;
+            let changes: Vec<store::StatusChange> = withheld
+                .iter()
+                .map(|(m, reason)| {
+                    tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
+                    store::StatusChange {
+                        id: &m.id,
+                        status: status::SUPPRESSED,
+                        error: Some(reason),
+                        next_attempt_at: now,
+                        sent_at: None,
+                    }
+                })
+                .collect();
+            store::set_statuses(db, &changes).await?;
             settled += withheld.len();
         }
         let in_flight = self.ctx.settings.smtp.max_connections.max(1) as usize;
@@ -164,13 +172,20 @@ impl Sender {
             chrono::DateTime<chrono::Utc>,
         )],
     ) -> Result<(), sea_orm::DbErr> {
-        let txn = self.ctx.db.begin().await?;
         let mut events = Vec::new();
+        let mut changes = Vec::with_capacity(attempts.len());
         for (m, result, at) in attempts {
             let tries = m.attempts + 1;
+            let change = |status, error, next_attempt_at, sent_at| store::StatusChange {
+                id: &m.id,
+                status,
+                error,
+                next_attempt_at,
+                sent_at,
+            };
             match result {
                 Ok(()) => {
-                    store::set_status(&txn, &m.id, status::SENT, None, *at, Some(*at)).await?;
+                    changes.push(change(status::SENT, None, *at, Some(*at)));
                     let env = Envelope::new(
                         eh_proto::catalogue::MESSAGE_SENT.payload,
                         &m.tenant,
@@ -191,15 +206,17 @@ impl Sender {
                 }
                 Err(error) if tries >= MAX_ATTEMPTS => {
                     tracing::error!(message_id = %m.id, %error, attempts = tries, "message failed for good");
-                    store::set_status(&txn, &m.id, status::FAILED, Some(error), *at, None).await?;
+                    changes.push(change(status::FAILED, Some(error), *at, None));
                 }
                 Err(error) => {
                     let next = *at + self.backoff(tries);
                     tracing::warn!(message_id = %m.id, %error, attempts = tries, "send failed; will retry");
-                    store::set_status(&txn, &m.id, status::QUEUED, Some(error), next, None).await?;
+                    changes.push(change(status::QUEUED, Some(error), next, None));
                 }
             }
         }
+        let txn = self.ctx.db.begin().await?;
+        store::set_statuses(&txn, &changes).await?;
         self.ctx
             .outbox
             .enqueue_all(&txn, &events)

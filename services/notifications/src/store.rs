@@ -3,7 +3,7 @@
 //! the referrer's contact details (the front door wants a phone number that case events do not
 //! carry) and keyed hashes of the children's names (so free text such as a step-up reason can be
 //! cleaned of them before it goes into an email).
-use eh_store::{Migration, stmt};
+use eh_store::{Migration, Rows, stmt};
 use sea_orm::{ConnectionTrait, DbErr};
 use std::collections::{HashMap, HashSet};
 
@@ -160,31 +160,143 @@ pub async fn record(
     r: &Recorded<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, DbErr> {
-    let m = &r.message;
-    let res = db
-        .execute_raw(stmt(
-            db.get_database_backend(),
-            "INSERT INTO messages (id, tenant, template, channel, recipient, related_id, dedupe_key,
-               priority, subject, body, status, attempts, next_attempt_at, last_error, created_at)
-             VALUES ($1, $2, $3, 'email', $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $11)
-             ON CONFLICT (tenant, template, related_id, recipient, dedupe_key) DO NOTHING",
-            [
-                uuid::Uuid::now_v7().to_string().into(),
-                m.tenant.into(),
-                m.template.into(),
-                normalise(m.recipient).into(),
-                m.related_id.into(),
-                r.dedupe_key.into(),
-                r.priority.into(),
-                m.subject.into(),
-                m.body.into(),
-                r.status.into(),
-                now.into(),
-                r.reason.map(String::from).into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
+    let mut w = Writes::default();
+    w.message(r, now);
+    Ok(w.write(db).await? == 1)
+}
+
+/// Rows that events lead to, gathered so that the rows of many events go out in one statement
+/// per table. Every row is "first write wins": a row already held is left as it is.
+#[derive(Debug, Clone)]
+pub struct Writes {
+    suppressions: Rows,
+    messages: Rows,
+    referrers: Rows,
+    name_tokens: Rows,
+}
+
+impl Default for Writes {
+    fn default() -> Self {
+        Self {
+            suppressions: Rows::with_tail(
+                "INSERT INTO suppressions (tenant, address, reason, created_at)",
+                4,
+                "ON CONFLICT (tenant, address) DO NOTHING",
+            ),
+            messages: Rows::with_tail(
+                "INSERT INTO messages (id, tenant, template, channel, recipient, related_id,
+                   dedupe_key, priority, subject, body, status, attempts, next_attempt_at,
+                   last_error, created_at)",
+                15,
+                "ON CONFLICT (tenant, template, related_id, recipient, dedupe_key) DO NOTHING",
+            ),
+            referrers: Rows::with_tail(
+                "INSERT INTO referrers (tenant, referral_id, name, agency, phone, email, recorded_at)",
+                7,
+                "ON CONFLICT (tenant, referral_id) DO NOTHING",
+            ),
+            name_tokens: Rows::with_tail(
+                "INSERT INTO child_name_tokens (tenant, scope, token_hash)",
+                3,
+                "ON CONFLICT (tenant, scope, token_hash) DO NOTHING",
+            ),
+        }
+    }
+}
+
+impl Writes {
+    /// Marks `address` unsafe for `tenant`.
+    pub fn suppress(
+        &mut self,
+        tenant: &str,
+        address: &str,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.suppressions.push([
+            tenant.into(),
+            normalise(address).into(),
+            reason.into(),
+            now.into(),
+        ]);
+    }
+
+    /// Records a message.
+    pub fn message(&mut self, r: &Recorded<'_>, now: chrono::DateTime<chrono::Utc>) {
+        let m = &r.message;
+        self.messages.push([
+            uuid::Uuid::now_v7().to_string().into(),
+            m.tenant.into(),
+            m.template.into(),
+            "email".into(),
+            normalise(m.recipient).into(),
+            m.related_id.into(),
+            r.dedupe_key.into(),
+            r.priority.into(),
+            m.subject.into(),
+            m.body.into(),
+            r.status.into(),
+            0i32.into(),
+            now.into(),
+            r.reason.map(String::from).into(),
+            now.into(),
+        ]);
+    }
+
+    /// Keeps the referrer of `referral_id` (the first record wins; a referral does not change).
+    pub fn referrer(
+        &mut self,
+        tenant: &str,
+        referral_id: &str,
+        r: &ReferrerContact,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        self.referrers.push([
+            tenant.into(),
+            referral_id.into(),
+            r.name.clone().into(),
+            r.agency.clone().into(),
+            r.phone.clone().into(),
+            r.email.clone().into(),
+            now.into(),
+        ]);
+    }
+
+    /// Adds keyed hashes of children's name tokens (see `domain::name_token_hash`) under `scope`.
+    pub fn child_name_tokens(
+        &mut self,
+        tenant: &str,
+        scope: &str,
+        hashes: &std::collections::BTreeSet<String>,
+    ) {
+        for h in hashes {
+            self.name_tokens
+                .push([tenant.into(), scope.into(), h.clone().into()]);
+        }
+    }
+
+    /// Adds every row of `other`.
+    pub fn append(&mut self, other: &Writes) {
+        self.suppressions.append(&other.suppressions);
+        self.messages.append(&other.messages);
+        self.referrers.append(&other.referrers);
+        self.name_tokens.append(&other.name_tokens);
+    }
+
+    /// Writes the rows (suppressions first, so the sender never sees a message before the
+    /// suppression that withholds it); returns how many rows were new.
+    pub async fn write(&self, db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+        let mut written = 0;
+        for rows in [
+            &self.suppressions,
+            &self.messages,
+            &self.referrers,
+            &self.name_tokens,
+        ] {
+            written += rows.write(db).await?;
+        }
+        Ok(written)
+    }
 }
 
 /// Addresses are compared case-insensitively and trimmed.
@@ -200,18 +312,9 @@ pub async fn suppress(
     reason: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "INSERT INTO suppressions (tenant, address, reason, created_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant, address) DO NOTHING",
-        [
-            tenant.into(),
-            normalise(address).into(),
-            reason.into(),
-            now.into(),
-        ],
-    ))
-    .await?;
+    let mut w = Writes::default();
+    w.suppress(tenant, address, reason, now);
+    w.write(db).await?;
     Ok(())
 }
 
@@ -367,12 +470,51 @@ pub async fn set_status(
     next_attempt_at: chrono::DateTime<chrono::Utc>,
     sent_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "UPDATE messages SET status = $1, last_error = $2, next_attempt_at = $3, sent_at = $4 WHERE id = $5",
-        [status.into(), error.map(String::from).into(), next_attempt_at.into(), sent_at.into(), id.into()],
-    ))
-    .await?;
+    set_statuses(
+        db,
+        &[StatusChange {
+            id,
+            status,
+            error,
+            next_attempt_at,
+            sent_at,
+        }],
+    )
+    .await
+}
+
+/// A message's status after an attempt (or a decision not to attempt it).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub error: Option<&'a str>,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Sets the status of every message of `changes`, in one statement per few thousand.
+pub async fn set_statuses(
+    db: &impl ConnectionTrait,
+    changes: &[StatusChange<'_>],
+) -> Result<(), DbErr> {
+    // `UPDATE … FROM (VALUES …)`; both backends name a VALUES list's columns column1, column2…
+    let mut rows = Rows::with_tail(
+        "UPDATE messages SET status = v.column2, last_error = v.column3,
+           next_attempt_at = v.column4, sent_at = v.column5 FROM (",
+        5,
+        ") AS v WHERE messages.id = v.column1",
+    );
+    for c in changes {
+        rows.push([
+            c.id.into(),
+            c.status.into(),
+            c.error.map(String::from).into(),
+            c.next_attempt_at.into(),
+            c.sent_at.into(),
+        ]);
+    }
+    rows.write(db).await?;
     Ok(())
 }
 
@@ -399,33 +541,6 @@ pub struct ReferrerContact {
     pub agency: String,
     pub phone: Option<String>,
     pub email: Option<String>,
-}
-
-/// Keeps the referrer of `referral_id` (the first record wins; a referral does not change).
-pub async fn remember_referrer(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    referral_id: &str,
-    r: &ReferrerContact,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "INSERT INTO referrers (tenant, referral_id, name, agency, phone, email, recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (tenant, referral_id) DO NOTHING",
-        [
-            tenant.into(),
-            referral_id.into(),
-            r.name.clone().into(),
-            r.agency.clone().into(),
-            r.phone.clone().into(),
-            r.email.clone().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// The referrer of `referral_id`, when `referral_received` has been seen.
@@ -459,25 +574,6 @@ pub fn family_scope(family_id: &str) -> String {
 
 pub fn referral_scope(referral_id: &str) -> String {
     format!("referral:{referral_id}")
-}
-
-/// Adds keyed hashes of children's name tokens (see `domain::name_token_hash`) under `scope`.
-pub async fn remember_child_name_tokens(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    scope: &str,
-    hashes: &std::collections::BTreeSet<String>,
-) -> Result<(), DbErr> {
-    let mut rows = eh_store::Rows::with_tail(
-        "INSERT INTO child_name_tokens (tenant, scope, token_hash)",
-        3,
-        "ON CONFLICT (tenant, scope, token_hash) DO NOTHING",
-    );
-    for h in hashes {
-        rows.push([tenant.into(), scope.into(), h.clone().into()]);
-    }
-    rows.write(db).await?;
-    Ok(())
 }
 
 /// The children's name-token hashes kept under any of `scopes`.

@@ -1,6 +1,7 @@
 //! Events notifications reacts to. Each handler works out a [`Plan`] — the messages an event
 //! calls for and the addresses it marks unsafe — then claims the event in its inbox and records
 //! the plan in the same transaction, so a redelivered event never queues a second message. The
+//! events of one consumer waiting at once share that transaction (`eh_bus::batch`). The
 //! sender delivers what is queued (and checks the suppression list again at the point of send).
 //!
 //! | consumer | to | template |
@@ -24,19 +25,22 @@ pub use service_level_breached::ServiceLevelBreachedHandler;
 
 use crate::domain::Addressee;
 use crate::{store, templates};
+use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Received, ServiceContext, inbox, subjects};
 use eh_platform::config::TenantSettings;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
-use std::collections::BTreeMap;
+use sea_orm::TransactionTrait;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// What every handler is given: the service and the sender's bell.
+/// What every handler is given: the service, the sender's bell and the batches events are
+/// recorded in.
 #[derive(Clone)]
 pub struct Notifier {
     pub ctx: ServiceContext,
     pub wake: Arc<Notify>,
+    batches: Batcher<Notifier>,
 }
 
 fn retry(e: impl std::fmt::Display) -> HandlerError {
@@ -115,124 +119,223 @@ fn mailbox(value: Option<&String>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Opens the transaction and claims `msg` for `consumer`; `None` (and nothing done) when the
-/// inbox already has it.
-async fn claim(
-    ctx: &ServiceContext,
-    consumer: &str,
-    msg: &Received,
-) -> Result<Option<DatabaseTransaction>, HandlerError> {
-    let txn = ctx.db.begin().await.map_err(retry)?;
-    if inbox::claim(&txn, consumer, &msg.key())
-        .await
-        .map_err(retry)?
-    {
-        Ok(Some(txn))
-    } else {
-        txn.rollback().await.map_err(retry)?;
-        Ok(None)
-    }
+/// What recording plans writes, and what to say in the log once it is committed.
+#[derive(Debug, Clone, Default)]
+pub struct Recording {
+    pub writes: store::Writes,
+    notes: Vec<Note>,
 }
 
-/// Records `plan` inside `txn`: unsafe addresses onto the suppression list, then each message —
-/// queued for the sender, or settled at once as `suppressed` (the event marks the address
-/// unsafe) or `undeliverable` (no address), with the reason.
-async fn record(
-    txn: &DatabaseTransaction,
-    tenant: &str,
-    settings: Option<&TenantSettings>,
-    plan: &Plan,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), HandlerError> {
-    for (address, why) in &plan.unsafe_addresses {
-        store::suppress(txn, tenant, address, why, now)
-            .await
-            .map_err(retry)?;
+/// A message settled at once rather than queued.
+#[derive(Debug, Clone)]
+enum Note {
+    Suppressed {
+        tenant: String,
+        template: &'static str,
+        related_id: String,
+    },
+    Undeliverable {
+        tenant: String,
+        template: &'static str,
+        related_id: String,
+        why: String,
+    },
+}
+
+impl Recording {
+    /// Adds `plan`: unsafe addresses onto the suppression list, then each message rendered from
+    /// the council's templates — queued for the sender, or settled at once as `suppressed` (the
+    /// event marks the address unsafe) or `undeliverable` (no address), with the reason. A
+    /// template that does not render is permanent.
+    pub fn add(
+        &mut self,
+        tenant: &str,
+        settings: Option<&TenantSettings>,
+        plan: &Plan,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), HandlerError> {
+        for (address, why) in &plan.unsafe_addresses {
+            self.writes.suppress(tenant, address, why, now);
+        }
+        for m in &plan.messages {
+            let names: Vec<&str> = m.text.iter().map(String::as_str).collect();
+            let (subject_t, body_t) = templates::lookup_first(settings, &names)
+                .ok_or_else(|| HandlerError::Permanent(format!("no template {}", m.template)))?;
+            let subject = templates::render(&subject_t, &m.vars).map_err(|e| {
+                HandlerError::Permanent(format!("template {} subject: {e}", m.template))
+            })?;
+            let body = templates::render(&body_t, &m.vars).map_err(|e| {
+                HandlerError::Permanent(format!("template {} body: {e}", m.template))
+            })?;
+            let unsafe_reason;
+            let (recipient, status, reason) = match &m.to {
+                Addressee::Send(a) => (a.as_str(), store::status::QUEUED, None),
+                Addressee::Unsafe(a) => {
+                    unsafe_reason = format!(
+                        "marked unsafe to contact (event for {} about {})",
+                        m.template, m.related_id
+                    );
+                    self.writes.suppress(tenant, a, &unsafe_reason, now);
+                    self.notes.push(Note::Suppressed {
+                        tenant: tenant.to_string(),
+                        template: m.template,
+                        related_id: m.related_id.clone(),
+                    });
+                    (
+                        a.as_str(),
+                        store::status::SUPPRESSED,
+                        Some(unsafe_reason.as_str()),
+                    )
+                }
+                Addressee::Nobody(why) => {
+                    self.notes.push(Note::Undeliverable {
+                        tenant: tenant.to_string(),
+                        template: m.template,
+                        related_id: m.related_id.clone(),
+                        why: why.clone(),
+                    });
+                    ("", store::status::UNDELIVERABLE, Some(why.as_str()))
+                }
+            };
+            self.writes.message(
+                &store::Recorded {
+                    message: store::NewMessage {
+                        tenant,
+                        template: m.template,
+                        recipient,
+                        related_id: &m.related_id,
+                        subject: &subject,
+                        body: &body,
+                    },
+                    dedupe_key: &m.dedupe_key,
+                    priority: m.priority,
+                    status,
+                    reason,
+                },
+                now,
+            );
+        }
+        Ok(())
     }
-    for m in &plan.messages {
-        let names: Vec<&str> = m.text.iter().map(String::as_str).collect();
-        let (subject_t, body_t) = templates::lookup_first(settings, &names)
-            .ok_or_else(|| HandlerError::Permanent(format!("no template {}", m.template)))?;
-        let subject = templates::render(&subject_t, &m.vars).map_err(|e| {
-            HandlerError::Permanent(format!("template {} subject: {e}", m.template))
-        })?;
-        let body = templates::render(&body_t, &m.vars)
-            .map_err(|e| HandlerError::Permanent(format!("template {} body: {e}", m.template)))?;
-        let unsafe_reason;
-        let (recipient, status, reason) = match &m.to {
-            Addressee::Send(a) => (a.as_str(), store::status::QUEUED, None),
-            Addressee::Unsafe(a) => {
-                unsafe_reason = format!(
-                    "marked unsafe to contact (event for {} about {})",
-                    m.template, m.related_id
-                );
-                store::suppress(txn, tenant, a, &unsafe_reason, now)
-                    .await
-                    .map_err(retry)?;
-                tracing::info!(
+
+    fn append(&mut self, other: &Recording) {
+        self.writes.append(&other.writes);
+        self.notes.extend(other.notes.iter().cloned());
+    }
+
+    fn log(&self) {
+        for note in &self.notes {
+            match note {
+                Note::Suppressed {
                     tenant,
-                    template = m.template,
-                    related_id = %m.related_id,
+                    template,
+                    related_id,
+                } => tracing::info!(
+                    tenant,
+                    template,
+                    related_id,
                     "recipient marked unsafe; message suppressed, not sent"
-                );
-                (
-                    a.as_str(),
-                    store::status::SUPPRESSED,
-                    Some(unsafe_reason.as_str()),
-                )
-            }
-            Addressee::Nobody(why) => {
-                tracing::warn!(
+                ),
+                Note::Undeliverable {
                     tenant,
-                    template = m.template,
-                    related_id = %m.related_id,
+                    template,
+                    related_id,
+                    why,
+                } => tracing::warn!(
+                    tenant,
+                    template,
+                    related_id,
                     reason = %why,
                     "message undeliverable"
-                );
-                ("", store::status::UNDELIVERABLE, Some(why.as_str()))
+                ),
             }
-        };
-        store::record(
-            txn,
-            &store::Recorded {
-                message: store::NewMessage {
-                    tenant,
-                    template: m.template,
-                    recipient,
-                    related_id: &m.related_id,
-                    subject: &subject,
-                    body: &body,
-                },
-                dedupe_key: &m.dedupe_key,
-                priority: m.priority,
-                status,
-                reason,
-            },
-            now,
-        )
-        .await
-        .map_err(retry)?;
+        }
     }
-    Ok(())
 }
 
+/// One event's recording, waiting for its batch.
+pub struct Job {
+    key: String,
+    recording: Recording,
+}
+
+/// The most events of one consumer recorded in one transaction.
+pub const MAX_BATCH: usize = 256;
+
 impl Notifier {
-    /// Claims `msg` and records `plan` in one transaction, then rings the sender.
+    pub fn new(ctx: ServiceContext, wake: Arc<Notify>) -> Self {
+        Self {
+            ctx,
+            wake,
+            batches: Batcher::new(MAX_BATCH),
+        }
+    }
+
+    /// Records `plan` for `msg`, claimed in `consumer`'s inbox in the same transaction, then rings
+    /// the sender.
     async fn apply(
         &self,
-        consumer: &str,
+        consumer: &'static str,
         msg: &Received,
         tenant: &str,
         plan: &Plan,
     ) -> Result<Handled, HandlerError> {
-        let Some(txn) = claim(&self.ctx, consumer, msg).await? else {
-            return Ok(Handled::Duplicate);
-        };
+        self.apply_with(consumer, msg, tenant, plan, Recording::default())
+            .await
+    }
+
+    /// As [`Notifier::apply`], with `recording` (e.g. read models) written too. Events of one
+    /// consumer waiting together are recorded in one transaction (`eh_bus::batch`).
+    async fn apply_with(
+        &self,
+        consumer: &'static str,
+        msg: &Received,
+        tenant: &str,
+        plan: &Plan,
+        mut recording: Recording,
+    ) -> Result<Handled, HandlerError> {
         let settings = self.ctx.settings.tenants.get(tenant);
-        record(&txn, tenant, settings, plan, self.ctx.clock.now()).await?;
+        recording.add(tenant, settings, plan, self.ctx.clock.now())?;
+        let job = Job {
+            key: msg.key(),
+            recording,
+        };
+        self.batches.submit(self.clone(), consumer, job).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Batch for Notifier {
+    type Job = Job;
+    type Output = Handled;
+    type Error = HandlerError;
+
+    /// Claims every job's event in `consumer`'s inbox and writes the recordings of those claimed
+    /// now, in one transaction; an event handled before (or twice in the batch) is a duplicate.
+    async fn run(&self, consumer: &str, jobs: &[Job]) -> Result<Vec<Handled>, HandlerError> {
+        let txn = self.ctx.db.begin().await.map_err(retry)?;
+        let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
+        let claimed = inbox::claim_many(&txn, consumer, &keys)
+            .await
+            .map_err(retry)?;
+        let mut taken = HashSet::new();
+        let mut all = Recording::default();
+        let mut outputs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if claimed.contains(&job.key) && taken.insert(job.key.as_str()) {
+                all.append(&job.recording);
+                outputs.push(Handled::Done);
+            } else {
+                outputs.push(Handled::Duplicate);
+            }
+        }
+        all.writes.write(&txn).await.map_err(retry)?;
         txn.commit().await.map_err(retry)?;
-        self.wake.notify_one();
-        Ok(Handled::Done)
+        all.log();
+        if outputs.contains(&Handled::Done) {
+            self.wake.notify_one();
+        }
+        Ok(outputs)
     }
 }
 

@@ -2,7 +2,7 @@
 //! referrer (when an email was given) gets an acknowledgement, and two read models are kept for
 //! later messages about the case: the referrer's contact details (the front door wants the phone
 //! number) and keyed hashes of the children's names (to clean free text of them).
-use super::{Notifier, Outgoing, Plan, council, decode, record, retry};
+use super::{Notifier, Outgoing, Plan, Recording, council, decode};
 use crate::domain::{self, Addressee};
 use crate::templates::REFERRAL_ACKNOWLEDGEMENT;
 use crate::{CONSUMER_REFERRAL_RECEIVED, store};
@@ -73,12 +73,8 @@ impl eh_bus::Handler for ReferralReceivedHandler {
             );
         let hashes = domain::name_hashes(&tenant, names);
         let now = ctx.clock.now();
-
-        let Some(txn) = super::claim(ctx, CONSUMER_REFERRAL_RECEIVED, msg).await? else {
-            return Ok(Handled::Duplicate);
-        };
-        store::remember_referrer(
-            &txn,
+        let mut read_models = Recording::default();
+        read_models.writes.referrer(
             &tenant,
             &event.referral_id,
             &store::ReferrerContact {
@@ -88,22 +84,19 @@ impl eh_bus::Handler for ReferralReceivedHandler {
                 email: referrer.email.filter(|e| !e.trim().is_empty()),
             },
             now,
-        )
-        .await
-        .map_err(retry)?;
+        );
         let mut scopes = vec![store::referral_scope(&event.referral_id)];
         if !event.family_id.is_empty() {
             scopes.push(store::family_scope(&event.family_id));
         }
         for scope in &scopes {
-            store::remember_child_name_tokens(&txn, &tenant, scope, &hashes)
-                .await
-                .map_err(retry)?;
+            read_models
+                .writes
+                .child_name_tokens(&tenant, scope, &hashes);
         }
-        record(&txn, &tenant, settings, &plan, now).await?;
-        txn.commit().await.map_err(retry)?;
-        self.0.wake.notify_one();
-        Ok(Handled::Done)
+        self.0
+            .apply_with(CONSUMER_REFERRAL_RECEIVED, msg, &tenant, &plan, read_models)
+            .await
     }
 }
 

@@ -216,10 +216,7 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
     );
     let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
     let sender = Sender::new(ctx.clone(), mailer);
-    let notifier = Notifier {
-        ctx: ctx.clone(),
-        wake: sender.waker(),
-    };
+    let notifier = Notifier::new(ctx.clone(), sender.waker());
     Ok(Env {
         ctx,
         smtp,
@@ -290,6 +287,90 @@ async fn two_senders_send_each_message_once(e: Env) -> Result<()> {
     Ok(())
 }
 
+/// Events arriving together are recorded together (one inbox claim, one commit), each once: 60
+/// referrals, ten of them delivered twice at the same moment, give 60 acknowledgements, one
+/// referrer record each and the unsafe father on the suppression list once. On PostgreSQL, which
+/// cannot store a NUL, a referral whose referrer's name holds one fails alone: its batch is
+/// recorded again one by one and its batch-mates are acknowledged.
+async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let events: Vec<Received> = (0..60)
+        .map(|i| {
+            referral_received(
+                &ns,
+                "worcs",
+                &format!("b{i}"),
+                &format!("ref-{i}@school.test"),
+            )
+        })
+        .collect();
+    let deliveries: Vec<&Received> = events.iter().chain(&events[..10]).collect();
+    let results =
+        futures::future::join_all(deliveries.iter().map(|m| handle(&h.referral, m))).await;
+    let results: Vec<Handled> = results.into_iter().collect::<Result<_>>()?;
+    let done = results.iter().filter(|r| **r == Handled::Done).count();
+    assert_eq!((done, results.len() - done), (60, 10));
+    let count = |sql: &'static str| {
+        let db = e.ctx.db.clone();
+        async move {
+            let row = db
+                .query_one_raw(eh_store::stmt(db.get_database_backend(), sql, []))
+                .await?
+                .context("a count")?;
+            anyhow::Ok(row.try_get_by_index::<i64>(0)?)
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM messages").await?, 60);
+    assert_eq!(count("SELECT COUNT(*) FROM referrers").await?, 60);
+    assert_eq!(count("SELECT COUNT(*) FROM suppressions").await?, 1);
+    let db = &e.ctx.db;
+    let claims = db
+        .query_one_raw(eh_store::stmt(
+            db.get_database_backend(),
+            "SELECT COUNT(*), COUNT(DISTINCT handled_at) FROM eh_inbox WHERE consumer = $1",
+            [eh_notifications::CONSUMER_REFERRAL_RECEIVED.into()],
+        ))
+        .await?
+        .context("counts")?;
+    let (claimed, batches): (i64, i64) = (claims.try_get_by_index(0)?, claims.try_get_by_index(1)?);
+    assert_eq!(claimed, 60);
+    assert!(
+        batches < 60,
+        "{batches} transactions for 60 events: not batched"
+    );
+
+    if e.ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let poison = referral_received_from(&ns, "worcs", "p0", "p0@school.test", "Pat\0Teacher");
+        let mates: Vec<Received> = (1..6)
+            .map(|i| {
+                referral_received(&ns, "worcs", &format!("p{i}"), &format!("p{i}@school.test"))
+            })
+            .collect();
+        let (bad, good) = tokio::join!(
+            handle(&h.referral, &poison),
+            futures::future::join_all(mates.iter().map(|m| handle(&h.referral, m)))
+        );
+        let error = bad.expect_err("PostgreSQL cannot store a NUL").to_string();
+        assert!(error.contains("0x00"), "{error}");
+        for r in good {
+            assert_eq!(r?, Handled::Done);
+        }
+        assert_eq!(count("SELECT COUNT(*) FROM messages").await?, 65);
+        assert!(e.messages("worcs", "p0").await?.is_empty());
+    }
+    e.drain().await?;
+    let mails = e.mails();
+    let expected = if e.ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        65
+    } else {
+        60
+    };
+    assert_eq!(mails.len(), expected);
+    assert!(to(&mails, "sam@away.test").is_empty());
+    Ok(())
+}
+
 // ---------------------------------------------------------------- events
 
 fn received(ns: &str, tenant: &str, service_event: &str, id: &str, payload: Vec<u8>) -> Received {
@@ -309,6 +390,16 @@ fn event_id() -> String {
 }
 
 fn referral_received(ns: &str, tenant: &str, referral_id: &str, referrer_email: &str) -> Received {
+    referral_received_from(ns, tenant, referral_id, referrer_email, "Pat Teacher")
+}
+
+fn referral_received_from(
+    ns: &str,
+    tenant: &str,
+    referral_id: &str,
+    referrer_email: &str,
+    referrer_name: &str,
+) -> Received {
     let ev = intake::ReferralReceived {
         referral_id: referral_id.into(),
         family_id: format!("fam-{referral_id}"),
@@ -319,7 +410,7 @@ fn referral_received(ns: &str, tenant: &str, referral_id: &str, referrer_email: 
                 reference: format!("R-{referral_id}"),
             }),
             referrer: Some(intake::Referrer {
-                name: "Pat Teacher".into(),
+                name: referrer_name.into(),
                 agency: "Worcester Primary".into(),
                 email: Some(referrer_email.into()),
                 phone: Some("01905 765432".into()),
@@ -1211,6 +1302,7 @@ macro_rules! both {
 
 both!(
     two_senders_send_each_message_once,
+    events_arriving_together_are_recorded_together_once_each,
     screening_outcomes_reach_the_referrer,
     referrer_on_the_suppression_list_gets_nothing_from_intake_events,
     the_front_door_is_told_first_without_names,
