@@ -19,6 +19,13 @@ const LEASE_SECS: i64 = 120;
 /// Due messages read per round (a backlog larger than this waits a round; the most urgent first).
 pub const DUE_BATCH: u32 = 256;
 
+/// A message, how the attempt to send it ended, and when.
+type Attempt = (
+    store::MessageRow,
+    Result<(), String>,
+    chrono::DateTime<chrono::Utc>,
+);
+
 pub struct Sender {
     ctx: ServiceContext,
     mailer: Arc<Mailer>,
@@ -126,19 +133,75 @@ impl Sender {
             store::set_statuses(db, &changes).await?;
             settled += withheld.len();
         }
+        // Sending and recording run side by side: the emails in flight keep going while the
+        // attempts finished so far are recorded, every one finished at that moment together.
+        // Should recording fail, no further email is started (those not started stay leased,
+        // and go out once the lease ends), what finished is recorded again after a pause, and
+        // the round ends (with the error if recording never succeeded).
         let in_flight = self.ctx.settings.smtp.max_connections.max(1) as usize;
-        let mut results = futures::stream::iter(to_send)
-            .map(|m| async move {
-                let result = self.deliver(&m).await;
-                (m, result, self.ctx.clock.now())
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (finished, mut to_record) = tokio::sync::mpsc::unbounded_channel();
+        let sending = futures::stream::iter(to_send)
+            .map(|m| {
+                let stop = &stop;
+                async move {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return None;
+                    }
+                    let result = self.deliver(&m).await;
+                    Some((m, result, self.ctx.clock.now()))
+                }
             })
             .buffer_unordered(in_flight)
-            .ready_chunks(in_flight);
-        while let Some(done) = results.next().await {
-            self.record(&done).await?;
-            settled += done.len();
+            .for_each(move |attempt| {
+                if let Some(attempt) = attempt {
+                    // The receiver is kept until the channel closes: this cannot fail.
+                    let _ = finished.send(attempt);
+                }
+                async {}
+            });
+        let recording = async {
+            let mut recorded = 0;
+            let mut failure = None;
+            let mut done = Vec::with_capacity(DUE_BATCH as usize);
+            while to_record.recv_many(&mut done, DUE_BATCH as usize).await > 0 {
+                if failure.is_none() {
+                    match self.record_retrying(&done, &stop).await {
+                        Ok(()) => recorded += done.len(),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+                done.clear();
+            }
+            failure.map_or(Ok(recorded), Err)
+        };
+        let ((), recorded) = tokio::join!(sending, recording);
+        Ok(settled + recorded?)
+    }
+
+    /// [`Sender::record`]; after a failure it raises `stop` and tries again a few times after a
+    /// short pause: the emails are out, and an attempt not recorded is sent again once its lease
+    /// ends.
+    async fn record_retrying(
+        &self,
+        attempts: &[Attempt],
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), sea_orm::DbErr> {
+        let mut pause = Duration::from_millis(100);
+        for _ in 0..3 {
+            match self.record(attempts).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tracing::warn!(error = %e, attempts = attempts.len(), "cannot record sent messages; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
         }
-        Ok(settled)
+        self.record(attempts).await.inspect_err(|e| {
+            tracing::error!(error = %e, attempts = attempts.len(), "cannot record sent messages; they will be sent again when their lease ends");
+        })
     }
 
     /// One attempt to deliver `m`; the error text is what its record shows.
@@ -164,14 +227,7 @@ impl Sender {
 
     /// Records attempts in one transaction: sent (and `message_sent` in the outbox), queued again
     /// with backoff, or failed for good after `MAX_ATTEMPTS`.
-    async fn record(
-        &self,
-        attempts: &[(
-            store::MessageRow,
-            Result<(), String>,
-            chrono::DateTime<chrono::Utc>,
-        )],
-    ) -> Result<(), sea_orm::DbErr> {
+    async fn record(&self, attempts: &[Attempt]) -> Result<(), sea_orm::DbErr> {
         let mut events = Vec::new();
         let mut changes = Vec::with_capacity(attempts.len());
         for (m, result, at) in attempts {

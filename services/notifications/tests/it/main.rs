@@ -33,6 +33,7 @@ const FAMILY: &str = "Sparrow";
 
 struct Env {
     ctx: ServiceContext,
+    clock: Arc<ManualClock>,
     smtp: SmtpSink,
     sender: Sender,
     notifier: Notifier,
@@ -212,13 +213,14 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
         settings.clone(),
         db,
         Arc::new(EmbeddedTransport::open(bus_db).await?),
-        clock,
+        clock.clone(),
     );
     let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
     let sender = Sender::new(ctx.clone(), mailer);
     let notifier = Notifier::new(ctx.clone(), sender.waker());
     Ok(Env {
         ctx,
+        clock,
         smtp,
         sender,
         notifier,
@@ -368,6 +370,77 @@ async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Res
     };
     assert_eq!(mails.len(), expected);
     assert!(to(&mails, "sam@away.test").is_empty());
+    Ok(())
+}
+
+/// The database refuses to record sends (a trigger) while the sender works a queue of 20 with one
+/// connection: the round ends with the error, and no email is started once recording failed, so
+/// most stay unsent and leased. Once the database records again and the leases end, every message
+/// goes out and is recorded sent; an email sent while recording failed is sent again (SMTP offers
+/// nothing better than at least once; its Message-ID is the same both times).
+async fn sending_stops_when_sends_cannot_be_recorded(e: Env) -> Result<()> {
+    let now = e.ctx.clock.now();
+    let n = 20;
+    for i in 0..n {
+        store::queue(
+            &e.ctx.db,
+            &store::NewMessage {
+                tenant: "worcs",
+                template: "referral_acknowledgement",
+                recipient: &format!("ref-{i}@school.test"),
+                related_id: &format!("r-{i}"),
+                subject: "acknowledged",
+                body: "acknowledged",
+            },
+            now - chrono::Duration::minutes(1),
+        )
+        .await?;
+    }
+    let db = &e.ctx.db;
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let refuse = if postgres {
+        "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$;
+         CREATE TRIGGER refuse_sent BEFORE UPDATE ON messages
+           FOR EACH ROW WHEN (NEW.status = 'sent') EXECUTE FUNCTION refuse_sent()"
+    } else {
+        "CREATE TRIGGER refuse_sent BEFORE UPDATE ON messages WHEN NEW.status = 'sent'
+           BEGIN SELECT RAISE(ABORT, 'recording refused'); END"
+    };
+    db.execute_unprepared(refuse).await?;
+    let error = e
+        .sender
+        .send_due()
+        .await
+        .expect_err("recording is refused")
+        .to_string();
+    assert!(error.contains("recording refused"), "{error}");
+    let during = e.mails().len();
+    assert!(
+        (1..n).contains(&during),
+        "{during} emails sent while recording failed"
+    );
+    assert_eq!(
+        e.count_status("queued").await?,
+        n as i64,
+        "nothing recorded"
+    );
+
+    db.execute_unprepared(if postgres {
+        "DROP TRIGGER refuse_sent ON messages"
+    } else {
+        "DROP TRIGGER refuse_sent"
+    })
+    .await?;
+    assert_eq!(e.sender.send_due().await?, 0, "leased until the lease ends");
+    e.clock.advance(chrono::Duration::minutes(3));
+    e.drain().await?;
+    assert_eq!(e.count_status("sent").await?, n as i64);
+    let mails = e.mails();
+    assert_eq!(mails.len(), n + during);
+    for i in 0..n {
+        assert!(!to(&mails, &format!("ref-{i}@school.test")).is_empty());
+    }
     Ok(())
 }
 
@@ -1191,6 +1264,22 @@ async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
     .await?;
     assert!(!again);
     Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
+    sending_stops_when_sends_cannot_be_recorded(
+        env_with(false, |s| s.smtp.max_connections = 1).await?,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn postgres_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
+    sending_stops_when_sends_cannot_be_recorded(
+        env_with(true, |s| s.smtp.max_connections = 1).await?,
+    )
+    .await
 }
 
 #[tokio::test]
