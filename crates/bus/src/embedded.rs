@@ -119,7 +119,7 @@ impl EmbeddedTransport {
             .db
             .execute_raw(stmt(
                 self.db.get_database_backend(),
-                "DELETE FROM bus_messages WHERE stored_at < $1
+                "DELETE FROM bus_messages WHERE stored_at <= $1
                  AND NOT EXISTS (SELECT 1 FROM bus_deliveries d WHERE d.seq = bus_messages.seq)",
                 [cutoff.into()],
             ))

@@ -68,14 +68,16 @@ pub fn start(
     let notifier = handlers::Notifier::new(ctx.clone(), sender.waker());
     ctx.spawn_relay();
     // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
+    // The events a consumer has in hand are recorded together (handlers.rs), so the busy ones
+    // hold many at once.
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_REFERRAL_RECEIVED,
-        16,
+        128,
         Arc::new(handlers::ReferralReceivedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SCREENING_DECIDED,
-        8,
+        64,
         Arc::new(handlers::ScreeningDecidedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
@@ -85,7 +87,7 @@ pub fn start(
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_CONSENT_REQUESTED,
-        8,
+        64,
         Arc::new(handlers::ConsentRequestedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
