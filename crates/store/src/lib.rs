@@ -310,6 +310,60 @@ pub fn tuples(first: usize, rows: usize, width: usize) -> String {
     sql
 }
 
+/// Where a unit of work's transaction begins: the database itself, or a batch's transaction —
+/// then it is a savepoint of that, rolled back alone and committed with the batch.
+#[derive(Clone, Copy)]
+pub enum Within<'a> {
+    Db(&'a DatabaseConnection),
+    Batch(&'a DatabaseTransaction),
+}
+
+impl Within<'_> {
+    /// A transaction of its own, or a savepoint of the batch's.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+        match self {
+            Within::Db(db) => db.begin().await,
+            Within::Batch(txn) => txn.begin().await,
+        }
+    }
+}
+
+/// Work done for many jobs in one transaction by [`together`].
+#[async_trait::async_trait]
+pub trait Together<J: Sync>: Sync {
+    type Output: Send;
+
+    /// Runs in a batch's transaction before any job (e.g. to take the batch's locks in one order).
+    async fn first(&self, _txn: &DatabaseTransaction, _jobs: &[J]) -> Result<(), DbErr> {
+        Ok(())
+    }
+
+    /// Does one job; its transaction begins `within`.
+    async fn each(&self, within: Within<'_>, job: &J) -> Self::Output;
+}
+
+/// Does `jobs` together: a lone job within `db` itself (its own transaction, as if there were no
+/// batch); several within one transaction of `db`, each in a savepoint of it — a job that fails
+/// is rolled back alone and answered alone, the others commit together. An `Err` means the batch
+/// committed nothing.
+pub async fn together<J: Sync, W: Together<J>>(
+    db: &DatabaseConnection,
+    jobs: &[J],
+    worker: &W,
+) -> Result<Vec<W::Output>, DbErr> {
+    if let [job] = jobs {
+        return Ok(vec![worker.each(Within::Db(db), job).await]);
+    }
+    let txn = db.begin().await?;
+    worker.first(&txn, jobs).await?;
+    let mut outputs = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outputs.push(worker.each(Within::Batch(&txn), job).await);
+    }
+    txn.commit().await?;
+    Ok(outputs)
+}
+
 /// A cheap round trip, for readiness.
 pub async fn ping(db: &DatabaseConnection) -> Result<()> {
     db.execute_unprepared("SELECT 1").await?;

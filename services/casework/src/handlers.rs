@@ -9,16 +9,18 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::casework::v1 as pb;
 use eh_proto::catalogue::{self, EventSpec};
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
 use eh_proto::intake::v1::{ReferralReceived, ScreenReferral, ScreeningDecided};
+use eh_store::Within;
 use eh_workdays::WorkingCalendar;
 use prost::Message;
 use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The actor casework's own steps are recorded under.
@@ -67,9 +69,22 @@ impl<'a> Why<'a> {
 pub struct Casework {
     pub ctx: ServiceContext,
     pub calendars: Arc<BTreeMap<String, WorkingCalendar>>,
+    /// The bus doors' events waiting to be handled together (`eh_bus::batch`).
+    batches: Batcher<Casework>,
 }
 
+/// The most events of one consumer handled in one transaction.
+pub const MAX_BATCH: usize = 64;
+
 impl Casework {
+    pub fn new(ctx: ServiceContext, calendars: BTreeMap<String, WorkingCalendar>) -> Self {
+        Self {
+            ctx,
+            calendars: Arc::new(calendars),
+            batches: Batcher::new(MAX_BATCH),
+        }
+    }
+
     /// The working calendars of every tenant, checked.
     ///
     /// # Errors
@@ -301,12 +316,15 @@ impl Casework {
         Ok(())
     }
 
+    /// Begins a transaction within `within` (a savepoint when that is a transaction itself) and
+    /// claims `msg` in it; `None` (and nothing done) when the inbox already has it.
     async fn begin_claimed(
         &self,
+        within: Within<'_>,
         consumer: &str,
         msg: &Received,
     ) -> Result<Option<DatabaseTransaction>, Error> {
-        let txn = self.ctx.db.begin().await?;
+        let txn = within.begin().await?;
         if !inbox::claim(&txn, consumer, &msg.key()).await? {
             txn.rollback().await?;
             return Ok(None);
@@ -323,11 +341,15 @@ impl Casework {
     /// `referral_received`: opens a case, or attaches the referral to the family's open case.
     pub async fn on_referral(
         &self,
+        within: Within<'_>,
         tenant: &str,
         ev: &ReferralReceived,
         msg: &Received,
     ) -> Result<Handled, Error> {
-        let Some(txn) = self.begin_claimed(CONSUMER_REFERRAL_RECEIVED, msg).await? else {
+        let Some(txn) = self
+            .begin_claimed(within, CONSUMER_REFERRAL_RECEIVED, msg)
+            .await?
+        else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
@@ -422,7 +444,9 @@ impl Casework {
         if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
             // The referral belongs to a case already (it was closed or stepped up since).
             txn.rollback().await?;
-            let txn = self.begin_claimed(CONSUMER_REFERRAL_RECEIVED, msg).await?;
+            let txn = self
+                .begin_claimed(within, CONSUMER_REFERRAL_RECEIVED, msg)
+                .await?;
             return match txn {
                 Some(t) => self.finish(t).await,
                 None => Ok(Handled::Duplicate),
@@ -465,6 +489,7 @@ impl Casework {
     /// `consent_recorded`: cases waiting for consent move on.
     pub async fn on_consent_recorded(
         &self,
+        within: Within<'_>,
         tenant: &str,
         ev: &ConsentRecorded,
         msg: &Received,
@@ -474,7 +499,10 @@ impl Casework {
         if consent.family_id.is_empty() {
             return Err(Error::Invalid("consent_recorded without a family".into()));
         }
-        let Some(txn) = self.begin_claimed(CONSUMER_CONSENT_RECORDED, msg).await? else {
+        let Some(txn) = self
+            .begin_claimed(within, CONSUMER_CONSENT_RECORDED, msg)
+            .await?
+        else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
@@ -541,6 +569,7 @@ impl Casework {
     /// `consent_withdrawn`: when no consent remains, the family's open cases close.
     pub async fn on_consent_withdrawn(
         &self,
+        within: Within<'_>,
         tenant: &str,
         ev: &ConsentWithdrawn,
         msg: &Received,
@@ -549,7 +578,10 @@ impl Casework {
         if ev.family_id.is_empty() {
             return Err(Error::Invalid("consent_withdrawn without a family".into()));
         }
-        let Some(txn) = self.begin_claimed(CONSUMER_CONSENT_WITHDRAWN, msg).await? else {
+        let Some(txn) = self
+            .begin_claimed(within, CONSUMER_CONSENT_WITHDRAWN, msg)
+            .await?
+        else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
@@ -597,12 +629,16 @@ impl Casework {
     /// `screening_decided`: ready for allocation, closed with advice, or still screening.
     pub async fn on_screening(
         &self,
+        within: Within<'_>,
         tenant: &str,
         ev: &ScreeningDecided,
         msg: &Received,
     ) -> Result<Handled, Error> {
         let to = domain::on_screening(&ev.outcome).map_err(Error::Invalid)?;
-        let Some(txn) = self.begin_claimed(CONSUMER_SCREENING_DECIDED, msg).await? else {
+        let Some(txn) = self
+            .begin_claimed(within, CONSUMER_SCREENING_DECIDED, msg)
+            .await?
+        else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
@@ -858,8 +894,106 @@ pub async fn run_timers(casework: Casework, every: std::time::Duration) {
     }
 }
 
+/// A bus event casework handles, decoded.
+pub enum Event {
+    Referral(Box<ReferralReceived>),
+    ConsentRecorded(ConsentRecorded),
+    ConsentWithdrawn(ConsentWithdrawn),
+    Screening(ScreeningDecided),
+}
+
+/// One event waiting for its batch.
+pub struct Job {
+    tenant: String,
+    event: Event,
+    msg: Received,
+}
+
+impl Casework {
+    async fn handle_event(&self, within: Within<'_>, job: &Job) -> Result<Handled, Error> {
+        let (tenant, msg) = (job.tenant.as_str(), &job.msg);
+        match &job.event {
+            Event::Referral(ev) => self.on_referral(within, tenant, ev, msg).await,
+            Event::ConsentRecorded(ev) => self.on_consent_recorded(within, tenant, ev, msg).await,
+            Event::ConsentWithdrawn(ev) => self.on_consent_withdrawn(within, tenant, ev, msg).await,
+            Event::Screening(ev) => self.on_screening(within, tenant, ev, msg).await,
+        }
+    }
+
+    /// The families `jobs` touch, in the one order every batch locks them in.
+    async fn families_of(
+        &self,
+        txn: &DatabaseTransaction,
+        jobs: &[Job],
+    ) -> Result<BTreeSet<(String, String)>, DbErr> {
+        let mut families = BTreeSet::new();
+        for job in jobs {
+            let family = match &job.event {
+                Event::Referral(ev) => Some(ev.family_id.clone()),
+                Event::ConsentRecorded(ev) => ev
+                    .record
+                    .as_ref()
+                    .and_then(|r| r.consent.as_ref())
+                    .map(|c| c.family_id.clone()),
+                Event::ConsentWithdrawn(ev) => Some(ev.family_id.clone()),
+                Event::Screening(ev) => store::get_case(txn, &job.tenant, &ev.case_id)
+                    .await?
+                    .map(|c| c.family_id),
+            };
+            if let Some(f) = family.filter(|f| !f.is_empty()) {
+                families.insert((job.tenant.clone(), f));
+            }
+        }
+        Ok(families)
+    }
+}
+
+/// A bus door's events waiting together are handled in one transaction, each in a savepoint of
+/// its own (`eh_store::together`): an event that fails (an illegal step, a database error) is
+/// rolled back alone and answered alone, its batch-mates commit. Every family of the batch is
+/// locked first, in one order, so two batches (of two consumers, or two replicas) never wait on
+/// each other in a cycle; the handlers take their family's lock again, which a transaction
+/// already holding it passes straight through. A lone event is handled as before, in a
+/// transaction of its own.
+#[async_trait]
+impl Batch for Casework {
+    type Job = Job;
+    type Output = Result<Handled, HandlerError>;
+    type Error = HandlerError;
+
+    async fn run(
+        &self,
+        _consumer: &str,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
+        let outputs = eh_store::together(&self.ctx.db, jobs, self)
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        self.ctx.outbox.committed();
+        Ok(outputs)
+    }
+}
+
+#[async_trait]
+impl eh_store::Together<Job> for Casework {
+    type Output = Result<Handled, HandlerError>;
+
+    async fn first(&self, txn: &DatabaseTransaction, jobs: &[Job]) -> Result<(), DbErr> {
+        for (tenant, family) in self.families_of(txn, jobs).await? {
+            store::lock_family(txn, &tenant, &family).await?;
+        }
+        Ok(())
+    }
+
+    async fn each(&self, within: Within<'_>, job: &Job) -> Result<Handled, HandlerError> {
+        self.handle_event(within, job)
+            .await
+            .map_err(Error::for_handler)
+    }
+}
+
 macro_rules! door {
-    ($name:ident, $msg:ty, $method:ident) => {
+    ($name:ident, $msg:ty, $variant:ident, $consumer:expr) => {
         pub struct $name(pub Casework);
 
         #[async_trait]
@@ -875,16 +1009,41 @@ macro_rules! door {
                 let ev = <$msg>::decode(msg.payload.as_ref()).map_err(|e| {
                     HandlerError::Permanent(format!("not a {}: {e}", stringify!($msg)))
                 })?;
+                let job = Job {
+                    tenant: tenant.to_string(),
+                    event: Event::$variant(ev.into()),
+                    msg: msg.clone(),
+                };
                 self.0
-                    .$method(tenant, &ev, msg)
-                    .await
-                    .map_err(Error::for_handler)
+                    .batches
+                    .submit(self.0.clone(), $consumer, job)
+                    .await?
             }
         }
     };
 }
 
-door!(ReferralReceivedDoor, ReferralReceived, on_referral);
-door!(ConsentRecordedDoor, ConsentRecorded, on_consent_recorded);
-door!(ConsentWithdrawnDoor, ConsentWithdrawn, on_consent_withdrawn);
-door!(ScreeningDecidedDoor, ScreeningDecided, on_screening);
+door!(
+    ReferralReceivedDoor,
+    ReferralReceived,
+    Referral,
+    CONSUMER_REFERRAL_RECEIVED
+);
+door!(
+    ConsentRecordedDoor,
+    ConsentRecorded,
+    ConsentRecorded,
+    CONSUMER_CONSENT_RECORDED
+);
+door!(
+    ConsentWithdrawnDoor,
+    ConsentWithdrawn,
+    ConsentWithdrawn,
+    CONSUMER_CONSENT_WITHDRAWN
+);
+door!(
+    ScreeningDecidedDoor,
+    ScreeningDecided,
+    Screening,
+    CONSUMER_SCREENING_DECIDED
+);

@@ -60,10 +60,8 @@ pub fn start(
     >,
     String,
 > {
-    let casework = handlers::Casework {
-        ctx: ctx.clone(),
-        calendars: Arc::new(handlers::Casework::calendars(&ctx.settings)?),
-    };
+    let casework =
+        handlers::Casework::new(ctx.clone(), handlers::Casework::calendars(&ctx.settings)?);
     ctx.spawn_relay();
     ctx.spawn_subscription(
         &catalogue::CASEWORK_REFERRAL_RECEIVED,

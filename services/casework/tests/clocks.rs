@@ -52,10 +52,8 @@ async fn env_closed_on(postgres: bool, closures: &[chrono::NaiveDate]) -> anyhow
             transport.clone(),
             clock.clone(),
         );
-        replicas.push(Casework {
-            calendars: Arc::new(Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?),
-            ctx,
-        });
+        let calendars = Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?;
+        replicas.push(Casework::new(ctx, calendars));
     }
     let ns = settings.bus.namespace.clone();
     Ok(Env {

@@ -37,10 +37,8 @@ async fn env(postgres: bool) -> anyhow::Result<Env> {
         Arc::new(EmbeddedTransport::open(bus_db).await?),
         Arc::new(SystemClock),
     );
-    let casework = Casework {
-        calendars: Arc::new(Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?),
-        ctx,
-    };
+    let calendars = Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?;
+    let casework = Casework::new(ctx, calendars);
     Ok(Env {
         api: CaseworkApi {
             casework,

@@ -16,10 +16,12 @@ use crate::store::{self, Asker, StoredRecord, StoredWithdrawal};
 use crate::{CONSUMER_REFERRAL_RECEIVED, SERVICE};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::consent::v1 as pb;
 use eh_proto::intake::v1::ReferralReceived;
+use eh_store::{Together, Within};
 use prost::Message;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 
@@ -85,7 +87,24 @@ impl Consent {
         actor: &str,
         inbound: Option<&Received>,
     ) -> Result<Appended, Error> {
-        let txn = self.ctx.db.begin().await?;
+        let within = Within::Db(&self.ctx.db);
+        self.append_within(within, tenant, record, source, source_key, actor, inbound)
+            .await
+    }
+
+    /// [`Consent::append`] in a transaction begun `within` (a savepoint of a batch's).
+    #[allow(clippy::too_many_arguments)]
+    async fn append_within(
+        &self,
+        within: Within<'_>,
+        tenant: &str,
+        record: &ConsentRecord,
+        source: &str,
+        source_key: Option<&str>,
+        actor: &str,
+        inbound: Option<&Received>,
+    ) -> Result<Appended, Error> {
+        let txn = within.begin().await?;
         if let Some(msg) = inbound
             && !inbox::claim(&txn, CONSUMER_REFERRAL_RECEIVED, &msg.key()).await?
         {
@@ -301,9 +320,33 @@ pub fn referral_record(
     }))
 }
 
-/// The bus door: `<ns>.*.intake.referral_received`.
+/// The bus door: `<ns>.*.intake.referral_received`. The events it has in hand at once are
+/// handled in one transaction, each in a savepoint of its own (`eh_store::together`): one that
+/// fails is rolled back and answered alone, the others commit together.
 pub struct ReferralReceivedHandler {
     pub consent: Consent,
+    batches: Batcher<Consent>,
+}
+
+/// The most events handled in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+impl ReferralReceivedHandler {
+    pub fn new(consent: Consent) -> Self {
+        Self {
+            consent,
+            batches: Batcher::new(MAX_BATCH),
+        }
+    }
+}
+
+/// One referral's consent, read and checked, waiting for its batch.
+pub struct Job {
+    tenant: String,
+    referral_id: String,
+    /// `None`: the referral records no consent.
+    record: Option<ConsentRecord>,
+    msg: Received,
 }
 
 #[async_trait]
@@ -329,31 +372,75 @@ impl eh_bus::Handler for ReferralReceivedHandler {
                 reasons.join("; ")
             ))
         })?;
-        let Some(record) = record else {
+        let job = Job {
+            tenant,
+            referral_id: event.referral_id,
+            record,
+            msg: msg.clone(),
+        };
+        self.batches
+            .submit(self.consent.clone(), CONSUMER_REFERRAL_RECEIVED, job)
+            .await?
+    }
+}
+
+#[async_trait]
+impl Batch for Consent {
+    type Job = Job;
+    type Output = Result<Handled, HandlerError>;
+    type Error = HandlerError;
+
+    async fn run(
+        &self,
+        _consumer: &str,
+        jobs: &[Job],
+    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
+        let outputs = eh_store::together(&self.ctx.db, jobs, self)
+            .await
+            .map_err(retry)?;
+        self.ctx.outbox.committed();
+        Ok(outputs)
+    }
+}
+
+#[async_trait]
+impl Together<Job> for Consent {
+    type Output = Result<Handled, HandlerError>;
+
+    async fn each(&self, within: Within<'_>, job: &Job) -> Result<Handled, HandlerError> {
+        let (tenant, msg) = (&job.tenant, &job.msg);
+        let Some(record) = &job.record else {
             // Claim the inbox anyway, so a redelivery is recognised as such.
-            let txn = ctx.db.begin().await.map_err(retry)?;
+            let txn = within.begin().await.map_err(retry)?;
             let fresh = inbox::claim(&txn, CONSUMER_REFERRAL_RECEIVED, &msg.key())
                 .await
                 .map_err(retry)?;
             txn.commit().await.map_err(retry)?;
-            tracing::info!(%tenant, referral_id = %event.referral_id, "referral without consent: nothing recorded");
+            tracing::info!(%tenant, referral_id = %job.referral_id, "referral without consent: nothing recorded");
             return Ok(if fresh {
                 Handled::Done
             } else {
                 Handled::Duplicate
             });
         };
-        let source = format!("referral:{}", event.referral_id);
+        let source = format!("referral:{}", job.referral_id);
         let actor = format!("service:{SERVICE}");
         match self
-            .consent
-            .append(&tenant, &record, &source, Some(&source), &actor, Some(msg))
+            .append_within(
+                within,
+                tenant,
+                record,
+                &source,
+                Some(&source),
+                &actor,
+                Some(msg),
+            )
             .await
             .map_err(retry)?
         {
             Appended::AlreadyHandled => Ok(Handled::Duplicate),
             Appended::Duplicate => {
-                tracing::info!(%tenant, referral_id = %event.referral_id, "referral consent held already");
+                tracing::info!(%tenant, referral_id = %job.referral_id, "referral consent held already");
                 Ok(Handled::Done)
             }
             Appended::Stored(s) => {

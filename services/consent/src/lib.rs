@@ -52,9 +52,7 @@ pub fn start(
     ctx.spawn_subscription(
         &eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED,
         16,
-        Arc::new(handlers::ReferralReceivedHandler {
-            consent: consent.clone(),
-        }),
+        Arc::new(handlers::ReferralReceivedHandler::new(consent.clone())),
     );
     let api = grpc::ConsentApi {
         consent,

@@ -56,7 +56,7 @@ pub fn start(
     >,
     String,
 > {
-    let rules = Arc::new(screening::rules_from_settings(&ctx.settings)?);
+    let rules = screening::rules_from_settings(&ctx.settings)?;
     let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
     // Load each council's people for matching now, in the background, so the first referral
@@ -87,10 +87,7 @@ pub fn start(
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_SCREEN_REFERRAL,
         8,
-        Arc::new(screening::ScreenReferralHandler {
-            ctx: ctx.clone(),
-            rules,
-        }),
+        Arc::new(screening::ScreenReferralHandler::new(ctx.clone(), rules)),
     );
     let api = grpc::IntakeApi {
         intake,

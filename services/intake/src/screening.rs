@@ -6,13 +6,14 @@
 use crate::domain::screening::{self, ScreeningOutcome, ScreeningRules};
 use crate::store;
 use async_trait::async_trait;
+use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_platform::Settings;
 use eh_proto::intake::v1::{ScreenReferral, ScreeningDecided};
-use eh_store::{Migration, stmt};
+use eh_store::{Migration, Together, Within, stmt};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -107,10 +108,34 @@ pub async fn decisions(
         .collect()
 }
 
-/// The command handler.
+/// The command handler. The commands it has in hand at once are screened in one transaction,
+/// each in a savepoint of its own (`eh_store::together`): one that fails is rolled back and
+/// answered alone, the others commit together.
+#[derive(Clone)]
 pub struct ScreenReferralHandler {
     pub ctx: ServiceContext,
     pub rules: Arc<BTreeMap<String, ScreeningRules>>,
+    batches: Batcher<ScreenReferralHandler>,
+}
+
+/// The most commands screened in one transaction.
+pub const MAX_BATCH: usize = 64;
+
+impl ScreenReferralHandler {
+    pub fn new(ctx: ServiceContext, rules: BTreeMap<String, ScreeningRules>) -> Self {
+        Self {
+            ctx,
+            rules: Arc::new(rules),
+            batches: Batcher::new(MAX_BATCH),
+        }
+    }
+}
+
+/// One command, decoded, waiting for its batch.
+pub struct ScreenJob {
+    tenant: String,
+    cmd: ScreenReferral,
+    msg: Received,
 }
 
 #[async_trait]
@@ -124,13 +149,53 @@ impl eh_bus::Handler for ScreenReferralHandler {
             .to_string();
         let cmd = ScreenReferral::decode(msg.payload.as_ref())
             .map_err(|e| HandlerError::Permanent(format!("not a ScreenReferral: {e}")))?;
-        let Some(rules) = self.rules.get(&tenant) else {
+        if !self.rules.contains_key(&tenant) {
+            return Err(HandlerError::Permanent(format!(
+                "unknown tenant {tenant:?}"
+            )));
+        }
+        let job = ScreenJob {
+            tenant,
+            cmd,
+            msg: msg.clone(),
+        };
+        self.batches.submit(self.clone(), CONSUMER, job).await?
+    }
+}
+
+#[async_trait]
+impl Batch for ScreenReferralHandler {
+    type Job = ScreenJob;
+    type Output = Result<Handled, HandlerError>;
+    type Error = HandlerError;
+
+    async fn run(
+        &self,
+        _consumer: &str,
+        jobs: &[ScreenJob],
+    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
+        let outputs = eh_store::together(&self.ctx.db, jobs, self)
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        self.ctx.outbox.committed();
+        Ok(outputs)
+    }
+}
+
+#[async_trait]
+impl Together<ScreenJob> for ScreenReferralHandler {
+    type Output = Result<Handled, HandlerError>;
+
+    async fn each(&self, within: Within<'_>, job: &ScreenJob) -> Result<Handled, HandlerError> {
+        let ns = self.ctx.namespace().to_string();
+        let (tenant, cmd, msg) = (&job.tenant, &job.cmd, &job.msg);
+        let Some(rules) = self.rules.get(tenant) else {
             return Err(HandlerError::Permanent(format!(
                 "unknown tenant {tenant:?}"
             )));
         };
         let retry = |e: DbErr| HandlerError::Retryable(e.to_string());
-        let txn = self.ctx.db.begin().await.map_err(retry)?;
+        let txn = within.begin().await.map_err(retry)?;
         if !inbox::claim(&txn, CONSUMER, &msg.key())
             .await
             .map_err(|e| HandlerError::Retryable(e.to_string()))?
@@ -138,7 +203,7 @@ impl eh_bus::Handler for ScreenReferralHandler {
             txn.rollback().await.map_err(retry)?;
             return Ok(Handled::Duplicate);
         }
-        let Some(stored) = store::get(&txn, &tenant, &cmd.referral_id)
+        let Some(stored) = store::get(&txn, tenant, &cmd.referral_id)
             .await
             .map_err(retry)?
         else {
@@ -195,13 +260,13 @@ impl eh_bus::Handler for ScreenReferralHandler {
                 .unwrap_or_default(),
         };
         let spec = &eh_proto::catalogue::SCREENING_DECIDED;
-        let env = Envelope::new(spec.payload, &tenant, "system:intake", now)
+        let env = Envelope::new(spec.payload, tenant, "system:intake", now)
             .caused_by(msg.envelope().as_ref(), &msg.key());
         self.ctx
             .outbox
             .enqueue(
                 &txn,
-                &OutboundMessage::event(spec.subject(&ns, &tenant), &env, event.encode_to_vec()),
+                &OutboundMessage::event(spec.subject(&ns, tenant), &env, event.encode_to_vec()),
             )
             .await
             .map_err(|e| HandlerError::Retryable(e.to_string()))?;

@@ -2,6 +2,7 @@
 //! `eh_testkit` for every scenario. Time is a ManualClock; events are read from the outbox.
 mod batch;
 mod matching;
+mod screening;
 
 use chrono::{TimeZone, Utc};
 use eh_auth::{Auditor, Principal};
@@ -175,4 +176,5 @@ both!(
     batch::referrals_arriving_together_are_stored_as_one_after_another,
     batch::a_message_delivered_twice_into_one_batch_is_handled_once,
     batch::a_referral_the_database_refuses_fails_alone,
+    screening::screening_commands_arriving_together_are_screened_once_each,
 );
