@@ -86,6 +86,17 @@ impl<B: Batch> Batcher<B> {
 
     /// Does `job` with `work` in the next batch of `key`; returns what became of it.
     pub async fn submit(&self, work: B, key: &str, job: B::Job) -> Result<B::Output, B::Error> {
+        self.enqueue(work, key, job).await
+    }
+
+    /// Queues `job` now — jobs are batched in the order they are queued — and returns what will
+    /// answer for it.
+    pub fn enqueue(
+        &self,
+        work: B,
+        key: &str,
+        job: B::Job,
+    ) -> impl Future<Output = Result<B::Output, B::Error>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let queue = self.queue(key);
         queue
@@ -108,7 +119,7 @@ impl<B: Batch> Batcher<B> {
             }
             .in_current_span(),
         );
-        rx.await.map_err(|_| Interrupted)?
+        async move { rx.await.map_err(|_| Interrupted)? }
     }
 }
 

@@ -6,7 +6,7 @@ use crate::Received;
 use crate::dlq;
 use crate::faults::Faults;
 use crate::transport::{ConsumerSpec, Delivery, Transport};
-use async_trait::async_trait;
+pub use async_trait::async_trait;
 use eh_platform::Metrics;
 use eh_platform::metrics::{ConsumerLabels, HandledLabels};
 use std::sync::Arc;
@@ -46,6 +46,48 @@ pub enum Handled {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError>;
+
+    /// Starts handling `msg`. The consumer calls this in delivery order, in its receive loop,
+    /// then awaits the answer in the message's own task: a handler whose messages must be taken
+    /// up in order (one that queues them for batches) does that part here, at once, without
+    /// waiting on anything. By default the whole of [`Handler::handle`] runs in the task.
+    fn start(self: Arc<Self>, msg: &Received) -> Pending {
+        let msg = msg.clone();
+        Box::pin(async move { self.handle(&msg).await })
+    }
+}
+
+/// A message's answer to come.
+pub type Pending = futures::future::BoxFuture<'static, Result<Handled, HandlerError>>;
+
+/// Implements [`Handler`] for a handler type with a method
+/// `fn admit(&self, msg: &Received) -> Result<Pending, HandlerError>` that reads a message and
+/// queues it for its batch without waiting on anything ([`crate::batch::Batcher::enqueue`]).
+/// The consumer admits messages in delivery order ([`Handler::start`]), so batches keep the
+/// order of the stream: what an earlier message changes, a later one sees.
+#[macro_export]
+macro_rules! admitted_in_order {
+    ($name:ty) => {
+        #[$crate::consumer::async_trait]
+        impl $crate::Handler for $name {
+            async fn handle(
+                &self,
+                msg: &$crate::Received,
+            ) -> Result<$crate::Handled, $crate::HandlerError> {
+                self.admit(msg)?.await
+            }
+
+            fn start(
+                self: std::sync::Arc<Self>,
+                msg: &$crate::Received,
+            ) -> $crate::consumer::Pending {
+                match self.admit(msg) {
+                    Ok(pending) => pending,
+                    Err(e) => Box::pin(std::future::ready(Err(e))),
+                }
+            }
+        }
+    };
 }
 
 /// How a consumer behaves.
@@ -109,14 +151,19 @@ pub async fn run(
                     let ctx = Settle {
                         transport: transport.clone(),
                         opts: opts.clone(),
-                        handler: handler.clone(),
                         metrics: metrics.clone(),
                         faults: faults.clone(),
                     };
-                    tokio::spawn(async move {
-                        ctx.process(delivery).await;
-                        drop(permit);
-                    });
+                    // Taken up here, in delivery order; answered in the message's own task.
+                    let span = ctx.span(&delivery.msg);
+                    let pending = span.in_scope(|| handler.clone().start(&delivery.msg));
+                    tokio::spawn(
+                        async move {
+                            ctx.settle(&delivery, pending).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    );
                 }
                 Ok(None) => drop(permit),
                 Err(e) => {
@@ -139,14 +186,13 @@ pub async fn run(
 struct Settle {
     transport: Arc<dyn Transport>,
     opts: ConsumerOptions,
-    handler: Arc<dyn Handler>,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
 }
 
 impl Settle {
-    async fn process(self, delivery: Delivery) {
-        let msg = &delivery.msg;
+    /// The span of handling `msg`, a child of the trace the message carries.
+    fn span(&self, msg: &Received) -> tracing::Span {
         let span = tracing::info_span!(
             "process",
             otel.name = %format!("{} process", msg.subject),
@@ -158,7 +204,7 @@ impl Settle {
             delivered = msg.delivered,
         );
         eh_platform::telemetry::set_parent_from(&span, |k| msg.headers.get(k).cloned());
-        self.settle(&delivery).instrument(span).await;
+        span
     }
 
     fn count(&self, outcome: &str) {
@@ -171,10 +217,10 @@ impl Settle {
             .inc();
     }
 
-    async fn settle(&self, delivery: &Delivery) {
+    async fn settle(&self, delivery: &Delivery, pending: Pending) {
         let msg = &delivery.msg;
         let started = Instant::now();
-        let result = self.handler.handle(msg).await;
+        let result = pending.await;
         self.metrics
             .handler_seconds
             .get_or_create(&ConsumerLabels {

@@ -10,7 +10,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eh_bus::batch::{Batch, Batcher};
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::casework::v1 as pb;
 use eh_proto::catalogue::{self, EventSpec};
@@ -996,9 +996,10 @@ macro_rules! door {
     ($name:ident, $msg:ty, $variant:ident, $consumer:expr) => {
         pub struct $name(pub Casework);
 
-        #[async_trait]
-        impl eh_bus::Handler for $name {
-            async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        eh_bus::admitted_in_order!($name);
+
+        impl $name {
+            fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
                 let ns = self.0.ctx.namespace().to_string();
                 let Some(tenant) = subjects::tenant_of(&ns, &msg.subject) else {
                     return Err(HandlerError::Permanent(format!(
@@ -1014,10 +1015,8 @@ macro_rules! door {
                     event: Event::$variant(ev.into()),
                     msg: msg.clone(),
                 };
-                self.0
-                    .batches
-                    .submit(self.0.clone(), $consumer, job)
-                    .await?
+                let answer = self.0.batches.enqueue(self.0.clone(), $consumer, job);
+                Ok(Box::pin(async move { answer.await? }))
             }
         }
     };

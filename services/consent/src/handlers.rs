@@ -17,7 +17,7 @@ use crate::{CONSUMER_REFERRAL_RECEIVED, SERVICE};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eh_bus::batch::{Batch, Batcher};
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::consent::v1 as pb;
 use eh_proto::intake::v1::ReferralReceived;
@@ -349,9 +349,10 @@ pub struct Job {
     msg: Received,
 }
 
-#[async_trait]
-impl eh_bus::Handler for ReferralReceivedHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ReferralReceivedHandler);
+
+impl ReferralReceivedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let ctx = &self.consent.ctx;
         let tenant = subjects::tenant_of(ctx.namespace(), &msg.subject)
             .ok_or_else(|| {
@@ -378,9 +379,10 @@ impl eh_bus::Handler for ReferralReceivedHandler {
             record,
             msg: msg.clone(),
         };
-        self.batches
-            .submit(self.consent.clone(), CONSUMER_REFERRAL_RECEIVED, job)
-            .await?
+        let answer = self
+            .batches
+            .enqueue(self.consent.clone(), CONSUMER_REFERRAL_RECEIVED, job);
+        Ok(Box::pin(async move { answer.await? }))
     }
 }
 

@@ -77,6 +77,8 @@ impl eh_bus::batch::Batch for Intake {
     type Error = StoreError;
 
     async fn run(&self, tenant: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        // The first batch of a tenant on this replica loads its people, before any lock.
+        self.people.ensure_loaded(&self.ctx.db, tenant).await?;
         let outcomes = self.store(tenant, jobs).await?;
         self.ctx.outbox.committed();
         Ok(outcomes)
@@ -84,15 +86,6 @@ impl eh_bus::batch::Batch for Intake {
 }
 
 impl Intake {
-    /// Stores `job` for `tenant` in the next batch; returns what became of it.
-    pub(crate) async fn store_batched(
-        &self,
-        tenant: &str,
-        job: Job,
-    ) -> Result<Outcome, StoreError> {
-        self.batches.submit(self.clone(), tenant, job).await
-    }
-
     /// Stores `jobs` in one transaction; one outcome per job, in order.
     async fn store(&self, tenant: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
         let started = std::time::Instant::now();

@@ -11,8 +11,7 @@ use crate::domain::contract::{self, Rejection};
 use crate::domain::matching::MatchPolicy;
 use crate::matching::{self, HeldPeople, Resolution, ResolveError};
 use crate::store;
-use async_trait::async_trait;
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::intake::v1::{Referral, ReferralRejected};
 use prost::Message;
@@ -82,30 +81,38 @@ impl Intake {
         parsed: Result<(serde_json::Value, Referral), Rejection>,
         door: Door<'_>,
     ) -> Result<Outcome, StoreError> {
-        let parsed = if self.known_tenant(tenant) {
-            parsed
-        } else {
-            Err(Rejection::single(
+        match self.admit(tenant, parsed, &door) {
+            Ok(stored) => stored.await,
+            Err(rejection) => self.reject(tenant, rejection, &door).await,
+        }
+    }
+
+    /// Queues a valid referral of a known tenant at once for its tenant's next batch, and
+    /// returns what will answer for it; referrals are stored (and announced) in the order they
+    /// are admitted. Otherwise the rejection, to be recorded.
+    pub(crate) fn admit(
+        &self,
+        tenant: &str,
+        parsed: Result<(serde_json::Value, Referral), Rejection>,
+        door: &Door<'_>,
+    ) -> Result<impl Future<Output = Result<Outcome, StoreError>> + Send + 'static, Rejection> {
+        if !self.known_tenant(tenant) {
+            return Err(Rejection::single(
                 "/tenant",
                 format!("unknown tenant {tenant:?}"),
-            ))
-        };
-        let (document, referral) = match parsed {
-            Ok(p) => p,
-            Err(rejection) => return self.reject(tenant, rejection, &door).await,
-        };
-        // The first referral of a tenant on this replica loads its people, before any lock.
-        self.people.ensure_loaded(&self.ctx.db, tenant).await?;
+            ));
+        }
+        let (document, referral) = parsed?;
         let now = self.ctx.clock.now();
         let job = Job {
-            envelope: self.envelope(TYPE_RECEIVED, tenant, &door, now),
+            envelope: self.envelope(TYPE_RECEIVED, tenant, door, now),
             referral,
             document,
             actor: door.actor.to_string(),
             inbound: door.inbound.cloned(),
             now,
         };
-        self.store_batched(tenant, job).await
+        Ok(self.batches.enqueue(self.clone(), tenant, job))
     }
 
     /// Refuses a document: `referral_rejected` with every reason, nothing stored.
@@ -219,11 +226,15 @@ pub struct InboundReferral {
     pub intake: Intake,
 }
 
-#[async_trait]
-impl eh_bus::Handler for InboundReferral {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(InboundReferral);
+
+impl InboundReferral {
+    /// Reads the document and, when it is a valid referral of a known tenant, queues it at once
+    /// (in delivery order: an upstream system's referrals are stored and announced in the order
+    /// it published them); a rejection is recorded in the message's own task.
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let ns = self.intake.ctx.namespace().to_string();
-        let Some(tenant) = subjects::tenant_of(&ns, &msg.subject) else {
+        let Some(tenant) = subjects::tenant_of(&ns, &msg.subject).map(str::to_string) else {
             return Err(HandlerError::Permanent(format!(
                 "subject {} has no tenant",
                 msg.subject
@@ -236,27 +247,43 @@ impl eh_bus::Handler for InboundReferral {
             actor: &actor,
             inbound: Some(msg),
         };
-        match self.intake.submit(tenant, parsed, door).await {
-            Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
-            Ok(Outcome::Stored(s)) => {
-                tracing::info!(
-                    tenant,
-                    referral_id = %s.id,
-                    known_family = s.known_family,
-                    re_referral = s.re_referral,
-                    "referral received"
-                );
-                Ok(Handled::Done)
+        let outcome: std::pin::Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send>> =
+            match self.intake.admit(&tenant, parsed, &door) {
+                Ok(stored) => Box::pin(stored),
+                Err(rejection) => {
+                    let (intake, tenant, msg) = (self.intake.clone(), tenant.clone(), msg.clone());
+                    Box::pin(async move {
+                        let door = Door {
+                            actor: &actor,
+                            inbound: Some(&msg),
+                        };
+                        intake.reject(&tenant, rejection, &door).await
+                    })
+                }
+            };
+        Ok(Box::pin(async move {
+            match outcome.await {
+                Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
+                Ok(Outcome::Stored(s)) => {
+                    tracing::info!(
+                        tenant,
+                        referral_id = %s.id,
+                        known_family = s.known_family,
+                        re_referral = s.re_referral,
+                        "referral received"
+                    );
+                    Ok(Handled::Done)
+                }
+                Ok(Outcome::Duplicate { id, .. }) => {
+                    tracing::info!(tenant, referral_id = %id, "resubmission of a referral already held");
+                    Ok(Handled::Done)
+                }
+                Ok(Outcome::Rejected(r)) => {
+                    tracing::warn!(tenant, reasons = %r.summary(), "referral rejected");
+                    Ok(Handled::Done)
+                }
+                Err(e) => Err(HandlerError::Retryable(e.to_string())),
             }
-            Ok(Outcome::Duplicate { id, .. }) => {
-                tracing::info!(tenant, referral_id = %id, "resubmission of a referral already held");
-                Ok(Handled::Done)
-            }
-            Ok(Outcome::Rejected(r)) => {
-                tracing::warn!(tenant, reasons = %r.summary(), "referral rejected");
-                Ok(Handled::Done)
-            }
-            Err(e) => Err(HandlerError::Retryable(e.to_string())),
-        }
+        }))
     }
 }

@@ -7,7 +7,7 @@ use crate::domain::screening::{self, ScreeningOutcome, ScreeningRules};
 use crate::store;
 use async_trait::async_trait;
 use eh_bus::batch::{Batch, Batcher};
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_platform::Settings;
 use eh_proto::intake::v1::{ScreenReferral, ScreeningDecided};
@@ -138,9 +138,10 @@ pub struct ScreenJob {
     msg: Received,
 }
 
-#[async_trait]
-impl eh_bus::Handler for ScreenReferralHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ScreenReferralHandler);
+
+impl ScreenReferralHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let ns = self.ctx.namespace().to_string();
         let tenant = subjects::tenant_of(&ns, &msg.subject)
             .ok_or_else(|| {
@@ -159,7 +160,8 @@ impl eh_bus::Handler for ScreenReferralHandler {
             cmd,
             msg: msg.clone(),
         };
-        self.batches.submit(self.clone(), CONSUMER, job).await?
+        let answer = self.batches.enqueue(self.clone(), CONSUMER, job);
+        Ok(Box::pin(async move { answer.await? }))
     }
 }
 

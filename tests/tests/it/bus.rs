@@ -142,6 +142,116 @@ async fn embedded_poison_message_is_dead_lettered_and_others_flow() -> anyhow::R
     .await
 }
 
+/// Takes up messages in `start` (recording their order), then answers each after a pause that
+/// varies, so they finish out of order.
+struct Ordered {
+    started: Mutex<Vec<String>>,
+    finished: Mutex<usize>,
+}
+
+#[async_trait]
+impl Handler for Ordered {
+    async fn handle(&self, _msg: &Received) -> Result<Handled, HandlerError> {
+        unreachable!("the consumer starts messages")
+    }
+
+    fn start(self: Arc<Self>, msg: &Received) -> consumer::Pending {
+        let body = String::from_utf8_lossy(&msg.payload).to_string();
+        let pause = Duration::from_millis(body.len() as u64 % 3 * 7);
+        self.started.lock().expect("lock").push(body);
+        Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            *self.finished.lock().expect("lock") += 1;
+            Ok(Handled::Done)
+        })
+    }
+}
+
+/// A consumer handling up to 64 messages at once still takes them up in delivery order (what
+/// a batching handler relies on to keep the stream's order).
+async fn delivery_order(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
+    let ns = eh_testkit::namespace();
+    let stream = subjects::service_stream(&ns, "intake");
+    transport
+        .ensure_streams(std::slice::from_ref(&stream))
+        .await?;
+    let handler = Arc::new(Ordered {
+        started: Mutex::new(vec![]),
+        finished: Mutex::new(0),
+    });
+    let n = 300;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!("m{}{i}", "x".repeat(i % 5)))
+        .collect();
+    let msgs: Vec<OutboundMessage> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| OutboundMessage {
+            msg_id: format!("o-{i}"),
+            subject: subjects::event(&ns, "worcs", "intake", "thing_happened"),
+            headers: [("Eh-Id".to_string(), format!("o-{i}"))].into(),
+            payload: body.as_bytes().to_vec(),
+        })
+        .collect();
+    for r in transport.publish_batch(&msgs).await {
+        r?;
+    }
+    let stop = CancellationToken::new();
+    let opts = ConsumerOptions {
+        spec: ConsumerSpec {
+            durable: "order_test".into(),
+            stream,
+            filter_subject: format!("{ns}.*.intake.>"),
+            ack_wait: Duration::from_secs(30),
+        },
+        namespace: ns.clone(),
+        concurrency: 64,
+        max_deliver: 3,
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(100),
+    };
+    let task = tokio::spawn(consumer::run(
+        transport.clone(),
+        opts,
+        handler.clone(),
+        Arc::new(Metrics::new()),
+        Arc::new(Faults::default()),
+        stop.clone(),
+    ));
+    eh_testkit::eventually(Duration::from_secs(20), "every message handled", || async {
+        Ok((*handler.finished.lock().expect("lock") == n).then_some(()))
+    })
+    .await?;
+    stop.cancel();
+    task.await?;
+    assert_eq!(*handler.started.lock().expect("lock"), bodies);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_messages_are_taken_up_in_delivery_order() -> anyhow::Result<()> {
+    let t = eh_bus::nats::NatsTransport::connect(eh_bus::nats::NatsOptions {
+        url: eh_testkit::nats_url()?,
+        name: "test".into(),
+        credentials_file: None,
+        ca_file: None,
+        replicas: 1,
+        max_age: Duration::from_secs(3600),
+    })
+    .await?;
+    delivery_order(Arc::new(t)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_messages_are_taken_up_in_delivery_order() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
+    delivery_order(Arc::new(
+        eh_bus::embedded::EmbeddedTransport::open(db).await?,
+    ))
+    .await
+}
+
 /// The embedded bus keeps messages for the retention window only, and never drops one a consumer
 /// has still to settle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

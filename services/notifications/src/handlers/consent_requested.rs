@@ -8,13 +8,12 @@
 //! The email names no one: not the child, and not the recipient either (the address may be
 //! shared in the household); it carries the council, the case reference and the date the request
 //! closes.
-use super::{Notifier, Outgoing, Plan, council, decode};
+use super::{Notifier, Outgoing, Plan, Recording, council, decode};
 use crate::CONSUMER_CONSENT_REQUESTED;
 use crate::domain::{self, Addressee};
 use crate::templates::CONSENT_REQUEST;
-use async_trait::async_trait;
 use eh_bus::Received;
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{HandlerError, Pending};
 use eh_proto::casework::v1::ConsentRequested;
 
 pub struct ConsentRequestedHandler(pub Notifier);
@@ -60,15 +59,20 @@ pub fn plan(council: &str, ev: &ConsentRequested) -> Result<Plan, HandlerError> 
     Ok(plan)
 }
 
-#[async_trait]
-impl eh_bus::Handler for ConsentRequestedHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ConsentRequestedHandler);
+
+impl ConsentRequestedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) = decode::<ConsentRequested>(&self.0.ctx, msg, "ConsentRequested")?;
         let settings = self.0.ctx.settings.tenants.get(&tenant);
         let plan = plan(&council(&tenant, settings), &ev)?;
-        self.0
-            .apply(CONSUMER_CONSENT_REQUESTED, msg, &tenant, &plan)
-            .await
+        Ok(self.0.admit(
+            CONSUMER_CONSENT_REQUESTED,
+            msg,
+            &tenant,
+            &plan,
+            Recording::default(),
+        ))
     }
 }
 

@@ -26,7 +26,7 @@ pub use service_level_breached::ServiceLevelBreachedHandler;
 use crate::domain::Addressee;
 use crate::{store, templates};
 use eh_bus::batch::{Batch, Batcher};
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Received, ServiceContext, inbox, subjects};
 use eh_platform::config::TenantSettings;
 use sea_orm::TransactionTrait;
@@ -280,27 +280,30 @@ impl Notifier {
         tenant: &str,
         plan: &Plan,
     ) -> Result<Handled, HandlerError> {
-        self.apply_with(consumer, msg, tenant, plan, Recording::default())
+        self.admit(consumer, msg, tenant, plan, Recording::default())
             .await
     }
 
-    /// As [`Notifier::apply`], with `recording` (e.g. read models) written too. Events of one
-    /// consumer waiting together are recorded in one transaction (`eh_bus::batch`).
-    async fn apply_with(
+    /// Renders `plan` (with `recording`, e.g. read models, to write too) and queues it at once
+    /// for the next batch of `consumer` (`eh_bus::batch`): events are recorded in the order
+    /// they are admitted. Returns the answer to come.
+    fn admit(
         &self,
         consumer: &'static str,
         msg: &Received,
         tenant: &str,
         plan: &Plan,
         mut recording: Recording,
-    ) -> Result<Handled, HandlerError> {
+    ) -> Pending {
         let settings = self.ctx.settings.tenants.get(tenant);
-        recording.add(tenant, settings, plan, self.ctx.clock.now())?;
+        if let Err(e) = recording.add(tenant, settings, plan, self.ctx.clock.now()) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let job = Job {
             key: msg.key(),
             recording,
         };
-        self.batches.submit(self.clone(), consumer, job).await
+        Box::pin(self.batches.enqueue(self.clone(), consumer, job))
     }
 }
 

@@ -6,9 +6,8 @@ use super::{Notifier, Outgoing, Plan, Recording, council, decode};
 use crate::domain::{self, Addressee};
 use crate::templates::REFERRAL_ACKNOWLEDGEMENT;
 use crate::{CONSUMER_REFERRAL_RECEIVED, store};
-use async_trait::async_trait;
 use eh_bus::Received;
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{HandlerError, Pending};
 use eh_proto::intake::v1::ReferralReceived;
 
 pub struct ReferralReceivedHandler(pub Notifier);
@@ -52,9 +51,10 @@ pub fn plan(council: &str, event: &ReferralReceived) -> Result<Plan, HandlerErro
     Ok(plan)
 }
 
-#[async_trait]
-impl eh_bus::Handler for ReferralReceivedHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ReferralReceivedHandler);
+
+impl ReferralReceivedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let ctx = &self.0.ctx;
         let (tenant, event) = decode::<ReferralReceived>(ctx, msg, "ReferralReceived")?;
         let settings = ctx.settings.tenants.get(&tenant);
@@ -94,9 +94,9 @@ impl eh_bus::Handler for ReferralReceivedHandler {
                 .writes
                 .child_name_tokens(&tenant, scope, &hashes);
         }
-        self.0
-            .apply_with(CONSUMER_REFERRAL_RECEIVED, msg, &tenant, &plan, read_models)
-            .await
+        Ok(self
+            .0
+            .admit(CONSUMER_REFERRAL_RECEIVED, msg, &tenant, &plan, read_models))
     }
 }
 

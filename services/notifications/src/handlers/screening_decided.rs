@@ -3,13 +3,12 @@
 //! The screening reasons are not sent: they name children. A step-up is told by
 //! `case_stepped_up` instead, and a referrer without an email address hears through the system
 //! that referred (case events), so neither records a message here.
-use super::{Notifier, Outgoing, Plan, council, decode};
+use super::{Notifier, Outgoing, Plan, Recording, council, decode};
 use crate::CONSUMER_SCREENING_DECIDED;
 use crate::domain::{self, Addressee, outcome};
 use crate::templates::{self, SCREENING_OUTCOME};
-use async_trait::async_trait;
 use eh_bus::Received;
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{HandlerError, Pending};
 use eh_proto::intake::v1::ScreeningDecided;
 
 pub struct ScreeningDecidedHandler(pub Notifier);
@@ -74,9 +73,10 @@ pub fn plan(council: &str, ev: &ScreeningDecided) -> Result<Plan, HandlerError> 
     Ok(plan)
 }
 
-#[async_trait]
-impl eh_bus::Handler for ScreeningDecidedHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ScreeningDecidedHandler);
+
+impl ScreeningDecidedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) = decode::<ScreeningDecided>(&self.0.ctx, msg, "ScreeningDecided")?;
         let settings = self.0.ctx.settings.tenants.get(&tenant);
         let plan = plan(&council(&tenant, settings), &ev)?;
@@ -88,9 +88,13 @@ impl eh_bus::Handler for ScreeningDecidedHandler {
                 "screening outcome: no email to send (step-up, or no referrer email address)"
             );
         }
-        self.0
-            .apply(CONSUMER_SCREENING_DECIDED, msg, &tenant, &plan)
-            .await
+        Ok(self.0.admit(
+            CONSUMER_SCREENING_DECIDED,
+            msg,
+            &tenant,
+            &plan,
+            Recording::default(),
+        ))
     }
 }
 

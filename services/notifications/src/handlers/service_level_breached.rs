@@ -2,13 +2,12 @@
 //! team manager (`contacts.team_manager_email`) is told which case, which clock, when it was due
 //! and where the case stands. A council with no manager mailbox configured gets an
 //! `undeliverable` message on record and a warning in the log.
-use super::{Notifier, Outgoing, Plan, council, decode, mailbox};
+use super::{Notifier, Outgoing, Plan, Recording, council, decode, mailbox};
 use crate::CONSUMER_SERVICE_LEVEL_BREACHED;
 use crate::domain::{self, Addressee};
 use crate::templates::SERVICE_LEVEL_BREACH;
-use async_trait::async_trait;
 use eh_bus::Received;
-use eh_bus::consumer::{Handled, HandlerError};
+use eh_bus::consumer::{HandlerError, Pending};
 use eh_proto::casework::v1::ServiceLevelBreached;
 
 pub struct ServiceLevelBreachedHandler(pub Notifier);
@@ -54,17 +53,22 @@ pub fn plan(
     })
 }
 
-#[async_trait]
-impl eh_bus::Handler for ServiceLevelBreachedHandler {
-    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+eh_bus::admitted_in_order!(ServiceLevelBreachedHandler);
+
+impl ServiceLevelBreachedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) =
             decode::<ServiceLevelBreached>(&self.0.ctx, msg, "ServiceLevelBreached")?;
         let settings = self.0.ctx.settings.tenants.get(&tenant);
         let manager = mailbox(settings.and_then(|t| t.contacts.team_manager_email.as_ref()));
         let plan = plan(&tenant, &council(&tenant, settings), manager, &ev)?;
-        self.0
-            .apply(CONSUMER_SERVICE_LEVEL_BREACHED, msg, &tenant, &plan)
-            .await
+        Ok(self.0.admit(
+            CONSUMER_SERVICE_LEVEL_BREACHED,
+            msg,
+            &tenant,
+            &plan,
+            Recording::default(),
+        ))
     }
 }
 
