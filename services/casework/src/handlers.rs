@@ -357,7 +357,7 @@ impl Casework {
         let harm = r.significant_harm_risk == Some(true);
         let step_down = r.route == "step_down";
         let consent_in_referral = r.consent.as_ref().and_then(|c| c.obtained) == Some(true);
-        store::lock_family(&txn, tenant, &ev.family_id).await?;
+        lock_family(within, &txn, tenant, &ev.family_id).await?;
         let open = store::open_cases_of_family(&txn, tenant, &ev.family_id).await?;
         let source = r.source.clone().unwrap_or_default();
         if let Some(mut case) = open.into_iter().next() {
@@ -506,7 +506,7 @@ impl Casework {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
-        store::lock_family(&txn, tenant, &consent.family_id).await?;
+        lock_family(within, &txn, tenant, &consent.family_id).await?;
         let to_receive_help = consent.purposes.iter().any(|p| p == "assessment");
         store::record_consent(
             &txn,
@@ -585,7 +585,7 @@ impl Casework {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
-        store::lock_family(&txn, tenant, &ev.family_id).await?;
+        lock_family(within, &txn, tenant, &ev.family_id).await?;
         store::withdraw_consent(
             &txn,
             tenant,
@@ -649,7 +649,7 @@ impl Casework {
                 ev.case_id
             )));
         };
-        store::lock_family(&txn, tenant, &found.family_id).await?;
+        lock_family(within, &txn, tenant, &found.family_id).await?;
         let mut case = store::get_case(&txn, tenant, &ev.case_id)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(ev.case_id.clone()))?;
@@ -894,6 +894,20 @@ pub async fn run_timers(casework: Casework, every: std::time::Duration) {
     }
 }
 
+/// Takes the family's lock in `txn` — unless `txn` is a savepoint of a batch, which locked every
+/// family of its events before the first (`Together::first` below).
+async fn lock_family(
+    within: Within<'_>,
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    family_id: &str,
+) -> Result<(), DbErr> {
+    match within {
+        Within::Batch(_) => Ok(()),
+        Within::Db(_) => store::lock_family(txn, tenant, family_id).await,
+    }
+}
+
 /// A bus event casework handles, decoded.
 pub enum Event {
     Referral(Box<ReferralReceived>),
@@ -979,10 +993,9 @@ impl eh_store::Together<Job> for Casework {
     type Output = Result<Handled, HandlerError>;
 
     async fn first(&self, txn: &DatabaseTransaction, jobs: &[Job]) -> Result<(), DbErr> {
-        for (tenant, family) in self.families_of(txn, jobs).await? {
-            store::lock_family(txn, &tenant, &family).await?;
-        }
-        Ok(())
+        let families: Vec<(String, String)> =
+            self.families_of(txn, jobs).await?.into_iter().collect();
+        store::lock_families(txn, &families).await
     }
 
     async fn each(&self, within: Within<'_>, job: &Job) -> Result<Handled, HandlerError> {

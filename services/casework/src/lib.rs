@@ -63,14 +63,16 @@ pub fn start(
     let casework =
         handlers::Casework::new(ctx.clone(), handlers::Casework::calendars(&ctx.settings)?);
     ctx.spawn_relay();
+    // The events a door has in hand are handled together (handlers.rs), so the busy doors hold
+    // as many as a batch takes.
     ctx.spawn_subscription(
         &catalogue::CASEWORK_REFERRAL_RECEIVED,
-        8,
+        handlers::MAX_BATCH,
         Arc::new(handlers::ReferralReceivedDoor(casework.clone())),
     );
     ctx.spawn_subscription(
         &catalogue::CASEWORK_CONSENT_RECORDED,
-        8,
+        handlers::MAX_BATCH,
         Arc::new(handlers::ConsentRecordedDoor(casework.clone())),
     );
     ctx.spawn_subscription(
@@ -80,7 +82,7 @@ pub fn start(
     );
     ctx.spawn_subscription(
         &catalogue::CASEWORK_SCREENING_DECIDED,
-        8,
+        handlers::MAX_BATCH,
         Arc::new(handlers::ScreeningDecidedDoor(casework.clone())),
     );
     ctx.tasks

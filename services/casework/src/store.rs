@@ -122,6 +122,47 @@ pub async fn lock_family(
     Ok(())
 }
 
+/// Locks every family of `families` (tenant, family id), in their sorted order — the order every
+/// batch takes them in, so two batches never wait on each other in a cycle: one statement to
+/// make sure each is on record, one to lock them all.
+pub async fn lock_families(
+    db: &impl ConnectionTrait,
+    families: &[(String, String)],
+) -> Result<(), DbErr> {
+    if families.is_empty() {
+        return Ok(());
+    }
+    let b = db.get_database_backend();
+    let mut sorted = families.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut rows = eh_store::Rows::with_tail(
+        "INSERT INTO families (tenant, family_id)",
+        2,
+        "ON CONFLICT DO NOTHING",
+    );
+    for (tenant, family) in &sorted {
+        rows.push([tenant.clone().into(), family.clone().into()]);
+    }
+    rows.write(db).await?;
+    let values: Vec<sea_orm::Value> = sorted
+        .iter()
+        .flat_map(|(t, f)| [t.clone().into(), f.clone().into()])
+        .collect();
+    db.query_all_raw(stmt(
+        b,
+        &format!(
+            "SELECT family_id FROM families WHERE (tenant, family_id) IN ({})
+             ORDER BY tenant, family_id{}",
+            eh_store::tuples(1, sorted.len(), 2),
+            for_update(b)
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 /// A case as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseRow {

@@ -51,7 +51,7 @@ pub fn start(
     ctx.spawn_relay();
     ctx.spawn_subscription(
         &eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED,
-        16,
+        handlers::MAX_BATCH,
         Arc::new(handlers::ReferralReceivedHandler::new(consent.clone())),
     );
     let api = grpc::ConsentApi {

@@ -86,7 +86,7 @@ pub fn start(
     );
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_SCREEN_REFERRAL,
-        8,
+        screening::MAX_BATCH,
         Arc::new(screening::ScreenReferralHandler::new(ctx.clone(), rules)),
     );
     let api = grpc::IntakeApi {
