@@ -15,7 +15,10 @@
 //!
 //! The work runs in a spawned task, so a submitter that goes away (a cancelled gRPC call, a
 //! consumer shutting down) does not cut a batch short.
+use crate::ServiceContext;
+use crate::consumer::{Handled, HandlerError, Pending};
 use async_trait::async_trait;
+use eh_store::Together;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -120,6 +123,51 @@ impl<B: Batch> Batcher<B> {
             .in_current_span(),
         );
         async move { rx.await.map_err(|_| Interrupted)? }
+    }
+}
+
+impl<B: Batch<Output = Result<Handled, HandlerError>, Error = HandlerError>> Batcher<B> {
+    /// [`Batcher::enqueue`] for a bus handler whose work answers each message itself: the
+    /// message's answer to come.
+    pub fn admit(&self, work: B, key: &str, job: B::Job) -> Pending {
+        let answer = self.enqueue(work, key, job);
+        Box::pin(async move { answer.await? })
+    }
+}
+
+/// Handling done in savepoints of one transaction per batch ([`eh_store::together`]): a message
+/// that fails is rolled back and answered alone, its batch-mates commit; a lone message is
+/// handled in a transaction of its own. Batch it as [`InSavepoints`].
+pub trait SavepointWork:
+    Together<Self::Job, Output = Result<Handled, HandlerError>> + Clone + Send + Sync + 'static
+{
+    type Job: Send + Sync + 'static;
+
+    /// The service: its database, and the outbox to wake once a batch committed.
+    fn context(&self) -> &ServiceContext;
+}
+
+/// A [`SavepointWork`] as a [`Batch`].
+#[derive(Clone)]
+pub struct InSavepoints<W>(pub W);
+
+#[async_trait]
+impl<W: SavepointWork> Batch for InSavepoints<W> {
+    type Job = W::Job;
+    type Output = Result<Handled, HandlerError>;
+    type Error = HandlerError;
+
+    async fn run(
+        &self,
+        _key: &str,
+        jobs: &[W::Job],
+    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
+        let ctx = self.0.context();
+        let outputs = eh_store::together(&ctx.db, jobs, &self.0)
+            .await
+            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        ctx.outbox.committed();
+        Ok(outputs)
     }
 }
 

@@ -589,3 +589,60 @@ pub async fn settings(
     }
     eh_platform::Settings::load(&[], env).map_err(|e| anyhow::anyhow!("{e}"))
 }
+
+/// Evidence of batching on PostgreSQL: from now on, every row inserted into `table` notes the
+/// top-level transaction it was written in (a savepoint reports its parent's). See
+/// [`TopTransactions::count`].
+pub struct TopTransactions {
+    log: String,
+}
+
+impl TopTransactions {
+    /// Starts noting inserts into `table` (PostgreSQL only).
+    pub async fn watch(db: &sea_orm::DatabaseConnection, table: &str) -> anyhow::Result<Self> {
+        use sea_orm::ConnectionTrait;
+        let log = format!("{table}_top_transactions");
+        db.execute_unprepared(&format!(
+            "CREATE TABLE {log} (top_xid TEXT NOT NULL);
+             CREATE FUNCTION {log}_note() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO {log} VALUES (pg_current_xact_id()::text); RETURN NEW; END $$;
+             CREATE TRIGGER {log} AFTER INSERT ON {table}
+               FOR EACH ROW EXECUTE FUNCTION {log}_note()"
+        ))
+        .await?;
+        Ok(Self { log })
+    }
+
+    /// (rows inserted and kept, distinct top-level transactions they were written in). A row
+    /// rolled back with its savepoint takes its note with it.
+    pub async fn count(&self, db: &sea_orm::DatabaseConnection) -> anyhow::Result<(i64, i64)> {
+        use sea_orm::ConnectionTrait;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT COUNT(*), COUNT(DISTINCT top_xid) FROM {}", self.log),
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no count from {}", self.log))?;
+        Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?))
+    }
+}
+
+/// Handlers' answers to many messages at once: how many were `done`, how many `duplicate`, and
+/// the texts of the errors.
+pub fn tally<T: PartialEq, E: std::fmt::Display>(
+    answers: impl IntoIterator<Item = Result<T, E>>,
+    done: &T,
+    duplicate: &T,
+) -> (usize, usize, Vec<String>) {
+    let (mut d, mut dup, mut errors) = (0, 0, Vec::new());
+    for a in answers {
+        match a {
+            Ok(h) if &h == done => d += 1,
+            Ok(h) if &h == duplicate => dup += 1,
+            Ok(_) => errors.push("neither done nor a duplicate".into()),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (d, dup, errors)
+}

@@ -9,7 +9,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use eh_bus::batch::{Batch, Batcher};
+use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::casework::v1 as pb;
@@ -70,7 +70,7 @@ pub struct Casework {
     pub ctx: ServiceContext,
     pub calendars: Arc<BTreeMap<String, WorkingCalendar>>,
     /// The bus doors' events waiting to be handled together (`eh_bus::batch`).
-    batches: Batcher<Casework>,
+    batches: Batcher<InSavepoints<Casework>>,
 }
 
 /// The most events of one consumer handled in one transaction.
@@ -963,28 +963,16 @@ impl Casework {
 }
 
 /// A bus door's events waiting together are handled in one transaction, each in a savepoint of
-/// its own (`eh_store::together`): an event that fails (an illegal step, a database error) is
-/// rolled back alone and answered alone, its batch-mates commit. Every family of the batch is
-/// locked first, in one order, so two batches (of two consumers, or two replicas) never wait on
-/// each other in a cycle; the handlers take their family's lock again, which a transaction
-/// already holding it passes straight through. A lone event is handled as before, in a
-/// transaction of its own.
-#[async_trait]
-impl Batch for Casework {
+/// its own (`eh_bus::batch::InSavepoints`): an event that fails (an illegal step, a database
+/// error) is rolled back alone and answered alone, its batch-mates commit. Every family of the
+/// batch is locked first, in one order, so two batches (of two consumers, or two replicas) never
+/// wait on each other in a cycle; the handlers then skip the lock their batch holds. A lone event
+/// is handled as before, in a transaction of its own, taking its family's lock itself.
+impl SavepointWork for Casework {
     type Job = Job;
-    type Output = Result<Handled, HandlerError>;
-    type Error = HandlerError;
 
-    async fn run(
-        &self,
-        _consumer: &str,
-        jobs: &[Job],
-    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
-        let outputs = eh_store::together(&self.ctx.db, jobs, self)
-            .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        self.ctx.outbox.committed();
-        Ok(outputs)
+    fn context(&self) -> &ServiceContext {
+        &self.ctx
     }
 }
 
@@ -1028,8 +1016,10 @@ macro_rules! door {
                     event: Event::$variant(ev.into()),
                     msg: msg.clone(),
                 };
-                let answer = self.0.batches.enqueue(self.0.clone(), $consumer, job);
-                Ok(Box::pin(async move { answer.await? }))
+                Ok(self
+                    .0
+                    .batches
+                    .admit(InSavepoints(self.0.clone()), $consumer, job))
             }
         }
     };

@@ -6,13 +6,9 @@
 mod common;
 
 use anyhow::Context;
-use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, Received, ServiceContext};
-use eh_casework::handlers::{Casework, ReferralReceivedDoor};
-use eh_casework::migrations;
-use eh_platform::clock::SystemClock;
+use eh_bus::{Handled, Handler, Received};
+use eh_casework::handlers::ReferralReceivedDoor;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use std::sync::Arc;
 
 async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<(i64, i64)> {
     let row = db
@@ -24,32 +20,16 @@ async fn count(db: &DatabaseConnection, sql: &str) -> anyhow::Result<(i64, i64)>
 
 async fn referrals_arriving_together(postgres: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let settings = Arc::new(eh_testkit::settings(false, dir.path(), None, None).await?);
-    let location = eh_testkit::service_location(postgres, dir.path(), "casework").await?;
-    let db = eh_store::connect(&location).await?;
-    eh_store::migrate(&db, "casework", &migrations()).await?;
-    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
-    let ctx = ServiceContext::new(
-        eh_casework::SERVICE,
-        settings.clone(),
-        db.clone(),
-        Arc::new(EmbeddedTransport::open(bus_db).await?),
-        Arc::new(SystemClock),
+    let casework = common::casework(postgres, dir.path()).await?;
+    let (db, ns) = (
+        casework.ctx.db.clone(),
+        casework.ctx.namespace().to_string(),
     );
-    let ns = ctx.namespace().to_string();
-    let calendars = Casework::calendars(&settings).map_err(anyhow::Error::msg)?;
-    let door = ReferralReceivedDoor(Casework::new(ctx, calendars));
-    if postgres {
-        // The top-level transaction each case was opened in (a savepoint reports its parent's).
-        db.execute_unprepared(
-            "CREATE TABLE cases_opened_in (top_xid TEXT NOT NULL);
-             CREATE FUNCTION note_top_xid() RETURNS trigger LANGUAGE plpgsql AS
-               $$ BEGIN INSERT INTO cases_opened_in VALUES (pg_current_xact_id()::text); RETURN NEW; END $$;
-             CREATE TRIGGER note_top_xid AFTER INSERT ON cases
-               FOR EACH ROW EXECUTE FUNCTION note_top_xid()",
-        )
-        .await?;
-    }
+    let door = ReferralReceivedDoor(casework);
+    let opened_in = match postgres {
+        true => Some(eh_testkit::TopTransactions::watch(&db, "cases").await?),
+        false => None,
+    };
 
     let events: Vec<Received> = (0..30)
         .map(|i| common::referral(&ns, &format!("b{i}"), &format!("fam-b{i}"), false))
@@ -62,14 +42,8 @@ async fn referrals_arriving_together(postgres: bool) -> anyhow::Result<()> {
         .chain(std::iter::once(&stranger))
         .collect();
     let results = futures::future::join_all(deliveries.iter().map(|m| door.handle(m))).await;
-    let (mut done, mut duplicates, mut errors) = (0, 0, Vec::new());
-    for r in results {
-        match r {
-            Ok(Handled::Done) => done += 1,
-            Ok(Handled::Duplicate) => duplicates += 1,
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
+    let (done, duplicates, errors) =
+        eh_testkit::tally(results, &Handled::Done, &Handled::Duplicate);
     assert_eq!((done, duplicates), (30, 5));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("nowhere"), "{errors:?}");
@@ -103,12 +77,8 @@ async fn referrals_arriving_together(postgres: bool) -> anyhow::Result<()> {
         claimed, 30,
         "the failed event is not claimed: it is retried"
     );
-    if postgres {
-        let (cases, transactions) = count(
-            &db,
-            "SELECT COUNT(*), COUNT(DISTINCT top_xid) FROM cases_opened_in",
-        )
-        .await?;
+    if let Some(opened_in) = opened_in {
+        let (cases, transactions) = opened_in.count(&db).await?;
         assert_eq!(cases, 30, "the failed event's case went with its savepoint");
         assert!(
             transactions < 30,

@@ -7,15 +7,12 @@ mod common;
 
 use chrono::Utc;
 use eh_auth::{Auditor, Principal};
-use eh_bus::embedded::EmbeddedTransport;
-use eh_bus::{Handled, Handler, ServiceContext};
+use eh_bus::{Handled, Handler};
 use eh_casework::grpc::CaseworkApi;
-use eh_casework::handlers::{Casework, ReferralReceivedDoor};
-use eh_casework::{migrations, store};
-use eh_platform::clock::SystemClock;
+use eh_casework::handlers::ReferralReceivedDoor;
+use eh_casework::store;
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_server::CaseworkService;
-use std::sync::Arc;
 
 struct Env {
     api: CaseworkApi,
@@ -25,26 +22,17 @@ struct Env {
 
 async fn env(postgres: bool) -> anyhow::Result<Env> {
     let dir = tempfile::tempdir()?;
-    let settings = Arc::new(eh_testkit::settings(false, dir.path(), None, None).await?);
-    let location = eh_testkit::service_location(postgres, dir.path(), "casework").await?;
-    let db = eh_store::connect(&location).await?;
-    eh_store::migrate(&db, "casework", &migrations()).await?;
-    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
-    let ctx = ServiceContext::new(
-        eh_casework::SERVICE,
-        settings.clone(),
-        db.clone(),
-        Arc::new(EmbeddedTransport::open(bus_db).await?),
-        Arc::new(SystemClock),
+    let casework = common::casework(postgres, dir.path()).await?;
+    let (db, ns) = (
+        casework.ctx.db.clone(),
+        casework.ctx.namespace().to_string(),
     );
-    let calendars = Casework::calendars(&ctx.settings).map_err(anyhow::Error::msg)?;
-    let casework = Casework::new(ctx, calendars);
     Ok(Env {
         api: CaseworkApi {
             casework,
             auditor: Auditor::new(db),
         },
-        ns: settings.bus.namespace.clone(),
+        ns,
         _dir: dir,
     })
 }

@@ -18,6 +18,7 @@ use eh_proto::consent::v1::{
     ListConsentResponse, RecordConsentRequest, SafeguardingOverride, SharingDecision,
     WithdrawConsentRequest, Withdrawal,
 };
+use eh_store::Within;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -119,7 +120,15 @@ impl ConsentService for ConsentApi {
             .map_err(|v| invalid("the consent record is invalid", &v))?;
         match self
             .consent
-            .append(&req.tenant, &record, "grpc", None, &p.actor(), None)
+            .append(
+                Within::Db(&self.consent.ctx.db),
+                &req.tenant,
+                &record,
+                "grpc",
+                None,
+                &p.actor(),
+                None,
+            )
             .await
             .map_err(internal)?
         {

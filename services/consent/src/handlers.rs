@@ -16,7 +16,7 @@ use crate::store::{self, Asker, StoredRecord, StoredWithdrawal};
 use crate::{CONSUMER_REFERRAL_RECEIVED, SERVICE};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use eh_bus::batch::{Batch, Batcher};
+use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::consent::v1 as pb;
@@ -76,25 +76,10 @@ impl Consent {
         Ok(())
     }
 
-    /// Appends `record` and emits `consent_recorded`, in one transaction (with the inbox claim of
-    /// `inbound`, when given).
-    pub async fn append(
-        &self,
-        tenant: &str,
-        record: &ConsentRecord,
-        source: &str,
-        source_key: Option<&str>,
-        actor: &str,
-        inbound: Option<&Received>,
-    ) -> Result<Appended, Error> {
-        let within = Within::Db(&self.ctx.db);
-        self.append_within(within, tenant, record, source, source_key, actor, inbound)
-            .await
-    }
-
-    /// [`Consent::append`] in a transaction begun `within` (a savepoint of a batch's).
+    /// Appends `record` and emits `consent_recorded`, in one transaction begun `within` (the
+    /// database, or a savepoint of a batch's), with the inbox claim of `inbound` when given.
     #[allow(clippy::too_many_arguments)]
-    async fn append_within(
+    pub async fn append(
         &self,
         within: Within<'_>,
         tenant: &str,
@@ -325,7 +310,7 @@ pub fn referral_record(
 /// fails is rolled back and answered alone, the others commit together.
 pub struct ReferralReceivedHandler {
     pub consent: Consent,
-    batches: Batcher<Consent>,
+    batches: Batcher<InSavepoints<Consent>>,
 }
 
 /// The most events handled in one transaction.
@@ -379,29 +364,19 @@ impl ReferralReceivedHandler {
             record,
             msg: msg.clone(),
         };
-        let answer = self
-            .batches
-            .enqueue(self.consent.clone(), CONSUMER_REFERRAL_RECEIVED, job);
-        Ok(Box::pin(async move { answer.await? }))
+        Ok(self.batches.admit(
+            InSavepoints(self.consent.clone()),
+            CONSUMER_REFERRAL_RECEIVED,
+            job,
+        ))
     }
 }
 
-#[async_trait]
-impl Batch for Consent {
+impl SavepointWork for Consent {
     type Job = Job;
-    type Output = Result<Handled, HandlerError>;
-    type Error = HandlerError;
 
-    async fn run(
-        &self,
-        _consumer: &str,
-        jobs: &[Job],
-    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
-        let outputs = eh_store::together(&self.ctx.db, jobs, self)
-            .await
-            .map_err(retry)?;
-        self.ctx.outbox.committed();
-        Ok(outputs)
+    fn context(&self) -> &ServiceContext {
+        &self.ctx
     }
 }
 
@@ -428,7 +403,7 @@ impl Together<Job> for Consent {
         let source = format!("referral:{}", job.referral_id);
         let actor = format!("service:{SERVICE}");
         match self
-            .append_within(
+            .append(
                 within,
                 tenant,
                 record,

@@ -6,7 +6,7 @@
 use crate::domain::screening::{self, ScreeningOutcome, ScreeningRules};
 use crate::store;
 use async_trait::async_trait;
-use eh_bus::batch::{Batch, Batcher};
+use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_platform::Settings;
@@ -115,7 +115,7 @@ pub async fn decisions(
 pub struct ScreenReferralHandler {
     pub ctx: ServiceContext,
     pub rules: Arc<BTreeMap<String, ScreeningRules>>,
-    batches: Batcher<ScreenReferralHandler>,
+    batches: Batcher<InSavepoints<ScreenReferralHandler>>,
 }
 
 /// The most commands screened in one transaction.
@@ -160,27 +160,17 @@ impl ScreenReferralHandler {
             cmd,
             msg: msg.clone(),
         };
-        let answer = self.batches.enqueue(self.clone(), CONSUMER, job);
-        Ok(Box::pin(async move { answer.await? }))
+        Ok(self
+            .batches
+            .admit(InSavepoints(self.clone()), CONSUMER, job))
     }
 }
 
-#[async_trait]
-impl Batch for ScreenReferralHandler {
+impl SavepointWork for ScreenReferralHandler {
     type Job = ScreenJob;
-    type Output = Result<Handled, HandlerError>;
-    type Error = HandlerError;
 
-    async fn run(
-        &self,
-        _consumer: &str,
-        jobs: &[ScreenJob],
-    ) -> Result<Vec<Result<Handled, HandlerError>>, HandlerError> {
-        let outputs = eh_store::together(&self.ctx.db, jobs, self)
-            .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        self.ctx.outbox.committed();
-        Ok(outputs)
+    fn context(&self) -> &ServiceContext {
+        &self.ctx
     }
 }
 

@@ -9,6 +9,71 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The NATS JetStream transport on the test server.
+async fn nats() -> anyhow::Result<eh_bus::nats::NatsTransport> {
+    Ok(
+        eh_bus::nats::NatsTransport::connect(eh_bus::nats::NatsOptions {
+            url: eh_testkit::nats_url()?,
+            name: "test".into(),
+            credentials_file: None,
+            ca_file: None,
+            replicas: 1,
+            max_age: Duration::from_secs(3600),
+        })
+        .await?,
+    )
+}
+
+/// The embedded transport on a SQLite file under `dir`.
+async fn embedded(dir: &std::path::Path) -> anyhow::Result<eh_bus::embedded::EmbeddedTransport> {
+    let db = eh_store::connect(&eh_testkit::sqlite(dir, "bus.sqlite")).await?;
+    Ok(eh_bus::embedded::EmbeddedTransport::open(db).await?)
+}
+
+/// Runs `handler` as consumer `durable` of everything intake publishes in `ns`: `concurrency`
+/// at once, three attempts with short backoffs.
+fn spawn_consumer(
+    transport: &Arc<dyn Transport>,
+    ns: &str,
+    stream: eh_bus::StreamSpec,
+    durable: &str,
+    concurrency: usize,
+    handler: Arc<dyn Handler>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let opts = ConsumerOptions {
+        spec: ConsumerSpec {
+            durable: durable.into(),
+            stream,
+            filter_subject: format!("{ns}.*.intake.>"),
+            ack_wait: Duration::from_secs(5),
+        },
+        namespace: ns.into(),
+        concurrency,
+        max_deliver: 3,
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(100),
+    };
+    tokio::spawn(consumer::run(
+        transport.clone(),
+        opts,
+        handler,
+        Arc::new(Metrics::new()),
+        Arc::new(Faults::default()),
+        stop.clone(),
+    ))
+}
+
+/// An intake `thing_happened` event of worcs with id `id`.
+fn thing(ns: &str, id: &str, body: &str) -> OutboundMessage {
+    OutboundMessage {
+        msg_id: id.into(),
+        subject: subjects::event(ns, "worcs", "intake", "thing_happened"),
+        headers: [("Eh-Id".to_string(), id.to_string())].into(),
+        payload: body.as_bytes().to_vec(),
+    }
+}
+
 /// Fails every message whose payload is "poison"; records the rest.
 struct Picky {
     seen: Mutex<Vec<String>>,
@@ -39,36 +104,20 @@ async fn poison(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
         attempts: Mutex::new(0),
     });
     let stop = CancellationToken::new();
-    let opts = ConsumerOptions {
-        spec: ConsumerSpec {
-            durable: "poison_test".into(),
-            stream,
-            filter_subject: format!("{ns}.*.intake.>"),
-            ack_wait: Duration::from_secs(5),
-        },
-        namespace: ns.clone(),
-        concurrency: 4,
-        max_deliver: 3,
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(100),
-    };
-    let task = tokio::spawn(consumer::run(
-        transport.clone(),
-        opts,
+    let task = spawn_consumer(
+        &transport,
+        &ns,
+        stream,
+        "poison_test",
+        4,
         handler.clone(),
-        Arc::new(Metrics::new()),
-        Arc::new(Faults::default()),
-        stop.clone(),
-    ));
-    let publish = |i: usize, body: &str| OutboundMessage {
-        msg_id: format!("m-{i}"),
-        subject: subjects::event(&ns, "worcs", "intake", "thing_happened"),
-        headers: [("Eh-Id".to_string(), format!("m-{i}"))].into(),
-        payload: body.as_bytes().to_vec(),
-    };
-    transport.publish(&publish(0, "poison")).await?;
+        &stop,
+    );
+    transport.publish(&thing(&ns, "m-0", "poison")).await?;
     for i in 1..=5 {
-        transport.publish(&publish(i, &format!("good-{i}"))).await?;
+        transport
+            .publish(&thing(&ns, &format!("m-{i}"), &format!("good-{i}")))
+            .await?;
     }
     let letters = eh_testkit::eventually(Duration::from_secs(20), "a dead letter", || async {
         let l = dlq::list(transport.as_ref(), &ns, 10).await?;
@@ -112,34 +161,13 @@ async fn poison(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_poison_message_is_dead_lettered_and_others_flow() -> anyhow::Result<()> {
-    let t = eh_bus::nats::NatsTransport::connect(eh_bus::nats::NatsOptions {
-        url: eh_testkit::nats_url()?,
-        name: "test".into(),
-        credentials_file: None,
-        ca_file: None,
-        replicas: 1,
-        max_age: Duration::from_secs(3600),
-    })
-    .await?;
-    poison(Arc::new(t)).await
+    poison(Arc::new(nats().await?)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_poison_message_is_dead_lettered_and_others_flow() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = eh_store::connect(&eh_store::Location {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bus.sqlite").display()
-        ),
-        schema: None,
-        max_connections: 1,
-    })
-    .await?;
-    poison(Arc::new(
-        eh_bus::embedded::EmbeddedTransport::open(db).await?,
-    ))
-    .await
+    poison(Arc::new(embedded(dir.path()).await?)).await
 }
 
 /// Takes up messages in `start` (recording their order), then answers each after a pause that
@@ -186,38 +214,21 @@ async fn delivery_order(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
     let msgs: Vec<OutboundMessage> = bodies
         .iter()
         .enumerate()
-        .map(|(i, body)| OutboundMessage {
-            msg_id: format!("o-{i}"),
-            subject: subjects::event(&ns, "worcs", "intake", "thing_happened"),
-            headers: [("Eh-Id".to_string(), format!("o-{i}"))].into(),
-            payload: body.as_bytes().to_vec(),
-        })
+        .map(|(i, body)| thing(&ns, &format!("o-{i}"), body))
         .collect();
     for r in transport.publish_batch(&msgs).await {
         r?;
     }
     let stop = CancellationToken::new();
-    let opts = ConsumerOptions {
-        spec: ConsumerSpec {
-            durable: "order_test".into(),
-            stream,
-            filter_subject: format!("{ns}.*.intake.>"),
-            ack_wait: Duration::from_secs(30),
-        },
-        namespace: ns.clone(),
-        concurrency: 64,
-        max_deliver: 3,
-        retry_base: Duration::from_millis(50),
-        retry_max: Duration::from_millis(100),
-    };
-    let task = tokio::spawn(consumer::run(
-        transport.clone(),
-        opts,
+    let task = spawn_consumer(
+        &transport,
+        &ns,
+        stream,
+        "order_test",
+        64,
         handler.clone(),
-        Arc::new(Metrics::new()),
-        Arc::new(Faults::default()),
-        stop.clone(),
-    ));
+        &stop,
+    );
     eh_testkit::eventually(Duration::from_secs(20), "every message handled", || async {
         Ok((*handler.finished.lock().expect("lock") == n).then_some(()))
     })
@@ -230,26 +241,13 @@ async fn delivery_order(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_messages_are_taken_up_in_delivery_order() -> anyhow::Result<()> {
-    let t = eh_bus::nats::NatsTransport::connect(eh_bus::nats::NatsOptions {
-        url: eh_testkit::nats_url()?,
-        name: "test".into(),
-        credentials_file: None,
-        ca_file: None,
-        replicas: 1,
-        max_age: Duration::from_secs(3600),
-    })
-    .await?;
-    delivery_order(Arc::new(t)).await
+    delivery_order(Arc::new(nats().await?)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_messages_are_taken_up_in_delivery_order() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
-    delivery_order(Arc::new(
-        eh_bus::embedded::EmbeddedTransport::open(db).await?,
-    ))
-    .await
+    delivery_order(Arc::new(embedded(dir.path()).await?)).await
 }
 
 /// The embedded bus keeps messages for the retention window only, and never drops one a consumer
@@ -257,16 +255,7 @@ async fn embedded_messages_are_taken_up_in_delivery_order() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_retention_deletes_settled_messages_only() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = eh_store::connect(&eh_store::Location {
-        url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bus.sqlite").display()
-        ),
-        schema: None,
-        max_connections: 1,
-    })
-    .await?;
-    let embedded = Arc::new(eh_bus::embedded::EmbeddedTransport::open(db).await?);
+    let embedded = Arc::new(embedded(dir.path()).await?);
     let bus: Arc<dyn Transport> = embedded.clone();
     let ns = eh_testkit::namespace();
     let stream = subjects::service_stream(&ns, "intake");

@@ -8,6 +8,29 @@ use eh_proto::intake::v1 as intake;
 use prost::Message;
 use std::collections::BTreeMap;
 
+/// Casework on its own database (PostgreSQL, or a SQLite file under `dir`), migrated, with the
+/// testkit's councils, an embedded bus and the system clock.
+pub async fn casework(
+    postgres: bool,
+    dir: &std::path::Path,
+) -> anyhow::Result<eh_casework::handlers::Casework> {
+    use eh_casework::handlers::Casework;
+    let settings = std::sync::Arc::new(eh_testkit::settings(false, dir, None, None).await?);
+    let location = eh_testkit::service_location(postgres, dir, "casework").await?;
+    let db = eh_store::connect(&location).await?;
+    eh_store::migrate(&db, "casework", &eh_casework::migrations()).await?;
+    let bus_db = eh_store::connect(&eh_testkit::sqlite(dir, "bus.sqlite")).await?;
+    let ctx = eh_bus::ServiceContext::new(
+        eh_casework::SERVICE,
+        settings.clone(),
+        db,
+        std::sync::Arc::new(eh_bus::embedded::EmbeddedTransport::open(bus_db).await?),
+        std::sync::Arc::new(eh_platform::clock::SystemClock),
+    );
+    let calendars = Casework::calendars(&settings).map_err(anyhow::Error::msg)?;
+    Ok(Casework::new(ctx, calendars))
+}
+
 /// Monday 2 March 2026, 09:00.
 pub fn start() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0)

@@ -203,24 +203,18 @@ async fn decide(e: &Env, p: &Principal, q: pb::CheckSharingRequest) -> pb::Shari
 /// with consent, three without, four of them delivered twice at the same moment and one
 /// republished under another event id give 20 records and 20 `consent_recorded`, each once. On
 /// PostgreSQL (which cannot store a NUL) a referral whose consent evidence holds one fails alone,
-/// and the cases' records all come from one transaction or few.
+/// and the records all come from one transaction or few.
 async fn referrals_arriving_together_are_recorded_once_each(e: Env) {
     let ns = e.ctx.namespace().to_string();
     let postgres = e.ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
-    if postgres {
-        // The top-level transaction each record was stored in (a savepoint reports its parent's).
-        e.ctx
-            .db
-            .execute_unprepared(
-                "CREATE TABLE records_stored_in (top_xid TEXT NOT NULL);
-                 CREATE FUNCTION note_top_xid() RETURNS trigger LANGUAGE plpgsql AS
-                   $$ BEGIN INSERT INTO records_stored_in VALUES (pg_current_xact_id()::text); RETURN NEW; END $$;
-                 CREATE TRIGGER note_top_xid AFTER INSERT ON consent_records
-                   FOR EACH ROW EXECUTE FUNCTION note_top_xid()",
-            )
-            .await
-            .unwrap();
-    }
+    let stored_in = match postgres {
+        true => Some(
+            eh_testkit::TopTransactions::watch(&e.ctx.db, "consent_records")
+                .await
+                .unwrap(),
+        ),
+        false => None,
+    };
     let event = |i: usize, obtained: bool| {
         referral_event(
             &ns,
@@ -249,35 +243,15 @@ async fn referrals_arriving_together_are_recorded_once_each(e: Env) {
         deliveries.push(poison);
     }
     let results = futures::future::join_all(deliveries.iter().map(|m| e.handler.handle(m))).await;
-    let (mut done, mut duplicates, mut failed) = (0, 0, Vec::new());
-    for r in results {
-        match r {
-            Ok(Handled::Done) => done += 1,
-            Ok(Handled::Duplicate) => duplicates += 1,
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
+    let (done, duplicates, failed) =
+        eh_testkit::tally(results, &Handled::Done, &Handled::Duplicate);
     assert_eq!((done, duplicates), (24, 4), "{failed:?}");
     assert_eq!(failed.len(), usize::from(postgres), "{failed:?}");
     assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 20);
     assert_eq!(events(&e, "consent_recorded").await.len(), 20);
     if postgres {
         assert!(failed[0].contains("0x00"), "{failed:?}");
-        let row = e
-            .ctx
-            .db
-            .query_one_raw(eh_store::stmt(
-                sea_orm::DbBackend::Postgres,
-                "SELECT COUNT(*), COUNT(DISTINCT top_xid) FROM records_stored_in",
-                [],
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        let (records, transactions): (i64, i64) = (
-            row.try_get_by_index(0).unwrap(),
-            row.try_get_by_index(1).unwrap(),
-        );
+        let (records, transactions) = stored_in.unwrap().count(&e.ctx.db).await.unwrap();
         assert_eq!(records, 20, "the failed record went with its savepoint");
         assert!(
             transactions < 20,

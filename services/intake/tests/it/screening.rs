@@ -50,18 +50,14 @@ pub async fn screening_commands_arriving_together_are_screened_once_each(e: Env)
     for i in 1..=10 {
         referrals.push(stored(&e.intake, "worcs", distinct_family(i)).await);
     }
-    if e.postgres() {
-        e.db()
-            .execute_unprepared(
-                "CREATE TABLE decisions_stored_in (top_xid TEXT NOT NULL);
-                 CREATE FUNCTION note_top_xid() RETURNS trigger LANGUAGE plpgsql AS
-                   $$ BEGIN INSERT INTO decisions_stored_in VALUES (pg_current_xact_id()::text); RETURN NEW; END $$;
-                 CREATE TRIGGER note_top_xid AFTER INSERT ON screening_decisions
-                   FOR EACH ROW EXECUTE FUNCTION note_top_xid()",
-            )
-            .await
-            .unwrap();
-    }
+    let stored_in = match e.postgres() {
+        true => Some(
+            eh_testkit::TopTransactions::watch(e.db(), "screening_decisions")
+                .await
+                .unwrap(),
+        ),
+        false => None,
+    };
     let rules = screening::rules_from_settings(&e.ctx.settings).unwrap();
     let handler = ScreenReferralHandler::new(e.ctx.clone(), rules);
     let mut commands: Vec<Received> = referrals
@@ -72,14 +68,8 @@ pub async fn screening_commands_arriving_together_are_screened_once_each(e: Env)
     commands.extend(commands[..3].to_vec());
     commands.push(command(&e, 99, "no-such-referral"));
     let results = join_all(commands.iter().map(|m| handler.handle(m))).await;
-    let (mut done, mut duplicates, mut failed) = (0, 0, Vec::new());
-    for r in results {
-        match r {
-            Ok(Handled::Done) => done += 1,
-            Ok(Handled::Duplicate) => duplicates += 1,
-            Err(e) => failed.push(e.to_string()),
-        }
-    }
+    let (done, duplicates, failed) =
+        eh_testkit::tally(results, &Handled::Done, &Handled::Duplicate);
     assert_eq!((done, duplicates), (10, 3), "{failed:?}");
     assert_eq!(failed.len(), 1);
     assert!(failed[0].contains("no-such-referral"), "{failed:?}");
@@ -97,12 +87,8 @@ pub async fn screening_commands_arriving_together_are_screened_once_each(e: Env)
     )
     .await;
     assert_eq!(decided, 10);
-    if e.postgres() {
-        let (decisions, transactions) = count(
-            &e,
-            "SELECT COUNT(*), COUNT(DISTINCT top_xid) FROM decisions_stored_in",
-        )
-        .await;
+    if let Some(stored_in) = stored_in {
+        let (decisions, transactions) = stored_in.count(e.db()).await.unwrap();
         assert_eq!(decisions, 10);
         assert!(
             transactions < 10,

@@ -55,6 +55,32 @@ impl Env {
         anyhow::bail!("the sender never ran dry")
     }
 
+    /// Queues `n` acknowledgements of worcs, due since `due`: to `<prefix>-<i>@school.test`, about
+    /// `<prefix>-<i>`.
+    async fn queue_acknowledgements(
+        &self,
+        prefix: &str,
+        n: usize,
+        due: chrono::DateTime<Utc>,
+    ) -> Result<()> {
+        for i in 0..n {
+            store::queue(
+                &self.ctx.db,
+                &store::NewMessage {
+                    tenant: "worcs",
+                    template: "referral_acknowledgement",
+                    recipient: &format!("{prefix}-{i}@school.test"),
+                    related_id: &format!("{prefix}-{i}"),
+                    subject: prefix,
+                    body: prefix,
+                },
+                due,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn messages(&self, tenant: &str, related_id: &str) -> Result<Vec<MessageRow>> {
         Ok(store::for_related(&self.ctx.db, tenant, related_id).await?)
     }
@@ -233,21 +259,8 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
 async fn two_senders_send_each_message_once(e: Env) -> Result<()> {
     let now = e.ctx.clock.now();
     let n = 300;
-    for i in 0..n {
-        store::queue(
-            &e.ctx.db,
-            &store::NewMessage {
-                tenant: "worcs",
-                template: "referral_acknowledgement",
-                recipient: &format!("ref-{i}@school.test"),
-                related_id: &format!("r-{i}"),
-                subject: "acknowledged",
-                body: "acknowledged",
-            },
-            now - chrono::Duration::minutes(1),
-        )
+    e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
         .await?;
-    }
     store::suppress(&e.ctx.db, "worcs", "REF-7@school.test", "moved away", now).await?;
     let settings = e.ctx.settings.clone();
     let other = Sender::new(
@@ -381,21 +394,8 @@ async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Res
 async fn sending_stops_when_sends_cannot_be_recorded(e: Env) -> Result<()> {
     let now = e.ctx.clock.now();
     let n = 20;
-    for i in 0..n {
-        store::queue(
-            &e.ctx.db,
-            &store::NewMessage {
-                tenant: "worcs",
-                template: "referral_acknowledgement",
-                recipient: &format!("ref-{i}@school.test"),
-                related_id: &format!("r-{i}"),
-                subject: "acknowledged",
-                body: "acknowledged",
-            },
-            now - chrono::Duration::minutes(1),
-        )
+    e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
         .await?;
-    }
     let db = &e.ctx.db;
     let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let refuse = if postgres {
@@ -775,21 +775,12 @@ async fn the_front_door_is_told_first_without_names(e: Env) -> Result<()> {
     let before = e.smtp.messages().len();
     let now = e.ctx.clock.now();
     let backlog = eh_notifications::sender::DUE_BATCH + 10;
-    for i in 0..backlog {
-        store::queue(
-            &e.ctx.db,
-            &store::NewMessage {
-                tenant: "worcs",
-                template: "referral_acknowledgement",
-                recipient: &format!("backlog-{i}@school.test"),
-                related_id: &format!("backlog-{i}"),
-                subject: "backlog",
-                body: "backlog",
-            },
-            now - chrono::Duration::minutes(10),
-        )
-        .await?;
-    }
+    e.queue_acknowledgements(
+        "backlog",
+        backlog as usize,
+        now - chrono::Duration::minutes(10),
+    )
+    .await?;
     let reason = format!("Teacher reports {CHILD} {FAMILY} has an unexplained injury");
     let msg = stepped_up(
         &ns,
