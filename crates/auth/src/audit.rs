@@ -2,7 +2,7 @@
 //! Append-only and tamper-evident: each entry carries the SHA-256 of the previous entry's hash and
 //! its own content, so an edited or deleted row breaks the chain ([`Auditor::verify`]).
 use eh_store::{Migration, stmt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -93,7 +93,7 @@ impl Auditor {
     pub async fn record(&self, entry: AuditEntry) -> Result<(), sea_orm::DbErr> {
         let _guard = self.lock.lock().await;
         let b = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         if b == DbBackend::Postgres {
             // One writer of the chain at a time across replicas.
             txn.execute_unprepared("SELECT pg_advisory_xact_lock(7469387)")
@@ -132,7 +132,7 @@ impl Auditor {
             ],
         ))
         .await?;
-        txn.commit().await
+        eh_store::commit(txn).await
     }
 
     /// Records one access decision by `p`. When the trail cannot be written the request is

@@ -165,7 +165,7 @@ impl<W: SavepointWork> Batch for InSavepoints<W> {
         let ctx = self.0.context();
         let outputs = eh_store::together(&ctx.db, jobs, &self.0)
             .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            .map_err(|e| HandlerError::db(&e))?;
         ctx.outbox.committed();
         Ok(outputs)
     }

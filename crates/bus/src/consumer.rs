@@ -1,7 +1,10 @@
 //! The consumer runner: receives from a durable consumer, runs the handler (which claims the
 //! message in its inbox and applies effects in one transaction), then settles the delivery —
 //! ack on success, nak with exponential backoff on a retryable failure, dead letter on a permanent
-//! one or after `max_deliver` attempts. On shutdown it stops receiving and finishes what it holds.
+//! one or after `max_deliver` attempts. A dependency that is away (the database restarting, say)
+//! is waited out: the message is kept — its delivery renewed, not counted as an attempt — and
+//! handled again with a capped, jittered backoff for as long as the outage lasts, so an outage
+//! never dead-letters anything. On shutdown it stops receiving and finishes what it holds.
 use crate::Received;
 use crate::dlq;
 use crate::faults::Faults;
@@ -24,6 +27,42 @@ pub enum HandlerError {
     /// Will never succeed (the message itself is wrong): dead-letter it now.
     #[error("{0}")]
     Permanent(String),
+    /// Something the handler needs is unreachable (the database is down or restarting, a
+    /// connection was lost): wait it out and try again, however long it lasts. Not an attempt.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl HandlerError {
+    /// A database error: [`HandlerError::Unavailable`] when it is the database being away or
+    /// busy ([`eh_store::is_transient`]), else [`HandlerError::Retryable`].
+    pub fn db(e: &sea_orm::DbErr) -> Self {
+        if eh_store::is_transient(e) {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Retryable(e.to_string())
+        }
+    }
+
+    /// An error of this crate (outbox, inbox, transport), classified as [`HandlerError::db`].
+    pub fn bus(e: &crate::Error) -> Self {
+        match e {
+            crate::Error::Db(db) => Self::db(db),
+            other => Self::Retryable(other.to_string()),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for HandlerError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::db(&e)
+    }
+}
+
+impl From<crate::Error> for HandlerError {
+    fn from(e: crate::Error) -> Self {
+        Self::bus(&e)
+    }
 }
 
 impl From<crate::batch::Interrupted> for HandlerError {
@@ -56,6 +95,9 @@ pub trait Handler: Send + Sync + 'static {
         Box::pin(async move { self.handle(&msg).await })
     }
 }
+
+/// The longest wait between two tries of a message whose dependency is unavailable.
+const UNAVAILABLE_MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// A message's answer to come.
 pub type Pending = futures::future::BoxFuture<'static, Result<Handled, HandlerError>>;
@@ -153,6 +195,8 @@ pub async fn run(
                         opts: opts.clone(),
                         metrics: metrics.clone(),
                         faults: faults.clone(),
+                        handler: handler.clone(),
+                        shutdown: shutdown.clone(),
                     };
                     // Taken up here, in delivery order; answered in the message's own task.
                     let span = ctx.span(&delivery.msg);
@@ -188,6 +232,8 @@ struct Settle {
     opts: ConsumerOptions,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
 }
 
 impl Settle {
@@ -220,7 +266,7 @@ impl Settle {
     async fn settle(&self, delivery: &Delivery, pending: Pending) {
         let msg = &delivery.msg;
         let started = Instant::now();
-        let result = pending.await;
+        let result = self.outlasting_outages(delivery, pending).await;
         self.metrics
             .handler_seconds
             .get_or_create(&ConsumerLabels {
@@ -249,12 +295,19 @@ impl Settle {
                 tracing::warn!(%reason, attempt = msg.delivered, ?delay, "handler failed; will retry");
                 delivery.acker.nak(delay).await
             }
+            Err(HandlerError::Unavailable(reason)) => {
+                // Only when shutting down: handled again after the restart.
+                self.count("retry");
+                tracing::warn!(%reason, "shutting down while unavailable; will be redelivered");
+                delivery.acker.nak(self.opts.retry_base).await
+            }
             Err(e) => {
                 let reason = match &e {
                     HandlerError::Retryable(r) => {
                         format!("gave up after {} attempts: {r}", msg.delivered)
                     }
                     HandlerError::Permanent(r) => r.clone(),
+                    HandlerError::Unavailable(r) => r.clone(),
                 };
                 self.dead_letter(delivery, &reason).await
             }
@@ -262,6 +315,39 @@ impl Settle {
         if let Err(e) = settled {
             tracing::warn!(error = %e, "could not settle delivery; it will be redelivered");
         }
+    }
+
+    /// The handler's answer for `delivery`, waiting out [`HandlerError::Unavailable`]: the
+    /// message is kept (its delivery renewed so the broker does not hand it to anyone else) and
+    /// handled again after a capped, jittered backoff, until the dependency is back or the
+    /// process shuts down. The consumer's permits stay taken meanwhile, so it takes no new work.
+    async fn outlasting_outages(
+        &self,
+        delivery: &Delivery,
+        pending: Pending,
+    ) -> Result<Handled, HandlerError> {
+        let mut result = pending.await;
+        let cap = UNAVAILABLE_MAX_WAIT.min(self.opts.spec.ack_wait / 3);
+        let mut backoff = eh_platform::Backoff::new(self.opts.retry_base, cap);
+        while let Err(HandlerError::Unavailable(reason)) = &result {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            self.count("unavailable");
+            let delay = backoff.next_delay();
+            if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
+                tracing::warn!(%reason, waited = backoff.attempts(), ?delay, "a dependency is unavailable; keeping the message and trying again");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.cancelled() => break,
+            }
+            if let Err(e) = delivery.acker.in_progress().await {
+                tracing::debug!(error = %e, "could not renew the delivery");
+            }
+            result = self.handler.handle(&delivery.msg).await;
+        }
+        result
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> crate::Result<()> {

@@ -10,7 +10,7 @@ use crate::transport::{
 use crate::{Error, OutboundMessage, Received, Result};
 use async_trait::async_trait;
 use eh_store::{Migration, stmt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,7 @@ impl EmbeddedTransport {
 
     async fn store(&self, msgs: &[OutboundMessage]) -> Result<()> {
         let b = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         let consumers = txn
             .query_all_raw(stmt(b, "SELECT name, filter FROM bus_consumers", []))
             .await?;
@@ -104,7 +104,7 @@ impl EmbeddedTransport {
                 .await?;
             }
         }
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.published.notify_waiters();
         Ok(())
     }
@@ -169,7 +169,7 @@ impl Transport for EmbeddedTransport {
 
     async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
         let b = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         let created = txn
             .execute_raw(stmt(
                 b,
@@ -203,7 +203,7 @@ impl Transport for EmbeddedTransport {
                 }
             }
         }
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         Ok(Box::new(EmbeddedSubscription {
             db: self.db.clone(),
             consumer: spec.durable.clone(),
@@ -250,7 +250,7 @@ impl Transport for EmbeddedTransport {
 
     async fn delete(&self, _spec: &StreamSpec, seq: u64) -> Result<()> {
         let b = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         txn.execute_raw(stmt(
             b,
             "DELETE FROM bus_deliveries WHERE seq = $1",
@@ -263,7 +263,7 @@ impl Transport for EmbeddedTransport {
             [(seq as i64).into()],
         ))
         .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         Ok(())
     }
 }
@@ -282,7 +282,7 @@ impl EmbeddedSubscription {
         let b = self.db.get_database_backend();
         let now = now_ms();
         let lease_until = now + self.ack_wait.as_millis() as i64;
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         let rows = txn
             .query_all_raw(stmt(
                 b,
@@ -294,7 +294,7 @@ impl EmbeddedSubscription {
             ))
             .await?;
         if rows.is_empty() {
-            txn.commit().await?;
+            eh_store::commit(txn).await?;
             return Ok(());
         }
         let mut seqs: Vec<Value> = vec![lease_until.into(), self.consumer.clone().into()];
@@ -317,6 +317,7 @@ impl EmbeddedSubscription {
                     db: self.db.clone(),
                     consumer: self.consumer.clone(),
                     seq,
+                    ack_wait: self.ack_wait,
                 }),
             });
         }
@@ -331,7 +332,7 @@ impl EmbeddedSubscription {
             seqs,
         ))
         .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         Ok(())
     }
 }
@@ -359,6 +360,7 @@ struct EmbeddedAcker {
     db: DatabaseConnection,
     consumer: String,
     seq: i64,
+    ack_wait: Duration,
 }
 
 #[async_trait]
@@ -372,6 +374,9 @@ impl Acker for EmbeddedAcker {
             ))
             .await?;
         Ok(())
+    }
+    async fn in_progress(&self) -> Result<()> {
+        self.nak(self.ack_wait).await
     }
     async fn nak(&self, delay: Duration) -> Result<()> {
         self.db

@@ -257,4 +257,10 @@ impl Acker for NatsAcker {
             .await
             .map_err(|e| Error::Transport(e.to_string()))
     }
+    async fn in_progress(&self) -> Result<()> {
+        self.0
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))
+    }
 }

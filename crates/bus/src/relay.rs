@@ -7,7 +7,7 @@ use crate::{OutboundMessage, Result, Transport};
 use eh_platform::Metrics;
 use eh_platform::metrics::ServiceLabels;
 use eh_store::stmt;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +69,7 @@ impl Relay {
     /// Publishes one batch; how many rows it published.
     pub async fn publish_once(&self) -> Result<usize> {
         let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await?;
+        let txn = eh_store::begin(&self.db).await?;
         let lock = if backend == DbBackend::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -86,7 +86,7 @@ impl Relay {
             ))
             .await?;
         if rows.is_empty() {
-            txn.commit().await?;
+            eh_store::commit(txn).await?;
             return Ok(0);
         }
         let mut msgs = Vec::with_capacity(rows.len());
@@ -134,7 +134,7 @@ impl Relay {
                 .await?;
             }
         }
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.metrics
             .outbox_published
             .get_or_create(&ServiceLabels {

@@ -33,6 +33,8 @@ pub trait Acker: Send + Sync {
     async fn ack(&self) -> Result<()>;
     /// Not now: deliver again after `delay`.
     async fn nak(&self, delay: Duration) -> Result<()>;
+    /// Still working on it: do not deliver it to anyone else for another `ack_wait`.
+    async fn in_progress(&self) -> Result<()>;
 }
 
 /// Deliveries of one durable consumer.

@@ -1,6 +1,7 @@
 //! The shared runtime every Early Help service stands on: layered configuration, telemetry (logs,
 //! traces, W3C trace context), Prometheus metrics, health and readiness, graceful shutdown and the
 //! clock services take as a dependency.
+pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod health;
@@ -8,6 +9,7 @@ pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 
+pub use backoff::Backoff;
 pub use clock::{Clock, SystemClock};
 pub use config::{Mode, Settings};
 pub use health::Readiness;

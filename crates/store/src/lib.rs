@@ -172,16 +172,148 @@ pub async fn begin_scoped(
             "begin_scoped: {tenant:?} is not a tenant"
         )));
     }
+    #[allow(clippy::disallowed_methods)] // marked here, in the same round trip as the scope
     let txn = db.begin().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT set_config($1, $2, true)",
-            [TENANT_SETTING.into(), tenant.into()],
+            "SELECT set_config($1, $2, true), set_config($3, $4, true)",
+            [
+                TENANT_SETTING.into(),
+                tenant.into(),
+                MARK_SETTING.into(),
+                MARK.into(),
+            ],
         ))
         .await?;
+    } else {
+        mark(&txn).await?;
     }
     Ok(txn)
+}
+
+/// The transaction-local setting [`begin`] marks its transaction with, and [`commit`] looks for.
+const MARK_SETTING: &str = "eh.txn";
+const MARK: &str = "open";
+
+/// Begins a transaction that [`commit`] can vouch for. Use it (not `db.begin()`) for every
+/// transaction whose commit is followed by telling someone the work is done.
+///
+/// Why: a transaction's `COMMIT` can answer "ok" although nothing was kept. PostgreSQL answers
+/// `COMMIT` in an aborted transaction with `ROLLBACK` and no error; and sqlx 0.9 (under sea-orm),
+/// when a `SAVEPOINT` fails — the server went away mid-batch — queues the rollback of the
+/// *enclosing* level and forgets the transaction, so the batch's later commit is a no-op that
+/// returns `Ok`. Each transaction is therefore marked at its start (a transaction-local setting on
+/// PostgreSQL, a row of a connection-local temporary table on SQLite), and [`commit`] first checks
+/// that the mark is still there: gone or unreadable means the work was rolled back, and the commit
+/// fails instead of answering for it.
+pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    #[allow(clippy::disallowed_methods)] // the one place a transaction begins unmarked
+    let txn = db.begin().await?;
+    mark(&txn).await?;
+    Ok(txn)
+}
+
+async fn mark(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    match txn.get_database_backend() {
+        DbBackend::Postgres => {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config($1, $2, true)",
+                [MARK_SETTING.into(), MARK.into()],
+            ))
+            .await?;
+        }
+        _ => {
+            // Temporary tables are the connection's own; the row goes with a rollback.
+            txn.execute_unprepared(
+                "CREATE TEMP TABLE IF NOT EXISTS eh_txn_mark (mark TEXT NOT NULL);
+                 INSERT INTO eh_txn_mark (mark) VALUES ('open');",
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Commits a transaction begun by [`begin`] or [`begin_scoped`] — only if it is still that
+/// transaction, alive and not aborted; otherwise an error, and nothing may be reported done.
+/// A connection lost during the `COMMIT` itself also gives an error, although the commit may
+/// have happened: callers retry, and the inbox recognises work already kept.
+pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    let intact = match backend {
+        DbBackend::Postgres => txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT current_setting($1, true) = $2",
+                [MARK_SETTING.into(), MARK.into()],
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<Option<bool>>(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(false),
+        _ => !txn
+            .query_all_raw(Statement::from_string(
+                backend,
+                "DELETE FROM eh_txn_mark RETURNING mark",
+            ))
+            .await
+            .map_err(|_| lost())?
+            .is_empty(),
+    };
+    if !intact {
+        return Err(lost());
+    }
+    #[allow(clippy::disallowed_methods)] // checked above
+    txn.commit().await
+}
+
+fn lost() -> DbErr {
+    DbErr::Custom(
+        "the transaction was rolled back before its commit (its connection failed or was reset)"
+            .into(),
+    )
+}
+
+/// Whether `err` is worth waiting out rather than counting against the work: the database is
+/// unreachable or restarting, the connection was lost or reset, the pool timed out, or the
+/// server asked to try again (serialization failure, deadlock, too many connections).
+pub fn is_transient(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => e,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(e) => sqlx_transient(e),
+        RuntimeErr::Internal(_) => false,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
+fn sqlx_transient(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
+        E::Protocol(_) => true,
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // 08: connection exception; 57P01-3: admin/crash shutdown, cannot connect now;
+            // 53300: too many connections; 40001/40P01: serialization failure, deadlock;
+            // SQLite's busy and locked.
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
+                || matches!(&*code, "5" | "6" | "261" | "262" | "517")
+        }
+        _ => false,
+    }
 }
 
 /// A statement written with PostgreSQL placeholders (`$1`, `$2`…), made to run on either backend
@@ -319,11 +451,23 @@ pub enum Within<'a> {
 }
 
 impl Within<'_> {
-    /// A transaction of its own, or a savepoint of the batch's.
+    /// A transaction of its own ([`begin`]), or a savepoint of the batch's.
     pub async fn begin(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
         match self {
-            Within::Db(db) => db.begin().await,
+            Within::Db(db) => begin(db).await,
+            #[allow(clippy::disallowed_methods)] // a savepoint: the batch's commit vouches for it
             Within::Batch(txn) => txn.begin().await,
+        }
+    }
+
+    /// Commits what [`Within::begin`] began: a transaction of its own by [`commit`]; a savepoint
+    /// is released (an error if the batch's transaction is aborted), and only the batch's
+    /// [`commit`] says whether any of it was kept.
+    pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
+        match self {
+            Within::Db(_) => commit(txn).await,
+            #[allow(clippy::disallowed_methods)]
+            Within::Batch(_) => txn.commit().await,
         }
     }
 }
@@ -354,13 +498,15 @@ pub async fn together<J: Sync, W: Together<J>>(
     if let [job] = jobs {
         return Ok(vec![worker.each(Within::Db(db), job).await]);
     }
-    let txn = db.begin().await?;
+    let txn = begin(db).await?;
     worker.first(&txn, jobs).await?;
     let mut outputs = Vec::with_capacity(jobs.len());
     for job in jobs {
         outputs.push(worker.each(Within::Batch(&txn), job).await);
     }
-    txn.commit().await?;
+    // A job's savepoint that could not be made (the server went away) can leave sqlx believing
+    // the batch's transaction is over: `commit` finds out, so no job is answered for wrongly.
+    commit(txn).await?;
     Ok(outputs)
 }
 

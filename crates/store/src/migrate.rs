@@ -6,7 +6,7 @@
 //! owning role is subject too) and the [`TENANT_POLICY`] policy: tables added by later migrations
 //! get it without anyone remembering to.
 use crate::{Error, Result, SYSTEM_SCOPE, TENANT_SETTING, ddl, stmt};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 /// One step of a service's schema. `sql` holds `;`-separated statements using the `ddl` spellings.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +43,7 @@ pub async fn migrate(
 ) -> Result<usize> {
     let backend = db.get_database_backend();
     db.execute_unprepared(&ddl(backend, LEDGER)).await?;
-    let txn = db.begin().await?;
+    let txn = crate::begin(db).await?;
     if backend == DbBackend::Postgres {
         let key = service
             .bytes()
@@ -98,7 +98,7 @@ pub async fn migrate(
     if backend == DbBackend::Postgres {
         isolate_tenants(&txn, service).await?;
     }
-    txn.commit().await?;
+    crate::commit(txn).await?;
     Ok(ran)
 }
 

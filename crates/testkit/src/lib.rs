@@ -2,6 +2,10 @@
 //! `EH_TEST_NATS_URL`) or the default local ports, else throwaway servers started from installed
 //! binaries in a temp dir; a fresh database and subject namespace per test so tests run in
 //! parallel; a real SMTP server (mailin) that keeps what it receives.
+mod outage;
+
+pub use outage::Cuttable;
+
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, Database};
 use std::net::TcpStream;

@@ -19,7 +19,7 @@ use eh_proto::intake::v1::{ReferralReceived, ScreenReferral, ScreeningDecided};
 use eh_store::Within;
 use eh_workdays::WorkingCalendar;
 use prost::Message;
-use sea_orm::{DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{DatabaseTransaction, DbErr};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -43,8 +43,8 @@ pub enum Error {
 impl Error {
     fn for_handler(self) -> HandlerError {
         match self {
-            Error::Db(e) => HandlerError::Retryable(e.to_string()),
-            Error::Bus(e) => HandlerError::Retryable(e.to_string()),
+            Error::Db(e) => HandlerError::db(&e),
+            Error::Bus(e) => HandlerError::bus(&e),
             other => HandlerError::Permanent(other.to_string()),
         }
     }
@@ -332,8 +332,8 @@ impl Casework {
         Ok(Some(txn))
     }
 
-    async fn finish(&self, txn: DatabaseTransaction) -> Result<Handled, Error> {
-        txn.commit().await?;
+    async fn finish(&self, within: Within<'_>, txn: DatabaseTransaction) -> Result<Handled, Error> {
+        within.commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Handled::Done)
     }
@@ -362,7 +362,7 @@ impl Casework {
         let source = r.source.clone().unwrap_or_default();
         if let Some(mut case) = open.into_iter().next() {
             if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
-                return self.finish(txn).await; // attached before (same referral again)
+                return self.finish(within, txn).await; // attached before (same referral again)
             }
             let reason = format!(
                 "further referral {} from {} ({}) attached to the open case",
@@ -398,7 +398,7 @@ impl Casework {
                 )
                 .await?;
             }
-            return self.finish(txn).await;
+            return self.finish(within, txn).await;
         }
         let referrer = r.referrer.clone().unwrap_or_default();
         let family: Vec<pb::Contact> = r
@@ -448,7 +448,7 @@ impl Casework {
                 .begin_claimed(within, CONSUMER_REFERRAL_RECEIVED, msg)
                 .await?;
             return match txn {
-                Some(t) => self.finish(t).await,
+                Some(t) => self.finish(within, t).await,
                 None => Ok(Handled::Duplicate),
             };
         }
@@ -483,7 +483,7 @@ impl Casework {
         let why = Why { reason, ..why };
         self.transition(&txn, &mut case, first, &why, harm, now)
             .await?;
-        self.finish(txn).await
+        self.finish(within, txn).await
     }
 
     /// `consent_recorded`: cases waiting for consent move on.
@@ -563,7 +563,7 @@ impl Casework {
                     .await?;
             }
         }
-        self.finish(txn).await
+        self.finish(within, txn).await
     }
 
     /// `consent_withdrawn`: when no consent remains, the family's open cases close.
@@ -623,7 +623,7 @@ impl Casework {
                     .await?;
             }
         }
-        self.finish(txn).await
+        self.finish(within, txn).await
     }
 
     /// `screening_decided`: ready for allocation, closed with advice, or still screening.
@@ -712,14 +712,14 @@ impl Casework {
                 .await?;
             }
         }
-        self.finish(txn).await
+        self.finish(within, txn).await
     }
 
     /// Fires one clock that ran out — once, even with several replicas: the family's lock and the
     /// conditional settle make a second firing find it settled and do nothing.
     pub async fn fire(&self, t: &DueTimer) -> Result<bool, Error> {
         let now = self.ctx.clock.now();
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         store::lock_family(&txn, &t.tenant, &t.family_id).await?;
         let Some(mut case) = store::get_case(&txn, &t.tenant, &t.case_id).await? else {
             txn.rollback().await?;
@@ -727,7 +727,7 @@ impl Casework {
         };
         if case.state != t.kind.runs_in() {
             let settled = store::settle_timer(&txn, &t.id, "cancelled", now).await?;
-            txn.commit().await?;
+            eh_store::commit(txn).await?;
             return Ok(settled);
         }
         if !store::settle_timer(&txn, &t.id, "fired", now).await? {
@@ -816,7 +816,7 @@ impl Casework {
                     .await?;
             }
         }
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(true)
     }
@@ -831,7 +831,7 @@ impl Casework {
         reason: &str,
     ) -> Result<Option<CaseRow>, Error> {
         let now = self.ctx.clock.now();
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         let Some(found) = store::get_case(&txn, tenant, case_id).await? else {
             txn.rollback().await?;
             return Ok(None);
@@ -849,7 +849,7 @@ impl Casework {
             txn.rollback().await?;
             return Err(e);
         }
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Some(case))
     }

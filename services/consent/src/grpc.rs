@@ -199,7 +199,7 @@ impl ConsentService for ConsentApi {
             .check(&txn, &req.tenant, &q, &asker)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        eh_store::commit(txn).await.map_err(internal)?;
         // The decision itself also goes on the tamper-evident trail.
         let what = format!(
             "family:{} person:{} agency:{} category:{} purpose:{} decision:{id}",
@@ -350,7 +350,7 @@ impl ConsentService for ConsentApi {
         let overrides = store::family_overrides(&db, &req.tenant, req.family_id.trim())
             .await
             .map_err(internal)?;
-        db.commit().await.map_err(internal)?;
+        eh_store::commit(db).await.map_err(internal)?;
         Ok(Response::new(ListConsentResponse {
             records: records.iter().map(convert::record_pb).collect(),
             overrides: overrides

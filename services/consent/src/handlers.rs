@@ -23,7 +23,7 @@ use eh_proto::consent::v1 as pb;
 use eh_proto::intake::v1::ReferralReceived;
 use eh_store::{Together, Within};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 pub const TYPE_RECORDED: &str = eh_proto::catalogue::CONSENT_RECORDED.payload;
 pub const TYPE_WITHDRAWN: &str = eh_proto::catalogue::CONSENT_WITHDRAWN.payload;
@@ -35,6 +35,15 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
     #[error("{0}")]
     Bus(#[from] eh_bus::Error),
+}
+
+impl From<Error> for HandlerError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Db(e) => HandlerError::db(&e),
+            Error::Bus(e) => HandlerError::bus(&e),
+        }
+    }
 }
 
 /// What became of a record to append.
@@ -97,7 +106,7 @@ impl Consent {
             return Ok(Appended::AlreadyHandled);
         }
         if !store::insert_record(&txn, tenant, record, source, source_key, actor).await? {
-            txn.commit().await?; // keeps the inbox claim
+            within.commit(txn).await?; // keeps the inbox claim
             return Ok(Appended::Duplicate);
         }
         let stored = StoredRecord {
@@ -120,7 +129,7 @@ impl Consent {
             record.recorded_at,
         )
         .await?;
-        txn.commit().await?;
+        within.commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Appended::Stored(Box::new(stored)))
     }
@@ -135,7 +144,7 @@ impl Consent {
         actor: &str,
     ) -> Result<Option<(StoredWithdrawal, bool)>, Error> {
         let now = self.ctx.clock.now();
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         let Some(record) = store::get_record(&txn, tenant, record_id).await? else {
             txn.rollback().await?;
             return Ok(None);
@@ -175,14 +184,14 @@ impl Consent {
             now,
         )
         .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Some((w, true)))
     }
 
     /// Stores a granted override (checked already) and emits `safeguarding_override_granted`.
     pub async fn grant(&self, tenant: &str, o: &Override, actor: &str) -> Result<(), Error> {
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         store::insert_override(&txn, tenant, o).await?;
         let event = pb::SafeguardingOverrideGranted {
             r#override: Some(convert::override_pb(tenant, o)),
@@ -197,7 +206,7 @@ impl Consent {
             o.granted_at,
         )
         .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(())
     }
@@ -392,7 +401,7 @@ impl Together<Job> for Consent {
             let fresh = inbox::claim(&txn, CONSUMER_REFERRAL_RECEIVED, &msg.key())
                 .await
                 .map_err(retry)?;
-            txn.commit().await.map_err(retry)?;
+            within.commit(txn).await.map_err(retry)?;
             tracing::info!(%tenant, referral_id = %job.referral_id, "referral without consent: nothing recorded");
             return Ok(if fresh {
                 Handled::Done
@@ -428,8 +437,9 @@ impl Together<Job> for Consent {
     }
 }
 
-fn retry(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Retryable(e.to_string())
+/// A failure to store or publish: waited out when the database is away, else retried.
+fn retry(e: impl Into<HandlerError>) -> HandlerError {
+    e.into()
 }
 
 #[cfg(test)]

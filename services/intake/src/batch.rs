@@ -32,7 +32,6 @@ use crate::{CONSUMER_INBOUND, matching, store};
 use eh_bus::{Envelope, OutboundMessage, Received, inbox};
 use eh_proto::intake::v1::{Referral, ReferralReceived};
 use prost::Message;
-use sea_orm::TransactionTrait;
 use std::collections::HashSet;
 
 /// The most referrals stored in one transaction.
@@ -91,7 +90,7 @@ impl Intake {
         let started = std::time::Instant::now();
         let mut phases: Vec<(&str, u128)> = Vec::new();
         let mut mark = |what: &'static str| phases.push((what, started.elapsed().as_micros()));
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         let keys: Vec<String> = jobs
             .iter()
             .filter_map(|j| j.inbound.as_ref().map(Received::key))
@@ -167,7 +166,7 @@ impl Intake {
                 .await
                 .map_err(bus_err)?;
             mark("outbox");
-            txn.commit().await?;
+            eh_store::commit(txn).await?;
             mark("committed");
             Ok(())
         }

@@ -15,7 +15,7 @@ use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::intake::v1::{Referral, ReferralRejected};
 use prost::Message;
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 
 pub const TYPE_RECEIVED: &str = eh_proto::catalogue::REFERRAL_RECEIVED.payload;
 pub const TYPE_REJECTED: &str = eh_proto::catalogue::REFERRAL_REJECTED.payload;
@@ -122,7 +122,7 @@ impl Intake {
         rejection: Rejection,
         door: &Door<'_>,
     ) -> Result<Outcome, StoreError> {
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         if let Some(msg) = door.inbound
             && !inbox::claim(&txn, CONSUMER_INBOUND, &msg.key())
                 .await
@@ -134,7 +134,7 @@ impl Intake {
         let now = self.ctx.clock.now();
         self.emit_rejected(&txn, tenant, &rejection, door, now)
             .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Outcome::Rejected(rejection))
     }
@@ -192,11 +192,11 @@ impl Intake {
         reason: &str,
         actor: &str,
     ) -> Result<matching::StoredCandidate, ResolveError> {
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         let now = self.ctx.clock.now();
         match matching::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await {
             Ok(c) => {
-                txn.commit().await?;
+                eh_store::commit(txn).await?;
                 tracing::info!(
                     tenant,
                     candidate_id,
@@ -282,7 +282,7 @@ impl InboundReferral {
                     tracing::warn!(tenant, reasons = %r.summary(), "referral rejected");
                     Ok(Handled::Done)
                 }
-                Err(e) => Err(HandlerError::Retryable(e.to_string())),
+                Err(StoreError(e)) => Err(HandlerError::db(&e)),
             }
         }))
     }

@@ -186,11 +186,11 @@ impl Together<ScreenJob> for ScreenReferralHandler {
                 "unknown tenant {tenant:?}"
             )));
         };
-        let retry = |e: DbErr| HandlerError::Retryable(e.to_string());
+        let retry = |e: DbErr| HandlerError::db(&e);
         let txn = within.begin().await.map_err(retry)?;
         if !inbox::claim(&txn, CONSUMER, &msg.key())
             .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?
+            .map_err(|e| HandlerError::bus(&e))?
         {
             txn.rollback().await.map_err(retry)?;
             return Ok(Handled::Duplicate);
@@ -261,8 +261,8 @@ impl Together<ScreenJob> for ScreenReferralHandler {
                 &OutboundMessage::event(spec.subject(&ns, tenant), &env, event.encode_to_vec()),
             )
             .await
-            .map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        txn.commit().await.map_err(retry)?;
+            .map_err(|e| HandlerError::bus(&e))?;
+        within.commit(txn).await.map_err(retry)?;
         self.ctx.outbox.committed();
         tracing::info!(tenant, referral_id = %stored.id, case_id = %cmd.case_id, outcome, "referral screened");
         Ok(Handled::Done)

@@ -7,7 +7,6 @@ use crate::store::{self, status};
 use eh_bus::{Envelope, OutboundMessage, ServiceContext};
 use eh_proto::notifications::v1::MessageSent;
 use prost::Message;
-use sea_orm::TransactionTrait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -30,6 +29,8 @@ pub struct Sender {
     ctx: ServiceContext,
     mailer: Arc<Mailer>,
     wake: Arc<Notify>,
+    /// Cancelled when the process stops: the recorder then stops waiting for the database.
+    shutdown: CancellationToken,
 }
 
 impl Sender {
@@ -38,6 +39,7 @@ impl Sender {
             ctx,
             mailer,
             wake: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
         }
     }
 
@@ -45,7 +47,8 @@ impl Sender {
         self.wake.clone()
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.shutdown = shutdown.clone();
         loop {
             let sent = match self.send_due().await {
                 Ok(n) => n,
@@ -179,29 +182,37 @@ impl Sender {
         Ok(settled + recorded?)
     }
 
-    /// [`Sender::record`]; after a failure it raises `stop` and tries again a few times after a
-    /// short pause: the emails are out, and an attempt not recorded is sent again once its lease
-    /// ends.
+    /// [`Sender::record`]; after a failure it raises `stop` (no further email of the round is
+    /// started) and tries again after a pause: the emails are out, and an attempt not recorded
+    /// is sent again once its lease ends. While the database is away (a transient error) it
+    /// keeps trying, with a capped, jittered backoff, until the database is back or the process
+    /// stops — an outage must not double an email. Any other error is tried a few times only.
     async fn record_retrying(
         &self,
         attempts: &[Attempt],
         stop: &std::sync::atomic::AtomicBool,
     ) -> Result<(), sea_orm::DbErr> {
-        let mut pause = Duration::from_millis(100);
-        for _ in 0..3 {
-            match self.record(attempts).await {
+        let mut backoff =
+            eh_platform::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            let e = match self.record(attempts).await {
                 Ok(()) => return Ok(()),
-                Err(e) => {
-                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                    tracing::warn!(error = %e, attempts = attempts.len(), "cannot record sent messages; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
+                Err(e) => e,
+            };
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let transient = eh_store::is_transient(&e);
+            if (!transient && backoff.attempts() >= 3) || self.shutdown.is_cancelled() {
+                tracing::error!(error = %e, attempts = attempts.len(), "cannot record sent messages; they will be sent again when their lease ends");
+                return Err(e);
+            }
+            if backoff.attempts() == 0 || backoff.attempts() % 10 == 9 {
+                tracing::warn!(error = %e, transient, attempts = attempts.len(), "cannot record sent messages; trying again");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = self.shutdown.cancelled() => {}
             }
         }
-        self.record(attempts).await.inspect_err(|e| {
-            tracing::error!(error = %e, attempts = attempts.len(), "cannot record sent messages; they will be sent again when their lease ends");
-        })
     }
 
     /// One attempt to deliver `m`; the error text is what its record shows.
@@ -271,14 +282,14 @@ impl Sender {
                 }
             }
         }
-        let txn = self.ctx.db.begin().await?;
+        let txn = eh_store::begin(&self.ctx.db).await?;
         store::set_statuses(&txn, &changes).await?;
         self.ctx
             .outbox
             .enqueue_all(&txn, &events)
             .await
             .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         if !events.is_empty() {
             self.ctx.outbox.committed();
         }

@@ -304,3 +304,79 @@ async fn embedded_retention_deletes_settled_messages_only() -> anyhow::Result<()
     assert!(bus.list(&stream, 100).await?.is_empty());
     Ok(())
 }
+
+/// Says the database is away for its first `away` tries, then handles the message; notes which
+/// delivery of the message each try saw.
+struct Outage {
+    away: usize,
+    tries: Mutex<Vec<u64>>,
+    done: Mutex<usize>,
+}
+
+#[async_trait]
+impl Handler for Outage {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let mut tries = self.tries.lock().expect("lock");
+        tries.push(msg.delivered);
+        if tries.len() <= self.away {
+            return Err(HandlerError::Unavailable("connection refused".into()));
+        }
+        *self.done.lock().expect("lock") += 1;
+        Ok(Handled::Done)
+    }
+}
+
+/// A dependency away for longer than every attempt the consumer allows (and than its ack wait)
+/// is waited out: the message is kept — never redelivered, never dead-lettered — and handled once
+/// when the dependency is back.
+async fn outage_is_waited_out(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
+    let ns = eh_testkit::namespace();
+    let stream = subjects::service_stream(&ns, "intake");
+    transport
+        .ensure_streams(&[stream.clone(), subjects::dead_letter_stream(&ns)])
+        .await?;
+    // max_deliver is 3 and ack_wait 5 s: ten tries at backoffs of up to 1.6 s outlast both.
+    let handler = Arc::new(Outage {
+        away: 10,
+        tries: Mutex::new(vec![]),
+        done: Mutex::new(0),
+    });
+    let stop = CancellationToken::new();
+    let task = spawn_consumer(
+        &transport,
+        &ns,
+        stream,
+        "outage_test",
+        2,
+        handler.clone(),
+        &stop,
+    );
+    transport.publish(&thing(&ns, "o-1", "kept")).await?;
+    eh_testkit::eventually(
+        Duration::from_secs(60),
+        "handled after the outage",
+        || async { Ok((*handler.done.lock().expect("lock") == 1).then_some(())) },
+    )
+    .await?;
+    // Long enough for a wrongly settled delivery to come back.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.cancel();
+    task.await?;
+    let tries = handler.tries.lock().expect("lock").clone();
+    assert_eq!(tries.len(), 11, "{tries:?}");
+    assert!(tries.iter().all(|&d| d == 1), "redelivered: {tries:?}");
+    assert_eq!(*handler.done.lock().expect("lock"), 1);
+    assert!(dlq::list(transport.as_ref(), &ns, 10).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_an_outage_is_waited_out_not_dead_lettered() -> anyhow::Result<()> {
+    outage_is_waited_out(Arc::new(nats().await?)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_an_outage_is_waited_out_not_dead_lettered() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    outage_is_waited_out(Arc::new(embedded(dir.path()).await?)).await
+}

@@ -29,7 +29,6 @@ use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Received, ServiceContext, inbox, subjects};
 use eh_platform::config::TenantSettings;
-use sea_orm::TransactionTrait;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -43,8 +42,9 @@ pub struct Notifier {
     batches: Batcher<Notifier>,
 }
 
-fn retry(e: impl std::fmt::Display) -> HandlerError {
-    HandlerError::Retryable(e.to_string())
+/// A failure to store or publish: waited out when the database is away, else retried.
+fn retry(e: impl Into<HandlerError>) -> HandlerError {
+    e.into()
 }
 
 /// One message an event calls for.
@@ -316,7 +316,7 @@ impl Batch for Notifier {
     /// Claims every job's event in `consumer`'s inbox and writes the recordings of those claimed
     /// now, in one transaction; an event handled before (or twice in the batch) is a duplicate.
     async fn run(&self, consumer: &str, jobs: &[Job]) -> Result<Vec<Handled>, HandlerError> {
-        let txn = self.ctx.db.begin().await.map_err(retry)?;
+        let txn = eh_store::begin(&self.ctx.db).await.map_err(retry)?;
         let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
         let claimed = inbox::claim_many(&txn, consumer, &keys)
             .await
@@ -333,7 +333,7 @@ impl Batch for Notifier {
             }
         }
         all.writes.write(&txn).await.map_err(retry)?;
-        txn.commit().await.map_err(retry)?;
+        eh_store::commit(txn).await.map_err(retry)?;
         all.log();
         if outputs.contains(&Handled::Done) {
             self.wake.notify_one();

@@ -37,6 +37,8 @@ struct Env {
     smtp: SmtpSink,
     sender: Sender,
     notifier: Notifier,
+    /// In front of PostgreSQL, when the test cuts the database off.
+    proxy: Option<eh_testkit::Cuttable>,
     _dir: tempfile::TempDir,
 }
 
@@ -202,6 +204,19 @@ async fn env(postgres: bool) -> Result<Env> {
 }
 
 async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<Env> {
+    env_built(postgres, adjust, false).await
+}
+
+/// An environment on PostgreSQL whose connections go through a proxy the test can cut.
+async fn env_behind_proxy(adjust: impl FnOnce(&mut Settings)) -> Result<Env> {
+    env_built(true, adjust, true).await
+}
+
+async fn env_built(
+    postgres: bool,
+    adjust: impl FnOnce(&mut Settings),
+    behind_proxy: bool,
+) -> Result<Env> {
     let dir = tempfile::tempdir()?;
     let smtp = SmtpSink::start()?;
     let mut settings = eh_testkit::settings(false, dir.path(), Some(smtp.port), None).await?;
@@ -224,7 +239,14 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
         );
     }
     adjust(&mut settings);
-    let location = eh_testkit::service_location(postgres, dir.path(), "notifications").await?;
+    let mut location = eh_testkit::service_location(postgres, dir.path(), "notifications").await?;
+    let proxy = if behind_proxy {
+        let (proxy, via) = eh_testkit::Cuttable::in_front_of(&location.url).await?;
+        location.url = via;
+        Some(proxy)
+    } else {
+        None
+    };
     let db = eh_store::connect(&location).await?;
     eh_store::migrate(&db, "notifications", &migrations()).await?;
     let bus_db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "bus.sqlite")).await?;
@@ -250,6 +272,7 @@ async fn env_with(postgres: bool, adjust: impl FnOnce(&mut Settings)) -> Result<
         smtp,
         sender,
         notifier,
+        proxy,
         _dir: dir,
     })
 }
@@ -393,7 +416,8 @@ async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Res
 /// nothing better than at least once; its Message-ID is the same both times).
 async fn sending_stops_when_sends_cannot_be_recorded(e: Env) -> Result<()> {
     let now = e.ctx.clock.now();
-    let n = 20;
+    // Enough that the round is still sending when its first record fails, on a busy machine.
+    let n = 100;
     e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
         .await?;
     let db = &e.ctx.db;
@@ -1263,6 +1287,51 @@ async fn sqlite_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
         env_with(false, |s| s.smtp.max_connections = 1).await?,
     )
     .await
+}
+
+/// The database goes away while emails are going out, for longer than a few tries: the sender
+/// starts no further email and keeps recording those sent until the database is back, so no
+/// email goes out twice.
+#[tokio::test]
+async fn postgres_an_outage_while_sending_sends_no_email_twice() -> Result<()> {
+    let e = env_behind_proxy(|s| s.smtp.max_connections = 1).await?;
+    let proxy = e.proxy.as_ref().context("behind a proxy")?;
+    let n = 100;
+    let now = e.ctx.clock.now();
+    e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
+        .await?;
+    let outage = async {
+        while e.smtp.messages().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        proxy.cut();
+        // Longer than the recorder's old three tries (0.7 s), shorter than the lease.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        proxy.mend();
+    };
+    let (recorded, ()) = tokio::join!(e.sender.send_due(), outage);
+    let recorded = recorded?;
+    let during = e.mails().len();
+    assert!(
+        (1..n).contains(&during),
+        "{during} of {n} emails went out in the round the database went away in"
+    );
+    assert_eq!(recorded, during, "every email sent was recorded");
+    assert_eq!(e.count_status("sent").await?, during as i64);
+    // The rest stay leased; once the lease ends they go, each once.
+    e.clock.advance(chrono::Duration::minutes(3));
+    e.drain().await?;
+    assert_eq!(e.count_status("sent").await?, n as i64);
+    let mails = e.smtp.messages();
+    let mut ids: Vec<String> = mails
+        .iter()
+        .filter_map(|m| m.header("Message-ID"))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(mails.len(), n, "an email went out twice");
+    assert_eq!(ids.len(), n, "every email has its own Message-ID");
+    Ok(())
 }
 
 #[tokio::test]
