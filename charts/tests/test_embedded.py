@@ -127,7 +127,12 @@ def test_the_postgresql_and_nats_modes_still_require_them(mode):
 
 
 def test_moving_to_monolithic_switches_the_binary_to_postgresql_and_nats():
-    values = {"deploymentMode": "monolithic", "database": {"url": "postgres://earlyhelp@pg:5432/earlyhelp"}, "bus": {"natsUrl": "nats://nats:4222"}}
+    values = {
+        "deploymentMode": "monolithic",
+        "database": {"url": "postgres://earlyhelp@pg:5432/earlyhelp"},
+        "bus": {"natsUrl": "nats://nats:4222"},
+        "smtp": {"host": "smtp.example.gov.uk", "from": "Early Help <no-reply@example.gov.uk>"},
+    }
     objs = chartlib.objects(values)
     config = checks.config_of(objs)
     assert config["mode"] == "distributed" and "data_dir" not in config

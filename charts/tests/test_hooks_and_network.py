@@ -109,7 +109,7 @@ def _egress_ports(np):
 
 def test_egress_follows_the_configured_backends(monolithic, full):
     mono = next(o for o in monolithic.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp")
-    assert _egress_ports(mono) == {53, 5432, 4222, 50051, 443}  # no OTLP, no SMTP configured
+    assert _egress_ports(mono) == {53, 5432, 4222, 50051, 587, 443}  # no OTLP configured
     full_np = next(o for o in full.objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "eh-earlyhelp")
     assert _egress_ports(full_np) == {53, 5432, 4222, 50051, 4317, 587, 443}
     db_rule = next(r for r in full_np["spec"]["egress"] if r["ports"][0]["port"] == 5432)

@@ -100,6 +100,9 @@ INCONSISTENT = [
     ({"bus": {"natsUrl": "nats://nats:4222"}}, "bus.natsUrl is set but deploymentMode is embedded"),
     ({"database": {"existingSecret": {"name": "db", "urlKey": "url"}}}, "database.existingSecret.urlKey is set but deploymentMode is embedded"),
     ({"embedded": {"persistence": {"accessModes": []}}}, "embedded.persistence.accessModes is empty"),
+    ({**BASE, "smtp": {"host": ""}}, "smtp.host is required: the notifications service (monolithic) does not start without a mail relay"),
+    ({**chartlib.ci_values("distributed"), "smtp": {"host": ""}}, "smtp.host is required: the notifications service (targets.notifications)"),
+    ({"embedded": {"mailCatcher": {"enabled": False}}}, "smtp.host is required when embedded.mailCatcher.enabled is false"),
     ({**BASE, "database": {"url": "postgres://earlyhelp:hunter2@db:5432/eh"}}, "must not contain a password"),
     ({**BASE, "bus": {"natsUrl": "http://nats:4222"}}, "is not a nats://"),
     ({**BASE, "terminationGracePeriodSeconds": 25}, "terminationGracePeriodSeconds (25) must be greater than"),
@@ -134,6 +137,12 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(helm.HelmRenderError) as err:
         chartlib.render({"embedded": {"replicas": 3}, "database": {"url": "postgres://u@db:5432/eh"}})
     assert "embedded.replicas is 3" in str(err.value) and "database.url is set" in str(err.value)
+
+
+def test_without_the_notifications_service_no_mail_relay_is_needed():
+    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"smtp": {"host": ""}, "targets": {"notifications": {"enabled": False}}})
+    chartlib.render(values)
+    chartlib.render(chartlib.deep_merge(BASE, {"smtp": {"host": ""}, "extraConfig": {"smtp": {"host": "relay.example"}}}))
 
 
 def test_a_production_values_file_without_a_mode_is_refused_not_installed_as_an_evaluation():

@@ -513,6 +513,18 @@ seccompProfile:
 {{- end -}}
 {{- /* workloads */ -}}
 {{- $workloads := (include "earlyhelp.workloads" . | fromJson).items -}}
+{{- /* mail: the notifications service does not start without a relay outside demo mode */ -}}
+{{- $mailer := "" -}}
+{{- range $workloads -}}
+{{- if or (eq .target "all") (eq .target "notifications") -}}{{- $mailer = ternary "monolithic" (printf "targets.%s" .target) (eq .target "all") -}}{{- end -}}
+{{- end -}}
+{{- if and $mailer (not $v.smtp.host) (not (include "earlyhelp.mailCatcher" .)) (not (dig "smtp" "host" "" $v.extraConfig)) -}}
+{{- if eq $v.deploymentMode "embedded" -}}
+{{- $errs = append $errs "smtp.host is required when embedded.mailCatcher.enabled is false: the notifications service does not start without a mail relay (the binary writes mail to files only in demo mode, which the chart never turns on)" -}}
+{{- else -}}
+{{- $errs = append $errs (printf "smtp.host is required: the notifications service (%s) does not start without a mail relay outside demo mode (e.g. smtp.host=smtp.example.gov.uk, smtp.from=\"Early Help <no-reply@example.gov.uk>\")" $mailer) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq $v.deploymentMode "distributed") (not $workloads) -}}
 {{- $errs = append $errs "deploymentMode is distributed but no entry of targets is enabled" -}}
 {{- end -}}
