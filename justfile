@@ -14,10 +14,12 @@ test: deps
 test-rust: deps
     cargo test --workspace
 
-# Formatting and lints, as CI enforces them.
+# Formatting and lints, as CI enforces them; every [patch] of Cargo.toml must be in the crate graph.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    bash tools/check-patches.sh
+    bash tools/check-patches.test.sh
 
 # Render, lint, validate and scan the Helm chart with Helm's own engine.
 charts:

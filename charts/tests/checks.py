@@ -61,6 +61,11 @@ def config_of(objs: list[Obj]) -> Obj:
     raise AssertionError("no ConfigMap with config.yaml")
 
 
+def is_embedded(objs: list[Obj]) -> bool:
+    """Whether the binary runs in embedded mode (SQLite and the in-process bus, no PostgreSQL/NATS)."""
+    return config_of(objs).get("mode") == "embedded"
+
+
 def image_tag(image: str) -> str:
     """The tag of an image reference ('' when there is none)."""
     ref = image.split("@", 1)[0]
@@ -152,6 +157,15 @@ def probe_problems(objs: list[Obj]) -> list[str]:
             if key != "containers":
                 continue
             cw = f"{name_of(d)} container {c['name']}"
+            mounts = {m["mountPath"] for m in c.get("volumeMounts") or []}
+            if "/tmp" not in mounts:
+                out.append(f"{cw}: no writable /tmp mount")
+            if c["name"] != "earlyhelp":
+                # A sidecar (embedded mode's Mailpit): probed, on its own terms.
+                for probe in ("livenessProbe", "readinessProbe"):
+                    if not c.get(probe):
+                        out.append(f"{cw}: no {probe}")
+                continue
             ports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
                 get = (c.get(probe) or {}).get("httpGet") or {}
@@ -161,9 +175,6 @@ def probe_problems(objs: list[Obj]) -> list[str]:
                     out.append(f"{cw}: {probe} is not on the http port")
             if ports.get("http") is None or ports.get("grpc") is None:
                 out.append(f"{cw}: ports http and grpc are not both declared")
-            mounts = {m["mountPath"] for m in c.get("volumeMounts") or []}
-            if "/tmp" not in mounts:
-                out.append(f"{cw}: no writable /tmp mount")
     return out
 
 
@@ -294,7 +305,7 @@ def scaling_problems(objs: list[Obj]) -> list[str]:
 
 def network_policy_problems(objs: list[Obj], *, database_port: int = 5432, nats_port: int = 4222) -> list[str]:
     """Every pod the chart runs is isolated for ingress and egress by some NetworkPolicy, and
-    the server pods may reach DNS, PostgreSQL and NATS."""
+    the server pods may reach DNS, and PostgreSQL and NATS unless the binary runs embedded."""
     out = []
     policies = of_kind(objs, "NetworkPolicy")
     if not policies:
@@ -314,7 +325,8 @@ def network_policy_problems(objs: list[Obj], *, database_port: int = 5432, nats_
         out.append("no NetworkPolicy selects the server pods")
     for np in servers:
         egress_ports = {p.get("port") for rule in np["spec"].get("egress") or [] for p in rule.get("ports") or []}
-        for port, what in ((53, "DNS"), (database_port, "PostgreSQL"), (nats_port, "NATS")):
+        needed = [(53, "DNS")] + ([] if is_embedded(objs) else [(database_port, "PostgreSQL"), (nats_port, "NATS")])
+        for port, what in needed:
             if port not in egress_ports:
                 out.append(f"{name_of(np)}: no egress to {what} (port {port})")
         for rule in np["spec"].get("ingress") or []:

@@ -1,4 +1,5 @@
-"""Fixtures: the chart rendered once per ci value set (both modes and the full-featured set)."""
+"""Fixtures: the chart rendered once per ci value set (the three modes, the evaluation default
+with no values, and the full-featured set)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Rendered:
 
     @property
     def mode(self) -> str:
-        return self.values.get("deploymentMode", "monolithic")
+        return self.values.get("deploymentMode", "embedded")
 
 
 _cache: dict[str, Rendered] = {}
@@ -53,3 +54,14 @@ def distributed() -> Rendered:
 @pytest.fixture
 def full() -> Rendered:
     return rendered_ci("full")
+
+
+@pytest.fixture
+def embedded() -> Rendered:
+    """The evaluation default: ci/embedded-values.yaml sets nothing."""
+    return rendered_ci("embedded")
+
+
+@pytest.fixture
+def embedded_custom() -> Rendered:
+    return rendered_ci("embedded-custom")

@@ -95,17 +95,18 @@ def _env(container):
     return {e["name"]: e for e in container.get("env") or []}
 
 
-def test_distributed_mode_without_demo_or_startup_migrations(ci):
+def test_the_binary_mode_follows_the_deployment_mode_never_demo(ci):
+    mode = "embedded" if ci.mode == "embedded" else "distributed"
     config = checks.config_of(ci.objects)
-    assert config["mode"] == "distributed"
+    assert config["mode"] == mode
     assert config["demo"] is False
-    assert config["database"]["migrate_on_start"] is False
+    assert config["database"]["migrate_on_start"] is False  # the hook Job migrates; embedded mode at start
     for _, _, spec in checks.pod_templates(ci.objects):
         for c in spec["containers"]:
-            env = _env(c)
-            if c["args"][0] == "healthcheck":
+            if c["name"] not in ("earlyhelp", "migrate"):
                 continue
-            assert env["EH__MODE"]["value"] == "distributed"
+            env = _env(c)
+            assert env["EH__MODE"]["value"] == mode
             assert env["EH__DEMO"]["value"] == "false"
             assert env["EH__DATABASE__MIGRATE_ON_START"]["value"] == "false"
 
@@ -134,6 +135,7 @@ def test_files_named_in_the_config_are_mounted(ci):
         c = spec["containers"][0]
         if c["args"][0] == "healthcheck":
             continue
+        assert c["name"] in ("earlyhelp", "migrate")
         mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
         provided = set()
         for vol in spec["volumes"]:

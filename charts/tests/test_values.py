@@ -1,5 +1,5 @@
 """values.schema.json refuses unknown keys and wrong types; the templates refuse inconsistent
-combinations with a clear message; the ci value sets cover both modes."""
+combinations with a clear message; the ci value sets cover the three modes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ UNKNOWN_KEYS = [
     ({"replicaCount": 3}, "replicaCount"),
     ({"image": {"tagg": "0.1.0"}}, "tagg"),
     ({"monolithic": {"replica": 3}}, "replica"),
+    ({"embedded": {"autoscaling": {"enabled": True}}}, "autoscaling"),
+    ({"embedded": {"persistence": {"storageClass": "fast"}}}, "storageClass"),
     ({"monolithic": {"resources": {"limits": {"gpu": 1}}}}, "gpu"),
     ({"targets": {"intak": {"enabled": True}}}, "intak"),
     ({"targets": {"intake": {"replica": 3}}}, "replica"),
@@ -56,6 +58,11 @@ WRONG_TYPES = [
     ({"networkPolicy": {"database": {"ports": ["5432"]}}}, "/networkPolicy/database/ports/0"),
     ({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0"),
     ({"extraConfig": "demo: true"}, "/extraConfig"),
+    ({"deploymentMode": "evaluation"}, "/deploymentMode"),
+    ({"embedded": {"replicas": -1}}, "/embedded/replicas"),
+    ({"embedded": {"persistence": {"size": "lots"}}}, "/embedded/persistence/size"),
+    ({"embedded": {"persistence": {"accessModes": ["ReadWriteSometimes"]}}}, "/embedded/persistence/accessModes/0"),
+    ({"embedded": {"mailCatcher": {"image": {"tag": "latest"}}}}, "/embedded/mailCatcher/image/tag"),
 ]
 
 
@@ -84,8 +91,18 @@ def test_helm_lint_reports_schema_errors():
 
 # (values replacing the base, text of the chart's own error message)
 INCONSISTENT = [
-    ({}, "database.url is required"),
-    ({"database": {"url": "postgres://u@db:5432/eh"}}, "bus.natsUrl is required"),
+    ({"deploymentMode": "monolithic"}, "database.url is required in monolithic mode"),
+    ({"deploymentMode": "distributed"}, "database.url is required in distributed mode"),
+    ({"deploymentMode": "monolithic", "database": {"url": "postgres://u@db:5432/eh"}}, "bus.natsUrl is required in monolithic mode"),
+    ({"deploymentMode": "distributed", "database": {"url": "postgres://u@db:5432/eh"}}, "bus.natsUrl is required in distributed mode"),
+    ({"embedded": {"replicas": 2}}, "embedded.replicas is 2: embedded mode keeps every service's data and its event bus in SQLite files on one volume"),
+    ({"database": {"url": "postgres://u@db:5432/eh"}}, "database.url is set but deploymentMode is embedded"),
+    ({"bus": {"natsUrl": "nats://nats:4222"}}, "bus.natsUrl is set but deploymentMode is embedded"),
+    ({"database": {"existingSecret": {"name": "db", "urlKey": "url"}}}, "database.existingSecret.urlKey is set but deploymentMode is embedded"),
+    ({"embedded": {"persistence": {"accessModes": []}}}, "embedded.persistence.accessModes is empty"),
+    ({**BASE, "smtp": {"host": ""}}, "smtp.host is required: the notifications service (monolithic) does not start without a mail relay"),
+    ({**chartlib.ci_values("distributed"), "smtp": {"host": ""}}, "smtp.host is required: the notifications service (targets.notifications)"),
+    ({"embedded": {"mailCatcher": {"enabled": False}}}, "smtp.host is required when embedded.mailCatcher.enabled is false"),
     ({**BASE, "database": {"url": "postgres://earlyhelp:hunter2@db:5432/eh"}}, "must not contain a password"),
     ({**BASE, "bus": {"natsUrl": "http://nats:4222"}}, "is not a nats://"),
     ({**BASE, "terminationGracePeriodSeconds": 25}, "terminationGracePeriodSeconds (25) must be greater than"),
@@ -115,15 +132,34 @@ def test_inconsistent_values_fail_with_a_clear_message(values, message):
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(helm.HelmRenderError) as err:
-        chartlib.render({})
+        chartlib.render({"deploymentMode": "distributed"})
     assert "database.url is required" in str(err.value) and "bus.natsUrl is required" in str(err.value)
+    with pytest.raises(helm.HelmRenderError) as err:
+        chartlib.render({"embedded": {"replicas": 3}, "database": {"url": "postgres://u@db:5432/eh"}})
+    assert "embedded.replicas is 3" in str(err.value) and "database.url is set" in str(err.value)
 
 
-def test_ci_value_sets_cover_both_modes_and_a_full_featured_set():
+def test_without_the_notifications_service_no_mail_relay_is_needed():
+    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"smtp": {"host": ""}, "targets": {"notifications": {"enabled": False}}})
+    chartlib.render(values)
+    chartlib.render(chartlib.deep_merge(BASE, {"smtp": {"host": ""}, "extraConfig": {"smtp": {"host": "relay.example"}}}))
+
+
+def test_a_production_values_file_without_a_mode_is_refused_not_installed_as_an_evaluation():
+    """Values written when monolithic was the default (a database, no deploymentMode) must not
+    quietly become an evaluation on an empty SQLite volume."""
+    values = {k: v for k, v in BASE.items() if k != "deploymentMode"}
+    with pytest.raises(helm.HelmRenderError) as err:
+        chartlib.render(values)
+    assert "deploymentMode is embedded" in str(err.value) and "set deploymentMode=monolithic or distributed" in str(err.value)
+
+
+def test_ci_value_sets_cover_every_mode_the_default_and_a_full_featured_set():
     names = {p.name for p in chartlib.ci_values_files()}
-    assert {"monolithic-values.yaml", "distributed-values.yaml", "full-values.yaml"} <= names
-    modes = {chartlib.load_values(p).get("deploymentMode", "monolithic") for p in chartlib.ci_values_files()}
-    assert modes == {"monolithic", "distributed"}
+    assert {"embedded-values.yaml", "monolithic-values.yaml", "distributed-values.yaml", "full-values.yaml"} <= names
+    assert chartlib.ci_values("embedded") == {}, "the evaluation case is the chart with no values at all"
+    modes = {chartlib.load_values(p).get("deploymentMode", "embedded") for p in chartlib.ci_values_files()}
+    assert modes == {"embedded", "monolithic", "distributed"}
 
 
 def test_every_ci_value_set_passes_the_schema(ci):

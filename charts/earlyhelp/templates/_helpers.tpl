@@ -89,6 +89,33 @@ merged with extra ones. Takes (dict "root" $ "extra" map); call as {{- include .
 {{- end -}}
 {{- end -}}
 
+{{/* The binary's mode: embedded (SQLite and the in-process bus on a volume) for
+deploymentMode=embedded, distributed (PostgreSQL and NATS) otherwise. */}}
+{{- define "earlyhelp.binaryMode" -}}
+{{- ternary "embedded" "distributed" (eq .Values.deploymentMode "embedded") -}}
+{{- end -}}
+
+{{/* "true" when Mailpit runs beside earlyhelp: embedded mode, mailCatcher on, no SMTP relay. */}}
+{{- define "earlyhelp.mailCatcher" -}}
+{{- if and (eq .Values.deploymentMode "embedded") .Values.embedded.mailCatcher.enabled (not .Values.smtp.host) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "earlyhelp.mailCatcherImage" -}}
+{{- $i := .Values.embedded.mailCatcher.image -}}
+{{- $repo := $i.repository -}}
+{{- if $i.registry -}}{{- $repo = printf "%s/%s" $i.registry $i.repository -}}{{- end -}}
+{{- if $i.digest -}}
+{{- printf "%s:%s@%s" $repo $i.tag $i.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $i.tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The embedded data volume's PersistentVolumeClaim: the existing one, or the chart's. */}}
+{{- define "earlyhelp.dataClaimName" -}}
+{{- default (include "earlyhelp.componentName" (list . "data")) .Values.embedded.persistence.existingClaim -}}
+{{- end -}}
+
 {{- define "earlyhelp.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "earlyhelp.fullname" .) .Values.serviceAccount.name -}}
@@ -125,7 +152,11 @@ name (of its Deployment/Service/HPA/PDB), component (label), target (the --targe
 public (carries the public HTTP API) and settings (resolved per-workload values). */}}
 {{- define "earlyhelp.workloads" -}}
 {{- $items := list -}}
-{{- if eq .Values.deploymentMode "monolithic" -}}
+{{- if eq .Values.deploymentMode "embedded" -}}
+{{- /* One pod, never autoscaled, no disruption budget (a budget cannot keep a single pod up). */ -}}
+{{- $settings := merge (dict "autoscaling" (dict "enabled" false) "pdb" (dict "enabled" false) "topologySpreadConstraints" (list)) (deepCopy .Values.embedded) -}}
+{{- $items = append $items (dict "name" (include "earlyhelp.fullname" .) "component" "all" "target" "all" "public" true "embedded" true "settings" $settings) -}}
+{{- else if eq .Values.deploymentMode "monolithic" -}}
 {{- $items = append $items (dict "name" (include "earlyhelp.fullname" .) "component" "all" "target" "all" "public" true "settings" .Values.monolithic) -}}
 {{- else -}}
 {{- range $target, $entry := .Values.targets -}}
@@ -151,7 +182,7 @@ public (carries the public HTTP API) and settings (resolved per-workload values)
 
 {{/* Mount points inside the pods. */}}
 {{- define "earlyhelp.paths" -}}
-{{- dict "dir" "/etc/earlyhelp" "config" "/etc/earlyhelp/config.yaml" "tenants" "/etc/earlyhelp/tenants.yaml" "databaseCa" "/etc/earlyhelp/tls/database-ca.crt" "natsCa" "/etc/earlyhelp/tls/nats-ca.crt" "natsCreds" "/etc/earlyhelp/nats/nats.creds" | toJson -}}
+{{- dict "dir" "/etc/earlyhelp" "config" "/etc/earlyhelp/config.yaml" "tenants" "/etc/earlyhelp/tenants.yaml" "databaseCa" "/etc/earlyhelp/tls/database-ca.crt" "natsCa" "/etc/earlyhelp/tls/nats-ca.crt" "natsCreds" "/etc/earlyhelp/nats/nats.creds" "data" "/var/lib/earlyhelp" | toJson -}}
 {{- end -}}
 
 {{/* The binary's config file (snake_case keys of its Settings). Secrets are never in it: they
@@ -163,23 +194,26 @@ come from existing Secrets as EH__* environment variables. */}}
   "http_addr" (printf "0.0.0.0:%d" (int $v.server.httpPort))
   "grpc_addr" (printf "0.0.0.0:%d" (int $v.server.grpcPort))
   "shutdown_grace_secs" (int $v.server.shutdownGraceSecs) -}}
+{{- $embedded := eq $v.deploymentMode "embedded" -}}
 {{- $db := dict "max_connections" (int $v.database.maxConnections) "migrate_on_start" false -}}
-{{- if $v.database.url -}}{{- $_ := set $db "url" $v.database.url -}}{{- end -}}
-{{- if or $v.database.ca.secretName $v.database.ca.configMapName -}}{{- $_ := set $db "ca_file" $p.databaseCa -}}{{- end -}}
+{{- if and $v.database.url (not $embedded) -}}{{- $_ := set $db "url" $v.database.url -}}{{- end -}}
+{{- if and (not $embedded) (or $v.database.ca.secretName $v.database.ca.configMapName) -}}{{- $_ := set $db "ca_file" $p.databaseCa -}}{{- end -}}
 {{- $bus := dict
-  "nats_url" $v.bus.natsUrl
   "namespace" $v.bus.namespace
-  "replicas" (int $v.bus.streamReplicas)
   "max_deliver" (int $v.bus.maxDeliver)
   "retry_base_ms" (int64 $v.bus.retryBaseMs)
   "retry_max_ms" (int64 $v.bus.retryMaxMs)
   "ack_wait_secs" (int64 $v.bus.ackWaitSecs)
   "outbox_retention_hours" (int64 $v.bus.outboxRetentionHours) -}}
+{{- if not $embedded -}}
+{{- $_ := set $bus "nats_url" $v.bus.natsUrl -}}
+{{- $_ := set $bus "replicas" (int $v.bus.streamReplicas) -}}
 {{- if $v.bus.credentials.secretName -}}{{- $_ := set $bus "credentials_file" $p.natsCreds -}}{{- end -}}
 {{- if or $v.bus.ca.secretName $v.bus.ca.configMapName -}}{{- $_ := set $bus "ca_file" $p.natsCa -}}{{- end -}}
+{{- end -}}
 {{- $telemetry := dict "log_format" $v.telemetry.logFormat "log_level" $v.telemetry.logLevel -}}
 {{- $cfg := dict
-  "mode" "distributed"
+  "mode" (include "earlyhelp.binaryMode" .)
   "demo" false
   "server" $server
   "database" $db
@@ -191,7 +225,13 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- if $v.smtp.username -}}{{- $_ := set $smtp "username" $v.smtp.username -}}{{- end -}}
 {{- if $v.smtp.from -}}{{- $_ := set $smtp "from" $v.smtp.from -}}{{- end -}}
 {{- $_ := set $cfg "smtp" $smtp -}}
+{{- else if include "earlyhelp.mailCatcher" . -}}
+{{- /* Mailpit in the same pod, reachable only on the pod's loopback. */ -}}
+{{- $smtp := dict "host" "127.0.0.1" "port" 1025 "tls" "none" "timeout_secs" (int64 $v.smtp.timeoutSecs) -}}
+{{- if $v.smtp.from -}}{{- $_ := set $smtp "from" $v.smtp.from -}}{{- end -}}
+{{- $_ := set $cfg "smtp" $smtp -}}
 {{- end -}}
+{{- if $embedded -}}{{- $_ := set $cfg "data_dir" $p.data -}}{{- end -}}
 {{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}
 # Rendered by the earlyhelp Helm chart; edit the release's values, not this file.
@@ -228,14 +268,18 @@ An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty
 {{- $v := .root.Values -}}
 # Also in config.yaml; repeated here because the environment wins over every config file.
 - name: EH__MODE
-  value: distributed
+  value: {{ include "earlyhelp.binaryMode" .root }}
 - name: EH__DEMO
   value: "false"
 - name: EH__DATABASE__MIGRATE_ON_START
   value: "false"
+{{- if eq $v.deploymentMode "embedded" }}
+- name: EH__DATA_DIR
+  value: {{ (include "earlyhelp.paths" .root | fromJson).data | quote }}
+{{- end }}
 - name: EH__TELEMETRY__SERVICE_NAME
   value: {{ .serviceName | quote }}
-{{- if $v.database.existingSecret.name }}
+{{- if and $v.database.existingSecret.name (ne $v.deploymentMode "embedded") }}
 {{- if $v.database.existingSecret.urlKey }}
 - name: EH__DATABASE__URL
   valueFrom:
@@ -292,6 +336,7 @@ An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty
             - key: {{ $v.existingTenants.key }}
               path: tenants.yaml
       {{- end }}
+      {{- if ne $v.deploymentMode "embedded" }}
       {{- if $v.database.ca.secretName }}
       - secret:
           name: {{ $v.database.ca.secretName }}
@@ -324,6 +369,7 @@ An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty
           items:
             - key: {{ $v.bus.credentials.key }}
               path: nats/nats.creds
+      {{- end }}
       {{- end }}
 - name: tmp
   emptyDir:
@@ -380,12 +426,26 @@ seccompProfile:
 {{- define "earlyhelp.validate" -}}
 {{- $v := .Values -}}
 {{- $errs := list -}}
+{{- if eq $v.deploymentMode "embedded" -}}
+{{- /* embedded: one process owns the SQLite files; PostgreSQL and NATS are not used */ -}}
+{{- if gt (int $v.embedded.replicas) 1 -}}
+{{- $errs = append $errs (printf "embedded.replicas is %d: embedded mode keeps every service's data and its event bus in SQLite files on one volume, which one pod alone may open, so it runs 1 replica (0 stops it). To scale, move to deploymentMode=monolithic or distributed, with PostgreSQL (database.url) and NATS (bus.natsUrl)" (int $v.embedded.replicas)) -}}
+{{- end -}}
+{{- range $key, $set := dict "database.url" $v.database.url "database.existingSecret.urlKey" $v.database.existingSecret.urlKey "bus.natsUrl" $v.bus.natsUrl -}}
+{{- if $set -}}
+{{- $errs = append $errs (printf "%s is set but deploymentMode is embedded (the default: an evaluation on SQLite, which would ignore it): set deploymentMode=monolithic or distributed to run on PostgreSQL and NATS" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.embedded.persistence.enabled (not $v.embedded.persistence.existingClaim) (not $v.embedded.persistence.accessModes) -}}
+{{- $errs = append $errs "embedded.persistence.accessModes is empty: give at least one (e.g. ReadWriteOnce)" -}}
+{{- end -}}
+{{- else -}}
 {{- /* database */ -}}
 {{- if and $v.database.existingSecret.urlKey (not $v.database.existingSecret.name) -}}
 {{- $errs = append $errs "database.existingSecret.urlKey is set but database.existingSecret.name is empty" -}}
 {{- end -}}
 {{- if not (or $v.database.url $v.database.existingSecret.urlKey) -}}
-{{- $errs = append $errs "database.url is required (e.g. postgres://earlyhelp@pg.example:5432/earlyhelp?sslmode=verify-full), or database.existingSecret.name + database.existingSecret.urlKey" -}}
+{{- $errs = append $errs (printf "database.url is required in %s mode (e.g. postgres://earlyhelp@pg.example:5432/earlyhelp?sslmode=verify-full), or database.existingSecret.name + database.existingSecret.urlKey; for an evaluation without PostgreSQL and NATS, use deploymentMode=embedded" $v.deploymentMode) -}}
 {{- end -}}
 {{- with $v.database.url -}}
 {{- if not (or (hasPrefix "postgres://" .) (hasPrefix "postgresql://" .)) -}}
@@ -399,7 +459,7 @@ seccompProfile:
 {{- end -}}
 {{- /* NATS */ -}}
 {{- if not $v.bus.natsUrl -}}
-{{- $errs = append $errs "bus.natsUrl is required (e.g. nats://nats.nats.svc:4222)" -}}
+{{- $errs = append $errs (printf "bus.natsUrl is required in %s mode (e.g. nats://nats.nats.svc:4222)" $v.deploymentMode) -}}
 {{- else -}}
 {{- range splitList "," $v.bus.natsUrl -}}
 {{- $u := trim . -}}
@@ -410,6 +470,7 @@ seccompProfile:
 {{- end -}}
 {{- if and $v.bus.ca.secretName $v.bus.ca.configMapName -}}
 {{- $errs = append $errs "bus.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.existingTenants.configMapName $v.existingTenants.secretName -}}
 {{- $errs = append $errs "existingTenants: set configMapName or secretName, not both" -}}
@@ -431,6 +492,9 @@ seccompProfile:
 {{- if eq (lower (include "earlyhelp.imageTag" .)) "latest" -}}
 {{- $errs = append $errs "image.tag must not be \"latest\": pin a release version (empty means the chart's appVersion)" -}}
 {{- end -}}
+{{- if and (include "earlyhelp.mailCatcher" .) (or (not $v.embedded.mailCatcher.image.tag) (eq (lower $v.embedded.mailCatcher.image.tag) "latest")) -}}
+{{- $errs = append $errs "embedded.mailCatcher.image.tag must be a pinned Mailpit release, not empty or \"latest\"" -}}
+{{- end -}}
 {{- /* extraConfig must not undo what the chart guarantees */ -}}
 {{- range $key := list "mode" "demo" "data_dir" "server" -}}
 {{- if hasKey $v.extraConfig $key -}}
@@ -449,6 +513,18 @@ seccompProfile:
 {{- end -}}
 {{- /* workloads */ -}}
 {{- $workloads := (include "earlyhelp.workloads" . | fromJson).items -}}
+{{- /* mail: the notifications service does not start without a relay outside demo mode */ -}}
+{{- $mailer := "" -}}
+{{- range $workloads -}}
+{{- if or (eq .target "all") (eq .target "notifications") -}}{{- $mailer = ternary "monolithic" (printf "targets.%s" .target) (eq .target "all") -}}{{- end -}}
+{{- end -}}
+{{- if and $mailer (not $v.smtp.host) (not (include "earlyhelp.mailCatcher" .)) (not (dig "smtp" "host" "" $v.extraConfig)) -}}
+{{- if eq $v.deploymentMode "embedded" -}}
+{{- $errs = append $errs "smtp.host is required when embedded.mailCatcher.enabled is false: the notifications service does not start without a mail relay (the binary writes mail to files only in demo mode, which the chart never turns on)" -}}
+{{- else -}}
+{{- $errs = append $errs (printf "smtp.host is required: the notifications service (%s) does not start without a mail relay outside demo mode (e.g. smtp.host=smtp.example.gov.uk, smtp.from=\"Early Help <no-reply@example.gov.uk>\")" $mailer) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (eq $v.deploymentMode "distributed") (not $workloads) -}}
 {{- $errs = append $errs "deploymentMode is distributed but no entry of targets is enabled" -}}
 {{- end -}}
