@@ -1,7 +1,10 @@
 //! Real dependencies for tests: PostgreSQL and NATS from the environment (`EH_TEST_DATABASE_URL`,
 //! `EH_TEST_NATS_URL`) or the default local ports, else throwaway servers started from installed
 //! binaries in a temp dir; a fresh database and subject namespace per test so tests run in
-//! parallel; a real SMTP server (mailin) that keeps what it receives.
+//! parallel; a real SMTP server (mailin) that keeps what it receives. For fault tests: a
+//! PostgreSQL cluster the test owns and may stop, start and cut ([`PostgresServer`]), a NATS
+//! server it may kill ([`NatsServer`]), and service processes it may stop or kill
+//! ([`ServiceProcess`]).
 use anyhow::{Context, bail};
 use sea_orm::{ConnectionTrait, Database};
 use std::net::TcpStream;
@@ -9,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod pg_server;
+mod process;
+pub use pg_server::PostgresServer;
+pub use process::{ServiceProcess, http_ready};
 
 /// A unique, valid subject token / stream prefix for one test.
 pub fn namespace() -> String {
