@@ -53,45 +53,53 @@ pub struct Plan {
     pub referrals: usize,
     /// Published per second, steadily.
     pub rate: f64,
+    /// From the first publish, when the services' sessions are terminated, each time as soon
+    /// as one of them is in a transaction that has written (a batch mid-flight).
+    pub cuts_before: Vec<Duration>,
     /// From the first publish to the moment PostgreSQL is stopped.
     pub outage_after: Duration,
     /// How long PostgreSQL stays stopped (`pg_ctl stop -m fast`); none: no outage.
     pub outage: Option<Duration>,
-    /// Rounds of `pg_terminate_backend` on the services' sessions, each when a transaction is
-    /// open, once PostgreSQL is back (the backlog is being worked off then).
-    pub cuts: usize,
+    /// Rounds of cut sessions (as above) once PostgreSQL is back, while the backlog is worked
+    /// off, `cut_every` apart.
+    pub cuts_after: usize,
     pub cut_every: Duration,
     /// How long the platform may take to settle once the faults are over.
     pub settle_within: Duration,
 }
 
 impl Plan {
-    /// The version `cargo test` runs (about two minutes when nothing is lost).
+    /// The version `cargo test` runs (well under two minutes when nothing is lost): 150
+    /// referrals at 15/s, sessions cut once in the stream, PostgreSQL stopped for 10 s three
+    /// seconds in, sessions cut twice in the backlog after it.
     pub fn short() -> Self {
         Self {
             name: "short".into(),
             referrals: env_or("EH_CHAOS_SHORT_N", 150),
             rate: 15.0,
-            outage_after: Duration::from_secs(2),
+            cuts_before: vec![Duration::from_millis(1500)],
+            outage_after: Duration::from_secs(3),
             outage: Some(Duration::from_secs(10)),
-            cuts: 2,
-            cut_every: Duration::from_secs(2),
+            cuts_after: 2,
+            cut_every: Duration::from_secs(1),
             settle_within: Duration::from_secs(150),
         }
     }
 
     /// The version `just chaos` runs: issue 18's scenario (500 referrals at ~15/s, PostgreSQL
-    /// stopped for 30 s two seconds in), then three rounds of cut connections. `EH_CHAOS_N`,
+    /// stopped for 30 s two seconds in), sessions cut once before it and three times in the
+    /// backlog after it. `EH_CHAOS_N`,
     /// `EH_CHAOS_RATE` and `EH_CHAOS_OUTAGE_SECS` change it.
     pub fn long() -> Self {
         Self {
             name: "long".into(),
             referrals: env_or("EH_CHAOS_N", 500),
             rate: env_or("EH_CHAOS_RATE", 15.0),
+            cuts_before: vec![Duration::from_secs(1)],
             outage_after: Duration::from_secs(2),
             outage: Some(Duration::from_secs(env_or("EH_CHAOS_OUTAGE_SECS", 30))),
-            cuts: 3,
-            cut_every: Duration::from_secs(3),
+            cuts_after: 3,
+            cut_every: Duration::from_secs(1),
             settle_within: Duration::from_secs(360),
         }
     }
@@ -100,8 +108,9 @@ impl Plan {
     pub fn without_faults(&self) -> Self {
         Self {
             name: format!("{} without faults", self.name),
+            cuts_before: Vec::new(),
             outage: None,
-            cuts: 0,
+            cuts_after: 0,
             ..self.clone()
         }
     }
@@ -314,6 +323,8 @@ struct Published {
     referrers: Vec<String>,
     msg_ids: Vec<String>,
     first_at: chrono::DateTime<chrono::Utc>,
+    /// The first publish.
+    started: Instant,
     secs: f64,
     /// Publishes that had to be tried again.
     retries: usize,
@@ -323,7 +334,13 @@ struct Published {
 /// `<ns>.<tenant>.inbound.referral`, `Nats-Msg-Id` for de-duplication and `Eh-Actor` naming the
 /// system, each waiting for JetStream's acknowledgement. A client of its own, none of the
 /// platform's code.
-async fn publish(nats_url: String, ns: String, n: usize, rate: f64) -> anyhow::Result<Published> {
+async fn publish(
+    nats_url: String,
+    ns: String,
+    n: usize,
+    rate: f64,
+    first: tokio::sync::oneshot::Sender<Instant>,
+) -> anyhow::Result<Published> {
     let tag = ns.clone();
     let docs: Vec<_> = (0..n)
         .map(|i| referral(&tag, i))
@@ -333,18 +350,23 @@ async fn publish(nats_url: String, ns: String, n: usize, rate: f64) -> anyhow::R
     let subject = format!("{ns}.{TENANT}.inbound.referral");
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     let first_at = chrono::Utc::now();
     let start = Instant::now();
+    let _ = first.send(start);
     let mut out = Published {
         references: Vec::new(),
         referrers: Vec::new(),
         msg_ids: Vec::new(),
         first_at,
+        started: start,
         secs: 0.0,
         retries: 0,
     };
     for (i, (reference, email, payload)) in docs.into_iter().enumerate() {
-        tick.tick().await;
+        if i > 0 {
+            tick.tick().await;
+        }
         let msg_id = format!("chaos-{tag}-{i}");
         let mut attempt = 0;
         loop {
@@ -380,35 +402,48 @@ async fn publish(nats_url: String, ns: String, n: usize, rate: f64) -> anyhow::R
 /// What was done to PostgreSQL, in seconds from the first publish.
 #[derive(Debug, Default, Clone)]
 pub struct FaultLog {
-    /// (stopped at, started again at).
+    /// (stop issued at, started again at).
     outage: Option<(f64, f64)>,
-    /// (at, sessions terminated, of which inside a transaction).
+    /// (at, sessions terminated, of which inside a transaction that had written).
     cuts: Vec<(f64, i64, i64)>,
 }
 
-async fn inject(pg: Arc<PostgresServer>, plan: Plan, start: Instant) -> anyhow::Result<FaultLog> {
+/// Injects `plan`'s faults, timed from the first publish (`first`); what was done.
+async fn inject(
+    pg: Arc<PostgresServer>,
+    plan: Plan,
+    first: tokio::sync::oneshot::Receiver<Instant>,
+) -> anyhow::Result<FaultLog> {
     let mut log = FaultLog::default();
+    let Ok(first) = first.await else {
+        return Ok(log);
+    };
+    let start = first;
+    let cut = |pg: Arc<PostgresServer>| async move {
+        let (terminated, writing) = pg
+            .terminate_backends_mid_write(ROLE, Duration::from_secs(10))
+            .await?;
+        Ok::<_, anyhow::Error>((start.elapsed().as_secs_f64(), terminated, writing))
+    };
+    for at in &plan.cuts_before {
+        tokio::time::sleep_until((first + *at).into()).await;
+        log.cuts.push(cut(pg.clone()).await?);
+    }
     if let Some(outage) = plan.outage {
-        tokio::time::sleep_until((start + plan.outage_after).into()).await;
+        tokio::time::sleep_until((first + plan.outage_after).into()).await;
+        let stopping = start.elapsed().as_secs_f64();
         let p = pg.clone();
         tokio::task::spawn_blocking(move || p.stop()).await??;
-        let stopped = start.elapsed().as_secs_f64();
         tokio::time::sleep(outage).await;
         let p = pg.clone();
         tokio::task::spawn_blocking(move || p.start_again()).await??;
-        log.outage = Some((stopped, start.elapsed().as_secs_f64()));
-    } else if plan.cuts > 0 {
-        tokio::time::sleep_until((start + plan.outage_after).into()).await;
+        log.outage = Some((stopping, start.elapsed().as_secs_f64()));
     }
-    for round in 0..plan.cuts {
+    for round in 0..plan.cuts_after {
         if round > 0 {
             tokio::time::sleep(plan.cut_every).await;
         }
-        let (terminated, in_transaction) = pg
-            .terminate_backends_mid_transaction(ROLE, Duration::from_secs(10))
-            .await?;
-        log.cuts
-            .push((start.elapsed().as_secs_f64(), terminated, in_transaction));
+        log.cuts.push(cut(pg.clone()).await?);
     }
     Ok(log)
 }
@@ -578,7 +613,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let mut platform = Platform::start().await?;
     let client = async_nats::connect(&platform.nats_url).await?;
     let js = async_nats::jetstream::new(client);
-    let start = Instant::now();
     let n = plan.referrals;
     println!(
         "[{}] {} referrals at {}/s; PostgreSQL on port {}, namespace {}, logs in {}",
@@ -589,15 +623,19 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         platform.ns,
         platform.dir.path().display()
     );
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let publisher = tokio::spawn(publish(
         platform.nats_url.clone(),
         platform.ns.clone(),
         n,
         plan.rate,
+        first_tx,
     ));
-    let faults = tokio::spawn(inject(platform.pg.clone(), plan.clone(), start));
+    let faults = tokio::spawn(inject(platform.pg.clone(), plan.clone(), first_rx));
     let published = publisher.await??;
     let faults = faults.await??;
+    // Times from here on count from the first publish.
+    let start = published.started;
     let faults_over = start.elapsed();
     if let Some((stopped, back)) = faults.outage {
         println!(
@@ -607,7 +645,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     }
     for (at, terminated, in_txn) in &faults.cuts {
         println!(
-            "[{}] at {at:.1}s: {terminated} session(s) terminated, {in_txn} inside a transaction",
+            "[{}] at {at:.1}s: {terminated} session(s) terminated, {in_txn} inside a transaction that had written",
             plan.name
         );
     }
@@ -1290,7 +1328,7 @@ impl Report {
             .faults
             .cuts
             .iter()
-            .map(|(at, t, x)| format!("{at:.1}s: {t} terminated ({x} mid-transaction)"))
+            .map(|(at, t, x)| format!("{at:.1}s: {t} terminated ({x} mid-write)"))
             .collect();
         let _ = writeln!(
             t,

@@ -199,7 +199,8 @@ impl PostgresServer {
     }
 
     /// Terminates every session of `role` (`pg_terminate_backend`), as a failover or a network
-    /// cut does to a client: (sessions terminated, of which inside a transaction).
+    /// cut does to a client: (sessions terminated, of which inside a transaction that had
+    /// written).
     pub async fn terminate_backends(&self, role: &str) -> anyhow::Result<(i64, i64)> {
         let db = self.admin().await?;
         let counts = Self::counts(&db, &Self::terminate_sql(role, false)?).await;
@@ -207,11 +208,11 @@ impl PostgresServer {
         counts
     }
 
-    /// Waits (up to `within`, looking every few milliseconds) until a session of `role` is
-    /// inside a transaction — a batch mid-flight — and terminates every session of `role` at
-    /// that moment; after `within`, terminates them anyway. (Sessions terminated, of which
-    /// inside a transaction.)
-    pub async fn terminate_backends_mid_transaction(
+    /// Waits (up to `within`, looking every few milliseconds) until a session of `role` is inside
+    /// a transaction that has written (it holds a transaction id: a batch mid-flight), and
+    /// terminates every session of `role` at that moment; after `within`, terminates them anyway.
+    /// (Sessions terminated, of which inside a transaction that had written.)
+    pub async fn terminate_backends_mid_write(
         &self,
         role: &str,
         within: std::time::Duration,
@@ -220,35 +221,35 @@ impl PostgresServer {
         let when_busy = Self::terminate_sql(role, true)?;
         let deadline = tokio::time::Instant::now() + within;
         let counts = loop {
-            let (terminated, in_transaction) = Self::counts(&db, &when_busy).await?;
+            let (terminated, writing) = Self::counts(&db, &when_busy).await?;
             if terminated > 0 {
-                break Ok((terminated, in_transaction));
+                break Ok((terminated, writing));
             }
             if tokio::time::Instant::now() > deadline {
                 break Self::counts(&db, &Self::terminate_sql(role, false)?).await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         };
         db.close().await.ok();
         counts
     }
 
-    /// One statement: the sessions of `role` as they are now, all terminated (when `only_if_busy`,
-    /// only if one of them is inside a transaction).
-    fn terminate_sql(role: &str, only_if_busy: bool) -> anyhow::Result<String> {
+    /// One statement: the sessions of `role` as they are now, all terminated (when
+    /// `only_if_writing`, only if one of them is inside a transaction that has written).
+    fn terminate_sql(role: &str, only_if_writing: bool) -> anyhow::Result<String> {
         let role = plain_name(role)?;
-        let condition = if only_if_busy {
-            "WHERE EXISTS (SELECT 1 FROM s WHERE in_transaction)"
+        let condition = if only_if_writing {
+            "WHERE EXISTS (SELECT 1 FROM s WHERE writing)"
         } else {
             ""
         };
         Ok(format!(
             "WITH s AS MATERIALIZED (
-               SELECT pid, xact_start IS NOT NULL AS in_transaction
+               SELECT pid, backend_xid IS NOT NULL AS writing
                  FROM pg_stat_activity
                 WHERE usename = '{role}' AND pid <> pg_backend_pid())
              SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)),
-                    COUNT(*) FILTER (WHERE in_transaction)
+                    COUNT(*) FILTER (WHERE writing)
                FROM s {condition}"
         ))
     }
