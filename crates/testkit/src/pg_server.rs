@@ -289,3 +289,61 @@ impl Drop for PostgresServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one(url: &str) -> anyhow::Result<i64> {
+        let mut opts = sea_orm::ConnectOptions::new(url);
+        opts.connect_timeout(std::time::Duration::from_secs(2))
+            .acquire_timeout(std::time::Duration::from_secs(2));
+        let db = Database::connect(opts).await?;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM pg_roles WHERE rolname = current_user AND NOT rolsuper",
+            ))
+            .await?
+            .context("no row")?;
+        let n = row.try_get_by_index(0)?;
+        db.close().await.ok();
+        Ok(n)
+    }
+
+    /// The cluster starts, serves an ordinary role's database, goes away when stopped, comes
+    /// back on the same port with the data kept, and its sessions can be cut.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stops_starts_again_and_cuts_sessions() -> anyhow::Result<()> {
+        let pg = std::sync::Arc::new(tokio::task::spawn_blocking(PostgresServer::start).await??);
+        let url = pg.fresh_database("eh_owned_test").await?;
+        assert_eq!(one(&url).await?, 1, "connected as an ordinary role");
+        let held = Database::connect(&url).await?;
+        held.execute_unprepared("CREATE TABLE kept (x INT); INSERT INTO kept VALUES (1)")
+            .await?;
+        let (terminated, _) = pg.terminate_backends("eh_owned_test").await?;
+        assert!(terminated >= 1, "the held session was cut");
+
+        let p = pg.clone();
+        tokio::task::spawn_blocking(move || p.stop()).await??;
+        assert!(!pg.is_running());
+        assert!(one(&url).await.is_err(), "nothing answers while stopped");
+        let p = pg.clone();
+        tokio::task::spawn_blocking(move || p.start_again()).await??;
+        let db = Database::connect(&url).await?;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM kept",
+            ))
+            .await?
+            .context("no row")?;
+        assert_eq!(row.try_get_by_index::<i64>(0)?, 1, "the data survived");
+        db.close().await.ok();
+        assert!(
+            pg.admin_url()
+                .ends_with(&format!(":{}/postgres", pg.port()))
+        );
+        Ok(())
+    }
+}
