@@ -1185,17 +1185,21 @@ impl Report {
             let mut decided = self.stuck_decided.clone();
             decided.sort_by(f64::total_cmp);
             let decided: Vec<String> = decided.iter().map(|d| format!("{d:.2}s")).collect();
-            let stop = self
-                .faults
-                .outage
-                .map(|(at, _)| format!(" (PostgreSQL stop issued at {at:.2}s)"))
-                .unwrap_or_default();
+            let when = if decided.is_empty() {
+                String::new()
+            } else {
+                let stop = self
+                    .faults
+                    .outage
+                    .map(|(at, _)| format!("; PostgreSQL stop issued at {at:.2}s"))
+                    .unwrap_or_default();
+                format!(" (decided at {}{stop})", some(&decided))
+            };
             p.push(format!(
                 "LOST: {} case(s) not {EXPECTED_STATE} ({states:?}), of which {} stuck in screening \
-                 although intake stored a decision (decided at {}{stop}): {}",
+                 although intake stored a decision{when}: {}",
                 self.not_expected.len(),
                 self.stuck_decided.len(),
-                some(&decided),
                 some(
                     &self
                         .not_expected
