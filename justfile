@@ -34,6 +34,13 @@ asyncapi:
 bench: deps
     cargo run --release -p eh-tests --bin load
 
+# Fault injection, long version (issues 18 and 15): the binary as two processes under 500
+# referrals at ~15/s, PostgreSQL stopped for 30 s and its sessions cut mid-write, beside the same
+# load without faults; counts every effect and prints the figures. EH_CHAOS_N, EH_CHAOS_RATE,
+# EH_CHAOS_OUTAGE_SECS change it. (The short version runs in `just test`.)
+chaos: deps
+    cargo test -p earlyhelp --test chaos -- --ignored --nocapture --test-threads=1
+
 # Start local PostgreSQL and NATS (JetStream) if they are not running.
 deps:
     bash infra/scripts/start-deps.sh

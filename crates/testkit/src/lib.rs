@@ -1,7 +1,11 @@
 //! Real dependencies for tests: PostgreSQL and NATS from the environment (`EH_TEST_DATABASE_URL`,
 //! `EH_TEST_NATS_URL`) or the default local ports, else throwaway servers started from installed
 //! binaries in a temp dir; a fresh database and subject namespace per test so tests run in
-//! parallel; a real SMTP server (mailin) that keeps what it receives.
+//! parallel; a real SMTP server (mailin) that keeps what it receives. For fault tests: a
+//! PostgreSQL cluster the test owns and may stop, start and cut ([`PostgresServer`]), a NATS
+//! server it may kill ([`NatsServer`]), service processes it may stop or kill
+//! ([`ServiceProcess`]), and a proxy that cuts one test's connections to a shared server
+//! ([`Cuttable`]).
 mod outage;
 
 pub use outage::Cuttable;
@@ -13,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod pg_server;
+mod process;
+pub use pg_server::PostgresServer;
+pub use process::{ServiceProcess, http_ready};
 
 /// A unique, valid subject token / stream prefix for one test.
 pub fn namespace() -> String {
