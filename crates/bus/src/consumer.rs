@@ -335,7 +335,7 @@ impl Settle {
             }
             self.count("unavailable");
             let delay = backoff.next_delay();
-            if backoff.attempts() == 1 || backoff.attempts() % 10 == 0 {
+            if backoff.attempts() == 1 || backoff.attempts().is_multiple_of(10) {
                 tracing::warn!(%reason, waited = backoff.attempts(), ?delay, "a dependency is unavailable; keeping the message and trying again");
             }
             tokio::select! {

@@ -205,7 +205,7 @@ impl Sender {
                 tracing::error!(error = %e, attempts = attempts.len(), "cannot record sent messages; they will be sent again when their lease ends");
                 return Err(e);
             }
-            if backoff.attempts() == 0 || backoff.attempts() % 10 == 9 {
+            if backoff.attempts() == 0 || (backoff.attempts() + 1).is_multiple_of(10) {
                 tracing::warn!(error = %e, transient, attempts = attempts.len(), "cannot record sent messages; trying again");
             }
             tokio::select! {
