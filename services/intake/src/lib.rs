@@ -20,6 +20,10 @@ pub const SERVICE: &str = "intake";
 /// together (`batch.rs`).
 pub const INBOUND_CONCURRENCY: usize = 128;
 
+/// Significant-harm referrals handled at once on the urgent lane.
+pub const URGENT_CONCURRENCY: usize = 16;
+
+/// Both lanes claim inbound messages in this one inbox, so a message seen on both is stored once.
 pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
 
 /// Every migration of intake's database, in order.
@@ -80,6 +84,15 @@ pub fn start(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
         // Messages in hand at once: what one tenant's batch can hold (batch.rs).
         INBOUND_CONCURRENCY,
+        Arc::new(handlers::InboundReferral {
+            intake: intake.clone(),
+        }),
+    );
+    // The urgent lane: significant-harm referrals on a subject and consumer of their own, so no
+    // backlog of ordinary referrals stands in front of them; stored in batches of their own.
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL_URGENT,
+        URGENT_CONCURRENCY,
         Arc::new(handlers::InboundReferral {
             intake: intake.clone(),
         }),
