@@ -359,24 +359,66 @@ async fn platform(
             .iter()
             .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
             .collect();
+        // Where the time went, stage by stage (cumulative from publish): admitted by intake
+        // (the referral's received_at), case opened by casework, front-door email queued, sent.
+        let admitted: HashMap<String, chrono::DateTime<chrono::Utc>> = intake
+            .query_all_raw(eh_store::stmt(
+                intake.get_database_backend(),
+                "SELECT source_reference, received_at FROM referrals WHERE significant_harm_risk",
+                [],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        let opened: HashMap<String, chrono::DateTime<chrono::Utc>> = casework
+            .query_all_raw(eh_store::stmt(
+                casework.get_database_backend(),
+                "SELECT id, opened_at FROM cases WHERE state = 'stepped_up'",
+                [],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        let mut stages: [Vec<i64>; 4] = Default::default();
         for r in notifications
             .query_all_raw(eh_store::stmt(
                 notifications.get_database_backend(),
-                "SELECT related_id, sent_at FROM messages WHERE status = 'sent' AND template = 'step_up_front_door'",
+                "SELECT related_id, sent_at, created_at FROM messages WHERE status = 'sent' AND template = 'step_up_front_door'",
                 [],
             ))
             .await?
         {
             let related: String = r.try_get_by_index(0)?;
             let sent: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
-            if let Some(p) = case_refs
-                .get(&related)
-                .and_then(|reference| urgent_published.get(reference))
-            {
+            let queued: chrono::DateTime<chrono::Utc> = r.try_get_by_index(2)?;
+            let Some(reference) = case_refs.get(&related) else {
+                continue;
+            };
+            if let Some(p) = urgent_published.get(reference) {
                 last_front_door = last_front_door.max(Some(sent));
-                to_front_door.push((sent - *p).num_microseconds().unwrap_or(0));
+                let since = |t: chrono::DateTime<chrono::Utc>| (t - *p).num_microseconds().unwrap_or(0);
+                to_front_door.push(since(sent));
+                if let (Some(a), Some(o)) = (admitted.get(reference), opened.get(&related)) {
+                    for (stage, at) in stages.iter_mut().zip([*a, *o, queued, sent]) {
+                        stage.push(since(at));
+                    }
+                }
             }
         }
+        let median = |v: &mut Vec<i64>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        let [mut a, mut o, mut q, mut s] = stages;
+        println!(
+            "  front door, median ms from publish: admitted by intake {:.0}, case stepped up {:.0}, email queued {:.0}, sent {:.0}",
+            median(&mut a),
+            median(&mut o),
+            median(&mut q),
+            median(&mut s)
+        );
     }
     let mut to_ready = Vec::with_capacity(n);
     let mut last_ready = None;
@@ -414,8 +456,8 @@ async fn platform(
     }
     let front_door = (urgent > 0 && whole && !to_front_door.is_empty())
         .then(|| {
-            let secs = secs(last_front_door, front_door_at);
-            journey(to_front_door.len(), secs, to_front_door)
+            let span = secs(last_front_door, front_door_at);
+            journey(to_front_door.len(), span, to_front_door)
         })
         .transpose()?;
     let backlog_after = match (last_sent, last_front_door) {
