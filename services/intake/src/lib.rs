@@ -1,7 +1,9 @@
 //! Intake: takes requests for support (referrals) from upstream systems on
-//! `<ns>.<tenant>.inbound.referral` and from practitioners over gRPC, validates them against the
-//! published contract, stores each once, and announces `referral_received` (or
-//! `referral_rejected` with every reason).
+//! `<ns>.<tenant>.inbound.referral` (and significant-harm ones on the urgent lane's
+//! `<ns>.<tenant>.inbound.referral.urgent`) and from practitioners over gRPC, validates them
+//! against the published contract, stores each once, and announces `referral_received` (or
+//! `referral_rejected` with every reason) — and for a significant-harm referral
+//! `referral_received.urgent` too.
 pub mod batch;
 pub mod domain;
 pub mod grpc;
