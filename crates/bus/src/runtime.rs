@@ -115,6 +115,11 @@ impl ServiceContext {
             retry_base: Duration::from_millis(bus.retry_base_ms),
             retry_max: Duration::from_millis(bus.retry_max_ms.max(bus.retry_base_ms)),
         };
+        let handler = Arc::new(Holdable {
+            inner: handler,
+            faults: self.faults.clone(),
+            durable: durable.to_string(),
+        });
         self.tasks.spawn(consumer::run(
             self.transport.clone(),
             opts,
@@ -123,5 +128,32 @@ impl ServiceContext {
             self.faults.clone(),
             self.shutdown.clone(),
         ));
+    }
+}
+
+/// A consumer's handler that a fault-injection test can hold ([`Faults::hold`]): while held, each
+/// message it receives waits, unhandled, until released. Not held, it is the handler itself.
+struct Holdable {
+    inner: Arc<dyn Handler>,
+    faults: Arc<Faults>,
+    durable: String,
+}
+
+#[async_trait::async_trait]
+impl Handler for Holdable {
+    async fn handle(&self, msg: &crate::Received) -> Result<crate::Handled, crate::HandlerError> {
+        self.faults.released(&self.durable).await;
+        self.inner.handle(msg).await
+    }
+
+    fn start(self: Arc<Self>, msg: &crate::Received) -> consumer::Pending {
+        if !self.faults.is_held(&self.durable) {
+            return self.inner.clone().start(msg);
+        }
+        let msg = msg.clone();
+        Box::pin(async move {
+            self.faults.released(&self.durable).await;
+            self.inner.clone().start(&msg).await
+        })
     }
 }

@@ -28,6 +28,11 @@ pub struct ClockLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     pub service: String,
 }
@@ -41,6 +46,10 @@ pub struct Metrics {
     pub outbox_published: Family<ServiceLabels, Counter>,
     pub dead_letters: Family<ConsumerLabels, Counter>,
     pub service_level_breaches: Family<ClockLabels, Counter>,
+    /// Urgent emails (to a council's front door) not sent within a minute, each counted once.
+    pub front_door_overdue: Family<TenantLabels, Counter>,
+    /// Urgent emails queued for over a minute and still not sent, now.
+    pub front_door_unsent: Family<TenantLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -65,6 +74,18 @@ impl Metrics {
         let outbox_published = Family::<ServiceLabels, Counter>::default();
         let dead_letters = Family::<ConsumerLabels, Counter>::default();
         let service_level_breaches = Family::<ClockLabels, Counter>::default();
+        let front_door_overdue = Family::<TenantLabels, Counter>::default();
+        let front_door_unsent = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "front_door_overdue",
+            "Emails to a council's front door not sent within a minute (each counted once; still retried)",
+            front_door_overdue.clone(),
+        );
+        registry.register(
+            "front_door_unsent",
+            "Emails to a council's front door queued over a minute ago and not sent yet",
+            front_door_unsent.clone(),
+        );
         registry.register(
             "service_level_breaches",
             "Service-level clocks of cases that ran out, by tenant and clock",
@@ -103,6 +124,8 @@ impl Metrics {
             outbox_published,
             dead_letters,
             service_level_breaches,
+            front_door_overdue,
+            front_door_unsent,
         }
     }
 

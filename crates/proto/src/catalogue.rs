@@ -78,12 +78,34 @@ pub const INBOUND_REFERRAL: InboundSpec = InboundSpec {
     summary: "A request for support from an upstream system (JSON, contracts/referral.v1.schema.json).",
 };
 
+/// The urgent lane's door: a referral reporting a risk of significant harm
+/// (`significant_harm_risk: true`). Intake reads it on a consumer of its own, so no backlog of
+/// ordinary referrals on [`INBOUND_REFERRAL`] stands in front of it.
+pub const INBOUND_REFERRAL_URGENT: InboundSpec = InboundSpec {
+    kind: "referral.urgent",
+    schema: "earlyhelp/referral.v1",
+    summary: "A request for support reporting a risk of significant harm (significant_harm_risk: true), \
+              same contract as inbound.referral: the urgent lane, read ahead of any backlog of ordinary \
+              referrals. Upstream systems should publish significant-harm referrals here.",
+};
+
 pub const REFERRAL_RECEIVED: EventSpec = EventSpec {
     service: "intake",
     publisher: "intake",
     name: "referral_received",
     payload: "earlyhelp.intake.v1.ReferralReceived",
     summary: "A valid request for support was stored (once per source reference).",
+};
+/// The urgent lane from intake on: a significant-harm referral, announced a second time on a
+/// subject of its own (a separate event id) in the same transaction as its `referral_received`,
+/// for the consumers that must act on it at once.
+pub const REFERRAL_RECEIVED_URGENT: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "intake",
+    name: "referral_received.urgent",
+    payload: "earlyhelp.intake.v1.ReferralReceived",
+    summary: "A stored referral reports a risk of significant harm: the urgent lane. Published beside its \
+              referral_received (which every consumer of referrals still gets, in order).",
 };
 pub const REFERRAL_REJECTED: EventSpec = EventSpec {
     service: "intake",
@@ -119,6 +141,14 @@ pub const MESSAGE_SENT: EventSpec = EventSpec {
     name: "message_sent",
     payload: "earlyhelp.notifications.v1.MessageSent",
     summary: "A message was delivered to its channel (e.g. accepted by the SMTP server).",
+};
+pub const FRONT_DOOR_OVERDUE: EventSpec = EventSpec {
+    service: "notifications",
+    publisher: "notifications",
+    name: "front_door_overdue",
+    payload: "earlyhelp.notifications.v1.FrontDoorOverdue",
+    summary: "An email to a council's front door (a step-up) was not sent within a minute; it is still \
+              being retried.",
 };
 
 pub const SCREEN_REFERRAL: EventSpec = EventSpec {
@@ -184,11 +214,26 @@ pub const INTAKE_INBOUND_REFERRAL: Subscription = Subscription {
     source: Source::Inbound(&INBOUND_REFERRAL),
     summary: "Validates, de-duplicates and stores requests for support.",
 };
+pub const INTAKE_INBOUND_REFERRAL_URGENT: Subscription = Subscription {
+    consumer: "intake_inbound_referral_urgent",
+    service: "intake",
+    source: Source::Inbound(&INBOUND_REFERRAL_URGENT),
+    summary: "The urgent lane: validates, de-duplicates and stores significant-harm referrals ahead of any \
+              backlog.",
+};
 pub const NOTIFICATIONS_REFERRAL_RECEIVED: Subscription = Subscription {
     consumer: "notifications_referral_received",
     service: "notifications",
     source: Source::Event(&REFERRAL_RECEIVED),
     summary: "Acknowledges the referral to the referrer; records unsafe addresses.",
+};
+pub const NOTIFICATIONS_REFERRAL_RECEIVED_URGENT: Subscription = Subscription {
+    consumer: "notifications_referral_received_urgent",
+    service: "notifications",
+    source: Source::Event(&REFERRAL_RECEIVED_URGENT),
+    summary: "The urgent lane: records the referrer's contact details (for the front door's email) and \
+              the acknowledgement ahead of any backlog; the referral's ordinary referral_received then \
+              finds them recorded.",
 };
 pub const CONSENT_REFERRAL_RECEIVED: Subscription = Subscription {
     consumer: "consent_referral_received",
@@ -208,6 +253,13 @@ pub const CASEWORK_REFERRAL_RECEIVED: Subscription = Subscription {
     service: "casework",
     source: Source::Event(&REFERRAL_RECEIVED),
     summary: "Opens a case (or attaches the referral to the family's open case) and decides what comes next.",
+};
+pub const CASEWORK_REFERRAL_RECEIVED_URGENT: Subscription = Subscription {
+    consumer: "casework_referral_received_urgent",
+    service: "casework",
+    source: Source::Event(&REFERRAL_RECEIVED_URGENT),
+    summary: "The urgent lane: steps the case up to the front door at once, ahead of any backlog; the \
+              referral's ordinary referral_received then finds it handled.",
 };
 pub const CASEWORK_CONSENT_RECORDED: Subscription = Subscription {
     consumer: "casework_consent_recorded",
@@ -255,11 +307,13 @@ pub const NOTIFICATIONS_SERVICE_LEVEL_BREACHED: Subscription = Subscription {
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
     &REFERRAL_RECEIVED,
+    &REFERRAL_RECEIVED_URGENT,
     &REFERRAL_REJECTED,
     &CONSENT_RECORDED,
     &CONSENT_WITHDRAWN,
     &SAFEGUARDING_OVERRIDE_GRANTED,
     &MESSAGE_SENT,
+    &FRONT_DOOR_OVERDUE,
     &SCREEN_REFERRAL,
     &SCREENING_DECIDED,
     &CASE_STATE_CHANGED,
@@ -271,15 +325,18 @@ pub const EVENTS: &[&EventSpec] = &[
 ];
 
 /// What upstream systems may publish.
-pub const INBOUND: &[&InboundSpec] = &[&INBOUND_REFERRAL];
+pub const INBOUND: &[&InboundSpec] = &[&INBOUND_REFERRAL, &INBOUND_REFERRAL_URGENT];
 
 /// Every durable consumer.
 pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &INTAKE_INBOUND_REFERRAL,
+    &INTAKE_INBOUND_REFERRAL_URGENT,
     &NOTIFICATIONS_REFERRAL_RECEIVED,
+    &NOTIFICATIONS_REFERRAL_RECEIVED_URGENT,
     &CONSENT_REFERRAL_RECEIVED,
     &INTAKE_SCREEN_REFERRAL,
     &CASEWORK_REFERRAL_RECEIVED,
+    &CASEWORK_REFERRAL_RECEIVED_URGENT,
     &CASEWORK_CONSENT_RECORDED,
     &CASEWORK_CONSENT_WITHDRAWN,
     &CASEWORK_SCREENING_DECIDED,

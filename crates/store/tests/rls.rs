@@ -146,11 +146,11 @@ async fn a_scoped_transaction_sees_and_writes_its_tenants_rows_only() -> anyhow:
         .await?
         .rows_affected();
     assert_eq!(deleted, 0);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
 
     let txn = begin_scoped(&db, "staffs").await?;
     assert_eq!(tenants(&txn).await?, ["staffs"]);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
 
     // The scope was transaction-local: the (single) connection is back in the system scope.
     assert_eq!(count(&db, "SELECT COUNT(*) FROM people").await?, 3);
@@ -169,7 +169,7 @@ async fn a_scoped_transaction_sees_and_writes_its_tenants_rows_only() -> anyhow:
     txn.execute_unprepared("INSERT INTO notes (id, body) VALUES ('n1', 'x')")
         .await?;
     assert_eq!(count(&txn, "SELECT COUNT(*) FROM notes").await?, 1);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
     Ok(())
 }
 
@@ -200,11 +200,11 @@ async fn a_connection_not_made_by_the_store_sees_nothing_and_a_superuser_sees_al
         .expect_err("no scope, no writes");
     assert!(e.to_string().contains("row-level security"), "{e}");
     // Even after a transaction-local scope ended (the setting then reads as empty, not NULL).
-    let txn = plain.begin().await?;
+    let txn = eh_store::begin(&plain).await?;
     txn.execute_unprepared("SELECT set_config('eh.tenant', 'worcs', true)")
         .await?;
     assert_eq!(count(&txn, "SELECT COUNT(*) FROM people").await?, 2);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
     assert_eq!(count(&plain, "SELECT COUNT(*) FROM people").await?, 0);
 
     // A superuser (or a BYPASSRLS role) is never subject to row-level security: production must
@@ -285,7 +285,7 @@ async fn migrate_is_idempotent_and_isolates_tables_added_later() -> anyhow::Resu
     .await?;
     let txn = begin_scoped(&db, "staffs").await?;
     assert_eq!(count(&txn, "SELECT COUNT(*) FROM cases").await?, 1);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
     Ok(())
 }
 
@@ -337,7 +337,7 @@ async fn on_sqlite_a_scoped_transaction_is_a_plain_one() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no row"))?
         .try_get_by_index(0)?;
     assert_eq!(n, 1);
-    txn.commit().await?;
+    eh_store::commit(txn).await?;
     assert!(begin_scoped(&db, "*").await.is_err());
     Ok(())
 }

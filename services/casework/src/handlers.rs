@@ -5,7 +5,7 @@ use crate::domain::{self, IllegalTransition, Opening, State, TimerKind};
 use crate::store::{self, CaseRow, DueTimer, Step};
 use crate::{
     CONSUMER_CONSENT_RECORDED, CONSUMER_CONSENT_WITHDRAWN, CONSUMER_REFERRAL_RECEIVED,
-    CONSUMER_SCREENING_DECIDED,
+    CONSUMER_REFERRAL_RECEIVED_URGENT, CONSUMER_SCREENING_DECIDED,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -338,18 +338,20 @@ impl Casework {
         Ok(Handled::Done)
     }
 
-    /// `referral_received`: opens a case, or attaches the referral to the family's open case.
+    /// `referral_received` (claimed in `consumer`'s inbox: the ordinary lane's, or the urgent
+    /// lane's for `referral_received.urgent`): opens a case, or attaches the referral to the
+    /// family's open case. A referral is attached to one case once (`case_referrals`), so of the
+    /// two events a significant-harm referral causes, whichever lane comes second finds it
+    /// handled and does nothing.
     pub async fn on_referral(
         &self,
         within: Within<'_>,
+        consumer: &str,
         tenant: &str,
         ev: &ReferralReceived,
         msg: &Received,
     ) -> Result<Handled, Error> {
-        let Some(txn) = self
-            .begin_claimed(within, CONSUMER_REFERRAL_RECEIVED, msg)
-            .await?
-        else {
+        let Some(txn) = self.begin_claimed(within, consumer, msg).await? else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
@@ -444,9 +446,7 @@ impl Casework {
         if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
             // The referral belongs to a case already (it was closed or stepped up since).
             txn.rollback().await?;
-            let txn = self
-                .begin_claimed(within, CONSUMER_REFERRAL_RECEIVED, msg)
-                .await?;
+            let txn = self.begin_claimed(within, consumer, msg).await?;
             return match txn {
                 Some(t) => self.finish(within, t).await,
                 None => Ok(Handled::Duplicate),
@@ -911,6 +911,8 @@ async fn lock_family(
 /// A bus event casework handles, decoded.
 pub enum Event {
     Referral(Box<ReferralReceived>),
+    /// `referral_received.urgent`: the urgent lane's copy of a significant-harm referral.
+    UrgentReferral(Box<ReferralReceived>),
     ConsentRecorded(ConsentRecorded),
     ConsentWithdrawn(ConsentWithdrawn),
     Screening(ScreeningDecided),
@@ -927,7 +929,14 @@ impl Casework {
     async fn handle_event(&self, within: Within<'_>, job: &Job) -> Result<Handled, Error> {
         let (tenant, msg) = (job.tenant.as_str(), &job.msg);
         match &job.event {
-            Event::Referral(ev) => self.on_referral(within, tenant, ev, msg).await,
+            Event::Referral(ev) => {
+                self.on_referral(within, CONSUMER_REFERRAL_RECEIVED, tenant, ev, msg)
+                    .await
+            }
+            Event::UrgentReferral(ev) => {
+                self.on_referral(within, CONSUMER_REFERRAL_RECEIVED_URGENT, tenant, ev, msg)
+                    .await
+            }
             Event::ConsentRecorded(ev) => self.on_consent_recorded(within, tenant, ev, msg).await,
             Event::ConsentWithdrawn(ev) => self.on_consent_withdrawn(within, tenant, ev, msg).await,
             Event::Screening(ev) => self.on_screening(within, tenant, ev, msg).await,
@@ -943,7 +952,7 @@ impl Casework {
         let mut families = BTreeSet::new();
         for job in jobs {
             let family = match &job.event {
-                Event::Referral(ev) => Some(ev.family_id.clone()),
+                Event::Referral(ev) | Event::UrgentReferral(ev) => Some(ev.family_id.clone()),
                 Event::ConsentRecorded(ev) => ev
                     .record
                     .as_ref()
@@ -1030,6 +1039,14 @@ door!(
     ReferralReceived,
     Referral,
     CONSUMER_REFERRAL_RECEIVED
+);
+// The urgent lane: a consumer, and batches, of its own (batches are per consumer), so a
+// significant-harm referral never waits behind the ordinary referrals' backlog.
+door!(
+    UrgentReferralDoor,
+    ReferralReceived,
+    UrgentReferral,
+    CONSUMER_REFERRAL_RECEIVED_URGENT
 );
 door!(
     ConsentRecordedDoor,

@@ -19,9 +19,14 @@ use std::time::Duration;
 
 pub const SERVICE: &str = "casework";
 pub const CONSUMER_REFERRAL_RECEIVED: &str = catalogue::CASEWORK_REFERRAL_RECEIVED.consumer;
+pub const CONSUMER_REFERRAL_RECEIVED_URGENT: &str =
+    catalogue::CASEWORK_REFERRAL_RECEIVED_URGENT.consumer;
 pub const CONSUMER_CONSENT_RECORDED: &str = catalogue::CASEWORK_CONSENT_RECORDED.consumer;
 pub const CONSUMER_CONSENT_WITHDRAWN: &str = catalogue::CASEWORK_CONSENT_WITHDRAWN.consumer;
 pub const CONSUMER_SCREENING_DECIDED: &str = catalogue::CASEWORK_SCREENING_DECIDED.consumer;
+
+/// Significant-harm referrals handled at once on the urgent lane.
+pub const URGENT_CONCURRENCY: usize = 16;
 
 /// How often the clocks are checked.
 pub const TIMER_POLL: Duration = Duration::from_millis(250);
@@ -69,6 +74,12 @@ pub fn start(
         &catalogue::CASEWORK_REFERRAL_RECEIVED,
         handlers::MAX_BATCH,
         Arc::new(handlers::ReferralReceivedDoor(casework.clone())),
+    );
+    // The urgent lane: significant-harm referrals on their own consumer, handled at once.
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_REFERRAL_RECEIVED_URGENT,
+        URGENT_CONCURRENCY,
+        Arc::new(handlers::UrgentReferralDoor(casework.clone())),
     );
     ctx.spawn_subscription(
         &catalogue::CASEWORK_CONSENT_RECORDED,

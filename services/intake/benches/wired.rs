@@ -25,7 +25,7 @@ use eh_intake::domain::matching::{HeldPerson, MatchDecision};
 use eh_intake::handlers::{Door, Intake, Outcome};
 use eh_intake::matching;
 use eh_platform::clock::ManualClock;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ async fn fill(db: &DatabaseConnection, world: &World, size: usize) -> Result<u64
     let mut families = 0u64;
     let mut held = 0usize;
     while held < size {
-        let txn = db.begin().await?;
+        let txn = eh_store::begin(db).await?;
         let mut fam_rows: Vec<sea_orm::Value> = Vec::new();
         let mut rows: Vec<HeldPerson> = Vec::new();
         while rows.len() < BATCH && held + rows.len() < size {
@@ -148,7 +148,7 @@ async fn fill(db: &DatabaseConnection, world: &World, size: usize) -> Result<u64
             values,
         ))
         .await?;
-        txn.commit().await?;
+        eh_store::commit(txn).await?;
         held += rows.len();
     }
     db.execute_raw(eh_store::stmt(
@@ -296,7 +296,7 @@ async fn run(world: &World, size: usize, postgres: bool) -> Result<(Duration, Du
             continue;
         };
         // Matching alone, as submit runs it, then rolled back.
-        let txn = ctx.db.begin().await?;
+        let txn = eh_store::begin(&ctx.db).await?;
         let t = Instant::now();
         let stamp = matching::lock_people(&txn, TENANT).await?;
         let m = intake

@@ -39,6 +39,9 @@ pub const MAX_BATCH: usize = 256;
 
 /// A valid referral waiting to be stored.
 pub struct Job {
+    /// A significant-harm referral (the urgent lane): also announced on
+    /// `referral_received.urgent`.
+    pub urgent: bool,
     pub referral: Referral,
     pub document: serde_json::Value,
     pub actor: String,
@@ -154,7 +157,7 @@ impl Intake {
                     index.insert(p);
                 }
                 held.insert(source, (stored.id.clone(), stored.received_at));
-                messages.push(self.received_message(&stored, &job.envelope));
+                messages.extend(self.received_messages(&stored, &job.envelope, job.urgent));
                 outcomes.push(Outcome::Stored(Box::new(stored)));
             }
             mark("planned");
@@ -187,7 +190,15 @@ impl Intake {
         Ok(outcomes)
     }
 
-    fn received_message(&self, stored: &store::StoredReferral, env: &Envelope) -> OutboundMessage {
+    /// `referral_received`, and for an urgent referral `referral_received.urgent` too: the same
+    /// payload under an envelope of its own (its own event id, so the broker does not take it for
+    /// a repeat; the same correlation and cause).
+    fn received_messages(
+        &self,
+        stored: &store::StoredReferral,
+        env: &Envelope,
+        urgent: bool,
+    ) -> Vec<OutboundMessage> {
         let event = ReferralReceived {
             referral_id: stored.id.clone(),
             family_id: stored.family_id.clone(),
@@ -198,8 +209,25 @@ impl Intake {
             re_referral: stored.re_referral,
             known_family: stored.known_family,
         };
-        let subject =
-            eh_proto::catalogue::REFERRAL_RECEIVED.subject(self.ctx.namespace(), &stored.tenant);
-        OutboundMessage::event(subject, env, event.encode_to_vec())
+        let ns = self.ctx.namespace();
+        let payload = event.encode_to_vec();
+        let mut messages = Vec::with_capacity(2);
+        if urgent {
+            let lane = Envelope {
+                id: uuid::Uuid::now_v7(),
+                ..env.clone()
+            };
+            messages.push(OutboundMessage::event(
+                eh_proto::catalogue::REFERRAL_RECEIVED_URGENT.subject(ns, &stored.tenant),
+                &lane,
+                payload.clone(),
+            ));
+        }
+        messages.push(OutboundMessage::event(
+            eh_proto::catalogue::REFERRAL_RECEIVED.subject(ns, &stored.tenant),
+            env,
+            payload,
+        ));
+        messages
     }
 }

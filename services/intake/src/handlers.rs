@@ -51,6 +51,10 @@ pub struct Intake {
     pub ctx: ServiceContext,
     /// Each tenant's referrals waiting to be stored (`batch.rs`).
     pub(crate) batches: Batches,
+    /// The urgent lane: each tenant's significant-harm referrals, stored in batches of their own
+    /// so they never queue behind ordinary ones (a batch in progress still holds the tenant's
+    /// people lock until it commits: one batch at most).
+    pub(crate) urgent_batches: Batches,
     /// The people each tenant holds, for matching (one set of indexes per replica).
     pub people: HeldPeople,
 }
@@ -65,6 +69,7 @@ impl Intake {
         Self {
             ctx,
             batches: crate::batch::batches(),
+            urgent_batches: crate::batch::batches(),
             people: HeldPeople::new(policy),
         }
     }
@@ -90,6 +95,10 @@ impl Intake {
     /// Queues a valid referral of a known tenant at once for its tenant's next batch, and
     /// returns what will answer for it; referrals are stored (and announced) in the order they
     /// are admitted. Otherwise the rejection, to be recorded.
+    ///
+    /// A referral reporting a risk of significant harm is recognised here, whichever door or
+    /// subject it came by, and takes the urgent lane: its tenant's urgent batch, and
+    /// `referral_received.urgent` beside its `referral_received`.
     pub(crate) fn admit(
         &self,
         tenant: &str,
@@ -103,8 +112,10 @@ impl Intake {
             ));
         }
         let (document, referral) = parsed?;
+        let urgent = is_urgent(&referral);
         let now = self.ctx.clock.now();
         let job = Job {
+            urgent,
             envelope: self.envelope(TYPE_RECEIVED, tenant, door, now),
             referral,
             document,
@@ -112,7 +123,12 @@ impl Intake {
             inbound: door.inbound.cloned(),
             now,
         };
-        Ok(self.batches.enqueue(self.clone(), tenant, job))
+        let batches = if urgent {
+            &self.urgent_batches
+        } else {
+            &self.batches
+        };
+        Ok(batches.enqueue(self.clone(), tenant, job))
     }
 
     /// Refuses a document: `referral_rejected` with every reason, nothing stored.
@@ -214,6 +230,11 @@ impl Intake {
     }
 }
 
+/// Whether a referral takes the urgent lane: it reports a risk of significant harm.
+pub fn is_urgent(referral: &Referral) -> bool {
+    referral.significant_harm_risk == Some(true)
+}
+
 pub(crate) fn bus_err(e: eh_bus::Error) -> StoreError {
     match e {
         eh_bus::Error::Db(d) => StoreError(d),
@@ -221,7 +242,8 @@ pub(crate) fn bus_err(e: eh_bus::Error) -> StoreError {
     }
 }
 
-/// The bus door: `<ns>.<tenant>.inbound.referral`.
+/// The bus door: `<ns>.<tenant>.inbound.referral`, and the urgent lane's
+/// `<ns>.<tenant>.inbound.referral.urgent` (its own consumer; the same handling).
 pub struct InboundReferral {
     pub intake: Intake,
 }

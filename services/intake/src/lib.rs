@@ -1,7 +1,9 @@
 //! Intake: takes requests for support (referrals) from upstream systems on
-//! `<ns>.<tenant>.inbound.referral` and from practitioners over gRPC, validates them against the
-//! published contract, stores each once, and announces `referral_received` (or
-//! `referral_rejected` with every reason).
+//! `<ns>.<tenant>.inbound.referral` (and significant-harm ones on the urgent lane's
+//! `<ns>.<tenant>.inbound.referral.urgent`) and from practitioners over gRPC, validates them
+//! against the published contract, stores each once, and announces `referral_received` (or
+//! `referral_rejected` with every reason) — and for a significant-harm referral
+//! `referral_received.urgent` too.
 pub mod batch;
 pub mod domain;
 pub mod grpc;
@@ -20,6 +22,10 @@ pub const SERVICE: &str = "intake";
 /// together (`batch.rs`).
 pub const INBOUND_CONCURRENCY: usize = 128;
 
+/// Significant-harm referrals handled at once on the urgent lane.
+pub const URGENT_CONCURRENCY: usize = 16;
+
+/// Both lanes claim inbound messages in this one inbox, so a message seen on both is stored once.
 pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
 
 /// Every migration of intake's database, in order.
@@ -80,6 +86,15 @@ pub fn start(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
         // Messages in hand at once: what one tenant's batch can hold (batch.rs).
         INBOUND_CONCURRENCY,
+        Arc::new(handlers::InboundReferral {
+            intake: intake.clone(),
+        }),
+    );
+    // The urgent lane: significant-harm referrals on a subject and consumer of their own, so no
+    // backlog of ordinary referrals stands in front of them; stored in batches of their own.
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL_URGENT,
+        URGENT_CONCURRENCY,
         Arc::new(handlers::InboundReferral {
             intake: intake.clone(),
         }),

@@ -9,6 +9,7 @@ pub mod mailer;
 pub mod sender;
 pub mod store;
 pub mod templates;
+pub mod urgent;
 
 use eh_auth::{Auditor, Authenticator};
 use eh_bus::{ServiceContext, subjects};
@@ -19,6 +20,8 @@ use std::sync::Arc;
 pub const SERVICE: &str = "notifications";
 pub const CONSUMER_REFERRAL_RECEIVED: &str =
     eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED.consumer;
+pub const CONSUMER_REFERRAL_RECEIVED_URGENT: &str =
+    eh_proto::catalogue::NOTIFICATIONS_REFERRAL_RECEIVED_URGENT.consumer;
 pub const CONSUMER_SCREENING_DECIDED: &str =
     eh_proto::catalogue::NOTIFICATIONS_SCREENING_DECIDED.consumer;
 pub const CONSUMER_CASE_STEPPED_UP: &str =
@@ -65,7 +68,14 @@ pub fn start(
     }
     let mailer = Arc::new(mailer::Mailer::from_settings(&ctx.settings)?);
     let sender = sender::Sender::new(ctx.clone(), mailer);
-    let notifier = handlers::Notifier::new(ctx.clone(), sender.waker());
+    // The urgent lane's sender: the front door's email, on SMTP connections of its own, ahead of
+    // any backlog, retried without end; a watch raises it when a minute passes unsent (urgent.rs).
+    let urgent_sender = sender::Sender::urgent(
+        ctx.clone(),
+        Arc::new(mailer::Mailer::from_settings(&ctx.settings)?),
+    );
+    let mut notifier = handlers::Notifier::new(ctx.clone(), sender.waker());
+    notifier.urgent_wake = urgent_sender.waker();
     ctx.spawn_relay();
     // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
     // The events a consumer has in hand are recorded together (handlers.rs), so the busy ones
@@ -74,6 +84,13 @@ pub fn start(
         &c::NOTIFICATIONS_REFERRAL_RECEIVED,
         128,
         Arc::new(handlers::ReferralReceivedHandler(notifier.clone())),
+    );
+    // The urgent lane: a significant-harm referral's referrer details (which the front door's
+    // email carries) and acknowledgement, recorded ahead of the referrals' backlog.
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_REFERRAL_RECEIVED_URGENT,
+        16,
+        Arc::new(handlers::UrgentReferralReceivedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SCREENING_DECIDED,
@@ -96,6 +113,9 @@ pub fn start(
         Arc::new(handlers::ServiceLevelBreachedHandler(notifier)),
     );
     ctx.tasks.spawn(sender.run(ctx.shutdown.clone()));
+    ctx.tasks.spawn(urgent_sender.run(ctx.shutdown.clone()));
+    ctx.tasks
+        .spawn(urgent::watch_overdue(ctx.clone(), urgent::WATCH_EVERY));
     let api = grpc::NotificationsApi {
         db: ctx.db.clone(),
         auditor: Auditor::new(ctx.db.clone()),

@@ -31,6 +31,8 @@ pub struct Sender {
     wake: Arc<Notify>,
     /// Cancelled when the process stops: the recorder then stops waiting for the database.
     shutdown: CancellationToken,
+    /// Sends messages of this priority or above only (the urgent sender: `urgent.rs`).
+    min_priority: i32,
 }
 
 impl Sender {
@@ -40,6 +42,15 @@ impl Sender {
             mailer,
             wake: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            min_priority: i32::MIN,
+        }
+    }
+
+    /// A sender of urgent messages only (`urgent.rs`), ahead of any backlog.
+    pub fn urgent(ctx: ServiceContext, mailer: Arc<Mailer>) -> Self {
+        Self {
+            min_priority: store::PRIORITY_URGENT,
+            ..Self::new(ctx, mailer)
         }
     }
 
@@ -90,7 +101,7 @@ impl Sender {
         use futures::StreamExt;
         let db = &self.ctx.db;
         let now = self.ctx.clock.now();
-        let due = store::due(db, now, DUE_BATCH).await?;
+        let due = store::due_at_least(db, now, self.min_priority, DUE_BATCH).await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -271,7 +282,8 @@ impl Sender {
                     events.push(OutboundMessage::event(subject, &env, event.encode_to_vec()));
                     tracing::info!(message_id = %m.id, template = %m.template, "message sent");
                 }
-                Err(error) if tries >= MAX_ATTEMPTS => {
+                // An urgent message (the front door's) is never given up: `urgent.rs` raises it.
+                Err(error) if tries >= MAX_ATTEMPTS && m.priority < store::PRIORITY_URGENT => {
                     tracing::error!(message_id = %m.id, %error, attempts = tries, "message failed for good");
                     changes.push(change(status::FAILED, Some(error), *at, None));
                 }

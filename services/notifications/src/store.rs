@@ -89,6 +89,16 @@ pub const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (tenant, scope, token_hash)
           )",
     },
+    // An urgent message (the front door's) not sent within a minute is raised once, however
+    // many replicas watch: the first to insert its row raises it (`urgent.rs`).
+    Migration {
+        version: 12,
+        name: "overdue urgent messages raised",
+        sql: "CREATE TABLE overdue_raised (
+            message_id TEXT PRIMARY KEY,
+            raised_at {ts} NOT NULL
+          )",
+    },
 ];
 
 /// Delivery statuses a message can have.
@@ -383,17 +393,66 @@ pub async fn due(
     now: chrono::DateTime<chrono::Utc>,
     limit: u32,
 ) -> Result<Vec<MessageRow>, DbErr> {
+    due_at_least(db, now, i32::MIN, limit).await
+}
+
+/// [`due`], of priority `min_priority` or above (the urgent sender's: [`PRIORITY_URGENT`]).
+pub async fn due_at_least(
+    db: &impl ConnectionTrait,
+    now: chrono::DateTime<chrono::Utc>,
+    min_priority: i32,
+    limit: u32,
+) -> Result<Vec<MessageRow>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
             db.get_database_backend(),
             &format!(
                 "SELECT {COLUMNS} FROM messages WHERE status = 'queued' AND next_attempt_at <= $1
+                 AND priority >= $2
                  ORDER BY priority DESC, next_attempt_at, created_at LIMIT {limit}"
             ),
-            [now.into()],
+            [now.into(), min_priority.into()],
         ))
         .await?;
     rows.iter().map(row).collect()
+}
+
+/// Urgent messages still queued (not sent) that were queued at or before `queued_before`, with
+/// whether each was raised as overdue already; oldest first.
+pub async fn overdue_urgent(
+    db: &impl ConnectionTrait,
+    queued_before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(MessageRow, bool)>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            &format!(
+                "SELECT {COLUMNS}, (SELECT COUNT(*) FROM overdue_raised o WHERE o.message_id = messages.id)
+                 FROM messages WHERE status = 'queued' AND priority >= $1 AND created_at <= $2
+                 ORDER BY created_at LIMIT 1000"
+            ),
+            [PRIORITY_URGENT.into(), queued_before.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((row(r)?, r.try_get_by_index::<i64>(15)? > 0)))
+        .collect()
+}
+
+/// Marks `message_id` raised as overdue; false when it was raised before (by any replica).
+pub async fn raise_overdue(
+    db: &impl ConnectionTrait,
+    message_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let r = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "INSERT INTO overdue_raised (message_id, raised_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [message_id.into(), now.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Claims due messages for one sending attempt each (a lease until `lease_until`), in one

@@ -4,12 +4,24 @@
 //! screening command → intake → casework) — beside two baselines measured in the same run: raw
 //! JetStream publish-with-ack and raw single-row PostgreSQL inserts. Prints figures; asserts
 //! nothing about time. N from EH_BENCH_N (default 2000); EH_BENCH_RUNS picks runs (e.g.
-//! `distributed-slice,embedded-all`).
+//! `distributed-slice,embedded-all`, or `urgent` for both modes' urgent runs).
+//!
+//! The urgent runs (issue 17) publish the N ordinary referrals at once with EH_BENCH_URGENT
+//! (default 20) significant-harm referrals spread evenly through the burst, on the urgent lane's
+//! subject (`eh.<tenant>.inbound.referral.urgent`, as the README asks of upstream systems), and
+//! report publish → front-door email sent for those (p50, p99, max) beside the ordinary journeys.
 use earlyhelp::Target;
 use eh_tests::TestApp;
 use sea_orm::ConnectionTrait;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+fn urgent_n() -> usize {
+    std::env::var("EH_BENCH_URGENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 
 fn n() -> usize {
     std::env::var("EH_BENCH_N")
@@ -96,11 +108,12 @@ fn family_referral(reference: &str, i: usize) -> serde_json::Value {
     doc
 }
 
-/// Throughput (per second) and p50/p99 latency (ms) of one journey.
+/// Throughput (per second) and p50/p99/max latency (ms) of one journey.
 struct Journey {
     rate: f64,
     p50: f64,
     p99: f64,
+    max: f64,
 }
 
 fn journey(
@@ -116,17 +129,33 @@ fn journey(
         rate: n as f64 / secs,
         p50: hist.value_at_quantile(0.5) as f64 / 1000.0,
         p99: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        max: hist.max() as f64 / 1000.0,
     })
 }
 
+/// The figures of one run.
+struct Run {
+    /// Publish → acknowledgement email sent, ordinary referrals.
+    sent: Journey,
+    /// Publish → ready_for_allocation, when casework runs.
+    ready: Option<Journey>,
+    /// Publish → front-door email sent, significant-harm referrals (urgent runs).
+    front_door: Option<Journey>,
+    /// How long after the last front-door email the last ordinary acknowledgement went (s):
+    /// positive when the urgent ones overtook the backlog.
+    backlog_after: Option<f64>,
+}
+
 /// Runs `targets` (every service, or the first slice alone: intake and notifications) and
-/// publishes `n` referrals; returns the journeys publish → email sent and, when casework runs,
-/// publish → ready_for_allocation.
+/// publishes `n` referrals, with `urgent` significant-harm ones spread through them on the urgent
+/// lane's subject; returns the journeys publish → email sent and, when casework runs,
+/// publish → ready_for_allocation and publish → front-door email sent.
 async fn platform(
     distributed: bool,
     targets: &[Target],
     n: usize,
-) -> anyhow::Result<(Journey, Option<Journey>)> {
+    urgent: usize,
+) -> anyhow::Result<Run> {
     let mut t = TestApp::spawn_targets(distributed, targets).await?;
     let whole = targets.contains(&Target::Casework);
     use sea_orm::ConnectionTrait as _;
@@ -140,23 +169,54 @@ async fn platform(
     let start = Instant::now();
     let first_publish = chrono::Utc::now();
     let ns = t.ns();
-    let msgs: Vec<eh_bus::OutboundMessage> = docs
+    let mut msgs: Vec<(String, eh_bus::OutboundMessage)> = docs
         .into_iter()
         .enumerate()
-        .map(|(i, payload)| eh_bus::OutboundMessage {
-            msg_id: format!("load-{tag}-{i}"),
-            subject: eh_bus::subjects::inbound(&ns, "worcs", "referral"),
-            headers: Default::default(),
-            payload,
+        .map(|(i, payload)| {
+            (
+                format!("L-{tag}-{i}"),
+                eh_bus::OutboundMessage {
+                    msg_id: format!("load-{tag}-{i}"),
+                    subject: eh_bus::subjects::inbound(&ns, "worcs", "referral"),
+                    headers: Default::default(),
+                    payload,
+                },
+            )
         })
         .collect();
+    // The significant-harm referrals, spread evenly through the burst (each its own family),
+    // on the urgent lane's subject; inserted from the back so the positions hold.
+    let mut urgent_published: HashMap<String, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for j in (0..urgent).rev() {
+        let reference = format!("U-{tag}-{j}");
+        let mut doc = family_referral(&reference, n + j);
+        doc["significant_harm_risk"] = serde_json::json!(true);
+        let at = (j * n + n / 2) / urgent.max(1);
+        msgs.insert(
+            at.min(msgs.len()),
+            (
+                reference,
+                eh_bus::OutboundMessage {
+                    msg_id: format!("load-{tag}-u{j}"),
+                    subject: eh_proto::catalogue::INBOUND_REFERRAL_URGENT.subject(&ns, "worcs"),
+                    headers: Default::default(),
+                    payload: serde_json::to_vec(&doc)?,
+                },
+            ),
+        );
+    }
     // Published as an upstream system's async publisher would: in flight, acknowledged per batch.
-    for (c, chunk) in msgs.chunks(256).enumerate() {
+    for chunk in msgs.chunks(256) {
         let now = chrono::Utc::now();
-        for i in 0..chunk.len() {
-            published.insert(format!("L-{tag}-{}", c * 256 + i), now);
+        for (reference, msg) in chunk {
+            if msg.subject.ends_with(".urgent") {
+                urgent_published.insert(reference.clone(), now);
+            } else {
+                published.insert(reference.clone(), now);
+            }
         }
-        for r in t.app().transport.publish_batch(chunk).await {
+        let batch: Vec<eh_bus::OutboundMessage> = chunk.iter().map(|(_, m)| m.clone()).collect();
+        for r in t.app().transport.publish_batch(&batch).await {
             r?;
         }
     }
@@ -175,9 +235,11 @@ async fn platform(
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut stored_at, mut queued_at, mut ready_at, mut sent_at) = (None, None, None, None);
+    let mut front_door_at = None;
+    let all = n + urgent;
     loop {
         if stored_at.is_none()
-            && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= n
+            && count(&intake, "SELECT COUNT(*) FROM referrals").await? as usize >= all
         {
             stored_at = Some(start.elapsed().as_secs_f64());
         }
@@ -187,9 +249,20 @@ async fn platform(
                 "SELECT COUNT(*) FROM messages WHERE template = 'referral_acknowledgement'",
             )
             .await? as usize
-                >= n
+                >= all
         {
             queued_at = Some(start.elapsed().as_secs_f64());
+        }
+        if urgent > 0
+            && front_door_at.is_none()
+            && count(
+                &notifications,
+                "SELECT COUNT(*) FROM messages WHERE status = 'sent' AND template = 'step_up_front_door'",
+            )
+            .await? as usize
+                >= urgent
+        {
+            front_door_at = Some(start.elapsed().as_secs_f64());
         }
         if whole
             && ready_at.is_none()
@@ -208,11 +281,14 @@ async fn platform(
                 "SELECT COUNT(*) FROM messages WHERE status = 'sent' AND template = 'referral_acknowledgement'",
             )
             .await? as usize
-                >= n
+                >= all
         {
             sent_at = Some(start.elapsed().as_secs_f64());
         }
-        if ((ready_at.is_some() || !whole) && sent_at.is_some()) || Instant::now() > deadline {
+        let front_door_done = urgent == 0 || !whole || front_door_at.is_some();
+        if ((ready_at.is_some() || !whole) && sent_at.is_some() && front_door_done)
+            || Instant::now() > deadline
+        {
             break;
         }
         // Polling scans tables the platform writes; rarely, so the harness costs the machine
@@ -268,6 +344,82 @@ async fn platform(
             to_sent.push((sent - *p).num_microseconds().unwrap_or(0));
         }
     }
+    // Publish → front-door email sent, for the significant-harm referrals: the case's id is the
+    // message's related id.
+    let mut to_front_door = Vec::with_capacity(urgent);
+    let mut last_front_door = None;
+    if urgent > 0 && whole {
+        let case_refs: HashMap<String, String> = casework
+            .query_all_raw(eh_store::stmt(
+                casework.get_database_backend(),
+                "SELECT id, source_reference FROM cases WHERE state = 'stepped_up'",
+                [],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        // Where the time went, stage by stage (cumulative from publish): admitted by intake
+        // (the referral's received_at), case opened by casework, front-door email queued, sent.
+        let admitted: HashMap<String, chrono::DateTime<chrono::Utc>> = intake
+            .query_all_raw(eh_store::stmt(
+                intake.get_database_backend(),
+                "SELECT source_reference, received_at FROM referrals WHERE significant_harm_risk",
+                [],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        let opened: HashMap<String, chrono::DateTime<chrono::Utc>> = casework
+            .query_all_raw(eh_store::stmt(
+                casework.get_database_backend(),
+                "SELECT id, opened_at FROM cases WHERE state = 'stepped_up'",
+                [],
+            ))
+            .await?
+            .iter()
+            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
+            .collect();
+        let mut stages: [Vec<i64>; 4] = Default::default();
+        for r in notifications
+            .query_all_raw(eh_store::stmt(
+                notifications.get_database_backend(),
+                "SELECT related_id, sent_at, created_at FROM messages WHERE status = 'sent' AND template = 'step_up_front_door'",
+                [],
+            ))
+            .await?
+        {
+            let related: String = r.try_get_by_index(0)?;
+            let sent: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
+            let queued: chrono::DateTime<chrono::Utc> = r.try_get_by_index(2)?;
+            let Some(reference) = case_refs.get(&related) else {
+                continue;
+            };
+            if let Some(p) = urgent_published.get(reference) {
+                last_front_door = last_front_door.max(Some(sent));
+                let since = |t: chrono::DateTime<chrono::Utc>| (t - *p).num_microseconds().unwrap_or(0);
+                to_front_door.push(since(sent));
+                if let (Some(a), Some(o)) = (admitted.get(reference), opened.get(&related)) {
+                    for (stage, at) in stages.iter_mut().zip([*a, *o, queued, sent]) {
+                        stage.push(since(at));
+                    }
+                }
+            }
+        }
+        let median = |v: &mut Vec<i64>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).map_or(0.0, |us| *us as f64 / 1000.0)
+        };
+        let [mut a, mut o, mut q, mut s] = stages;
+        println!(
+            "  front door, median ms from publish: admitted by intake {:.0}, case stepped up {:.0}, email queued {:.0}, sent {:.0}",
+            median(&mut a),
+            median(&mut o),
+            median(&mut q),
+            median(&mut s)
+        );
+    }
     let mut to_ready = Vec::with_capacity(n);
     let mut last_ready = None;
     for r in if whole {
@@ -296,12 +448,32 @@ async fn platform(
         _ => elapsed,
     };
     let (sent_secs, ready_secs) = (secs(last_sent, sent_at), secs(last_ready, ready_at));
-    Ok((
-        journey(n, sent_secs, to_sent)?,
-        whole
+    if to_front_door.len() < urgent && whole {
+        println!(
+            "  only {} of {urgent} front-door emails were sent within the run",
+            to_front_door.len()
+        );
+    }
+    let front_door = (urgent > 0 && whole && !to_front_door.is_empty())
+        .then(|| {
+            let span = secs(last_front_door, front_door_at);
+            journey(to_front_door.len(), span, to_front_door)
+        })
+        .transpose()?;
+    let backlog_after = match (last_sent, last_front_door) {
+        (Some(s), Some(f)) if urgent > 0 => {
+            Some((s - f).num_microseconds().unwrap_or(0) as f64 / 1e6)
+        }
+        _ => None,
+    };
+    Ok(Run {
+        sent: journey(n, sent_secs, to_sent)?,
+        ready: whole
             .then(|| journey(n, ready_secs, to_ready))
             .transpose()?,
-    ))
+        front_door,
+        backlog_after,
+    })
 }
 
 #[tokio::main]
@@ -319,37 +491,56 @@ async fn main() -> anyhow::Result<()> {
     println!("baseline  raw PostgreSQL single-row insert: {pg:>9.0} rows/s");
     // The first slice alone (intake and notifications, as issue 2 defines it), then the whole
     // platform: every service, each referral also opening a case, consented and screened.
-    let runs: [(&str, bool, &[Target]); 4] = [
-        (
-            "distributed slice",
-            true,
-            &[Target::Intake, Target::Notifications],
-        ),
-        ("distributed all  ", true, Target::ALL),
-        (
-            "embedded slice   ",
-            false,
-            &[Target::Intake, Target::Notifications],
-        ),
-        ("embedded all     ", false, Target::ALL),
+    // The urgent runs: the whole platform with significant-harm referrals in the burst.
+    let slice: &[Target] = &[Target::Intake, Target::Notifications];
+    let urgent = urgent_n();
+    let runs: [(&str, bool, &[Target], usize); 6] = [
+        ("distributed slice ", true, slice, 0),
+        ("distributed all   ", true, Target::ALL, 0),
+        ("distributed urgent", true, Target::ALL, urgent),
+        ("embedded slice    ", false, slice, 0),
+        ("embedded all      ", false, Target::ALL, 0),
+        ("embedded urgent   ", false, Target::ALL, urgent),
     ];
-    // EH_BENCH_RUNS=distributed-slice,embedded-all… picks runs (all four by default).
+    // EH_BENCH_RUNS=distributed-slice,embedded-all… picks runs (all by default); a word alone
+    // (`urgent`, `slice`, `all`) picks it in both modes.
     let picked = std::env::var("EH_BENCH_RUNS").unwrap_or_default();
     let picked = |mode: &str| {
         let name = mode.trim().replace(' ', "-");
-        picked.is_empty() || picked.split(',').any(|p| p.trim() == name)
+        picked.is_empty()
+            || picked.split(',').any(|p| {
+                let p = p.trim();
+                p == name || name.ends_with(&format!("-{p}"))
+            })
     };
-    for (mode, distributed, targets) in runs.into_iter().filter(|r| picked(r.0)) {
-        let (sent, ready) = platform(distributed, targets, n).await?;
-        let journeys = std::iter::once(("publish → email sent          ", sent))
-            .chain(ready.map(|r| ("publish → ready_for_allocation", r)));
+    for (mode, distributed, targets, urgent) in runs.into_iter().filter(|r| picked(r.0)) {
+        if urgent > 0 {
+            println!(
+                "{mode}: {n} ordinary referrals with {urgent} significant-harm ones spread through the burst"
+            );
+        }
+        let run = platform(distributed, targets, n, urgent).await?;
+        if let Some(f) = &run.front_door {
+            println!(
+                "{mode} publish → front-door email sent (significant harm, {urgent}): p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+                f.p50, f.p99, f.max
+            );
+        }
+        if let Some(after) = run.backlog_after {
+            println!(
+                "{mode} the last ordinary acknowledgement was sent {after:.1} s after the last front-door email"
+            );
+        }
+        let journeys = std::iter::once(("publish → email sent          ", run.sent))
+            .chain(run.ready.map(|r| ("publish → ready_for_allocation", r)));
         for (what, j) in journeys {
             println!(
-                "{mode} {what}: {:>7.0} referrals/s  p50 {:>8.1} ms  p99 {:>8.1} ms  \
+                "{mode} {what}: {:>7.0} referrals/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  \
                  = {:.3}× JetStream baseline, {:.3}× PostgreSQL baseline",
                 j.rate,
                 j.p50,
                 j.p99,
+                j.max,
                 j.rate / js,
                 j.rate / pg
             );

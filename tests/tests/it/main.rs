@@ -7,3 +7,4 @@ mod faults;
 mod ops;
 mod rejections;
 mod slice;
+mod urgent;

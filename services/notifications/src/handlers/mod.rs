@@ -19,7 +19,7 @@ mod service_level_breached;
 
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
-pub use referral_received::ReferralReceivedHandler;
+pub use referral_received::{ReferralReceivedHandler, UrgentReferralReceivedHandler};
 pub use screening_decided::ScreeningDecidedHandler;
 pub use service_level_breached::ServiceLevelBreachedHandler;
 
@@ -39,6 +39,8 @@ use tokio::sync::Notify;
 pub struct Notifier {
     pub ctx: ServiceContext,
     pub wake: Arc<Notify>,
+    /// The urgent sender's bell, rung when a step-up is recorded (`urgent.rs`).
+    pub urgent_wake: Arc<Notify>,
     batches: Batcher<Notifier>,
 }
 
@@ -267,6 +269,7 @@ impl Notifier {
         Self {
             ctx,
             wake,
+            urgent_wake: Arc::new(Notify::new()),
             batches: Batcher::new(MAX_BATCH),
         }
     }
@@ -337,6 +340,9 @@ impl Batch for Notifier {
         all.log();
         if outputs.contains(&Handled::Done) {
             self.wake.notify_one();
+            if consumer == crate::CONSUMER_CASE_STEPPED_UP {
+                self.urgent_wake.notify_one();
+            }
         }
         Ok(outputs)
     }

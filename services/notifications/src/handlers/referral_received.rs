@@ -5,12 +5,26 @@
 use super::{Notifier, Outgoing, Plan, Recording, council, decode};
 use crate::domain::{self, Addressee};
 use crate::templates::REFERRAL_ACKNOWLEDGEMENT;
-use crate::{CONSUMER_REFERRAL_RECEIVED, store};
+use crate::{CONSUMER_REFERRAL_RECEIVED, CONSUMER_REFERRAL_RECEIVED_URGENT, store};
 use eh_bus::Received;
 use eh_bus::consumer::{HandlerError, Pending};
 use eh_proto::intake::v1::ReferralReceived;
 
 pub struct ReferralReceivedHandler(pub Notifier);
+
+/// The urgent lane's `referral_received.urgent`: the same recording, on a consumer of its own, so
+/// a significant-harm referral's referrer details are held before its step-up is (the front
+/// door's email carries them). Every row it writes is "first write wins", so when the referral's
+/// ordinary `referral_received` comes, nothing is recorded twice.
+pub struct UrgentReferralReceivedHandler(pub Notifier);
+
+eh_bus::admitted_in_order!(UrgentReferralReceivedHandler);
+
+impl UrgentReferralReceivedHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
+        admit(&self.0, CONSUMER_REFERRAL_RECEIVED_URGENT, msg)
+    }
+}
 
 /// The acknowledgement and the unsafe addresses of one referral.
 pub fn plan(council: &str, event: &ReferralReceived) -> Result<Plan, HandlerError> {
@@ -55,49 +69,56 @@ eh_bus::admitted_in_order!(ReferralReceivedHandler);
 
 impl ReferralReceivedHandler {
     fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
-        let ctx = &self.0.ctx;
-        let (tenant, event) = decode::<ReferralReceived>(ctx, msg, "ReferralReceived")?;
-        let settings = ctx.settings.tenants.get(&tenant);
-        let plan = plan(&council(&tenant, settings), &event)?;
-        let referral = event.referral.clone().unwrap_or_default();
-        let referrer = referral.referrer.clone().unwrap_or_default();
-        let names = referral
-            .children
-            .iter()
-            .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()])
-            .chain(
-                event
-                    .children
-                    .iter()
-                    .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()]),
-            );
-        let hashes = domain::name_hashes(&tenant, names);
-        let now = ctx.clock.now();
-        let mut read_models = Recording::default();
-        read_models.writes.referrer(
-            &tenant,
-            &event.referral_id,
-            &store::ReferrerContact {
-                name: referrer.name,
-                agency: referrer.agency,
-                phone: referrer.phone.filter(|p| !p.trim().is_empty()),
-                email: referrer.email.filter(|e| !e.trim().is_empty()),
-            },
-            now,
-        );
-        let mut scopes = vec![store::referral_scope(&event.referral_id)];
-        if !event.family_id.is_empty() {
-            scopes.push(store::family_scope(&event.family_id));
-        }
-        for scope in &scopes {
-            read_models
-                .writes
-                .child_name_tokens(&tenant, scope, &hashes);
-        }
-        Ok(self
-            .0
-            .admit(CONSUMER_REFERRAL_RECEIVED, msg, &tenant, &plan, read_models))
+        admit(&self.0, CONSUMER_REFERRAL_RECEIVED, msg)
     }
+}
+
+/// Reads a `referral_received` (either lane's) and queues its recording for `consumer`'s batch.
+fn admit(
+    notifier: &Notifier,
+    consumer: &'static str,
+    msg: &Received,
+) -> Result<Pending, HandlerError> {
+    let ctx = &notifier.ctx;
+    let (tenant, event) = decode::<ReferralReceived>(ctx, msg, "ReferralReceived")?;
+    let settings = ctx.settings.tenants.get(&tenant);
+    let plan = plan(&council(&tenant, settings), &event)?;
+    let referral = event.referral.clone().unwrap_or_default();
+    let referrer = referral.referrer.clone().unwrap_or_default();
+    let names = referral
+        .children
+        .iter()
+        .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()])
+        .chain(
+            event
+                .children
+                .iter()
+                .flat_map(|c| [c.given_name.as_str(), c.family_name.as_str()]),
+        );
+    let hashes = domain::name_hashes(&tenant, names);
+    let now = ctx.clock.now();
+    let mut read_models = Recording::default();
+    read_models.writes.referrer(
+        &tenant,
+        &event.referral_id,
+        &store::ReferrerContact {
+            name: referrer.name,
+            agency: referrer.agency,
+            phone: referrer.phone.filter(|p| !p.trim().is_empty()),
+            email: referrer.email.filter(|e| !e.trim().is_empty()),
+        },
+        now,
+    );
+    let mut scopes = vec![store::referral_scope(&event.referral_id)];
+    if !event.family_id.is_empty() {
+        scopes.push(store::family_scope(&event.family_id));
+    }
+    for scope in &scopes {
+        read_models
+            .writes
+            .child_name_tokens(&tenant, scope, &hashes);
+    }
+    Ok(notifier.admit(consumer, msg, &tenant, &plan, read_models))
 }
 
 #[cfg(test)]

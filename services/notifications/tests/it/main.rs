@@ -1258,7 +1258,7 @@ async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
     .await?;
     assert_eq!(
         eh_store::migrate(&db, "notifications", &migrations()).await?,
-        1
+        migrations().iter().filter(|m| m.version >= 11).count()
     );
     let rows = store::for_related(&db, "worcs", "ref-1").await?;
     assert_eq!(rows.len(), 1);
@@ -1420,6 +1420,119 @@ async fn start_consumes_casework_events_and_sends() -> Result<()> {
     Ok(())
 }
 
+/// The front door's email with the SMTP server refusing mail: the urgent sender takes it alone
+/// (not the referrer's message beside it), tries it again and again past the attempts that fail an
+/// ordinary message, never marks it failed, and once a minute has passed raises it once (the
+/// event, the metrics); when the server takes mail again it goes.
+async fn the_front_door_is_retried_without_end_and_raised_after_a_minute(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let urgent = Sender::urgent(
+        e.ctx.clone(),
+        Arc::new(Mailer::from_settings(&e.ctx.settings).map_err(anyhow::Error::msg)?),
+    );
+    let msg = stepped_up(
+        &ns,
+        "worcs",
+        case_ref("u1", "pat@school.test", true),
+        "risk",
+    );
+    assert_eq!(handle(&h.step_up, &msg).await?, Handled::Done);
+    e.smtp.set_failing(true);
+    let raised = |e: &Env| {
+        e.ctx.metrics.encode().lines().find_map(|l| {
+            l.starts_with("earlyhelp_front_door_overdue_total{tenant=\"worcs\"}")
+                .then(|| l.rsplit(' ').next().unwrap_or("").to_string())
+        })
+    };
+    assert_eq!(
+        eh_notifications::urgent::check_overdue(&e.ctx).await?,
+        0,
+        "not overdue yet"
+    );
+    let tries = eh_notifications::sender::MAX_ATTEMPTS + 2;
+    for _ in 0..tries {
+        assert_eq!(
+            urgent.send_due().await?,
+            1,
+            "one attempt: the front door's only"
+        );
+        e.clock.advance(chrono::Duration::milliseconds(
+            e.ctx.settings.bus.retry_max_ms as i64 + 1,
+        ));
+    }
+    let door = e
+        .message(
+            "worcs",
+            "case-u1",
+            "step_up_front_door",
+            "front-door@worcs.test",
+        )
+        .await?;
+    assert_eq!((door.status.as_str(), door.attempts), ("queued", tries));
+    let referrer = e
+        .message("worcs", "case-u1", "step_up_referrer", "pat@school.test")
+        .await?;
+    assert_eq!(
+        referrer.attempts, 0,
+        "the urgent sender sends urgent messages only"
+    );
+
+    // A minute after it was queued, whatever the retry settings made of the attempts' times.
+    e.clock.advance(eh_notifications::urgent::OVERDUE_AFTER);
+    assert_eq!(eh_notifications::urgent::check_overdue(&e.ctx).await?, 1);
+    assert_eq!(
+        eh_notifications::urgent::check_overdue(&e.ctx).await?,
+        0,
+        "raised once"
+    );
+    assert_eq!(raised(&e).as_deref(), Some("1"));
+    let outbox = e
+        .ctx
+        .db
+        .query_one_raw(eh_store::stmt(
+            e.ctx.db.get_database_backend(),
+            "SELECT COUNT(*) FROM eh_outbox WHERE subject = $1",
+            [eh_proto::catalogue::FRONT_DOOR_OVERDUE
+                .subject(&ns, "worcs")
+                .into()],
+        ))
+        .await?
+        .context("a count")?;
+    assert_eq!(
+        outbox.try_get_by_index::<i64>(0)?,
+        1,
+        "front_door_overdue on the bus once"
+    );
+    assert!(
+        e.ctx
+            .metrics
+            .encode()
+            .contains("earlyhelp_front_door_unsent{tenant=\"worcs\"} 1")
+    );
+
+    e.smtp.set_failing(false);
+    assert_eq!(urgent.send_due().await?, 1);
+    let door = e
+        .message(
+            "worcs",
+            "case-u1",
+            "step_up_front_door",
+            "front-door@worcs.test",
+        )
+        .await?;
+    assert_eq!(door.status, "sent");
+    assert_eq!(to(&e.mails(), "front-door@worcs.test").len(), 1);
+    eh_notifications::urgent::check_overdue(&e.ctx).await?;
+    assert!(
+        e.ctx
+            .metrics
+            .encode()
+            .contains("earlyhelp_front_door_unsent{tenant=\"worcs\"} 0")
+    );
+    Ok(())
+}
+
 macro_rules! both {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -1460,4 +1573,5 @@ both!(
     consent_is_asked_of_safe_parents_only,
     the_team_manager_hears_of_each_breach_once,
     tenants_are_kept_apart,
+    the_front_door_is_retried_without_end_and_raised_after_a_minute,
 );
