@@ -28,9 +28,14 @@ asyncapi:
     cargo run -q -- asyncapi > docs/asyncapi.yaml
     bash tools/asyncapi/check.sh
 
-# Load harness: referrals per second and latency in both modes, beside raw baselines.
+# Load harness: referrals per second and latency in both modes, beside raw baselines; then the reads.
 bench: deps
     cargo run --release -p eh-tests --bin load
+    cargo run --release -p eh-tests --bin reads
+
+# Read harness: audited gRPC reads at 1 caller and 128 streams, beside the gRPC health check.
+bench-reads: deps
+    cargo run --release -p eh-tests --bin reads
 
 # Start local PostgreSQL and NATS (JetStream) if they are not running.
 deps:
