@@ -9,7 +9,7 @@ use eh_bus::nats::{NatsOptions, NatsTransport};
 use eh_bus::{Faults, Outbox, ServiceContext, Transport};
 use eh_platform::config::TenantSettings;
 use eh_platform::health::{self, Readiness};
-use eh_platform::{Clock, Metrics, Mode, Settings, SystemClock};
+use eh_platform::{Clock, Metrics, Mode, NoDelayListener, Settings, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,15 +152,16 @@ impl App {
         let readiness = Readiness::default();
         let shutdown = CancellationToken::new();
 
-        let http = match opts.http_listener {
-            Some(l) => l,
-            None => TcpListener::bind(settings.server.http_addr)
+        // Every connection either listener accepts has TCP_NODELAY set (eh_platform::net).
+        let http: NoDelayListener = match opts.http_listener {
+            Some(l) => l.into(),
+            None => NoDelayListener::bind(settings.server.http_addr)
                 .await
                 .with_context(|| format!("server.http_addr {}", settings.server.http_addr))?,
         };
-        let grpc = match opts.grpc_listener {
-            Some(l) => l,
-            None => TcpListener::bind(settings.server.grpc_addr)
+        let grpc: NoDelayListener = match opts.grpc_listener {
+            Some(l) => l.into(),
+            None => NoDelayListener::bind(settings.server.grpc_addr)
                 .await
                 .with_context(|| format!("server.grpc_addr {}", settings.server.grpc_addr))?,
         };
@@ -277,7 +278,7 @@ struct Boot {
 impl Boot {
     /// Connects and migrates every target's database (retrying until they answer), starts the
     /// services and serves gRPC until shutdown; then drains in order.
-    async fn run(self, grpc: TcpListener) -> anyhow::Result<()> {
+    async fn run(self, grpc: NoDelayListener) -> anyhow::Result<()> {
         let tasks = TaskTracker::new();
         let relay_tasks = TaskTracker::new();
         let relay_shutdown = CancellationToken::new();
@@ -434,17 +435,14 @@ impl Boot {
             .add_optional_service(consent)
             .add_optional_service(casework)
             .add_optional_service(notifications)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc),
-                async move {
-                    stop.cancelled().await;
-                    // Report not ready first, so load balancers stop routing here.
-                    readiness.drain();
-                    reporter
-                        .set_service_status("", tonic_health::ServingStatus::NotServing)
-                        .await;
-                },
-            );
+            .serve_with_incoming_shutdown(grpc.incoming(), async move {
+                stop.cancelled().await;
+                // Report not ready first, so load balancers stop routing here.
+                readiness.drain();
+                reporter
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            });
         let served = serve.await;
 
         // Shutdown: gRPC has finished its in-flight calls; now consumers and senders finish theirs,

@@ -109,9 +109,10 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener` (its connections with `TCP_NODELAY`) until `shutdown` is
+/// cancelled.
 pub async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listener: crate::NoDelayListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {

@@ -1,11 +1,12 @@
 //! The shared runtime every Early Help service stands on: layered configuration, telemetry (logs,
-//! traces, W3C trace context), Prometheus metrics, health and readiness, graceful shutdown and the
+//! traces, W3C trace context), Prometheus metrics, health and readiness, the listeners' accept (TCP_NODELAY), graceful shutdown and the
 //! clock services take as a dependency.
 pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod net;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -14,3 +15,4 @@ pub use clock::{Clock, SystemClock};
 pub use config::{Mode, Settings};
 pub use health::Readiness;
 pub use metrics::Metrics;
+pub use net::NoDelayListener;
