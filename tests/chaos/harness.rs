@@ -919,6 +919,8 @@ async fn census(
                 .await?;
                 (total, missing)
             }
+            // The publisher uses the ordinary door only: nothing was sent to any other.
+            Source::Inbound(door) if door.kind != catalogue::INBOUND_REFERRAL.kind => (0, 0),
             Source::Inbound(_) => {
                 let keys: HashSet<String> = strings(
                     db,

@@ -7,9 +7,7 @@ use eh_store::{
     Location, Migration, SYSTEM_SCOPE, TENANT_POLICY, TENANT_SETTING, begin_scoped, connect,
     migrate, stmt,
 };
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
-};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 
 const SCHEMA: &str = "svc";
 
