@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// A fail point (`Faults::hold`) between a round's claim and its suppression check, for tests.
+pub const HOLD_AFTER_CLAIM: &str = "notifications_sender_after_claim";
+
 /// Attempts before a message is marked failed for good.
 pub const MAX_ATTEMPTS: i32 = 8;
 const LEASE_SECS: i64 = 120;
@@ -115,7 +118,14 @@ impl Sender {
             .iter()
             .map(|m| (m.tenant.clone(), m.recipient.clone()))
             .collect();
-        let unsafe_addresses = store::suppressed(db, &recipients).await?;
+        if self.ctx.faults.is_held(HOLD_AFTER_CLAIM) {
+            self.ctx.faults.released(HOLD_AFTER_CLAIM).await;
+        }
+        // Claimed now: the round keeps these messages through an outage rather than leave them
+        // leased (and unsent) until the lease ends.
+        let unsafe_addresses = self
+            .while_away(|| store::suppressed(db, &recipients))
+            .await?;
         let reason_to_withhold = |m: &store::MessageRow| {
             unsafe_addresses
                 .get(&(m.tenant.clone(), store::normalise(&m.recipient)))
@@ -144,7 +154,8 @@ impl Sender {
                     }
                 })
                 .collect();
-            store::set_statuses(db, &changes).await?;
+            self.while_away(|| store::set_statuses(db, &changes))
+                .await?;
             settled += withheld.len();
         }
         // Sending and recording run side by side: the emails in flight keep going while the
@@ -222,6 +233,31 @@ impl Sender {
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// `op`, tried again while the database is away (a transient error), with a capped, jittered
+    /// backoff, until it answers or the process stops; any other error at once.
+    async fn while_away<T, F, Fut>(&self, mut op: F) -> Result<T, sea_orm::DbErr>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sea_orm::DbErr>>,
+    {
+        let mut backoff =
+            eh_platform::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            match op().await {
+                Err(e) if eh_store::is_transient(&e) && !self.shutdown.is_cancelled() => {
+                    if backoff.attempts() == 0 {
+                        tracing::warn!(error = %e, "sender: the database is away; keeping the claimed messages");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                }
+                answer => return answer,
             }
         }
     }

@@ -1334,6 +1334,49 @@ async fn postgres_an_outage_while_sending_sends_no_email_twice() -> Result<()> {
     Ok(())
 }
 
+/// The database goes away just after a round claimed its messages: the round keeps them and
+/// sends them once the database is back, not when their two-minute lease ends.
+#[tokio::test]
+async fn postgres_an_outage_after_a_claim_keeps_the_claimed_messages() -> Result<()> {
+    let e = env_behind_proxy(|_| {}).await?;
+    let proxy = e.proxy.as_ref().context("behind a proxy")?;
+    let n = 10;
+    let now = e.ctx.clock.now();
+    e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
+        .await?;
+    e.ctx
+        .faults
+        .hold(eh_notifications::sender::HOLD_AFTER_CLAIM);
+    let outage = async {
+        eh_testkit::eventually(Duration::from_secs(20), "the round's claim", || async {
+            let claimed = e
+                .ctx
+                .db
+                .query_one_raw(eh_store::stmt(
+                    e.ctx.db.get_database_backend(),
+                    "SELECT COUNT(*) FROM messages WHERE attempts = 1",
+                    [],
+                ))
+                .await?
+                .context("a count")?
+                .try_get_by_index::<i64>(0)?;
+            Ok((claimed == n as i64).then_some(()))
+        })
+        .await?;
+        proxy.cut();
+        e.ctx.faults.release_all();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.mend();
+        anyhow::Ok(())
+    };
+    let (sent, waited) = tokio::join!(e.sender.send_due(), outage);
+    waited?;
+    assert_eq!(sent?, n, "the round sent what it had claimed");
+    assert_eq!(e.count_status("sent").await?, n as i64);
+    assert_eq!(e.smtp.messages().len(), n);
+    Ok(())
+}
+
 #[tokio::test]
 async fn postgres_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
     sending_stops_when_sends_cannot_be_recorded(
