@@ -165,23 +165,29 @@ impl Sender {
         // the round ends (with the error if recording never succeeded).
         let in_flight = self.ctx.settings.smtp.max_connections.max(1) as usize;
         let stop = std::sync::atomic::AtomicBool::new(false);
+        let unstarted = std::sync::Mutex::new(Vec::new());
+        let not_started = &unstarted;
         let (finished, mut to_record) = tokio::sync::mpsc::unbounded_channel();
         let sending = futures::stream::iter(to_send)
             .map(|m| {
                 let stop = &stop;
                 async move {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        return None;
+                        return Err(m);
                     }
                     let result = self.deliver(&m).await;
-                    Some((m, result, self.ctx.clock.now()))
+                    Ok((m, result, self.ctx.clock.now()))
                 }
             })
             .buffer_unordered(in_flight)
             .for_each(move |attempt| {
-                if let Some(attempt) = attempt {
+                match attempt {
                     // The receiver is kept until the channel closes: this cannot fail.
-                    let _ = finished.send(attempt);
+                    Ok(attempt) => drop(finished.send(attempt)),
+                    Err(m) => not_started
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(m),
                 }
                 async {}
             });
@@ -201,7 +207,27 @@ impl Sender {
             failure.map_or(Ok(recorded), Err)
         };
         let ((), recorded) = tokio::join!(sending, recording);
-        Ok(settled + recorded?)
+        let recorded = recorded?;
+        // Recording failed for a while (the database was away) and has caught up: the emails
+        // not started meanwhile are due again now, rather than when their lease ends.
+        let unstarted = unstarted.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !unstarted.is_empty() {
+            let again = self.ctx.clock.now();
+            let changes: Vec<store::StatusChange> = unstarted
+                .iter()
+                .map(|m| store::StatusChange {
+                    id: &m.id,
+                    status: status::QUEUED,
+                    error: None,
+                    next_attempt_at: again,
+                    sent_at: None,
+                })
+                .collect();
+            self.while_away(|| store::set_statuses(db, &changes))
+                .await?;
+            self.wake.notify_one();
+        }
+        Ok(settled + recorded)
     }
 
     /// [`Sender::record`]; after a failure it raises `stop` (no further email of the round is
