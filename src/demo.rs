@@ -248,3 +248,31 @@ fn another_family(
     doc["consent"]["given_by"] = json!(format!("{parent} {family}"));
     doc
 }
+
+/// Makes `doc` (a referral like [`example`]'s) about family number `i` of a load or fault run:
+/// the family name `<prefix><letters>`, a child and a mother of their own, a date of birth and an
+/// in-area postcode that vary with `i`, and `parent_email` for the mother.
+pub fn as_family(doc: &mut Value, i: usize, prefix: &str, parent_email: &str) {
+    let family = format!("{prefix}{}", letters(i));
+    let dob = chrono::NaiveDate::from_ymd_opt(2010, 1, 1)
+        .and_then(|d| d.checked_add_days(chrono::Days::new((i % 4000) as u64)))
+        .unwrap_or_default();
+    doc["children"] = json!([{"given_name": format!("Ki{}", letters(i * 7)),
+        "family_name": family, "date_of_birth": dob.to_string()}]);
+    doc["family_members"] = json!([{"given_name": format!("Pa{}", letters(i * 11)),
+        "family_name": family, "relationship": "mother", "parental_responsibility": true,
+        "email": parent_email, "safe_to_contact": true}]);
+    doc["address"]["postcode"] = json!(format!("WR{} {}AB", 1 + i % 15, i % 10));
+}
+
+/// `i` in base 26 as lower-case letters (0 → "a"): distinct names without digits.
+pub fn letters(mut i: usize) -> String {
+    let mut out = String::new();
+    loop {
+        out.insert(0, (b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return out;
+        }
+    }
+}

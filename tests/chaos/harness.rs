@@ -122,18 +122,6 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// `i` spelled in letters (names rarely hold digits).
-fn letters(mut i: usize) -> String {
-    let mut out = String::new();
-    loop {
-        out.insert(0, (b'a' + (i % 26) as u8) as char);
-        i /= 26;
-        if i == 0 {
-            return out;
-        }
-    }
-}
-
 /// Referral number `i` of a run: a family of its own (names, date of birth, WR postcode), consent
 /// obtained, two needs, its own referrer's address. (reference, referrer email, document.)
 fn referral(tag: &str, i: usize) -> anyhow::Result<(String, String, Vec<u8>)> {
@@ -141,16 +129,12 @@ fn referral(tag: &str, i: usize) -> anyhow::Result<(String, String, Vec<u8>)> {
     let email = format!("referrer{i}@school-{tag}.example");
     let mut doc = earlyhelp::demo::example(&reference, Some(&email));
     doc["source"]["system"] = serde_json::json!("chaos-hub");
-    let family = format!("Ch{}", letters(i));
-    let dob = chrono::NaiveDate::from_ymd_opt(2010, 1, 1)
-        .and_then(|d| d.checked_add_days(chrono::Days::new((i % 4000) as u64)))
-        .unwrap_or_default();
-    doc["children"] = serde_json::json!([{"given_name": format!("Ki{}", letters(i * 7)),
-        "family_name": family, "date_of_birth": dob.to_string()}]);
-    doc["family_members"] = serde_json::json!([{"given_name": format!("Pa{}", letters(i * 11)),
-        "family_name": family, "relationship": "mother", "parental_responsibility": true,
-        "email": format!("parent{i}@family-{tag}.example"), "safe_to_contact": true}]);
-    doc["address"]["postcode"] = serde_json::json!(format!("WR{} {}AB", 1 + i % 15, i % 10));
+    earlyhelp::demo::as_family(
+        &mut doc,
+        i,
+        "Ch",
+        &format!("parent{i}@family-{tag}.example"),
+    );
     eh_intake::domain::contract::validate(&doc)
         .map_err(|r| anyhow::anyhow!("fixture {i} is not a valid referral.v1: {}", r.summary()))?;
     Ok((reference, email, serde_json::to_vec(&doc)?))

@@ -80,31 +80,10 @@ async fn postgres_baseline(n: usize) -> anyhow::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// `i` spelled in letters (names rarely hold digits).
-fn letters(mut i: usize) -> String {
-    let mut out = String::new();
-    loop {
-        out.insert(0, (b'a' + (i % 26) as u8) as char);
-        i /= 26;
-        if i == 0 {
-            return out;
-        }
-    }
-}
-
 /// A consented referral about family number `i`: its own names, dates of birth and postcode.
 fn family_referral(reference: &str, i: usize) -> serde_json::Value {
     let mut doc = eh_tests::referral(reference, Some("load@school.example"));
-    let family = format!("Lo{}", letters(i));
-    let dob = chrono::NaiveDate::from_ymd_opt(2010, 1, 1)
-        .and_then(|d| d.checked_add_days(chrono::Days::new((i % 4000) as u64)))
-        .unwrap_or_default();
-    doc["children"] = serde_json::json!([{"given_name": format!("Ch{}", letters(i * 7)),
-        "family_name": family, "date_of_birth": dob.to_string()}]);
-    doc["family_members"] = serde_json::json!([{"given_name": format!("Pa{}", letters(i * 11)),
-        "family_name": family, "relationship": "mother", "parental_responsibility": true,
-        "email": format!("parent{i}@example.org"), "safe_to_contact": true}]);
-    doc["address"]["postcode"] = serde_json::json!(format!("WR{} {}AB", 1 + i % 15, i % 10));
+    earlyhelp::demo::as_family(&mut doc, i, "Lo", &format!("parent{i}@example.org"));
     doc
 }
 
