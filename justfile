@@ -32,12 +32,12 @@ asyncapi:
 
 # Load harness: referrals per second and latency in both modes, beside raw baselines; then the reads.
 bench: deps
-    cargo run --release -p eh-tests --bin load
-    cargo run --release -p eh-tests --bin reads
+    cargo run --profile perf -p eh-tests --bin load
+    cargo run --profile perf -p eh-tests --bin reads
 
 # Read harness: audited gRPC reads at 1 caller and 128 streams, beside the gRPC health check.
 bench-reads: deps
-    cargo run --release -p eh-tests --bin reads
+    cargo run --profile perf -p eh-tests --bin reads
 
 # Fault injection, long version (issues 18 and 15): the binary as two processes under 500
 # referrals at ~15/s, PostgreSQL stopped for 30 s and its sessions cut mid-write, beside the same
