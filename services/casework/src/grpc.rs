@@ -128,7 +128,7 @@ impl CaseworkApi {
             Ok(Some(c)) => {
                 let txn = self.scoped(p, tenant).await?;
                 let view = self.view(&txn, &c).await?;
-                eh_store::commit(txn).await.map_err(internal)?;
+                eh_store::end_read(txn).await.map_err(internal)?;
                 Ok(Response::new(view))
             }
             Ok(None) => Err(Status::not_found(format!("no case {case_id}"))),
@@ -157,7 +157,7 @@ impl CaseworkService for CaseworkApi {
             Some(c) => self.view(&txn, &c).await?,
             None => return Err(Status::not_found(format!("no case {}", req.case_id))),
         };
-        eh_store::commit(txn).await.map_err(internal)?;
+        eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(view))
     }
 
@@ -192,7 +192,7 @@ impl CaseworkService for CaseworkApi {
         for c in &rows {
             cases.push(self.view(&txn, c).await?);
         }
-        eh_store::commit(txn).await.map_err(internal)?;
+        eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(pb::ListCasesResponse { cases }))
     }
 

@@ -350,7 +350,7 @@ impl ConsentService for ConsentApi {
         let overrides = store::family_overrides(&db, &req.tenant, req.family_id.trim())
             .await
             .map_err(internal)?;
-        eh_store::commit(db).await.map_err(internal)?;
+        eh_store::end_read(db).await.map_err(internal)?;
         Ok(Response::new(ListConsentResponse {
             records: records.iter().map(convert::record_pb).collect(),
             overrides: overrides

@@ -229,7 +229,7 @@ impl IntakeService for IntakeApi {
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no referral {}", req.referral_id)))?;
-        eh_store::commit(txn).await.map_err(internal)?;
+        eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(ReferralRecord {
             referral_id: stored.id,
             tenant: stored.tenant,
@@ -273,7 +273,7 @@ impl IntakeService for IntakeApi {
         let candidates = crate::matching::candidates(&txn, &req.tenant, status)
             .await
             .map_err(internal)?;
-        eh_store::commit(txn).await.map_err(internal)?;
+        eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(ListMatchCandidatesResponse {
             candidates: candidates.into_iter().map(candidate_pb).collect(),
         }))

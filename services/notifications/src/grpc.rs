@@ -39,7 +39,7 @@ impl NotificationsService for NotificationsApi {
         let rows = store::for_related(&txn, &req.tenant, &req.related_id)
             .await
             .map_err(failed)?;
-        eh_store::commit(txn).await.map_err(failed)?;
+        eh_store::end_read(txn).await.map_err(failed)?;
         Ok(Response::new(ListMessagesResponse {
             messages: rows
                 .into_iter()
