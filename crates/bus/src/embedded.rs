@@ -3,6 +3,12 @@
 //! `Nats-Msg-Id`, for good rather than for two minutes) and adds a pending delivery for every
 //! durable consumer whose filter matches; a consumer leases deliveries for `ack_wait`, an ack
 //! deletes the delivery, a nak makes it due again after the delay, an expired lease redelivers.
+//!
+//! Everything goes through one SQLite connection, so the transport keeps its statements few: a
+//! publish wakes only the consumers it gave deliveries to (an idle consumer — the urgent lane's —
+//! does not lease on every publish of the ordinary backlog), and acks are written together, every
+//! ack waiting at that moment in one transaction ([`AckWriter`]), instead of one statement each in
+//! front of everything else on the connection.
 use crate::subjects::matches;
 use crate::transport::{
     Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
@@ -11,10 +17,10 @@ use crate::{Error, OutboundMessage, Received, Result};
 use async_trait::async_trait;
 use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Value};
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -46,10 +52,111 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Each durable consumer's wake-up, rung after a publish gave it deliveries.
+#[derive(Default)]
+struct Wakes(Mutex<HashMap<String, Arc<Notify>>>);
+
+impl Wakes {
+    fn of(&self, consumer: &str) -> Arc<Notify> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(consumer.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn ring(&self, consumers: &HashSet<String>) {
+        let wakes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for c in consumers {
+            if let Some(w) = wakes.get(c) {
+                w.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Most acks one transaction deletes.
+const ACK_BATCH: usize = 512;
+
+type AckRequest = (String, i64, oneshot::Sender<Result<()>>);
+
+/// Writes acks together: one task takes every ack waiting, deletes their deliveries in one
+/// transaction and answers each; an ack returns once its delivery is gone, as before.
+#[derive(Clone)]
+struct AckWriter(mpsc::UnboundedSender<AckRequest>);
+
+impl AckWriter {
+    fn start(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Self::run(db, rx));
+        Self(tx)
+    }
+
+    async fn ack(&self, consumer: &str, seq: i64) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.0
+            .send((consumer.to_string(), seq, done))
+            .map_err(|_| Error::Transport("the embedded bus has stopped".into()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Transport("the embedded bus has stopped".into())))
+    }
+
+    /// Until every sender (the transport and its ackers) has gone.
+    async fn run(db: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<AckRequest>) {
+        let mut batch = Vec::new();
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < ACK_BATCH {
+                match rx.try_recv() {
+                    Ok(a) => batch.push(a),
+                    Err(_) => break,
+                }
+            }
+            let result = Self::delete(&db, &batch).await.map_err(|e| e.to_string());
+            for (_, _, done) in batch.drain(..) {
+                let _ = done.send(
+                    result
+                        .clone()
+                        .map_err(|e| Error::Transport(format!("ack: {e}"))),
+                );
+            }
+        }
+    }
+
+    async fn delete(db: &DatabaseConnection, batch: &[AckRequest]) -> Result<()> {
+        let b = db.get_database_backend();
+        let mut by_consumer: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for (consumer, seq, _) in batch {
+            by_consumer.entry(consumer).or_default().push(*seq);
+        }
+        let txn = eh_store::begin(db).await?;
+        for (consumer, seqs) in by_consumer {
+            let mut values: Vec<Value> = vec![consumer.into()];
+            values.extend(seqs.iter().map(|s| Value::from(*s)));
+            let placeholders: Vec<String> =
+                (2..values.len() + 1).map(|i| format!("${i}")).collect();
+            txn.execute_raw(stmt(
+                b,
+                &format!(
+                    "DELETE FROM bus_deliveries WHERE consumer = $1 AND seq IN ({})",
+                    placeholders.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        }
+        eh_store::commit(txn).await?;
+        Ok(())
+    }
+}
+
 /// The embedded broker.
 pub struct EmbeddedTransport {
     db: DatabaseConnection,
-    published: Arc<Notify>,
+    wakes: Arc<Wakes>,
+    acks: AckWriter,
 }
 
 impl EmbeddedTransport {
@@ -57,8 +164,9 @@ impl EmbeddedTransport {
     pub async fn open(db: DatabaseConnection) -> Result<Self> {
         eh_store::migrate(&db, "bus", MIGRATIONS).await?;
         Ok(Self {
+            acks: AckWriter::start(db.clone()),
             db,
-            published: Arc::new(Notify::new()),
+            wakes: Arc::default(),
         })
     }
 
@@ -73,6 +181,7 @@ impl EmbeddedTransport {
             .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
             .collect();
         let now = now_ms();
+        let mut woken = HashSet::new();
         for m in msgs {
             let mut headers = m.headers.clone();
             headers.insert(crate::envelope::H_MSG_ID.into(), m.msg_id.clone());
@@ -102,10 +211,11 @@ impl EmbeddedTransport {
                     [name.clone().into(), seq.into(), now.into()],
                 ))
                 .await?;
+                woken.insert(name.clone());
             }
         }
         eh_store::commit(txn).await?;
-        self.published.notify_waiters();
+        self.wakes.ring(&woken);
         Ok(())
     }
 
@@ -208,7 +318,8 @@ impl Transport for EmbeddedTransport {
             db: self.db.clone(),
             consumer: spec.durable.clone(),
             ack_wait: spec.ack_wait,
-            published: self.published.clone(),
+            published: self.wakes.of(&spec.durable),
+            acks: self.acks.clone(),
             buffer: VecDeque::new(),
         }))
     }
@@ -273,6 +384,7 @@ struct EmbeddedSubscription {
     consumer: String,
     ack_wait: Duration,
     published: Arc<Notify>,
+    acks: AckWriter,
     buffer: VecDeque<Delivery>,
 }
 
@@ -315,6 +427,7 @@ impl EmbeddedSubscription {
                 },
                 acker: Box::new(EmbeddedAcker {
                     db: self.db.clone(),
+                    acks: self.acks.clone(),
                     consumer: self.consumer.clone(),
                     seq,
                     ack_wait: self.ack_wait,
@@ -358,6 +471,7 @@ impl Subscription for EmbeddedSubscription {
 
 struct EmbeddedAcker {
     db: DatabaseConnection,
+    acks: AckWriter,
     consumer: String,
     seq: i64,
     ack_wait: Duration,
@@ -366,14 +480,7 @@ struct EmbeddedAcker {
 #[async_trait]
 impl Acker for EmbeddedAcker {
     async fn ack(&self) -> Result<()> {
-        self.db
-            .execute_raw(stmt(
-                self.db.get_database_backend(),
-                "DELETE FROM bus_deliveries WHERE consumer = $1 AND seq = $2",
-                [self.consumer.clone().into(), self.seq.into()],
-            ))
-            .await?;
-        Ok(())
+        self.acks.ack(&self.consumer, self.seq).await
     }
     async fn in_progress(&self) -> Result<()> {
         self.nak(self.ack_wait).await
