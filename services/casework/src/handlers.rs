@@ -1,7 +1,16 @@
-//! Casework's core: every step of a case — the state change, its timeline entry, the clocks it
+//! Casework's handlers: every step of a case — the state change, its timeline entry, the clocks it
 //! starts or cancels, and the events and commands it causes — commits in ONE transaction (with the
 //! inbox claim, on the bus doors), under the family's lock.
-use crate::domain::{self, IllegalTransition, Opening, State, TimerKind};
+//!
+//! Each handler has the same shape, **load → decide → apply**: it *loads* (claims the message,
+//! locks the family, reads the case and what else the decision needs), asks `decide.rs` what
+//! follows — a pure function of (case, event, instant, council rules) returning [`Effects`] — and
+//! *applies* the effects ([`Casework::apply`]: state, timeline, clocks, outbox, alerts) in the same
+//! transaction, then commits. Nothing is decided here between SQL calls; only claims (the inbox,
+//! a referral's place on a case, a clock settled once across replicas) are answered by the
+//! database. New orchestrating services (allocation, assessment) follow this shape.
+use crate::decide::{self, At, Clock, Councils, Effects, Refusal};
+use crate::domain::{self, IllegalTransition, State, TimerKind};
 use crate::store::{self, CaseRow, DueTimer, Step};
 use crate::{
     CONSUMER_CONSENT_RECORDED, CONSUMER_CONSENT_WITHDRAWN, CONSUMER_REFERRAL_RECEIVED,
@@ -12,19 +21,16 @@ use chrono::{DateTime, Utc};
 use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
-use eh_proto::casework::v1 as pb;
-use eh_proto::catalogue::{self, EventSpec};
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
-use eh_proto::intake::v1::{ReferralReceived, ScreenReferral, ScreeningDecided};
+use eh_proto::intake::v1::{ReferralReceived, ScreeningDecided};
 use eh_store::Within;
-use eh_workdays::WorkingCalendar;
 use prost::Message;
 use sea_orm::{DatabaseTransaction, DbErr};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The actor casework's own steps are recorded under.
-pub const ACTOR: &str = "service:casework";
+pub use crate::decide::ACTOR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,6 +46,17 @@ pub enum Error {
     Invalid(String),
 }
 
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Illegal(e) => Error::Illegal(e),
+            Refusal::Calendar(e) => Error::Calendar(e),
+            Refusal::UnknownCouncil(tenant) => Error::Invalid(format!("unknown tenant {tenant:?}")),
+            Refusal::Invalid(reason) => Error::Invalid(reason),
+        }
+    }
+}
+
 impl Error {
     fn for_handler(self) -> HandlerError {
         match self {
@@ -50,25 +67,11 @@ impl Error {
     }
 }
 
-/// Why a step happens.
-#[derive(Debug, Clone, Copy)]
-pub struct Why<'a> {
-    pub actor: &'a str,
-    pub reason: &'a str,
-    /// The message that caused it (continues its trace and causation chain).
-    pub cause: Option<&'a Received>,
-}
-
-impl<'a> Why<'a> {
-    fn cause_id(&self) -> String {
-        self.cause.map(|m| m.key()).unwrap_or_default()
-    }
-}
-
 #[derive(Clone)]
 pub struct Casework {
     pub ctx: ServiceContext,
-    pub calendars: Arc<BTreeMap<String, WorkingCalendar>>,
+    /// Every council's rules (calendar, service levels), from [`decide::council_rules`].
+    pub councils: Arc<Councils>,
     /// The bus doors' events waiting to be handled together (`eh_bus::batch`).
     batches: Batcher<InSavepoints<Casework>>,
 }
@@ -77,242 +80,81 @@ pub struct Casework {
 pub const MAX_BATCH: usize = 64;
 
 impl Casework {
-    pub fn new(ctx: ServiceContext, calendars: BTreeMap<String, WorkingCalendar>) -> Self {
+    pub fn new(ctx: ServiceContext, councils: Councils) -> Self {
         Self {
             ctx,
-            calendars: Arc::new(calendars),
+            councils: Arc::new(councils),
             batches: Batcher::new(MAX_BATCH),
         }
     }
 
-    /// The working calendars of every tenant, checked.
+    /// Every council's rules, checked: [`decide::council_rules`] (the one place they are built
+    /// from the settings), under the name the service's start calls.
     ///
     /// # Errors
     /// Names the tenant whose calendar is wrong.
-    pub fn calendars(
-        settings: &eh_platform::Settings,
-    ) -> Result<BTreeMap<String, WorkingCalendar>, String> {
-        settings
-            .tenants
-            .iter()
-            .map(|(id, t)| {
-                t.calendar
-                    .working_calendar()
-                    .map(|c| (id.clone(), c))
-                    .map_err(|e| format!("tenants.{id}.calendar: {e}"))
-            })
-            .collect()
+    pub fn calendars(settings: &eh_platform::Settings) -> Result<Councils, String> {
+        decide::council_rules(settings)
     }
 
-    fn service_levels(&self, tenant: &str) -> Result<eh_platform::config::ServiceLevels, Error> {
-        self.ctx
-            .settings
-            .tenants
-            .get(tenant)
-            .map(|t| t.service_levels.clone())
-            .ok_or_else(|| Error::Invalid(format!("unknown tenant {tenant:?}")))
-    }
-
-    /// When something `days` working days from `from` is overdue, on the tenant's calendar.
-    fn due(&self, tenant: &str, from: DateTime<Utc>, days: u32) -> Result<DateTime<Utc>, Error> {
-        let cal = self
-            .calendars
-            .get(tenant)
-            .ok_or_else(|| Error::Invalid(format!("unknown tenant {tenant:?}")))?;
-        Ok(cal.overdue_from(from, days)?)
-    }
-
-    async fn emit(
-        &self,
-        txn: &DatabaseTransaction,
-        tenant: &str,
-        spec: &EventSpec,
-        payload: Vec<u8>,
-        why: &Why<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let env = Envelope::new(spec.payload, tenant, why.actor, now).caused_by(
-            why.cause.and_then(|m| m.envelope()).as_ref(),
-            &why.cause_id(),
-        );
-        let subject = spec.subject(self.ctx.namespace(), tenant);
-        self.ctx
-            .outbox
-            .enqueue(txn, &OutboundMessage::event(subject, &env, payload))
-            .await?;
-        Ok(())
-    }
-
-    /// Moves `case` to `to` (refused when the state machine forbids it), records the step, settles
-    /// the clocks, and emits what the new state means.
-    pub async fn transition(
-        &self,
-        txn: &DatabaseTransaction,
-        case: &mut CaseRow,
-        to: State,
-        why: &Why<'_>,
-        significant_harm: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        let from = case.state;
-        from.move_to(to)?;
-        store::set_state(txn, &case.id, to, now).await?;
-        case.state = to;
-        case.updated_at = now;
-        store::add_step(
-            txn,
-            &case.tenant,
-            &case.id,
+    /// The instant and the council's rules a decision for `tenant` is made under.
+    fn at(&self, tenant: &str, now: DateTime<Utc>) -> At<'_> {
+        At {
             now,
-            &Step {
-                kind: "transition",
-                from: Some(from),
-                to: Some(to),
-                actor: why.actor,
-                reason: why.reason,
-                cause_id: &why.cause_id(),
-            },
-        )
-        .await?;
-        store::cancel_timers_outside(txn, &case.id, to, now).await?;
-        let tenant = case.tenant.clone();
-        let at = now.to_rfc3339();
-        self.emit(
-            txn,
-            &tenant,
-            &catalogue::CASE_STATE_CHANGED,
-            pb::CaseStateChanged {
-                case: Some(case.case_ref()),
-                from_state: from.as_str().into(),
-                to_state: to.as_str().into(),
-                reason: why.reason.into(),
-                at: at.clone(),
-            }
-            .encode_to_vec(),
-            why,
-            now,
-        )
-        .await?;
-        let levels = self.service_levels(&tenant)?;
-        match to {
-            State::AwaitingConsent => {
-                let chase = self.due(&tenant, now, levels.consent_chase_days)?;
-                let close = self.due(&tenant, now, levels.consent_close_days)?;
-                store::schedule_timer(txn, case, TimerKind::ConsentChase, chase).await?;
-                store::schedule_timer(txn, case, TimerKind::ConsentClose, close).await?;
-            }
-            State::Screening => {
-                let due = self.due(&tenant, now, levels.screening_decision_days)?;
-                store::schedule_timer(txn, case, TimerKind::ScreeningDecision, due).await?;
-                self.emit(
-                    txn,
-                    &tenant,
-                    &catalogue::SCREEN_REFERRAL,
-                    ScreenReferral {
-                        case_id: case.id.clone(),
-                        referral_id: case.referral_id.clone(),
-                    }
-                    .encode_to_vec(),
-                    why,
-                    now,
-                )
-                .await?;
-                store::add_step(
-                    txn,
-                    &tenant,
-                    &case.id,
-                    now,
-                    &Step {
-                        kind: "screening_requested",
-                        from: None,
-                        to: None,
-                        actor: ACTOR,
-                        reason: "intake asked to screen the referral",
-                        cause_id: &why.cause_id(),
-                    },
-                )
-                .await?;
-            }
-            State::ReadyForAllocation => {
-                self.emit(
-                    txn,
-                    &tenant,
-                    &catalogue::CASE_READY_FOR_ALLOCATION,
-                    pb::CaseReadyForAllocation {
-                        case: Some(case.case_ref()),
-                        needs: case.needs.clone(),
-                        programmes_met: case.programmes_met.clone(),
-                        postcode: case.postcode.clone(),
-                        at: at.clone(),
-                    }
-                    .encode_to_vec(),
-                    why,
-                    now,
-                )
-                .await?;
-            }
-            State::SteppedUp => {
-                self.emit(
-                    txn,
-                    &tenant,
-                    &catalogue::CASE_STEPPED_UP,
-                    pb::CaseSteppedUp {
-                        case: Some(case.case_ref()),
-                        reason: why.reason.into(),
-                        significant_harm_risk: significant_harm,
-                        at: at.clone(),
-                    }
-                    .encode_to_vec(),
-                    why,
-                    now,
-                )
-                .await?;
-            }
-            State::ClosedAdviceGiven | State::ClosedNoConsent | State::ClosedWithdrawn => {
-                self.emit(
-                    txn,
-                    &tenant,
-                    &catalogue::CASE_CLOSED,
-                    pb::CaseClosed {
-                        case: Some(case.case_ref()),
-                        outcome: to.as_str().into(),
-                        reason: why.reason.into(),
-                        at,
-                    }
-                    .encode_to_vec(),
-                    why,
-                    now,
-                )
-                .await?;
-            }
-            State::Requested => {}
+            council: self.councils.get(tenant),
         }
-        Ok(())
     }
 
-    async fn note(
+    /// Writes what a decision does to its case, in `txn` (see [`Effects`] for the order).
+    /// `cause`: the message the decision answers (continues its trace and causation chain).
+    async fn apply(
         &self,
         txn: &DatabaseTransaction,
-        case: &CaseRow,
-        kind: &str,
-        why: &Why<'_>,
-        now: DateTime<Utc>,
+        fx: &Effects,
+        cause: Option<&Received>,
     ) -> Result<(), Error> {
-        store::add_step(
-            txn,
-            &case.tenant,
-            &case.id,
-            now,
-            &Step {
-                kind,
-                from: None,
-                to: None,
-                actor: why.actor,
-                reason: why.reason,
-                cause_id: &why.cause_id(),
-            },
-        )
-        .await?;
+        let case = &fx.case;
+        let cause_id = cause.map(|m| m.key()).unwrap_or_default();
+        if let Some(programmes) = &fx.programmes {
+            store::set_programmes(txn, &case.id, programmes).await?;
+        }
+        if let Some(state) = fx.new_state {
+            store::set_state(txn, &case.id, state, fx.at).await?;
+        }
+        for e in &fx.timeline {
+            let step = Step {
+                kind: e.kind,
+                from: e.from,
+                to: e.to,
+                actor: &e.actor,
+                reason: &e.reason,
+                cause_id: &cause_id,
+            };
+            store::add_step(txn, &case.tenant, &case.id, fx.at, &step).await?;
+        }
+        store::cancel_timers(txn, &case.id, &fx.cancel_timers, fx.at).await?;
+        for (kind, due) in &fx.set_timers {
+            store::schedule_timer(txn, case, *kind, *due).await?;
+        }
+        for out in &fx.publish {
+            let spec = out.spec();
+            let env = Envelope::new(spec.payload, &case.tenant, &fx.actor, fx.at)
+                .caused_by(cause.and_then(|m| m.envelope()).as_ref(), &cause_id);
+            let subject = spec.subject(self.ctx.namespace(), &case.tenant);
+            self.ctx
+                .outbox
+                .enqueue(txn, &OutboundMessage::event(subject, &env, out.payload()))
+                .await?;
+        }
+        for alert in &fx.alerts {
+            match alert {
+                decide::Alert::ServiceLevelBreached { tenant, clock } => {
+                    self.ctx
+                        .metrics
+                        .service_level_breached(tenant, clock.as_str());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -351,97 +193,24 @@ impl Casework {
         ev: &ReferralReceived,
         msg: &Received,
     ) -> Result<Handled, Error> {
+        // Load: the claims (the message, then the referral's place on a case), the family's lock,
+        // its open case.
         let Some(txn) = self.begin_claimed(within, consumer, msg).await? else {
             return Ok(Handled::Duplicate);
         };
         let now = self.ctx.clock.now();
-        let r = ev.referral.clone().unwrap_or_default();
-        let harm = r.significant_harm_risk == Some(true);
-        let step_down = r.route == "step_down";
-        let consent_in_referral = r.consent.as_ref().and_then(|c| c.obtained) == Some(true);
+        let at = self.at(tenant, now);
         lock_family(within, &txn, tenant, &ev.family_id).await?;
         let open = store::open_cases_of_family(&txn, tenant, &ev.family_id).await?;
-        let source = r.source.clone().unwrap_or_default();
-        if let Some(mut case) = open.into_iter().next() {
+        if let Some(case) = open.into_iter().next() {
             if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
                 return self.finish(within, txn).await; // attached before (same referral again)
             }
-            let reason = format!(
-                "further referral {} from {} ({}) attached to the open case",
-                ev.referral_id, source.system, source.reference
-            );
-            let why = Why {
-                actor: ACTOR,
-                reason: &reason,
-                cause: Some(msg),
-            };
-            self.note(&txn, &case, "further_referral", &why, now)
-                .await?;
-            if harm {
-                let why = Why {
-                    reason: "a further referral reports a risk of significant harm: stepped up to the front door",
-                    ..why
-                };
-                self.transition(&txn, &mut case, State::SteppedUp, &why, true, now)
-                    .await?;
-            } else if case.state == State::AwaitingConsent && consent_in_referral {
-                let step_down = case.route == "step_down";
-                let why = Why {
-                    reason: "the further referral records the family's consent",
-                    ..why
-                };
-                self.transition(
-                    &txn,
-                    &mut case,
-                    domain::on_consent(step_down),
-                    &why,
-                    false,
-                    now,
-                )
-                .await?;
-            }
+            let fx = decide::further_referral(case, ev, &at)?;
+            self.apply(&txn, &fx, Some(msg)).await?;
             return self.finish(within, txn).await;
         }
-        let referrer = r.referrer.clone().unwrap_or_default();
-        let family: Vec<pb::Contact> = r
-            .family_members
-            .iter()
-            .map(|m| pb::Contact {
-                name: format!("{} {}", m.given_name, m.family_name),
-                email: m.email.clone().unwrap_or_default(),
-                safe_to_contact: m.safe_to_contact != Some(false),
-                relationship: m.relationship.clone(),
-                parental_responsibility: m.parental_responsibility == Some(true),
-            })
-            .collect();
-        let mut case = CaseRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            tenant: tenant.to_string(),
-            family_id: ev.family_id.clone(),
-            referral_id: ev.referral_id.clone(),
-            route: r.route.clone(),
-            state: State::Requested,
-            source_system: source.system.clone(),
-            source_reference: source.reference.clone(),
-            referrer: pb::Contact {
-                name: referrer.name.clone(),
-                email: referrer.email.clone().unwrap_or_default(),
-                safe_to_contact: true,
-                relationship: "referrer".into(),
-                parental_responsibility: false,
-            },
-            referrer_agency: referrer.agency.clone(),
-            family_contacts: family,
-            needs: r.needs.clone(),
-            postcode: r
-                .address
-                .as_ref()
-                .map(|a| a.postcode.clone())
-                .unwrap_or_default(),
-            programmes_met: vec![],
-            opened_at: now,
-            updated_at: now,
-        };
+        let case = decide::case_from_referral(tenant, uuid::Uuid::now_v7().to_string(), ev, now);
         store::insert_case(&txn, &case).await?;
         if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
             // The referral belongs to a case already (it was closed or stepped up since).
@@ -452,37 +221,10 @@ impl Casework {
                 None => Ok(Handled::Duplicate),
             };
         }
-        let opened = format!(
-            "referral {} from {} ({}), route {}",
-            ev.referral_id, source.system, source.reference, r.route
-        );
-        let why = Why {
-            actor: ACTOR,
-            reason: &opened,
-            cause: Some(msg),
-        };
-        self.note(&txn, &case, "opened", &why, now).await?;
-        let consent_held =
-            consent_in_referral || store::consent_held(&txn, tenant, &ev.family_id).await?;
-        let first = Opening {
-            significant_harm_risk: harm,
-            step_down,
-            consent_held,
-        }
-        .first_state();
-        let reason = match first {
-            State::SteppedUp => {
-                "the referral reports a risk of significant harm: stepped up to the front door at once"
-            }
-            State::AwaitingConsent => "no consent to receive Early Help yet",
-            State::ReadyForAllocation => {
-                "step-down from social care with consent: the threshold decision is social care's"
-            }
-            _ => "consent held: screening requested",
-        };
-        let why = Why { reason, ..why };
-        self.transition(&txn, &mut case, first, &why, harm, now)
-            .await?;
+        let consent_held = decide::referral_records_consent(ev)
+            || store::consent_held(&txn, tenant, &ev.family_id).await?;
+        let fx = decide::case_opened(case, ev, consent_held, &at)?;
+        self.apply(&txn, &fx, Some(msg)).await?;
         self.finish(within, txn).await
     }
 
@@ -507,14 +249,15 @@ impl Casework {
         };
         let now = self.ctx.clock.now();
         lock_family(within, &txn, tenant, &consent.family_id).await?;
-        let to_receive_help = consent.purposes.iter().any(|p| p == "assessment");
+        // The family's consent read model takes the record first: whether consent is held
+        // counts it.
         store::record_consent(
             &txn,
             tenant,
             &record.record_id,
             &consent.family_id,
             &consent.person_id,
-            to_receive_help,
+            decide::covers_receiving_help(&consent.purposes),
             now,
         )
         .await?;
@@ -530,38 +273,9 @@ impl Casework {
             .await?;
         }
         let held = store::consent_held(&txn, tenant, &consent.family_id).await?;
-        for mut case in store::open_cases_of_family(&txn, tenant, &consent.family_id).await? {
-            let note = format!(
-                "consent record {} given by {} ({}){}",
-                record.record_id,
-                consent.given_by,
-                if consent.method.is_empty() {
-                    "method not stated"
-                } else {
-                    &consent.method
-                },
-                if to_receive_help {
-                    ""
-                } else {
-                    "; it does not cover receiving Early Help (assessment)"
-                }
-            );
-            let why = Why {
-                actor: ACTOR,
-                reason: &note,
-                cause: Some(msg),
-            };
-            self.note(&txn, &case, "consent_recorded", &why, now)
-                .await?;
-            if held && case.state == State::AwaitingConsent {
-                let why = Why {
-                    reason: "consent received",
-                    ..why
-                };
-                let to = domain::on_consent(case.route == "step_down");
-                self.transition(&txn, &mut case, to, &why, false, now)
-                    .await?;
-            }
+        let cases = store::open_cases_of_family(&txn, tenant, &consent.family_id).await?;
+        for fx in decide::consent_recorded(cases, ev, held, &self.at(tenant, now))? {
+            self.apply(&txn, &fx, Some(msg)).await?;
         }
         self.finish(within, txn).await
     }
@@ -596,32 +310,9 @@ impl Casework {
         )
         .await?;
         let held = store::consent_held(&txn, tenant, &ev.family_id).await?;
-        for mut case in store::open_cases_of_family(&txn, tenant, &ev.family_id).await? {
-            let reason = format!(
-                "consent record {} withdrawn by {}: {}",
-                w.record_id, w.withdrawn_by, w.reason
-            );
-            let why = Why {
-                actor: ACTOR,
-                reason: &reason,
-                cause: Some(msg),
-            };
-            if held || case.state == State::Requested {
-                self.note(
-                    &txn,
-                    &case,
-                    "consent_withdrawn",
-                    &Why {
-                        reason: &format!("{reason} (other consent remains)"),
-                        ..why
-                    },
-                    now,
-                )
-                .await?;
-            } else {
-                self.transition(&txn, &mut case, State::ClosedWithdrawn, &why, false, now)
-                    .await?;
-            }
+        let cases = store::open_cases_of_family(&txn, tenant, &ev.family_id).await?;
+        for fx in decide::consent_withdrawn(cases, ev, held, &self.at(tenant, now))? {
+            self.apply(&txn, &fx, Some(msg)).await?;
         }
         self.finish(within, txn).await
     }
@@ -634,7 +325,8 @@ impl Casework {
         ev: &ScreeningDecided,
         msg: &Received,
     ) -> Result<Handled, Error> {
-        let to = domain::on_screening(&ev.outcome).map_err(Error::Invalid)?;
+        // An unknown outcome is refused before anything is claimed.
+        domain::on_screening(&ev.outcome).map_err(Error::Invalid)?;
         let Some(txn) = self
             .begin_claimed(within, CONSUMER_SCREENING_DECIDED, msg)
             .await?
@@ -650,68 +342,11 @@ impl Casework {
             )));
         };
         lock_family(within, &txn, tenant, &found.family_id).await?;
-        let mut case = store::get_case(&txn, tenant, &ev.case_id)
+        let case = store::get_case(&txn, tenant, &ev.case_id)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(ev.case_id.clone()))?;
-        let reasons = ev.reasons.join("; ");
-        let summary = format!("{} (rules {}): {reasons}", ev.outcome, ev.rule_version);
-        let why = Why {
-            actor: ACTOR,
-            reason: &summary,
-            cause: Some(msg),
-        };
-        self.note(&txn, &case, "screening_decided", &why, now)
-            .await?;
-        match to {
-            _ if case.state != State::Screening => {
-                let r = format!("screening outcome ignored: the case is {}", case.state);
-                self.note(&txn, &case, "ignored", &Why { reason: &r, ..why }, now)
-                    .await?;
-            }
-            Some(State::ReadyForAllocation) => {
-                store::set_programmes(&txn, &case.id, &ev.programmes_met).await?;
-                case.programmes_met = ev.programmes_met.clone();
-                self.transition(
-                    &txn,
-                    &mut case,
-                    State::ReadyForAllocation,
-                    &Why {
-                        reason: "accepted for Early Help",
-                        ..why
-                    },
-                    false,
-                    now,
-                )
-                .await?;
-            }
-            Some(State::ClosedAdviceGiven) => {
-                let r = format!("advice and signposting: {}", ev.advice);
-                self.transition(
-                    &txn,
-                    &mut case,
-                    State::ClosedAdviceGiven,
-                    &Why { reason: &r, ..why },
-                    false,
-                    now,
-                )
-                .await?;
-            }
-            Some(other) => {
-                self.transition(&txn, &mut case, other, &why, other == State::SteppedUp, now)
-                    .await?;
-            }
-            None => {
-                let r = format!("more information needed: {}", ev.missing.join(", "));
-                self.note(
-                    &txn,
-                    &case,
-                    "more_information_needed",
-                    &Why { reason: &r, ..why },
-                    now,
-                )
-                .await?;
-            }
-        }
+        let fx = decide::screening_decided(case, ev, &self.at(tenant, now))?;
+        self.apply(&txn, &fx, Some(msg)).await?;
         self.finish(within, txn).await
     }
 
@@ -721,100 +356,36 @@ impl Casework {
         let now = self.ctx.clock.now();
         let txn = eh_store::begin(&self.ctx.db).await?;
         store::lock_family(&txn, &t.tenant, &t.family_id).await?;
-        let Some(mut case) = store::get_case(&txn, &t.tenant, &t.case_id).await? else {
+        let Some(case) = store::get_case(&txn, &t.tenant, &t.case_id).await? else {
             txn.rollback().await?;
             return Ok(false);
         };
-        if case.state != t.kind.runs_in() {
+        let consent_close_due = match t.kind {
+            TimerKind::ConsentChase => {
+                store::timer_due(&txn, &case.id, TimerKind::ConsentClose).await?
+            }
+            _ => None,
+        };
+        let decision = decide::clock_ran_out(
+            case,
+            t.kind,
+            t.due_at,
+            consent_close_due,
+            &self.at(&t.tenant, now),
+        );
+        if let Ok(Clock::Stale) = decision {
             let settled = store::settle_timer(&txn, &t.id, "cancelled", now).await?;
             eh_store::commit(txn).await?;
             return Ok(settled);
         }
+        // Settled first: a replica that finds it settled already does nothing, even when it
+        // could not have decided.
         if !store::settle_timer(&txn, &t.id, "fired", now).await? {
             txn.rollback().await?;
             return Ok(false);
         }
-        let levels = self.service_levels(&t.tenant)?;
-        match t.kind {
-            TimerKind::ScreeningDecision => {
-                let reason = format!(
-                    "no screening decision within {} working day(s) (due {})",
-                    levels.screening_decision_days,
-                    t.due_at.to_rfc3339()
-                );
-                let why = Why {
-                    actor: ACTOR,
-                    reason: &reason,
-                    cause: None,
-                };
-                self.note(&txn, &case, "service_level_breached", &why, now)
-                    .await?;
-                self.emit(
-                    &txn,
-                    &t.tenant,
-                    &catalogue::SERVICE_LEVEL_BREACHED,
-                    pb::ServiceLevelBreached {
-                        case: Some(case.case_ref()),
-                        clock: t.kind.as_str().into(),
-                        due_at: t.due_at.to_rfc3339(),
-                        state: case.state.as_str().into(),
-                        at: now.to_rfc3339(),
-                    }
-                    .encode_to_vec(),
-                    &why,
-                    now,
-                )
-                .await?;
-                self.ctx
-                    .metrics
-                    .service_level_breached(&t.tenant, t.kind.as_str());
-            }
-            TimerKind::ConsentChase => {
-                let close = store::timers(&txn, &case.id)
-                    .await?
-                    .into_iter()
-                    .find(|x| x.kind == TimerKind::ConsentClose.as_str())
-                    .map(|x| x.due_at)
-                    .unwrap_or_default();
-                let reason = format!(
-                    "consent still outstanding after {} working days: the family is asked again",
-                    levels.consent_chase_days
-                );
-                let why = Why {
-                    actor: ACTOR,
-                    reason: &reason,
-                    cause: None,
-                };
-                self.note(&txn, &case, "consent_chased", &why, now).await?;
-                self.emit(
-                    &txn,
-                    &t.tenant,
-                    &catalogue::CONSENT_REQUESTED,
-                    pb::ConsentRequested {
-                        case: Some(case.case_ref()),
-                        family: case.family_contacts.clone(),
-                        close_due_at: close,
-                        at: now.to_rfc3339(),
-                    }
-                    .encode_to_vec(),
-                    &why,
-                    now,
-                )
-                .await?;
-            }
-            TimerKind::ConsentClose => {
-                let reason = format!(
-                    "no consent within {} working days",
-                    levels.consent_close_days
-                );
-                let why = Why {
-                    actor: ACTOR,
-                    reason: &reason,
-                    cause: None,
-                };
-                self.transition(&txn, &mut case, State::ClosedNoConsent, &why, false, now)
-                    .await?;
-            }
+        if let Clock::Fires(fx) = decision? {
+            self.apply(&txn, &fx, None).await?;
         }
         eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
@@ -837,18 +408,21 @@ impl Casework {
             return Ok(None);
         };
         store::lock_family(&txn, tenant, &found.family_id).await?;
-        let mut case = store::get_case(&txn, tenant, case_id)
+        let case = store::get_case(&txn, tenant, case_id)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(case_id.into()))?;
-        let why = Why {
-            actor,
-            reason,
-            cause: None,
+        let decided = decide::practitioner_step(case, to, actor, reason, &self.at(tenant, now));
+        let applied = match decided {
+            Ok(fx) => self.apply(&txn, &fx, None).await.map(|()| fx.case),
+            Err(refused) => Err(refused.into()),
         };
-        if let Err(e) = self.transition(&txn, &mut case, to, &why, false, now).await {
-            txn.rollback().await?;
-            return Err(e);
-        }
+        let case = match applied {
+            Ok(case) => case,
+            Err(e) => {
+                txn.rollback().await?;
+                return Err(e);
+            }
+        };
         eh_store::commit(txn).await?;
         self.ctx.outbox.committed();
         Ok(Some(case))

@@ -485,14 +485,14 @@ pub async fn schedule_timer(
     Ok(())
 }
 
-/// Cancels the case's pending clocks that run only in a state it has left.
-pub async fn cancel_timers_outside(
+/// Cancels the case's pending clocks of these kinds.
+pub async fn cancel_timers(
     db: &impl ConnectionTrait,
     case_id: &str,
-    state: State,
+    kinds: &[TimerKind],
     at: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    for k in TimerKind::ALL.into_iter().filter(|k| k.runs_in() != state) {
+    for k in kinds {
         db.execute_raw(stmt(
             db.get_database_backend(),
             "UPDATE timers SET status = 'cancelled', settled_at = $1
@@ -502,6 +502,22 @@ pub async fn cancel_timers_outside(
         .await?;
     }
     Ok(())
+}
+
+/// When the case's `kind` clock is due (whatever its status), if it has one.
+pub async fn timer_due(
+    db: &impl ConnectionTrait,
+    case_id: &str,
+    kind: TimerKind,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT due_at FROM timers WHERE case_id = $1 AND kind = $2",
+            [case_id.into(), kind.as_str().into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get_by_index(0)).transpose()
 }
 
 /// A clock that has run out.
