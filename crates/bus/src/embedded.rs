@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "bus",
     version: 1,
     name: "embedded bus",
     sql: "CREATE TABLE bus_messages (

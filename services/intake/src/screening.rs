@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_SCREEN_REFERRAL.consumer;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "intake",
     version: 30,
     name: "screening decisions",
     sql: "CREATE TABLE screening_decisions (
