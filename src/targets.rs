@@ -133,8 +133,11 @@ pub fn check_settings(settings: &eh_platform::Settings, targets: &[Target]) -> R
         }
     }
     for t in targets {
-        t.0.check_settings(settings)
-            .map_err(|e| format!("configuration: {e}"))?;
+        t.0.check_settings(settings).map_err(|e| {
+            // A section read by the platform's reader says "configuration:" already.
+            let e = e.strip_prefix("configuration: ").unwrap_or(&e);
+            format!("configuration: {e}")
+        })?;
     }
     Ok(())
 }
