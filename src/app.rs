@@ -7,7 +7,7 @@ use eh_auth::demo::DemoIssuer;
 use eh_bus::embedded::EmbeddedTransport;
 use eh_bus::nats::{NatsOptions, NatsTransport};
 use eh_bus::{Faults, Outbox, ServiceContext, Transport};
-use eh_platform::config::TenantSettings;
+use eh_platform::config::{Section, TenantSettings};
 use eh_platform::health::{self, Readiness};
 use eh_platform::{Clock, Metrics, Mode, NoDelayListener, Settings, SystemClock};
 use std::net::SocketAddr;
@@ -58,23 +58,29 @@ pub struct App {
 /// The demo council, added in demo mode when the settings do not name it.
 pub fn with_demo_tenant(mut settings: Settings) -> Settings {
     if settings.demo_enabled() && !settings.tenants.contains_key(eh_auth::demo::DEMO_TENANT) {
-        settings.tenants.insert(
-            eh_auth::demo::DEMO_TENANT.into(),
-            TenantSettings {
-                name: "Demo Borough Council".into(),
-                oidc: None,
-                api_keys: vec![],
-                templates: Default::default(),
-                mail_from: Some("Demo Borough Council Early Help <earlyhelp@demo.invalid>".into()),
-                calendar: Default::default(),
-                service_levels: Default::default(),
-                contacts: eh_platform::config::TenantContacts {
-                    front_door_email: Some("front-door@demo.invalid".into()),
-                    team_manager_email: Some("early-help-manager@demo.invalid".into()),
-                },
-                screening: None,
-            },
-        );
+        let mut demo = TenantSettings::named("Demo Borough Council");
+        // Notifications' sections of the council, as a configuration file would write them.
+        for (key, value) in [
+            (
+                "mail_from",
+                serde_json::json!("Demo Borough Council Early Help <earlyhelp@demo.invalid>"),
+            ),
+            (
+                "contacts",
+                serde_json::json!({
+                    "front_door_email": "front-door@demo.invalid",
+                    "team_manager_email": "early-help-manager@demo.invalid",
+                }),
+            ),
+        ] {
+            let full = format!("tenants.{}.{key}", eh_auth::demo::DEMO_TENANT);
+            if let Ok(section) = Section::from_json(full, value) {
+                demo.sections.insert(key.into(), section);
+            }
+        }
+        settings
+            .tenants
+            .insert(eh_auth::demo::DEMO_TENANT.into(), demo);
     }
     settings
 }
@@ -139,6 +145,8 @@ impl App {
     /// bus is down) the services and the gRPC listener. `/readyz` says when all is up.
     pub async fn start(opts: AppOptions) -> anyhow::Result<App> {
         let settings = Arc::new(with_demo_tenant(opts.settings));
+        // Every service's settings are read and checked before anything starts.
+        crate::targets::check_settings(&settings, &opts.targets).map_err(anyhow::Error::msg)?;
         let demo_issuer = if settings.demo_enabled() {
             Some(Arc::new(
                 DemoIssuer::load_or_create(&settings.data_dir).map_err(anyhow::Error::msg)?,
@@ -340,14 +348,14 @@ impl Boot {
             let transport = self.transport.clone();
             let stop = self.shutdown.clone();
             tasks.spawn(async move {
-                let mut delay = Duration::from_millis(100);
+                let mut backoff =
+                    eh_platform::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
                 while !stop.is_cancelled() {
                     match transport.ensure_streams(&streams).await {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(error = %e, "cannot create streams yet; retrying"),
                     }
-                    tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = stop.cancelled() => return }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::select! { _ = tokio::time::sleep(backoff.next_delay()) => {}, _ = stop.cancelled() => return }
                 }
             });
         }
@@ -358,50 +366,18 @@ impl Boot {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("gRPC reflection")?;
-        let mut intake = None;
-        let mut consent = None;
-        let mut casework = None;
-        let mut notifications = None;
+        // Health and reflection, then each service's gRPC services: one router for all.
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(health_service).add_service(reflection);
         for (target, ctx) in contexts {
-            match target {
-                Target::Intake => {
-                    intake = Some(eh_intake::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
-                    reporter
-                        .set_service_status(
-                            "earlyhelp.intake.v1.IntakeService",
-                            tonic_health::ServingStatus::Serving,
-                        )
-                        .await;
-                }
-                Target::Consent => {
-                    consent = Some(eh_consent::start(ctx, &self.auth));
-                    reporter
-                        .set_service_status(
-                            "earlyhelp.consent.v1.ConsentService",
-                            tonic_health::ServingStatus::Serving,
-                        )
-                        .await;
-                }
-                Target::Casework => {
-                    casework =
-                        Some(eh_casework::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
-                    reporter
-                        .set_service_status(
-                            "earlyhelp.casework.v1.CaseworkService",
-                            tonic_health::ServingStatus::Serving,
-                        )
-                        .await;
-                }
-                Target::Notifications => {
-                    notifications =
-                        Some(eh_notifications::start(ctx, &self.auth).map_err(anyhow::Error::msg)?);
-                    reporter
-                        .set_service_status(
-                            "earlyhelp.notifications.v1.NotificationsService",
-                            tonic_health::ServingStatus::Serving,
-                        )
-                        .await;
-                }
+            target
+                .service()
+                .start(ctx, &self.auth, &mut routes)
+                .map_err(anyhow::Error::msg)?;
+            for name in target.service().grpc_services() {
+                reporter
+                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                    .await;
             }
         }
         reporter
@@ -429,12 +405,7 @@ impl Boot {
                 });
                 span
             })
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_optional_service(intake)
-            .add_optional_service(consent)
-            .add_optional_service(casework)
-            .add_optional_service(notifications)
+            .add_routes(routes.routes())
             .serve_with_incoming_shutdown(grpc.incoming(), async move {
                 stop.cancelled().await;
                 // Report not ready first, so load balancers stop routing here.
@@ -472,7 +443,8 @@ impl Boot {
 
     async fn connect(&self, target: Target) -> anyhow::Result<Option<sea_orm::DatabaseConnection>> {
         let loc = eh_store::Location::for_service(&self.settings, target.name())?;
-        let mut delay = Duration::from_millis(200);
+        let mut backoff =
+            eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let attempt = async {
                 let db = eh_store::connect(&loc).await?;
@@ -488,10 +460,9 @@ impl Boot {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = self.shutdown.cancelled() => return Ok(None),
             }
-            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The demo council: example requests for support submitted the way upstream systems and
 //! practitioners do, and what became of each, read back from the platform's own events and APIs.
 use crate::App;
+use anyhow::Context;
 use eh_bus::transport::ConsumerSpec;
 use eh_bus::{OutboundMessage, subjects};
 use eh_proto::intake::v1::{ReferralReceived, ReferralRejected};
@@ -193,25 +194,49 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
 }
 
 /// The case each stored referral opened, once it has left the states that pass in a moment:
-/// reference → (case id, state).
+/// reference → (case id, state). Asked of casework's gRPC API like any client, as a front-door
+/// practitioner of the demo council (a demo token).
 async fn case_states(
     app: &App,
     tenant: &str,
     received: &BTreeMap<String, String>,
 ) -> anyhow::Result<BTreeMap<String, (String, String)>> {
-    let db = eh_store::connect(&eh_store::Location::for_service(
-        &app.settings,
-        eh_casework::SERVICE,
-    )?)
-    .await?;
+    use eh_proto::casework::v1::ListCasesRequest;
+    use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
+    let issuer = app
+        .demo_issuer
+        .as_ref()
+        .context("the demo reads cases with a demo token: demo mode only")?;
+    let token = issuer
+        .mint("demo-front-door", &["front_door"], "early_help", 600)
+        .map_err(anyhow::Error::msg)?;
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let mut addr = app.grpc_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect to gRPC at {addr}"))?;
+    let mut casework = CaseworkServiceClient::new(channel);
     let passing = ["requested", "screening"];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
+        let mut request = tonic::Request::new(ListCasesRequest {
+            tenant: tenant.to_string(),
+            limit: 1000,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        let cases = casework.list_cases(request).await?.into_inner().cases;
         // A referral may have joined the open case of a family already known.
         let mut by_referral = BTreeMap::new();
-        for c in eh_casework::store::list_cases(&db, tenant, None, None, 1000).await? {
-            for referral in eh_casework::store::referrals_of(&db, &c.id).await? {
-                by_referral.insert(referral, (c.id.clone(), c.state.as_str().to_string()));
+        for c in cases {
+            for referral in c.referral_ids {
+                by_referral.insert(referral, (c.case_id.clone(), c.state.clone()));
             }
         }
         let found: BTreeMap<String, (String, String)> = received

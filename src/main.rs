@@ -26,16 +26,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run services until SIGTERM/Ctrl-C: `--target all` (default) or one or more of intake,consent,notifications.
+    /// Run services until SIGTERM/Ctrl-C: `--target all` (default) or a comma-separated list of
+    /// services.
     Run {
-        #[arg(long, default_value = "all")]
+        #[arg(long, default_value = "all", help = target_help())]
         target: String,
     },
     /// Apply every pending database migration of the targets, then exit.
     Migrate {
-        #[arg(long, default_value = "all")]
+        #[arg(long, default_value = "all", help = target_help())]
         target: String,
     },
+    /// Print the name of every service this binary runs, one a line (the chart's target list is
+    /// checked against it).
+    Targets,
     /// Show configuration.
     Config {
         #[command(subcommand)]
@@ -102,8 +106,19 @@ enum DlqCommand {
     Replay { seq: u64 },
 }
 
+/// `--target`'s help, from the table of services.
+fn target_help() -> String {
+    format!(
+        "`all` or a comma-separated list of: {}",
+        earlyhelp::Target::names()
+    )
+}
+
+/// The settings, with every key read by the platform or a service of the table.
 fn load(cli: &Cli) -> anyhow::Result<Settings> {
-    Settings::from_env(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))
+    let settings = Settings::from_env(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    earlyhelp::targets::check_settings(&settings, &[]).map_err(anyhow::Error::msg)?;
+    Ok(settings)
 }
 
 #[tokio::main]
@@ -125,11 +140,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print!("{}", earlyhelp::asyncapi::document());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Targets => {
+            for t in Target::ALL {
+                println!("{t}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Config {
             command: ConfigCommand::Print,
         } => {
             let s = earlyhelp::app::with_demo_tenant(load(&cli)?);
-            println!("{}", serde_json::to_string_pretty(&s.to_masked_json())?);
+            let mut printed = s.to_masked_json();
+            // The services' top-level sections as they read them: defaults in, secrets masked.
+            if let Some(out) = printed.as_object_mut() {
+                for t in Target::ALL {
+                    for (key, value) in t.service().settings_json(&s) {
+                        out.insert(key.to_string(), value);
+                    }
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&printed)?);
         }
         Command::Healthcheck { grpc, service } => {
             let channel = tonic::transport::Endpoint::from_shared(grpc.clone())?
@@ -214,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Republish { service, from, to } => {
-            let target: Target = service.parse().map_err(anyhow::Error::msg)?;
+            let target = Target::named(&service).map_err(anyhow::Error::msg)?;
             let parse = |s: &str| {
                 chrono::DateTime::parse_from_rfc3339(s)
                     .map(|d| d.with_timezone(&chrono::Utc))
@@ -255,7 +285,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config { .. }
         | Command::Healthcheck { .. }
         | Command::Token { .. }
-        | Command::Asyncapi => {}
+        | Command::Asyncapi
+        | Command::Targets => {}
     }
     Ok(ExitCode::SUCCESS)
 }

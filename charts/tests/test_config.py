@@ -10,12 +10,25 @@ import chartlib
 import checks
 
 CONFIG_RS = chartlib.REPO / "crates" / "platform" / "src" / "config.rs"
+# Each service's own sections (smtp, intake, a council's templates, …) are typed in its crate.
+SERVICE_SETTINGS_RS = sorted((chartlib.REPO / "services").glob("*/src/settings.rs"))
+
+# The services' sections of the file and their Rust types (in services/*/src/settings.rs); the keys
+# are checked against each crate's `KEYS` below, so a section added or renamed there fails here.
+SECTIONS = {"smtp": "SmtpSettings", "intake": "IntakeSettings"}
+TENANT_SECTIONS = {
+    "templates": "BTreeMap<String, TemplateSettings>",
+    "mail_from": "String",
+    "contacts": "TenantContacts",
+    "screening": "any",  # intake's screening rules: checked by intake at start
+}
 
 
 # --- the rendered config.yaml only uses keys and types the binary accepts ------------------------
-# The binary's Settings (crates/platform/src/config.rs) deny unknown fields, so a key the chart
-# renders but the binary does not know stops every pod at start. This reads the Rust structs
-# and enums, so a rename on either side fails here rather than in a cluster.
+# The binary's Settings (crates/platform/src/config.rs) deny unknown fields, and the binary refuses
+# a key no service reads, so a key the chart renders but the binary does not know stops every pod
+# at start. This reads the Rust structs and enums (the platform's and each service's sections), so
+# a rename on either side fails here rather than in a cluster.
 
 
 def _rust_types(text: str) -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
@@ -50,6 +63,8 @@ def _type_problems(node, rust_type: str, structs, enums, path: str) -> list[str]
             else:
                 out += _type_problems(v, structs[t][k], structs, enums, f"{path}.{k}".lstrip("."))
         return out
+    if t == "any":
+        return []
     if t in enums:
         return [] if node in enums[t] else [f"{path}: {node!r} is not one of {sorted(enums[t])}"]
     scalar = {
@@ -68,8 +83,17 @@ def _type_problems(node, rust_type: str, structs, enums, path: str) -> list[str]
 def rust_settings():
     if not CONFIG_RS.exists():
         pytest.skip(f"{CONFIG_RS.relative_to(chartlib.REPO)} not found")
-    structs, enums = _rust_types(CONFIG_RS.read_text())
+    structs, enums = _rust_types("\n".join(p.read_text() for p in [CONFIG_RS, *SERVICE_SETTINGS_RS]))
     assert "Settings" in structs and "server" in structs["Settings"], "could not read the Settings struct"
+    owned_global, owned_tenant = set(), set()
+    for p in SERVICE_SETTINGS_RS:
+        text = p.read_text()
+        for kind, into in (("global", owned_global), ("per_tenant", owned_tenant)):
+            if m := re.search(kind + r": &\[(.*?)\]", text, re.S):
+                into.update(re.findall(r'"(\w+)"', m.group(1)))
+    assert owned_global == set(SECTIONS) and owned_tenant == set(TENANT_SECTIONS), (owned_global, owned_tenant)
+    structs["Settings"].update(SECTIONS)
+    structs["TenantSettings"].update(TENANT_SECTIONS)
     return structs, enums
 
 

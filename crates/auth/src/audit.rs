@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
+        owner: "auth",
         version: 2,
         name: "audit trail",
         sql: "CREATE TABLE eh_audit (
@@ -37,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     // Entries written before this one form one chain for the whole database (`chain =
     // 'database'`); from now on each council's entries chain to that council's previous entry.
     Migration {
+        owner: "auth",
         version: 3,
         name: "audit chains per council",
         sql: "ALTER TABLE eh_audit ADD COLUMN chain TEXT NOT NULL DEFAULT 'database';

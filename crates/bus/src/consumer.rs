@@ -146,11 +146,11 @@ pub struct ConsumerOptions {
 
 impl ConsumerOptions {
     /// The delay before delivery number `delivered + 1`.
+    /// (The un-jittered step of [`eh_platform::Backoff`]: the broker redelivers on its own
+    /// schedule, so replicas are already spread by when each message failed.)
     pub fn backoff(&self, delivered: u64) -> Duration {
-        let exp = delivered.saturating_sub(1).min(20) as u32;
-        self.retry_base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.retry_max)
+        let exp = delivered.saturating_sub(1).min(30) as u32;
+        eh_platform::Backoff::new(self.retry_base, self.retry_max).ceiling(exp)
     }
 }
 
@@ -164,21 +164,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let mut retry = Duration::from_millis(200);
+    // Between attempts to subscribe (the broker away): capped, jittered.
+    let mut retry = eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     'outer: while !shutdown.is_cancelled() {
         let mut sub = match transport.subscribe(&opts.spec).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(consumer = %opts.spec.durable, error = %e, "cannot subscribe yet; retrying");
                 tokio::select! {
-                    _ = tokio::time::sleep(retry) => {}
+                    _ = tokio::time::sleep(retry.next_delay()) => {}
                     _ = shutdown.cancelled() => break,
                 }
-                retry = (retry * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        retry = Duration::from_millis(200);
+        retry.reset();
         loop {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'outer },
@@ -214,7 +214,7 @@ pub async fn run(
                     drop(permit);
                     tracing::warn!(consumer = %opts.spec.durable, error = %e, "receive failed; resubscribing");
                     tokio::select! {
-                        _ = tokio::time::sleep(retry) => {}
+                        _ = tokio::time::sleep(retry.next_delay()) => {}
                         _ = shutdown.cancelled() => break 'outer,
                     }
                     continue 'outer;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "bus",
     version: 1,
     name: "embedded bus",
     sql: "CREATE TABLE bus_messages (

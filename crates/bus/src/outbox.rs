@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 /// Tables every service database has: the outbox and the inbox. Services include these in their
 /// migration lists.
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "bus",
     version: 1,
     name: "bus outbox and inbox",
     sql: "CREATE TABLE eh_outbox (

@@ -31,19 +31,25 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = self.outbox.waker();
         let mut last_housekeeping = Instant::now() - Duration::from_secs(3600);
-        let mut backoff = Duration::from_millis(100);
+        // After a failed publish the relay waits longer each time (jittered, at most 5 s); the
+        // idle poll stays every 500 ms.
+        let mut backoff =
+            eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match self.publish_once().await {
+            let pause = match self.publish_once().await {
                 Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     continue;
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {
+                    backoff.reset();
+                    Duration::ZERO
+                }
                 Err(e) => {
                     tracing::warn!(service = %self.service, error = %e, "outbox relay: publish failed, will retry");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.next_delay()
                 }
-            }
+            };
             if last_housekeeping.elapsed() > Duration::from_secs(30) {
                 last_housekeeping = Instant::now();
                 self.housekeeping().await;
@@ -60,7 +66,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(backoff.max(Duration::from_millis(500))) => {}
+                _ = tokio::time::sleep(pause.max(Duration::from_millis(500))) => {}
                 _ = shutdown.cancelled() => {}
             }
         }

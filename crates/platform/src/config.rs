@@ -1,6 +1,14 @@
 //! Settings, layered: built-in defaults < `--config FILE` (TOML, YAML or JSON) < environment
 //! `EH__SECTION__KEY`. A value of the wrong type or an unknown key fails at start, naming the key.
+//!
+//! The platform reads only its own settings (mode, server, database, bus, telemetry, the councils'
+//! identities and calendars). Every other key — a top-level section such as `smtp` or `intake`,
+//! or a council's section such as `tenants.<id>.screening` — belongs to a service: it is handed
+//! over as written ([`Section`]), and the service reads it into its own type and checks it at
+//! start, naming the key (`eh_service::Service::check_settings`). The binary refuses a key no
+//! service claims, so the file users write is the same as when the platform held every section.
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,10 +55,6 @@ pub struct Settings {
     pub bus: BusSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
-    #[serde(default)]
-    pub smtp: SmtpSettings,
-    #[serde(default)]
-    pub intake: IntakeSettings,
     /// Councils served, by tenant id (a lowercase subject token, e.g. `worcs`).
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantSettings>,
@@ -58,6 +62,101 @@ pub struct Settings {
     /// a service principal may act for any tenant.
     #[serde(default)]
     pub service_keys: Vec<ApiKeySettings>,
+    /// The services' top-level sections (`smtp`, `intake`, …), by key, as written.
+    #[serde(skip)]
+    pub sections: BTreeMap<String, Section>,
+}
+
+/// The top-level keys the platform reads itself; any other is a service's [`Section`].
+const PLATFORM_KEYS: &[&str] = &[
+    "mode",
+    "data_dir",
+    "demo",
+    "server",
+    "database",
+    "bus",
+    "telemetry",
+    "tenants",
+    "service_keys",
+];
+
+/// The keys of a council the platform reads itself; any other is a service's [`Section`].
+const TENANT_KEYS: &[&str] = &["name", "oidc", "api_keys", "calendar", "service_levels"];
+
+/// A section of the configuration a service owns, as written (after layering files and
+/// environment), under its full key (`smtp`, `tenants.worcs.screening`).
+#[derive(Debug, Clone)]
+pub struct Section {
+    key: String,
+    value: config::Value,
+}
+
+impl Section {
+    /// `value` under `key` (tests and built-in councils write sections this way).
+    ///
+    /// # Errors
+    /// When `value` is not representable as configuration (never for JSON objects and scalars).
+    pub fn from_json(
+        key: impl Into<String>,
+        value: serde_json::Value,
+    ) -> Result<Self, ConfigError> {
+        let key = key.into();
+        let value = config::Value::deserialize(value).map_err(|e| ConfigError::Invalid {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { key, value })
+    }
+
+    /// The full key, e.g. `tenants.worcs.screening`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the section into `T` as the platform reads its own settings (numbers and booleans
+    /// from the environment taken as strings where `T` wants one).
+    ///
+    /// # Errors
+    /// Names the full key of the value at fault (`tenants.worcs.templates.x.subject`).
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        // Read under a one-entry table keyed by the section's key, so the error's key path is
+        // the whole one.
+        let mut table = config::Map::new();
+        table.insert(self.key.clone(), self.value.clone());
+        let mut one: BTreeMap<String, T> =
+            config::Value::new(None, config::ValueKind::Table(table)).try_deserialize()?;
+        one.remove(&self.key).ok_or_else(|| ConfigError::Invalid {
+            key: self.key.clone(),
+            reason: "missing".into(),
+        })
+    }
+
+    /// The section as JSON, as written.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::deserialize(self.value.clone()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The section as JSON with the value of every `password` key masked (`config print`).
+    pub fn to_masked_json(&self) -> serde_json::Value {
+        fn mask(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map.iter_mut() {
+                        if k == "password" && !v.is_null() {
+                            *v = serde_json::Value::String("********".into());
+                        } else {
+                            mask(v);
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
+                _ => {}
+            }
+        }
+        let mut v = self.to_json();
+        mask(&mut v);
+        v
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -183,62 +282,6 @@ impl Default for TelemetrySettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    #[default]
-    None,
-    Starttls,
-    Tls,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpSettings {
-    /// Empty in demo mode: mail is written to `data_dir/outbox-mail/` instead.
-    pub host: Option<String>,
-    pub port: u16,
-    pub username: Option<String>,
-    #[serde(serialize_with = "mask")]
-    pub password: Option<SecretString>,
-    pub tls: SmtpTls,
-    pub from: String,
-    pub timeout_secs: u64,
-    /// Connections to the relay, and so emails in flight at once, per notifications replica
-    /// (keep under the relay's per-client connection limit).
-    pub max_connections: u32,
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: 25,
-            username: None,
-            password: None,
-            tls: SmtpTls::None,
-            from: "Early Help <no-reply@earlyhelp.invalid>".into(),
-            timeout_secs: 10,
-            max_connections: 16,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IntakeSettings {
-    /// Inbound documents larger than this are rejected unread.
-    pub max_payload_bytes: usize,
-}
-
-impl Default for IntakeSettings {
-    fn default() -> Self {
-        Self {
-            max_payload_bytes: 256 * 1024,
-        }
-    }
-}
-
 /// One council.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -250,25 +293,34 @@ pub struct TenantSettings {
     /// Upstream systems allowed to call the APIs for this tenant.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
-    /// Overrides of the built-in message templates, by template name.
-    #[serde(default)]
-    pub templates: BTreeMap<String, TemplateSettings>,
-    /// Sender for this council's mail; the global `smtp.from` when absent.
-    #[serde(default)]
-    pub mail_from: Option<String>,
     /// The council's working days: its bank-holiday calendar and its own closure days.
     #[serde(default)]
     pub calendar: CalendarSettings,
     /// Service levels in working days (DOMAIN.md's defaults).
     #[serde(default)]
     pub service_levels: ServiceLevels,
-    /// The council's own mailboxes the platform notifies.
-    #[serde(default)]
-    pub contacts: TenantContacts,
-    /// Intake's screening rules (thresholds, programmes such as BRFC, area, advice texts) as a
-    /// document; the built-in defaults when absent. Checked at start by intake.
-    #[serde(default)]
-    pub screening: Option<serde_json::Value>,
+    /// The services' sections of this council (`templates`, `screening`, …), by key, as written.
+    #[serde(skip)]
+    pub sections: BTreeMap<String, Section>,
+}
+
+impl TenantSettings {
+    /// A council known by name only (its other settings the defaults).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            oidc: None,
+            api_keys: Vec::new(),
+            calendar: CalendarSettings::default(),
+            service_levels: ServiceLevels::default(),
+            sections: BTreeMap::new(),
+        }
+    }
+
+    /// The service section `key` of this council, when written.
+    pub fn section(&self, key: &str) -> Option<&Section> {
+        self.sections.get(key)
+    }
 }
 
 /// A council's working-day calendar.
@@ -315,18 +367,6 @@ impl Default for ServiceLevels {
     }
 }
 
-/// A council's own mailboxes.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantContacts {
-    /// The front door (First Response / MASH): told at once of every step-up.
-    #[serde(default)]
-    pub front_door_email: Option<String>,
-    /// The Early Help team manager: told of service-level breaches.
-    #[serde(default)]
-    pub team_manager_email: Option<String>,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSettings {
@@ -358,13 +398,6 @@ pub struct ApiKeySettings {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateSettings {
-    pub subject: String,
-    pub body: String,
-}
-
 fn mask<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(secret) if !secret.expose_secret().is_empty() => s.serialize_str("********"),
@@ -394,7 +427,51 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(vars)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        // The services' sections are taken out as written; the rest is the platform's, read
+        // with unknown keys refused as ever.
+        let mut root: config::Map<String, config::Value> = builder.build()?.try_deserialize()?;
+        let mut sections = BTreeMap::new();
+        let keys: Vec<String> = root.keys().cloned().collect();
+        for key in keys {
+            if !PLATFORM_KEYS.contains(&key.as_str())
+                && let Some(value) = root.remove(&key)
+            {
+                sections.insert(key.clone(), Section { key, value });
+            }
+        }
+        let mut tenant_sections: BTreeMap<String, BTreeMap<String, Section>> = BTreeMap::new();
+        if let Some(config::Value {
+            kind: config::ValueKind::Table(tenants),
+            ..
+        }) = root.get_mut("tenants")
+        {
+            for (id, tenant) in tenants.iter_mut() {
+                if let config::ValueKind::Table(t) = &mut tenant.kind {
+                    let keys: Vec<String> = t.keys().cloned().collect();
+                    for key in keys {
+                        if !TENANT_KEYS.contains(&key.as_str())
+                            && let Some(value) = t.remove(&key)
+                        {
+                            tenant_sections.entry(id.clone()).or_default().insert(
+                                key.clone(),
+                                Section {
+                                    key: format!("tenants.{id}.{key}"),
+                                    value,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let mut settings: Settings =
+            config::Value::new(None, config::ValueKind::Table(root)).try_deserialize()?;
+        settings.sections = sections;
+        for (id, s) in tenant_sections {
+            if let Some(t) = settings.tenants.get_mut(&id) {
+                t.sections = s;
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -446,9 +523,6 @@ impl Settings {
         if self.bus.max_deliver == 0 {
             return Err(invalid("bus.max_deliver", "must be at least 1"));
         }
-        if !(1..=256).contains(&self.smtp.max_connections) {
-            return Err(invalid("smtp.max_connections", "must be between 1 and 256"));
-        }
         for (id, t) in &self.tenants {
             if !is_token(id) || id.chars().any(|c| c.is_ascii_uppercase()) {
                 return Err(invalid(
@@ -489,9 +563,30 @@ impl Settings {
         Ok(())
     }
 
-    /// The effective settings as TOML-like JSON with secrets masked (`earlyhelp config print`).
+    /// The effective settings as TOML-like JSON with secrets masked (`earlyhelp config print`),
+    /// the services' sections as written (their passwords masked).
     pub fn to_masked_json(&self) -> serde_json::Value {
-        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(root) = v.as_object_mut() {
+            for (key, section) in &self.sections {
+                root.insert(key.clone(), section.to_masked_json());
+            }
+            if let Some(tenants) = root.get_mut("tenants").and_then(|t| t.as_object_mut()) {
+                for (id, t) in &self.tenants {
+                    if let Some(out) = tenants.get_mut(id).and_then(|o| o.as_object_mut()) {
+                        for (key, section) in &t.sections {
+                            out.insert(key.clone(), section.to_masked_json());
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The top-level service section `key`, when written.
+    pub fn section(&self, key: &str) -> Option<&Section> {
+        self.sections.get(key)
     }
 }
 
@@ -546,15 +641,53 @@ mod tests {
     }
 
     #[test]
-    fn smtp_connections_are_bounded() {
-        let s = Settings::load(&[], env(&[("EH__SMTP__MAX_CONNECTIONS", "4")])).unwrap();
-        assert_eq!(s.smtp.max_connections, 4);
-        for bad in ["0", "257"] {
-            let e = Settings::load(&[], env(&[("EH__SMTP__MAX_CONNECTIONS", bad)]))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains("smtp.max_connections"), "{e}");
+    fn service_sections_are_handed_over_as_written_and_read_naming_the_key() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Smtp {
+            port: u16,
+            password: Option<String>,
         }
+        let s = Settings::load(
+            &[],
+            env(&[
+                ("EH__SMTP__PORT", "2525"),
+                ("EH__SMTP__PASSWORD", "1234"),
+                ("EH__TENANTS__WORCS__NAME", "W"),
+                ("EH__TENANTS__WORCS__SCREENING__VERSION", "w-1"),
+            ]),
+        )
+        .unwrap();
+        let smtp: Smtp = s.section("smtp").unwrap().read().unwrap();
+        assert_eq!(smtp.port, 2525);
+        assert_eq!(
+            smtp.password.as_deref(),
+            Some("1234"),
+            "a number read as a string"
+        );
+        let worcs = &s.tenants["worcs"];
+        assert_eq!(worcs.name, "W");
+        let screening = worcs.section("screening").unwrap();
+        assert_eq!(screening.key(), "tenants.worcs.screening");
+        assert_eq!(screening.to_json(), serde_json::json!({"version": "w-1"}));
+
+        let bad = Settings::load(&[], env(&[("EH__SMTP__PORT", "soon")])).unwrap();
+        let e = bad
+            .section("smtp")
+            .unwrap()
+            .read::<Smtp>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smtp.port"), "{e}");
+        let e = Section::from_json(
+            "tenants.worcs.templates",
+            serde_json::json!({"ack": {"subject": 1, "body": []}}),
+        )
+        .unwrap()
+        .read::<BTreeMap<String, BTreeMap<String, String>>>()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tenants.worcs.templates.ack.body"), "{e}");
     }
 
     #[test]
@@ -586,10 +719,20 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_when_printed() {
-        let s = Settings::load(&[], env(&[("EH__SMTP__PASSWORD", "hunter2")])).unwrap();
+        let s = Settings::load(
+            &[],
+            env(&[
+                ("EH__SMTP__PASSWORD", "hunter2"),
+                ("EH__DATABASE__PASSWORD", "swordfish"),
+                ("EH__SMTP__HOST", "smtp.example"),
+            ]),
+        )
+        .unwrap();
         let printed = s.to_masked_json().to_string();
         assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("swordfish"));
         assert!(printed.contains("********"));
+        assert!(printed.contains("smtp.example"), "{printed}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! a SQLite file per service in embedded mode; versioned migrations; portable SQL statements.
 mod migrate;
 
-pub use migrate::{Migration, TENANT_POLICY, migrate, pending};
+pub use migrate::{
+    Migration, TENANT_POLICY, UNKNOWN_OWNER, check as check_migrations, migrate, pending,
+};
 pub use sea_orm;
 
 use eh_platform::{Mode, Settings};
@@ -20,8 +22,9 @@ pub enum Error {
     Db(#[from] sea_orm::DbErr),
     #[error("database configuration: {0}")]
     Config(String),
-    #[error("migration {version} ({name}) failed: {source}")]
+    #[error("migration {owner}/{version} ({name}) failed: {source}")]
     Migration {
+        owner: &'static str,
         version: i64,
         name: &'static str,
         source: sea_orm::DbErr,

@@ -12,6 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 const SCHEMA: &str = "svc";
 
 const V1: Migration = Migration {
+    owner: "svc",
     version: 1,
     name: "people and notes",
     sql: "CREATE TABLE people (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL);
@@ -20,6 +21,7 @@ const V1: Migration = Migration {
 };
 
 const V2: Migration = Migration {
+    owner: "svc",
     version: 2,
     name: "cases",
     sql: "CREATE TABLE cases (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, person_id TEXT NOT NULL)",

@@ -12,8 +12,9 @@ pub mod handlers;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
-use eh_bus::{ServiceContext, subjects};
+use eh_bus::subjects;
 use eh_proto::catalogue;
+use eh_service::{RoutesBuilder, ServiceContext};
 use eh_store::Migration;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,42 @@ pub const URGENT_CONCURRENCY: usize = 16;
 
 /// How often the clocks are checked.
 pub const TIMER_POLL: Duration = Duration::from_millis(250);
+
+/// Casework as the binary runs it (one line of its table).
+pub struct Service;
+
+impl eh_service::Service for Service {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        migrations()
+    }
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        streams(namespace)
+    }
+    fn grpc_services(&self) -> &'static [&'static str] {
+        use tonic::server::NamedService;
+        type Server = eh_proto::casework::v1::casework_service_server::CaseworkServiceServer<
+            grpc::CaseworkApi,
+        >;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
+    }
+    fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
+        handlers::Casework::calendars(settings)?;
+        Ok(Vec::new())
+    }
+    fn start(
+        &self,
+        ctx: ServiceContext,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
+    ) -> Result<(), String> {
+        grpc.add_service(start(ctx, auth)?);
+        Ok(())
+    }
+}
 
 /// Every migration of casework's database, in order.
 pub fn migrations() -> Vec<Migration> {

@@ -13,6 +13,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
 use crate::domain::{State, TimerKind};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "casework",
     version: 10,
     name: "cases, timeline, timers, consent read model",
     sql: "CREATE TABLE families (

@@ -12,13 +12,45 @@ pub mod handlers;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
-use eh_bus::{ServiceContext, subjects};
+use eh_bus::subjects;
+use eh_service::{RoutesBuilder, ServiceContext};
 use eh_store::Migration;
 use std::sync::Arc;
 
 pub const SERVICE: &str = "consent";
 pub const CONSUMER_REFERRAL_RECEIVED: &str =
     eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED.consumer;
+
+/// Consent as the binary runs it (one line of its table).
+pub struct Service;
+
+impl eh_service::Service for Service {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        migrations()
+    }
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        streams(namespace)
+    }
+    fn grpc_services(&self) -> &'static [&'static str] {
+        use tonic::server::NamedService;
+        type Server =
+            eh_proto::consent::v1::consent_service_server::ConsentServiceServer<grpc::ConsentApi>;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
+    }
+    fn start(
+        &self,
+        ctx: ServiceContext,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
+    ) -> Result<(), String> {
+        grpc.add_service(start(ctx, auth));
+        Ok(())
+    }
+}
 
 /// Every migration of consent's database, in order.
 pub fn migrations() -> Vec<Migration> {

@@ -9,6 +9,7 @@ use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "consent",
     version: 10,
     name: "consent ledger, withdrawals, overrides, sharing decisions",
     sql: "CREATE TABLE consent_records (

@@ -57,6 +57,8 @@ pub struct Intake {
     pub(crate) urgent_batches: Batches,
     /// The people each tenant holds, for matching (one set of indexes per replica).
     pub people: HeldPeople,
+    /// Inbound documents larger than this are rejected unread (`intake.max_payload_bytes`).
+    pub max_payload_bytes: usize,
 }
 
 impl Intake {
@@ -67,10 +69,14 @@ impl Intake {
 
     pub fn with_policy(ctx: ServiceContext, policy: MatchPolicy) -> Self {
         Self {
-            ctx,
             batches: crate::batch::batches(),
             urgent_batches: crate::batch::batches(),
             people: HeldPeople::new(policy),
+            // Checked at start (`Service::check_settings`), so wrong settings never get here.
+            max_payload_bytes: crate::settings::IntakeSettings::from_settings(&ctx.settings)
+                .unwrap_or_default()
+                .max_payload_bytes,
+            ctx,
         }
     }
 
@@ -262,7 +268,7 @@ impl InboundReferral {
                 msg.subject
             )));
         };
-        let max = self.intake.ctx.settings.intake.max_payload_bytes;
+        let max = self.intake.max_payload_bytes;
         let parsed = contract::parse(&msg.payload, max);
         let actor = format!("system:{}", msg.header("Eh-Actor").unwrap_or("upstream"));
         let door = Door {

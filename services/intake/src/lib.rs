@@ -10,10 +10,12 @@ pub mod grpc;
 pub mod handlers;
 pub mod matching;
 pub mod screening;
+pub mod settings;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
-use eh_bus::{ServiceContext, subjects};
+use eh_bus::subjects;
+use eh_service::{RoutesBuilder, ServiceContext};
 use eh_store::Migration;
 use std::sync::Arc;
 
@@ -27,6 +29,55 @@ pub const URGENT_CONCURRENCY: usize = 16;
 
 /// Both lanes claim inbound messages in this one inbox, so a message seen on both is stored once.
 pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
+
+/// Intake as the binary runs it (one line of its table).
+pub struct Service;
+
+impl eh_service::Service for Service {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        migrations()
+    }
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        streams(namespace)
+    }
+    fn grpc_services(&self) -> &'static [&'static str] {
+        use tonic::server::NamedService;
+        type Server =
+            eh_proto::intake::v1::intake_service_server::IntakeServiceServer<grpc::IntakeApi>;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
+    }
+    fn settings_keys(&self) -> eh_service::SettingsKeys {
+        settings::KEYS
+    }
+    fn settings_json(
+        &self,
+        settings: &eh_platform::Settings,
+    ) -> Vec<(&'static str, serde_json::Value)> {
+        settings::IntakeSettings::from_settings(settings)
+            .ok()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .map(|v| vec![("intake", v)])
+            .unwrap_or_default()
+    }
+    fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
+        settings::IntakeSettings::from_settings(settings)?;
+        screening::rules_from_settings(settings)?;
+        Ok(Vec::new())
+    }
+    fn start(
+        &self,
+        ctx: ServiceContext,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
+    ) -> Result<(), String> {
+        grpc.add_service(start(ctx, auth)?);
+        Ok(())
+    }
+}
 
 /// Every migration of intake's database, in order.
 pub fn migrations() -> Vec<Migration> {

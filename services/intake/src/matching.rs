@@ -46,6 +46,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const MIGRATION: Migration = Migration {
+    owner: "intake",
     version: 20,
     name: "person matching",
     sql: "ALTER TABLE people ADD COLUMN version {bigint} NOT NULL DEFAULT 0;

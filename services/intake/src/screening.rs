@@ -20,6 +20,7 @@ use std::sync::Arc;
 pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_SCREEN_REFERRAL.consumer;
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
+    owner: "intake",
     version: 30,
     name: "screening decisions",
     sql: "CREATE TABLE screening_decisions (
@@ -44,9 +45,9 @@ pub fn rules_from_settings(
 ) -> Result<BTreeMap<String, ScreeningRules>, String> {
     let mut out = BTreeMap::new();
     for (id, t) in &settings.tenants {
-        let rules = match &t.screening {
+        let rules = match t.section("screening") {
             None => ScreeningRules::default(),
-            Some(v) => serde_json::from_value::<ScreeningRules>(v.clone())
+            Some(v) => serde_json::from_value::<ScreeningRules>(v.to_json())
                 .map_err(|e| format!("tenants.{id}.screening: {e}"))?,
         };
         rules.validate().map_err(|violations| {
@@ -276,8 +277,10 @@ mod tests {
     fn settings(screening: Option<serde_json::Value>) -> Settings {
         let mut s = Settings::load(&[], vec![("EH__TENANTS__WORCS__NAME".into(), "W".into())])
             .expect("settings");
-        if let Some(t) = s.tenants.get_mut("worcs") {
-            t.screening = screening;
+        if let (Some(t), Some(v)) = (s.tenants.get_mut("worcs"), screening) {
+            let section = eh_platform::config::Section::from_json("tenants.worcs.screening", v)
+                .expect("section");
+            t.sections.insert("screening".into(), section);
         }
         s
     }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 /// Intake's tables, then what matching added to them (see `matching.rs`).
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
+        owner: "intake",
         version: 10,
         name: "referrals, families, people",
         sql: "CREATE TABLE families (

@@ -7,13 +7,15 @@ pub mod grpc;
 pub mod handlers;
 pub mod mailer;
 pub mod sender;
+pub mod settings;
 pub mod store;
 pub mod templates;
 pub mod urgent;
 
 use eh_auth::{Auditor, Authenticator};
-use eh_bus::{ServiceContext, subjects};
+use eh_bus::subjects;
 use eh_proto::catalogue as c;
+use eh_service::{RoutesBuilder, ServiceContext};
 use eh_store::Migration;
 use std::sync::Arc;
 
@@ -31,6 +33,56 @@ pub const CONSUMER_CONSENT_REQUESTED: &str =
 pub const CONSUMER_SERVICE_LEVEL_BREACHED: &str =
     eh_proto::catalogue::NOTIFICATIONS_SERVICE_LEVEL_BREACHED.consumer;
 
+/// Notifications as the binary runs it (one line of its table).
+pub struct Service;
+
+impl eh_service::Service for Service {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        migrations()
+    }
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        streams(namespace)
+    }
+    fn grpc_services(&self) -> &'static [&'static str] {
+        use tonic::server::NamedService;
+        type Server =
+            eh_proto::notifications::v1::notifications_service_server::NotificationsServiceServer<
+                grpc::NotificationsApi,
+            >;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
+    }
+    fn settings_keys(&self) -> eh_service::SettingsKeys {
+        settings::KEYS
+    }
+    fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
+        templates::check(settings)
+    }
+    fn settings_json(
+        &self,
+        settings: &eh_platform::Settings,
+    ) -> Vec<(&'static str, serde_json::Value)> {
+        settings::NotificationsSettings::from_settings(settings)
+            .ok()
+            .and_then(|s| serde_json::to_value(s.smtp).ok())
+            .map(|smtp| vec![("smtp", smtp)])
+            .unwrap_or_default()
+    }
+    fn start(
+        &self,
+        ctx: ServiceContext,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
+    ) -> Result<(), String> {
+        grpc.add_service(start(ctx, auth)?);
+        Ok(())
+    }
+}
+
+/// Every migration of notifications' database, in order.
 pub fn migrations() -> Vec<Migration> {
     [
         eh_bus::outbox::MIGRATIONS,

@@ -1,7 +1,7 @@
 //! Sending email: SMTP (plain, STARTTLS or TLS, with optional credentials), or — in demo mode with
 //! no SMTP server configured — `.eml` files in `data_dir/mail/`.
+use crate::settings::{NotificationsSettings, SmtpTls};
 use eh_platform::Settings;
-use eh_platform::config::SmtpTls;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -28,7 +28,7 @@ pub struct Email<'a> {
 
 impl Mailer {
     pub fn from_settings(settings: &Settings) -> Result<Self, String> {
-        let smtp = &settings.smtp;
+        let smtp = &NotificationsSettings::from_settings(settings)?.smtp;
         let Some(host) = smtp.host.clone().filter(|h| !h.is_empty()) else {
             if settings.demo_enabled() {
                 return Ok(Self::Files(settings.data_dir.join("mail")));

@@ -3,6 +3,7 @@
 //! backoff and recording every attempt. Each message is claimed with a lease first, so several
 //! replicas never send the same one at once.
 use crate::mailer::{Email, Mailer};
+use crate::settings::NotificationsSettings;
 use crate::store::{self, status};
 use eh_bus::{Envelope, OutboundMessage, ServiceContext};
 use eh_proto::notifications::v1::MessageSent;
@@ -30,6 +31,8 @@ type Attempt = (
 
 pub struct Sender {
     ctx: ServiceContext,
+    /// Checked at start (`Service::check_settings`).
+    settings: Arc<NotificationsSettings>,
     mailer: Arc<Mailer>,
     wake: Arc<Notify>,
     /// Cancelled when the process stops: the recorder then stops waiting for the database.
@@ -41,6 +44,9 @@ pub struct Sender {
 impl Sender {
     pub fn new(ctx: ServiceContext, mailer: Arc<Mailer>) -> Self {
         Self {
+            settings: Arc::new(
+                NotificationsSettings::from_settings(&ctx.settings).unwrap_or_default(),
+            ),
             ctx,
             mailer,
             wake: Arc::new(Notify::new()),
@@ -163,7 +169,7 @@ impl Sender {
         // Should recording fail, no further email is started (those not started stay leased,
         // and go out once the lease ends), what finished is recorded again after a pause, and
         // the round ends (with the error if recording never succeeded).
-        let in_flight = self.ctx.settings.smtp.max_connections.max(1) as usize;
+        let in_flight = self.settings.smtp.max_connections.max(1) as usize;
         let stop = std::sync::atomic::AtomicBool::new(false);
         let unstarted = std::sync::Mutex::new(Vec::new());
         let not_started = &unstarted;
@@ -291,12 +297,10 @@ impl Sender {
     /// One attempt to deliver `m`; the error text is what its record shows.
     async fn deliver(&self, m: &store::MessageRow) -> Result<(), String> {
         let from = self
-            .ctx
             .settings
-            .tenants
-            .get(&m.tenant)
+            .council(&m.tenant)
             .and_then(|t| t.mail_from.clone())
-            .unwrap_or_else(|| self.ctx.settings.smtp.from.clone());
+            .unwrap_or_else(|| self.settings.smtp.from.clone());
         self.mailer
             .send(&Email {
                 message_id: &m.id,

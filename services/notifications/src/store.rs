@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
+        owner: "notifications",
         version: 10,
         name: "messages and suppressions",
         sql: "CREATE TABLE messages (
@@ -43,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     // service-level clocks, two screenings), but one occurrence must still be one message. SQLite
     // cannot drop a table constraint, so the table is rebuilt (portable to PostgreSQL too).
     Migration {
+        owner: "notifications",
         version: 11,
         name: "message priority and dedupe key; referrer and child-name read models",
         sql: "CREATE TABLE messages_v11 (
@@ -92,6 +94,7 @@ pub const MIGRATIONS: &[Migration] = &[
     // An urgent message (the front door's) not sent within a minute is raised once, however
     // many replicas watch: the first to insert its row raises it (`urgent.rs`).
     Migration {
+        owner: "notifications",
         version: 12,
         name: "overdue urgent messages raised",
         sql: "CREATE TABLE overdue_raised (

@@ -5,8 +5,8 @@
 //!
 //! No template has a variable for a child's name or for the concerns: email is not a secure
 //! channel.
+use crate::settings::{Council, NotificationsSettings};
 use eh_platform::Settings;
-use eh_platform::config::TenantSettings;
 use std::collections::BTreeMap;
 
 pub const REFERRAL_ACKNOWLEDGEMENT: &str = "referral_acknowledgement";
@@ -215,12 +215,12 @@ pub fn builtin(name: &str) -> Option<(&'static str, String)> {
 }
 
 /// The council's version of `name`, or the built-in one.
-pub fn lookup(tenant: Option<&TenantSettings>, name: &str) -> Option<(String, String)> {
+pub fn lookup(tenant: Option<&Council>, name: &str) -> Option<(String, String)> {
     lookup_first(tenant, &[name])
 }
 
 /// The council's version of the first of `names` it overrides, else the first built-in one.
-pub fn lookup_first(tenant: Option<&TenantSettings>, names: &[&str]) -> Option<(String, String)> {
+pub fn lookup_first(tenant: Option<&Council>, names: &[&str]) -> Option<(String, String)> {
     if let Some(t) = names
         .iter()
         .find_map(|n| tenant.and_then(|t| t.templates.get(*n)))
@@ -257,9 +257,14 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> Result<String, S
 /// Checks every council's overrides render with their template's variables. Errors name the
 /// setting; overrides of names that are no template are returned as warnings (they are unused).
 pub fn check(settings: &Settings) -> Result<Vec<String>, String> {
+    check_councils(&NotificationsSettings::from_settings(settings)?)
+}
+
+/// [`check`] of settings already read.
+pub fn check_councils(settings: &NotificationsSettings) -> Result<Vec<String>, String> {
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
-    for (tenant, t) in &settings.tenants {
+    for (tenant, t) in &settings.councils {
         for (name, template) in &t.templates {
             let Some(vars) = variables(name) else {
                 warnings.push(format!(
@@ -325,16 +330,17 @@ mod tests {
 
     #[test]
     fn screening_text_is_chosen_by_outcome_then_by_the_councils_general_override() {
-        let mut t: TenantSettings = serde_json::from_value(serde_json::json!({
-            "name": "Test Council",
-            "templates": {
+        let mut t = Council {
+            name: "Test Council".into(),
+            templates: serde_json::from_value(serde_json::json!({
                 "screening_outcome": {"subject": "general {{outcome}}", "body": "b"},
                 "screening_outcome_advice_and_signpost": {"subject": "advice {{advice}}", "body": "b"}
-            }
-        }))
-        .unwrap();
+            }))
+            .unwrap(),
+            ..Council::default()
+        };
         let names = |o: &str| [screening_variant(o)];
-        let pick = |t: Option<&TenantSettings>, o: &str| {
+        let pick = |t: Option<&Council>, o: &str| {
             let v = names(o);
             lookup_first(t, &[v[0].as_str(), SCREENING_OUTCOME])
                 .unwrap()
@@ -371,7 +377,7 @@ mod tests {
                 "typo",
             ),
         ];
-        let mut settings =
+        let settings =
             Settings::load(&[], env.map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
         let err = check(&settings).unwrap_err();
         assert!(
@@ -379,13 +385,14 @@ mod tests {
                 && err.contains("child_name"),
             "{err}"
         );
+        let mut settings = NotificationsSettings::from_settings(&settings).unwrap();
         settings
-            .tenants
+            .councils
             .get_mut("worcs")
             .unwrap()
             .templates
             .remove("step_up_front_door");
-        let warnings = check(&settings).unwrap();
+        let warnings = check_councils(&settings).unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].contains("referal_acknowledgement"),

@@ -136,7 +136,7 @@ async fn platform(
     urgent: usize,
 ) -> anyhow::Result<Run> {
     let mut t = TestApp::spawn_targets(distributed, targets).await?;
-    let whole = targets.contains(&Target::Casework);
+    let whole = targets.contains(&Target::named("casework").map_err(anyhow::Error::msg)?);
     use sea_orm::ConnectionTrait as _;
     let tag = eh_testkit::namespace();
     // Every referral about a different family, so each is matched against the people held so far
@@ -471,7 +471,10 @@ async fn main() -> anyhow::Result<()> {
     // The first slice alone (intake and notifications, as issue 2 defines it), then the whole
     // platform: every service, each referral also opening a case, consented and screened.
     // The urgent runs: the whole platform with significant-harm referrals in the burst.
-    let slice: &[Target] = &[Target::Intake, Target::Notifications];
+    let slice: &[Target] = &[
+        Target(&eh_intake::Service),
+        Target(&eh_notifications::Service),
+    ];
     let urgent = urgent_n();
     let runs: [(&str, bool, &[Target], usize); 6] = [
         ("distributed slice ", true, slice, 0),

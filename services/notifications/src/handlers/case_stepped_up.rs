@@ -141,7 +141,7 @@ impl eh_bus::Handler for CaseSteppedUpHandler {
         let ctx = &self.0.ctx;
         let (tenant, ev) = decode::<CaseSteppedUp>(ctx, msg, "CaseSteppedUp")?;
         let case = ev.case.clone().unwrap_or_default();
-        let settings = ctx.settings.tenants.get(&tenant);
+        let settings = self.0.settings.council(&tenant);
         let referrer = store::referrer_of(&ctx.db, &tenant, &case.referral_id)
             .await
             .map_err(retry)?;

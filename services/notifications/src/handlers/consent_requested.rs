@@ -64,7 +64,7 @@ eh_bus::admitted_in_order!(ConsentRequestedHandler);
 impl ConsentRequestedHandler {
     fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) = decode::<ConsentRequested>(&self.0.ctx, msg, "ConsentRequested")?;
-        let settings = self.0.ctx.settings.tenants.get(&tenant);
+        let settings = self.0.settings.council(&tenant);
         let plan = plan(&council(&tenant, settings), &ev)?;
         Ok(self.0.admit(
             CONSUMER_CONSENT_REQUESTED,

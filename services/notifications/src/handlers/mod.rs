@@ -24,11 +24,11 @@ pub use screening_decided::ScreeningDecidedHandler;
 pub use service_level_breached::ServiceLevelBreachedHandler;
 
 use crate::domain::Addressee;
+use crate::settings::{Council, NotificationsSettings};
 use crate::{store, templates};
 use eh_bus::batch::{Batch, Batcher};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Received, ServiceContext, inbox, subjects};
-use eh_platform::config::TenantSettings;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -38,6 +38,8 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct Notifier {
     pub ctx: ServiceContext,
+    /// Notifications' settings: the councils' templates, senders and mailboxes.
+    pub settings: Arc<NotificationsSettings>,
     pub wake: Arc<Notify>,
     /// The urgent sender's bell, rung when a step-up is recorded (`urgent.rs`).
     pub urgent_wake: Arc<Notify>,
@@ -108,7 +110,7 @@ fn decode<T: prost::Message + Default>(
 }
 
 /// The council's name in messages: its settings' name, else the tenant id.
-fn council(tenant: &str, settings: Option<&TenantSettings>) -> String {
+fn council(tenant: &str, settings: Option<&Council>) -> String {
     settings
         .map(|t| t.name.clone())
         .unwrap_or_else(|| tenant.to_string())
@@ -152,7 +154,7 @@ impl Recording {
     pub fn add(
         &mut self,
         tenant: &str,
-        settings: Option<&TenantSettings>,
+        settings: Option<&Council>,
         plan: &Plan,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), HandlerError> {
@@ -267,6 +269,10 @@ pub const MAX_BATCH: usize = 256;
 impl Notifier {
     pub fn new(ctx: ServiceContext, wake: Arc<Notify>) -> Self {
         Self {
+            // Checked at start (`Service::check_settings`).
+            settings: Arc::new(
+                NotificationsSettings::from_settings(&ctx.settings).unwrap_or_default(),
+            ),
             ctx,
             wake,
             urgent_wake: Arc::new(Notify::new()),
@@ -298,7 +304,7 @@ impl Notifier {
         plan: &Plan,
         mut recording: Recording,
     ) -> Pending {
-        let settings = self.ctx.settings.tenants.get(tenant);
+        let settings = self.settings.council(tenant);
         if let Err(e) = recording.add(tenant, settings, plan, self.ctx.clock.now()) {
             return Box::pin(std::future::ready(Err(e)));
         }

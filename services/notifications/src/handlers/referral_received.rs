@@ -81,7 +81,7 @@ fn admit(
 ) -> Result<Pending, HandlerError> {
     let ctx = &notifier.ctx;
     let (tenant, event) = decode::<ReferralReceived>(ctx, msg, "ReferralReceived")?;
-    let settings = ctx.settings.tenants.get(&tenant);
+    let settings = notifier.settings.council(&tenant);
     let plan = plan(&council(&tenant, settings), &event)?;
     let referral = event.referral.clone().unwrap_or_default();
     let referrer = referral.referrer.clone().unwrap_or_default();

@@ -78,7 +78,7 @@ eh_bus::admitted_in_order!(ScreeningDecidedHandler);
 impl ScreeningDecidedHandler {
     fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) = decode::<ScreeningDecided>(&self.0.ctx, msg, "ScreeningDecided")?;
-        let settings = self.0.ctx.settings.tenants.get(&tenant);
+        let settings = self.0.settings.council(&tenant);
         let plan = plan(&council(&tenant, settings), &ev)?;
         if plan.messages.is_empty() {
             tracing::info!(

@@ -59,7 +59,7 @@ impl ServiceLevelBreachedHandler {
     fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
         let (tenant, ev) =
             decode::<ServiceLevelBreached>(&self.0.ctx, msg, "ServiceLevelBreached")?;
-        let settings = self.0.ctx.settings.tenants.get(&tenant);
+        let settings = self.0.settings.council(&tenant);
         let manager = mailbox(settings.and_then(|t| t.contacts.team_manager_email.as_ref()));
         let plan = plan(&tenant, &council(&tenant, settings), manager, &ev)?;
         Ok(self.0.admit(

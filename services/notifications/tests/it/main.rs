@@ -16,7 +16,7 @@ use eh_notifications::store::{self, MessageRow};
 use eh_notifications::{mailer::Mailer, migrations};
 use eh_platform::Settings;
 use eh_platform::clock::ManualClock;
-use eh_platform::config::TemplateSettings;
+use eh_platform::config::{Section, TenantSettings};
 use eh_proto::casework::v1 as cw;
 use eh_proto::intake::v1 as intake;
 use eh_testkit::SmtpSink;
@@ -224,20 +224,23 @@ async fn env_built(
         .tenants
         .get_mut("staffs")
         .context("testkit configures staffs")?;
-    staffs.mail_from = Some(format!("Staffordshire Early Help <{STAFFS_FROM}>"));
+    set_section(
+        staffs,
+        "mail_from",
+        serde_json::json!(format!("Staffordshire Early Help <{STAFFS_FROM}>")),
+    )?;
+    let mut templates = serde_json::Map::new();
     for (name, subject) in [
         ("step_up_front_door", "STAFFS STEP-UP {{case_id}}"),
         ("service_level_breach", "STAFFS BREACH {{case_id}}"),
         ("screening_outcome", "STAFFS SCREENING {{outcome}}"),
     ] {
-        staffs.templates.insert(
+        templates.insert(
             name.into(),
-            TemplateSettings {
-                subject: subject.into(),
-                body: "Staffordshire template for {{case_id}}.\n".into(),
-            },
+            serde_json::json!({"subject": subject, "body": "Staffordshire template for {{case_id}}.\n"}),
         );
     }
+    set_section(staffs, "templates", templates.into())?;
     adjust(&mut settings);
     let mut location = eh_testkit::service_location(postgres, dir.path(), "notifications").await?;
     let proxy = if behind_proxy {
@@ -1117,11 +1120,33 @@ async fn missing_council_mailboxes_are_undeliverable(e: Env) -> Result<()> {
     Ok(())
 }
 
+/// `smtp.max_connections = 1`, as a configuration file would set it.
+fn one_smtp_connection(s: &mut Settings) {
+    let mut smtp = s
+        .section("smtp")
+        .map(Section::to_json)
+        .unwrap_or_else(|| serde_json::json!({}));
+    smtp["max_connections"] = serde_json::json!(1);
+    let section = Section::from_json("smtp", smtp).expect("smtp section");
+    s.sections.insert("smtp".into(), section);
+}
+
+/// Writes a council's section of notifications' settings, as a configuration file would.
+fn set_section(t: &mut TenantSettings, key: &str, value: serde_json::Value) -> Result<()> {
+    let section = Section::from_json(format!("tenants.x.{key}"), value)?;
+    t.sections.insert(key.into(), section);
+    Ok(())
+}
+
 async fn without_council_mailboxes(postgres: bool) -> Result<Env> {
     env_with(postgres, |s| {
         if let Some(t) = s.tenants.get_mut("worcs") {
-            t.contacts.front_door_email = None;
-            t.contacts.team_manager_email = Some("  ".into());
+            set_section(
+                t,
+                "contacts",
+                serde_json::json!({"team_manager_email": "  "}),
+            )
+            .expect("contacts");
         }
     })
     .await
@@ -1283,10 +1308,7 @@ async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
 
 #[tokio::test]
 async fn sqlite_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
-    sending_stops_when_sends_cannot_be_recorded(
-        env_with(false, |s| s.smtp.max_connections = 1).await?,
-    )
-    .await
+    sending_stops_when_sends_cannot_be_recorded(env_with(false, one_smtp_connection).await?).await
 }
 
 /// The database goes away while emails are going out, for longer than a few tries: the sender
@@ -1294,7 +1316,7 @@ async fn sqlite_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
 /// email goes out twice.
 #[tokio::test]
 async fn postgres_an_outage_while_sending_sends_no_email_twice() -> Result<()> {
-    let e = env_behind_proxy(|s| s.smtp.max_connections = 1).await?;
+    let e = env_behind_proxy(one_smtp_connection).await?;
     let proxy = e.proxy.as_ref().context("behind a proxy")?;
     let n = 100;
     let now = e.ctx.clock.now();
@@ -1379,10 +1401,7 @@ async fn postgres_an_outage_after_a_claim_keeps_the_claimed_messages() -> Result
 
 #[tokio::test]
 async fn postgres_sending_stops_when_sends_cannot_be_recorded() -> Result<()> {
-    sending_stops_when_sends_cannot_be_recorded(
-        env_with(true, |s| s.smtp.max_connections = 1).await?,
-    )
-    .await
+    sending_stops_when_sends_cannot_be_recorded(env_with(true, one_smtp_connection).await?).await
 }
 
 #[tokio::test]
@@ -1400,13 +1419,12 @@ async fn postgres_migrating_keeps_existing_messages() -> Result<()> {
 async fn start_refuses_a_broken_council_template() -> Result<()> {
     let e = env_with(false, |s| {
         if let Some(t) = s.tenants.get_mut("worcs") {
-            t.templates.insert(
-                "consent_request".into(),
-                TemplateSettings {
-                    subject: "Consent for {{child_name}}".into(),
-                    body: "b".into(),
-                },
-            );
+            set_section(
+                t,
+                "templates",
+                serde_json::json!({"consent_request": {"subject": "Consent for {{child_name}}", "body": "b"}}),
+            )
+            .expect("templates");
         }
     })
     .await?;
