@@ -21,6 +21,8 @@ TENANT_SECTIONS = {
     "mail_from": "String",
     "contacts": "TenantContacts",
     "screening": "any",  # intake's screening rules: checked by intake at start
+    "calendar": "CalendarSettings",  # casework's working days
+    "service_levels": "ServiceLevelSettings",
 }
 
 

@@ -2,7 +2,7 @@
 //! `EH__SECTION__KEY`. A value of the wrong type or an unknown key fails at start, naming the key.
 //!
 //! The platform reads only its own settings (mode, server, database, bus, telemetry, the councils'
-//! identities and calendars). Every other key — a top-level section such as `smtp` or `intake`,
+//! identities). Every other key — a top-level section such as `smtp` or `intake`,
 //! or a council's section such as `tenants.<id>.screening` — belongs to a service: it is handed
 //! over as written ([`Section`]), and the service reads it into its own type and checks it at
 //! start, naming the key (`eh_service::Service::check_settings`). The binary refuses a key no
@@ -81,7 +81,7 @@ const PLATFORM_KEYS: &[&str] = &[
 ];
 
 /// The keys of a council the platform reads itself; any other is a service's [`Section`].
-const TENANT_KEYS: &[&str] = &["name", "oidc", "api_keys", "calendar", "service_levels"];
+const TENANT_KEYS: &[&str] = &["name", "oidc", "api_keys"];
 
 /// A section of the configuration a service owns, as written (after layering files and
 /// environment), under its full key (`smtp`, `tenants.worcs.screening`).
@@ -293,12 +293,6 @@ pub struct TenantSettings {
     /// Upstream systems allowed to call the APIs for this tenant.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
-    /// The council's working days: its bank-holiday calendar and its own closure days.
-    #[serde(default)]
-    pub calendar: CalendarSettings,
-    /// Service levels in working days (DOMAIN.md's defaults).
-    #[serde(default)]
-    pub service_levels: ServiceLevels,
     /// The services' sections of this council (`templates`, `screening`, …), by key, as written.
     #[serde(skip)]
     pub sections: BTreeMap<String, Section>,
@@ -311,8 +305,6 @@ impl TenantSettings {
             name: name.into(),
             oidc: None,
             api_keys: Vec::new(),
-            calendar: CalendarSettings::default(),
-            service_levels: ServiceLevels::default(),
             sections: BTreeMap::new(),
         }
     }
@@ -320,50 +312,6 @@ impl TenantSettings {
     /// The service section `key` of this council, when written.
     pub fn section(&self, key: &str) -> Option<&Section> {
         self.sections.get(key)
-    }
-}
-
-/// A council's working-day calendar.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CalendarSettings {
-    /// `england-and-wales` (default), `scotland` or `northern-ireland`.
-    #[serde(default)]
-    pub division: eh_workdays::Division,
-    /// The council's own closure days (e.g. a Christmas shutdown), as `YYYY-MM-DD`.
-    #[serde(default)]
-    pub closure_days: Vec<chrono::NaiveDate>,
-}
-
-impl CalendarSettings {
-    /// The working calendar these settings describe.
-    ///
-    /// # Errors
-    /// When a closure day lies outside the calendar's supported range.
-    pub fn working_calendar(&self) -> Result<eh_workdays::WorkingCalendar, eh_workdays::Error> {
-        eh_workdays::WorkingCalendar::new(self.division, self.closure_days.iter().copied())
-    }
-}
-
-/// Service levels, in working days.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServiceLevels {
-    /// Front-door screening decision after a request arrives (default 1).
-    pub screening_decision_days: u32,
-    /// Chase outstanding consent after (default 5).
-    pub consent_chase_days: u32,
-    /// Close as "no consent" after (default 20).
-    pub consent_close_days: u32,
-}
-
-impl Default for ServiceLevels {
-    fn default() -> Self {
-        Self {
-            screening_decision_days: 1,
-            consent_chase_days: 5,
-            consent_close_days: 20,
-        }
     }
 }
 
@@ -528,19 +476,6 @@ impl Settings {
                 return Err(invalid(
                     &format!("tenants.{id}"),
                     "a tenant id is one lowercase subject token: letters, digits, '_' or '-'",
-                ));
-            }
-            if let Err(e) = t.calendar.working_calendar() {
-                return Err(invalid(
-                    &format!("tenants.{id}.calendar.closure_days"),
-                    &e.to_string(),
-                ));
-            }
-            let sl = &t.service_levels;
-            if sl.consent_chase_days == 0 || sl.consent_close_days <= sl.consent_chase_days {
-                return Err(invalid(
-                    &format!("tenants.{id}.service_levels.consent_close_days"),
-                    "must be more than consent_chase_days, which must be at least 1",
                 ));
             }
             for (i, k) in t.api_keys.iter().enumerate() {
@@ -754,53 +689,6 @@ mod tests {
         assert_eq!(
             s.tenants["staffs"].name, "Staffordshire",
             "a second file merges, not replaces"
-        );
-    }
-
-    #[test]
-    fn a_tenants_calendar_and_service_levels_are_checked() {
-        let base = [("EH__TENANTS__WORCS__NAME", "Worcestershire")];
-        let s = Settings::load(
-            &[],
-            env(&[
-                base[0],
-                ("EH__TENANTS__WORCS__CALENDAR__DIVISION", "scotland"),
-                (
-                    "EH__TENANTS__WORCS__SERVICE_LEVELS__CONSENT_CLOSE_DAYS",
-                    "25",
-                ),
-            ]),
-        )
-        .unwrap();
-        let w = &s.tenants["worcs"];
-        assert_eq!(w.calendar.division, eh_workdays::Division::Scotland);
-        assert_eq!(w.service_levels.consent_close_days, 25);
-        assert_eq!(
-            w.service_levels.consent_chase_days, 5,
-            "defaults fill the rest"
-        );
-        let e = Settings::load(
-            &[],
-            env(&[base[0], ("EH__TENANTS__WORCS__CALENDAR__DIVISION", "wales")]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("division"), "{e}");
-        let e = Settings::load(
-            &[],
-            env(&[
-                base[0],
-                (
-                    "EH__TENANTS__WORCS__SERVICE_LEVELS__CONSENT_CLOSE_DAYS",
-                    "3",
-                ),
-            ]),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("tenants.worcs.service_levels.consent_close_days"),
-            "{e}"
         );
     }
 }

@@ -64,17 +64,13 @@ pub type Councils = BTreeMap<String, CouncilRules>;
 /// settings.
 ///
 /// # Errors
-/// Names the setting that is wrong (a closure day outside the calendar's years).
+/// Names the setting that is wrong (`tenants.<id>.calendar.closure_days`, `…service_levels…`).
 pub fn council_rules(settings: &eh_platform::Settings) -> Result<Councils, String> {
     settings
         .tenants
         .iter()
         .map(|(id, t)| {
-            let calendar = t
-                .calendar
-                .working_calendar()
-                .map_err(|e| format!("tenants.{id}.calendar: {e}"))?;
-            let levels = &t.service_levels;
+            let (calendar, levels) = crate::settings::council_settings(id, t)?;
             let service_levels = ServiceLevels {
                 screening_decision_days: levels.screening_decision_days,
                 consent_chase_days: levels.consent_chase_days,

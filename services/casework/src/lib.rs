@@ -9,6 +9,7 @@ pub mod decide;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod settings;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
@@ -53,6 +54,9 @@ impl eh_service::Service for Service {
         >;
         const NAMES: &[&str] = &[<Server as NamedService>::NAME];
         NAMES
+    }
+    fn settings_keys(&self) -> eh_service::SettingsKeys {
+        settings::KEYS
     }
     fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
         handlers::Casework::calendars(settings)?;

@@ -34,7 +34,13 @@ async fn env_closed_on(postgres: bool, closures: &[chrono::NaiveDate]) -> anyhow
     let dir = tempfile::tempdir()?;
     let mut settings = eh_testkit::settings(false, dir.path(), None, None).await?;
     if let Some(w) = settings.tenants.get_mut("worcs") {
-        w.calendar.closure_days = closures.to_vec();
+        w.sections.insert(
+            "calendar".into(),
+            eh_platform::config::Section::from_json(
+                "tenants.worcs.calendar",
+                serde_json::json!({ "closure_days": closures }),
+            )?,
+        );
     }
     let settings = Arc::new(settings);
     let location = eh_testkit::service_location(postgres, dir.path(), "casework").await?;
