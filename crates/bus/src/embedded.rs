@@ -174,13 +174,8 @@ impl EmbeddedTransport {
     async fn store(&self, msgs: &[OutboundMessage]) -> Result<()> {
         let b = self.db.get_database_backend();
         let txn = eh_store::begin(&self.db).await?;
-        let consumers = txn
-            .query_all_raw(stmt(b, "SELECT name, filter FROM bus_consumers", []))
-            .await?;
-        let consumers: Vec<(String, String)> = consumers
-            .iter()
-            .filter_map(|r| Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?)))
-            .collect();
+        // The consumers are read after the first write (see `lease`: write first).
+        let mut consumers: Option<Vec<(String, String)>> = None;
         let now = now_ms();
         let mut woken = HashSet::new();
         for m in msgs {
@@ -205,6 +200,19 @@ impl EmbeddedTransport {
                 continue; // duplicate id: dropped
             }
             let seq = res.last_insert_id() as i64;
+            if consumers.is_none() {
+                let rows = txn
+                    .query_all_raw(stmt(b, "SELECT name, filter FROM bus_consumers", []))
+                    .await?;
+                consumers = Some(
+                    rows.iter()
+                        .filter_map(|r| {
+                            Some((r.try_get_by_index(0).ok()?, r.try_get_by_index(1).ok()?))
+                        })
+                        .collect(),
+                );
+            }
+            let consumers = consumers.as_deref().unwrap_or_default();
             for (name, _) in consumers.iter().filter(|(_, f)| matches(f, &m.subject)) {
                 txn.execute_raw(stmt(
                     b,
@@ -396,34 +404,53 @@ impl EmbeddedSubscription {
         let now = now_ms();
         let lease_until = now + self.ack_wait.as_millis() as i64;
         let txn = eh_store::begin(&self.db).await?;
-        let rows = txn
+        // Write first: a transaction that reads and then writes fails at once (SQLITE_BUSY_SNAPSHOT,
+        // not waited out) when another connection to the file — another process of the
+        // installation — committed in between; one that starts with its write waits its turn.
+        let leased = txn
             .query_all_raw(stmt(
                 b,
-                "SELECT d.seq, d.delivered, m.subject, m.headers, m.payload
-                 FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
-                 WHERE d.consumer = $1 AND d.due_at <= $2
-                 ORDER BY d.seq LIMIT 64",
-                [self.consumer.clone().into(), now.into()],
+                "UPDATE bus_deliveries SET delivered = delivered + 1, due_at = $1
+                 WHERE consumer = $2 AND seq IN (
+                   SELECT seq FROM bus_deliveries WHERE consumer = $2 AND due_at <= $3
+                   ORDER BY seq LIMIT 64)
+                 RETURNING seq, delivered",
+                [lease_until.into(), self.consumer.clone().into(), now.into()],
             ))
             .await?;
-        if rows.is_empty() {
+        if leased.is_empty() {
             eh_store::commit(txn).await?;
             return Ok(());
         }
-        let mut seqs: Vec<Value> = vec![lease_until.into(), self.consumer.clone().into()];
+        let mut delivered: BTreeMap<i64, i64> = BTreeMap::new();
+        for r in &leased {
+            delivered.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+        }
+        let values: Vec<Value> = delivered.keys().map(|s| Value::from(*s)).collect();
+        let placeholders: Vec<String> = (1..values.len() + 1).map(|i| format!("${i}")).collect();
+        let rows = txn
+            .query_all_raw(stmt(
+                b,
+                &format!(
+                    "SELECT seq, subject, headers, payload FROM bus_messages
+                     WHERE seq IN ({}) ORDER BY seq",
+                    placeholders.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        eh_store::commit(txn).await?;
         for r in &rows {
             let seq: i64 = r.try_get_by_index(0)?;
-            let delivered: i64 = r.try_get_by_index(1)?;
-            let headers: String = r.try_get_by_index(3)?;
-            let payload: Vec<u8> = r.try_get_by_index(4)?;
-            seqs.push(seq.into());
+            let headers: String = r.try_get_by_index(2)?;
+            let payload: Vec<u8> = r.try_get_by_index(3)?;
             self.buffer.push_back(Delivery {
                 msg: Received {
-                    subject: r.try_get_by_index(2)?,
+                    subject: r.try_get_by_index(1)?,
                     headers: serde_json::from_str::<BTreeMap<String, String>>(&headers)
                         .unwrap_or_default(),
                     payload: payload.into(),
-                    delivered: (delivered + 1) as u64,
+                    delivered: delivered.get(&seq).copied().unwrap_or(1) as u64,
                     stream_seq: seq as u64,
                 },
                 acker: Box::new(EmbeddedAcker {
@@ -435,18 +462,6 @@ impl EmbeddedSubscription {
                 }),
             });
         }
-        let placeholders: Vec<String> = (3..seqs.len() + 1).map(|i| format!("${i}")).collect();
-        txn.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE bus_deliveries SET delivered = delivered + 1, due_at = $1
-                 WHERE consumer = $2 AND seq IN ({})",
-                placeholders.join(", ")
-            ),
-            seqs,
-        ))
-        .await?;
-        eh_store::commit(txn).await?;
         Ok(())
     }
 }
