@@ -322,6 +322,19 @@ pub enum ScreeningOutcome {
     StepUpSignificantHarm,
 }
 
+impl ScreeningOutcome {
+    /// As stored (`screening_decisions.outcome`) and announced (`screening_decided.outcome`):
+    /// the name it serialises to.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AcceptedForEarlyHelp => "accepted_for_early_help",
+            Self::AdviceAndSignpost => "advice_and_signpost",
+            Self::MoreInformationNeeded => "more_information_needed",
+            Self::StepUpSignificantHarm => "step_up_significant_harm",
+        }
+    }
+}
+
 /// A screening decision, kept with the referral.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScreeningDecision {
@@ -649,6 +662,18 @@ mod tests {
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+    }
+
+    #[test]
+    fn an_outcome_is_stored_by_the_name_it_serialises_to() {
+        for o in [
+            ScreeningOutcome::AcceptedForEarlyHelp,
+            ScreeningOutcome::AdviceAndSignpost,
+            ScreeningOutcome::MoreInformationNeeded,
+            ScreeningOutcome::StepUpSignificantHarm,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str(), "{o:?}");
+        }
     }
 
     fn child(dob: Option<&str>, edd: Option<&str>) -> Child {

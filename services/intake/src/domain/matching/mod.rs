@@ -16,17 +16,26 @@
 //!
 //! 4. **The referral as a whole** ([`match_referral`]): the held family it belongs to, the
 //!    household rule and one held person per person named (see `referral.rs`).
+//! 5. **Kept and answered**: the evidence kept with each decision (`evidence.rs`), and what a
+//!    practitioner's answer to a candidate changes — the merge (`merge.rs`).
 //!
 //! Pure and deterministic: no I/O; ties are broken by person id.
+mod evidence;
 mod identifiers;
 mod index;
+mod merge;
 mod normalise;
 mod referral;
 mod score;
 mod similarity;
 
+pub use evidence::DecisionEvidence;
 pub use identifiers::{NhsNumber, nhs_number_valid, normalise_upn, upn_format_valid, upn_valid};
 pub use index::PersonIndex;
+pub use merge::{
+    CandidateStatus, FamilyMove, MergeInput, MergePlan, ReferralFiling, Resolution,
+    is_merged_already, plan_merge, re_referrals_after_move, resolved_status,
+};
 pub use normalise::{
     joined, nickname_equivalent, normalise_name, normalise_postcode, outward_code, postcode_area,
     soundex,
