@@ -23,7 +23,6 @@ use eh_bus::embedded::EmbeddedTransport;
 use eh_intake::domain::contract;
 use eh_intake::domain::matching::{HeldPerson, MatchDecision};
 use eh_intake::handlers::{Door, Intake, Outcome};
-use eh_intake::matching;
 use eh_platform::clock::ManualClock;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
@@ -298,7 +297,7 @@ async fn run(world: &World, size: usize, postgres: bool) -> Result<(Duration, Du
         // Matching alone, as submit runs it, then rolled back.
         let txn = eh_store::begin(&ctx.db).await?;
         let t = Instant::now();
-        let stamp = matching::lock_people(&txn, TENANT).await?;
+        let stamp = eh_intake::store::people::lock_people(&txn, TENANT).await?;
         let m = intake
             .people
             .match_referral(&txn, TENANT, &typed, stamp)

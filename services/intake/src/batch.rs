@@ -2,7 +2,7 @@
 //! referral of a tenant waiting on this replica, instead of one each.
 //!
 //! ## Why
-//! A tenant's people lock (`matching.rs`) serialises every writer of its people across
+//! A tenant's people lock (`store::people`) serialises every writer of its people across
 //! replicas, so one council's referrals were stored one at a time, each holding the lock for
 //! its ~20 round trips and its commit: about 80 a second under load, whatever the hardware.
 //! Batched, the lock is taken once per batch and the rows go out as one multi-row `INSERT` per
@@ -28,7 +28,7 @@
 //! The work runs in a spawned task, so a caller that goes away (a cancelled gRPC call) does not
 //! cut a batch short.
 use crate::handlers::{Intake, Outcome, StoreError, bus_err};
-use crate::{CONSUMER_INBOUND, matching, store};
+use crate::{CONSUMER_INBOUND, store};
 use eh_bus::{Envelope, OutboundMessage, Received, inbox};
 use eh_proto::intake::v1::{Referral, ReferralReceived};
 use prost::Message;
@@ -106,8 +106,8 @@ impl Intake {
                 .map_err(bus_err)?
         };
         mark("claimed");
-        // One writer of this tenant's people at a time, on every replica (matching.rs).
-        let stamp = matching::lock_people(&txn, tenant).await?;
+        // One writer of this tenant's people at a time, on every replica (`store::people`).
+        let stamp = store::people::lock_people(&txn, tenant).await?;
         mark("locked");
         let sources: Vec<(String, String)> = jobs.iter().map(Job::source).collect();
         let mut held = store::find_by_sources(&txn, tenant, &sources).await?;

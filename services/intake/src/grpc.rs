@@ -4,9 +4,11 @@
 //! and audited. The match candidate calls show people's names and details, so they also need a
 //! role that may see people ([`PEOPLE_ROLES`]); a refusal is audited like any other decision.
 use crate::domain::contract::{self, Rejection};
+use crate::domain::matching::{CandidateStatus, Resolution};
 use crate::handlers::{Door, Intake, Outcome};
-use crate::matching::{CandidateStatus, Resolution, ResolveError, StoredCandidate};
+use crate::matching::ResolveError;
 use crate::store;
+use crate::store::matches::StoredCandidate;
 use eh_auth::{Auditor, Principal};
 use eh_proto::intake::v1::intake_service_server::IntakeService;
 use eh_proto::intake::v1::{
@@ -270,7 +272,7 @@ impl IntakeService for IntakeApi {
         let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let candidates = crate::matching::candidates(&txn, &req.tenant, status)
+        let candidates = store::matches::candidates(&txn, &req.tenant, status)
             .await
             .map_err(internal)?;
         eh_store::end_read(txn).await.map_err(internal)?;

@@ -8,8 +8,8 @@
 use crate::CONSUMER_INBOUND;
 use crate::batch::{Batches, Job};
 use crate::domain::contract::{self, Rejection};
-use crate::domain::matching::MatchPolicy;
-use crate::matching::{self, HeldPeople, Resolution, ResolveError};
+use crate::domain::matching::{MatchPolicy, Resolution};
+use crate::matching::{self, HeldPeople, ResolveError};
 use crate::store;
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
@@ -213,7 +213,7 @@ impl Intake {
         resolution: Resolution,
         reason: &str,
         actor: &str,
-    ) -> Result<matching::StoredCandidate, ResolveError> {
+    ) -> Result<store::matches::StoredCandidate, ResolveError> {
         let txn = eh_store::begin(&self.ctx.db).await?;
         let now = self.ctx.clock.now();
         match matching::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await {

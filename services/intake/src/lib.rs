@@ -85,7 +85,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_bus::outbox::MIGRATIONS,
         eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
-        screening::MIGRATIONS,
+        store::screening::MIGRATIONS,
     ]
     .concat()
 }

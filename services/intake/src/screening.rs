@@ -3,38 +3,22 @@
 //! (configuration, `tenants.<id>.screening`), stores the decision with the rule version and the
 //! reasons, and announces `screening_decided` — inbox claim, decision and event in ONE
 //! transaction.
-use crate::domain::screening::{self, ScreeningOutcome, ScreeningRules};
+use crate::domain::screening::{self, ScreeningRules};
 use crate::store;
+pub use crate::store::screening::{StoredDecision, decisions};
 use async_trait::async_trait;
 use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_platform::Settings;
 use eh_proto::intake::v1::{ScreenReferral, ScreeningDecided};
-use eh_store::{Migration, Together, Within, stmt};
+use eh_store::{Together, Within};
 use prost::Message;
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::DbErr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_SCREEN_REFERRAL.consumer;
-
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "intake",
-    version: 30,
-    name: "screening decisions",
-    sql: "CREATE TABLE screening_decisions (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            case_id TEXT NOT NULL,
-            referral_id TEXT NOT NULL REFERENCES referrals (id),
-            outcome TEXT NOT NULL,
-            rule_version TEXT NOT NULL,
-            decision TEXT NOT NULL,
-            decided_at {ts} NOT NULL
-          );
-          CREATE INDEX screening_decisions_referral ON screening_decisions (tenant, referral_id)",
-}];
 
 /// The screening rules of every tenant, checked.
 ///
@@ -60,53 +44,6 @@ pub fn rules_from_settings(
         out.insert(id.clone(), rules);
     }
     Ok(out)
-}
-
-fn outcome_name(o: ScreeningOutcome) -> &'static str {
-    match o {
-        ScreeningOutcome::AcceptedForEarlyHelp => "accepted_for_early_help",
-        ScreeningOutcome::AdviceAndSignpost => "advice_and_signpost",
-        ScreeningOutcome::MoreInformationNeeded => "more_information_needed",
-        ScreeningOutcome::StepUpSignificantHarm => "step_up_significant_harm",
-    }
-}
-
-/// A stored decision, as `GetReferral` and tests read it.
-#[derive(Debug, Clone)]
-pub struct StoredDecision {
-    pub id: String,
-    pub case_id: String,
-    pub outcome: String,
-    pub rule_version: String,
-    pub decision: screening::ScreeningDecision,
-}
-
-/// The decisions held for one referral of `tenant`, oldest first.
-pub async fn decisions(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    referral_id: &str,
-) -> Result<Vec<StoredDecision>, DbErr> {
-    let rows = db
-        .query_all_raw(stmt(
-            db.get_database_backend(),
-            "SELECT id, case_id, outcome, rule_version, decision FROM screening_decisions
-             WHERE tenant = $1 AND referral_id = $2 ORDER BY decided_at, id",
-            [tenant.into(), referral_id.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let text: String = r.try_get_by_index(4)?;
-            Ok(StoredDecision {
-                id: r.try_get_by_index(0)?,
-                case_id: r.try_get_by_index(1)?,
-                outcome: r.try_get_by_index(2)?,
-                rule_version: r.try_get_by_index(3)?,
-                decision: serde_json::from_str(&text).map_err(|e| DbErr::Custom(e.to_string()))?,
-            })
-        })
-        .collect()
 }
 
 /// The command handler. The commands it has in hand at once are screened in one transaction,
@@ -208,25 +145,18 @@ impl Together<ScreenJob> for ScreenReferralHandler {
         };
         let now = self.ctx.clock.now();
         let decision = screening::screen(rules, &stored.referral, eh_workdays::uk_local_date(now));
-        let outcome = outcome_name(decision.outcome);
-        let id = uuid::Uuid::now_v7().to_string();
+        let outcome = decision.outcome.as_str();
         let text =
             serde_json::to_string(&decision).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        txn.execute_raw(stmt(
-            txn.get_database_backend(),
-            "INSERT INTO screening_decisions (id, tenant, case_id, referral_id, outcome, rule_version, decision, decided_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            [
-                id.clone().into(),
-                tenant.clone().into(),
-                cmd.case_id.clone().into(),
-                cmd.referral_id.clone().into(),
-                outcome.into(),
-                decision.rule_version.clone().into(),
-                text.into(),
-                now.into(),
-            ],
-        ))
+        store::screening::insert(
+            &txn,
+            tenant,
+            &cmd.case_id,
+            &cmd.referral_id,
+            &decision,
+            &text,
+            now,
+        )
         .await
         .map_err(retry)?;
         let r = &stored.referral;

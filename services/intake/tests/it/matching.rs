@@ -1,9 +1,10 @@
 //! "Already known?": people matched against those the tenant holds, through the store path and
 //! the gRPC door, on SQLite and PostgreSQL.
 use super::{Env, person, received_events, req, stored, submit_to};
+use eh_intake::domain::matching::CandidateStatus;
 use eh_intake::handlers::Outcome;
-use eh_intake::matching::{self, CandidateStatus};
 use eh_intake::store;
+use eh_intake::store::matches;
 use eh_proto::intake::v1 as pb;
 use eh_proto::intake::v1::intake_service_server::IntakeService;
 use sea_orm::ConnectionTrait;
@@ -151,7 +152,7 @@ pub async fn a_known_family_referred_again_is_attached_not_duplicated(e: Env) {
     );
 
     // Every decision is kept with its score and the fields behind it.
-    let d = matching::decisions(e.db(), "worcs", &second.id)
+    let d = matches::decisions(e.db(), "worcs", &second.id)
         .await
         .unwrap();
     assert_eq!(d.len(), 2);
@@ -183,7 +184,7 @@ pub async fn a_known_family_referred_again_is_attached_not_duplicated(e: Env) {
             .iter()
             .any(|f| f.field == eh_intake::domain::matching::Field::Household)
     );
-    let d1 = matching::decisions(e.db(), "worcs", &first.id)
+    let d1 = matches::decisions(e.db(), "worcs", &first.id)
         .await
         .unwrap();
     assert_eq!(
@@ -232,7 +233,7 @@ pub async fn identifiers_match_exactly_whatever_else_is_typed(e: Env) {
     .await;
     assert_eq!(second.children[0].person_id, first.children[0].person_id);
     assert_eq!(second.family_id, first.family_id);
-    let d = matching::decisions(e.db(), "worcs", &second.id)
+    let d = matches::decisions(e.db(), "worcs", &second.id)
         .await
         .unwrap();
     assert_eq!(d[0].decision, "exact");
@@ -244,7 +245,7 @@ pub async fn identifiers_match_exactly_whatever_else_is_typed(e: Env) {
     zac["upn"] = json!("B801200005001");
     let third = stored(&e.intake, "worcs", doc("K-3", vec![zac], vec![], None)).await;
     assert_eq!(third.children[0].person_id, first.children[1].person_id);
-    let d = matching::decisions(e.db(), "worcs", &third.id)
+    let d = matches::decisions(e.db(), "worcs", &third.id)
         .await
         .unwrap();
     assert_eq!(
@@ -272,7 +273,7 @@ pub async fn a_grey_zone_match_is_listed_and_confirmed_into_one_person(e: Env) {
     assert!(!second.known_family);
     assert_ne!(second.family_id, first.family_id);
     assert_eq!(people(&e, "worcs").await, 4, "the new people were created");
-    let d = matching::decisions(e.db(), "worcs", &second.id)
+    let d = matches::decisions(e.db(), "worcs", &second.id)
         .await
         .unwrap();
     assert_eq!(
@@ -433,7 +434,7 @@ pub async fn a_grey_zone_match_rejected_keeps_the_people_apart(e: Env) {
     let all = list(&e, None).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].status, "rejected");
-    let stored = matching::candidate(e.db(), "worcs", &c.candidate_id)
+    let stored = matches::candidate(e.db(), "worcs", &c.candidate_id)
         .await
         .unwrap()
         .unwrap();
@@ -472,7 +473,7 @@ pub async fn a_person_held_by_one_council_is_never_matched_for_another(e: Env) {
     assert!(!staffs.known_family);
     assert_ne!(staffs.family_id, worcs.family_id);
     assert_ne!(staffs.children[0].person_id, worcs.children[0].person_id);
-    let d = matching::decisions(e.db(), "staffs", &staffs.id)
+    let d = matches::decisions(e.db(), "staffs", &staffs.id)
         .await
         .unwrap();
     assert_eq!(d[0].decision, "new");
@@ -484,7 +485,7 @@ pub async fn a_person_held_by_one_council_is_never_matched_for_another(e: Env) {
     let again = stored(&e.intake, "staffs", khan("T-2")).await;
     assert_eq!(again.children[0].person_id, staffs.children[0].person_id);
     assert!(
-        matching::candidates(e.db(), "staffs", None)
+        matches::candidates(e.db(), "staffs", None)
             .await
             .unwrap()
             .is_empty()

@@ -1,112 +1,17 @@
-//! Intake's own tables: referrals, families, people and who is on which referral.
+//! The rows a batch of referrals writes, built in memory as each referral is matched and
+//! written at the end by one multi-row `INSERT` per table (see `handlers::batch`).
 use crate::domain::matching::{
     HeldPerson, ReferralMatch, ReferralRole, previous_referral_within_window,
 };
-use crate::matching::Stamp;
+use crate::store::matches;
+use crate::store::people::Stamp;
+use crate::store::referrals::StoredReferral;
 use eh_proto::intake::v1::{Child, FamilyMember, PersonRef, Referral};
-use eh_store::{Migration, Rows, stmt};
+use eh_store::Rows;
 use sea_orm::{ConnectionTrait, DbErr};
 use std::collections::{HashMap, HashSet};
 
-/// Intake's tables, then what matching added to them (see `matching.rs`).
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        owner: "intake",
-        version: 10,
-        name: "referrals, families, people",
-        sql: "CREATE TABLE families (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            postcode TEXT NULL,
-            created_at {ts} NOT NULL
-          );
-          CREATE TABLE people (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            family_id TEXT NOT NULL REFERENCES families (id),
-            kind TEXT NOT NULL,
-            given_name TEXT NOT NULL,
-            family_name TEXT NOT NULL,
-            date_of_birth TEXT NULL,
-            expected_date_of_delivery TEXT NULL,
-            gender TEXT NULL,
-            relationship TEXT NULL,
-            parental_responsibility BOOLEAN NULL,
-            nhs_number TEXT NULL,
-            upn TEXT NULL,
-            email TEXT NULL,
-            phone TEXT NULL,
-            postcode TEXT NULL,
-            safe_to_contact BOOLEAN NULL,
-            created_at {ts} NOT NULL
-          );
-          CREATE INDEX people_tenant_family ON people (tenant, family_id);
-          CREATE TABLE referrals (
-            id TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            source_system TEXT NOT NULL,
-            source_reference TEXT NOT NULL,
-            route TEXT NOT NULL,
-            family_id TEXT NOT NULL REFERENCES families (id),
-            referrer_name TEXT NOT NULL,
-            referrer_agency TEXT NOT NULL,
-            referrer_email TEXT NULL,
-            significant_harm_risk BOOLEAN NOT NULL,
-            consent_obtained BOOLEAN NOT NULL,
-            submitted_at TEXT NOT NULL,
-            received_at {ts} NOT NULL,
-            received_by TEXT NOT NULL,
-            document TEXT NOT NULL,
-            UNIQUE (tenant, source_system, source_reference)
-          );
-          CREATE TABLE referral_people (
-            referral_id TEXT NOT NULL REFERENCES referrals (id),
-            person_id TEXT NOT NULL REFERENCES people (id),
-            role TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            PRIMARY KEY (referral_id, person_id)
-          )",
-    },
-    crate::matching::MIGRATION,
-];
-
-/// A stored referral with its people.
-#[derive(Debug, Clone)]
-pub struct StoredReferral {
-    pub id: String,
-    pub tenant: String,
-    pub family_id: String,
-    pub received_at: chrono::DateTime<chrono::Utc>,
-    pub referral: Referral,
-    pub children: Vec<PersonRef>,
-    pub family_members: Vec<PersonRef>,
-    /// The family was held before this referral (someone on it was matched to a held person).
-    pub known_family: bool,
-    /// Another referral of the family was received in the 12 months before this one.
-    pub re_referral: bool,
-    /// That referral (the most recent one in the window).
-    pub previous_referral_id: Option<String>,
-}
-
-/// Every referral of a family of `tenant`: (id, received at).
-pub async fn family_referrals(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    family_id: &str,
-) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, DbErr> {
-    db.query_all_raw(stmt(
-        db.get_database_backend(),
-        "SELECT id, received_at FROM referrals WHERE tenant = $1 AND family_id = $2",
-        [tenant.into(), family_id.into()],
-    ))
-    .await?
-    .iter()
-    .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-    .collect()
-}
-
-/// The rows a batch of referrals writes, built in memory as each referral is matched and written
-/// at the end by one multi-row `INSERT` per table (see `batch.rs`). `stamp` proves the batch's
+/// The rows of one batch. `stamp` proves the batch's
 /// transaction holds the tenant's people lock; new people carry its version.
 pub struct Plan {
     stamp: Stamp,
@@ -145,8 +50,8 @@ impl Plan {
                 "INSERT INTO referral_people (referral_id, person_id, role, position)",
                 4,
             ),
-            decisions: crate::matching::decision_rows(),
-            candidates: crate::matching::candidate_rows(),
+            decisions: matches::decision_rows(),
+            candidates: matches::candidate_rows(),
             new_families: HashSet::new(),
             by_family: HashMap::new(),
         }
@@ -278,7 +183,7 @@ impl Plan {
                 m.role.as_str().into(),
                 position.into(),
             ]);
-            crate::matching::push_decision(
+            matches::push_decision(
                 &mut self.decisions,
                 &mut self.candidates,
                 tenant,
@@ -398,128 +303,4 @@ impl Plan {
 enum NewPerson<'a> {
     Child(&'a Child),
     Adult(&'a FamilyMember),
-}
-
-/// The referrals held for any of `sources` ((system, reference) pairs) of `tenant`: the id and
-/// when it was received, by source.
-pub async fn find_by_sources(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    sources: &[(String, String)],
-) -> Result<HashMap<(String, String), (String, chrono::DateTime<chrono::Utc>)>, DbErr> {
-    let mut found = HashMap::new();
-    // A chunk's pairs and the tenant stay far below every bound-parameter limit.
-    for chunk in sources.chunks(1000) {
-        let mut values: Vec<sea_orm::Value> = vec![tenant.into()];
-        for (system, reference) in chunk {
-            values.push(system.clone().into());
-            values.push(reference.clone().into());
-        }
-        let rows = db
-            .query_all_raw(stmt(
-                db.get_database_backend(),
-                &format!(
-                    "SELECT source_system, source_reference, id, received_at FROM referrals
-                     WHERE tenant = $1 AND (source_system, source_reference) IN ({})",
-                    eh_store::tuples(2, chunk.len(), 2)
-                ),
-                values,
-            ))
-            .await?;
-        for r in rows {
-            found.insert(
-                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
-                (r.try_get_by_index(2)?, r.try_get_by_index(3)?),
-            );
-        }
-    }
-    Ok(found)
-}
-
-/// One referral of `tenant` (another tenant's id finds nothing).
-pub async fn get(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    id: &str,
-) -> Result<Option<StoredReferral>, DbErr> {
-    let b = db.get_database_backend();
-    let Some(r) = db
-        .query_one_raw(stmt(
-            b,
-            "SELECT id, tenant, family_id, received_at, document, known_family, re_referral, previous_referral_id
-             FROM referrals WHERE tenant = $1 AND id = $2",
-            [tenant.into(), id.into()],
-        ))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let document: String = r.try_get_by_index(4)?;
-    let referral: Referral =
-        serde_json::from_str(&document).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let people = db
-        .query_all_raw(stmt(
-            b,
-            "SELECT p.id, p.given_name, p.family_name, rp.role FROM referral_people rp
-             JOIN people p ON p.id = rp.person_id WHERE rp.referral_id = $1 ORDER BY rp.position",
-            [id.into()],
-        ))
-        .await?;
-    let mut children = Vec::new();
-    let mut family_members = Vec::new();
-    for p in people {
-        let person = PersonRef {
-            person_id: p.try_get_by_index(0)?,
-            given_name: p.try_get_by_index(1)?,
-            family_name: p.try_get_by_index(2)?,
-        };
-        let role: String = p.try_get_by_index(3)?;
-        if role == "child" {
-            children.push(person)
-        } else {
-            family_members.push(person)
-        }
-    }
-    Ok(Some(StoredReferral {
-        id: r.try_get_by_index(0)?,
-        tenant: r.try_get_by_index(1)?,
-        family_id: r.try_get_by_index(2)?,
-        received_at: r.try_get_by_index(3)?,
-        referral,
-        children,
-        family_members,
-        known_family: r.try_get_by_index(5)?,
-        re_referral: r.try_get_by_index(6)?,
-        previous_referral_id: r.try_get_by_index(7)?,
-    }))
-}
-
-/// How many referrals `tenant` holds (tests and the demo).
-pub async fn count(db: &impl ConnectionTrait, tenant: &str) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
-            "SELECT COUNT(*) FROM referrals WHERE tenant = $1",
-            [tenant.into()],
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0))
-}
-
-/// How many people `tenant` holds (people merged into another record are not counted).
-pub async fn count_people(db: &impl ConnectionTrait, tenant: &str) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
-            "SELECT COUNT(*) FROM people WHERE tenant = $1 AND merged_into IS NULL",
-            [tenant.into()],
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get_by_index::<i64>(0))
-        .transpose()?
-        .unwrap_or(0))
 }
