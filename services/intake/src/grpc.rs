@@ -5,10 +5,10 @@
 //! role that may see people ([`PEOPLE_ROLES`]); a refusal is audited like any other decision.
 use crate::domain::contract::{self, Rejection};
 use crate::domain::matching::{CandidateStatus, Resolution};
+use crate::handlers::candidates::ResolveError;
 use crate::handlers::{Door, Intake, Outcome};
-use crate::matching::ResolveError;
-use crate::store;
-use crate::store::matches::StoredCandidate;
+use crate::store::matches::{self, StoredCandidate};
+use crate::store::referrals;
 use eh_auth::{Auditor, Principal};
 use eh_proto::intake::v1::intake_service_server::IntakeService;
 use eh_proto::intake::v1::{
@@ -227,7 +227,7 @@ impl IntakeService for IntakeApi {
         let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let stored = store::get(&txn, &req.tenant, &req.referral_id)
+        let stored = referrals::get(&txn, &req.tenant, &req.referral_id)
             .await
             .map_err(internal)?
             .ok_or_else(|| Status::not_found(format!("no referral {}", req.referral_id)))?;
@@ -272,7 +272,7 @@ impl IntakeService for IntakeApi {
         let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let candidates = store::matches::candidates(&txn, &req.tenant, status)
+        let candidates = matches::candidates(&txn, &req.tenant, status)
             .await
             .map_err(internal)?;
         eh_store::end_read(txn).await.map_err(internal)?;

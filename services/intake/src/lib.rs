@@ -4,14 +4,38 @@
 //! against the published contract, stores each once, and announces `referral_received` (or
 //! `referral_rejected` with every reason) — and for a significant-harm referral
 //! `referral_received.urgent` too.
-pub mod batch;
+//!
+//! ## Layers
+//! The crate is four layers, each using only itself and the layers below it — never one above
+//! (the `layering` test reads every source file and fails naming any import that breaks this,
+//! or any cycle between files):
+//!
+//! 1. **`domain`** — the rules, pure: the contract, matching and merging, screening. No I/O,
+//!    no database, no bus. Unit-tested beside the code.
+//! 2. **`store`** — SQL and nothing else: the tables, their rows and the people lock. What to
+//!    write comes from the caller.
+//! 3. **`handlers`** — each one loads (store), decides (domain) and applies (store, outbox):
+//!    taking a referral through either door in batches, holding each tenant's people for
+//!    matching, resolving a match candidate, screening on command.
+//! 4. **`grpc`** — the API: checks the caller and maps requests and errors onto handlers (and
+//!    store reads).
+//!
+//! `settings` (intake's own configuration, read and checked at start) sits beside `domain`:
+//! it uses only `domain`, and anything above may use it. This file wires the layers together
+//! and is the only place that may name them all.
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
-pub mod matching;
-pub mod screening;
 pub mod settings;
 pub mod store;
+
+/// Screening as other crates know it: the command handler, and the decisions it stored.
+pub mod screening {
+    pub use crate::handlers::screening::*;
+    pub use crate::store::screening::{StoredDecision, decisions};
+}
+
+pub use handlers::CONSUMER_INBOUND;
 
 use eh_auth::{Auditor, Authenticator};
 use eh_bus::subjects;
@@ -21,14 +45,11 @@ use std::sync::Arc;
 
 pub const SERVICE: &str = "intake";
 /// Inbound referrals handled at once by one replica; each tenant's waiting ones are stored
-/// together (`batch.rs`).
+/// together (`handlers::batch`).
 pub const INBOUND_CONCURRENCY: usize = 128;
 
 /// Significant-harm referrals handled at once on the urgent lane.
 pub const URGENT_CONCURRENCY: usize = 16;
-
-/// Both lanes claim inbound messages in this one inbox, so a message seen on both is stored once.
-pub const CONSUMER_INBOUND: &str = eh_proto::catalogue::INTAKE_INBOUND_REFERRAL.consumer;
 
 /// Intake as the binary runs it (one line of its table).
 pub struct Service;
@@ -65,7 +86,7 @@ impl eh_service::Service for Service {
     }
     fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
         settings::IntakeSettings::from_settings(settings)?;
-        screening::rules_from_settings(settings)?;
+        settings::rules_from_settings(settings)?;
         Ok(Vec::new())
     }
     fn start(
@@ -113,7 +134,7 @@ pub fn start(
     >,
     String,
 > {
-    let rules = screening::rules_from_settings(&ctx.settings)?;
+    let rules = settings::rules_from_settings(&ctx.settings)?;
     let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
     // Load each council's people for matching now, in the background, so the first referral
@@ -135,7 +156,7 @@ pub fn start(
     }
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL,
-        // Messages in hand at once: what one tenant's batch can hold (batch.rs).
+        // Messages in hand at once: what one tenant's batch can hold (handlers::batch).
         INBOUND_CONCURRENCY,
         Arc::new(handlers::InboundReferral {
             intake: intake.clone(),
@@ -152,8 +173,11 @@ pub fn start(
     );
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_SCREEN_REFERRAL,
-        screening::MAX_BATCH,
-        Arc::new(screening::ScreenReferralHandler::new(ctx.clone(), rules)),
+        handlers::screening::MAX_BATCH,
+        Arc::new(handlers::screening::ScreenReferralHandler::new(
+            ctx.clone(),
+            rules,
+        )),
     );
     let api = grpc::IntakeApi {
         intake,

@@ -1,5 +1,5 @@
-//! Referrals stored in batches (`batch.rs`): submissions that arrive together are stored in one
-//! transaction, and the answers are those of storing them one after another.
+//! Referrals stored in batches (`handlers::batch`): submissions that arrive together are
+//! stored in one transaction, and the answers are those of storing them one after another.
 use super::matching::{adult, child, doc, marsh};
 use super::{Env, received_events, submit_to};
 use eh_bus::Received;

@@ -6,7 +6,8 @@
 use super::batch::distinct_family;
 use super::{Env, stored};
 use eh_bus::{Handled, Handler, Received};
-use eh_intake::screening::{self, ScreenReferralHandler};
+use eh_intake::handlers::screening::ScreenReferralHandler;
+use eh_intake::settings::rules_from_settings;
 use eh_proto::intake::v1::ScreenReferral;
 use futures::future::join_all;
 use prost::Message;
@@ -58,7 +59,7 @@ pub async fn screening_commands_arriving_together_are_screened_once_each(e: Env)
         ),
         false => None,
     };
-    let rules = screening::rules_from_settings(&e.ctx.settings).unwrap();
+    let rules = rules_from_settings(&e.ctx.settings).unwrap();
     let handler = ScreenReferralHandler::new(e.ctx.clone(), rules);
     let mut commands: Vec<Received> = referrals
         .iter()

@@ -4,13 +4,11 @@
 //! reasons, and announces `screening_decided` — inbox claim, decision and event in ONE
 //! transaction.
 use crate::domain::screening::{self, ScreeningRules};
-use crate::store;
-pub use crate::store::screening::{StoredDecision, decisions};
+use crate::store::{referrals, screening as decisions};
 use async_trait::async_trait;
 use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
-use eh_platform::Settings;
 use eh_proto::intake::v1::{ScreenReferral, ScreeningDecided};
 use eh_store::{Together, Within};
 use prost::Message;
@@ -19,32 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_SCREEN_REFERRAL.consumer;
-
-/// The screening rules of every tenant, checked.
-///
-/// # Errors
-/// Names the setting (`tenants.<id>.screening...`) and every problem with it.
-pub fn rules_from_settings(
-    settings: &Settings,
-) -> Result<BTreeMap<String, ScreeningRules>, String> {
-    let mut out = BTreeMap::new();
-    for (id, t) in &settings.tenants {
-        let rules = match t.section("screening") {
-            None => ScreeningRules::default(),
-            Some(v) => serde_json::from_value::<ScreeningRules>(v.to_json())
-                .map_err(|e| format!("tenants.{id}.screening: {e}"))?,
-        };
-        rules.validate().map_err(|violations| {
-            let all: Vec<String> = violations
-                .iter()
-                .map(|v| format!("tenants.{id}.screening.{v}"))
-                .collect();
-            all.join("; ")
-        })?;
-        out.insert(id.clone(), rules);
-    }
-    Ok(out)
-}
 
 /// The command handler. The commands it has in hand at once are screened in one transaction,
 /// each in a savepoint of its own (`eh_store::together`): one that fails is rolled back and
@@ -133,7 +105,7 @@ impl Together<ScreenJob> for ScreenReferralHandler {
             txn.rollback().await.map_err(retry)?;
             return Ok(Handled::Duplicate);
         }
-        let Some(stored) = store::get(&txn, tenant, &cmd.referral_id)
+        let Some(stored) = referrals::get(&txn, tenant, &cmd.referral_id)
             .await
             .map_err(retry)?
         else {
@@ -148,7 +120,7 @@ impl Together<ScreenJob> for ScreenReferralHandler {
         let outcome = decision.outcome.as_str();
         let text =
             serde_json::to_string(&decision).map_err(|e| HandlerError::Permanent(e.to_string()))?;
-        store::screening::insert(
+        decisions::insert(
             &txn,
             tenant,
             &cmd.case_id,
@@ -197,49 +169,5 @@ impl Together<ScreenJob> for ScreenReferralHandler {
         self.ctx.outbox.committed();
         tracing::info!(tenant, referral_id = %stored.id, case_id = %cmd.case_id, outcome, "referral screened");
         Ok(Handled::Done)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(screening: Option<serde_json::Value>) -> Settings {
-        let mut s = Settings::load(&[], vec![("EH__TENANTS__WORCS__NAME".into(), "W".into())])
-            .expect("settings");
-        if let (Some(t), Some(v)) = (s.tenants.get_mut("worcs"), screening) {
-            let section = eh_platform::config::Section::from_json("tenants.worcs.screening", v)
-                .expect("section");
-            t.sections.insert("screening".into(), section);
-        }
-        s
-    }
-
-    #[test]
-    fn rules_default_when_absent_and_load_when_given() {
-        let rules = rules_from_settings(&settings(None)).expect("defaults");
-        assert_eq!(rules["worcs"], ScreeningRules::default());
-        let given = serde_json::json!({
-            "version": "worcs-2026-04",
-            "in_area_postcode_prefixes": ["WR", "B60"],
-            "early_help_team": {"min_needs": 3},
-            "programmes": [{"id": "brfc", "name": "BRFC", "min_headline_problems": 3}]
-        });
-        let rules = rules_from_settings(&settings(Some(given))).expect("valid");
-        assert_eq!(rules["worcs"].version, "worcs-2026-04");
-        assert_eq!(rules["worcs"].early_help_team.min_needs, 3);
-    }
-
-    #[test]
-    fn wrong_rules_name_the_setting() {
-        let e = rules_from_settings(&settings(Some(serde_json::json!({"min_needs": 2}))))
-            .expect_err("unknown key");
-        assert!(e.starts_with("tenants.worcs.screening"), "{e}");
-        assert!(e.contains("min_needs"), "{e}");
-        let e = rules_from_settings(&settings(Some(
-            serde_json::json!({"version": "v", "programmes": [{"id": "Not An Id"}]}),
-        )))
-        .expect_err("bad programme id");
-        assert!(e.starts_with("tenants.worcs.screening."), "{e}");
     }
 }

@@ -6,12 +6,12 @@
 //! replicas, so one council's referrals were stored one at a time, each holding the lock for
 //! its ~20 round trips and its commit: about 80 a second under load, whatever the hardware.
 //! Batched, the lock is taken once per batch and the rows go out as one multi-row `INSERT` per
-//! table ([`store::Plan`]), so the time under the lock grows far slower than the batch.
+//! table ([`Plan`]), so the time under the lock grows far slower than the batch.
 //!
 //! ## How
 //! Each submission (either door) becomes a [`Job`] on its tenant's queue of the shared
 //! [`eh_bus::batch::Batcher`], which hands every job waiting (up to [`MAX_BATCH`]) to
-//! `Intake::store` at once. That stores them in one transaction: the inbox claims (one
+//! [`Storer`] at once. That stores them in one transaction: the inbox claims (one
 //! statement), the people lock, the held source references (one query), then each referral in
 //! arrival order is matched against the index as refreshed to the lock's stamp *plus the people
 //! this batch has created so far* — two referrals of one new family in one batch still find each
@@ -27,9 +27,12 @@
 //!
 //! The work runs in a spawned task, so a caller that goes away (a cancelled gRPC call) does not
 //! cut a batch short.
-use crate::handlers::{Intake, Outcome, StoreError, bus_err};
-use crate::{CONSUMER_INBOUND, store};
-use eh_bus::{Envelope, OutboundMessage, Received, inbox};
+use crate::handlers::held_people::HeldPeople;
+use crate::handlers::submission::{CONSUMER_INBOUND, Outcome, StoreError, bus_err};
+use crate::store::people::lock_people;
+use crate::store::plan::Plan;
+use crate::store::referrals::{self, StoredReferral};
+use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox};
 use eh_proto::intake::v1::{Referral, ReferralReceived};
 use prost::Message;
 use std::collections::HashSet;
@@ -60,7 +63,21 @@ impl Job {
 }
 
 /// Each tenant's queue of referrals on this replica.
-pub type Batches = eh_bus::batch::Batcher<Intake>;
+pub type Batches = eh_bus::batch::Batcher<Storer>;
+
+/// What stores a tenant's waiting referrals: the service's context and the replica's people
+/// (the same indexes as the doors' `Intake`).
+#[derive(Clone)]
+pub struct Storer {
+    ctx: ServiceContext,
+    people: HeldPeople,
+}
+
+impl Storer {
+    pub fn new(ctx: ServiceContext, people: HeldPeople) -> Self {
+        Self { ctx, people }
+    }
+}
 
 pub(crate) fn batches() -> Batches {
     Batches::new(MAX_BATCH)
@@ -73,7 +90,7 @@ impl From<eh_bus::batch::Interrupted> for StoreError {
 }
 
 #[async_trait::async_trait]
-impl eh_bus::batch::Batch for Intake {
+impl eh_bus::batch::Batch for Storer {
     type Job = Job;
     type Output = Outcome;
     type Error = StoreError;
@@ -87,7 +104,7 @@ impl eh_bus::batch::Batch for Intake {
     }
 }
 
-impl Intake {
+impl Storer {
     /// Stores `jobs` in one transaction; one outcome per job, in order.
     async fn store(&self, tenant: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
         let started = std::time::Instant::now();
@@ -107,14 +124,14 @@ impl Intake {
         };
         mark("claimed");
         // One writer of this tenant's people at a time, on every replica (`store::people`).
-        let stamp = store::people::lock_people(&txn, tenant).await?;
+        let stamp = lock_people(&txn, tenant).await?;
         mark("locked");
         let sources: Vec<(String, String)> = jobs.iter().map(Job::source).collect();
-        let mut held = store::find_by_sources(&txn, tenant, &sources).await?;
+        let mut held = referrals::find_by_sources(&txn, tenant, &sources).await?;
         mark("sources");
         let mut index = self.people.lock_index(&txn, tenant, stamp).await?;
         mark("refreshed");
-        let mut plan = store::Plan::new(stamp);
+        let mut plan = Plan::new(stamp);
         let mut created: Vec<String> = Vec::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut messages = Vec::new();
@@ -139,7 +156,7 @@ impl Intake {
                 let matched = index.match_referral(&job.referral);
                 let history = match &matched.family_id {
                     Some(f) if !plan.is_new_family(f) => {
-                        store::family_referrals(&txn, tenant, f).await?
+                        referrals::family_referrals(&txn, tenant, f).await?
                     }
                     _ => Vec::new(),
                 };
@@ -195,7 +212,7 @@ impl Intake {
     /// a repeat; the same correlation and cause).
     fn received_messages(
         &self,
-        stored: &store::StoredReferral,
+        stored: &StoredReferral,
         env: &Envelope,
         urgent: bool,
     ) -> Vec<OutboundMessage> {

@@ -1,9 +1,7 @@
-//! "Already known?" wired into intake: each tenant's people held in memory in a [`PersonIndex`],
-//! kept in step with the database under the tenant's people lock (`store::people`, which says
-//! why that is exact with several replicas); and a practitioner's answer to a match candidate,
-//! loaded, decided (`domain::matching::merge`) and applied.
+//! Each tenant's people held in memory in a [`PersonIndex`], one per tenant and replica, kept
+//! in step with the database under the tenant's people lock (`store::people`, which says why
+//! that is exact with several replicas).
 //!
-//! ## One index per tenant and replica
 //! Under the lock, the replica's index is brought up to the lock's stamp — changes made by any
 //! replica, merges included — and then matched against. A replica loads a tenant's index from
 //! the table the first time it needs it, before the referral's transaction begins
@@ -12,8 +10,8 @@
 //! the lock: correct, only slower.)
 //!
 //! One tenant's writers go one at a time, so a replica stores every referral of a tenant
-//! waiting at once in one batch under one lock (`batch.rs`): the batch matches each referral
-//! against the index plus the people the batch itself created so far
+//! waiting at once in one batch under one lock (`handlers::batch`): the batch matches each
+//! referral against the index plus the people the batch itself created so far
 //! ([`LockedIndex::insert`]), so two referrals of one new family in one batch still attach to
 //! each other.
 //!
@@ -23,13 +21,8 @@
 //! refresh reads only what changed. The price is memory: about 440 MiB per million people held,
 //! per replica, and a first load of a few seconds (`cargo bench -p eh-intake --bench wired`
 //! measures both, and matching latency through this path).
-use crate::domain::matching::{
-    self, CandidateStatus, HeldPerson, MatchPolicy, MergeInput, PersonIndex, ReferralFiling,
-    ReferralMatch, Resolution,
-};
-use crate::store::matches::{self, StoredCandidate};
+use crate::domain::matching::{self, HeldPerson, MatchPolicy, PersonIndex, ReferralMatch};
 use crate::store::people::{self, Stamp};
-use crate::store::referrals;
 use eh_proto::intake::v1::Referral;
 use sea_orm::{ConnectionTrait, DbErr};
 use std::collections::HashMap;
@@ -42,10 +35,8 @@ struct TenantPeople {
     watermark: Option<i64>,
 }
 
-/// The people every tenant holds, one index per tenant, shared by the clones of [`Intake`]
-/// (both doors) of one replica.
-///
-/// [`Intake`]: crate::handlers::Intake
+/// The people every tenant holds, one index per tenant, shared by the clones of `Intake` (both
+/// doors) and the batches' `Storer` of one replica.
 #[derive(Clone, Default)]
 pub struct HeldPeople {
     tenants: Arc<std::sync::Mutex<HashMap<String, Arc<TenantSlot>>>>,
@@ -214,99 +205,4 @@ impl HeldPeople {
         let held = slot.people.lock().await;
         held.watermark.map(|_| held.index.len())
     }
-}
-
-/// Why a candidate could not be resolved.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("no match candidate {0}")]
-    NotFound(String),
-    #[error("match candidate {id} is {status} already")]
-    AlreadyResolved { id: String, status: &'static str },
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-/// Confirms or rejects a pending candidate of `tenant` in `txn`, recording who, when and why.
-///
-/// Confirming merges the new person into the held one (the new record is kept, marked
-/// `merged_into`, so ids other services hold still resolve; the referral's links point at the
-/// held person; the new person's other pending candidates are rejected as superseded). When the
-/// referral had started a family of its own (nobody on it was known), that family joins the
-/// held person's: its people and referrals move there (the family row is kept, marked
-/// `merged_into`), and those referrals are flagged as of a known family, re-referrals when the
-/// held family had another referral in the 12 months before. A referral already filed under a
-/// held family stays there: two held families are not merged on one person's say-so.
-pub async fn resolve(
-    txn: &impl ConnectionTrait,
-    tenant: &str,
-    id: &str,
-    resolution: Resolution,
-    reason: &str,
-    actor: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<StoredCandidate, ResolveError> {
-    let stamp = people::lock_people(txn, tenant).await?;
-    let c = matches::candidate(txn, tenant, id)
-        .await?
-        .ok_or_else(|| ResolveError::NotFound(id.to_string()))?;
-    let status = matching::resolved_status(c.status, resolution).map_err(|status| {
-        ResolveError::AlreadyResolved {
-            id: id.to_string(),
-            status: status.as_str(),
-        }
-    })?;
-    if status == CandidateStatus::Confirmed {
-        merge(txn, tenant, &c, stamp, actor, now).await?;
-    }
-    matches::set_status(txn, tenant, id, status, reason, actor, now).await?;
-    matches::candidate(txn, tenant, id)
-        .await?
-        .ok_or_else(|| ResolveError::NotFound(id.to_string()))
-}
-
-/// A confirmation's merge: where both people live now, then what moves (decided in
-/// `domain::matching::merge`), then the writes, all under the lock `stamp` of `txn`.
-async fn merge(
-    txn: &impl ConnectionTrait,
-    tenant: &str,
-    c: &StoredCandidate,
-    stamp: Stamp,
-    actor: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), DbErr> {
-    let (held, held_family) =
-        people::live_person(txn, tenant, &c.existing_person.person_id).await?;
-    let (live_new, _) = people::live_person(txn, tenant, &c.new_person.person_id).await?;
-    let input = MergeInput {
-        new_person: &c.new_person.person_id,
-        live_new_person: &live_new,
-        held_person: &held,
-        held_family: &held_family,
-    };
-    if matching::is_merged_already(&input) {
-        // Merged already by another route: nothing left to move.
-        return Ok(());
-    }
-    // Read before the writes below, which leave the referral's own row as it is.
-    let (family_id, known_family) = referrals::filing(txn, tenant, &c.referral_id).await?;
-    let plan = matching::plan_merge(
-        &input,
-        &ReferralFiling {
-            family_id: &family_id,
-            known_family,
-        },
-    );
-    people::merge_person(txn, tenant, &plan, stamp).await?;
-    matches::merged(txn, tenant, &plan, &c.id, actor, now).await?;
-    let Some(family) = &plan.family else {
-        return Ok(());
-    };
-    let moved = referrals::family_referral_ids(txn, tenant, &family.from).await?;
-    people::move_family(txn, tenant, family, stamp).await?;
-    let history = referrals::family_referrals(txn, tenant, &family.to).await?;
-    for (id, previous) in matching::re_referrals_after_move(&moved, &history) {
-        referrals::mark_known_family(txn, tenant, &id, previous.as_deref()).await?;
-    }
-    Ok(())
 }

@@ -1,16 +1,31 @@
-//! Taking a request for support, whichever door it came through: validate against the contract,
-//! then, in one transaction with the other referrals of its tenant waiting at the same moment
-//! (`batch.rs`), claim the inbox (bus door), store the referral once per
-//! (tenant, source.system, source.reference) with each person matched against the people the
-//! tenant already holds (attached, new, or new with candidates for a practitioner: see
-//! `matching.rs`), and put `referral_received` — or, for a refused document,
-//! `referral_rejected` with every reason — in the outbox.
-use crate::CONSUMER_INBOUND;
-use crate::batch::{Batches, Job};
+//! Intake's handlers: each loads what it needs from the store, decides with the pure rules of
+//! `domain`, and applies the outcome through the store and the outbox — nothing here speaks
+//! SQL or gRPC.
+//!
+//! Taking a request for support, whichever door it came through (this module): validate
+//! against the contract, then, in one transaction with the other referrals of its tenant
+//! waiting at the same moment ([`batch`]), claim the inbox (bus door), store the referral once
+//! per (tenant, source.system, source.reference) with each person matched against the people
+//! the tenant already holds ([`held_people`]: attached, new, or new with candidates for a
+//! practitioner), and put `referral_received` — or, for a refused document,
+//! `referral_rejected` with every reason — in the outbox. A practitioner's answer to a match
+//! candidate: [`candidates`]. Screening on casework's command: [`screening`].
+pub mod batch;
+pub mod candidates;
+pub mod held_people;
+pub mod screening;
+pub mod submission;
+
+pub use submission::{CONSUMER_INBOUND, Outcome, StoreError};
+
 use crate::domain::contract::{self, Rejection};
 use crate::domain::matching::{MatchPolicy, Resolution};
-use crate::matching::{self, HeldPeople, ResolveError};
-use crate::store;
+use crate::handlers::batch::{Batches, Job, Storer};
+use crate::handlers::candidates::ResolveError;
+use crate::handlers::held_people::HeldPeople;
+use crate::handlers::submission::bus_err;
+use crate::settings::IntakeSettings;
+use crate::store::matches::StoredCandidate;
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
 use eh_proto::intake::v1::{Referral, ReferralRejected};
@@ -19,24 +34,6 @@ use sea_orm::DatabaseTransaction;
 
 pub const TYPE_RECEIVED: &str = eh_proto::catalogue::REFERRAL_RECEIVED.payload;
 pub const TYPE_REJECTED: &str = eh_proto::catalogue::REFERRAL_REJECTED.payload;
-
-/// What became of a submission.
-#[derive(Debug)]
-pub enum Outcome {
-    Stored(Box<store::StoredReferral>),
-    /// Held already under the same source reference.
-    Duplicate {
-        id: String,
-        received_at: chrono::DateTime<chrono::Utc>,
-    },
-    Rejected(Rejection),
-    /// The bus door only: this inbound message was handled before.
-    AlreadyHandled,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(#[from] pub sea_orm::DbErr);
 
 /// Where a submission came from.
 pub struct Door<'a> {
@@ -49,7 +46,7 @@ pub struct Door<'a> {
 #[derive(Clone)]
 pub struct Intake {
     pub ctx: ServiceContext,
-    /// Each tenant's referrals waiting to be stored (`batch.rs`).
+    /// Each tenant's referrals waiting to be stored ([`batch`]).
     pub(crate) batches: Batches,
     /// The urgent lane: each tenant's significant-harm referrals, stored in batches of their own
     /// so they never queue behind ordinary ones (a batch in progress still holds the tenant's
@@ -57,6 +54,8 @@ pub struct Intake {
     pub(crate) urgent_batches: Batches,
     /// The people each tenant holds, for matching (one set of indexes per replica).
     pub people: HeldPeople,
+    /// What stores a batch: the context and the same people.
+    storer: Storer,
     /// Inbound documents larger than this are rejected unread (`intake.max_payload_bytes`).
     pub max_payload_bytes: usize,
 }
@@ -68,12 +67,14 @@ impl Intake {
     }
 
     pub fn with_policy(ctx: ServiceContext, policy: MatchPolicy) -> Self {
+        let people = HeldPeople::new(policy);
         Self {
-            batches: crate::batch::batches(),
-            urgent_batches: crate::batch::batches(),
-            people: HeldPeople::new(policy),
+            batches: batch::batches(),
+            urgent_batches: batch::batches(),
+            storer: Storer::new(ctx.clone(), people.clone()),
+            people,
             // Checked at start (`Service::check_settings`), so wrong settings never get here.
-            max_payload_bytes: crate::settings::IntakeSettings::from_settings(&ctx.settings)
+            max_payload_bytes: IntakeSettings::from_settings(&ctx.settings)
                 .unwrap_or_default()
                 .max_payload_bytes,
             ctx,
@@ -85,7 +86,7 @@ impl Intake {
     }
 
     /// Takes a document: validated already (`Ok`) or refused (`Err`). A valid referral is
-    /// stored in its tenant's next batch (`batch.rs`).
+    /// stored in its tenant's next batch ([`batch`]).
     pub async fn submit(
         &self,
         tenant: &str,
@@ -134,7 +135,7 @@ impl Intake {
         } else {
             &self.batches
         };
-        Ok(batches.enqueue(self.clone(), tenant, job))
+        Ok(batches.enqueue(self.storer.clone(), tenant, job))
     }
 
     /// Refuses a document: `referral_rejected` with every reason, nothing stored.
@@ -205,7 +206,7 @@ impl Intake {
 }
 
 impl Intake {
-    /// Confirms or rejects a match candidate of `tenant` for `actor` (see [`matching::resolve`]).
+    /// Confirms or rejects a match candidate of `tenant` for `actor` (see [`candidates::resolve`]).
     pub async fn resolve_candidate(
         &self,
         tenant: &str,
@@ -213,10 +214,11 @@ impl Intake {
         resolution: Resolution,
         reason: &str,
         actor: &str,
-    ) -> Result<store::matches::StoredCandidate, ResolveError> {
+    ) -> Result<StoredCandidate, ResolveError> {
         let txn = eh_store::begin(&self.ctx.db).await?;
         let now = self.ctx.clock.now();
-        match matching::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await {
+        match candidates::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await
+        {
             Ok(c) => {
                 eh_store::commit(txn).await?;
                 tracing::info!(
@@ -239,13 +241,6 @@ impl Intake {
 /// Whether a referral takes the urgent lane: it reports a risk of significant harm.
 pub fn is_urgent(referral: &Referral) -> bool {
     referral.significant_harm_risk == Some(true)
-}
-
-pub(crate) fn bus_err(e: eh_bus::Error) -> StoreError {
-    match e {
-        eh_bus::Error::Db(d) => StoreError(d),
-        other => StoreError(sea_orm::DbErr::Custom(other.to_string())),
-    }
 }
 
 /// The bus door: `<ns>.<tenant>.inbound.referral`, and the urgent lane's
