@@ -1,6 +1,7 @@
 //! Intake against real databases: a SQLite file and a fresh PostgreSQL database from
 //! `eh_testkit` for every scenario. Time is a ManualClock; events are read from the outbox.
 mod batch;
+mod layering;
 mod matching;
 mod screening;
 
