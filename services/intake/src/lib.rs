@@ -7,8 +7,8 @@
 //!
 //! ## Layers
 //! The crate is four layers, each using only itself and the layers below it — never one above
-//! (the `layering` test reads every source file and fails naming any import that breaks this,
-//! or any cycle between files):
+//! (`tests/it/layering.rs` reads every source file and fails naming any import that breaks
+//! this, any cycle between modules, and any SQL outside the store):
 //!
 //! 1. **`domain`** — the rules, pure: the contract, matching and merging, screening. No I/O,
 //!    no database, no bus. Unit-tested beside the code.
@@ -21,8 +21,8 @@
 //!    store reads).
 //!
 //! `settings` (intake's own configuration, read and checked at start) sits beside `domain`:
-//! it uses only `domain`, and anything above may use it. This file wires the layers together
-//! and is the only place that may name them all.
+//! it uses only `domain`; handlers and grpc may use it. This file wires the layers together:
+//! it may use every layer, and no layer uses it.
 pub mod domain;
 pub mod grpc;
 pub mod handlers;

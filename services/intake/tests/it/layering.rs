@@ -5,7 +5,8 @@
 //!
 //! - a file uses only modules of its own layer or the layers [`MAY_USE`] lists for it, and no
 //!   item of the crate root (`lib.rs` wires the layers: nothing uses it);
-//! - a layer names none of the crates [`MAY_NOT_NAME`] lists for it (the domain stays pure);
+//! - a layer names none of the crates [`MAY_NOT_NAME`] lists for it (the domain stays pure),
+//!   and only the store holds SQL (a string literal that begins like a statement, [`SQL`]);
 //! - the rooms of the crate — each top-level module, and each module directly inside one — use
 //!   one another in one direction only. A module's own file counts as using every module it
 //!   declares, so a module that uses its parent's file closes a cycle (keep what siblings share
@@ -59,6 +60,19 @@ const MAY_NOT_NAME: &[(&str, &[&str])] = &[
     ("handlers", &["tonic", "tonic_types", "eh_auth"]),
 ];
 
+/// How SQL statements begin: a string literal beginning so, outside the store, is SQL where it
+/// does not belong.
+const SQL: &[&str] = &[
+    "SELECT ",
+    "INSERT INTO ",
+    "UPDATE ",
+    "DELETE FROM ",
+    "CREATE TABLE ",
+    "CREATE INDEX ",
+    "ALTER TABLE ",
+    "DROP ",
+];
+
 /// One source file: its path under `src/` (with `/`) and its text.
 struct Source {
     path: String,
@@ -105,8 +119,20 @@ fn read_sources(dir: &Path, under: &str, out: &mut Vec<Source>) {
 /// The code of a file: comments, and the insides of string and character literals, blanked
 /// (line numbers kept), so neither a `crate::` in a comment nor a `{` in a format string counts.
 fn code_only(text: &str) -> String {
+    scan(text).0
+}
+
+/// The string literals of a file's code (not its comments), each with its line.
+fn string_literals(text: &str) -> Vec<(usize, String)> {
+    scan(text).1
+}
+
+/// [`code_only`] and [`string_literals`] in one pass.
+fn scan(text: &str) -> (String, Vec<(usize, String)>) {
     let b: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
+    let mut literals = Vec::new();
+    let line_of = |out: &String| out.matches('\n').count() + 1;
     let blank = |c: char| if c == '\n' { '\n' } else { ' ' };
     let mut i = 0;
     while i < b.len() {
@@ -149,28 +175,37 @@ fn code_only(text: &str) -> String {
                 i += 1;
                 continue;
             }
+            let line = line_of(&out);
             out.push('"');
             j += 1;
             let closes = |k: usize| b[k] == '"' && (1..=hashes).all(|h| b.get(k + h) == Some(&'#'));
+            let mut literal = String::new();
             while j < b.len() && !closes(j) {
+                literal.push(b[j]);
                 out.push(blank(b[j]));
                 j += 1;
             }
+            literals.push((line, literal));
             out.push('"');
             i = (j + 1 + hashes).min(b.len());
         } else if c == '"' {
+            let line = line_of(&out);
             out.push('"');
             i += 1;
+            let mut literal = String::new();
             while i < b.len() && b[i] != '"' {
                 if b[i] == '\\' {
+                    literal.push(b[i]);
                     out.push(' ');
                     i += 1;
                 }
                 if i < b.len() {
+                    literal.push(b[i]);
                     out.push(blank(b[i]));
                     i += 1;
                 }
             }
+            literals.push((line, literal));
             out.push('"');
             i += 1;
         } else if c == '\'' && next == Some('\\') {
@@ -191,7 +226,7 @@ fn code_only(text: &str) -> String {
             i += 1;
         }
     }
-    out
+    (out, literals)
 }
 
 /// The inline modules of a file (`mod tests { … }`): where each opens and closes, and its name.
@@ -483,6 +518,18 @@ fn breaches(sources: &[Source]) -> Vec<String> {
                 }
             }
         }
+        if layer != "store" {
+            for (line, literal) in string_literals(&s.text) {
+                let statement = literal.trim_start();
+                if let Some(kw) = SQL.iter().find(|k| statement.starts_with(**k)) {
+                    report(format!(
+                        "src/{}:{line}: SQL outside the store (\"{}…\"); {layer} asks the store",
+                        s.path,
+                        kw.trim_end()
+                    ));
+                }
+            }
+        }
         let room = room_of_file(&s.path);
         for child in declared_children(&code) {
             let mut path = module.clone();
@@ -668,6 +715,23 @@ fn the_crate_root_an_unplaced_module_and_a_forbidden_crate_are_refused() {
     assert!(b.contains("`matching` is in no layer"), "{b}");
     let b = one_breach(&[("domain/x.rs", "fn f(db: &sea_orm::DatabaseConnection) {}")]);
     assert!(b.contains("domain may not name `sea_orm`"), "{b}");
+}
+
+#[test]
+fn sql_outside_the_store_is_refused_and_in_comments_it_is_not_sql() {
+    let b = one_breach(&[(
+        "handlers/mod.rs",
+        "// \"SELECT 1\" in a comment is fine\nfn f() { let q = \"\n   UPDATE people SET x = 1\"; }",
+    )]);
+    assert!(b.starts_with("src/handlers/mod.rs:2:"), "{b}");
+    assert!(b.contains("SQL outside the store (\"UPDATE…\")"), "{b}");
+    assert!(
+        breaches(&crate_of(&[(
+            "store/people.rs",
+            "const Q: &str = \"SELECT id FROM people\";"
+        )]))
+        .is_empty()
+    );
 }
 
 #[test]
