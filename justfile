@@ -34,6 +34,11 @@ asyncapi:
 bench: deps
     cargo run --profile perf -p eh-tests --bin load
     cargo run --profile perf -p eh-tests --bin reads
+    cargo run --profile perf -p eh-tests --bin matcher
+
+# The allocation matcher's latency against 100 / 1,000 / 10,000 services, beside a coverage scan.
+bench-matcher:
+    cargo run --profile perf -p eh-tests --bin matcher
 
 # Read harness: audited gRPC reads at 1 caller and 128 streams, beside the gRPC health check.
 bench-reads: deps

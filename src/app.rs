@@ -72,6 +72,21 @@ pub fn with_demo_tenant(mut settings: Settings) -> Settings {
                     "team_manager_email": "early-help-manager@demo.invalid",
                 }),
             ),
+            // Allocation's rules and directory (`earlyhelp demo` writes the directory file: an
+            // Open Referral UK export of the borough's services, src/demo_directory.json).
+            (
+                "allocation",
+                serde_json::json!({
+                    "rule_version": "demo-allocation-1",
+                    "programmes": [{"id": "brfc", "kind": "commissioned"}],
+                    "localities": {"Demoton Central": ["DM1", "DM2"], "Eastfield": ["DM3", "DM4", "DM5"]},
+                    "taxonomy_needs": [
+                        {"need": "domestic_abuse", "terms": ["Domestic abuse support"]},
+                        {"need": "housing", "terms": ["Housing advice"]}
+                    ],
+                    "directory": {"file": crate::demo::directory_file(&settings)},
+                }),
+            ),
         ] {
             let full = format!("tenants.{}.{key}", eh_auth::demo::DEMO_TENANT);
             if let Ok(section) = Section::from_json(full, value) {

@@ -41,10 +41,121 @@ pub fn example(reference: &str, email: Option<&str>) -> Value {
     doc
 }
 
+/// The demo council's directory: an Open Referral UK export of the borough's services.
+const DIRECTORY: &str = include_str!("demo_directory.json");
+
+/// Where the demo council's directory file is (its allocation settings name it).
+pub fn directory_file(settings: &eh_platform::Settings) -> std::path::PathBuf {
+    settings.data_dir.join("demo-directory.json")
+}
+
+/// A gRPC channel to the app, and a demo token for `roles` (demo mode only).
+async fn demo_client(
+    app: &App,
+    roles: &[&str],
+) -> anyhow::Result<(
+    tonic::transport::Channel,
+    tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+)> {
+    let issuer = app
+        .demo_issuer
+        .as_ref()
+        .context("the demo calls the APIs with a demo token: demo mode only")?;
+    let token = issuer
+        .mint(
+            &format!("demo-{}", roles.join("-")),
+            roles,
+            "early_help",
+            600,
+        )
+        .map_err(anyhow::Error::msg)?;
+    let bearer = format!("Bearer {token}").parse()?;
+    let mut addr = app.grpc_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect to gRPC at {addr}"))?;
+    Ok((channel, bearer))
+}
+
+/// Imports the demo council's directory (the file its settings name) and sets the council's terms
+/// for its services, through allocation's API as a team manager would; returns a summary line.
+async fn set_up_directory(app: &App, tenant: &str) -> anyhow::Result<String> {
+    use eh_proto::allocation::v1 as apb;
+    use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+    std::fs::write(directory_file(&app.settings), DIRECTORY)?;
+    let (channel, bearer) = demo_client(app, &["team_manager"]).await?;
+    let mut alloc = AllocationServiceClient::new(channel);
+    fn authed<T>(
+        msg: T,
+        bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    ) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert("authorization", bearer.clone());
+        r
+    }
+    let import = alloc
+        .import_directory(authed(
+            apb::ImportDirectoryRequest {
+                tenant: tenant.into(),
+            },
+            &bearer,
+        ))
+        .await?
+        .into_inner();
+    let terms = |kind: &str, coverage: &[&str], capacity: u32| apb::ServiceTerms {
+        kind: kind.into(),
+        coverage: coverage.iter().map(|s| s.to_string()).collect(),
+        capacity,
+        ..Default::default()
+    };
+    let mut brfc = terms("commissioned", &["DM"], 10);
+    brfc.programmes = vec!["brfc".into()];
+    brfc.contract_volume = 40;
+    brfc.contract_period = "quarter".into();
+    brfc.offer_email = "offers@family-matters.invalid".into();
+    for (id, t) in [
+        (
+            "demo-eht-central",
+            terms("early_help_team", &["Demoton Central"], 20),
+        ),
+        (
+            "demo-eht-east",
+            terms("early_help_team", &["Eastfield"], 15),
+        ),
+        ("demo-family-matters", brfc),
+    ] {
+        alloc
+            .set_service_terms(authed(
+                apb::SetServiceTermsRequest {
+                    tenant: tenant.into(),
+                    service_id: id.into(),
+                    terms: Some(t),
+                },
+                &bearer,
+            ))
+            .await?;
+    }
+    Ok(format!(
+        "directory imported from Open Referral UK JSON: {} services ({} new, {} updated, {} unchanged, \
+         {} refused); the council's terms set for its two Early Help Teams and one BRFC provider",
+        import.created + import.updated + import.unchanged,
+        import.created,
+        import.updated,
+        import.unchanged,
+        import.refused.len()
+    ))
+}
+
 /// Submits the examples, prints what happened to each, and returns the outcome lines.
 pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
     let ns = app.settings.bus.namespace.clone();
     let tenant = eh_auth::demo::DEMO_TENANT;
+    let directory = set_up_directory(app, tenant).await?;
+    println!("  • {directory}");
     let run_id = uuid::Uuid::now_v7().simple().to_string();
     let r = |n: &str| format!("DEMO-{}-{n}", &run_id[20..]);
     let mut bad = example(&r("4"), None);
@@ -132,7 +243,7 @@ pub async fn run(app: &App) -> anyhow::Result<Vec<String>> {
             })
             .await?;
     }
-    let mut lines = Vec::new();
+    let mut lines = vec![directory];
     let mut received: BTreeMap<String, String> = BTreeMap::new();
     let mut rejected: Vec<ReferralRejected> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -203,24 +314,10 @@ async fn case_states(
 ) -> anyhow::Result<BTreeMap<String, (String, String)>> {
     use eh_proto::casework::v1::ListCasesRequest;
     use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
-    let issuer = app
-        .demo_issuer
-        .as_ref()
-        .context("the demo reads cases with a demo token: demo mode only")?;
-    let token = issuer
-        .mint("demo-front-door", &["front_door"], "early_help", 600)
-        .map_err(anyhow::Error::msg)?;
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
-    let mut addr = app.grpc_addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect to gRPC at {addr}"))?;
+    let (channel, bearer) = demo_client(app, &["front_door"]).await?;
     let mut casework = CaseworkServiceClient::new(channel);
-    let passing = ["requested", "screening"];
+    // Allocation answers a ready case at once: wait for its answer.
+    let passing = ["requested", "screening", "ready_for_allocation"];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let mut request = tonic::Request::new(ListCasesRequest {

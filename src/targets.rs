@@ -12,6 +12,7 @@ pub const SERVICES: &[Target] = &[
     Target(&eh_consent::Service),
     Target(&eh_casework::Service),
     Target(&eh_notifications::Service),
+    Target(&eh_allocation::Service),
 ];
 
 /// One service of [`SERVICES`], as `--target` names it.
@@ -154,7 +155,7 @@ mod tests {
             assert!(eh_platform::config::is_token(t.name()), "{}", t.name());
             assert_eq!(Target::named(t.name()), Ok(*t));
         }
-        let e = Target::named("allocation").unwrap_err();
+        let e = Target::named("assessment").unwrap_err();
         assert!(e.contains(&Target::names()), "{e}");
     }
 

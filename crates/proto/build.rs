@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("earlyhelp/notifications/v1/notifications.proto"),
         root.join("earlyhelp/consent/v1/consent.proto"),
         root.join("earlyhelp/casework/v1/casework.proto"),
+        root.join("earlyhelp/allocation/v1/allocation.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -502,6 +502,16 @@ async fn glance(
     })
 }
 
+/// The consumers of the services the processes run (those of services not run — allocation —
+/// have no one to take their messages).
+fn running_subscriptions() -> impl Iterator<Item = &'static catalogue::Subscription> {
+    catalogue::SUBSCRIPTIONS.iter().copied().filter(|s| {
+        GROUPS
+            .iter()
+            .any(|(_, targets)| targets.split(',').any(|t| t == s.service))
+    })
+}
+
 /// One durable consumer as JetStream sees it.
 #[derive(Debug, Clone)]
 struct ConsumerState {
@@ -517,7 +527,7 @@ async fn consumers(
     ns: &str,
 ) -> anyhow::Result<Vec<ConsumerState>> {
     let mut out = Vec::new();
-    for sub in catalogue::SUBSCRIPTIONS {
+    for sub in running_subscriptions() {
         let stream = match sub.source {
             Source::Event(e) => eh_bus::subjects::service_stream(ns, e.service),
             Source::Inbound(_) => eh_bus::subjects::inbound_stream(ns),
@@ -873,7 +883,7 @@ async fn census(
         }
     }
     let mut inboxes = Vec::new();
-    for sub in catalogue::SUBSCRIPTIONS {
+    for sub in running_subscriptions() {
         let handled = scalar(
             db,
             &format!(

@@ -112,6 +112,30 @@ impl TestApp {
         .await
     }
 
+    /// Starts every target on settings `configure` adjusts first (it is given the test's
+    /// directory, e.g. to write a file a setting names).
+    pub async fn spawn_configured(
+        distributed: bool,
+        configure: impl FnOnce(&mut Settings, &std::path::Path),
+    ) -> anyhow::Result<Self> {
+        init_telemetry();
+        let dir = tempfile::tempdir()?;
+        let smtp = SmtpSink::start()?;
+        let mut settings = test_settings(distributed, dir.path(), smtp.port, None).await?;
+        configure(&mut settings, dir.path());
+        let mut t = Self {
+            app: None,
+            settings,
+            smtp,
+            faults: Arc::new(Faults::default()),
+            clock: Arc::new(eh_platform::SystemClock),
+            targets: Target::ALL.to_vec(),
+            dir,
+        };
+        t.start().await?;
+        Ok(t)
+    }
+
     async fn spawn_full(
         distributed: bool,
         nats: Option<String>,

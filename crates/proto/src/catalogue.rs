@@ -207,6 +207,44 @@ pub const SERVICE_LEVEL_BREACHED: EventSpec = EventSpec {
     payload: "earlyhelp.casework.v1.ServiceLevelBreached",
     summary: "A service-level clock of a case ran out; the team manager is told.",
 };
+pub const DIRECTORY_IMPORTED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "directory_imported",
+    payload: "earlyhelp.allocation.v1.DirectoryImported",
+    summary: "A council's provider directory was imported from Open Referral UK (counts only: created, \
+              updated, unchanged, withdrawn, refused).",
+};
+pub const OFFER_MADE: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "offer_made",
+    payload: "earlyhelp.allocation.v1.OfferMade",
+    summary: "A case ready for allocation was offered to a service (an Early Help Team or a commissioned \
+              provider), its place held until it answers.",
+};
+pub const OFFER_ACCEPTED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "offer_accepted",
+    payload: "earlyhelp.allocation.v1.OfferAccepted",
+    summary: "The service accepted: the case is allocated to it.",
+};
+pub const OFFER_DECLINED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "offer_declined",
+    payload: "earlyhelp.allocation.v1.OfferDeclined",
+    summary: "The service declined (reason code); the case goes to the next candidate or waits.",
+};
+pub const CASE_WAITING: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "case_waiting",
+    payload: "earlyhelp.allocation.v1.CaseWaiting",
+    summary: "No service can take the case now: it waits on the council's list, in order, and is offered as \
+              soon as a place frees.",
+};
 
 pub const INTAKE_INBOUND_REFERRAL: Subscription = Subscription {
     consumer: "intake_inbound_referral",
@@ -303,6 +341,54 @@ pub const NOTIFICATIONS_SERVICE_LEVEL_BREACHED: Subscription = Subscription {
     source: Source::Event(&SERVICE_LEVEL_BREACHED),
     summary: "Tells the team manager a service level was breached.",
 };
+pub const ALLOCATION_REFERRAL_RECEIVED: Subscription = Subscription {
+    consumer: "allocation_referral_received",
+    service: "allocation",
+    source: Source::Event(&REFERRAL_RECEIVED),
+    summary: "Keeps the children's dates of birth of each referral (no names), for matching by age.",
+};
+pub const ALLOCATION_CASE_READY: Subscription = Subscription {
+    consumer: "allocation_case_ready",
+    service: "allocation",
+    source: Source::Event(&CASE_READY_FOR_ALLOCATION),
+    summary: "Matches the case to a service and offers it, or puts it on the waiting list.",
+};
+pub const ALLOCATION_CASE_CLOSED: Subscription = Subscription {
+    consumer: "allocation_case_closed",
+    service: "allocation",
+    source: Source::Event(&CASE_CLOSED),
+    summary: "Releases the place the case held and offers it to the next waiting case.",
+};
+pub const ALLOCATION_CASE_STEPPED_UP: Subscription = Subscription {
+    consumer: "allocation_case_stepped_up",
+    service: "allocation",
+    source: Source::Event(&CASE_STEPPED_UP),
+    summary: "A case gone to the front door leaves allocation: its place is released and offered on.",
+};
+pub const CASEWORK_OFFER_MADE: Subscription = Subscription {
+    consumer: "casework_offer_made",
+    service: "casework",
+    source: Source::Event(&OFFER_MADE),
+    summary: "The case is being allocated (allocating): the offer on its timeline.",
+};
+pub const CASEWORK_OFFER_ACCEPTED: Subscription = Subscription {
+    consumer: "casework_offer_accepted",
+    service: "casework",
+    source: Source::Event(&OFFER_ACCEPTED),
+    summary: "The case is allocated.",
+};
+pub const CASEWORK_OFFER_DECLINED: Subscription = Subscription {
+    consumer: "casework_offer_declined",
+    service: "casework",
+    source: Source::Event(&OFFER_DECLINED),
+    summary: "The decline on the case's timeline.",
+};
+pub const CASEWORK_CASE_WAITING: Subscription = Subscription {
+    consumer: "casework_case_waiting",
+    service: "casework",
+    source: Source::Event(&CASE_WAITING),
+    summary: "The case waits for a provider (waiting_for_provider).",
+};
 
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
@@ -322,6 +408,11 @@ pub const EVENTS: &[&EventSpec] = &[
     &CASE_CLOSED,
     &CONSENT_REQUESTED,
     &SERVICE_LEVEL_BREACHED,
+    &DIRECTORY_IMPORTED,
+    &OFFER_MADE,
+    &OFFER_ACCEPTED,
+    &OFFER_DECLINED,
+    &CASE_WAITING,
 ];
 
 /// What upstream systems may publish.
@@ -344,4 +435,12 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_CASE_STEPPED_UP,
     &NOTIFICATIONS_CONSENT_REQUESTED,
     &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
+    &ALLOCATION_REFERRAL_RECEIVED,
+    &ALLOCATION_CASE_READY,
+    &ALLOCATION_CASE_CLOSED,
+    &ALLOCATION_CASE_STEPPED_UP,
+    &CASEWORK_OFFER_MADE,
+    &CASEWORK_OFFER_ACCEPTED,
+    &CASEWORK_OFFER_DECLINED,
+    &CASEWORK_CASE_WAITING,
 ];

@@ -38,3 +38,11 @@ pub mod casework {
         tonic::include_proto!("earlyhelp.casework.v1");
     }
 }
+
+/// `earlyhelp.allocation.v1`
+pub mod allocation {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.allocation.v1");
+    }
+}

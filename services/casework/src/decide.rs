@@ -307,7 +307,9 @@ impl Effects {
                     at: at_text,
                 }));
             }
-            State::Requested => {}
+            // allocation's own events announce these: casework records them.
+            State::Requested | State::Allocating | State::WaitingForProvider | State::Allocated => {
+            }
         }
         Ok(())
     }
@@ -587,6 +589,88 @@ pub fn screening_decided(
         None => {
             let r = format!("more information needed: {}", ev.missing.join(", "));
             fx.note("more_information_needed", r);
+        }
+    }
+    Ok(fx)
+}
+
+/// An answer of allocation about a case (services/allocation's events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocationStep {
+    /// `offer_made`: offered to `service` (its `attempt`th offer), by rules `rule_version`.
+    Offered {
+        service: String,
+        attempt: u32,
+        rule_version: String,
+    },
+    /// `case_waiting`: no service can take it now; `position` on the council's list.
+    Waiting {
+        position: u32,
+        significant_need: bool,
+    },
+    /// `offer_accepted`: `service` accepted.
+    Accepted { service: String },
+    /// `offer_declined`: `service` declined for `reason`.
+    Declined { service: String, reason: String },
+}
+
+/// Allocation offered, queued, or allocated the case: its state follows (`allocating`,
+/// `waiting_for_provider`, `allocated`), every step on the timeline. A step for a case that has
+/// left allocation (stepped up, closed) is recorded and ignored.
+///
+/// # Errors
+/// As for [`case_opened`].
+pub fn allocation_step(
+    case: CaseRow,
+    step: &AllocationStep,
+    at: &At<'_>,
+) -> Result<Effects, Refusal> {
+    use State::{Allocating, ReadyForAllocation, WaitingForProvider};
+    let mut fx = Effects::new(case, "service:allocation", at.now);
+    let state = fx.case.state;
+    match step {
+        AllocationStep::Offered {
+            service,
+            attempt,
+            rule_version,
+        } => {
+            let r = format!("offered to {service} (offer {attempt}, rules {rule_version})");
+            if matches!(state, ReadyForAllocation | WaitingForProvider) {
+                fx.transition(Allocating, &r, false, at)?;
+            } else if state == Allocating {
+                fx.note("offer_made", r);
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::Waiting {
+            position,
+            significant_need,
+        } => {
+            let r = format!(
+                "no service can take the case now: waiting, position {position}{}",
+                if *significant_need {
+                    " (significant need)"
+                } else {
+                    ""
+                }
+            );
+            if matches!(state, ReadyForAllocation | Allocating) {
+                fx.transition(WaitingForProvider, &r, false, at)?;
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::Accepted { service } => {
+            let r = format!("{service} accepted: allocated");
+            if state == Allocating {
+                fx.transition(State::Allocated, &r, false, at)?;
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::Declined { service, reason } => {
+            fx.note("offer_declined", format!("{service} declined: {reason}"));
         }
     }
     Ok(fx)
@@ -894,6 +978,11 @@ mod tests {
         Clock(TimerKind),
         /// A practitioner's StepUp or CloseCase.
         Practitioner(State),
+        /// Allocation's answers.
+        Offered,
+        Waiting,
+        Accepted,
+        Declined,
     }
 
     /// What the row expects.
@@ -1099,6 +1188,19 @@ mod tests {
             row("close as withdrawn, ready", ReadyForAllocation, P, Ev::Practitioner(ClosedWithdrawn), closed(ClosedWithdrawn, &["transition"])),
             row("close, closed already: refused", ClosedAdviceGiven, P, Ev::Practitioner(ClosedWithdrawn),
                 Want::Refused("a case that is closed_advice_given cannot become closed_withdrawn")),
+            // Allocation's answers.
+            row("offered, ready: allocating", ReadyForAllocation, P, Ev::Offered, fx(Allocating, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("offered, waiting: allocating", WaitingForProvider, P, Ev::Offered, fx(Allocating, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("offered again after a decline: noted", Allocating, P, Ev::Offered, noted(Allocating, &["offer_made"])),
+            row("offered, stepped up meanwhile: ignored", SteppedUp, P, Ev::Offered, noted(SteppedUp, &["ignored"])),
+            row("waiting, ready: waiting for a provider", ReadyForAllocation, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("waiting, every offer declined: waiting for a provider", Allocating, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("waiting, closed meanwhile: ignored", ClosedWithdrawn, P, Ev::Waiting, noted(ClosedWithdrawn, &["ignored"])),
+            row("accepted, allocating: allocated", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("accepted, waiting: ignored", WaitingForProvider, P, Ev::Accepted, noted(WaitingForProvider, &["ignored"])),
+            row("declined, allocating: noted", Allocating, P, Ev::Declined, noted(Allocating, &["offer_declined"])),
+            row("StepUp, allocated", Allocated, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
+            row("close as withdrawn, waiting", WaitingForProvider, P, Ev::Practitioner(ClosedWithdrawn), closed(ClosedWithdrawn, &["transition"])),
         ]
     }
 
@@ -1140,6 +1242,27 @@ mod tests {
             Ev::Practitioner(to) => {
                 practitioner_step(c, to, "user:worcs:jdoe", "worried about the children", at)
                     .map(fires)
+            }
+            Ev::Offered | Ev::Waiting | Ev::Accepted | Ev::Declined => {
+                let step = match r.ev {
+                    Ev::Offered => AllocationStep::Offered {
+                        service: "Family Support North".into(),
+                        attempt: 1,
+                        rule_version: "worcs-1".into(),
+                    },
+                    Ev::Waiting => AllocationStep::Waiting {
+                        position: 2,
+                        significant_need: true,
+                    },
+                    Ev::Accepted => AllocationStep::Accepted {
+                        service: "Family Support North".into(),
+                    },
+                    _ => AllocationStep::Declined {
+                        service: "Family Support North".into(),
+                        reason: "no_capacity".into(),
+                    },
+                };
+                allocation_step(c, &step, at).map(fires)
             }
         }
     }
@@ -1190,7 +1313,7 @@ mod tests {
                 (want, got) => panic!("{}: wanted {want:?}, got {got:?}", r.name),
             }
         }
-        assert_eq!(table.len(), 61, "rows");
+        assert_eq!(table.len(), 73, "rows");
     }
 
     /// Whatever a decision moves a case to, the clocks it leaves behind are cancelled and the

@@ -13,6 +13,12 @@ pub enum State {
     /// Consent held; intake screens the request.
     Screening,
     ReadyForAllocation,
+    /// Offered to a service (an Early Help Team or a commissioned provider); waiting for its answer.
+    Allocating,
+    /// No service can take it now: on the council's waiting list.
+    WaitingForProvider,
+    /// A service accepted: the family has someone to help them.
+    Allocated,
     /// Sent to the council's front door (significant harm, or a practitioner's call).
     SteppedUp,
     ClosedAdviceGiven,
@@ -21,11 +27,14 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 11] = [
         State::Requested,
         State::AwaitingConsent,
         State::Screening,
         State::ReadyForAllocation,
+        State::Allocating,
+        State::WaitingForProvider,
+        State::Allocated,
         State::SteppedUp,
         State::ClosedAdviceGiven,
         State::ClosedNoConsent,
@@ -38,6 +47,9 @@ impl State {
             State::AwaitingConsent => "awaiting_consent",
             State::Screening => "screening",
             State::ReadyForAllocation => "ready_for_allocation",
+            State::Allocating => "allocating",
+            State::WaitingForProvider => "waiting_for_provider",
+            State::Allocated => "allocated",
             State::SteppedUp => "stepped_up",
             State::ClosedAdviceGiven => "closed_advice_given",
             State::ClosedNoConsent => "closed_no_consent",
@@ -53,6 +65,9 @@ impl State {
                 | State::AwaitingConsent
                 | State::Screening
                 | State::ReadyForAllocation
+                | State::Allocating
+                | State::WaitingForProvider
+                | State::Allocated
         )
     }
 
@@ -84,6 +99,18 @@ impl State {
                 | (Screening, ClosedWithdrawn)
                 | (ReadyForAllocation, SteppedUp)
                 | (ReadyForAllocation, ClosedWithdrawn)
+                // allocation's answers (services/allocation)
+                | (ReadyForAllocation, Allocating)
+                | (ReadyForAllocation, WaitingForProvider)
+                | (Allocating, Allocated)
+                | (Allocating, WaitingForProvider)
+                | (WaitingForProvider, Allocating)
+                | (Allocating, SteppedUp)
+                | (Allocating, ClosedWithdrawn)
+                | (WaitingForProvider, SteppedUp)
+                | (WaitingForProvider, ClosedWithdrawn)
+                | (Allocated, SteppedUp)
+                | (Allocated, ClosedWithdrawn)
         )
     }
 
@@ -283,6 +310,24 @@ mod tests {
                 to: State::ClosedNoConsent
             })
         );
+    }
+
+    #[test]
+    fn allocation_moves_only_after_ready_for_allocation() {
+        use State::*;
+        let into = |to: State| -> Vec<State> {
+            State::ALL
+                .into_iter()
+                .filter(|s| s.may_move_to(to))
+                .collect()
+        };
+        assert_eq!(into(Allocating), [ReadyForAllocation, WaitingForProvider]);
+        assert_eq!(into(WaitingForProvider), [ReadyForAllocation, Allocating]);
+        assert_eq!(into(Allocated), [Allocating]);
+        for s in [Allocating, WaitingForProvider, Allocated] {
+            assert!(s.is_open() && s.may_move_to(ClosedWithdrawn), "{s}");
+            assert!(!s.may_move_to(ReadyForAllocation), "{s}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@ use chrono::{DateTime, Utc};
 use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
+use eh_proto::allocation::v1::{CaseWaiting, OfferAccepted, OfferDeclined, OfferMade};
+use eh_proto::catalogue;
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
 use eh_proto::intake::v1::{ReferralReceived, ScreeningDecided};
 use eh_store::Within;
@@ -350,6 +352,36 @@ impl Casework {
         self.finish(within, txn).await
     }
 
+    /// Allocation's answer about a case (`offer_made`, `case_waiting`, `offer_accepted`,
+    /// `offer_declined`): the case's state follows, every step on its timeline.
+    pub async fn on_allocation(
+        &self,
+        within: Within<'_>,
+        consumer: &str,
+        tenant: &str,
+        case_id: &str,
+        step: &decide::AllocationStep,
+        msg: &Received,
+    ) -> Result<Handled, Error> {
+        let Some(txn) = self.begin_claimed(within, consumer, msg).await? else {
+            return Ok(Handled::Duplicate);
+        };
+        let now = self.ctx.clock.now();
+        let Some(found) = store::get_case(&txn, tenant, case_id).await? else {
+            txn.rollback().await?;
+            return Err(Error::Invalid(format!(
+                "tenant {tenant} holds no case {case_id}"
+            )));
+        };
+        lock_family(within, &txn, tenant, &found.family_id).await?;
+        let case = store::get_case(&txn, tenant, case_id)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(case_id.to_string()))?;
+        let fx = decide::allocation_step(case, step, &self.at(tenant, now))?;
+        self.apply(&txn, &fx, Some(msg)).await?;
+        self.finish(within, txn).await
+    }
+
     /// Fires one clock that ran out — once, even with several replicas: the family's lock and the
     /// conditional settle make a second firing find it settled and do nothing.
     pub async fn fire(&self, t: &DueTimer) -> Result<bool, Error> {
@@ -490,6 +522,52 @@ pub enum Event {
     ConsentRecorded(ConsentRecorded),
     ConsentWithdrawn(ConsentWithdrawn),
     Screening(ScreeningDecided),
+    OfferMade(OfferMade),
+    OfferAccepted(OfferAccepted),
+    OfferDeclined(OfferDeclined),
+    CaseWaiting(CaseWaiting),
+}
+
+impl Event {
+    /// For allocation's events: the consumer, the case and the step.
+    fn allocation(&self) -> Option<(&'static str, &str, decide::AllocationStep)> {
+        use decide::AllocationStep as S;
+        Some(match self {
+            Event::OfferMade(e) => (
+                catalogue::CASEWORK_OFFER_MADE.consumer,
+                e.case_id.as_str(),
+                S::Offered {
+                    service: e.service_name.clone(),
+                    attempt: e.attempt,
+                    rule_version: e.rule_version.clone(),
+                },
+            ),
+            Event::OfferAccepted(e) => (
+                catalogue::CASEWORK_OFFER_ACCEPTED.consumer,
+                e.case_id.as_str(),
+                S::Accepted {
+                    service: e.service_name.clone(),
+                },
+            ),
+            Event::OfferDeclined(e) => (
+                catalogue::CASEWORK_OFFER_DECLINED.consumer,
+                e.case_id.as_str(),
+                S::Declined {
+                    service: e.service_id.clone(),
+                    reason: e.reason.clone(),
+                },
+            ),
+            Event::CaseWaiting(e) => (
+                catalogue::CASEWORK_CASE_WAITING.consumer,
+                e.case_id.as_str(),
+                S::Waiting {
+                    position: e.position,
+                    significant_need: e.significant_need,
+                },
+            ),
+            _ => return None,
+        })
+    }
 }
 
 /// One event waiting for its batch.
@@ -514,6 +592,13 @@ impl Casework {
             Event::ConsentRecorded(ev) => self.on_consent_recorded(within, tenant, ev, msg).await,
             Event::ConsentWithdrawn(ev) => self.on_consent_withdrawn(within, tenant, ev, msg).await,
             Event::Screening(ev) => self.on_screening(within, tenant, ev, msg).await,
+            other => {
+                let Some((consumer, case_id, step)) = other.allocation() else {
+                    return Err(Error::Invalid("an event casework does not handle".into()));
+                };
+                self.on_allocation(within, consumer, tenant, case_id, &step, msg)
+                    .await
+            }
         }
     }
 
@@ -536,6 +621,12 @@ impl Casework {
                 Event::Screening(ev) => store::get_case(txn, &job.tenant, &ev.case_id)
                     .await?
                     .map(|c| c.family_id),
+                other => match other.allocation() {
+                    Some((_, case_id, _)) => store::get_case(txn, &job.tenant, case_id)
+                        .await?
+                        .map(|c| c.family_id),
+                    None => None,
+                },
             };
             if let Some(f) = family.filter(|f| !f.is_empty()) {
                 families.insert((job.tenant.clone(), f));
@@ -639,4 +730,28 @@ door!(
     ScreeningDecided,
     Screening,
     CONSUMER_SCREENING_DECIDED
+);
+door!(
+    OfferMadeDoor,
+    OfferMade,
+    OfferMade,
+    catalogue::CASEWORK_OFFER_MADE.consumer
+);
+door!(
+    OfferAcceptedDoor,
+    OfferAccepted,
+    OfferAccepted,
+    catalogue::CASEWORK_OFFER_ACCEPTED.consumer
+);
+door!(
+    OfferDeclinedDoor,
+    OfferDeclined,
+    OfferDeclined,
+    catalogue::CASEWORK_OFFER_DECLINED.consumer
+);
+door!(
+    CaseWaitingDoor,
+    CaseWaiting,
+    CaseWaiting,
+    catalogue::CASEWORK_CASE_WAITING.consumer
 );

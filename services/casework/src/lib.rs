@@ -88,6 +88,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, "consent"),
+        subjects::service_stream(ns, "allocation"),
         subjects::service_stream(ns, SERVICE),
         subjects::dead_letter_stream(ns),
     ]
@@ -137,6 +138,27 @@ pub fn start(
         &catalogue::CASEWORK_SCREENING_DECIDED,
         handlers::MAX_BATCH,
         Arc::new(handlers::ScreeningDecidedDoor(casework.clone())),
+    );
+    // Allocation's answers about cases.
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_OFFER_MADE,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::OfferMadeDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_OFFER_ACCEPTED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::OfferAcceptedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_OFFER_DECLINED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::OfferDeclinedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_CASE_WAITING,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::CaseWaitingDoor(casework.clone())),
     );
     ctx.tasks
         .spawn(handlers::run_timers(casework.clone(), TIMER_POLL));

@@ -247,7 +247,8 @@ async fn platform(
             && ready_at.is_none()
             && count(
                 &casework,
-                "SELECT COUNT(*) FROM cases WHERE state = 'ready_for_allocation'",
+                // Reached it (allocation may have moved the case on since).
+                "SELECT COUNT(*) FROM timeline WHERE kind = 'transition' AND to_state = 'ready_for_allocation'",
             )
             .await? as usize
                 >= n
@@ -402,12 +403,14 @@ async fn platform(
     let mut to_ready = Vec::with_capacity(n);
     let mut last_ready = None;
     for r in if whole {
-        casework.query_all_raw(eh_store::stmt(
-            casework.get_database_backend(),
-            "SELECT source_reference, updated_at FROM cases WHERE state = 'ready_for_allocation'",
-            [],
-        ))
-        .await?
+        casework
+            .query_all_raw(eh_store::stmt(
+                casework.get_database_backend(),
+                "SELECT c.source_reference, t.at FROM cases c JOIN timeline t ON t.case_id = c.id
+             WHERE t.kind = 'transition' AND t.to_state = 'ready_for_allocation'",
+                [],
+            ))
+            .await?
     } else {
         Vec::new()
     } {

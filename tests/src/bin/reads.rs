@@ -200,7 +200,8 @@ async fn case_with_timeline(t: &TestApp) -> anyhow::Result<Subject> {
             Ok(casework
                 .query_one_raw(eh_store::stmt(
                     casework.get_database_backend(),
-                    "SELECT id, family_id, referral_id FROM cases WHERE state = 'ready_for_allocation'",
+                    "SELECT id, family_id, referral_id FROM cases
+                     WHERE state IN ('ready_for_allocation', 'waiting_for_provider', 'allocating', 'allocated')",
                     [],
                 ))
                 .await?)

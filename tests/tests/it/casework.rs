@@ -14,6 +14,9 @@ use std::time::Duration;
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Where an accepted case settles in these councils: allocation runs too, and with no directory
+/// (no allocation settings here) no service can take it, so it waits on the council's list.
+const SETTLED: &str = "waiting_for_provider";
 
 async fn casework(t: &TestApp) -> anyhow::Result<CaseworkServiceClient<tonic::transport::Channel>> {
     Ok(CaseworkServiceClient::new(t.channel().await?))
@@ -89,23 +92,14 @@ async fn consented_referral_becomes_ready_for_allocation(distributed: bool) -> a
     assert_eq!(ev.needs, vec!["education", "mental_health"]);
     assert_eq!(ev.postcode, "DM1 4AB");
 
-    let case = casework(&t)
-        .await?
-        .get_case(with_key(
-            pb::GetCaseRequest {
-                tenant: "worcs".into(),
-                case_id: case_ref.case_id.clone(),
-            },
-            WORCS_KEY,
-        ))
-        .await?
-        .into_inner();
-    assert_eq!(case.state, "ready_for_allocation");
+    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-1", &[SETTLED]).await?;
+    assert_eq!(case.case_id, case_ref.case_id);
     assert_eq!(
         transitions(&case),
         vec![
             pair("requested", "screening"),
-            pair("screening", "ready_for_allocation")
+            pair("screening", "ready_for_allocation"),
+            pair("ready_for_allocation", SETTLED)
         ]
     );
     let kinds: Vec<&str> = case.timeline.iter().map(|e| e.kind.as_str()).collect();
@@ -363,11 +357,14 @@ async fn a_step_down_with_consent_skips_screening() -> anyhow::Result<()> {
     doc["referrer"]["agency"] = serde_json::json!("social_care");
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "cw-sd")
         .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-SD", &["ready_for_allocation"]).await?;
+    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-SD", &[SETTLED]).await?;
     assert_eq!(case.route, "step_down");
     assert_eq!(
         transitions(&case),
-        vec![pair("requested", "ready_for_allocation")]
+        vec![
+            pair("requested", "ready_for_allocation"),
+            pair("ready_for_allocation", SETTLED)
+        ]
     );
     assert!(
         !case
@@ -386,7 +383,7 @@ async fn withdrawal_closes_the_case(distributed: bool) -> anyhow::Result<()> {
         "cw-wd",
     )
     .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-WD", &["ready_for_allocation"]).await?;
+    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-WD", &[SETTLED]).await?;
     let mut consent = ConsentServiceClient::new(t.channel().await?);
     let ledger = eh_testkit::eventually(WAIT, "the referral's consent record", || {
         let mut c = consent.clone();
@@ -419,7 +416,7 @@ async fn withdrawal_closes_the_case(distributed: bool) -> anyhow::Result<()> {
         .await?;
     let closed = case_reaching(&t, "worcs", WORCS_KEY, "CW-WD", &["closed_withdrawn"]).await?;
     let last = transitions(&closed).pop().expect("a transition");
-    assert_eq!(last, pair("ready_for_allocation", "closed_withdrawn"));
+    assert_eq!(last, pair(SETTLED, "closed_withdrawn"));
     assert!(
         closed
             .timeline
@@ -455,9 +452,8 @@ async fn practitioner_steps_are_checked() -> anyhow::Result<()> {
         "cw-st",
     )
     .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-ACT", &["ready_for_allocation"]).await?;
-    let theirs =
-        case_reaching(&t, "staffs", STAFFS_KEY, "CW-ST", &["ready_for_allocation"]).await?;
+    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-ACT", &[SETTLED]).await?;
+    let theirs = case_reaching(&t, "staffs", STAFFS_KEY, "CW-ST", &[SETTLED]).await?;
     let mut cw = casework(&t).await?;
     let close = |outcome: &str, token: &str, tenant: &str, case_id: &str| {
         with_token(
@@ -548,7 +544,7 @@ async fn practitioner_steps_are_checked() -> anyhow::Result<()> {
         .expect_err("illegal");
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(
-        e.message().contains("ready_for_allocation") && e.message().contains("closed_no_consent"),
+        e.message().contains(SETTLED) && e.message().contains("closed_no_consent"),
         "{}",
         e.message()
     );
@@ -648,10 +644,14 @@ async fn the_demo_shows_each_journey() -> anyhow::Result<()> {
             .unwrap_or_default()
     };
     assert!(
-        line("a school's referral").ends_with("is ready_for_allocation"),
+        line("a school's referral").ends_with("is allocating"),
         "{lines:#?}"
     );
-    assert!(line("a step-down").ends_with("is ready_for_allocation"));
+    assert!(line("a step-down").ends_with("is allocating"), "{lines:#?}");
+    assert!(
+        lines[0].starts_with("directory imported") && lines[0].contains("5 services"),
+        "{lines:#?}"
+    );
     assert!(
         line("a nursery's referral").ends_with("is stepped_up"),
         "{lines:#?}"
@@ -692,16 +692,8 @@ async fn two_councils_side_by_side() -> anyhow::Result<()> {
         )
         .await?;
     }
-    let worcs_ready =
-        case_reaching(&t, "worcs", WORCS_KEY, "TWIN-1", &["ready_for_allocation"]).await?;
-    let staffs_ready = case_reaching(
-        &t,
-        "staffs",
-        STAFFS_KEY,
-        "TWIN-1",
-        &["ready_for_allocation"],
-    )
-    .await?;
+    let worcs_ready = case_reaching(&t, "worcs", WORCS_KEY, "TWIN-1", &[SETTLED]).await?;
+    let staffs_ready = case_reaching(&t, "staffs", STAFFS_KEY, "TWIN-1", &[SETTLED]).await?;
     let worcs_up = case_reaching(&t, "worcs", WORCS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
     let staffs_up = case_reaching(&t, "staffs", STAFFS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
     assert_ne!(worcs_ready.case_id, staffs_ready.case_id);

@@ -1,5 +1,6 @@
 //! Cross-service tests against real PostgreSQL + NATS (distributed) and the embedded mode.
 mod access;
+mod allocation;
 mod bus;
 mod casework;
 mod consent;

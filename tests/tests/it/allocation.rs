@@ -1,0 +1,167 @@
+//! Allocation end to end, in both modes through the real bus, databases and gRPC: a council's
+//! directory imported from a file, its Early Help Team given terms, a consented referral screened
+//! and ready for allocation, offered to that team, accepted — and casework following every step
+//! (ready_for_allocation → allocating → allocated) on the case's timeline.
+use eh_platform::config::Section;
+use eh_proto::allocation::v1 as apb;
+use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+use eh_proto::casework::v1 as pb;
+use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
+use eh_tests::{TestApp, WORCS_KEY, referral, with_key, with_token};
+use serde_json::json;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn case_in(t: &TestApp, reference: &str, state: &str) -> anyhow::Result<pb::Case> {
+    let cw = CaseworkServiceClient::new(t.channel().await?);
+    eh_testkit::eventually(WAIT, &format!("case of {reference} to be {state}"), || {
+        let mut cw = cw.clone();
+        let (reference, state) = (reference.to_string(), state.to_string());
+        async move {
+            let cases = cw
+                .list_cases(with_key(
+                    pb::ListCasesRequest {
+                        tenant: "worcs".into(),
+                        ..Default::default()
+                    },
+                    WORCS_KEY,
+                ))
+                .await?
+                .into_inner()
+                .cases;
+            Ok(cases
+                .into_iter()
+                .find(|c| c.source_reference == reference && c.state == state))
+        }
+    })
+    .await
+}
+
+async fn journey(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn_configured(distributed, |s, dir| {
+        let file = dir.join("directory.json");
+        let services = json!([
+            {"id": "eht-north", "name": "Early Help Team North", "status": "active",
+             "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
+             "minimum_age": 0, "maximum_age": 18},
+            {"id": "eht-south", "name": "Early Help Team South", "status": "active",
+             "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"}},
+            {"id": "old-service", "name": "Closed service", "status": "defunct"}
+        ]);
+        std::fs::write(&file, serde_json::to_vec(&services).expect("json")).expect("write");
+        let section = json!({"rule_version": "worcs-journey-1", "directory": {"file": file}});
+        if let Some(w) = s.tenants.get_mut("worcs") {
+            w.sections.insert(
+                "allocation".into(),
+                Section::from_json("tenants.worcs.allocation", section).expect("section"),
+            );
+        }
+    })
+    .await?;
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    let mut alloc = AllocationServiceClient::new(t.channel().await?);
+    let imported = alloc
+        .import_directory(with_token(
+            apb::ImportDirectoryRequest {
+                tenant: "worcs".into(),
+            },
+            &manager,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (imported.outcome.as_str(), imported.created),
+        ("completed", 3)
+    );
+    // The referral's family lives in DM1 (the example referral): the northern team covers it.
+    for (id, coverage) in [("eht-north", "DM1"), ("eht-south", "DM9")] {
+        alloc
+            .set_service_terms(with_token(
+                apb::SetServiceTermsRequest {
+                    tenant: "worcs".into(),
+                    service_id: id.into(),
+                    terms: Some(apb::ServiceTerms {
+                        kind: "early_help_team".into(),
+                        coverage: vec![coverage.into()],
+                        capacity: 10,
+                        ..Default::default()
+                    }),
+                },
+                &manager,
+            ))
+            .await?;
+    }
+
+    let doc = referral("AL-1", Some("priya@school.test"));
+    t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "al-1")
+        .await?;
+    let case = case_in(&t, "AL-1", "allocating").await?;
+    let offers = alloc
+        .list_offers(with_token(
+            apb::ListOffersRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                ..Default::default()
+            },
+            &manager,
+        ))
+        .await?
+        .into_inner()
+        .offers;
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    assert_eq!(offers[0].service_id, "eht-north");
+    assert_eq!(offers[0].rule_version, "worcs-journey-1");
+    // The example child was born in 2016.
+    assert_eq!(offers[0].children_ages.len(), 1);
+    alloc
+        .accept_offer(with_token(
+            apb::AcceptOfferRequest {
+                tenant: "worcs".into(),
+                offer_id: offers[0].offer_id.clone(),
+            },
+            &manager,
+        ))
+        .await?;
+    let case = case_in(&t, "AL-1", "allocated").await?;
+    let moves: Vec<(String, String)> = case
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "transition")
+        .map(|e| (e.from_state.clone(), e.to_state.clone()))
+        .collect();
+    let tail: Vec<(&str, &str)> = moves
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("ready_for_allocation", "allocating"),
+            ("allocating", "allocated")
+        ]
+    );
+    let offered = case
+        .timeline
+        .iter()
+        .find(|e| e.to_state == "allocating")
+        .expect("the offer on the timeline");
+    assert!(
+        offered.reason.contains("Early Help Team North") && offered.actor == "service:allocation",
+        "{offered:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_ready_case_is_offered_accepted_and_allocated_embedded() -> anyhow::Result<()> {
+    journey(false).await
+}
+
+#[tokio::test]
+async fn a_ready_case_is_offered_accepted_and_allocated_distributed() -> anyhow::Result<()> {
+    journey(true).await
+}
