@@ -36,11 +36,11 @@ pub fn violations(doc: &Value) -> Result<Vec<Violation>, String> {
         .iter_errors(doc)
         .map(|e| {
             let mut path = e.instance_path().to_string();
-            if let ValidationErrorKind::Required { property } = e.kind() {
-                if let Some(name) = property.as_str() {
-                    path.push('/');
-                    path.push_str(&name.replace('~', "~0").replace('/', "~1"));
-                }
+            if let ValidationErrorKind::Required { property } = e.kind()
+                && let Some(name) = property.as_str()
+            {
+                path.push('/');
+                path.push_str(&name.replace('~', "~0").replace('/', "~1"));
             }
             Violation::new(path, e.kind().keyword())
         })

@@ -89,9 +89,10 @@ impl GatewaySettings {
         if s.rate_limit.burst == 0 {
             return Err("gateway.rate_limit.burst: must be at least 1".into());
         }
-        if !s.intake_url.is_empty()
-            && !(s.intake_url.starts_with("http://") || s.intake_url.starts_with("https://"))
-        {
+        let scheme_ok = ["http://", "https://"]
+            .iter()
+            .any(|p| s.intake_url.starts_with(p));
+        if !s.intake_url.is_empty() && !scheme_ok {
             return Err("gateway.intake_url: must be an http:// or https:// URL".into());
         }
         Ok(s)
