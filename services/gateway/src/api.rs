@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use eh_auth::{Authenticator, Principal};
 use eh_platform::Clock;
 use eh_proto::intake::v1::intake_service_client::IntakeServiceClient;
@@ -25,6 +25,8 @@ use sha2::Digest;
 use std::sync::Arc;
 use std::time::Instant;
 use tonic::transport::Channel;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The idempotency header a submission must carry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -44,7 +46,7 @@ pub struct Api {
 }
 
 /// A referral was taken (201) or was held already under its source reference (200).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmittedReferral {
     pub referral_id: String,
     /// When intake first received it (RFC 3339).
@@ -55,26 +57,93 @@ pub struct SubmittedReferral {
 }
 
 /// Where a referral stands, as the system that sent it may know.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReferralStatus {
     pub referral_id: String,
     /// `received`: intake holds it.
+    #[schema(example = "received")]
     pub status: String,
     pub received_at: String,
     pub source: ReferralSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReferralSource {
     pub system: String,
     pub reference: String,
 }
 
-/// The API's routes; every unknown route, wrong method and error is a problem document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Early Help platform: public API",
+        description = "For upstream systems (school, health and police systems, councils' integration hubs): \
+submit a request for support with the council's API key and an `Idempotency-Key`, and read where it stands. \
+Every error is `application/problem+json` (RFC 9457); a request refused for its content lists every \
+violation by path and rule, never the value sent.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&Security),
+    tags((name = "referrals", description = "Requests for support (the referral contract `earlyhelp.referral.v1`)")),
+    components(schemas(Problem, Violation))
+)]
+struct ApiDoc;
+
+/// The two ways a client authenticates: a council's API key, or a person's bearer token.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Api-Key",
+                "An API key configured for one council's upstream system",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A person's token from the council's identity provider",
+                    ))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// The documented routes: what the router serves and the OpenAPI document says, from one list.
+pub fn documented() -> OpenApiRouter<Arc<Api>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(submit_referral))
+        .routes(routes!(get_referral))
+}
+
+/// The API's routes and `/openapi.json`; every unknown route, wrong method and error is a
+/// problem document.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/v1/referrals", post(submit_referral))
-        .route("/v1/referrals/{id}", get(get_referral))
+    let (routes, _) = documented().split_for_parts();
+    let doc = crate::openapi::document();
+    routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
         .fallback(|| async { Problem::not_found().detail("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -164,6 +233,39 @@ impl Api {
     }
 }
 
+/// Submit a request for support.
+///
+/// The body is the referral contract `earlyhelp.referral.v1`, checked in full (formats
+/// asserted); the council is the caller's. The `Idempotency-Key` makes a retry safe: the same
+/// key with the same body gets the first answer again (`Idempotent-Replayed: true`), the same
+/// key with another body is refused (422). A referral whose `source.system` and
+/// `source.reference` are held already is answered 200 with `duplicate: true`.
+#[utoipa::path(
+    post,
+    path = "/v1/referrals",
+    tag = "referrals",
+    operation_id = "submitReferral",
+    params(
+        ("Idempotency-Key" = String, Header, description = "A new key per referral, the same key to retry it: 1 to 255 visible ASCII characters, kept for `gateway.idempotency_ttl_hours` (24 by default)")
+    ),
+    request_body(content = String, content_type = "application/json", description = "The referral (contract `earlyhelp.referral.v1`)"),
+    responses(
+        (status = 201, description = "Taken: the referral is stored", body = SubmittedReferral,
+            headers(("Location" = String, description = "Its status: `/v1/referrals/{referral_id}`"))),
+        (status = 200, description = "Held already under its source reference (nothing new stored), or a replay", body = SubmittedReferral,
+            headers(("Location" = String, description = "Its status: `/v1/referrals/{referral_id}`"))),
+        (status = 400, description = "No or a malformed `Idempotency-Key`, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials do not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The referral breaks the contract (every violation listed), or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over this client's rate limit; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A service or the database is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn submit_referral(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Response {
     match submit(&api, &headers, body).await {
         Ok(r) => r,
@@ -353,6 +455,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     Ok(key.to_string())
 }
 
+/// Where a referral stands, for the caller's council.
+///
+/// Another council's referral is not found, exactly as one that does not exist.
+#[utoipa::path(
+    get,
+    path = "/v1/referrals/{id}",
+    tag = "referrals",
+    operation_id = "getReferral",
+    params(("id" = String, Path, description = "The referral id `submitReferral` answered")),
+    responses(
+        (status = 200, description = "The referral's status", body = ReferralStatus),
+        (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials do not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such referral for this council", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over this client's rate limit; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A service is unavailable; retry", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_referral(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,

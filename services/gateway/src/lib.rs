@@ -8,6 +8,7 @@
 pub mod api;
 pub mod contract;
 pub mod limit;
+pub mod openapi;
 pub mod problem;
 pub mod settings;
 pub mod store;

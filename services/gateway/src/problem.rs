@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// One broken rule of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     /// A JSON pointer into the body (`/children/0/date_of_birth`), or `header:<name>` for a
     /// request header.
@@ -28,10 +28,11 @@ impl Violation {
 }
 
 /// A problem details document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem (`urn:earlyhelp:problem:validation`).
     #[serde(rename = "type")]
+    #[schema(example = "urn:earlyhelp:problem:validation")]
     pub kind: String,
     pub title: String,
     pub status: u16,

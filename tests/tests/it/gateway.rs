@@ -343,3 +343,13 @@ async fn chunked_post(t: &TestApp, kib: usize) -> anyhow::Result<(u16, String)> 
         .to_string();
     Ok((code, head))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_as_published() -> anyhow::Result<()> {
+    let t = TestApp::spawn(false).await?;
+    let resp = reqwest::get(format!("{}/openapi.json", base(&t))).await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.text().await?, eh_gateway::openapi::document());
+    Ok(())
+}
