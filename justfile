@@ -9,6 +9,7 @@ test: deps
     cargo test --workspace
     bash charts/check.sh
     bash tools/asyncapi/check.sh
+    bash tools/openapi/fuzz.sh
 
 # Only the Rust tests.
 test-rust: deps
@@ -29,6 +30,15 @@ charts:
 asyncapi:
     cargo run -q -- asyncapi > docs/asyncapi.yaml
     bash tools/asyncapi/check.sh
+
+# Regenerate the public HTTP API's OpenAPI document from the code (a test fails when it is stale).
+openapi:
+    cargo run -q -- openapi > docs/openapi.json
+
+# Fuzz the public HTTP API with Schemathesis against its OpenAPI document (no 5xx, every response
+# matching its schema); part of `test`.
+fuzz-api:
+    bash tools/openapi/fuzz.sh
 
 # Load harness: referrals per second and latency in both modes, beside raw baselines; then the reads.
 bench: deps

@@ -159,7 +159,7 @@ impl App {
     /// Starts the HTTP listener at once, then (in the background, retrying while the database or
     /// bus is down) the services and the gRPC listener. `/readyz` says when all is up.
     pub async fn start(opts: AppOptions) -> anyhow::Result<App> {
-        let settings = Arc::new(with_demo_tenant(opts.settings));
+        let mut settings = with_demo_tenant(opts.settings);
         // Every service's settings are read and checked before anything starts.
         crate::targets::check_settings(&settings, &opts.targets).map_err(anyhow::Error::msg)?;
         let demo_issuer = if settings.demo_enabled() {
@@ -190,6 +190,10 @@ impl App {
         };
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
+        // The address gRPC really listens on (a port 0 bound), for services that call this
+        // process's gRPC APIs (the gateway).
+        settings.server.grpc_addr = grpc_addr;
+        let settings = Arc::new(settings);
         let transport = transport(&settings, Some(&shutdown)).await?;
         {
             let t = transport.clone();
@@ -199,9 +203,14 @@ impl App {
             });
         }
         let http_stop = CancellationToken::new();
+        // The services' HTTP routes (the gateway's API) join once they have started.
+        let service_routes = ServiceRoutes::default();
         let http_task = tokio::spawn(health::serve_http(
             http,
-            health::router(readiness.clone(), metrics.clone()),
+            health::router(readiness.clone(), metrics.clone()).fallback({
+                let routes = service_routes.clone();
+                move |req: axum::extract::Request| routes.clone().serve(req)
+            }),
             http_stop.clone(),
         ));
 
@@ -230,6 +239,7 @@ impl App {
             auth,
             shutdown: shutdown.clone(),
             booted,
+            service_routes,
         };
         let grace = Duration::from_secs(settings.server.shutdown_grace_secs);
         let readiness_for_drain = readiness.clone();
@@ -285,6 +295,30 @@ impl App {
     }
 }
 
+/// The HTTP routes of the services that have any (the gateway), set once they have started;
+/// until then their paths answer 503.
+#[derive(Clone, Default)]
+struct ServiceRoutes(Arc<std::sync::OnceLock<axum::Router>>);
+
+impl ServiceRoutes {
+    async fn serve(self, req: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use tower::ServiceExt;
+        match self.0.get() {
+            Some(router) => match router.clone().oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            },
+            None => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                "starting",
+            )
+                .into_response(),
+        }
+    }
+}
+
 struct Boot {
     settings: Arc<Settings>,
     targets: Vec<Target>,
@@ -296,6 +330,7 @@ struct Boot {
     auth: Authenticator,
     shutdown: CancellationToken,
     booted: Arc<AtomicBool>,
+    service_routes: ServiceRoutes,
 }
 
 impl Boot {
@@ -384,7 +419,15 @@ impl Boot {
         // Health and reflection, then each service's gRPC services: one router for all.
         let mut routes = tonic::service::RoutesBuilder::default();
         routes.add_service(health_service).add_service(reflection);
+        let mut http_routes = axum::Router::new();
         for (target, ctx) in contexts {
+            if let Some(r) = target
+                .service()
+                .http_routes(&ctx, &self.auth)
+                .map_err(anyhow::Error::msg)?
+            {
+                http_routes = http_routes.merge(r);
+            }
             target
                 .service()
                 .start(ctx, &self.auth, &mut routes)
@@ -398,6 +441,7 @@ impl Boot {
         reporter
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
+        let _ = self.service_routes.0.set(http_routes);
         self.booted.store(true, Ordering::SeqCst);
 
         let stop = self.shutdown.clone();

@@ -79,6 +79,8 @@ enum Command {
     },
     /// Print the AsyncAPI document of every subject, its payload, publisher and consumers.
     Asyncapi,
+    /// Print the OpenAPI 3.1 document of the public HTTP API (the gateway's).
+    Openapi,
     /// Exit 0 when the gRPC server at --grpc reports SERVING (for probes and `helm test`).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -138,6 +140,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match &cli.command {
         Command::Asyncapi => {
             print!("{}", earlyhelp::asyncapi::document());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Openapi => {
+            print!("{}", eh_gateway::openapi::document());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Targets => {
@@ -286,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         | Command::Healthcheck { .. }
         | Command::Token { .. }
         | Command::Asyncapi
+        | Command::Openapi
         | Command::Targets => {}
     }
     Ok(ExitCode::SUCCESS)

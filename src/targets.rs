@@ -13,6 +13,7 @@ pub const SERVICES: &[Target] = &[
     Target(&eh_casework::Service),
     Target(&eh_notifications::Service),
     Target(&eh_allocation::Service),
+    Target(&eh_gateway::Service),
 ];
 
 /// One service of [`SERVICES`], as `--target` names it.
@@ -196,7 +197,11 @@ mod tests {
                     sub.consumer
                 );
             }
-            assert!(!t.0.grpc_services().is_empty(), "{t}");
+            // Every service serves gRPC, but the gateway, whose API is HTTP.
+            assert!(
+                !t.0.grpc_services().is_empty() || t.name() == eh_gateway::SERVICE,
+                "{t}"
+            );
         }
         let all: usize = SERVICES.iter().map(|t| t.0.subscriptions().len()).sum();
         assert_eq!(

@@ -15,7 +15,7 @@ SERVICE_SETTINGS_RS = sorted((chartlib.REPO / "services").glob("*/src/settings.r
 
 # The services' sections of the file and their Rust types (in services/*/src/settings.rs); the keys
 # are checked against each crate's `KEYS` below, so a section added or renamed there fails here.
-SECTIONS = {"smtp": "SmtpSettings", "intake": "IntakeSettings"}
+SECTIONS = {"smtp": "SmtpSettings", "intake": "IntakeSettings", "gateway": "GatewaySettings"}
 TENANT_SECTIONS = {
     "templates": "BTreeMap<String, TemplateSettings>",
     "mail_from": "String",
@@ -23,6 +23,7 @@ TENANT_SECTIONS = {
     "screening": "any",  # intake's screening rules: checked by intake at start
     "calendar": "CalendarSettings",  # casework's working days
     "service_levels": "ServiceLevelSettings",
+    "allocation": "AllocationSettings",  # allocation's rules and directory
 }
 
 

@@ -73,6 +73,22 @@ pub trait Service: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Its HTTP routes (the gateway's public API), served on the platform's HTTP listener beside
+    /// `/healthz`, `/readyz` and `/metrics` once the services have started; `None` (the default)
+    /// for a service whose API is gRPC only. Called before [`Service::start`], with the same
+    /// context.
+    ///
+    /// # Errors
+    /// When its settings are wrong (the message names the setting).
+    fn http_routes(
+        &self,
+        ctx: &ServiceContext,
+        auth: &Authenticator,
+    ) -> Result<Option<axum::Router>, String> {
+        let _ = (ctx, auth);
+        Ok(None)
+    }
+
     /// Starts its relay, consumers and background tasks as tracked tasks of `ctx`, and adds its
     /// gRPC services to `grpc`.
     ///

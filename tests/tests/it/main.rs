@@ -5,6 +5,7 @@ mod bus;
 mod casework;
 mod consent;
 mod faults;
+mod gateway;
 mod ops;
 mod rejections;
 mod slice;

@@ -1,0 +1,159 @@
+//! The OpenAPI 3.1 document of the public API, generated from the code: the routes and their
+//! annotations in [`crate::api`] (utoipa), the types they answer with, and — for the request
+//! body — the published referral contract itself, so the document cannot describe another
+//! contract than the one enforced. Served at `/openapi.json`; `earlyhelp openapi` prints it and
+//! `docs/openapi.json` is the published copy (a test fails when the two differ).
+use serde_json::{Value, json};
+
+/// The document as served and published: pretty JSON with a final newline.
+pub fn document() -> String {
+    let mut text = serde_json::to_string_pretty(&value()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The document as JSON.
+pub fn value() -> Value {
+    let (_, doc) = crate::api::documented().split_for_parts();
+    finish(serde_json::to_value(&doc).unwrap_or(Value::Null))
+}
+
+/// What utoipa cannot say from the types: the request body is the published contract (its
+/// `$defs` become components `ReferralAddress`, …), and the idempotency key's syntax.
+fn finish(mut doc: Value) -> Value {
+    let mut contract = crate::contract::schema();
+    let defs = contract
+        .as_object_mut()
+        .and_then(|o| {
+            o.remove("$schema");
+            o.remove("$id");
+            o.remove("$defs")
+        })
+        .and_then(|d| match d {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let component = |name: &str| {
+        let mut c = name.chars();
+        let head: String = c
+            .next()
+            .map(|h| h.to_uppercase().collect())
+            .unwrap_or_default();
+        format!("Referral{head}{}", c.as_str())
+    };
+    let names: Vec<(String, String)> = defs
+        .keys()
+        .map(|k| {
+            (
+                format!("#/$defs/{k}"),
+                format!("#/components/schemas/{}", component(k)),
+            )
+        })
+        .collect();
+    rewrite_refs(&mut contract, &names);
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (k, mut def) in defs {
+            rewrite_refs(&mut def, &names);
+            schemas.insert(component(&k), def);
+        }
+        schemas.insert("Referral".into(), contract);
+    }
+    if let Some(body) =
+        doc.pointer_mut("/paths/~1v1~1referrals/post/requestBody/content/application~1json")
+    {
+        body["schema"] = json!({"$ref": "#/components/schemas/Referral"});
+    }
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1v1~1referrals/post/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
+            p["schema"] = json!({
+                "type": "string", "minLength": 1, "maxLength": crate::api::MAX_KEY_LEN,
+                "pattern": "^[!-~]+$"
+            });
+        }
+    }
+    doc
+}
+
+fn rewrite_refs(v: &mut Value, names: &[(String, String)]) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some((_, to)) = names.iter().find(|(from, _)| from == r)
+            {
+                *r = to.clone();
+            }
+            m.values_mut().for_each(|x| rewrite_refs(x, names));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| rewrite_refs(x, names)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published copy is what the code generates.
+    #[test]
+    fn docs_openapi_json_is_up_to_date() {
+        let published = include_str!("../../../docs/openapi.json");
+        assert!(
+            published == document(),
+            "docs/openapi.json is out of date: run `cargo run -- openapi > docs/openapi.json` (or `just openapi`)"
+        );
+    }
+
+    #[test]
+    fn it_is_openapi_3_1_with_the_contract_as_the_body_and_problems_for_errors() {
+        let doc = value();
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1")),
+            "{}",
+            doc["openapi"]
+        );
+        let post = &doc["paths"]["/v1/referrals"]["post"];
+        assert_eq!(
+            post["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Referral"
+        );
+        let referral = &doc["components"]["schemas"]["Referral"];
+        assert_eq!(
+            referral["properties"]["schema"]["const"],
+            "earlyhelp.referral.v1"
+        );
+        // Every reference points at a component that exists.
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"").skip(1) {
+            let target = r.split('"').next().unwrap_or_default();
+            let name = target.strip_prefix("#/components/schemas/").expect(target);
+            assert!(doc["components"]["schemas"][name].is_object(), "{target}");
+        }
+        for (path, method) in [("/v1/referrals", "post"), ("/v1/referrals/{id}", "get")] {
+            let responses = doc["paths"][path][method]["responses"]
+                .as_object()
+                .expect("responses");
+            for (code, r) in responses {
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert_eq!(
+                        r["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{path} {method} {code}"
+                    );
+                }
+            }
+            assert!(
+                responses.contains_key("429") && responses.contains_key("401"),
+                "{path}"
+            );
+        }
+    }
+}
