@@ -165,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     }
                 }
             }
+            eh_platform::config::mask_secrets(&mut printed);
             println!("{}", serde_json::to_string_pretty(&printed)?);
         }
         Command::Healthcheck { grpc, service } => {

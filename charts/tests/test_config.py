@@ -155,6 +155,14 @@ def test_secrets_come_from_existing_secrets(full):
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability.svc:4317"
 
 
+def test_plaintext_smtp_is_accepted_only_when_the_values_say_so():
+    relay = {"host": "relay.internal", "from": "Early Help <eh@example.gov.uk>", "tls": "none"}
+    config = checks.config_of(chartlib.objects(chartlib.deep_merge(chartlib.ci_values("monolithic"), {"smtp": {**relay, "allowPlaintext": True}})))
+    assert config["smtp"]["tls"] == "none" and config["smtp"]["allow_plaintext"] is True
+    config = checks.config_of(chartlib.objects(chartlib.deep_merge(chartlib.ci_values("monolithic"), {"smtp": {"host": "smtp.example.gov.uk", "from": "x@example.gov.uk"}})))
+    assert config["smtp"]["tls"] == "starttls" and "allow_plaintext" not in config["smtp"]
+
+
 def test_files_named_in_the_config_are_mounted(ci):
     config = checks.config_of(ci.objects)
     wanted = [config["database"].get("ca_file"), config["bus"].get("ca_file"), config["bus"].get("credentials_file")]

@@ -82,6 +82,8 @@ def test_default_keeps_the_data_on_a_persistent_volume_claim_the_container_can_w
 def test_default_catches_mail_in_mailpit_inside_the_pod(embedded):
     config = checks.config_of(embedded.objects)
     assert config["smtp"]["host"] == "127.0.0.1" and config["smtp"]["port"] == 1025 and config["smtp"]["tls"] == "none"
+    # Plaintext that never leaves the pod, accepted explicitly: the binary refuses it otherwise.
+    assert config["smtp"]["allow_plaintext"] is True
     mailpit = _container(_server(embedded.objects), "mailpit")
     env = _env(mailpit)
     assert env["MP_SMTP_BIND_ADDR"] == "127.0.0.1:1025"  # SMTP only from inside the pod

@@ -174,6 +174,9 @@ impl Platform {
             ("EH__BUS__NAMESPACE", ns.clone()),
             ("EH__SMTP__HOST", "127.0.0.1".into()),
             ("EH__SMTP__PORT", smtp.port.to_string()),
+            // The sink speaks plain SMTP on loopback: said explicitly, as an operator must.
+            ("EH__SMTP__TLS", "none".into()),
+            ("EH__SMTP__ALLOW_PLAINTEXT", "true".into()),
             ("EH__DATA_DIR", dir.path().display().to_string()),
             ("EH__TELEMETRY__LOG_FORMAT", "json".into()),
             (

@@ -219,13 +219,33 @@ fn config_print_masks_secrets() -> anyhow::Result<()> {
     let out = earlyhelp(
         dir.path(),
         &["config", "print"],
-        &[("EH__SMTP__PASSWORD", "hunter2-secret")],
+        &[
+            ("EH__SMTP__PASSWORD", "hunter2-secret"),
+            ("EH__SMTP__HOST", "smtp.example"),
+            (
+                "EH__DATABASE__URL",
+                "postgres://earlyhelp:pg-secret-4e1@db:5432/earlyhelp",
+            ),
+            ("EH__BUS__NATS_URL", "nats://svc:nats-secret-9b2@nats:4222"),
+        ],
     )?;
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!text.contains("hunter2-secret"), "{text}");
+    for secret in ["hunter2-secret", "pg-secret-4e1", "nats-secret-9b2"] {
+        assert!(!text.contains(secret), "{secret}: {text}");
+    }
     let v: serde_json::Value = serde_json::from_str(&text)?;
     assert_eq!(v["smtp"]["password"], "********");
+    assert_eq!(
+        v["database"]["url"],
+        "postgres://earlyhelp:********@db:5432/earlyhelp"
+    );
+    assert_eq!(v["bus"]["nats_url"], "nats://svc:********@nats:4222");
+    assert_eq!(v["smtp"]["host"], "smtp.example");
     assert_eq!(v["mode"], "embedded");
     assert_eq!(v["tenants"]["demo"]["name"], "Demo Borough Council");
     Ok(())

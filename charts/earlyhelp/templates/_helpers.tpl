@@ -224,10 +224,12 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- $smtp := dict "host" $v.smtp.host "port" (int $v.smtp.port) "tls" $v.smtp.tls "timeout_secs" (int64 $v.smtp.timeoutSecs) -}}
 {{- if $v.smtp.username -}}{{- $_ := set $smtp "username" $v.smtp.username -}}{{- end -}}
 {{- if $v.smtp.from -}}{{- $_ := set $smtp "from" $v.smtp.from -}}{{- end -}}
+{{- if $v.smtp.allowPlaintext -}}{{- $_ := set $smtp "allow_plaintext" true -}}{{- end -}}
 {{- $_ := set $cfg "smtp" $smtp -}}
 {{- else if include "earlyhelp.mailCatcher" . -}}
-{{- /* Mailpit in the same pod, reachable only on the pod's loopback. */ -}}
-{{- $smtp := dict "host" "127.0.0.1" "port" 1025 "tls" "none" "timeout_secs" (int64 $v.smtp.timeoutSecs) -}}
+{{- /* Mailpit in the same pod, reachable only on the pod's loopback: plaintext that never
+       leaves the pod, accepted explicitly (the platform refuses plaintext SMTP otherwise). */ -}}
+{{- $smtp := dict "host" "127.0.0.1" "port" 1025 "tls" "none" "allow_plaintext" true "timeout_secs" (int64 $v.smtp.timeoutSecs) -}}
 {{- if $v.smtp.from -}}{{- $_ := set $smtp "from" $v.smtp.from -}}{{- end -}}
 {{- $_ := set $cfg "smtp" $smtp -}}
 {{- end -}}
@@ -479,6 +481,9 @@ seccompProfile:
 {{- if $v.smtp.host -}}
 {{- if not $v.smtp.from -}}
 {{- $errs = append $errs "smtp.from is required when smtp.host is set (e.g. \"Early Help <no-reply@example.gov.uk>\")" -}}
+{{- end -}}
+{{- if and (eq $v.smtp.tls "none") (not $v.smtp.allowPlaintext) -}}
+{{- $errs = append $errs "smtp.tls is none: the email carries personal data; use starttls or tls, or set smtp.allowPlaintext: true to accept plaintext" -}}
 {{- end -}}
 {{- if and $v.smtp.username (not $v.smtp.existingSecret.name) -}}
 {{- $errs = append $errs "smtp.username is set but smtp.existingSecret.name (the password) is empty" -}}

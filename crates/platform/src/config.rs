@@ -136,26 +136,134 @@ impl Section {
         serde_json::Value::deserialize(self.value.clone()).unwrap_or(serde_json::Value::Null)
     }
 
-    /// The section as JSON with the value of every `password` key masked (`config print`).
+    /// The section as JSON with its secrets masked (`config print`, see [`mask_secrets`]).
     pub fn to_masked_json(&self) -> serde_json::Value {
-        fn mask(v: &mut serde_json::Value) {
-            match v {
-                serde_json::Value::Object(map) => {
-                    for (k, v) in map.iter_mut() {
-                        if k == "password" && !v.is_null() {
-                            *v = serde_json::Value::String("********".into());
-                        } else {
-                            mask(v);
-                        }
-                    }
+        let mut v = self.to_json();
+        mask_secrets(&mut v);
+        v
+    }
+}
+
+/// What `config print` shows in place of a secret.
+pub const MASK: &str = "********";
+
+/// Masks, in place, every secret a printed configuration could show: the value of each key
+/// named for one (`password`, `smtp_password`, `secret`, `token`, `key`: see [`is_secret_key`])
+/// and, in every string, the credentials of each URL ([`mask_url_credentials`]), so
+/// `postgres://eh:pw@db/eh` prints as `postgres://eh:********@db/eh`.
+pub fn mask_secrets(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) && !v.is_null() {
+                    *v = serde_json::Value::String(MASK.into());
+                } else {
+                    mask_secrets(v);
                 }
-                serde_json::Value::Array(items) => items.iter_mut().for_each(mask),
-                _ => {}
             }
         }
-        let mut v = self.to_json();
-        mask(&mut v);
-        v
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(masked) = mask_url_credentials(s) {
+                *s = masked;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a key (of the configuration, or of a URL's query) holds a secret by its name.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    ["password", "passwd", "secret", "token", "key"]
+        .iter()
+        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+}
+
+/// `text` with the credentials of every URL in it masked: the password of `user:password@`,
+/// the whole user part where it is a token rather than a user name (`nats://TOKEN@host`: any
+/// scheme but those of databases and mail, whose user part is a user name), and query
+/// parameters named for a secret (`?sslpassword=…`, `&token=…`). Lists of URLs
+/// (`nats://a:b@h1,nats://a:b@h2`) are masked one by one. Borrowed when there is nothing to mask.
+pub fn mask_url_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    const USER_IS_A_NAME: &[&str] = &[
+        "postgres",
+        "postgresql",
+        "mysql",
+        "smtp",
+        "smtps",
+        "submission",
+        "imap",
+        "imaps",
+    ];
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let ends_url = |c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '<' | '>');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(sep) = rest.find("://") {
+        let scheme_start = rest[..sep]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let scheme = rest[scheme_start..sep].to_ascii_lowercase();
+        out.push_str(&rest[..sep + 3]);
+        let after = &rest[sep + 3..];
+        let url_end = after.find(ends_url).unwrap_or(after.len());
+        let url = &after[..url_end];
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let authority = &url[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.push_str(MASK);
+                    }
+                    None if USER_IS_A_NAME.contains(&scheme.as_str()) => out.push_str(userinfo),
+                    None => out.push_str(MASK),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        let tail = &url[authority_end..];
+        match tail.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let (query, fragment) = match query.split_once('#') {
+                    Some((q, f)) => (q, Some(f)),
+                    None => (query, None),
+                };
+                let params: Vec<String> = query
+                    .split('&')
+                    .map(|p| match p.split_once('=') {
+                        Some((k, _))
+                            if is_secret_key(k) || k.to_ascii_lowercase().contains("password") =>
+                        {
+                            format!("{k}={MASK}")
+                        }
+                        _ => p.to_string(),
+                    })
+                    .collect();
+                out.push_str(&params.join("&"));
+                if let Some(f) = fragment {
+                    out.push('#');
+                    out.push_str(f);
+                }
+            }
+            None => out.push_str(tail),
+        }
+        rest = &after[url_end..];
+    }
+    out.push_str(rest);
+    if out == text {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(out)
     }
 }
 
@@ -499,9 +607,11 @@ impl Settings {
     }
 
     /// The effective settings as TOML-like JSON with secrets masked (`earlyhelp config print`),
-    /// the services' sections as written (their passwords masked).
+    /// the services' sections as written; passwords, tokens and the credentials in URLs
+    /// (`database.url`, `bus.nats_url`, …) masked ([`mask_secrets`]).
     pub fn to_masked_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        mask_secrets(&mut v);
         if let Some(root) = v.as_object_mut() {
             for (key, section) in &self.sections {
                 root.insert(key.clone(), section.to_masked_json());
@@ -668,6 +778,70 @@ mod tests {
         assert!(!printed.contains("swordfish"));
         assert!(printed.contains("********"));
         assert!(printed.contains("smtp.example"), "{printed}");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_masked_when_printed() {
+        let s = Settings::load(
+            &[],
+            env(&[
+                ("EH__MODE", "distributed"),
+                (
+                    "EH__DATABASE__URL",
+                    "postgres://earlyhelp:pg-hunter2@db:5432/eh?sslmode=require&sslpassword=pg-key-pw",
+                ),
+                (
+                    "EH__BUS__NATS_URL",
+                    "nats://svc:nats-hunter2@nats-0:4222,tls://nats-token-7f3a@nats-1:4222",
+                ),
+                ("EH__SMTP__URL", "smtps://mailer:smtp-hunter2@smtp.example:465"),
+                ("EH__SMTP__API_TOKEN", "smtp-token-9c1e"),
+                (
+                    "EH__TELEMETRY__OTLP_ENDPOINT",
+                    "https://collector.example:4317/v1?token=otlp-token-22",
+                ),
+            ]),
+        )
+        .unwrap();
+        let printed = s.to_masked_json();
+        let text = printed.to_string();
+        for secret in [
+            "pg-hunter2",
+            "pg-key-pw",
+            "nats-hunter2",
+            "nats-token-7f3a",
+            "smtp-hunter2",
+            "smtp-token-9c1e",
+            "otlp-token-22",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        assert_eq!(
+            printed["database"]["url"],
+            "postgres://earlyhelp:********@db:5432/eh?sslmode=require&sslpassword=********"
+        );
+        assert_eq!(
+            printed["bus"]["nats_url"],
+            "nats://svc:********@nats-0:4222,tls://********@nats-1:4222"
+        );
+        assert_eq!(
+            printed["smtp"]["url"],
+            "smtps://mailer:********@smtp.example:465"
+        );
+        assert_eq!(printed["smtp"]["api_token"], "********");
+        assert_eq!(
+            printed["telemetry"]["otlp_endpoint"],
+            "https://collector.example:4317/v1?token=********"
+        );
+        // What is not a secret stays as it is: a user name of a database URL, hosts, paths.
+        assert_eq!(
+            mask_url_credentials("postgres://earlyhelp@db/eh and http://h:1/p#f"),
+            "postgres://earlyhelp@db/eh and http://h:1/p#f"
+        );
+        assert!(matches!(
+            mask_url_credentials("no url here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -599,6 +599,9 @@ pub async fn settings(
     if let Some(p) = smtp_port {
         env.push(("EH__SMTP__HOST".into(), "127.0.0.1".into()));
         env.push(("EH__SMTP__PORT".into(), p.to_string()));
+        // The sink speaks plain SMTP on loopback: said explicitly, as an operator must.
+        env.push(("EH__SMTP__TLS".into(), "none".into()));
+        env.push(("EH__SMTP__ALLOW_PLAINTEXT".into(), "true".into()));
     }
     eh_platform::Settings::load(&[], env).map_err(|e| anyhow::anyhow!("{e}"))
 }

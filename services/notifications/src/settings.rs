@@ -14,11 +14,14 @@ pub const KEYS: SettingsKeys = SettingsKeys {
     per_tenant: &["templates", "mail_from", "contacts"],
 };
 
+/// Transport security to the SMTP relay. The default is STARTTLS: the email carries personal
+/// data (the family's name in a consent request, the referrer's address), so plaintext (`none`)
+/// is refused outside demo mode unless `smtp.allow_plaintext` says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
-    #[default]
     None,
+    #[default]
     Starttls,
     Tls,
 }
@@ -34,6 +37,9 @@ pub struct SmtpSettings {
     #[serde(serialize_with = "mask")]
     pub password: Option<SecretString>,
     pub tls: SmtpTls,
+    /// The operator accepts `tls: none` outside demo mode (e.g. a relay on the same host or
+    /// pod, which encrypts onwards). Off by default: plaintext is refused at start.
+    pub allow_plaintext: bool,
     pub from: String,
     pub timeout_secs: u64,
     /// Connections to the relay, and so emails in flight at once, per notifications replica
@@ -45,10 +51,11 @@ impl Default for SmtpSettings {
     fn default() -> Self {
         Self {
             host: None,
-            port: 25,
+            port: 587,
             username: None,
             password: None,
-            tls: SmtpTls::None,
+            tls: SmtpTls::Starttls,
+            allow_plaintext: false,
             from: "Early Help <no-reply@earlyhelp.invalid>".into(),
             timeout_secs: 10,
             max_connections: 16,
@@ -116,6 +123,15 @@ impl NotificationsSettings {
         if !(1..=256).contains(&smtp.max_connections) {
             return Err("smtp.max_connections: must be between 1 and 256".into());
         }
+        let relay = smtp.host.as_deref().is_some_and(|h| !h.is_empty());
+        if relay && smtp.tls == SmtpTls::None && !smtp.allow_plaintext && !settings.demo_enabled() {
+            return Err(
+                "smtp.tls: `none` would send personal data unencrypted, refused outside \
+                 demo mode: use `starttls` or `tls`, or set smtp.allow_plaintext: true to accept \
+                 plaintext to this relay"
+                    .into(),
+            );
+        }
         let mut councils = BTreeMap::new();
         for (id, t) in &settings.tenants {
             let mut council = Council {
@@ -160,6 +176,27 @@ mod tests {
             let e = load(&[("EH__SMTP__MAX_CONNECTIONS", bad)]).unwrap_err();
             assert!(e.contains("smtp.max_connections"), "{e}");
         }
+    }
+
+    #[test]
+    fn plaintext_smtp_is_refused_outside_demo_mode_unless_allowed() {
+        let production = [("EH__DEMO", "false"), ("EH__SMTP__HOST", "smtp.example")];
+        // The default is STARTTLS on the submission port.
+        let s = load(&production).unwrap();
+        assert_eq!((s.smtp.tls, s.smtp.port), (SmtpTls::Starttls, 587));
+
+        let plain = [production.as_slice(), &[("EH__SMTP__TLS", "none")]].concat();
+        let e = load(&plain).unwrap_err();
+        assert!(
+            e.contains("smtp.tls") && e.contains("smtp.allow_plaintext"),
+            "{e}"
+        );
+        let allowed = [plain.as_slice(), &[("EH__SMTP__ALLOW_PLAINTEXT", "true")]].concat();
+        assert_eq!(load(&allowed).unwrap().smtp.tls, SmtpTls::None);
+        // Demo mode may use a plaintext relay (a local mail catcher); with no relay at all the
+        // mail goes to files, so there is nothing to refuse.
+        assert!(load(&[("EH__SMTP__HOST", "127.0.0.1"), ("EH__SMTP__TLS", "none")]).is_ok());
+        assert!(load(&[("EH__DEMO", "false"), ("EH__SMTP__TLS", "none")]).is_ok());
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! The published referral contract (`earlyhelp.referral.v1`, JSON Schema 2020-12, formats
 //! asserted) and the conversions between its JSON and the gRPC message, so both doors accept and
 //! refuse exactly the same documents and report violations at the same paths.
+//!
+//! A violation names the path and the rule broken, never the value: a refused document is
+//! still a child's name, an NHS number or a concern, and the reasons travel far (the
+//! `referral_rejected` event, the log, the gRPC error). The validator's own messages quote the
+//! instance, so the reasons are written here from the rule alone ([`rule_broken`]).
 use eh_proto::intake::v1::{Referral, Violation};
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 use std::sync::LazyLock;
 
@@ -70,9 +76,10 @@ pub fn validate(doc: &Value) -> Result<Referral, Rejection> {
         .map_err(|e| Rejection::single("", format!("contract unavailable: {e}")))?;
     let mut violations: Vec<Violation> = validator
         .iter_errors(doc)
-        .map(|e| Violation {
-            path: e.instance_path().to_string(),
-            reason: e.to_string(),
+        .map(|e| {
+            let path = e.instance_path().to_string();
+            let reason = rule_broken(e.kind(), &path);
+            Violation { path, reason }
         })
         .collect();
     violations.sort_by(|a, b| a.path.cmp(&b.path).then(a.reason.cmp(&b.reason)));
@@ -85,8 +92,154 @@ pub fn validate(doc: &Value) -> Result<Referral, Rejection> {
             source_reference,
         });
     }
-    serde_json::from_value::<Referral>(doc.clone())
-        .map_err(|e| Rejection::single("", format!("cannot read the referral: {e}")))
+    // The contract admits only what the message can hold, so this is a defect of ours; serde's
+    // message may quote the value, so only its category is told.
+    serde_json::from_value::<Referral>(doc.clone()).map_err(|e| {
+        Rejection::single(
+            "",
+            format!(
+                "the document meets the contract but cannot be read as a referral ({:?} error)",
+                e.classify()
+            ),
+        )
+    })
+}
+
+/// What a violation of `kind` breaks, in words taken from the contract alone: the limit, the
+/// pattern, the allowed values, the required property; never the instance.
+/// `path` is where the violation is, so the alternatives of a `oneOf` are told relative to it.
+fn rule_broken(kind: &ValidationErrorKind, path: &str) -> String {
+    let plural = |n: u64, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    match kind {
+        ValidationErrorKind::Required { property } => match property.as_str() {
+            Some(p) => format!("`{p}` is required"),
+            None => format!("{property} is required"),
+        },
+        ValidationErrorKind::AdditionalProperties { unexpected }
+        | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
+            // A property's name is the sender's, not the contract's: named only when it looks
+            // like a field name, so a name or a number written as a key is not repeated.
+            let named: Vec<String> = unexpected
+                .iter()
+                .filter(|k| is_field_name(k))
+                .map(|k| format!("`{k}`"))
+                .collect();
+            let unnamed = unexpected.len() - named.len();
+            let mut parts = named;
+            if unnamed > 0 {
+                parts.push(plural(
+                    unnamed as u64,
+                    "property whose name is not shown",
+                    "properties whose names are not shown",
+                ));
+            }
+            format!("not in the contract: {}", parts.join(", "))
+        }
+        ValidationErrorKind::Type { kind } => {
+            let types: Vec<String> = match kind {
+                TypeKind::Single(t) => vec![t.to_string()],
+                TypeKind::Multiple(set) => set.iter().map(|t| t.to_string()).collect(),
+            };
+            format!("must be of type {}", types.join(" or "))
+        }
+        ValidationErrorKind::Enum { options } => {
+            let allowed: Vec<String> = options
+                .as_array()
+                .map(|o| o.iter().map(allowed_value).collect())
+                .unwrap_or_default();
+            format!("must be one of: {}", allowed.join(", "))
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            format!("must be {}", allowed_value(expected_value))
+        }
+        ValidationErrorKind::Format { format } => format!("must be a valid {format} (format)"),
+        ValidationErrorKind::Pattern { pattern } => format!("must match the pattern {pattern}"),
+        ValidationErrorKind::MinLength { limit } if *limit == 1 => "must not be empty".into(),
+        ValidationErrorKind::MinLength { limit } => {
+            format!(
+                "must be at least {} long",
+                plural(*limit, "character", "characters")
+            )
+        }
+        ValidationErrorKind::MaxLength { limit } => {
+            format!(
+                "must be at most {} long",
+                plural(*limit, "character", "characters")
+            )
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            format!("must have at least {}", plural(*limit, "item", "items"))
+        }
+        ValidationErrorKind::MaxItems { limit } => {
+            format!("must have at most {}", plural(*limit, "item", "items"))
+        }
+        ValidationErrorKind::UniqueItems => "items must be unique".into(),
+        ValidationErrorKind::Minimum { limit } => format!("must be at least {limit}"),
+        ValidationErrorKind::Maximum { limit } => format!("must be at most {limit}"),
+        ValidationErrorKind::ExclusiveMinimum { limit } => format!("must be more than {limit}"),
+        ValidationErrorKind::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
+        ValidationErrorKind::OneOfMultipleValid { .. } => {
+            "must match exactly one of the alternatives (oneOf), but matches more than one".into()
+        }
+        ValidationErrorKind::OneOfNotValid { context } => {
+            format!(
+                "must match exactly one of the alternatives (oneOf), but matches none: {}",
+                alternatives(context, path)
+            )
+        }
+        ValidationErrorKind::AnyOf { context } => {
+            format!(
+                "must match at least one of the alternatives (anyOf), but matches none: {}",
+                alternatives(context, path)
+            )
+        }
+        other => format!("breaks the contract's `{}` rule", other.keyword()),
+    }
+}
+
+/// Each alternative of a `oneOf`/`anyOf` as what it would need, e.g. "`date_of_birth` is
+/// required | `expected_date_of_delivery` is required".
+fn alternatives(context: &[Vec<jsonschema::ValidationError<'static>>], parent: &str) -> String {
+    context
+        .iter()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    let path = e.instance_path().to_string();
+                    let rule = rule_broken(e.kind(), &path);
+                    match path.strip_prefix(parent) {
+                        Some("") => rule,
+                        Some(rest) => format!("{rest} {rule}"),
+                        None => format!("{path} {rule}"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" and ")
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// A value the contract itself allows, as written in it (`education`, not `"education"`).
+fn allowed_value(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+/// Whether a property name looks like one of the contract's (`extra_field`, `line3`: lowercase
+/// snake case, a few digits at most), not like data (`Sam`, `9434765819`).
+fn is_field_name(k: &str) -> bool {
+    k.len() <= 64
+        && k.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && k.chars().filter(char::is_ascii_digit).count() <= 3
 }
 
 /// Parses and validates raw bytes from the inbound subject.
@@ -100,8 +253,18 @@ pub fn parse(bytes: &[u8], max_bytes: usize) -> Result<(Value, Referral), Reject
             ),
         ));
     }
-    let doc: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Rejection::single("", format!("not valid JSON (UTF-8): {e}")))?;
+    // Located by line and column only: a syntax error's message never needs the text.
+    let doc: Value = serde_json::from_slice(bytes).map_err(|e| {
+        Rejection::single(
+            "",
+            format!(
+                "not valid JSON (UTF-8): {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
     let referral = validate(&doc)?;
     Ok((doc, referral))
 }
@@ -241,6 +404,94 @@ mod tests {
         let text = e.summary();
         assert!(text.contains("significant_harm_risk"), "{text}");
         assert!(text.contains("source"), "{text}");
+    }
+
+    /// Values only a leak could carry into a reason: each breaks a different rule.
+    const SECRETS: &[&str] = &[
+        "Wilhelmina",
+        "Quuxley",
+        "9434765X19",
+        "zebedee.at.nowhere",
+        "Auntie Zelda",
+        "hit-by-Marmaduke",
+        "Zanzibar Lane",
+        "earlyhelp.referral.v0-Ophelia",
+        "Persephone",
+        "W1LHELMINA",
+    ];
+
+    #[test]
+    fn reasons_name_the_path_and_the_rule_never_the_value() {
+        let mut d = valid();
+        d["schema"] = json!("earlyhelp.referral.v0-Ophelia"); // const
+        d["referrer"]["email"] = json!("zebedee.at.nowhere"); // format
+        d["children"] = json!([
+            // oneOf: neither date; both names too long, of the wrong type
+            {"given_name": "Wilhelmina".repeat(11), "family_name": ["Quuxley"],
+             "nhs_number": "9434765X19", "upn": "W1LHELMINA"},
+            // oneOf: both dates
+            {"given_name": "Persephone", "family_name": "Quuxley", "date_of_birth": "2015-01-01",
+             "expected_date_of_delivery": "2027-01-01"}
+        ]);
+        d["family_members"] = json!([{"given_name": "Wilhelmina", "family_name": "Quuxley",
+            "relationship": "Auntie Zelda", "address": {"postcode": "Zanzibar Lane"}}]);
+        d["needs"] = json!(["hit-by-Marmaduke", "hit-by-Marmaduke"]);
+        d["concerns"] = json!("Wilhelmina said Quuxley ".repeat(1000));
+        d["Persephone"] = json!("Wilhelmina"); // a property outside the contract
+        let e = validate(&d).unwrap_err();
+        let text = format!("{} {:?}", e.summary(), e.violations);
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret:?} quoted: {text}");
+        }
+        let has = |path: &str, rule: &str| {
+            e.violations
+                .iter()
+                .any(|v| v.path == path && v.reason.contains(rule))
+        };
+        for (path, rule) in [
+            ("/schema", "earlyhelp.referral.v1"),
+            ("/referrer/email", "email"),
+            ("/children/0", "date_of_birth"),
+            ("/children/0", "expected_date_of_delivery"),
+            ("/children/0/given_name", "100 characters"),
+            ("/children/0/family_name", "string"),
+            ("/children/0/nhs_number", "^[0-9]{10}$"),
+            ("/children/0/upn", "pattern"),
+            ("/children/1", "more than one"),
+            ("/family_members/0/relationship", "mother"),
+            ("/family_members/0/address/postcode", "10 characters"),
+            ("/needs", "unique"),
+            ("/needs/0", "education"),
+            ("/concerns", "20000 characters"),
+            ("", "not in the contract"),
+        ] {
+            assert!(has(path, rule), "{path} {rule}: {:#?}", e.violations);
+        }
+    }
+
+    #[test]
+    fn a_property_name_outside_the_contract_is_named_only_when_it_is_an_identifier() {
+        let mut d = valid();
+        d["extra_field"] = json!(1);
+        d["Sam Smith 9434765819"] = json!(1);
+        let e = validate(&d).unwrap_err();
+        let text = e.summary();
+        assert!(text.contains("extra_field"), "{text}");
+        assert!(
+            !text.contains("Sam Smith") && !text.contains("9434765819"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unreadable_json_is_located_not_quoted() {
+        let e = parse(br#"{"given_name": "Wilhelmina" "#, 1000).unwrap_err();
+        let text = e.summary();
+        assert!(
+            text.contains("not valid JSON") && text.contains("line 1"),
+            "{text}"
+        );
+        assert!(!text.contains("Wilhelmina"), "{text}");
     }
 
     #[test]
