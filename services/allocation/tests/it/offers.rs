@@ -257,6 +257,41 @@ async fn ready_offered_accepted(postgres: bool) {
             .code(),
         Code::NotFound
     );
+    assert_eq!(
+        decline(&e, &provider("org-3"), &id, "no_capacity", "")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    // Neither attempt changed the offer; both are audited as denied.
+    assert_eq!(offers(&e, &manager(), "case-1").await[0].status, "offered");
+    assert_eq!(
+        count(
+            &e.ctx.db,
+            "SELECT COUNT(*) FROM eh_audit WHERE decision = 'denied' AND reason LIKE '%another organisation%'"
+        )
+        .await,
+        2
+    );
+    // A status the list does not know is refused, naming the field.
+    let err = e
+        .api
+        .list_offers(req(
+            &manager(),
+            pb::ListOffersRequest {
+                tenant: "worcs".into(),
+                status: "pending".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.get_details_bad_request().unwrap().field_violations[0].field,
+        "status"
+    );
 
     let accepted = accept(&e, &provider("org-4"), &id).await.unwrap();
     assert_eq!(accepted.status, "accepted");
