@@ -354,7 +354,11 @@ pub async fn run(
     let label = source.label();
     let result = match fetch(source, &council.directory).await {
         Ok(f) => apply(ctx, tenant, council, &label, trigger, started_at, f, actor).await,
-        Err(e) => failed(ctx, tenant, &label, trigger, started_at, e, actor).await,
+        // The error names the request: its URL's secrets are masked before it is kept or shown.
+        Err(e) => {
+            let e = eh_platform::config::mask_url_credentials(&e).into_owned();
+            failed(ctx, tenant, &label, trigger, started_at, e, actor).await
+        }
     };
     let record = result.map_err(|e| format!("database: {e}"))?;
     tracing::info!(

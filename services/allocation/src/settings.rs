@@ -102,9 +102,10 @@ pub enum Source {
 }
 
 impl Source {
+    /// How imports name it: a URL's credentials and secret query parameters masked.
     pub fn label(&self) -> String {
         match self {
-            Source::Url(u) => format!("url:{u}"),
+            Source::Url(u) => format!("url:{}", eh_platform::config::mask_url_credentials(u)),
             Source::File(f) => format!("file:{}", f.display()),
         }
     }
@@ -278,6 +279,17 @@ mod tests {
         assert_eq!(
             c.source,
             Some(Source::Url("https://directory.example/api".into()))
+        );
+    }
+
+    #[test]
+    fn a_source_is_named_without_its_secrets() {
+        let s = Source::Url("https://hub:s3cret@directory.example/api?api_key=abc123".into());
+        let label = s.label();
+        assert!(label.starts_with("url:https://"), "{label}");
+        assert!(
+            !label.contains("s3cret") && !label.contains("abc123"),
+            "{label}"
         );
     }
 
