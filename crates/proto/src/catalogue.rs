@@ -245,6 +245,35 @@ pub const CASE_WAITING: EventSpec = EventSpec {
     summary: "No service can take the case now: it waits on the council's list, in order, and is offered as \
               soon as a place frees.",
 };
+pub const OFFER_EXPIRED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "offer_expired",
+    payload: "earlyhelp.allocation.v1.OfferExpired",
+    summary: "The service did not answer within the council's provider response time; the case goes to \
+              the next candidate or waits.",
+};
+pub const WAITING_LIMIT_BREACHED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "waiting_limit_breached",
+    payload: "earlyhelp.allocation.v1.WaitingLimitBreached",
+    summary: "A case has waited for a place longer than the council's limit (once per case).",
+};
+pub const LEAD_PRACTITIONER_NAMED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "lead_practitioner_named",
+    payload: "earlyhelp.allocation.v1.LeadPractitionerNamed",
+    summary: "The practitioner asked to lead the case accepted; the first-contact clock starts.",
+};
+pub const LEAD_PRACTITIONER_DECLINED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "lead_practitioner_declined",
+    payload: "earlyhelp.allocation.v1.LeadPractitionerDeclined",
+    summary: "The practitioner asked to lead the case declined, with a reason; the team manager is told.",
+};
 
 pub const INTAKE_INBOUND_REFERRAL: Subscription = Subscription {
     consumer: "intake_inbound_referral",
@@ -389,6 +418,30 @@ pub const CASEWORK_CASE_WAITING: Subscription = Subscription {
     source: Source::Event(&CASE_WAITING),
     summary: "The case waits for a provider (waiting_for_provider).",
 };
+pub const CASEWORK_LEAD_PRACTITIONER_NAMED: Subscription = Subscription {
+    consumer: "casework_lead_practitioner_named",
+    service: "casework",
+    source: Source::Event(&LEAD_PRACTITIONER_NAMED),
+    summary: "The lead practitioner on the case's timeline; the first-contact clock starts.",
+};
+pub const CASEWORK_LEAD_PRACTITIONER_DECLINED: Subscription = Subscription {
+    consumer: "casework_lead_practitioner_declined",
+    service: "casework",
+    source: Source::Event(&LEAD_PRACTITIONER_DECLINED),
+    summary: "A practitioner's refusal to lead on the case's timeline.",
+};
+pub const CASEWORK_OFFER_EXPIRED: Subscription = Subscription {
+    consumer: "casework_offer_expired",
+    service: "casework",
+    source: Source::Event(&OFFER_EXPIRED),
+    summary: "The unanswered offer on the case's timeline.",
+};
+pub const CASEWORK_WAITING_LIMIT_BREACHED: Subscription = Subscription {
+    consumer: "casework_waiting_limit_breached",
+    service: "casework",
+    source: Source::Event(&WAITING_LIMIT_BREACHED),
+    summary: "The waiting-list breach on the case's timeline (the team manager is told).",
+};
 
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
@@ -413,6 +466,10 @@ pub const EVENTS: &[&EventSpec] = &[
     &OFFER_ACCEPTED,
     &OFFER_DECLINED,
     &CASE_WAITING,
+    &OFFER_EXPIRED,
+    &WAITING_LIMIT_BREACHED,
+    &LEAD_PRACTITIONER_NAMED,
+    &LEAD_PRACTITIONER_DECLINED,
 ];
 
 /// What upstream systems may publish.
@@ -442,5 +499,9 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &CASEWORK_OFFER_MADE,
     &CASEWORK_OFFER_ACCEPTED,
     &CASEWORK_OFFER_DECLINED,
+    &CASEWORK_OFFER_EXPIRED,
+    &CASEWORK_WAITING_LIMIT_BREACHED,
+    &CASEWORK_LEAD_PRACTITIONER_NAMED,
+    &CASEWORK_LEAD_PRACTITIONER_DECLINED,
     &CASEWORK_CASE_WAITING,
 ];

@@ -50,6 +50,19 @@ pub const ACCESS: &[(&str, &[&str])] = &[
         "GetWaitingList",
         &["front_door", "team_manager", "commissioner"],
     ),
+    (
+        "RecordFamilyPreference",
+        &["front_door", "team_manager", "provider"],
+    ),
+    ("AskLeadPractitioner", &["team_manager", "provider"]),
+    (
+        "AnswerLeadRequest",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "ListLeadRequests",
+        &["practitioner", "provider", "team_manager", "front_door"],
+    ),
 ];
 
 /// The role of a provider's staff: they see and answer only the offers made to their own
@@ -69,7 +82,7 @@ pub struct AllocationApi {
     pub auditor: Auditor,
 }
 
-fn invalid(what: &str, violations: &[Violation]) -> Status {
+pub(crate) fn invalid(what: &str, violations: &[Violation]) -> Status {
     let mut details = ErrorDetails::new();
     for v in violations {
         details.add_bad_request_violation(v.field.clone(), v.reason.clone());
@@ -85,14 +98,14 @@ fn invalid(what: &str, violations: &[Violation]) -> Status {
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "allocation failed");
     Status::internal("internal error")
 }
 
 impl AllocationApi {
     /// Admits `p` to `method` on `tenant`'s `record`, audited either way.
-    async fn admit(
+    pub(crate) async fn admit(
         &self,
         p: &Principal,
         tenant: &str,
@@ -208,7 +221,7 @@ fn terms_pb(t: &Terms) -> pb::ServiceTerms {
 }
 
 /// The organisation a provider's staff act for; `None` for council staff (who see every offer).
-fn acting_for(p: &Principal) -> Option<String> {
+pub(crate) fn acting_for(p: &Principal) -> Option<String> {
     match p {
         Principal::Person { roles, agency, .. }
             if roles.iter().any(|r| r == PROVIDER_ROLE)
@@ -262,6 +275,13 @@ fn offer_pb(
             .map(|p| p.district)
             .unwrap_or_default(),
         children_ages: ages.to_vec(),
+        respond_by: if o.status == "offered" {
+            o.respond_by.map(|t| t.to_rfc3339()).unwrap_or_default()
+        } else {
+            String::new()
+        },
+        family_preference: String::new(),
+        lead_practitioner: String::new(),
     }
 }
 
@@ -542,13 +562,21 @@ impl AllocationService for AllocationApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         self.admit(&p, &req.tenant, "ListOffers", "offers").await?;
-        const STATUSES: &[&str] = &["", "offered", "accepted", "declined", "withdrawn", "closed"];
+        const STATUSES: &[&str] = &[
+            "",
+            "offered",
+            "accepted",
+            "declined",
+            "expired",
+            "withdrawn",
+            "closed",
+        ];
         if !STATUSES.contains(&req.status.as_str()) {
             return Err(invalid(
                 "the request is invalid",
                 &[Violation::new(
                     "status",
-                    "must be offered, accepted, declined, withdrawn or closed (or empty)",
+                    "must be offered, accepted, declined, expired, withdrawn or closed (or empty)",
                 )],
             ));
         }
@@ -589,7 +617,21 @@ impl AllocationService for AllocationApi {
                     .collect(),
                 None => Vec::new(),
             };
-            out.push(offer_pb(o, service, case.as_ref(), &ages, org.is_some()));
+            let mut offer = offer_pb(o, service, case.as_ref(), &ages, org.is_some());
+            offer.family_preference = store::preference(&txn, &req.tenant, &o.case_id)
+                .await
+                .map_err(internal)?
+                .map(|p| p.preference)
+                .unwrap_or_default();
+            offer.lead_practitioner =
+                store::lead_requests(&txn, &req.tenant, &o.case_id, "accepted", "", "")
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .find(|l| l.offer_id == o.id)
+                    .map(|l| l.practitioner)
+                    .unwrap_or_default();
+            out.push(offer);
         }
         eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(pb::ListOffersResponse { offers: out }))
@@ -663,6 +705,38 @@ impl AllocationService for AllocationApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn record_family_preference(
+        &self,
+        request: Request<pb::RecordFamilyPreferenceRequest>,
+    ) -> Result<Response<pb::FamilyPreference>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.record_preference(&p, request.into_inner()).await
+    }
+
+    async fn ask_lead_practitioner(
+        &self,
+        request: Request<pb::AskLeadPractitionerRequest>,
+    ) -> Result<Response<pb::LeadRequest>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.ask_lead(&p, request.into_inner()).await
+    }
+
+    async fn answer_lead_request(
+        &self,
+        request: Request<pb::AnswerLeadRequestRequest>,
+    ) -> Result<Response<pb::LeadRequest>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.answer_lead(&p, request.into_inner()).await
+    }
+
+    async fn list_lead_requests(
+        &self,
+        request: Request<pb::ListLeadRequestsRequest>,
+    ) -> Result<Response<pb::ListLeadRequestsResponse>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.list_leads(&p, request.into_inner()).await
     }
 }
 

@@ -61,6 +61,57 @@ impl Allocation {
     }
 }
 
+/// How often the allocation clocks are looked at.
+pub const CLOCK_POLL: Duration = Duration::from_secs(30);
+
+impl Allocation {
+    /// Runs every council's allocation clocks once ([`crate::offers::run_clocks`]).
+    ///
+    /// # Errors
+    /// The first council whose clocks could not be run (the others still ran).
+    pub async fn run_clocks(&self) -> Result<crate::offers::ClocksRun, sea_orm::DbErr> {
+        let now = self.ctx.clock.now();
+        let mut total = crate::offers::ClocksRun::default();
+        let mut first_error = None;
+        for (tenant, council) in self.councils.iter() {
+            match crate::offers::run_clocks(self, tenant, council, now).await {
+                Ok(r) => {
+                    total.expired += r.expired;
+                    total.breached += r.breached;
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, error = %e, "allocation clocks could not run; will retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(total), Err)
+    }
+
+    /// Looks at the clocks every [`CLOCK_POLL`] until shutdown.
+    pub fn spawn_clocks(&self) {
+        let this = self.clone();
+        let shutdown = self.ctx.shutdown.clone();
+        self.ctx.tasks.spawn(async move {
+            loop {
+                if let Ok(r) = this.run_clocks().await
+                    && (r.expired > 0 || r.breached > 0)
+                {
+                    tracing::info!(
+                        expired = r.expired,
+                        breached = r.breached,
+                        "allocation clocks ran"
+                    );
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(CLOCK_POLL) => {}
+                }
+            }
+        });
+    }
+}
+
 /// What allocation does with each message it consumes, in one transaction with its inbox claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Door {

@@ -20,6 +20,7 @@ pub mod domain;
 pub mod grpc;
 pub mod handlers;
 pub mod import;
+pub mod leads;
 pub mod offers;
 pub mod settings;
 pub mod store;
@@ -133,6 +134,7 @@ pub fn start(
         );
     }
     allocation.spawn_schedules();
+    allocation.spawn_clocks();
     let api = grpc::AllocationApi {
         allocation,
         auditor: Auditor::new(ctx.db.clone()),

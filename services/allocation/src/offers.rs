@@ -8,7 +8,13 @@
 //! - none → the case `waiting` (from the first time it waited), `case_waiting` published when it
 //!   starts waiting.
 //!
-//! A service that declined the case (or whose offer was withdrawn) is never offered it again.
+//! An offer not answered within the council's provider response time (working days on its
+//! calendar) lapses (`expired`, `offer_expired` published) and the case goes to the next candidate,
+//! as after a decline ([`run_clocks`]). A case waiting longer than the council's limit is reported
+//! once (`waiting_limit_breached`).
+//!
+//! A service that declined the case (or let its offer lapse, or whose offer was withdrawn) is never
+//! offered it again.
 //! Whenever a place frees — a decline, a case closed or stepped up, terms with more capacity — the
 //! waiting cases are tried again in the list's order.
 use crate::domain;
@@ -137,6 +143,9 @@ pub async fn place(
             ));
         };
         let terms = service.terms.as_ref();
+        let respond_by = council
+            .overdue_from(now, council.provider_response_days)
+            .map_err(|e| DbErr::Custom(format!("the provider response time: {e}")))?;
         let period = terms.map_or_else(
             || today.to_string(),
             |t| t.contract_period.start(today).to_string(),
@@ -156,6 +165,7 @@ pub async fn place(
             settled_by: String::new(),
             decline_reason: String::new(),
             decline_detail: String::new(),
+            respond_by: Some(respond_by),
         };
         store::insert_offer(txn, &offer).await?;
         store::set_case_status(txn, tenant, &case.case_id, "offered", "", now).await?;
@@ -172,6 +182,7 @@ pub async fn place(
             rule_version: offer.rule_version.clone(),
             attempt: offer.attempt,
             at: now.to_rfc3339(),
+            respond_by: respond_by.to_rfc3339(),
         };
         emit(
             a,
@@ -314,3 +325,119 @@ pub async fn release(
     offer_waiting(a, txn, council, tenant, actor, now).await?;
     Ok(true)
 }
+
+/// Open offers lapsed, and waiting cases reported over the limit, in one round of [`run_clocks`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClocksRun {
+    pub expired: usize,
+    pub breached: usize,
+}
+
+/// The most lapsed offers settled in one transaction.
+const LAPSED_PER_ROUND: u64 = 100;
+
+/// Runs council `tenant`'s allocation clocks at `now`, in one transaction holding its allocation
+/// lock (replicas may all run it: an offer settles once, a breach is reported once):
+/// - every open offer past its `respond_by` lapses (`expired`, by `system:allocation`),
+///   `offer_expired` is published and the case placed again (never with that service);
+/// - every case waiting longer than `waiting_list_days` working days is reported, once.
+///
+/// # Errors
+/// When the database fails.
+pub async fn run_clocks(
+    a: &Allocation,
+    tenant: &str,
+    council: &Council,
+    now: DateTime<Utc>,
+) -> Result<ClocksRun, DbErr> {
+    let txn = eh_store::begin(&a.ctx.db).await?;
+    lock_council(&txn, tenant).await?;
+    let mut run = ClocksRun::default();
+    for o in store::lapsed_offers(&txn, tenant, now, LAPSED_PER_ROUND).await? {
+        if !store::settle_offer(
+            &txn,
+            tenant,
+            &o.id,
+            "offered",
+            "expired",
+            CLOCK_ACTOR,
+            "",
+            "",
+            now,
+        )
+        .await?
+        {
+            continue;
+        }
+        run.expired += 1;
+        let ev = pb::OfferExpired {
+            offer_id: o.id.clone(),
+            case_id: o.case_id.clone(),
+            service_id: o.service_id.clone(),
+            respond_by: o.respond_by.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            at: now.to_rfc3339(),
+        };
+        emit(
+            a,
+            &txn,
+            tenant,
+            &eh_proto::catalogue::OFFER_EXPIRED,
+            CLOCK_ACTOR,
+            ev.encode_to_vec(),
+            now,
+        )
+        .await?;
+        tracing::info!(tenant = %tenant, case_id = %o.case_id, offer_id = %o.id, service_id = %o.service_id, "offer lapsed unanswered");
+        if let Some(case) = store::case(&txn, tenant, &o.case_id).await?
+            && case.status == "offered"
+        {
+            place(a, &txn, council, &case, CLOCK_ACTOR, now).await?;
+        }
+    }
+    if run.expired > 0 {
+        offer_waiting(a, &txn, council, tenant, CLOCK_ACTOR, now).await?;
+    }
+    let waiting = store::waiting(&txn, tenant).await?;
+    for case in store::waiting_unbreached(&txn, tenant).await? {
+        let Some(since) = case.waiting_since else {
+            continue;
+        };
+        let due = council
+            .overdue_from(since, council.waiting_list_days)
+            .map_err(|e| DbErr::Custom(format!("the waiting-list limit: {e}")))?;
+        if due > now || !store::mark_waiting_breached(&txn, tenant, &case.case_id, now).await? {
+            continue;
+        }
+        run.breached += 1;
+        let position = waiting
+            .iter()
+            .position(|c| c.case_id == case.case_id)
+            .map_or(0, |p| u32::try_from(p + 1).unwrap_or(u32::MAX));
+        let ev = pb::WaitingLimitBreached {
+            case_id: case.case_id.clone(),
+            family_id: case.family_id.clone(),
+            referral_id: case.referral_id.clone(),
+            waiting_since: since.to_rfc3339(),
+            limit_days: council.waiting_list_days,
+            due_at: due.to_rfc3339(),
+            position,
+            at: now.to_rfc3339(),
+        };
+        emit(
+            a,
+            &txn,
+            tenant,
+            &eh_proto::catalogue::WAITING_LIMIT_BREACHED,
+            CLOCK_ACTOR,
+            ev.encode_to_vec(),
+            now,
+        )
+        .await?;
+        tracing::warn!(tenant = %tenant, case_id = %case.case_id, position, "case waiting longer than the council's limit");
+    }
+    eh_store::commit(txn).await?;
+    Ok(run)
+}
+
+/// The actor the clocks act as.
+pub const CLOCK_ACTOR: &str = "system:allocation";

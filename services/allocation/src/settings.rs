@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// The keys of the configuration allocation owns.
 pub const KEYS: SettingsKeys = SettingsKeys {
     global: &[],
-    per_tenant: &["allocation"],
+    per_tenant: &["allocation", "calendar", "service_levels"],
 };
 
 /// `tenants.<id>.allocation`.
@@ -120,6 +120,27 @@ pub struct Council {
     pub directory: DirectorySettings,
     pub significant_need_min_needs: usize,
     pub significant_needs: Vec<String>,
+    /// The council's working days (`tenants.<id>.calendar`).
+    pub calendar: eh_workdays::WorkingCalendar,
+    /// A provider answers an offer within this many working days (`service_levels`).
+    pub provider_response_days: u32,
+    /// A case waiting longer than this many working days is a breach (`service_levels`).
+    pub waiting_list_days: u32,
+}
+
+impl Council {
+    /// When something due `days` working days after `from` is overdue (UK midnight ending the
+    /// deadline day), on the council's calendar.
+    ///
+    /// # Errors
+    /// A deadline beyond the years the calendar knows.
+    pub fn overdue_from(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        days: u32,
+    ) -> Result<chrono::DateTime<chrono::Utc>, eh_workdays::Error> {
+        self.calendar.overdue_from(from, days)
+    }
 }
 
 /// Council `id`'s allocation settings, checked; the defaults for what is not written.
@@ -210,7 +231,11 @@ pub fn council(id: &str, t: &TenantSettings) -> Result<Council, String> {
     if d.timeout_secs == 0 {
         return Err(format!("{key}.directory.timeout_secs: must be at least 1"));
     }
+    let (calendar, levels) = eh_service::council::council_settings(id, t)?;
     Ok(Council {
+        calendar,
+        provider_response_days: levels.provider_response_days,
+        waiting_list_days: levels.waiting_list_days,
         rules: Rules {
             rule_version: s.rule_version.clone(),
             default_kind,

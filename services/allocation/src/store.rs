@@ -11,11 +11,12 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "allocation",
-    version: 1,
-    name: "directory services, council terms, imports, allocations",
-    sql: "CREATE TABLE directory_services (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "allocation",
+        version: 1,
+        name: "directory services, council terms, imports, allocations",
+        sql: "CREATE TABLE directory_services (
             tenant TEXT NOT NULL,
             id TEXT NOT NULL,
             name TEXT NOT NULL,
@@ -108,7 +109,43 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
           );
           CREATE INDEX allocations_service ON allocations (tenant, service_id, status);
           CREATE INDEX allocations_case ON allocations (tenant, case_id)",
-}];
+    },
+    Migration {
+        owner: "allocation",
+        version: 2,
+        name: "offers lapse unanswered; waiting-list breaches; family preferences; lead practitioners",
+        sql: "ALTER TABLE allocations ADD COLUMN respond_by {ts} NULL;
+          CREATE INDEX allocations_due ON allocations (status, respond_by);
+          ALTER TABLE allocation_cases ADD COLUMN waiting_breached_at {ts} NULL;
+          CREATE TABLE family_preferences (
+            tenant TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            preference TEXT NOT NULL,
+            recorded_by TEXT NOT NULL,
+            recorded_at {ts} NOT NULL,
+            PRIMARY KEY (tenant, case_id)
+          );
+          CREATE TABLE lead_requests (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            case_id TEXT NOT NULL,
+            offer_id TEXT NOT NULL,
+            service_id TEXT NOT NULL,
+            organization_id TEXT NOT NULL,
+            practitioner TEXT NOT NULL,
+            asked_by TEXT NOT NULL,
+            asked_at {ts} NOT NULL,
+            note TEXT NOT NULL,
+            family_preference TEXT NOT NULL,
+            status TEXT NOT NULL,
+            answered_at {ts} NULL,
+            decline_reason TEXT NOT NULL,
+            decline_detail TEXT NOT NULL
+          );
+          CREATE INDEX lead_requests_case ON lead_requests (tenant, case_id);
+          CREATE INDEX lead_requests_practitioner ON lead_requests (tenant, practitioner, status)",
+    },
+];
 
 /// Allocation statuses that hold one of the service's places.
 pub const HOLDING: &[&str] = &["offered", "accepted"];
@@ -834,6 +871,8 @@ pub struct OfferRow {
     pub settled_by: String,
     pub decline_reason: String,
     pub decline_detail: String,
+    /// When the open offer lapses unanswered.
+    pub respond_by: Option<DateTime<Utc>>,
 }
 
 pub async fn insert_offer(db: &impl ConnectionTrait, o: &OfferRow) -> Result<(), DbErr> {
@@ -841,8 +880,9 @@ pub async fn insert_offer(db: &impl ConnectionTrait, o: &OfferRow) -> Result<(),
     db.execute_raw(stmt(
         b,
         "INSERT INTO allocations (id, tenant, case_id, service_id, status, period_start, attempt,
-           rule_version, reasons, offered_at, settled_at, settled_by, decline_reason, decline_detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, '', '', '')",
+           rule_version, reasons, offered_at, settled_at, settled_by, decline_reason, decline_detail,
+           respond_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, '', '', '', $11)",
         [
             o.id.clone().into(),
             o.tenant.clone().into(),
@@ -854,6 +894,7 @@ pub async fn insert_offer(db: &impl ConnectionTrait, o: &OfferRow) -> Result<(),
             o.rule_version.clone().into(),
             to_json(&o.reasons).into(),
             o.offered_at.into(),
+            o.respond_by.into(),
         ],
     ))
     .await?;
@@ -861,7 +902,8 @@ pub async fn insert_offer(db: &impl ConnectionTrait, o: &OfferRow) -> Result<(),
 }
 
 const OFFER_COLUMNS: &str = "id, tenant, case_id, service_id, status, period_start, attempt,
-    rule_version, reasons, offered_at, settled_at, settled_by, decline_reason, decline_detail";
+    rule_version, reasons, offered_at, settled_at, settled_by, decline_reason, decline_detail,
+    respond_by";
 
 fn offer_row(r: &QueryResult) -> Result<OfferRow, DbErr> {
     let attempt: i64 = r.try_get_by_index(6)?;
@@ -881,6 +923,7 @@ fn offer_row(r: &QueryResult) -> Result<OfferRow, DbErr> {
         settled_by: r.try_get_by_index(11)?,
         decline_reason: r.try_get_by_index(12)?,
         decline_detail: r.try_get_by_index(13)?,
+        respond_by: r.try_get_by_index(14)?,
     })
 }
 
@@ -972,6 +1015,278 @@ pub async fn settle_offer(
                 from.into(),
                 to.into(),
                 by.into(),
+                decline_reason.into(),
+                decline_detail.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// The council's open offers whose answer is overdue at `now`, oldest first (at most `limit`).
+pub async fn lapsed_offers(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<OfferRow>, DbErr> {
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            b,
+            &format!(
+                "SELECT {OFFER_COLUMNS} FROM allocations
+                 WHERE status = 'offered' AND respond_by <= $2 AND tenant = $1
+                 ORDER BY respond_by, id LIMIT $3"
+            ),
+            [
+                tenant.into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(offer_row).collect()
+}
+
+/// The council's waiting cases not yet reported as over the limit, with when each started waiting.
+pub async fn waiting_unbreached(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+) -> Result<Vec<CaseRow>, DbErr> {
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            b,
+            &format!(
+                "SELECT {CASE_COLUMNS} FROM allocation_cases
+                 WHERE tenant = $1 AND status = 'waiting' AND waiting_breached_at IS NULL
+                 ORDER BY waiting_since, case_id"
+            ),
+            [tenant.into()],
+        ))
+        .await?;
+    rows.iter().map(case_row).collect()
+}
+
+/// Marks a waiting case as reported over the limit: `false` when it was already (nothing written).
+pub async fn mark_waiting_breached(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    case_id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let b = db.get_database_backend();
+    let r = db
+        .execute_raw(stmt(
+            b,
+            "UPDATE allocation_cases SET waiting_breached_at = $3
+             WHERE tenant = $1 AND case_id = $2 AND waiting_breached_at IS NULL",
+            [tenant.into(), case_id.into(), now.into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What the family said about who should help them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preference {
+    pub preference: String,
+    pub recorded_by: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Records (or replaces) the family's preference for `case_id`.
+pub async fn set_preference(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    case_id: &str,
+    p: &Preference,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    db.execute_raw(stmt(
+        b,
+        "INSERT INTO family_preferences (tenant, case_id, preference, recorded_by, recorded_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, case_id) DO UPDATE SET preference = EXCLUDED.preference,
+           recorded_by = EXCLUDED.recorded_by, recorded_at = EXCLUDED.recorded_at",
+        [
+            tenant.into(),
+            case_id.into(),
+            p.preference.clone().into(),
+            p.recorded_by.clone().into(),
+            p.recorded_at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+pub async fn preference(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    case_id: &str,
+) -> Result<Option<Preference>, DbErr> {
+    let b = db.get_database_backend();
+    db.query_one_raw(stmt(
+        b,
+        "SELECT preference, recorded_by, recorded_at FROM family_preferences
+         WHERE tenant = $1 AND case_id = $2",
+        [tenant.into(), case_id.into()],
+    ))
+    .await?
+    .map(|r| {
+        Ok(Preference {
+            preference: r.try_get_by_index(0)?,
+            recorded_by: r.try_get_by_index(1)?,
+            recorded_at: r.try_get_by_index(2)?,
+        })
+    })
+    .transpose()
+}
+
+/// A request to a practitioner to lead a case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadRow {
+    pub id: String,
+    pub tenant: String,
+    pub case_id: String,
+    pub offer_id: String,
+    pub service_id: String,
+    pub organization_id: String,
+    pub practitioner: String,
+    pub asked_by: String,
+    pub asked_at: DateTime<Utc>,
+    pub note: String,
+    pub family_preference: String,
+    /// `asked`, `accepted` or `declined`.
+    pub status: String,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub decline_reason: String,
+    pub decline_detail: String,
+}
+
+pub async fn insert_lead_request(db: &impl ConnectionTrait, l: &LeadRow) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    db.execute_raw(stmt(
+        b,
+        "INSERT INTO lead_requests (id, tenant, case_id, offer_id, service_id, organization_id,
+           practitioner, asked_by, asked_at, note, family_preference, status, answered_at,
+           decline_reason, decline_detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, '', '')",
+        [
+            l.id.clone().into(),
+            l.tenant.clone().into(),
+            l.case_id.clone().into(),
+            l.offer_id.clone().into(),
+            l.service_id.clone().into(),
+            l.organization_id.clone().into(),
+            l.practitioner.clone().into(),
+            l.asked_by.clone().into(),
+            l.asked_at.into(),
+            l.note.clone().into(),
+            l.family_preference.clone().into(),
+            l.status.clone().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+const LEAD_COLUMNS: &str = "id, tenant, case_id, offer_id, service_id, organization_id,
+    practitioner, asked_by, asked_at, note, family_preference, status, answered_at,
+    decline_reason, decline_detail";
+
+fn lead_row(r: &QueryResult) -> Result<LeadRow, DbErr> {
+    Ok(LeadRow {
+        id: r.try_get_by_index(0)?,
+        tenant: r.try_get_by_index(1)?,
+        case_id: r.try_get_by_index(2)?,
+        offer_id: r.try_get_by_index(3)?,
+        service_id: r.try_get_by_index(4)?,
+        organization_id: r.try_get_by_index(5)?,
+        practitioner: r.try_get_by_index(6)?,
+        asked_by: r.try_get_by_index(7)?,
+        asked_at: r.try_get_by_index(8)?,
+        note: r.try_get_by_index(9)?,
+        family_preference: r.try_get_by_index(10)?,
+        status: r.try_get_by_index(11)?,
+        answered_at: r.try_get_by_index(12)?,
+        decline_reason: r.try_get_by_index(13)?,
+        decline_detail: r.try_get_by_index(14)?,
+    })
+}
+
+pub async fn lead_request(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<LeadRow>, DbErr> {
+    let b = db.get_database_backend();
+    db.query_one_raw(stmt(
+        b,
+        &format!("SELECT {LEAD_COLUMNS} FROM lead_requests WHERE tenant = $1 AND id = $2"),
+        [tenant.into(), id.into()],
+    ))
+    .await?
+    .map(|r| lead_row(&r))
+    .transpose()
+}
+
+/// The council's lead requests, newest first, optionally of one case, status, practitioner and
+/// organisation (empty: any; at most 500).
+pub async fn lead_requests(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    case_id: &str,
+    status: &str,
+    practitioner: &str,
+    organization_id: &str,
+) -> Result<Vec<LeadRow>, DbErr> {
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            b,
+            &format!(
+                "SELECT {LEAD_COLUMNS} FROM lead_requests WHERE tenant = $1
+                   AND ($2 = '' OR case_id = $2) AND ($3 = '' OR status = $3)
+                   AND ($4 = '' OR practitioner = $4) AND ($5 = '' OR organization_id = $5)
+                 ORDER BY asked_at DESC, id DESC LIMIT 500"
+            ),
+            [
+                tenant.into(),
+                case_id.into(),
+                status.into(),
+                practitioner.into(),
+                organization_id.into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(lead_row).collect()
+}
+
+/// Answers an open request: `false` when it was not open (nothing written).
+pub async fn answer_lead_request(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    status: &str,
+    decline_reason: &str,
+    decline_detail: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let b = db.get_database_backend();
+    let r = db
+        .execute_raw(stmt(
+            b,
+            "UPDATE lead_requests SET status = $3, decline_reason = $4, decline_detail = $5,
+               answered_at = $6
+             WHERE tenant = $1 AND id = $2 AND status = 'asked'",
+            [
+                tenant.into(),
+                id.into(),
+                status.into(),
                 decline_reason.into(),
                 decline_detail.into(),
                 now.into(),

@@ -39,6 +39,8 @@ pub struct ServiceLevels {
     pub consent_chase_days: u32,
     /// A case still without consent closes after this long.
     pub consent_close_days: u32,
+    /// First contact with the family is due this long after the lead practitioner is named.
+    pub first_contact_days: u32,
 }
 
 /// What casework's decisions need of a council's settings.
@@ -75,6 +77,7 @@ pub fn council_rules(settings: &eh_platform::Settings) -> Result<Councils, Strin
                 screening_decision_days: levels.screening_decision_days,
                 consent_chase_days: levels.consent_chase_days,
                 consent_close_days: levels.consent_close_days,
+                first_contact_days: levels.first_contact_days,
             };
             Ok((
                 id.clone(),
@@ -169,7 +172,9 @@ impl Outgoing {
 /// Something operators are told besides the bus (a metric today).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Alert {
-    ServiceLevelBreached { tenant: String, clock: TimerKind },
+    /// `clock`: a casework clock's name ([`TimerKind::as_str`]) or another service's
+    /// (`waiting_list`, allocation's).
+    ServiceLevelBreached { tenant: String, clock: &'static str },
 }
 
 /// What a decision does to one case; applied in one transaction, in this order (the timeline
@@ -191,6 +196,8 @@ pub struct Effects {
     pub cancel_timers: Vec<TimerKind>,
     /// Clocks started (at most one per case and kind: one already there is kept).
     pub set_timers: Vec<(TimerKind, DateTime<Utc>)>,
+    /// The lead practitioner named.
+    pub lead: Option<crate::store::Lead>,
     pub publish: Vec<Outgoing>,
     pub alerts: Vec<Alert>,
 }
@@ -206,6 +213,7 @@ impl Effects {
             timeline: vec![],
             cancel_timers: vec![],
             set_timers: vec![],
+            lead: None,
             publish: vec![],
             alerts: vec![],
         }
@@ -594,6 +602,9 @@ pub fn screening_decided(
     Ok(fx)
 }
 
+/// The name allocation's waiting-list clock is reported under.
+pub const WAITING_LIST_CLOCK: &str = "waiting_list";
+
 /// An answer of allocation about a case (services/allocation's events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllocationStep {
@@ -612,6 +623,26 @@ pub enum AllocationStep {
     Accepted { service: String },
     /// `offer_declined`: `service` declined for `reason`.
     Declined { service: String, reason: String },
+    /// `offer_expired`: `service` did not answer by `respond_by`.
+    Expired { service: String, respond_by: String },
+    /// `lead_practitioner_named`: `practitioner` of `service` leads the case.
+    LeadNamed {
+        practitioner: String,
+        organization_id: String,
+        service: String,
+    },
+    /// `lead_practitioner_declined`: `practitioner` declined to lead, for `reason`.
+    LeadDeclined {
+        practitioner: String,
+        reason: String,
+    },
+    /// `waiting_limit_breached`: waiting since `waiting_since`, longer than `limit_days` working
+    /// days (due `due_at`).
+    WaitingBreached {
+        waiting_since: String,
+        limit_days: u32,
+        due_at: String,
+    },
 }
 
 /// Allocation offered, queued, or allocated the case: its state follows (`allocating`,
@@ -672,6 +703,69 @@ pub fn allocation_step(
         AllocationStep::Declined { service, reason } => {
             fx.note("offer_declined", format!("{service} declined: {reason}"));
         }
+        AllocationStep::Expired {
+            service,
+            respond_by,
+        } => {
+            fx.note(
+                "offer_expired",
+                format!("{service} did not answer by {respond_by}: the offer lapsed"),
+            );
+        }
+        AllocationStep::LeadNamed {
+            practitioner,
+            organization_id,
+            service,
+        } => {
+            let r = format!("{practitioner} ({service}) leads the case");
+            if state == State::Allocated {
+                let days = at.rules(&fx.case.tenant)?.service_levels.first_contact_days;
+                let due = at.rules(&fx.case.tenant)?.overdue_from(at.now, days)?;
+                fx.note("lead_practitioner_named", r);
+                fx.set_timers.push((TimerKind::FirstContact, due));
+                fx.lead = Some(crate::store::Lead {
+                    practitioner: practitioner.clone(),
+                    organization_id: organization_id.clone(),
+                });
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::LeadDeclined {
+            practitioner,
+            reason,
+        } => {
+            fx.note(
+                "lead_practitioner_declined",
+                format!("{practitioner} declined to lead the case: {reason}"),
+            );
+        }
+        AllocationStep::WaitingBreached {
+            waiting_since,
+            limit_days,
+            due_at,
+        } => {
+            let r = format!(
+                "waiting for a provider since {waiting_since}, longer than {limit_days} working day(s) (due {due_at})"
+            );
+            if state == WaitingForProvider {
+                fx.note("service_level_breached", r);
+                fx.publish
+                    .push(Outgoing::ServiceLevelBreached(pb::ServiceLevelBreached {
+                        case: Some(fx.case.case_ref()),
+                        clock: WAITING_LIST_CLOCK.into(),
+                        due_at: due_at.clone(),
+                        state: state.as_str().into(),
+                        at: at.now.to_rfc3339(),
+                    }));
+                fx.alerts.push(Alert::ServiceLevelBreached {
+                    tenant: fx.case.tenant.clone(),
+                    clock: WAITING_LIST_CLOCK,
+                });
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
     }
     Ok(fx)
 }
@@ -706,14 +800,21 @@ pub fn clock_ran_out(
     let mut fx = Effects::new(case, ACTOR, at.now);
     let now_text = at.now.to_rfc3339();
     match kind {
-        TimerKind::ScreeningDecision => {
+        TimerKind::ScreeningDecision | TimerKind::FirstContact => {
+            let what = if kind == TimerKind::FirstContact {
+                format!(
+                    "no first contact with the family recorded within {} working day(s) of the lead practitioner being named",
+                    levels.first_contact_days
+                )
+            } else {
+                format!(
+                    "no screening decision within {} working day(s)",
+                    levels.screening_decision_days
+                )
+            };
             fx.note(
                 "service_level_breached",
-                format!(
-                    "no screening decision within {} working day(s) (due {})",
-                    levels.screening_decision_days,
-                    due_at.to_rfc3339()
-                ),
+                format!("{what} (due {})", due_at.to_rfc3339()),
             );
             fx.publish
                 .push(Outgoing::ServiceLevelBreached(pb::ServiceLevelBreached {
@@ -725,7 +826,7 @@ pub fn clock_ran_out(
                 }));
             fx.alerts.push(Alert::ServiceLevelBreached {
                 tenant: fx.case.tenant.clone(),
-                clock: kind,
+                clock: kind.as_str(),
             });
         }
         TimerKind::ConsentChase => {
@@ -755,6 +856,32 @@ pub fn clock_ran_out(
         }
     }
     Ok(Clock::Fires(Box::new(fx)))
+}
+
+/// The lead practitioner (`actor`) records first contact with the family (`how`, e.g. "home
+/// visit"): on the timeline, and the first-contact clock stops. Only for an allocated case.
+///
+/// # Errors
+/// [`Refusal::Invalid`] when the case is not allocated.
+pub fn first_contact(
+    case: CaseRow,
+    actor: &str,
+    how: &str,
+    at: &At<'_>,
+) -> Result<Effects, Refusal> {
+    if case.state != State::Allocated {
+        return Err(Refusal::Invalid(format!(
+            "first contact is recorded once the case is allocated; it is {}",
+            case.state
+        )));
+    }
+    let mut fx = Effects::new(case, actor, at.now);
+    fx.note(
+        "first_contact",
+        format!("first contact with the family: {how}"),
+    );
+    fx.cancel_timers.push(TimerKind::FirstContact);
+    Ok(fx)
 }
 
 /// A practitioner (`actor`) moves `case` to `to` (`StepUp`, `CloseCase`) for `reason`.
@@ -815,6 +942,7 @@ mod tests {
         screening_decision_days: 1,
         consent_chase_days: 5,
         consent_close_days: 20,
+        first_contact_days: 5,
     };
 
     fn rules() -> CouncilRules {
@@ -983,6 +1111,10 @@ mod tests {
         Waiting,
         Accepted,
         Declined,
+        Expired,
+        WaitingBreached,
+        LeadNamed,
+        LeadDeclined,
     }
 
     /// What the row expects.
@@ -1009,8 +1141,10 @@ mod tests {
         want: Want,
     }
 
-    const ALL_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose];
-    const CONSENT_CLOCKS: &[TimerKind] = &[ConsentChase, ConsentClose];
+    const ALL_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose, FirstContact];
+    const CONSENT_CLOCKS: &[TimerKind] = &[ConsentChase, ConsentClose, FirstContact];
+    /// Every clock but the one that runs in `allocated`.
+    const NOT_ALLOCATED_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose];
     // From Monday 2 March 2026 09:00: day 1 is Tuesday 3rd (overdue from Wednesday's UK
     // midnight); day 5 Monday 9th; day 20 Monday 30th, overdue from Tuesday 31st 00:00 BST,
     // which is 23:00 UTC the day before (summer time began on the 29th).
@@ -1117,9 +1251,9 @@ mod tests {
             row("harm with consent: stepped up", Requested, P, opens(true, P, true, true), stepped_up(opened_up)),
             row("harm on a step-down: stepped up", Requested, SD, opens(true, SD, true, false), stepped_up(opened_up)),
             row("no consent: awaiting, chase and close clocks", Requested, P, opens(false, P, false, false),
-                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision])),
+                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact])),
             row("step-down without consent: awaiting", Requested, SD, opens(false, SD, false, false),
-                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision])),
+                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact])),
             row("consent in the referral: screening", Requested, P, opens(false, P, true, false), to_screening("opened")),
             row("consent on record: screening", Requested, P, opens(false, P, false, true), to_screening("opened")),
             row("step-down with consent: ready, no screening", Requested, SD, opens(false, SD, true, false), ready(opened_up)),
@@ -1196,9 +1330,20 @@ mod tests {
             row("waiting, ready: waiting for a provider", ReadyForAllocation, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
             row("waiting, every offer declined: waiting for a provider", Allocating, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
             row("waiting, closed meanwhile: ignored", ClosedWithdrawn, P, Ev::Waiting, noted(ClosedWithdrawn, &["ignored"])),
-            row("accepted, allocating: allocated", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
+            row("accepted, allocating: allocated", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[], NOT_ALLOCATED_CLOCKS)),
+            row("lead named, allocated: first-contact clock", Allocated, P, Ev::LeadNamed,
+                fx(Allocated, &["lead_practitioner_named"], &[], &[(FirstContact, "2026-03-10T00:00:00Z")], &[])),
+            row("lead named, stepped up meanwhile: ignored", SteppedUp, P, Ev::LeadNamed, noted(SteppedUp, &["ignored"])),
+            row("lead declined: noted", Allocated, P, Ev::LeadDeclined, noted(Allocated, &["lead_practitioner_declined"])),
+            row("first contact late: breach, alert", Allocated, P, Ev::Clock(FirstContact),
+                Want::Fx { state: Allocated, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
+            row("first-contact clock, closed since: stale", ClosedWithdrawn, P, Ev::Clock(FirstContact), Want::Stale),
             row("accepted, waiting: ignored", WaitingForProvider, P, Ev::Accepted, noted(WaitingForProvider, &["ignored"])),
             row("declined, allocating: noted", Allocating, P, Ev::Declined, noted(Allocating, &["offer_declined"])),
+            row("lapsed unanswered, allocating: noted", Allocating, P, Ev::Expired, noted(Allocating, &["offer_expired"])),
+            row("waiting too long: a breach", WaitingForProvider, P, Ev::WaitingBreached,
+                Want::Fx { state: WaitingForProvider, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
+            row("waiting too long, allocated meanwhile: ignored", Allocated, P, Ev::WaitingBreached, noted(Allocated, &["ignored"])),
             row("StepUp, allocated", Allocated, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
             row("close as withdrawn, waiting", WaitingForProvider, P, Ev::Practitioner(ClosedWithdrawn), closed(ClosedWithdrawn, &["transition"])),
         ]
@@ -1243,8 +1388,33 @@ mod tests {
                 practitioner_step(c, to, "user:worcs:jdoe", "worried about the children", at)
                     .map(fires)
             }
-            Ev::Offered | Ev::Waiting | Ev::Accepted | Ev::Declined => {
+            Ev::Offered
+            | Ev::Waiting
+            | Ev::Accepted
+            | Ev::Declined
+            | Ev::Expired
+            | Ev::WaitingBreached
+            | Ev::LeadNamed
+            | Ev::LeadDeclined => {
                 let step = match r.ev {
+                    Ev::LeadNamed => AllocationStep::LeadNamed {
+                        practitioner: "jdoe".into(),
+                        organization_id: "org-4".into(),
+                        service: "Family Support North".into(),
+                    },
+                    Ev::LeadDeclined => AllocationStep::LeadDeclined {
+                        practitioner: "jdoe".into(),
+                        reason: "caseload_full".into(),
+                    },
+                    Ev::Expired => AllocationStep::Expired {
+                        service: "Family Support North".into(),
+                        respond_by: "2026-03-04T00:00:00Z".into(),
+                    },
+                    Ev::WaitingBreached => AllocationStep::WaitingBreached {
+                        waiting_since: "2026-02-02T10:00:00Z".into(),
+                        limit_days: 20,
+                        due_at: "2026-03-03T00:00:00Z".into(),
+                    },
                     Ev::Offered => AllocationStep::Offered {
                         service: "Family Support North".into(),
                         attempt: 1,
@@ -1313,11 +1483,12 @@ mod tests {
                 (want, got) => panic!("{}: wanted {want:?}, got {got:?}", r.name),
             }
         }
-        assert_eq!(table.len(), 73, "rows");
+        assert_eq!(table.len(), 81, "rows");
     }
 
     /// Whatever a decision moves a case to, the clocks it leaves behind are cancelled and the
-    /// ones it starts run in the new state, later than now.
+    /// ones it starts run in the new state, later than now; a decision that does not move the
+    /// case cancels none and starts only its current state's.
     #[test]
     fn clocks_follow_the_state() {
         let rules = rules();
@@ -1330,11 +1501,13 @@ mod tests {
                 continue;
             };
             let Some(to) = fx.new_state else {
-                assert!(
-                    fx.cancel_timers.is_empty() && fx.set_timers.is_empty(),
-                    "{}",
-                    r.name
-                );
+                // Without a move, nothing is cancelled, and a clock starts only in the state it
+                // runs in (the lead named starts the first-contact clock of an allocated case).
+                assert!(fx.cancel_timers.is_empty(), "{}", r.name);
+                for (k, due) in &fx.set_timers {
+                    assert_eq!(k.runs_in(), fx.case.state, "{}", r.name);
+                    assert!(*due > now(), "{}", r.name);
+                }
                 continue;
             };
             let left: Vec<TimerKind> = TimerKind::ALL
@@ -1355,6 +1528,29 @@ mod tests {
                 other => panic!("{}: first published {other:?}", r.name),
             }
         }
+    }
+
+    /// First contact stops the first-contact clock of an allocated case, on the timeline by the
+    /// practitioner; before allocation it is refused.
+    #[test]
+    fn first_contact_stops_its_clock_only_once_allocated() {
+        let rules = rules();
+        let at = At {
+            now: now(),
+            council: Some(&rules),
+        };
+        let fx = first_contact(case(Allocated, P), "person:fsw-7", "home visit", &at).unwrap();
+        assert_eq!(fx.cancel_timers, [FirstContact]);
+        assert!(fx.new_state.is_none() && fx.publish.is_empty());
+        assert_eq!(
+            (fx.timeline[0].kind, fx.timeline[0].actor.as_str()),
+            ("first_contact", "person:fsw-7")
+        );
+        let refused = first_contact(case(Allocating, P), "person:fsw-7", "phone", &at).unwrap_err();
+        assert!(
+            refused.to_string().contains("once the case is allocated"),
+            "{refused}"
+        );
     }
 
     /// Every clock in every state: it fires only in the state it runs in.
@@ -1634,7 +1830,7 @@ mod tests {
             fx.alerts,
             vec![Alert::ServiceLevelBreached {
                 tenant: "worcs".into(),
-                clock: ScreeningDecision
+                clock: ScreeningDecision.as_str()
             }]
         );
         assert_eq!(

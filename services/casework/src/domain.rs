@@ -157,13 +157,17 @@ pub enum TimerKind {
     ConsentChase,
     /// Started with the chase; runs out → the case closes for lack of consent.
     ConsentClose,
+    /// Started when the lead practitioner is named; runs out before first contact with the
+    /// family is recorded → a breach (the manager is told).
+    FirstContact,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 3] = [
+    pub const ALL: [TimerKind; 4] = [
         TimerKind::ScreeningDecision,
         TimerKind::ConsentChase,
         TimerKind::ConsentClose,
+        TimerKind::FirstContact,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -171,6 +175,7 @@ impl TimerKind {
             TimerKind::ScreeningDecision => "screening_decision",
             TimerKind::ConsentChase => "consent_chase",
             TimerKind::ConsentClose => "consent_close",
+            TimerKind::FirstContact => "first_contact",
         }
     }
 
@@ -179,6 +184,7 @@ impl TimerKind {
         match self {
             TimerKind::ScreeningDecision => State::Screening,
             TimerKind::ConsentChase | TimerKind::ConsentClose => State::AwaitingConsent,
+            TimerKind::FirstContact => State::Allocated,
         }
     }
 }

@@ -23,6 +23,17 @@ pub const READ_ROLES: &[&str] = &[
 pub const STEP_UP_ROLES: &[&str] = &["front_door", "team_manager", "social_worker"];
 /// Roles that may close a case.
 pub const CLOSE_ROLES: &[&str] = &["front_door", "team_manager"];
+/// Roles that may record first contact with the family (the lead practitioner themselves, or a
+/// team manager).
+pub const FIRST_CONTACT_ROLES: &[&str] = &["practitioner", "provider", "team_manager"];
+/// How first contact with a family was made.
+pub const CONTACT_METHODS: &[&str] = &[
+    "home_visit",
+    "phone",
+    "video",
+    "in_person",
+    "letter_or_message",
+];
 
 pub struct CaseworkApi {
     pub casework: Casework,
@@ -92,6 +103,7 @@ impl CaseworkApi {
     }
 
     async fn view(&self, db: &impl ConnectionTrait, c: &CaseRow) -> Result<pb::Case, Status> {
+        let lead = store::lead_of(db, &c.id).await.map_err(internal)?;
         Ok(pb::Case {
             case_id: c.id.clone(),
             tenant: c.tenant.clone(),
@@ -106,6 +118,11 @@ impl CaseworkApi {
             timeline: store::timeline(db, &c.id).await.map_err(internal)?,
             timers: store::timers(db, &c.id).await.map_err(internal)?,
             referral_ids: store::referrals_of(db, &c.id).await.map_err(internal)?,
+            lead_practitioner: lead
+                .as_ref()
+                .map(|l| l.practitioner.clone())
+                .unwrap_or_default(),
+            lead_organization: lead.map(|l| l.organization_id).unwrap_or_default(),
         })
     }
 
@@ -133,6 +150,84 @@ impl CaseworkApi {
             }
             Ok(None) => Err(Status::not_found(format!("no case {case_id}"))),
             Err(Error::Illegal(e)) => Err(Status::failed_precondition(e.to_string())),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// First contact, by the case's lead practitioner or a team manager (anyone else: denied and
+    /// audited).
+    async fn first_contact(
+        &self,
+        p: &Principal,
+        req: &pb::RecordFirstContactRequest,
+    ) -> Result<Response<pb::Case>, Status> {
+        let record = format!("case:{}", req.case_id);
+        self.admit(
+            p,
+            &req.tenant,
+            "record_first_contact",
+            &record,
+            FIRST_CONTACT_ROLES,
+            false,
+        )
+        .await?;
+        if !CONTACT_METHODS.contains(&req.method.as_str()) {
+            return Err(invalid(
+                "method",
+                &format!("must be one of {}", CONTACT_METHODS.join(", ")),
+            ));
+        }
+        let txn = self.scoped(p, &req.tenant).await?;
+        let found = store::get_case(&txn, &req.tenant, &req.case_id)
+            .await
+            .map_err(internal)?;
+        let lead = match &found {
+            Some(c) => store::lead_of(&txn, &c.id).await.map_err(internal)?,
+            None => None,
+        };
+        eh_store::end_read(txn).await.map_err(internal)?;
+        if found.is_none() {
+            return Err(Status::not_found(format!("no case {}", req.case_id)));
+        }
+        let me = match p {
+            Principal::Person { subject, .. } => subject.as_str(),
+            _ => "",
+        };
+        let is_lead = lead.as_ref().is_some_and(|l| l.practitioner == me);
+        if !is_lead && !p.has_role("team_manager") {
+            self.auditor
+                .decide(
+                    p,
+                    &req.tenant,
+                    "record_first_contact",
+                    &record,
+                    "casework",
+                    false,
+                    "only the case's lead practitioner or a team manager".into(),
+                )
+                .await?;
+            return Err(Status::permission_denied(
+                "only the case's lead practitioner or a team manager records first contact",
+            ));
+        }
+        let actor = p.actor();
+        let how = req.method.replace('_', " ");
+        match self
+            .casework
+            .step(&req.tenant, &req.case_id, |case, at| {
+                crate::decide::first_contact(case, &actor, &how, at)
+            })
+            .await
+        {
+            Ok(Some(c)) => {
+                let txn = self.scoped(p, &req.tenant).await?;
+                let view = self.view(&txn, &c).await?;
+                eh_store::end_read(txn).await.map_err(internal)?;
+                Ok(Response::new(view))
+            }
+            Ok(None) => Err(Status::not_found(format!("no case {}", req.case_id))),
+            Err(Error::Illegal(e)) => Err(Status::failed_precondition(e.to_string())),
+            Err(Error::Invalid(e)) => Err(Status::failed_precondition(e)),
             Err(e) => Err(internal(e)),
         }
     }
@@ -226,5 +321,14 @@ impl CaseworkService for CaseworkApi {
             .await?;
         self.act(&p, &req.tenant, &req.case_id, to, &req.reason)
             .await
+    }
+
+    async fn record_first_contact(
+        &self,
+        request: Request<pb::RecordFirstContactRequest>,
+    ) -> Result<Response<pb::Case>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.first_contact(&p, &req).await
     }
 }

@@ -21,7 +21,10 @@ use chrono::{DateTime, Utc};
 use eh_bus::batch::{Batcher, InSavepoints, SavepointWork};
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
-use eh_proto::allocation::v1::{CaseWaiting, OfferAccepted, OfferDeclined, OfferMade};
+use eh_proto::allocation::v1::{
+    CaseWaiting, LeadPractitionerDeclined, LeadPractitionerNamed, OfferAccepted, OfferDeclined,
+    OfferExpired, OfferMade, WaitingLimitBreached,
+};
 use eh_proto::catalogue;
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
 use eh_proto::intake::v1::{ReferralReceived, ScreeningDecided};
@@ -134,6 +137,9 @@ impl Casework {
             };
             store::add_step(txn, &case.tenant, &case.id, fx.at, &step).await?;
         }
+        if let Some(lead) = &fx.lead {
+            store::set_lead(txn, &case.tenant, &case.id, lead, fx.at).await?;
+        }
         store::cancel_timers(txn, &case.id, &fx.cancel_timers, fx.at).await?;
         for (kind, due) in &fx.set_timers {
             store::schedule_timer(txn, case, *kind, *due).await?;
@@ -151,9 +157,7 @@ impl Casework {
         for alert in &fx.alerts {
             match alert {
                 decide::Alert::ServiceLevelBreached { tenant, clock } => {
-                    self.ctx
-                        .metrics
-                        .service_level_breached(tenant, clock.as_str());
+                    self.ctx.metrics.service_level_breached(tenant, clock);
                 }
             }
         }
@@ -433,6 +437,20 @@ impl Casework {
         actor: &str,
         reason: &str,
     ) -> Result<Option<CaseRow>, Error> {
+        self.step(tenant, case_id, |case, at| {
+            decide::practitioner_step(case, to, actor, reason, at)
+        })
+        .await
+    }
+
+    /// A practitioner's step on `case_id`, decided by `rule` with the family locked: applied and
+    /// committed, or refused with nothing written. `None` when the tenant holds no such case.
+    pub async fn step(
+        &self,
+        tenant: &str,
+        case_id: &str,
+        rule: impl FnOnce(CaseRow, &At<'_>) -> Result<Effects, Refusal>,
+    ) -> Result<Option<CaseRow>, Error> {
         let now = self.ctx.clock.now();
         let txn = eh_store::begin(&self.ctx.db).await?;
         let Some(found) = store::get_case(&txn, tenant, case_id).await? else {
@@ -443,7 +461,7 @@ impl Casework {
         let case = store::get_case(&txn, tenant, case_id)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound(case_id.into()))?;
-        let decided = decide::practitioner_step(case, to, actor, reason, &self.at(tenant, now));
+        let decided = rule(case, &self.at(tenant, now));
         let applied = match decided {
             Ok(fx) => self.apply(&txn, &fx, None).await.map(|()| fx.case),
             Err(refused) => Err(refused.into()),
@@ -526,6 +544,10 @@ pub enum Event {
     OfferAccepted(OfferAccepted),
     OfferDeclined(OfferDeclined),
     CaseWaiting(CaseWaiting),
+    OfferExpired(OfferExpired),
+    WaitingLimitBreached(WaitingLimitBreached),
+    LeadNamed(LeadPractitionerNamed),
+    LeadDeclined(LeadPractitionerDeclined),
 }
 
 impl Event {
@@ -563,6 +585,40 @@ impl Event {
                 S::Waiting {
                     position: e.position,
                     significant_need: e.significant_need,
+                },
+            ),
+            Event::OfferExpired(e) => (
+                catalogue::CASEWORK_OFFER_EXPIRED.consumer,
+                e.case_id.as_str(),
+                S::Expired {
+                    service: e.service_id.clone(),
+                    respond_by: e.respond_by.clone(),
+                },
+            ),
+            Event::LeadNamed(e) => (
+                catalogue::CASEWORK_LEAD_PRACTITIONER_NAMED.consumer,
+                e.case_id.as_str(),
+                S::LeadNamed {
+                    practitioner: e.practitioner.clone(),
+                    organization_id: e.organization_id.clone(),
+                    service: e.service_name.clone(),
+                },
+            ),
+            Event::LeadDeclined(e) => (
+                catalogue::CASEWORK_LEAD_PRACTITIONER_DECLINED.consumer,
+                e.case_id.as_str(),
+                S::LeadDeclined {
+                    practitioner: e.practitioner.clone(),
+                    reason: e.reason.clone(),
+                },
+            ),
+            Event::WaitingLimitBreached(e) => (
+                catalogue::CASEWORK_WAITING_LIMIT_BREACHED.consumer,
+                e.case_id.as_str(),
+                S::WaitingBreached {
+                    waiting_since: e.waiting_since.clone(),
+                    limit_days: e.limit_days,
+                    due_at: e.due_at.clone(),
                 },
             ),
             _ => return None,
@@ -754,4 +810,28 @@ door!(
     CaseWaiting,
     CaseWaiting,
     catalogue::CASEWORK_CASE_WAITING.consumer
+);
+door!(
+    OfferExpiredDoor,
+    OfferExpired,
+    OfferExpired,
+    catalogue::CASEWORK_OFFER_EXPIRED.consumer
+);
+door!(
+    LeadNamedDoor,
+    LeadPractitionerNamed,
+    LeadNamed,
+    catalogue::CASEWORK_LEAD_PRACTITIONER_NAMED.consumer
+);
+door!(
+    LeadDeclinedDoor,
+    LeadPractitionerDeclined,
+    LeadDeclined,
+    catalogue::CASEWORK_LEAD_PRACTITIONER_DECLINED.consumer
+);
+door!(
+    WaitingLimitBreachedDoor,
+    WaitingLimitBreached,
+    WaitingLimitBreached,
+    catalogue::CASEWORK_WAITING_LIMIT_BREACHED.consumer
 );

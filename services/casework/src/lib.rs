@@ -160,6 +160,26 @@ pub fn start(
         handlers::MAX_BATCH,
         Arc::new(handlers::CaseWaitingDoor(casework.clone())),
     );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_OFFER_EXPIRED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::OfferExpiredDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_LEAD_PRACTITIONER_NAMED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::LeadNamedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_LEAD_PRACTITIONER_DECLINED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::LeadDeclinedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_WAITING_LIMIT_BREACHED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::WaitingLimitBreachedDoor(casework.clone())),
+    );
     ctx.tasks
         .spawn(handlers::run_timers(casework.clone(), TIMER_POLL));
     let api = grpc::CaseworkApi {

@@ -12,11 +12,12 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
 
 use crate::domain::{State, TimerKind};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "casework",
-    version: 10,
-    name: "cases, timeline, timers, consent read model",
-    sql: "CREATE TABLE families (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "casework",
+        version: 10,
+        name: "cases, timeline, timers, consent read model",
+        sql: "CREATE TABLE families (
             tenant TEXT NOT NULL,
             family_id TEXT NOT NULL,
             PRIMARY KEY (tenant, family_id)
@@ -84,7 +85,72 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (tenant, record_id)
           );
           CREATE INDEX family_consent_family ON family_consent (tenant, family_id)",
-}];
+    },
+    Migration {
+        owner: "casework",
+        version: 12,
+        name: "the lead practitioner of each case",
+        sql: "CREATE TABLE case_leads (
+            case_id TEXT PRIMARY KEY REFERENCES cases (id),
+            tenant TEXT NOT NULL,
+            practitioner TEXT NOT NULL,
+            organization_id TEXT NOT NULL,
+            named_at {ts} NOT NULL
+          )",
+    },
+];
+
+/// The practitioner leading a case, and their organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lead {
+    pub practitioner: String,
+    pub organization_id: String,
+}
+
+/// Names (or renames) the lead practitioner of `case_id`.
+pub async fn set_lead(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    case_id: &str,
+    lead: &Lead,
+    at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let b = db.get_database_backend();
+    db.execute_raw(stmt(
+        b,
+        "INSERT INTO case_leads (case_id, tenant, practitioner, organization_id, named_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (case_id) DO UPDATE SET practitioner = EXCLUDED.practitioner,
+           organization_id = EXCLUDED.organization_id, named_at = EXCLUDED.named_at",
+        [
+            case_id.into(),
+            tenant.into(),
+            lead.practitioner.clone().into(),
+            lead.organization_id.clone().into(),
+            at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The lead practitioner of `case_id`, once named.
+pub async fn lead_of(db: &impl ConnectionTrait, case_id: &str) -> Result<Option<Lead>, DbErr> {
+    let b = db.get_database_backend();
+    db.query_one_raw(stmt(
+        b,
+        "SELECT practitioner, organization_id FROM case_leads WHERE case_id = $1",
+        [case_id.into()],
+    ))
+    .await?
+    .map(|r| {
+        Ok(Lead {
+            practitioner: r.try_get_by_index(0)?,
+            organization_id: r.try_get_by_index(1)?,
+        })
+    })
+    .transpose()
+}
 
 fn for_update(b: DbBackend) -> &'static str {
     if b == DbBackend::Postgres {

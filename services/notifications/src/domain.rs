@@ -88,6 +88,10 @@ pub fn clock_words(clock: &str) -> String {
         "screening_decision" => "front-door screening decision".into(),
         "consent_chase" => "chase for the family's consent".into(),
         "consent_close" => "close for lack of consent".into(),
+        "first_contact" => {
+            "first contact with the family after the lead practitioner was named".into()
+        }
+        "waiting_list" => "wait for a provider with a place (the waiting-list limit)".into(),
         other => words(other),
     }
 }
@@ -97,6 +101,7 @@ pub fn state_words(state: &str) -> String {
     match state {
         "ready_for_allocation" => "ready for allocation".into(),
         "stepped_up" => "stepped up to the front door".into(),
+        "waiting_for_provider" => "waiting for a provider with a place".into(),
         other => words(other),
     }
 }

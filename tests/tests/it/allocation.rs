@@ -1,7 +1,8 @@
 //! Allocation end to end, in both modes through the real bus, databases and gRPC: a council's
 //! directory imported from a file, its Early Help Team given terms, a consented referral screened
-//! and ready for allocation, offered to that team, accepted — and casework following every step
-//! (ready_for_allocation → allocating → allocated) on the case's timeline.
+//! and ready for allocation, offered to that team, accepted, a lead practitioner named, first
+//! contact recorded by them — and casework following every step (ready_for_allocation →
+//! allocating → allocated, the lead, the first-contact clock started and stopped) on the case.
 use eh_platform::config::Section;
 use eh_proto::allocation::v1 as apb;
 use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
@@ -153,6 +154,96 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
         offered.reason.contains("Early Help Team North") && offered.actor == "service:allocation",
         "{offered:?}"
     );
+
+    // The team manager asks a practitioner to lead; they accept.
+    let asked = alloc
+        .ask_lead_practitioner(with_token(
+            apb::AskLeadPractitionerRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                practitioner: "fsw-7".into(),
+                note: String::new(),
+            },
+            &manager,
+        ))
+        .await?
+        .into_inner();
+    let lead = t.token("worcs", "fsw-7", &["practitioner"]);
+    alloc
+        .answer_lead_request(with_token(
+            apb::AnswerLeadRequestRequest {
+                tenant: "worcs".into(),
+                request_id: asked.request_id.clone(),
+                accept: true,
+                ..Default::default()
+            },
+            &lead,
+        ))
+        .await?;
+    let cw = CaseworkServiceClient::new(t.channel().await?);
+    let case_id = case.case_id.clone();
+    let led = eh_testkit::eventually(WAIT, "the lead on the case", || {
+        let (mut cw, case_id, lead) = (cw.clone(), case_id.clone(), lead.clone());
+        async move {
+            let c = cw
+                .get_case(with_token(
+                    pb::GetCaseRequest {
+                        tenant: "worcs".into(),
+                        case_id,
+                    },
+                    &lead,
+                ))
+                .await?
+                .into_inner();
+            Ok((c.lead_practitioner == "fsw-7").then_some(c))
+        }
+    })
+    .await?;
+    assert_eq!(led.lead_organization, "worcs-cc");
+    let clock = led
+        .timers
+        .iter()
+        .find(|t| t.kind == "first_contact")
+        .expect("the first-contact clock");
+    assert_eq!(clock.status, "pending");
+    // Only the lead (or a team manager) records first contact.
+    let someone = t.token("worcs", "fsw-8", &["practitioner"]);
+    let mut cw = cw.clone();
+    let denied = cw
+        .record_first_contact(with_token(
+            pb::RecordFirstContactRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                method: "home_visit".into(),
+            },
+            &someone,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let contacted = cw
+        .record_first_contact(with_token(
+            pb::RecordFirstContactRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                method: "home_visit".into(),
+            },
+            &lead,
+        ))
+        .await?
+        .into_inner();
+    let clock = contacted
+        .timers
+        .iter()
+        .find(|t| t.kind == "first_contact")
+        .expect("the first-contact clock");
+    assert_eq!(clock.status, "cancelled");
+    let entry = contacted
+        .timeline
+        .iter()
+        .find(|e| e.kind == "first_contact")
+        .expect("first contact on the timeline");
+    assert_eq!(entry.actor, "person:fsw-7");
     Ok(())
 }
 

@@ -283,6 +283,73 @@ pub fn check_decline(reason: &str, detail: &str) -> Vec<Violation> {
     v
 }
 
+/// Why a practitioner asked to lead a case may decline.
+pub const LEAD_DECLINE_REASONS: &[&str] = &[
+    "caseload_full",
+    "conflict_of_interest",
+    "skills_not_matched",
+    "family_preference",
+    "absence",
+    "other",
+];
+
+/// A practitioner's answer to a request to lead, checked: declining needs a reason from the list
+/// and words saying why (a clear reason, recorded); every violation by field, never quoting.
+pub fn check_lead_answer(accept: bool, reason: &str, detail: &str) -> Vec<Violation> {
+    let mut v = Vec::new();
+    if accept {
+        if !reason.is_empty() || !detail.trim().is_empty() {
+            v.push(Violation::new(
+                "reason",
+                "only a decline gives a reason; leave reason and detail empty to accept",
+            ));
+        }
+        return v;
+    }
+    if !LEAD_DECLINE_REASONS.contains(&reason) {
+        v.push(Violation::new(
+            "reason",
+            format!("must be one of {}", LEAD_DECLINE_REASONS.join(", ")),
+        ));
+    }
+    if detail.trim().is_empty() {
+        v.push(Violation::new(
+            "detail",
+            "required: say why you cannot lead this case",
+        ));
+    }
+    if detail.chars().count() > 2_000 {
+        v.push(Violation::new("detail", "at most 2,000 characters"));
+    }
+    v
+}
+
+/// A practitioner's user id as a request names them: 1-200 characters, no control characters or
+/// spaces at either end.
+pub fn check_practitioner(id: &str) -> Option<Violation> {
+    let ok = !id.is_empty()
+        && id.chars().count() <= 200
+        && id.trim() == id
+        && !id.chars().any(char::is_control);
+    (!ok).then(|| {
+        Violation::new(
+            "practitioner",
+            "required: the practitioner's user id (1-200 characters, no control characters)",
+        )
+    })
+}
+
+/// Free text the council keeps (a family's preference, a note): at most 1,000 characters, no
+/// control characters other than line breaks.
+pub fn check_text(field: &str, text: &str) -> Option<Violation> {
+    if text.chars().count() > 1_000 {
+        return Some(Violation::new(field, "at most 1,000 characters"));
+    }
+    text.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        .then(|| Violation::new(field, "must not contain control characters"))
+}
+
 /// Is a case of significant need (it goes ahead of others on the waiting list)? The council's rule:
 /// at least `min_needs` headline needs, or any of `needs` (e.g. domestic abuse, safeguarding).
 pub fn significant_need(case_needs: &[String], min_needs: usize, needs: &[String]) -> bool {
@@ -306,6 +373,27 @@ mod tests {
         assert_eq!(f("busy", ""), ["reason"]);
         assert_eq!(f("other", "  "), ["detail"]);
         assert!(f("other", "The family is known to our trustee").is_empty());
+    }
+
+    #[test]
+    fn a_lead_decline_needs_a_listed_reason_and_words() {
+        let f = |a, r, d| -> Vec<String> {
+            check_lead_answer(a, r, d)
+                .into_iter()
+                .map(|v| v.field)
+                .collect()
+        };
+        assert!(f(true, "", "").is_empty());
+        assert_eq!(f(true, "absence", ""), ["reason"]);
+        assert_eq!(f(false, "caseload_full", " "), ["detail"]);
+        assert_eq!(f(false, "busy", "I have 30 families"), ["reason"]);
+        assert!(f(false, "caseload_full", "I hold 30 families now").is_empty());
+        assert!(check_practitioner("").is_some());
+        assert!(check_practitioner(" jdoe").is_some());
+        assert!(check_practitioner("jdoe@worcs").is_none());
+        assert!(check_text("note", "line one\nline two").is_none());
+        assert!(check_text("note", "bell\u{7}").is_some());
+        assert!(check_text("note", &"x".repeat(1_001)).is_some());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use directory::Directory;
 struct Env {
     api: AllocationApi,
     ctx: ServiceContext,
+    clock: Arc<ManualClock>,
     directory: Directory,
     location: eh_store::Location,
     _dir: tempfile::TempDir,
@@ -72,7 +73,7 @@ async fn env(postgres: bool, source: Option<Value>) -> Env {
         Arc::new(settings),
         db.clone(),
         Arc::new(EmbeddedTransport::open(bus_db).await.unwrap()),
-        clock,
+        clock.clone(),
     );
     let allocation = Allocation::new(ctx.clone()).unwrap();
     Env {
@@ -81,6 +82,7 @@ async fn env(postgres: bool, source: Option<Value>) -> Env {
             auditor: Auditor::new(db),
         },
         ctx,
+        clock,
         directory,
         location,
         _dir: dir,
@@ -499,7 +501,11 @@ async fn every_method_is_behind_its_roles() {
             "ListOffers",
             "AcceptOffer",
             "DeclineOffer",
-            "GetWaitingList"
+            "GetWaitingList",
+            "RecordFamilyPreference",
+            "AskLeadPractitioner",
+            "AnswerLeadRequest",
+            "ListLeadRequests"
         ],
         "a method of the service is missing from the walk"
     );
@@ -597,6 +603,55 @@ async fn every_method_is_behind_its_roles() {
                 .get_waiting_list(req(p, pb::GetWaitingListRequest { tenant: t() }))
                 .await
                 .map(drop),
+            "RecordFamilyPreference" => e
+                .api
+                .record_family_preference(req(
+                    p,
+                    pb::RecordFamilyPreferenceRequest {
+                        tenant: t(),
+                        case_id: "no-such-case".into(),
+                        preference: "a worker who speaks Polish".into(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "AskLeadPractitioner" => e
+                .api
+                .ask_lead_practitioner(req(
+                    p,
+                    pb::AskLeadPractitionerRequest {
+                        tenant: t(),
+                        case_id: "no-such-case".into(),
+                        practitioner: "jdoe".into(),
+                        note: String::new(),
+                    },
+                ))
+                .await
+                .map(drop),
+            "AnswerLeadRequest" => e
+                .api
+                .answer_lead_request(req(
+                    p,
+                    pb::AnswerLeadRequestRequest {
+                        tenant: t(),
+                        request_id: "no-such-request".into(),
+                        accept: true,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
+            "ListLeadRequests" => e
+                .api
+                .list_lead_requests(req(
+                    p,
+                    pb::ListLeadRequestsRequest {
+                        tenant: t(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
             other => panic!("no call for {other}"),
         }
     }
@@ -604,11 +659,16 @@ async fn every_method_is_behind_its_roles() {
         for role in all_roles {
             let r = call(&e, method, &person("worcs", &[role])).await;
             if allowed.contains(&role) {
-                // Admitted: it works, or fails for what it was asked (an offer that does not
-                // exist is NOT_FOUND), never PERMISSION_DENIED.
+                // Admitted: it works, or fails for what it was asked (an offer, case or request
+                // that does not exist is NOT_FOUND), never PERMISSION_DENIED.
                 let code = r.as_ref().err().map(tonic::Status::code);
+                let names_a_record = method.ends_with("Offer")
+                    || matches!(
+                        *method,
+                        "RecordFamilyPreference" | "AskLeadPractitioner" | "AnswerLeadRequest"
+                    );
                 assert!(
-                    code.is_none() || (code == Some(Code::NotFound) && method.ends_with("Offer")),
+                    code.is_none() || (code == Some(Code::NotFound) && names_a_record),
                     "{method} as {role}: {r:?}"
                 );
             } else {
