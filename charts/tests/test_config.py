@@ -11,17 +11,26 @@ import checks
 
 CONFIG_RS = chartlib.REPO / "crates" / "platform" / "src" / "config.rs"
 # Each service's own sections (smtp, intake, a council's templates, …) are typed in its crate.
-SERVICE_SETTINGS_RS = sorted((chartlib.REPO / "services").glob("*/src/settings.rs"))
+SERVICE_SETTINGS_RS = [
+    *sorted((chartlib.REPO / "services").glob("*/src/settings.rs")),
+    # A council's calendar and service levels, shared by the services that run its clocks.
+    chartlib.REPO / "crates" / "service" / "src" / "council.rs",
+]
 
 # The services' sections of the file and their Rust types (in services/*/src/settings.rs); the keys
 # are checked against each crate's `KEYS` below, so a section added or renamed there fails here.
-SECTIONS = {"smtp": "SmtpSettings", "intake": "IntakeSettings", "gateway": "GatewaySettings"}
+SECTIONS = {
+    "smtp": "SmtpSettings",
+    "intake": "IntakeSettings",
+    "gateway": "GatewaySettings",
+    "allocation": "GlobalSettings",  # allocation's: where consent's API is
+}
 TENANT_SECTIONS = {
     "templates": "BTreeMap<String, TemplateSettings>",
     "mail_from": "String",
     "contacts": "TenantContacts",
     "screening": "any",  # intake's screening rules: checked by intake at start
-    "calendar": "CalendarSettings",  # casework's working days
+    "calendar": "CalendarSettings",  # casework's and allocation's working days
     "service_levels": "ServiceLevelSettings",
     "allocation": "AllocationSettings",  # allocation's rules and directory
 }

@@ -65,11 +65,22 @@ pub async fn test_settings(
 /// A practitioner's bearer token from the test councils' identity provider (see
 /// [`test_settings`]): subject `subject` of `tenant` with `roles`.
 pub fn person_token(dir: &std::path::Path, tenant: &str, subject: &str, roles: &[&str]) -> String {
+    person_token_of(dir, tenant, subject, roles, "early_help")
+}
+
+/// A person's token whose agency claim is `agency` (for a provider: its ORUK organisation id).
+pub fn person_token_of(
+    dir: &std::path::Path,
+    tenant: &str,
+    subject: &str,
+    roles: &[&str],
+    agency: &str,
+) -> String {
     let idp = eh_auth::demo::DemoIssuer::load_or_create(&dir.join("idp")).expect("test issuer");
     let now = chrono::Utc::now().timestamp();
     idp.mint_claims(serde_json::json!({
         "iss": format!("https://idp.{tenant}.test"), "aud": "earlyhelp", "sub": subject,
-        "roles": roles, "agency": "early_help", "exp": now + 3600
+        "roles": roles, "agency": agency, "exp": now + 3600
     }))
     .expect("token")
 }
@@ -200,6 +211,11 @@ impl TestApp {
     /// A practitioner's token for this app's councils.
     pub fn token(&self, tenant: &str, subject: &str, roles: &[&str]) -> String {
         person_token(self.dir.path(), tenant, subject, roles)
+    }
+
+    /// A token of `agency`'s staff (a provider's: its ORUK organisation id).
+    pub fn token_of(&self, tenant: &str, subject: &str, roles: &[&str], agency: &str) -> String {
+        person_token_of(self.dir.path(), tenant, subject, roles, agency)
     }
 
     pub async fn channel(&self) -> anyhow::Result<Channel> {

@@ -234,6 +234,10 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- $_ := set $cfg "smtp" $smtp -}}
 {{- end -}}
 {{- if $embedded -}}{{- $_ := set $cfg "data_dir" $p.data -}}{{- end -}}
+{{- if eq $v.deploymentMode "distributed" -}}
+{{- /* Allocation asks consent (its own Service in this mode) what a provider may see. */ -}}
+{{- $_ := set $cfg "allocation" (dict "consent_url" (printf "http://%s:%d" (include "earlyhelp.componentName" (list . "consent")) (int $v.service.grpcPort))) -}}
+{{- end -}}
 {{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}
 # Rendered by the earlyhelp Helm chart; edit the release's values, not this file.

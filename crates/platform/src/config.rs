@@ -282,6 +282,22 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
 }
 
+impl ServerSettings {
+    /// This process's own gRPC listener as a URL a client in the process reaches (an unspecified
+    /// listen address on loopback): where one service calls another that runs beside it.
+    pub fn own_grpc_url(&self) -> String {
+        let mut addr = self.grpc_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}")
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {

@@ -217,6 +217,7 @@ fn terms_pb(t: &Terms) -> pb::ServiceTerms {
         contract_volume: t.contract_volume.unwrap_or_default(),
         contract_period: t.contract_period.as_str().into(),
         offer_email: t.offer_email.clone(),
+        agency: t.agency.clone(),
     }
 }
 
@@ -282,6 +283,7 @@ fn offer_pb(
         },
         family_preference: String::new(),
         lead_practitioner: String::new(),
+        withheld: Vec::new(),
     }
 }
 
@@ -312,6 +314,7 @@ pub fn terms_from(t: Option<&pb::ServiceTerms>) -> Result<Terms, Vec<Violation>>
         contract_volume: (t.contract_volume > 0).then_some(t.contract_volume),
         contract_period: period,
         offer_email: t.offer_email.trim().to_string(),
+        agency: t.agency.trim().to_string(),
     };
     v.extend(terms.check());
     if v.is_empty() { Ok(terms) } else { Err(v) }
@@ -560,6 +563,8 @@ impl AllocationService for AllocationApi {
         request: Request<pb::ListOffersRequest>,
     ) -> Result<Response<pb::ListOffersResponse>, Status> {
         let p = eh_auth::principal(&request)?;
+        let mut asker =
+            crate::sharing::Asker::new(self.allocation.consent.clone(), request.metadata());
         let req = request.into_inner();
         self.admit(&p, &req.tenant, "ListOffers", "offers").await?;
         const STATUSES: &[&str] = &[
@@ -596,6 +601,8 @@ impl AllocationService for AllocationApi {
         let services = store::services(&txn, &req.tenant, today)
             .await
             .map_err(internal)?;
+        // Each offer, and for a provider's view what consent is to be asked about: the family,
+        // the service's agency and the needs.
         let mut out = Vec::new();
         for o in &rows {
             let service = services.iter().find(|s| s.service.id == o.service_id);
@@ -631,10 +638,30 @@ impl AllocationService for AllocationApi {
                     .find(|l| l.offer_id == o.id)
                     .map(|l| l.practitioner)
                     .unwrap_or_default();
-            out.push(offer);
+            let ask = match (&org, &case) {
+                (Some(_), Some(c)) => {
+                    let agency = service
+                        .and_then(|s| s.terms.as_ref())
+                        .map_or("other", |t| t.consent_agency())
+                        .to_string();
+                    Some((c.family_id.clone(), agency, c.needs.clone()))
+                }
+                _ => None,
+            };
+            out.push((offer, ask));
         }
         eh_store::end_read(txn).await.map_err(internal)?;
-        Ok(Response::new(pb::ListOffersResponse { offers: out }))
+        // Consent is asked with no transaction open.
+        let mut offers = Vec::with_capacity(out.len());
+        for (mut offer, ask) in out {
+            if let Some((family, agency, needs)) = ask {
+                let (shown, withheld) = asker.needs(&req.tenant, &family, &agency, &needs).await;
+                offer.needs = shown;
+                offer.withheld = withheld;
+            }
+            offers.push(offer);
+        }
+        Ok(Response::new(pb::ListOffersResponse { offers }))
     }
 
     async fn accept_offer(

@@ -6,10 +6,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Consent's gRPC API, asked what a provider may see.
+pub type ConsentClient =
+    eh_proto::consent::v1::consent_service_client::ConsentServiceClient<tonic::transport::Channel>;
+
 #[derive(Clone)]
 pub struct Allocation {
     pub ctx: ServiceContext,
     pub councils: Arc<BTreeMap<String, Council>>,
+    /// Consent's API (connected when first asked).
+    pub consent: ConsentClient,
 }
 
 impl Allocation {
@@ -17,9 +23,18 @@ impl Allocation {
     /// A council's settings are wrong (the message names the key).
     pub fn new(ctx: ServiceContext) -> Result<Self, String> {
         let councils = settings::councils(&ctx.settings)?;
+        let global = settings::GlobalSettings::from_settings(&ctx.settings)?;
+        let endpoint = global.consent_endpoint(&ctx.settings);
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| format!("allocation.consent_url {endpoint}: {e}"))?
+            .connect_timeout(Duration::from_millis(global.consent_timeout_ms))
+            .timeout(Duration::from_millis(global.consent_timeout_ms))
+            .tcp_nodelay(true)
+            .connect_lazy();
         Ok(Self {
             ctx,
             councils: Arc::new(councils),
+            consent: ConsentClient::new(channel),
         })
     }
 

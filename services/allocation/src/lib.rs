@@ -23,6 +23,7 @@ pub mod import;
 pub mod leads;
 pub mod offers;
 pub mod settings;
+pub mod sharing;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
@@ -57,6 +58,7 @@ impl eh_service::Service for Service {
         settings::KEYS
     }
     fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
+        settings::GlobalSettings::from_settings(settings)?;
         settings::councils(settings).map(|_| Vec::new())
     }
     fn start(

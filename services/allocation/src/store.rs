@@ -117,6 +117,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: "ALTER TABLE allocations ADD COLUMN respond_by {ts} NULL;
           CREATE INDEX allocations_due ON allocations (status, respond_by);
           ALTER TABLE allocation_cases ADD COLUMN waiting_breached_at {ts} NULL;
+          ALTER TABLE service_terms ADD COLUMN agency TEXT NOT NULL DEFAULT '';
           CREATE TABLE family_preferences (
             tenant TEXT NOT NULL,
             case_id TEXT NOT NULL,
@@ -388,7 +389,7 @@ const SERVICE_COLUMNS: &str = "s.id, s.name, s.organization_id, s.organization_n
     s.withdrawn, s.minimum_age, s.maximum_age, s.email, s.taxonomy_terms, s.taxonomy_needs,
     s.postcodes, s.service_areas, s.last_modified, s.last_import_id,
     t.kind, t.coverage, t.needs, t.programmes, t.capacity, t.contract_volume, t.contract_period,
-    t.offer_email";
+    t.offer_email, t.agency";
 
 fn service_row(r: &QueryResult) -> Result<StoredService, DbErr> {
     let ages = |i| -> Result<Option<u32>, DbErr> {
@@ -427,6 +428,7 @@ fn service_row(r: &QueryResult) -> Result<StoredService, DbErr> {
                     .parse::<Period>()
                     .map_err(|_| bad("contract_period"))?,
                 offer_email: r.try_get_by_index(22)?,
+                agency: r.try_get_by_index(23)?,
             })
         }
     };
@@ -580,17 +582,19 @@ pub async fn set_terms(
         t.offer_email.clone().into(),
         now.into(),
         actor.into(),
+        t.agency.clone().into(),
     ];
     db.execute_raw(stmt(
         b,
         "INSERT INTO service_terms (tenant, service_id, kind, coverage, needs, programmes, capacity,
-           contract_volume, contract_period, offer_email, updated_at, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+           contract_volume, contract_period, offer_email, updated_at, updated_by, agency)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (tenant, service_id) DO UPDATE SET kind = EXCLUDED.kind,
            coverage = EXCLUDED.coverage, needs = EXCLUDED.needs, programmes = EXCLUDED.programmes,
            capacity = EXCLUDED.capacity, contract_volume = EXCLUDED.contract_volume,
            contract_period = EXCLUDED.contract_period, offer_email = EXCLUDED.offer_email,
-           updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
+           updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by,
+           agency = EXCLUDED.agency",
         values,
     ))
     .await?;

@@ -111,15 +111,7 @@ impl GatewaySettings {
         if !self.intake_url.is_empty() {
             return self.intake_url.clone();
         }
-        let mut addr = settings.server.grpc_addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        format!("http://{addr}")
+        settings.server.own_grpc_url()
     }
 }
 

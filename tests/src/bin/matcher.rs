@@ -46,6 +46,7 @@ fn directory(n: usize, seed: &mut fastrand::Rng) -> Vec<Candidate> {
                     contract_volume: commissioned.then(|| seed.u32(10..60)),
                     contract_period: Period::Quarter,
                     offer_email: String::new(),
+                    agency: String::new(),
                 }),
                 open_cases: seed.u32(0..30),
                 period_cases: seed.u32(0..40),

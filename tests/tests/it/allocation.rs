@@ -76,6 +76,8 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
         ("completed", 3)
     );
     // The referral's family lives in DM1 (the example referral): the northern team covers it.
+    // The northern team is run for the council by a voluntary organisation: consent is asked as a
+    // voluntary agency for what its staff see.
     for (id, coverage) in [("eht-north", "DM1"), ("eht-south", "DM9")] {
         alloc
             .set_service_terms(with_token(
@@ -86,6 +88,7 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
                         kind: "early_help_team".into(),
                         coverage: vec![coverage.into()],
                         capacity: 10,
+                        agency: "voluntary".into(),
                         ..Default::default()
                     }),
                 },
@@ -94,7 +97,10 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
             .await?;
     }
 
-    let doc = referral("AL-1", Some("priya@school.test"));
+    // Needs education and mental health; the family does not agree to share mental health with
+    // voluntary agencies.
+    let mut doc = referral("AL-1", Some("priya@school.test"));
+    doc["consent"]["restrictions"] = json!([{"category": "mental_health", "agency": "voluntary"}]);
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "al-1")
         .await?;
     let case = case_in(&t, "AL-1", "allocating").await?;
@@ -115,6 +121,30 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
     assert_eq!(offers[0].rule_version, "worcs-journey-1");
     // The example child was born in 2016.
     assert_eq!(offers[0].children_ages.len(), 1);
+    assert_eq!(offers[0].needs, ["education", "mental_health"]);
+    // The provider's staff see what consent allows a voluntary agency: not the mental-health need,
+    // and that one need was withheld and why (never which).
+    let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+    let theirs = alloc
+        .list_offers(with_token(
+            apb::ListOffersRequest {
+                tenant: "worcs".into(),
+                case_id: case.case_id.clone(),
+                ..Default::default()
+            },
+            &provider,
+        ))
+        .await?
+        .into_inner()
+        .offers;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].needs, ["education"]);
+    assert_eq!(theirs[0].withheld.len(), 1, "{:?}", theirs[0].withheld);
+    let w = &theirs[0].withheld[0];
+    assert_eq!(w.what, "1 of the family's needs");
+    assert!(w.reason.contains("consent does not allow"), "{}", w.reason);
+    assert!(!w.reason.contains("mental"), "{}", w.reason);
+    assert_eq!(w.decision_ids.len(), 1);
     alloc
         .accept_offer(with_token(
             apb::AcceptOfferRequest {

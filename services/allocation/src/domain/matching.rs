@@ -371,6 +371,7 @@ mod tests {
             contract_volume: (kind == Kind::Commissioned).then_some(30),
             contract_period: Period::Quarter,
             offer_email: String::new(),
+            agency: String::new(),
         }
     }
 

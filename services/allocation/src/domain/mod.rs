@@ -116,6 +116,53 @@ pub struct Terms {
     pub contract_volume: Option<u32>,
     pub contract_period: Period,
     pub offer_email: String,
+    /// The kind of agency it is in the family's consent (`voluntary`, `health`, …): what a
+    /// provider of this service sees is what consent lets that agency see. Empty: by its kind
+    /// (commissioned → `voluntary`, Early Help Team → `other`).
+    pub agency: String,
+}
+
+/// The agencies of the consent vocabulary (the referral contract's restrictions).
+pub const AGENCIES: &[&str] = &[
+    "health",
+    "education",
+    "police",
+    "housing",
+    "social_care",
+    "youth_support",
+    "jobcentre",
+    "voluntary",
+    "other",
+];
+
+impl Terms {
+    /// The agency consent is asked about for this service.
+    pub fn consent_agency(&self) -> &str {
+        if !self.agency.is_empty() {
+            return &self.agency;
+        }
+        match self.kind {
+            Kind::Commissioned => "voluntary",
+            Kind::EarlyHelpTeam => "other",
+        }
+    }
+}
+
+/// The information category of consent a headline need belongs to: what is asked before a need
+/// is shown to a provider.
+pub fn need_category(need: &str) -> &'static str {
+    match need {
+        "education" | "early_years" => "education",
+        "health" => "health",
+        "mental_health" => "mental_health",
+        "substance_use" => "substance_use",
+        "domestic_abuse" => "domestic_abuse",
+        "crime" => "police",
+        "financial_stability" => "finances",
+        "housing" => "housing",
+        // Safeguarding, and anything else: social care's.
+        _ => "social_care",
+    }
 }
 
 /// One field of a request that is wrong, and why (never its value).
@@ -167,6 +214,12 @@ impl Terms {
                     "must be a programme id (lower-case letters, digits, - and _)",
                 ));
             }
+        }
+        if !self.agency.is_empty() && !AGENCIES.contains(&self.agency.as_str()) {
+            v.push(Violation::new(
+                "terms.agency",
+                format!("must be one of {} (or empty)", AGENCIES.join(", ")),
+            ));
         }
         if self.capacity == 0 {
             v.push(Violation::new(
@@ -454,6 +507,7 @@ mod tests {
             contract_volume: None,
             contract_period: Period::Quarter,
             offer_email: "not an address".into(),
+            agency: String::new(),
         };
         let fields: Vec<String> = t.check().into_iter().map(|v| v.field).collect();
         assert_eq!(

@@ -181,6 +181,7 @@ fn commissioned(coverage: &[&str], needs: &[&str], capacity: u32, volume: u32) -
         contract_volume: volume,
         contract_period: "quarter".into(),
         offer_email: "offers@provider.test".into(),
+        agency: String::new(),
     }
 }
 

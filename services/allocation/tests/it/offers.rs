@@ -225,7 +225,8 @@ async fn ready_offered_accepted(postgres: bool) {
     );
     assert_eq!(offers_made(&e).await.len(), 1);
 
-    // The council sees the offer and why; the provider sees it without the family's needs.
+    // The council sees the offer and why; the provider sees it without the reasons, and the
+    // family's needs only as consent allows.
     let council = offers(&e, &manager(), "case-1").await;
     assert_eq!(council.len(), 1);
     assert_eq!(council[0].needs, ["housing"]);
@@ -243,6 +244,14 @@ async fn ready_offered_accepted(postgres: bool) {
         mine[0].needs.is_empty() && mine[0].reasons.is_empty(),
         "{:?}",
         mine[0]
+    );
+    // No consent service answers here: the need is withheld, saying so (fail closed).
+    assert_eq!(mine[0].withheld.len(), 1, "{:?}", mine[0].withheld);
+    assert_eq!(mine[0].withheld[0].what, "1 of the family's needs");
+    assert!(
+        mine[0].withheld[0].reason.contains("could not be checked"),
+        "{}",
+        mine[0].withheld[0].reason
     );
     assert_eq!(
         (mine[0].district.as_str(), mine[0].children_ages.as_slice()),
