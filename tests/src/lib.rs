@@ -129,6 +129,15 @@ impl TestApp {
         distributed: bool,
         configure: impl FnOnce(&mut Settings, &std::path::Path),
     ) -> anyhow::Result<Self> {
+        Self::spawn_targets_configured(distributed, Target::ALL, configure).await
+    }
+
+    /// Starts `targets` on settings `configure` adjusts first.
+    pub async fn spawn_targets_configured(
+        distributed: bool,
+        targets: &[Target],
+        configure: impl FnOnce(&mut Settings, &std::path::Path),
+    ) -> anyhow::Result<Self> {
         init_telemetry();
         let dir = tempfile::tempdir()?;
         let smtp = SmtpSink::start()?;
@@ -140,7 +149,7 @@ impl TestApp {
             smtp,
             faults: Arc::new(Faults::default()),
             clock: Arc::new(eh_platform::SystemClock),
-            targets: Target::ALL.to_vec(),
+            targets: targets.to_vec(),
             dir,
         };
         t.start().await?;

@@ -1,6 +1,7 @@
 //! Load harness (`just bench`): publishes N consented referrals as an upstream system would and
 //! measures, in both modes, throughput and per-referral latency p50/p99 for two journeys: publish
-//! → acknowledgement email sent, and publish → case `ready_for_allocation` (intake → casework →
+//! → acknowledgement email sent, publish → case `allocated` (a provider in the harness accepting
+//! every offer), and publish → case `ready_for_allocation` (intake → casework →
 //! screening command → intake → casework) — beside two baselines measured in the same run: raw
 //! JetStream publish-with-ack and raw single-row PostgreSQL inserts. Prints figures; asserts
 //! nothing about time. N from EH_BENCH_N (default 2000); EH_BENCH_RUNS picks runs (e.g.
@@ -118,6 +119,9 @@ struct Run {
     sent: Journey,
     /// Publish → ready_for_allocation, when casework runs.
     ready: Option<Journey>,
+    /// Publish → case `allocated` (the harness's provider accepting every offer), when casework
+    /// and allocation run.
+    allocated: Option<Journey>,
     /// Publish → front-door email sent, significant-harm referrals (urgent runs).
     front_door: Option<Journey>,
     /// How long after the last front-door email the last ordinary acknowledgement went (s):
@@ -135,8 +139,36 @@ async fn platform(
     n: usize,
     urgent: usize,
 ) -> anyhow::Result<Run> {
-    let mut t = TestApp::spawn_targets(distributed, targets).await?;
     let whole = targets.contains(&Target::named("casework").map_err(anyhow::Error::msg)?);
+    // With allocation: a directory of one Early Help Team covering every family (WR…), with a
+    // place for each, and a provider that accepts every offer as it comes.
+    let mut t = TestApp::spawn_targets_configured(distributed, targets, |s, dir| {
+        if !whole {
+            return;
+        }
+        let file = dir.join("load-directory.json");
+        let services = serde_json::json!([{
+            "id": "load-eht", "name": "Load Early Help Team", "status": "active",
+            "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"}
+        }]);
+        if let Err(e) = std::fs::write(&file, services.to_string()) {
+            eprintln!("cannot write the load directory: {e}");
+        }
+        if let Some(w) = s.tenants.get_mut("worcs")
+            && let Ok(section) = eh_platform::config::Section::from_json(
+                "tenants.worcs.allocation",
+                serde_json::json!({"rule_version": "load-1", "directory": {"file": file}}),
+            )
+        {
+            w.sections.insert("allocation".into(), section);
+        }
+    })
+    .await?;
+    let accepter = if whole {
+        Some(auto_accepting_provider(&t, (n + urgent + 10) as u32).await?)
+    } else {
+        None
+    };
     use sea_orm::ConnectionTrait as _;
     let tag = eh_testkit::namespace();
     // Every referral about a different family, so each is matched against the people held so far
@@ -214,6 +246,7 @@ async fn platform(
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut stored_at, mut queued_at, mut ready_at, mut sent_at) = (None, None, None, None);
+    let mut allocated_at = None;
     let mut front_door_at = None;
     let all = n + urgent;
     loop {
@@ -255,6 +288,17 @@ async fn platform(
         {
             ready_at = Some(start.elapsed().as_secs_f64());
         }
+        if whole
+            && allocated_at.is_none()
+            && count(
+                &casework,
+                "SELECT COUNT(*) FROM timeline WHERE kind = 'transition' AND to_state = 'allocated'",
+            )
+            .await? as usize
+                >= n
+        {
+            allocated_at = Some(start.elapsed().as_secs_f64());
+        }
         if sent_at.is_none()
             && count(
                 &notifications,
@@ -266,7 +310,7 @@ async fn platform(
             sent_at = Some(start.elapsed().as_secs_f64());
         }
         let front_door_done = urgent == 0 || !whole || front_door_at.is_some();
-        if ((ready_at.is_some() || !whole) && sent_at.is_some() && front_door_done)
+        if ((allocated_at.is_some() || !whole) && sent_at.is_some() && front_door_done)
             || Instant::now() > deadline
         {
             break;
@@ -282,7 +326,7 @@ async fn platform(
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {}, ready for allocation {}",
+        "  {} stages (cumulative from first publish): published {:.0}/s, stored {}, acknowledgement queued {}, email sent {}, ready for allocation {}, allocated {}",
         if distributed {
             "distributed"
         } else {
@@ -293,6 +337,7 @@ async fn platform(
         rate(queued_at),
         rate(sent_at),
         rate(ready_at),
+        rate(allocated_at),
     );
     let ids: HashMap<String, String> = intake
         .query_all_raw(eh_store::stmt(
@@ -421,6 +466,30 @@ async fn platform(
             to_ready.push((ready - *p).num_microseconds().unwrap_or(0));
         }
     }
+    let mut to_allocated = Vec::with_capacity(n);
+    let mut last_allocated = None;
+    for r in if whole {
+        casework
+            .query_all_raw(eh_store::stmt(
+                casework.get_database_backend(),
+                "SELECT c.source_reference, t.at FROM cases c JOIN timeline t ON t.case_id = c.id
+             WHERE t.kind = 'transition' AND t.to_state = 'allocated'",
+                [],
+            ))
+            .await?
+    } else {
+        Vec::new()
+    } {
+        let reference: String = r.try_get_by_index(0)?;
+        let at: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
+        if let Some(p) = published.get(&reference) {
+            last_allocated = last_allocated.max(Some(at));
+            to_allocated.push((at - *p).num_microseconds().unwrap_or(0));
+        }
+    }
+    if let Some(a) = accepter {
+        a.abort();
+    }
     t.stop().await?;
     // Throughput: n over the time from the first publish to the last one recorded (sent, ready).
     let secs = |last: Option<chrono::DateTime<chrono::Utc>>, done: Option<f64>| match (last, done) {
@@ -430,6 +499,7 @@ async fn platform(
         _ => elapsed,
     };
     let (sent_secs, ready_secs) = (secs(last_sent, sent_at), secs(last_ready, ready_at));
+    let allocated_secs = secs(last_allocated, allocated_at);
     if to_front_door.len() < urgent && whole {
         println!(
             "  only {} of {urgent} front-door emails were sent within the run",
@@ -453,9 +523,75 @@ async fn platform(
         ready: whole
             .then(|| journey(n, ready_secs, to_ready))
             .transpose()?,
+        allocated: (whole && !to_allocated.is_empty())
+            .then(|| journey(to_allocated.len(), allocated_secs, to_allocated))
+            .transpose()?,
         front_door,
         backlog_after,
     })
+}
+
+/// Imports the load directory, gives its team a place for every case, and starts a provider that
+/// accepts every open offer as soon as it sees it (polling every 20 ms, as the team manager).
+async fn auto_accepting_provider(
+    t: &TestApp,
+    capacity: u32,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use eh_proto::allocation::v1 as apb;
+    use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+    let manager = t.token("worcs", "load-manager", &["team_manager"]);
+    let mut alloc = AllocationServiceClient::new(t.channel().await?);
+    alloc
+        .import_directory(eh_tests::with_token(
+            apb::ImportDirectoryRequest {
+                tenant: "worcs".into(),
+            },
+            &manager,
+        ))
+        .await?;
+    alloc
+        .set_service_terms(eh_tests::with_token(
+            apb::SetServiceTermsRequest {
+                tenant: "worcs".into(),
+                service_id: "load-eht".into(),
+                terms: Some(apb::ServiceTerms {
+                    kind: "early_help_team".into(),
+                    coverage: vec!["WR".into()],
+                    capacity,
+                    ..Default::default()
+                }),
+            },
+            &manager,
+        ))
+        .await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let open = alloc
+                .list_offers(eh_tests::with_token(
+                    apb::ListOffersRequest {
+                        tenant: "worcs".into(),
+                        status: "offered".into(),
+                        ..Default::default()
+                    },
+                    &manager,
+                ))
+                .await
+                .map(|r| r.into_inner().offers)
+                .unwrap_or_default();
+            for o in open {
+                let _ = alloc
+                    .accept_offer(eh_tests::with_token(
+                        apb::AcceptOfferRequest {
+                            tenant: "worcs".into(),
+                            offer_id: o.offer_id,
+                        },
+                        &manager,
+                    ))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }))
 }
 
 #[tokio::main]
@@ -517,7 +653,8 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         let journeys = std::iter::once(("publish → email sent          ", run.sent))
-            .chain(run.ready.map(|r| ("publish → ready_for_allocation", r)));
+            .chain(run.ready.map(|r| ("publish → ready_for_allocation", r)))
+            .chain(run.allocated.map(|r| ("publish → allocated           ", r)));
         for (what, j) in journeys {
             println!(
                 "{mode} {what}: {:>7.0} referrals/s  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms  \
