@@ -258,6 +258,21 @@ pub async fn merge_person(
     Ok(())
 }
 
+/// Whether `id` of `tenant` is marked unsafe to contact.
+pub async fn is_unsafe(txn: &impl ConnectionTrait, tenant: &str, id: &str) -> Result<bool, DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            txn.get_database_backend(),
+            "SELECT safe_to_contact FROM people WHERE tenant = $1 AND id = $2",
+            [tenant.into(), id.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<Option<bool>>(0)? == Some(false),
+        None => false,
+    })
+}
+
 /// Marks held people unsafe to contact (a referral said so). Only ever to `false`: a later
 /// referral that does not say so, or says they are safe, does not clear it. Under the people lock
 /// (`_stamp`); `people` are (tenant, person id) pairs.

@@ -13,14 +13,17 @@
 //! | `case_stepped_up` | the council's front door, at once; the referrer | `step_up_front_door`, `step_up_referrer` |
 //! | `consent_requested` | family members with parental responsibility | `consent_request` |
 //! | `service_level_breached` | the council's Early Help team manager | `service_level_breach` |
+//! | `people_merged` | nobody: a person unsafe to contact is suppressed under both ids | — |
 mod case_stepped_up;
 mod consent_requested;
+mod people_merged;
 mod referral_received;
 mod screening_decided;
 mod service_level_breached;
 
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
+pub use people_merged::PeopleMergedHandler;
 pub use referral_received::{ReferralReceivedHandler, UrgentReferralReceivedHandler};
 pub use screening_decided::ScreeningDecidedHandler;
 pub use service_level_breached::ServiceLevelBreachedHandler;

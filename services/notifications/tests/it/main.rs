@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use eh_bus::embedded::EmbeddedTransport;
 use eh_bus::{Handled, Handler, Received, ServiceContext};
 use eh_notifications::handlers::{
-    CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, ReferralReceivedHandler,
-    ScreeningDecidedHandler, ServiceLevelBreachedHandler,
+    CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, PeopleMergedHandler,
+    ReferralReceivedHandler, ScreeningDecidedHandler, ServiceLevelBreachedHandler,
 };
 use eh_notifications::sender::Sender;
 use eh_notifications::store::{self, MessageRow};
@@ -134,6 +134,7 @@ impl Env {
             step_up: CaseSteppedUpHandler(n()),
             consent: ConsentRequestedHandler(n()),
             breach: ServiceLevelBreachedHandler(n()),
+            merged: PeopleMergedHandler(n()),
         }
     }
 }
@@ -144,6 +145,7 @@ struct Handlers {
     step_up: CaseSteppedUpHandler,
     consent: ConsentRequestedHandler,
     breach: ServiceLevelBreachedHandler,
+    merged: PeopleMergedHandler,
 }
 
 /// An email as it reached the SMTP server, parsed back by an independent parser.
@@ -1216,6 +1218,92 @@ async fn a_person_marked_unsafe_later_gets_nothing_at_any_address(e: Env) -> Res
     Ok(())
 }
 
+/// A correction: a practitioner confirms that the grey-zone father a referral marked unsafe
+/// (`p-new`, no address) is the father held with an address (`p-held`). The consent request
+/// queued for `p-held` is withheld when it is sent, and so is anything to his address.
+async fn a_confirmed_merge_suppresses_the_person_under_both_ids(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let case = case_ref("m1", "pat@school.test", true);
+    let held = cw::Contact {
+        person_id: "p-held".into(),
+        ..parent("Sam", "sam@held.test", true, true)
+    };
+    let chase = consent_requested(&ns, "worcs", case.clone(), vec![held]);
+    assert_eq!(handle(&h.consent, &chase).await?, Handled::Done);
+    let merged = intake::PeopleMerged {
+        person_id: "p-held".into(),
+        merged_person_id: "p-new".into(),
+        family_id: "fam-m1".into(),
+        unsafe_to_contact: true,
+        candidate_id: "mc-1".into(),
+        at: "2026-03-02T10:00:00Z".into(),
+        ..Default::default()
+    };
+    let msg = received(
+        &ns,
+        "worcs",
+        "intake.people_merged",
+        &event_id(),
+        merged.encode_to_vec(),
+    );
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Done);
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Duplicate);
+    let outcome = screening(
+        &ns,
+        "worcs",
+        "m1",
+        "accepted_for_early_help",
+        "Sam@Held.test",
+    );
+    assert_eq!(handle(&h.screening, &outcome).await?, Handled::Done);
+    e.drain().await?;
+    assert!(
+        to(&e.mails(), "sam@held.test").is_empty(),
+        "{:#?}",
+        e.mails()
+    );
+    for (related, template) in [("case-m1", "consent_request"), ("m1", "screening_outcome")] {
+        let m = e
+            .message("worcs", related, template, "sam@held.test")
+            .await?;
+        let reason = m.last_error.unwrap_or_default();
+        ensure!(m.status == "suppressed", "{template}: {}", m.status);
+        ensure!(
+            reason.contains("p-held") && reason.contains("mc-1") && !reason.contains('@'),
+            "{template}: {reason}"
+        );
+    }
+    for p in ["p-held", "p-new"] {
+        ensure!(
+            store::is_person_suppressed(&e.ctx.db, "worcs", p)
+                .await?
+                .is_some()
+        );
+    }
+    // A merge of people who are safe suppresses nobody.
+    let safe = intake::PeopleMerged {
+        person_id: "p-a".into(),
+        merged_person_id: "p-b".into(),
+        unsafe_to_contact: false,
+        ..merged
+    };
+    let msg = received(
+        &ns,
+        "worcs",
+        "intake.people_merged",
+        &event_id(),
+        safe.encode_to_vec(),
+    );
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Done);
+    ensure!(
+        store::is_person_suppressed(&e.ctx.db, "worcs", "p-a")
+            .await?
+            .is_none()
+    );
+    Ok(())
+}
+
 /// `service_level_breach`: the team manager hears of each clock once.
 async fn the_team_manager_hears_of_each_breach_once(e: Env) -> Result<()> {
     let ns = e.ns();
@@ -1805,6 +1893,7 @@ both!(
     council_mailboxes_on_the_suppression_list_get_nothing,
     consent_is_asked_of_safe_parents_only,
     a_person_marked_unsafe_later_gets_nothing_at_any_address,
+    a_confirmed_merge_suppresses_the_person_under_both_ids,
     the_team_manager_hears_of_each_breach_once,
     tenants_are_kept_apart,
     the_front_door_is_retried_without_end_and_raised_after_a_minute,
