@@ -107,6 +107,15 @@ pub const REFERRAL_RECEIVED_URGENT: EventSpec = EventSpec {
     summary: "A stored referral reports a risk of significant harm: the urgent lane. Published beside its \
               referral_received (which every consumer of referrals still gets, in order).",
 };
+/// A practitioner confirmed that a person a referral named is a person intake already held.
+pub const PEOPLE_MERGED: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "intake",
+    name: "people_merged",
+    payload: "earlyhelp.intake.v1.PeopleMerged",
+    summary: "Two person records are one person (a practitioner confirmed a match candidate), with whether \
+              the person is unsafe to contact. Ids only.",
+};
 pub const REFERRAL_REJECTED: EventSpec = EventSpec {
     service: "intake",
     publisher: "intake",
@@ -302,6 +311,13 @@ pub const NOTIFICATIONS_REFERRAL_RECEIVED_URGENT: Subscription = Subscription {
               the acknowledgement ahead of any backlog; the referral's ordinary referral_received then \
               finds them recorded.",
 };
+pub const NOTIFICATIONS_PEOPLE_MERGED: Subscription = Subscription {
+    consumer: "notifications_people_merged",
+    service: "notifications",
+    source: Source::Event(&PEOPLE_MERGED),
+    summary: "A person unsafe to contact is suppressed under both ids, so every address held for either \
+              record is withheld.",
+};
 pub const CONSENT_REFERRAL_RECEIVED: Subscription = Subscription {
     consumer: "consent_referral_received",
     service: "consent",
@@ -448,6 +464,7 @@ pub const EVENTS: &[&EventSpec] = &[
     &REFERRAL_RECEIVED,
     &REFERRAL_RECEIVED_URGENT,
     &REFERRAL_REJECTED,
+    &PEOPLE_MERGED,
     &CONSENT_RECORDED,
     &CONSENT_WITHDRAWN,
     &SAFEGUARDING_OVERRIDE_GRANTED,
@@ -481,6 +498,7 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &INTAKE_INBOUND_REFERRAL_URGENT,
     &NOTIFICATIONS_REFERRAL_RECEIVED,
     &NOTIFICATIONS_REFERRAL_RECEIVED_URGENT,
+    &NOTIFICATIONS_PEOPLE_MERGED,
     &CONSENT_REFERRAL_RECEIVED,
     &INTAKE_SCREEN_REFERRAL,
     &CASEWORK_REFERRAL_RECEIVED,

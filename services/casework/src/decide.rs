@@ -16,6 +16,7 @@
 //! What stays with the handler is what only the database can answer at the moment of writing:
 //! claims (the inbox entry; a referral's place on a case, `case_referrals`; a clock settled once
 //! across replicas) — a claim already taken means the event was handled, and nothing is decided.
+use crate::contacts;
 use crate::domain::{self, IllegalTransition, Opening, State, TimerKind};
 use crate::store::CaseRow;
 use chrono::{DateTime, Utc};
@@ -191,6 +192,8 @@ pub struct Effects {
     pub programmes: Option<Vec<String>>,
     /// The state to store (the case's, with `at` as its update time) when it changes.
     pub new_state: Option<State>,
+    /// The case's family contacts changed (a further referral): store them.
+    pub contacts_changed: bool,
     pub timeline: Vec<Entry>,
     /// Pending clocks of these kinds are cancelled.
     pub cancel_timers: Vec<TimerKind>,
@@ -210,6 +213,7 @@ impl Effects {
             actor: actor.to_string(),
             programmes: None,
             new_state: None,
+            contacts_changed: false,
             timeline: vec![],
             cancel_timers: vec![],
             set_timers: vec![],
@@ -347,17 +351,7 @@ pub fn case_from_referral(
     let r = ev.referral.clone().unwrap_or_default();
     let source = r.source.clone().unwrap_or_default();
     let referrer = r.referrer.clone().unwrap_or_default();
-    let family: Vec<pb::Contact> = r
-        .family_members
-        .iter()
-        .map(|m| pb::Contact {
-            name: format!("{} {}", m.given_name, m.family_name),
-            email: m.email.clone().unwrap_or_default(),
-            safe_to_contact: m.safe_to_contact != Some(false),
-            relationship: m.relationship.clone(),
-            parental_responsibility: m.parental_responsibility == Some(true),
-        })
-        .collect();
+    let family = contacts::from_referral(ev);
     CaseRow {
         id,
         tenant: tenant.to_string(),
@@ -373,6 +367,7 @@ pub fn case_from_referral(
             safe_to_contact: true,
             relationship: "referrer".into(),
             parental_responsibility: false,
+            person_id: String::new(),
         },
         referrer_agency: referrer.agency.clone(),
         family_contacts: family,
@@ -386,6 +381,20 @@ pub fn case_from_referral(
         opened_at: now,
         updated_at: now,
     }
+}
+
+/// [`case_from_referral`] for a family whose earlier cases hold `earlier` contacts: anyone they
+/// mark unsafe to contact stays unsafe on the new case, whatever this referral says of them.
+pub fn case_for_family(
+    tenant: &str,
+    id: String,
+    ev: &ReferralReceived,
+    earlier: &[pb::Contact],
+    now: DateTime<Utc>,
+) -> CaseRow {
+    let mut case = case_from_referral(tenant, id, ev, now);
+    contacts::keep_earlier_flags(&mut case.family_contacts, earlier);
+    case
 }
 
 /// A referral opened `case` (just stored, `requested`, the referral attached): where it goes
@@ -432,8 +441,10 @@ pub fn case_opened(
 }
 
 /// A further referral for a family with an open `case` (the referral now attached to it):
-/// significant harm steps the case up; consent it records moves a case waiting for consent on;
-/// otherwise it is only noted.
+/// the family members it names are merged into the case's contacts by person (`contacts::merge`:
+/// someone it marks unsafe to contact is unsafe from now on, at the address the case held for
+/// them, and nothing it leaves out clears an earlier flag); significant harm steps the case up;
+/// consent it records moves a case waiting for consent on; otherwise it is only noted.
 ///
 /// # Errors
 /// As for [`case_opened`].
@@ -455,6 +466,26 @@ pub fn further_referral(
             ev.referral_id, source.system, source.reference
         ),
     );
+    let merged = contacts::merge(&fx.case.family_contacts, &contacts::from_referral(ev));
+    if merged.changed {
+        fx.case.family_contacts = merged.contacts;
+        fx.contacts_changed = true;
+    }
+    for person in &merged.newly_unsafe {
+        fx.note(
+            "contact_unsafe",
+            format!(
+                "family member {} marked unsafe to contact by further referral {}: nothing is \
+                 sent to them",
+                if person.is_empty() {
+                    "(no person id)"
+                } else {
+                    person
+                },
+                ev.referral_id
+            ),
+        );
+    }
     if significant_harm(ev) {
         fx.transition(
             State::SteppedUp,
@@ -965,15 +996,28 @@ mod tests {
                 safe_to_contact: true,
                 relationship: "referrer".into(),
                 parental_responsibility: false,
+                person_id: String::new(),
             },
             referrer_agency: "school".into(),
-            family_contacts: vec![pb::Contact {
-                name: "Jo Bloggs".into(),
-                email: "jo@example.org".into(),
-                safe_to_contact: true,
-                relationship: "mother".into(),
-                parental_responsibility: true,
-            }],
+            // As the first referral named them (`referral`), so a further one changes nothing.
+            family_contacts: vec![
+                pb::Contact {
+                    name: "Jo Bloggs".into(),
+                    email: "jo@example.org".into(),
+                    safe_to_contact: true,
+                    relationship: "mother".into(),
+                    parental_responsibility: true,
+                    person_id: String::new(),
+                },
+                pb::Contact {
+                    name: "Sam Bloggs".into(),
+                    email: String::new(),
+                    safe_to_contact: false,
+                    relationship: "father".into(),
+                    parental_responsibility: false,
+                    person_id: String::new(),
+                },
+            ],
             needs: vec!["housing".into(), "school_attendance".into()],
             postcode: "WR1 1AA".into(),
             programmes_met: vec![],
@@ -1653,6 +1697,85 @@ mod tests {
         assert!(!significant_harm(&bare) && !referral_records_consent(&bare));
     }
 
+    /// The journey of issue 15: the first referral gives the father's email; a further one
+    /// marks him unsafe without it. The case keeps his address on a contact now unsafe, says so
+    /// on its timeline (ids only), and the consent chase asks only the mother.
+    #[test]
+    fn a_further_referral_makes_a_contact_unsafe_for_every_later_message() {
+        let rules = rules();
+        let at = At {
+            now: now(),
+            council: Some(&rules),
+        };
+        let ids = |ev: &mut ReferralReceived| {
+            ev.family_members = ["p-jo", "p-sam"]
+                .iter()
+                .map(|id| intake::PersonRef {
+                    person_id: (*id).into(),
+                    ..Default::default()
+                })
+                .collect();
+        };
+        let mut first = referral("ref-1", None, None, P);
+        ids(&mut first);
+        let father = &mut first.referral.as_mut().expect("referral").family_members[1];
+        father.email = Some("sam@away.example".into());
+        father.safe_to_contact = Some(true);
+        father.parental_responsibility = Some(true);
+        let mut case = case_from_referral("worcs", "case-1".into(), &first, now());
+        case.state = AwaitingConsent;
+        assert!(case.family_contacts.iter().all(|c| c.safe_to_contact));
+
+        let mut second = referral("ref-2", None, None, P);
+        ids(&mut second);
+        let fx = further_referral(case, &second, &at).expect("decided");
+        assert!(fx.contacts_changed);
+        let sam = &fx.case.family_contacts[1];
+        assert_eq!(
+            (
+                sam.person_id.as_str(),
+                sam.email.as_str(),
+                sam.safe_to_contact
+            ),
+            ("p-sam", "sam@away.example", false)
+        );
+        let note = fx
+            .timeline
+            .iter()
+            .find(|e| e.kind == "contact_unsafe")
+            .expect("noted");
+        assert!(note.reason.contains("p-sam") && note.reason.contains("ref-2"));
+        assert!(!note.reason.contains("Sam") && !note.reason.contains('@'));
+
+        // A third referral that says nothing of it does not clear the flag.
+        let mut third = referral("ref-3", None, None, P);
+        ids(&mut third);
+        third.referral.as_mut().expect("referral").family_members[1].safe_to_contact = None;
+        let fx = further_referral(fx.case, &third, &at).expect("decided");
+        assert!(!fx.case.family_contacts[1].safe_to_contact);
+        assert!(fx.timeline.iter().all(|e| e.kind != "contact_unsafe"));
+
+        // The chase carries the contact as unsafe.
+        let Clock::Fires(chased) =
+            clock_ran_out(fx.case, ConsentChase, now(), None, &at).expect("decided")
+        else {
+            panic!("the chase fires");
+        };
+        let Some(Outgoing::ConsentRequested(asked)) = chased.publish.first() else {
+            panic!("consent requested: {:?}", chased.publish);
+        };
+        let family: Vec<(&str, bool)> = asked
+            .family
+            .iter()
+            .map(|c| (c.person_id.as_str(), c.safe_to_contact))
+            .collect();
+        assert_eq!(family, [("p-jo", true), ("p-sam", false)]);
+
+        // A new case for the family (the first one closed) keeps the flag too.
+        let again = case_for_family("worcs", "case-2".into(), &third, &asked.family, now());
+        assert!(!again.family_contacts[1].safe_to_contact);
+    }
+
     /// Payloads, reasons and actors — what the table's summary leaves out.
     #[test]
     fn what_is_published() {
@@ -1920,6 +2043,7 @@ mod tests {
         let noted = further_referral(case(Screening, P), &referral("ref-2", None, None, P), &at)
             .expect("a note needs no rules");
         assert_eq!(noted.new_state, None);
+        assert!(!noted.contacts_changed, "the same people, nothing to store");
         assert_eq!(
             Refusal::UnknownCouncil("worcs".into()).to_string(),
             "unknown tenant \"worcs\""

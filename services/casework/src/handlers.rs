@@ -126,6 +126,9 @@ impl Casework {
         if let Some(state) = fx.new_state {
             store::set_state(txn, &case.id, state, fx.at).await?;
         }
+        if fx.contacts_changed {
+            store::set_family_contacts(txn, &case.id, &case.family_contacts).await?;
+        }
         for e in &fx.timeline {
             let step = Step {
                 kind: e.kind,
@@ -216,7 +219,9 @@ impl Casework {
             self.apply(&txn, &fx, Some(msg)).await?;
             return self.finish(within, txn).await;
         }
-        let case = decide::case_from_referral(tenant, uuid::Uuid::now_v7().to_string(), ev, now);
+        let earlier = store::family_contacts_of_family(&txn, tenant, &ev.family_id).await?;
+        let case =
+            decide::case_for_family(tenant, uuid::Uuid::now_v7().to_string(), ev, &earlier, now);
         store::insert_case(&txn, &case).await?;
         if !store::attach_referral(&txn, tenant, &case.id, &ev.referral_id, now).await? {
             // The referral belongs to a case already (it was closed or stepped up since).

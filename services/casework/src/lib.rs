@@ -5,6 +5,7 @@
 //! withdrawal → closed. A step-down from social care skips screening. Every step is on the case's
 //! timeline (gRPC `GetCase`), and service-level clocks survive restarts and fire once across
 //! replicas.
+pub mod contacts;
 pub mod decide;
 pub mod domain;
 pub mod grpc;

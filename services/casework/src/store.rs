@@ -445,6 +445,46 @@ pub async fn set_state(
     Ok(())
 }
 
+/// Stores the case's family contacts (a further referral changed them).
+pub async fn set_family_contacts(
+    db: &impl ConnectionTrait,
+    case_id: &str,
+    contacts: &[pb::Contact],
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "UPDATE cases SET family_contacts = $1 WHERE id = $2",
+        [
+            serde_json::to_string(contacts).map_err(json_err)?.into(),
+            case_id.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The family contacts of every case the family has had (open or closed), oldest case first.
+pub async fn family_contacts_of_family(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    family_id: &str,
+) -> Result<Vec<pb::Contact>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT family_contacts FROM cases WHERE tenant = $1 AND family_id = $2 ORDER BY opened_at, id",
+            [tenant.into(), family_id.into()],
+        ))
+        .await?;
+    let mut all = Vec::new();
+    for r in rows {
+        let contacts: String = r.try_get_by_index(0)?;
+        let contacts: Vec<pb::Contact> = serde_json::from_str(&contacts).map_err(json_err)?;
+        all.extend(contacts);
+    }
+    Ok(all)
+}
+
 pub async fn set_programmes(
     db: &impl ConnectionTrait,
     case_id: &str,

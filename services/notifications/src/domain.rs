@@ -54,12 +54,43 @@ pub fn contact_addressee(c: &Contact) -> Option<Addressee> {
 /// the household. A practitioner asks a competent young person in person. A young person who is
 /// a parent holds parental responsibility for their own child and is asked like any parent.
 pub fn consent_addressees(family: &[Contact]) -> Vec<Addressee> {
+    consent_recipients(family)
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// [`consent_addressees`], each with the family member's person id (`None` when the contact has
+/// none), so the message can be withheld when that person is marked unsafe by any other event.
+pub fn consent_recipients(family: &[Contact]) -> Vec<(Addressee, Option<String>)> {
     let mut seen = BTreeSet::new();
     family
         .iter()
         .filter(|c| c.parental_responsibility && !c.email.trim().is_empty())
         .filter(|c| seen.insert(c.email.trim().to_ascii_lowercase()))
-        .filter_map(contact_addressee)
+        .filter_map(|c| contact_addressee(c).map(|a| (a, person_of(c))))
+        .collect()
+}
+
+fn person_of(c: &Contact) -> Option<String> {
+    Some(c.person_id.trim().to_string()).filter(|p| !p.is_empty())
+}
+
+/// Every family member (person id) the contacts mark unsafe, whether or not they have an address.
+pub fn unsafe_people(contacts: &[Contact]) -> Vec<String> {
+    contacts
+        .iter()
+        .filter(|c| !c.safe_to_contact)
+        .filter_map(person_of)
+        .collect()
+}
+
+/// Every (person id, address) the contacts give.
+pub fn person_addresses(contacts: &[Contact]) -> Vec<(String, String)> {
+    contacts
+        .iter()
+        .filter(|c| !c.email.trim().is_empty())
+        .filter_map(|c| person_of(c).map(|p| (p, c.email.trim().to_string())))
         .collect()
 }
 
@@ -266,7 +297,44 @@ mod tests {
             safe_to_contact: safe,
             relationship: rel.into(),
             parental_responsibility: pr,
+            person_id: String::new(),
         }
+    }
+
+    #[test]
+    fn recipients_carry_their_person_and_unsafe_people_are_listed_without_an_address() {
+        let with = |person: &str, c: Contact| Contact {
+            person_id: person.into(),
+            ..c
+        };
+        let family = [
+            with("p-jo", contact("jo@home.example", true, true, "mother")),
+            with("p-sam", contact("", false, true, "father")),
+            with("", contact("ali@home.example", false, true, "carer")),
+            with("p-kim", contact("kim@home.example", false, true, "carer")),
+        ];
+        assert_eq!(
+            consent_recipients(&family),
+            vec![
+                (
+                    Addressee::Send("jo@home.example".into()),
+                    Some("p-jo".into())
+                ),
+                (Addressee::Unsafe("ali@home.example".into()), None),
+                (
+                    Addressee::Unsafe("kim@home.example".into()),
+                    Some("p-kim".into())
+                ),
+            ]
+        );
+        assert_eq!(unsafe_people(&family), ["p-sam", "p-kim"]);
+        assert_eq!(
+            person_addresses(&family),
+            [
+                ("p-jo".to_string(), "jo@home.example".to_string()),
+                ("p-kim".to_string(), "kim@home.example".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub const CONSUMER_CASE_STEPPED_UP: &str =
     eh_proto::catalogue::NOTIFICATIONS_CASE_STEPPED_UP.consumer;
 pub const CONSUMER_CONSENT_REQUESTED: &str =
     eh_proto::catalogue::NOTIFICATIONS_CONSENT_REQUESTED.consumer;
+pub const CONSUMER_PEOPLE_MERGED: &str = eh_proto::catalogue::NOTIFICATIONS_PEOPLE_MERGED.consumer;
 pub const CONSUMER_SERVICE_LEVEL_BREACHED: &str =
     eh_proto::catalogue::NOTIFICATIONS_SERVICE_LEVEL_BREACHED.consumer;
 
@@ -158,6 +159,11 @@ pub fn start(
         &c::NOTIFICATIONS_CONSENT_REQUESTED,
         64,
         Arc::new(handlers::ConsentRequestedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_PEOPLE_MERGED,
+        16,
+        Arc::new(handlers::PeopleMergedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SERVICE_LEVEL_BREACHED,

@@ -120,23 +120,15 @@ impl Sender {
             .into_iter()
             .filter(|m| claimed.contains(&m.id))
             .collect();
-        let recipients: Vec<(String, String)> = due
-            .iter()
-            .map(|m| (m.tenant.clone(), m.recipient.clone()))
-            .collect();
         if self.ctx.faults.is_held(HOLD_AFTER_CLAIM) {
             self.ctx.faults.released(HOLD_AFTER_CLAIM).await;
         }
         // Claimed now: the round keeps these messages through an outage rather than leave them
-        // leased (and unsent) until the lease ends.
-        let unsafe_addresses = self
-            .while_away(|| store::suppressed(db, &recipients))
-            .await?;
-        let reason_to_withhold = |m: &store::MessageRow| {
-            unsafe_addresses
-                .get(&(m.tenant.clone(), store::normalise(&m.recipient)))
-                .cloned()
-        };
+        // leased (and unsent) until the lease ends. Checked at the moment of sending, whatever
+        // was known when the message was queued: its address, its person, and every other
+        // address held for a person marked unsafe.
+        let withheld_now = self.while_away(|| store::withheld(db, &due)).await?;
+        let reason_to_withhold = |m: &store::MessageRow| withheld_now.get(&m.id).cloned();
         let mut settled = 0;
         let mut to_send = Vec::with_capacity(due.len());
         let mut withheld = Vec::new();
@@ -150,7 +142,7 @@ impl Sender {
             let changes: Vec<store::StatusChange> = withheld
                 .iter()
                 .map(|(m, reason)| {
-                    tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
+                    tracing::warn!(message_id = %m.id, template = %m.template, related_id = %m.related_id, "recipient is marked unsafe; message suppressed");
                     store::StatusChange {
                         id: &m.id,
                         status: status::SUPPRESSED,

@@ -1,5 +1,7 @@
-//! Notifications' own tables: messages with their delivery status, the suppression list of
-//! addresses nothing may be sent to, and two small read models built from `referral_received`:
+//! Notifications' own tables: messages with their delivery status, the suppression lists of
+//! addresses and of people (intake's person ids) nothing may be sent to, the addresses held for
+//! each family member (so a person marked unsafe is suppressed at every address we hold for them),
+//! and two small read models built from `referral_received`:
 //! the referrer's contact details (the front door wants a phone number that case events do not
 //! carry) and keyed hashes of the children's names (so free text such as a step-up reason can be
 //! cleaned of them before it goes into an email).
@@ -102,6 +104,32 @@ pub const MIGRATIONS: &[Migration] = &[
             raised_at {ts} NOT NULL
           )",
     },
+    // A safety flag follows the person, not one referral's address: a family member marked
+    // unsafe by any referral (or any event naming them so) is on `person_suppressions` by
+    // intake's person id, every address any event gave for them is in `person_addresses`, and
+    // a message to a family member carries their person id. The sender withholds a message
+    // whose address is suppressed, whose person is, or whose address belongs to a person who is.
+    Migration {
+        owner: "notifications",
+        version: 13,
+        name: "suppression by person; the addresses held for each person",
+        sql: "ALTER TABLE messages ADD COLUMN person_id TEXT NULL;
+          CREATE TABLE person_suppressions (
+            tenant TEXT NOT NULL,
+            person_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            PRIMARY KEY (tenant, person_id)
+          );
+          CREATE TABLE person_addresses (
+            tenant TEXT NOT NULL,
+            person_id TEXT NOT NULL,
+            address TEXT NOT NULL,
+            recorded_at {ts} NOT NULL,
+            PRIMARY KEY (tenant, person_id, address)
+          );
+          CREATE INDEX person_addresses_address ON person_addresses (tenant, address)",
+    },
 ];
 
 /// Delivery statuses a message can have.
@@ -112,7 +140,8 @@ pub mod status {
     pub const SENT: &str = "sent";
     /// Attempts exhausted.
     pub const FAILED: &str = "failed";
-    /// Not sent: the recipient is marked unsafe (in the event, or on the suppression list).
+    /// Not sent: the recipient is marked unsafe (in the event, or on a suppression list: the
+    /// address, the person, or another address of the person).
     pub const SUPPRESSED: &str = "suppressed";
     /// Not sent: there is no address to send it to (e.g. the council has not configured its
     /// front-door mailbox); `last_error` says which.
@@ -149,6 +178,7 @@ pub async fn queue(
             priority: PRIORITY_NORMAL,
             status: status::QUEUED,
             reason: None,
+            person_id: None,
         },
         now,
     )
@@ -165,6 +195,8 @@ pub struct Recorded<'a> {
     pub priority: i32,
     pub status: &'a str,
     pub reason: Option<&'a str>,
+    /// The family member it is for (intake's person id), when it is for one.
+    pub person_id: Option<&'a str>,
 }
 
 /// Records a message; false when the same (template, related id, recipient, dedupe key) is held.
@@ -183,6 +215,8 @@ pub async fn record(
 #[derive(Debug, Clone)]
 pub struct Writes {
     suppressions: Rows,
+    person_suppressions: Rows,
+    person_addresses: Rows,
     messages: Rows,
     referrers: Rows,
     name_tokens: Rows,
@@ -196,11 +230,21 @@ impl Default for Writes {
                 4,
                 "ON CONFLICT (tenant, address) DO NOTHING",
             ),
+            person_suppressions: Rows::with_tail(
+                "INSERT INTO person_suppressions (tenant, person_id, reason, created_at)",
+                4,
+                "ON CONFLICT (tenant, person_id) DO NOTHING",
+            ),
+            person_addresses: Rows::with_tail(
+                "INSERT INTO person_addresses (tenant, person_id, address, recorded_at)",
+                4,
+                "ON CONFLICT (tenant, person_id, address) DO NOTHING",
+            ),
             messages: Rows::with_tail(
                 "INSERT INTO messages (id, tenant, template, channel, recipient, related_id,
                    dedupe_key, priority, subject, body, status, attempts, next_attempt_at,
-                   last_error, created_at)",
-                15,
+                   last_error, created_at, person_id)",
+                16,
                 "ON CONFLICT (tenant, template, related_id, recipient, dedupe_key) DO NOTHING",
             ),
             referrers: Rows::with_tail(
@@ -234,6 +278,41 @@ impl Writes {
         ]);
     }
 
+    /// Marks the family member `person_id` unsafe for `tenant`: nothing is sent to them at any
+    /// address (`reason`: ids only). Never cleared by a later event.
+    pub fn suppress_person(
+        &mut self,
+        tenant: &str,
+        person_id: &str,
+        reason: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        if person_id.trim().is_empty() {
+            return;
+        }
+        self.person_suppressions
+            .push([tenant.into(), person_id.into(), reason.into(), now.into()]);
+    }
+
+    /// Keeps `address` as one of the family member `person_id`'s.
+    pub fn person_address(
+        &mut self,
+        tenant: &str,
+        person_id: &str,
+        address: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        if person_id.trim().is_empty() || address.trim().is_empty() {
+            return;
+        }
+        self.person_addresses.push([
+            tenant.into(),
+            person_id.into(),
+            normalise(address).into(),
+            now.into(),
+        ]);
+    }
+
     /// Records a message.
     pub fn message(&mut self, r: &Recorded<'_>, now: chrono::DateTime<chrono::Utc>) {
         let m = &r.message;
@@ -253,6 +332,10 @@ impl Writes {
             now.into(),
             r.reason.map(String::from).into(),
             now.into(),
+            r.person_id
+                .filter(|p| !p.trim().is_empty())
+                .map(String::from)
+                .into(),
         ]);
     }
 
@@ -291,6 +374,8 @@ impl Writes {
     /// Adds every row of `other`.
     pub fn append(&mut self, other: &Writes) {
         self.suppressions.append(&other.suppressions);
+        self.person_suppressions.append(&other.person_suppressions);
+        self.person_addresses.append(&other.person_addresses);
         self.messages.append(&other.messages);
         self.referrers.append(&other.referrers);
         self.name_tokens.append(&other.name_tokens);
@@ -302,6 +387,8 @@ impl Writes {
         let mut written = 0;
         for rows in [
             &self.suppressions,
+            &self.person_suppressions,
+            &self.person_addresses,
             &self.messages,
             &self.referrers,
             &self.name_tokens,
@@ -364,11 +451,13 @@ pub struct MessageRow {
     pub last_error: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The family member it is for (intake's person id), when it is for one.
+    pub person_id: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, tenant, template, channel, recipient, related_id, subject, body, status, attempts,
-    next_attempt_at, last_error, created_at, sent_at, priority";
+    next_attempt_at, last_error, created_at, sent_at, priority, person_id";
 
 fn row(r: &sea_orm::QueryResult) -> Result<MessageRow, DbErr> {
     Ok(MessageRow {
@@ -387,6 +476,7 @@ fn row(r: &sea_orm::QueryResult) -> Result<MessageRow, DbErr> {
         created_at: r.try_get_by_index(12)?,
         sent_at: r.try_get_by_index(13)?,
         priority: r.try_get_by_index(14)?,
+        person_id: r.try_get_by_index(15)?,
     })
 }
 
@@ -438,7 +528,7 @@ pub async fn overdue_urgent(
         ))
         .await?;
     rows.iter()
-        .map(|r| Ok((row(r)?, r.try_get_by_index::<i64>(15)? > 0)))
+        .map(|r| Ok((row(r)?, r.try_get_by_index::<i64>(16)? > 0)))
         .collect()
 }
 
@@ -522,6 +612,108 @@ pub async fn suppressed(
         }
     }
     Ok(found)
+}
+
+/// Why each of `messages` must not be sent, by message id: its address is on its tenant's
+/// suppression list, its person is (`person_suppressions`), or its address is one of a
+/// suppressed person's (`person_addresses`) — whoever the message was meant for. Messages not in
+/// the map may be sent. The reasons are the lists' own (ids only).
+pub async fn withheld(
+    db: &impl ConnectionTrait,
+    messages: &[MessageRow],
+) -> Result<HashMap<String, String>, DbErr> {
+    let recipients: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| (m.tenant.clone(), normalise(&m.recipient)))
+        .collect();
+    let by_address = suppressed(db, &recipients).await?;
+    let people: Vec<(String, String)> = messages
+        .iter()
+        .filter_map(|m| {
+            m.person_id
+                .as_ref()
+                .filter(|p| !p.is_empty())
+                .map(|p| (m.tenant.clone(), p.clone()))
+        })
+        .collect();
+    let by_person = pairs(
+        db,
+        "SELECT tenant, person_id, reason FROM person_suppressions WHERE (tenant, person_id) IN",
+        &people,
+    )
+    .await?;
+    let of_person = pairs(
+        db,
+        "SELECT a.tenant, a.address, s.reason FROM person_addresses a
+         JOIN person_suppressions s ON s.tenant = a.tenant AND s.person_id = a.person_id
+         WHERE (a.tenant, a.address) IN",
+        &recipients,
+    )
+    .await?;
+    let mut out = HashMap::new();
+    for m in messages {
+        let address = (m.tenant.clone(), normalise(&m.recipient));
+        let person = m.person_id.as_ref().map(|p| (m.tenant.clone(), p.clone()));
+        let reason = by_address
+            .get(&address)
+            .cloned()
+            .or_else(|| person.and_then(|p| by_person.get(&p).cloned()))
+            .or_else(|| {
+                of_person
+                    .get(&address)
+                    .map(|r| format!("the address is held for a person marked unsafe: {r}"))
+            });
+        if let Some(reason) = reason {
+            out.insert(m.id.clone(), reason);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `select` (ending `… IN`, answering (tenant, key, reason)) for `keys` ((tenant, key)
+/// pairs); the reasons by (tenant, key).
+async fn pairs(
+    db: &impl ConnectionTrait,
+    select: &str,
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), String>, DbErr> {
+    let mut found = HashMap::new();
+    for chunk in keys.chunks(1000) {
+        let values: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|(t, k)| [t.clone().into(), k.clone().into()])
+            .collect();
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                &format!("{select} ({})", eh_store::tuples(1, chunk.len(), 2)),
+                values,
+            ))
+            .await?;
+        for r in rows {
+            found.insert(
+                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                r.try_get_by_index(2)?,
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The reason `person_id` of `tenant` is on the person suppression list, when it is.
+pub async fn is_person_suppressed(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    person_id: &str,
+) -> Result<Option<String>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT reason FROM person_suppressions WHERE tenant = $1 AND person_id = $2",
+            [tenant.into(), person_id.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get_by_index(0)).transpose()
 }
 
 pub async fn set_status(

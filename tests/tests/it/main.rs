@@ -9,4 +9,5 @@ mod gateway;
 mod ops;
 mod rejections;
 mod slice;
+mod unsafe_contacts;
 mod urgent;

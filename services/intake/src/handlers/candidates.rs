@@ -5,6 +5,7 @@ use crate::domain::matching::{self, CandidateStatus, MergeInput, ReferralFiling,
 use crate::store::matches::{self, StoredCandidate};
 use crate::store::people::{self, Stamp};
 use crate::store::referrals;
+use eh_proto::intake::v1::PeopleMerged;
 use sea_orm::{ConnectionTrait, DbErr};
 
 /// Why a candidate could not be resolved.
@@ -27,7 +28,9 @@ pub enum ResolveError {
 /// held person's: its people and referrals move there (the family row is kept, marked
 /// `merged_into`), and those referrals are flagged as of a known family, re-referrals when the
 /// held family had another referral in the 12 months before. A referral already filed under a
-/// held family stays there: two held families are not merged on one person's say-so.
+/// held family stays there: two held families are not merged on one person's say-so. A person
+/// unsafe to contact on either record is unsafe on the one kept. Returns the candidate and, for a
+/// merge, what to announce (`people_merged`).
 pub async fn resolve(
     txn: &impl ConnectionTrait,
     tenant: &str,
@@ -36,7 +39,7 @@ pub async fn resolve(
     reason: &str,
     actor: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<StoredCandidate, ResolveError> {
+) -> Result<(StoredCandidate, Option<PeopleMerged>), ResolveError> {
     let stamp = people::lock_people(txn, tenant).await?;
     let c = matches::candidate(txn, tenant, id)
         .await?
@@ -47,13 +50,15 @@ pub async fn resolve(
             status: status.as_str(),
         }
     })?;
+    let mut merged = None;
     if status == CandidateStatus::Confirmed {
-        merge(txn, tenant, &c, stamp, actor, now).await?;
+        merged = merge(txn, tenant, &c, stamp, actor, now).await?;
     }
     matches::set_status(txn, tenant, id, status, reason, actor, now).await?;
-    matches::candidate(txn, tenant, id)
+    let c = matches::candidate(txn, tenant, id)
         .await?
-        .ok_or_else(|| ResolveError::NotFound(id.to_string()))
+        .ok_or_else(|| ResolveError::NotFound(id.to_string()))?;
+    Ok((c, merged))
 }
 
 /// A confirmation's merge: where both people live now, then what moves (decided in
@@ -65,7 +70,7 @@ async fn merge(
     stamp: Stamp,
     actor: &str,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(), DbErr> {
+) -> Result<Option<PeopleMerged>, DbErr> {
     let (held, held_family) =
         people::live_person(txn, tenant, &c.existing_person.person_id).await?;
     let (live_new, _) = people::live_person(txn, tenant, &c.new_person.person_id).await?;
@@ -77,7 +82,7 @@ async fn merge(
     };
     if matching::is_merged_already(&input) {
         // Merged already by another route: nothing left to move.
-        return Ok(());
+        return Ok(None);
     }
     // Read before the writes below, which leave the referral's own row as it is.
     let (family_id, known_family) = referrals::filing(txn, tenant, &c.referral_id).await?;
@@ -90,8 +95,21 @@ async fn merge(
     );
     people::merge_person(txn, tenant, &plan, stamp).await?;
     matches::merged(txn, tenant, &plan, &c.id, actor, now).await?;
+    let announced = PeopleMerged {
+        person_id: plan.held_person.clone(),
+        merged_person_id: plan.new_person.clone(),
+        family_id: held_family.clone(),
+        previous_family_id: plan
+            .family
+            .as_ref()
+            .map(|f| f.from.clone())
+            .unwrap_or_default(),
+        unsafe_to_contact: people::is_unsafe(txn, tenant, &plan.held_person).await?,
+        candidate_id: c.id.clone(),
+        at: now.to_rfc3339(),
+    };
     let Some(family) = &plan.family else {
-        return Ok(());
+        return Ok(Some(announced));
     };
     let moved = referrals::family_referral_ids(txn, tenant, &family.from).await?;
     people::move_family(txn, tenant, family, stamp).await?;
@@ -99,5 +117,5 @@ async fn merge(
     for (id, previous) in matching::re_referrals_after_move(&moved, &history) {
         referrals::mark_known_family(txn, tenant, &id, previous.as_deref()).await?;
     }
-    Ok(())
+    Ok(Some(announced))
 }

@@ -219,8 +219,27 @@ impl Intake {
         let now = self.ctx.clock.now();
         match candidates::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await
         {
-            Ok(c) => {
+            Ok((c, merged)) => {
+                if let Some(event) = merged {
+                    let env = Envelope::new(
+                        eh_proto::catalogue::PEOPLE_MERGED.payload,
+                        tenant,
+                        actor,
+                        now,
+                    );
+                    let subject =
+                        eh_proto::catalogue::PEOPLE_MERGED.subject(self.ctx.namespace(), tenant);
+                    self.ctx
+                        .outbox
+                        .enqueue(
+                            &txn,
+                            &OutboundMessage::event(subject, &env, event.encode_to_vec()),
+                        )
+                        .await
+                        .map_err(|e| ResolveError::Db(bus_err(e).0))?;
+                }
                 eh_store::commit(txn).await?;
+                self.ctx.outbox.committed();
                 tracing::info!(
                     tenant,
                     candidate_id,

@@ -232,6 +232,15 @@ pub async fn merge_person(
         ],
     ))
     .await?;
+    // Unsafe to contact on either record: unsafe on the one kept (never the other way).
+    txn.execute_raw(stmt(
+        b,
+        "UPDATE people SET safe_to_contact = $1 WHERE tenant = $2 AND id = $3
+           AND EXISTS (SELECT 1 FROM people o WHERE o.tenant = $2 AND o.id = $4
+                       AND o.safe_to_contact = $1)",
+        [false.into(), tenant.into(), held.into(), new_id.into()],
+    ))
+    .await?;
     // A referral naming both keeps one link, to the held person.
     txn.execute_raw(stmt(
         b,
@@ -246,6 +255,48 @@ pub async fn merge_person(
         [held.into(), new_id.into()],
     ))
     .await?;
+    Ok(())
+}
+
+/// Whether `id` of `tenant` is marked unsafe to contact.
+pub async fn is_unsafe(txn: &impl ConnectionTrait, tenant: &str, id: &str) -> Result<bool, DbErr> {
+    let row = txn
+        .query_one_raw(stmt(
+            txn.get_database_backend(),
+            "SELECT safe_to_contact FROM people WHERE tenant = $1 AND id = $2",
+            [tenant.into(), id.into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get_by_index::<Option<bool>>(0)? == Some(false),
+        None => false,
+    })
+}
+
+/// Marks held people unsafe to contact (a referral said so). Only ever to `false`: a later
+/// referral that does not say so, or says they are safe, does not clear it. Under the people lock
+/// (`_stamp`); `people` are (tenant, person id) pairs.
+pub async fn mark_unsafe(
+    txn: &impl ConnectionTrait,
+    _stamp: Stamp,
+    people: &[(String, String)],
+) -> Result<(), DbErr> {
+    for chunk in people.chunks(1000) {
+        let mut values: Vec<sea_orm::Value> = vec![false.into()];
+        for (tenant, id) in chunk {
+            values.push(tenant.clone().into());
+            values.push(id.clone().into());
+        }
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            &format!(
+                "UPDATE people SET safe_to_contact = $1 WHERE (tenant, id) IN ({})",
+                eh_store::tuples(2, chunk.len(), 2)
+            ),
+            values,
+        ))
+        .await?;
+    }
     Ok(())
 }
 

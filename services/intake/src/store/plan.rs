@@ -25,6 +25,9 @@ pub struct Plan {
     new_families: HashSet<String>,
     /// This batch's referrals of each family: (id, received at).
     by_family: HashMap<String, Vec<(String, chrono::DateTime<chrono::Utc>)>>,
+    /// Held people a referral of the batch marks unsafe to contact: the flag follows the
+    /// person (and is never cleared by a referral).
+    unsafe_held: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -54,6 +57,7 @@ impl Plan {
             candidates: matches::candidate_rows(),
             new_families: HashSet::new(),
             by_family: HashMap::new(),
+            unsafe_held: Vec::new(),
         }
     }
 
@@ -164,7 +168,15 @@ impl Plan {
                 continue;
             };
             let pid = match m.attached_to() {
-                Some((held, _)) => held.to_string(),
+                Some((held, _)) => {
+                    if let NewPerson::Adult(a) = &new
+                        && a.safe_to_contact == Some(false)
+                    {
+                        self.unsafe_held
+                            .push((tenant.to_string(), held.to_string()));
+                    }
+                    held.to_string()
+                }
                 None => {
                     let pid = uuid::Uuid::now_v7().to_string();
                     let pc = own_postcode.or_else(|| postcode.clone());
@@ -283,7 +295,8 @@ impl Plan {
         self.referrals.len()
     }
 
-    /// Writes every row, parents before the rows that refer to them.
+    /// Writes every row, parents before the rows that refer to them; then marks the held people
+    /// a referral named as unsafe to contact.
     pub async fn write(&self, txn: &impl ConnectionTrait) -> Result<(), DbErr> {
         for rows in [
             &self.families,
@@ -295,6 +308,7 @@ impl Plan {
         ] {
             rows.write(txn).await?;
         }
+        crate::store::people::mark_unsafe(txn, self.stamp, &self.unsafe_held).await?;
         Ok(())
     }
 }

@@ -168,6 +168,7 @@ both!(
     matching::a_known_family_referred_again_is_attached_not_duplicated,
     matching::identifiers_match_exactly_whatever_else_is_typed,
     matching::a_grey_zone_match_is_listed_and_confirmed_into_one_person,
+    matching::an_unsafe_flag_follows_the_person_through_referrals_and_merges,
     matching::a_grey_zone_match_rejected_keeps_the_people_apart,
     matching::a_re_referral_is_flagged_within_twelve_months_only,
     matching::a_person_held_by_one_council_is_never_matched_for_another,

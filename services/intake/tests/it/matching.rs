@@ -255,6 +255,110 @@ pub async fn identifiers_match_exactly_whatever_else_is_typed(e: Env) {
     assert_eq!(people(&e, "worcs").await, 2);
 }
 
+/// Whether `person_id` is marked unsafe to contact.
+async fn unsafe_flag(e: &Env, person_id: &str) -> Option<bool> {
+    e.db()
+        .query_one_raw(eh_store::stmt(
+            e.db().get_database_backend(),
+            "SELECT safe_to_contact FROM people WHERE id = $1",
+            [person_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+/// A safety flag follows the person: a referral that marks a held person unsafe marks the held
+/// record; one that does not say so later clears nothing; and when a practitioner confirms that
+/// a grey-zone person marked unsafe is a held person, the held person is unsafe and
+/// `people_merged` says so (ids only), in the same transaction.
+pub async fn an_unsafe_flag_follows_the_person_through_referrals_and_merges(e: Env) {
+    let first = stored(&e.intake, "worcs", marsh("S-1")).await;
+    let dana = first.family_members[0].person_id.clone();
+    assert_eq!(unsafe_flag(&e, &dana).await, None);
+    // Attached (the child by name and date of birth, Dana with the household), marked unsafe.
+    let mut second = marsh("S-2");
+    second["family_members"][0]["safe_to_contact"] = json!(false);
+    let second = stored(&e.intake, "worcs", second).await;
+    assert_eq!(second.family_members[0].person_id, dana);
+    assert_eq!(unsafe_flag(&e, &dana).await, Some(false));
+    // Saying she is safe clears nothing.
+    let mut third = marsh("S-3");
+    third["family_members"][0]["safe_to_contact"] = json!(true);
+    stored(&e.intake, "worcs", third).await;
+    assert_eq!(unsafe_flag(&e, &dana).await, Some(false));
+
+    // A grey-zone father: a new record, marked unsafe; the held one is not (yet).
+    let mut rob = adult("Rob", "Marsh");
+    rob["relationship"] = json!("father");
+    let mut held_rob = rob.clone();
+    held_rob["email"] = json!("rob@example.org");
+    let k1 = stored(
+        &e.intake,
+        "worcs",
+        doc(
+            "K-1",
+            vec![child("Kai", "Marsh", "2019-02-02")],
+            vec![held_rob],
+            Some("DM2 9ZZ"),
+        ),
+    )
+    .await;
+    rob["safe_to_contact"] = json!(false);
+    let k2 = stored(
+        &e.intake,
+        "worcs",
+        doc(
+            "K-2",
+            vec![child("Zoe", "Marsh", "2025-12-01")],
+            vec![rob],
+            Some("DM2 9ZZ"),
+        ),
+    )
+    .await;
+    let (held, new) = (
+        k1.family_members[0].person_id.clone(),
+        k2.family_members[0].person_id.clone(),
+    );
+    assert_ne!(held, new, "left to a practitioner");
+    assert_eq!(unsafe_flag(&e, &held).await, None);
+    let pending = list(&e, Some("pending")).await;
+    let c = pending
+        .iter()
+        .find(|c| c.referral_id == k2.id)
+        .expect("a candidate for the father");
+    e.api
+        .resolve_match_candidate(req(
+            &manager(),
+            resolve_req(&c.candidate_id, "confirm", "same father"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(unsafe_flag(&e, &held).await, Some(false));
+    let rows = e
+        .db()
+        .query_all_raw(eh_store::stmt(
+            e.db().get_database_backend(),
+            "SELECT payload FROM eh_outbox WHERE subject LIKE '%.intake.people_merged'",
+            [],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let ev = <pb::PeopleMerged as prost::Message>::decode(
+        rows[0].try_get_by_index::<Vec<u8>>(0).unwrap().as_slice(),
+    )
+    .unwrap();
+    assert_eq!(
+        (ev.person_id.as_str(), ev.merged_person_id.as_str()),
+        (held.as_str(), new.as_str())
+    );
+    assert!(ev.unsafe_to_contact);
+    assert_eq!(ev.candidate_id, c.candidate_id);
+}
+
 pub async fn a_grey_zone_match_is_listed_and_confirmed_into_one_person(e: Env) {
     let first = stored(&e.intake, "worcs", marsh("G-1")).await;
     e.clock.advance(chrono::Duration::days(7));

@@ -193,6 +193,7 @@ mod tests {
                     safe_to_contact: true,
                     relationship: "referrer".into(),
                     parental_responsibility: false,
+                    person_id: String::new(),
                 }),
                 referrer_agency: "Worcester Primary".into(),
             }),

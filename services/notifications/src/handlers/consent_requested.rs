@@ -2,7 +2,9 @@
 //! parental responsibility and an email address (see `domain::consent_addressees` for why a young
 //! person is not emailed). A contact marked unsafe gets nothing: the message is recorded as
 //! `suppressed` and the address joins the suppression list; so does any other address the event
-//! marks unsafe. When nobody can be asked by email, an `undeliverable` message says so, so the
+//! marks unsafe, and every family member it marks unsafe joins the person suppression list by
+//! their person id. Each message carries its family member's person id, so the sender withholds
+//! it when any other event marked that person unsafe. When nobody can be asked by email, an `undeliverable` message says so, so the
 //! practitioner knows to ask another way.
 //!
 //! The email names no one: not the child, and not the recipient either (the address may be
@@ -30,13 +32,24 @@ pub fn plan(council: &str, ev: &ConsentRequested) -> Result<Plan, HandlerError> 
             .into_iter()
             .map(|a| (a, format!("unsafe to contact (case {})", case.case_id)))
             .collect(),
+        unsafe_people: domain::unsafe_people(&ev.family)
+            .into_iter()
+            .map(|p| {
+                let why = format!("person {p} unsafe to contact (case {})", case.case_id);
+                (p, why)
+            })
+            .collect(),
+        person_addresses: domain::person_addresses(&ev.family),
     };
-    let mut to = domain::consent_addressees(&ev.family);
+    let mut to = domain::consent_recipients(&ev.family);
     if to.is_empty() {
-        to.push(Addressee::Nobody(
-            "no family member with parental responsibility has an email address: ask for \
-             consent another way"
-                .into(),
+        to.push((
+            Addressee::Nobody(
+                "no family member with parental responsibility has an email address: ask for \
+                 consent another way"
+                    .into(),
+            ),
+            None,
         ));
     }
     let close_due = if ev.close_due_at.trim().is_empty() {
@@ -44,8 +57,9 @@ pub fn plan(council: &str, ev: &ConsentRequested) -> Result<Plan, HandlerError> 
     } else {
         domain::day(&ev.close_due_at)
     };
-    for a in to {
+    for (a, person) in to {
         let mut m = Outgoing::new(CONSENT_REQUEST, a, &case.case_id);
+        m.person_id = person;
         m.dedupe_key = ev.at.clone();
         m.vars = [
             ("council", council.to_string()),
@@ -88,6 +102,7 @@ mod tests {
             safe_to_contact: safe,
             relationship: "parent".into(),
             parental_responsibility: pr,
+            person_id: format!("p-{}", name.split(' ').next().unwrap_or_default()),
         }
     }
 
@@ -127,6 +142,19 @@ mod tests {
             .map(|(a, _)| a.as_str())
             .collect();
         assert_eq!(unsafe_, ["sam@away.example", "uncle@away.example"]);
+        let people: Vec<&str> = plan.unsafe_people.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(people, ["p-Sam", "p-Uncle"]);
+        assert!(
+            plan.unsafe_people
+                .iter()
+                .all(|(_, why)| why.contains("case-1"))
+        );
+        let persons: Vec<Option<&str>> = plan
+            .messages
+            .iter()
+            .map(|m| m.person_id.as_deref())
+            .collect();
+        assert_eq!(persons, [Some("p-Jo"), Some("p-Sam")]);
         super::super::test_support::assert_vars_match(&plan.messages[0]);
         assert_eq!(plan.messages[0].vars["close_due_date"], "30 March 2026");
     }

@@ -2,7 +2,9 @@
 //! calls for and the addresses it marks unsafe — then claims the event in its inbox and records
 //! the plan in the same transaction, so a redelivered event never queues a second message. The
 //! events of one consumer waiting at once share that transaction (`eh_bus::batch`). The
-//! sender delivers what is queued (and checks the suppression list again at the point of send).
+//! sender delivers what is queued (and checks the suppression lists again at the point of send:
+//! the address, the family member's person id, and every address held for a person marked
+//! unsafe).
 //!
 //! | consumer | to | template |
 //! | --- | --- | --- |
@@ -11,14 +13,17 @@
 //! | `case_stepped_up` | the council's front door, at once; the referrer | `step_up_front_door`, `step_up_referrer` |
 //! | `consent_requested` | family members with parental responsibility | `consent_request` |
 //! | `service_level_breached` | the council's Early Help team manager | `service_level_breach` |
+//! | `people_merged` | nobody: a person unsafe to contact is suppressed under both ids | — |
 mod case_stepped_up;
 mod consent_requested;
+mod people_merged;
 mod referral_received;
 mod screening_decided;
 mod service_level_breached;
 
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
+pub use people_merged::PeopleMergedHandler;
 pub use referral_received::{ReferralReceivedHandler, UrgentReferralReceivedHandler};
 pub use screening_decided::ScreeningDecidedHandler;
 pub use service_level_breached::ServiceLevelBreachedHandler;
@@ -65,6 +70,9 @@ pub struct Outgoing {
     pub dedupe_key: String,
     pub priority: i32,
     pub vars: BTreeMap<&'static str, String>,
+    /// The family member it is for (intake's person id), when it is for one: the sender
+    /// withholds it when that person is marked unsafe, at whatever address.
+    pub person_id: Option<String>,
 }
 
 impl Outgoing {
@@ -77,6 +85,7 @@ impl Outgoing {
             dedupe_key: String::new(),
             priority: store::PRIORITY_NORMAL,
             vars: BTreeMap::new(),
+            person_id: None,
         }
     }
 }
@@ -87,6 +96,11 @@ pub struct Plan {
     pub messages: Vec<Outgoing>,
     /// Addresses the event marks unsafe, with why; they join the tenant's suppression list.
     pub unsafe_addresses: Vec<(String, String)>,
+    /// Family members (person ids) the event marks unsafe, with why (ids only); they join the
+    /// tenant's person suppression list, so every address held for them is withheld too.
+    pub unsafe_people: Vec<(String, String)>,
+    /// Addresses the event gives for family members: (person id, address).
+    pub person_addresses: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -161,6 +175,12 @@ impl Recording {
         for (address, why) in &plan.unsafe_addresses {
             self.writes.suppress(tenant, address, why, now);
         }
+        for (person, why) in &plan.unsafe_people {
+            self.writes.suppress_person(tenant, person, why, now);
+        }
+        for (person, address) in &plan.person_addresses {
+            self.writes.person_address(tenant, person, address, now);
+        }
         for m in &plan.messages {
             let names: Vec<&str> = m.text.iter().map(String::as_str).collect();
             let (subject_t, body_t) = templates::lookup_first(settings, &names)
@@ -180,6 +200,10 @@ impl Recording {
                         m.template, m.related_id
                     );
                     self.writes.suppress(tenant, a, &unsafe_reason, now);
+                    if let Some(person) = &m.person_id {
+                        self.writes
+                            .suppress_person(tenant, person, &unsafe_reason, now);
+                    }
                     self.notes.push(Note::Suppressed {
                         tenant: tenant.to_string(),
                         template: m.template,
@@ -215,6 +239,7 @@ impl Recording {
                     priority: m.priority,
                     status,
                     reason,
+                    person_id: m.person_id.as_deref(),
                 },
                 now,
             );

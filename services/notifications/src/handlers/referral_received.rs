@@ -1,4 +1,7 @@
-//! `referral_received`: addresses of family members marked unsafe go on the suppression list, the
+//! `referral_received`: family members marked unsafe go on the person suppression list (by
+//! intake's person id, so every address held for them is withheld, even one this referral does
+//! not repeat) and their addresses on the address suppression list; every family member's
+//! address is kept under their person id; the
 //! referrer (when an email was given) gets an acknowledgement, and two read models are kept for
 //! later messages about the case: the referrer's contact details (the front door wants the phone
 //! number) and keyed hashes of the children's names (to clean free text of them).
@@ -33,14 +36,36 @@ pub fn plan(council: &str, event: &ReferralReceived) -> Result<Plan, HandlerErro
         .as_ref()
         .ok_or_else(|| HandlerError::Permanent("ReferralReceived without its referral".into()))?;
     let mut plan = Plan::default();
-    for m in &referral.family_members {
-        if m.safe_to_contact == Some(false)
-            && let Some(email) = m.email.as_deref().filter(|e| !e.trim().is_empty())
-        {
+    // Intake's person ids, in the referral's order (`family_members[i]` is the person
+    // `referral.family_members[i]` names); none when the counts disagree.
+    let person = |i: usize| {
+        (event.family_members.len() == referral.family_members.len())
+            .then(|| event.family_members.get(i))
+            .flatten()
+            .map(|p| p.person_id.trim().to_string())
+            .filter(|p| !p.is_empty())
+    };
+    for (i, m) in referral.family_members.iter().enumerate() {
+        let email = m.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+        let person = person(i);
+        if let (Some(p), Some(email)) = (&person, email) {
+            plan.person_addresses.push((p.clone(), email.to_string()));
+        }
+        if m.safe_to_contact != Some(false) {
+            continue;
+        }
+        if let Some(email) = email {
             plan.unsafe_addresses.push((
                 email.to_string(),
                 format!("unsafe to contact (referral {})", event.referral_id),
             ));
+        }
+        if let Some(p) = person {
+            let why = format!(
+                "person {p} unsafe to contact (referral {})",
+                event.referral_id
+            );
+            plan.unsafe_people.push((p, why));
         }
     }
     let referrer = referral.referrer.clone().unwrap_or_default();
@@ -124,7 +149,7 @@ fn admit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eh_proto::intake::v1::{Child, FamilyMember, Referral, Referrer, Source};
+    use eh_proto::intake::v1::{Child, FamilyMember, PersonRef, Referral, Referrer, Source};
 
     #[test]
     fn acknowledges_the_referrer_and_lists_unsafe_family_addresses() {
@@ -145,13 +170,30 @@ mod tests {
                     given_name: "Leo".into(),
                     ..Default::default()
                 }],
-                family_members: vec![FamilyMember {
-                    email: Some("dad@x.example".into()),
-                    safe_to_contact: Some(false),
-                    ..Default::default()
-                }],
+                family_members: vec![
+                    FamilyMember {
+                        email: Some("dad@x.example".into()),
+                        safe_to_contact: Some(false),
+                        ..Default::default()
+                    },
+                    FamilyMember {
+                        email: Some(" mum@x.example".into()),
+                        ..Default::default()
+                    },
+                    FamilyMember {
+                        safe_to_contact: Some(false),
+                        ..Default::default()
+                    },
+                ],
                 ..Default::default()
             }),
+            family_members: ["p-dad", "p-mum", "p-carer"]
+                .iter()
+                .map(|p| PersonRef {
+                    person_id: (*p).into(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
         let plan = plan("Council", &event).unwrap();
@@ -159,7 +201,22 @@ mod tests {
             plan.recipients(),
             vec![&Addressee::Send("pat@school.example".into())]
         );
+        assert_eq!(plan.unsafe_addresses.len(), 1);
         assert_eq!(plan.unsafe_addresses[0].0, "dad@x.example");
+        // Unsafe by person too, with or without an address; reasons carry ids only.
+        let people: Vec<&str> = plan.unsafe_people.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(people, ["p-dad", "p-carer"]);
+        assert_eq!(
+            plan.unsafe_people[1].1,
+            "person p-carer unsafe to contact (referral ref-1)"
+        );
+        assert_eq!(
+            plan.person_addresses,
+            [
+                ("p-dad".to_string(), "dad@x.example".to_string()),
+                ("p-mum".to_string(), "mum@x.example".to_string())
+            ]
+        );
         super::super::test_support::assert_vars_match(&plan.messages[0]);
         assert!(plan.messages[0].vars.values().all(|v| !v.contains("Leo")));
     }

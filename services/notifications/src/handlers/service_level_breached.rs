@@ -49,7 +49,7 @@ pub fn plan(
     .collect();
     Ok(Plan {
         messages: vec![m],
-        unsafe_addresses: Vec::new(),
+        ..Default::default()
     })
 }
 

@@ -8,8 +8,8 @@ use chrono::{TimeZone, Utc};
 use eh_bus::embedded::EmbeddedTransport;
 use eh_bus::{Handled, Handler, Received, ServiceContext};
 use eh_notifications::handlers::{
-    CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, ReferralReceivedHandler,
-    ScreeningDecidedHandler, ServiceLevelBreachedHandler,
+    CaseSteppedUpHandler, ConsentRequestedHandler, Notifier, PeopleMergedHandler,
+    ReferralReceivedHandler, ScreeningDecidedHandler, ServiceLevelBreachedHandler,
 };
 use eh_notifications::sender::Sender;
 use eh_notifications::store::{self, MessageRow};
@@ -134,6 +134,7 @@ impl Env {
             step_up: CaseSteppedUpHandler(n()),
             consent: ConsentRequestedHandler(n()),
             breach: ServiceLevelBreachedHandler(n()),
+            merged: PeopleMergedHandler(n()),
         }
     }
 }
@@ -144,6 +145,7 @@ struct Handlers {
     step_up: CaseSteppedUpHandler,
     consent: ConsentRequestedHandler,
     breach: ServiceLevelBreachedHandler,
+    merged: PeopleMergedHandler,
 }
 
 /// An email as it reached the SMTP server, parsed back by an independent parser.
@@ -610,6 +612,7 @@ fn case_ref(referral_id: &str, referrer_email: &str, referrer_safe: bool) -> cw:
             safe_to_contact: referrer_safe,
             relationship: "referrer".into(),
             parental_responsibility: false,
+            person_id: String::new(),
         }),
         referrer_agency: "Worcester Primary".into(),
     }
@@ -638,6 +641,7 @@ fn parent(name: &str, email: &str, safe: bool, pr: bool) -> cw::Contact {
         safe_to_contact: safe,
         relationship: if pr { "mother" } else { "grandmother" }.into(),
         parental_responsibility: pr,
+        person_id: String::new(),
     }
 }
 
@@ -1041,6 +1045,262 @@ async fn consent_is_asked_of_safe_parents_only(e: Env) -> Result<()> {
     );
     let all = e.messages("worcs", "case-k1").await?;
     assert!(all.iter().all(|m| m.recipient != "gran@home.test"));
+    Ok(())
+}
+
+/// A referral naming the family with intake's person ids: the mother `p-jo` (safe) and the
+/// father `p-sam`, with `sam_email` and `sam_safe` as given; the referrer's address is
+/// `referrer_email`.
+fn family_referral(
+    ns: &str,
+    referral_id: &str,
+    referrer_email: &str,
+    sam_email: Option<&str>,
+    sam_safe: Option<bool>,
+) -> Received {
+    let ev = intake::ReferralReceived {
+        referral_id: referral_id.into(),
+        family_id: "fam-late".into(),
+        received_at: "2026-03-02T08:00:00Z".into(),
+        referral: Some(intake::Referral {
+            source: Some(intake::Source {
+                system: "hub".into(),
+                reference: format!("R-{referral_id}"),
+            }),
+            referrer: Some(intake::Referrer {
+                name: "Someone".into(),
+                agency: "family".into(),
+                email: Some(referrer_email.into()),
+                ..Default::default()
+            }),
+            family_members: vec![
+                intake::FamilyMember {
+                    given_name: "Jo".into(),
+                    family_name: FAMILY.into(),
+                    relationship: "mother".into(),
+                    parental_responsibility: Some(true),
+                    email: Some("jo@home.test".into()),
+                    safe_to_contact: Some(true),
+                    ..Default::default()
+                },
+                intake::FamilyMember {
+                    given_name: "Sam".into(),
+                    family_name: FAMILY.into(),
+                    relationship: "father".into(),
+                    parental_responsibility: Some(true),
+                    email: sam_email.map(String::from),
+                    safe_to_contact: sam_safe,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }),
+        family_members: ["p-jo", "p-sam"]
+            .iter()
+            .map(|p| intake::PersonRef {
+                person_id: (*p).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    received(
+        ns,
+        "worcs",
+        "intake.referral_received",
+        &event_id(),
+        ev.encode_to_vec(),
+    )
+}
+
+/// Issue 15's journey at the notifications end: the father is marked unsafe by a later
+/// referral that does not repeat his address, after a consent request to him was queued. At the
+/// moment of sending, by his person id and by every address held for him, nothing reaches him:
+/// the queued consent request, one to an address only that event gave, and every referrer
+/// template to his address (a self-referral) are recorded `suppressed` with a reason naming ids
+/// only. A later referral that does not say he is unsafe clears nothing.
+async fn a_person_marked_unsafe_later_gets_nothing_at_any_address(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    // Referral 1: the father's own (a self-referral), giving his address; he is safe.
+    let first = family_referral(&ns, "l1", "sam@away.test", Some("sam@away.test"), None);
+    assert_eq!(handle(&h.referral, &first).await?, Handled::Done);
+    e.drain().await?;
+    assert_eq!(to(&e.mails(), "sam@away.test").len(), 1, "acknowledged");
+    // The chase, queued before anyone says he is unsafe.
+    let case = case_ref("l1", "sam@away.test", true);
+    let contact = |name: &str, person: &str, email: &str| cw::Contact {
+        person_id: person.into(),
+        ..parent(name, email, true, true)
+    };
+    let chase = consent_requested(
+        &ns,
+        "worcs",
+        case.clone(),
+        vec![
+            contact("Jo", "p-jo", "jo@home.test"),
+            contact("Sam", "p-sam", "sam@away.test"),
+        ],
+    );
+    assert_eq!(handle(&h.consent, &chase).await?, Handled::Done);
+    // Referral 2 marks him unsafe, without his address.
+    let second = family_referral(&ns, "l2", "pat@school.test", None, Some(false));
+    assert_eq!(handle(&h.referral, &second).await?, Handled::Done);
+    assert!(
+        store::is_person_suppressed(&e.ctx.db, "worcs", "p-sam")
+            .await?
+            .is_some()
+    );
+    // Referral 3, his own again, says nothing about safety: it clears nothing.
+    let third = family_referral(&ns, "l3", "Sam@Away.test", Some("sam@away.test"), None);
+    assert_eq!(handle(&h.referral, &third).await?, Handled::Done);
+    // Everything else that can reach him: the outcome and a step-up to the referrer (him), and
+    // a consent request to an address no event marked unsafe.
+    let outcome = screening(
+        &ns,
+        "worcs",
+        "l1",
+        "accepted_for_early_help",
+        "sam@away.test",
+    );
+    assert_eq!(handle(&h.screening, &outcome).await?, Handled::Done);
+    let step_up = stepped_up(&ns, "worcs", case.clone(), "risk");
+    assert_eq!(handle(&h.step_up, &step_up).await?, Handled::Done);
+    let later = consent_requested(
+        &ns,
+        "worcs",
+        case,
+        vec![contact("Sam", "p-sam", "sam@new.test")],
+    );
+    assert_eq!(handle(&h.consent, &later).await?, Handled::Done);
+    e.drain().await?;
+
+    let mails = e.mails();
+    assert_eq!(
+        to(&mails, "sam@away.test").len(),
+        1,
+        "only the acknowledgement sent before he was marked unsafe: {mails:#?}"
+    );
+    assert!(to(&mails, "sam@new.test").is_empty(), "{mails:#?}");
+    assert_eq!(to(&mails, "jo@home.test").len(), 1, "the mother is asked");
+    assert_eq!(
+        to(&mails, "pat@school.test").len(),
+        1,
+        "referral 2 acknowledged"
+    );
+    assert_eq!(to(&mails, "front-door@worcs.test").len(), 1);
+    let mut suppressed = Vec::new();
+    for (related, template, recipient) in [
+        ("case-l1", "consent_request", "sam@away.test"),
+        ("case-l1", "consent_request", "sam@new.test"),
+        ("l3", "referral_acknowledgement", "sam@away.test"),
+        ("l1", "screening_outcome", "sam@away.test"),
+        ("case-l1", "step_up_referrer", "sam@away.test"),
+    ] {
+        let m = e.message("worcs", related, template, recipient).await?;
+        let reason = m.last_error.clone().unwrap_or_default();
+        ensure!(
+            m.status == "suppressed",
+            "{template} to {recipient}: {}",
+            m.status
+        );
+        ensure!(
+            reason.contains("p-sam") && reason.contains("l2"),
+            "{template}: the reason names the person and the referral: {reason}"
+        );
+        ensure!(
+            !reason.contains('@') && !reason.contains("Sam"),
+            "{template}: no personal data in the reason: {reason}"
+        );
+        suppressed.push(template);
+    }
+    assert_eq!(suppressed.len(), 5);
+    Ok(())
+}
+
+/// A correction: a practitioner confirms that the grey-zone father a referral marked unsafe
+/// (`p-new`, no address) is the father held with an address (`p-held`). The consent request
+/// queued for `p-held` is withheld when it is sent, and so is anything to his address.
+async fn a_confirmed_merge_suppresses_the_person_under_both_ids(e: Env) -> Result<()> {
+    let ns = e.ns();
+    let h = e.handlers();
+    let case = case_ref("m1", "pat@school.test", true);
+    let held = cw::Contact {
+        person_id: "p-held".into(),
+        ..parent("Sam", "sam@held.test", true, true)
+    };
+    let chase = consent_requested(&ns, "worcs", case.clone(), vec![held]);
+    assert_eq!(handle(&h.consent, &chase).await?, Handled::Done);
+    let merged = intake::PeopleMerged {
+        person_id: "p-held".into(),
+        merged_person_id: "p-new".into(),
+        family_id: "fam-m1".into(),
+        unsafe_to_contact: true,
+        candidate_id: "mc-1".into(),
+        at: "2026-03-02T10:00:00Z".into(),
+        ..Default::default()
+    };
+    let msg = received(
+        &ns,
+        "worcs",
+        "intake.people_merged",
+        &event_id(),
+        merged.encode_to_vec(),
+    );
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Done);
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Duplicate);
+    let outcome = screening(
+        &ns,
+        "worcs",
+        "m1",
+        "accepted_for_early_help",
+        "Sam@Held.test",
+    );
+    assert_eq!(handle(&h.screening, &outcome).await?, Handled::Done);
+    e.drain().await?;
+    assert!(
+        to(&e.mails(), "sam@held.test").is_empty(),
+        "{:#?}",
+        e.mails()
+    );
+    for (related, template) in [("case-m1", "consent_request"), ("m1", "screening_outcome")] {
+        let m = e
+            .message("worcs", related, template, "sam@held.test")
+            .await?;
+        let reason = m.last_error.unwrap_or_default();
+        ensure!(m.status == "suppressed", "{template}: {}", m.status);
+        ensure!(
+            reason.contains("p-held") && reason.contains("mc-1") && !reason.contains('@'),
+            "{template}: {reason}"
+        );
+    }
+    for p in ["p-held", "p-new"] {
+        ensure!(
+            store::is_person_suppressed(&e.ctx.db, "worcs", p)
+                .await?
+                .is_some()
+        );
+    }
+    // A merge of people who are safe suppresses nobody.
+    let safe = intake::PeopleMerged {
+        person_id: "p-a".into(),
+        merged_person_id: "p-b".into(),
+        unsafe_to_contact: false,
+        ..merged
+    };
+    let msg = received(
+        &ns,
+        "worcs",
+        "intake.people_merged",
+        &event_id(),
+        safe.encode_to_vec(),
+    );
+    assert_eq!(handle(&h.merged, &msg).await?, Handled::Done);
+    ensure!(
+        store::is_person_suppressed(&e.ctx.db, "worcs", "p-a")
+            .await?
+            .is_none()
+    );
     Ok(())
 }
 
@@ -1632,6 +1892,8 @@ both!(
     step_up_referrer_marked_unsafe_gets_nothing,
     council_mailboxes_on_the_suppression_list_get_nothing,
     consent_is_asked_of_safe_parents_only,
+    a_person_marked_unsafe_later_gets_nothing_at_any_address,
+    a_confirmed_merge_suppresses_the_person_under_both_ids,
     the_team_manager_hears_of_each_breach_once,
     tenants_are_kept_apart,
     the_front_door_is_retried_without_end_and_raised_after_a_minute,
