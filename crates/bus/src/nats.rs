@@ -3,12 +3,12 @@
 //! acks. The first connection is retried in the background, so a service starts (not ready) while
 //! NATS is down and becomes ready when it comes back.
 use crate::transport::{
-    Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
+    Acker, ConsumerSpec, Delivery, Retention, StoredMessage, StreamSpec, Subscription, Transport,
 };
 use crate::{Error, OutboundMessage, Received, Result};
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,17 +69,48 @@ impl NatsTransport {
         &self.client
     }
 
+    /// How long `spec` keeps a message: the replay window, or for ever (`max_age` 0).
+    fn max_age(&self, spec: &StreamSpec) -> Duration {
+        match spec.retention {
+            Retention::ReplayWindow => self.max_age,
+            Retention::UntilRemoved => Duration::ZERO,
+        }
+    }
+
+    /// The stream, created when missing. An existing stream whose `max_age` is not the one
+    /// `spec` asks for (a dead-letter stream created when dead letters still expired; a changed
+    /// replay window) is updated to it, its other settings kept.
     async fn stream(&self, spec: &StreamSpec) -> Result<stream::Stream> {
-        self.js
+        let max_age = self.max_age(spec);
+        let stream = self
+            .js
             .get_or_create_stream(stream::Config {
                 name: spec.name.clone(),
                 subjects: spec.subjects.clone(),
                 storage: stream::StorageType::File,
                 num_replicas: self.replicas,
-                max_age: self.max_age,
+                max_age,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             })
+            .await
+            .map_err(Error::transport)?;
+        let config = &stream.cached_info().config;
+        if config.max_age == max_age {
+            return Ok(stream);
+        }
+        tracing::info!(stream = %spec.name, from = ?config.max_age, to = ?max_age, "updating the stream's max_age");
+        let mut config = config.clone();
+        config.max_age = max_age;
+        if !max_age.is_zero() && config.duplicate_window > max_age {
+            config.duplicate_window = max_age;
+        }
+        self.js
+            .update_stream(config)
+            .await
+            .map_err(Error::transport)?;
+        self.js
+            .get_stream(&spec.name)
             .await
             .map_err(Error::transport)
     }
@@ -206,6 +237,21 @@ impl Transport for NatsTransport {
         let stream = self.stream(spec).await?;
         stream.delete_message(seq).await.map_err(Error::transport)?;
         Ok(())
+    }
+
+    async fn count(&self, spec: &StreamSpec, subject: &str) -> Result<u64> {
+        let stream = self.stream(spec).await?;
+        let mut subjects = stream
+            .info_with_subjects(subject)
+            .await
+            .map_err(Error::transport)?;
+        let mut n = 0;
+        while let Some((s, count)) = subjects.try_next().await.map_err(Error::transport)? {
+            if s == subject {
+                n += count as u64;
+            }
+        }
+        Ok(n)
     }
 }
 
