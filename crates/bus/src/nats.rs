@@ -116,15 +116,33 @@ impl NatsTransport {
     }
 }
 
-fn to_header_map(h: &BTreeMap<String, String>) -> async_nats::HeaderMap {
+/// `h` as NATS headers. A name NATS cannot carry (empty, or with a space, a control or non-ASCII
+/// character or `:`) is an error naming it; a line break in a value (which would end the header
+/// on the wire) is sent as a space. Never panics, whatever the map holds.
+pub fn header_map(h: &BTreeMap<String, String>) -> Result<async_nats::HeaderMap> {
+    use std::str::FromStr;
     let mut map = async_nats::HeaderMap::new();
     for (k, v) in h {
-        map.insert(k.as_str(), v.as_str());
+        let name = async_nats::header::HeaderName::from_str(k)
+            .ok()
+            .filter(|_| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Transport(format!(
+                    "header name {:?} cannot be sent over NATS",
+                    k.chars().take(64).collect::<String>()
+                ))
+            })?;
+        let value: String = v
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        map.insert(name, value.as_str());
     }
-    map
+    Ok(map)
 }
 
-fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
+/// NATS headers as a map (the first value of each name).
+pub fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(h) = h {
         for (k, vs) in h.iter() {
@@ -149,19 +167,31 @@ impl Transport for NatsTransport {
         // Send them all (in order, on one connection), then wait for every acknowledgement.
         let mut pending = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let mut headers = to_header_map(&m.headers);
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, m.msg_id.as_str());
+            let mut headers = match header_map(&m.headers) {
+                Ok(h) => h,
+                Err(e) => {
+                    pending.push(Err(e));
+                    continue;
+                }
+            };
+            let id: String = m
+                .msg_id
+                .chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
             let sent = self
                 .js
                 .publish_with_headers(m.subject.clone(), headers, m.payload.clone().into())
-                .await;
+                .await
+                .map_err(Error::transport);
             pending.push(sent);
         }
         let mut results = Vec::with_capacity(msgs.len());
         for p in pending {
             results.push(match p {
                 Ok(ack) => ack.await.map(|_| ()).map_err(Error::transport),
-                Err(e) => Err(Error::transport(e)),
+                Err(e) => Err(e),
             });
         }
         results
