@@ -37,10 +37,22 @@ const MARKER: &str = "QXSECRET";
 
 type Outcome = Result<(), String>;
 
+/// Inputs a target accepted (a referral the contract took, headers holding a whole envelope, a
+/// payload that decoded — counted per decoder), so a run shows how far past the first check its
+/// inputs got.
+static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn accepted() {
+    ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Bytes from the inbound referral subject.
 fn referral_bytes(bytes: &[u8]) -> Outcome {
     match contract::parse(bytes, MAX_BYTES) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            accepted();
+            Ok(())
+        }
         Err(r) => rejection_explained(&r, false),
     }
 }
@@ -50,6 +62,7 @@ fn referral_bytes(bytes: &[u8]) -> Outcome {
 fn referral_doc(doc: &Value) -> Outcome {
     match contract::validate(doc) {
         Ok(referral) => contract::validate(&contract::to_json(&referral))
+            .inspect(|_| accepted())
             .map(|_| ())
             .map_err(|r| format!("accepted, but its gRPC form is refused: {}", r.summary())),
         Err(r) => rejection_explained(&r, true),
@@ -61,7 +74,10 @@ fn referral_grpc(bytes: &[u8]) -> Outcome {
     use prost::Message;
     match eh_proto::intake::v1::Referral::decode(bytes) {
         Ok(r) => match contract::validate(&contract::to_json(&r)) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                accepted();
+                Ok(())
+            }
             Err(r) => rejection_explained(&r, false),
         },
         Err(e) => explained("Referral decode", &e.to_string()),
@@ -98,6 +114,7 @@ fn explained(what: &str, message: &str) -> Outcome {
 /// Message headers: the envelope read from them, the inbox key, their NATS encoding.
 fn headers(h: &BTreeMap<String, String>) -> Outcome {
     if let Some(e) = Envelope::from_headers(h) {
+        accepted();
         // What was read is written back and read again unchanged.
         let again = Envelope::from_headers(&e.to_headers())
             .ok_or("an envelope read from headers cannot be read from its own headers")?;
@@ -147,6 +164,7 @@ fn decode_round_trip<M: prost::Message + Default + PartialEq + std::fmt::Debug>(
 ) -> Outcome {
     match M::decode(bytes) {
         Ok(m) => {
+            accepted();
             let again = M::decode(m.encode_to_vec().as_slice())
                 .map_err(|e| format!("its own encoding does not decode: {e}"))?;
             if again == m {
@@ -548,7 +566,30 @@ fn header_maps() -> impl Strategy<Value = BTreeMap<String, String>> {
         any::<String>(),
         Just("a\r\nNats-Msg-Id: forged".to_string()),
     ];
-    prop::collection::btree_map(name, value, 0..14)
+    let random = prop::collection::btree_map(name.clone(), value.clone(), 0..14);
+    // A whole envelope, then some of its headers removed or rewritten and others added.
+    let edited = (
+        prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        prop::collection::btree_map(name, value, 0..4),
+    )
+        .prop_map(|(removed, changed)| {
+            let mut h = Envelope::new(
+                "earlyhelp.intake.v1.ReferralReceived",
+                "worcs",
+                "system:hub",
+                chrono::Utc::now(),
+            )
+            .to_headers();
+            for i in removed {
+                let names: Vec<String> = h.keys().cloned().collect();
+                if !names.is_empty() {
+                    h.remove(&names[i.index(names.len())]);
+                }
+            }
+            h.extend(changed);
+            h
+        });
+    prop_oneof![1 => random, 2 => edited]
 }
 
 /// Payload bytes: random, a real event mutated, or a seed of the corpus mutated.
@@ -621,6 +662,7 @@ where
 struct Figures {
     target: &'static str,
     executions: u64,
+    accepted: u64,
     seconds: f64,
     slowest: Duration,
 }
@@ -642,6 +684,7 @@ where
     });
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
+    let accepted_before = ACCEPTED.load(std::sync::atomic::Ordering::Relaxed);
     let (mut executions, mut slowest) = (0u64, Duration::ZERO);
     while Instant::now() < until {
         let tree = match strategy.new_tree(&mut runner) {
@@ -670,6 +713,7 @@ where
     Figures {
         target,
         executions,
+        accepted: ACCEPTED.load(std::sync::atomic::Ordering::Relaxed) - accepted_before,
         seconds: started.elapsed().as_secs_f64(),
         slowest,
     }
@@ -787,14 +831,15 @@ fn fuzz_long() {
         long("proto", secs, payloads(), |b| event_payload(b), raw),
     ];
     println!(
-        "{:<14} {:>12} {:>9} {:>10} {:>12}",
-        "target", "executions", "seconds", "per second", "slowest"
+        "{:<14} {:>12} {:>12} {:>9} {:>10} {:>12}",
+        "target", "executions", "accepted", "seconds", "per second", "slowest"
     );
     for f in figures {
         println!(
-            "{:<14} {:>12} {:>9.1} {:>10.0} {:>12?}",
+            "{:<14} {:>12} {:>12} {:>9.1} {:>10.0} {:>12?}",
             f.target,
             f.executions,
+            f.accepted,
             f.seconds,
             f.executions as f64 / f.seconds,
             f.slowest
