@@ -40,6 +40,13 @@ openapi:
 fuzz-api:
     bash tools/openapi/fuzz.sh
 
+# Fuzz what comes from outside (issue 15): the referral contract (bytes, structure-aware JSON, the
+# gRPC message), message headers and their NATS encoding, every event payload's protobuf decoder;
+# EH_FUZZ_SECS seconds per target (default 60), then executions per second. A failing input is
+# written to tests/fuzz-corpus/ first. (The corpus and a short run are part of `cargo test`.)
+fuzz:
+    cargo test -p eh-tests --test fuzz -- --ignored --nocapture fuzz_long
+
 # Load harness: referrals per second and latency in both modes, beside raw baselines; then the reads.
 bench: deps
     cargo run --profile perf -p eh-tests --bin load

@@ -120,11 +120,15 @@ pub async fn transport(
                 .context("embedded bus database")?;
             let bus = Arc::new(EmbeddedTransport::open(db).await?);
             // The same window as the NATS streams' max_age: delivered messages older than the
-            // outbox replay window are deleted, hourly.
+            // outbox replay window are deleted, hourly (dead letters never).
             if let Some(stop) = retention {
+                // Dead letters are kept until an operator replays or discards them.
                 tokio::spawn(bus.clone().run_retention(
                     stream_max_age(settings),
                     Duration::from_secs(3600),
+                    vec![eh_bus::subjects::dead_letter_stream(
+                        &settings.bus.namespace,
+                    )],
                     stop.clone(),
                 ));
             }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod asyncapi;
 pub mod demo;
+pub mod dlq;
 pub mod targets;
 
 pub use app::{App, AppOptions};

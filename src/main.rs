@@ -104,8 +104,47 @@ enum DlqCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
-    /// Publish parked message SEQ again on its original subject and remove it from the dead letters.
-    Replay { seq: u64 },
+    /// Publish parked message SEQ again on its original subject and remove it from the dead
+    /// letters; audited first.
+    Replay {
+        seq: u64,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "replayed")]
+        reason: String,
+        #[command(flatten)]
+        who: Operator,
+    },
+    /// Remove parked message SEQ for good without handling it; audited first.
+    Discard {
+        seq: u64,
+        /// Why it is not to be handled (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        who: Operator,
+    },
+}
+
+/// Who runs a dead-letter command, and whose audit trail records it.
+#[derive(clap::Args)]
+struct Operator {
+    /// Who you are, as the audit trail records it (`operator:<NAME>`); default $EH_OPERATOR,
+    /// else $USER.
+    #[arg(long, env = "EH_OPERATOR")]
+    by: Option<String>,
+    /// The service whose audit trail records it; by default the one whose consumer parked it.
+    #[arg(long)]
+    service: Option<String>,
+}
+
+impl Operator {
+    fn name(&self) -> anyhow::Result<String> {
+        self.by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|n| !n.trim().is_empty())
+            .context("say who you are: --by NAME (or EH_OPERATOR)")
+    }
 }
 
 /// `--target`'s help, from the table of services.
@@ -244,9 +283,34 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         );
                     }
                 }
-                DlqCommand::Replay { seq } => {
-                    let d = eh_bus::dlq::replay(transport.as_ref(), ns, seq).await?;
+                DlqCommand::Replay { seq, reason, who } => {
+                    let d = earlyhelp::dlq::act(
+                        &settings,
+                        transport.as_ref(),
+                        seq,
+                        earlyhelp::dlq::Action::Replay,
+                        &who.name()?,
+                        &reason,
+                        who.service.as_deref(),
+                    )
+                    .await?;
                     println!("replayed {seq} to {}", d.original_subject);
+                }
+                DlqCommand::Discard { seq, reason, who } => {
+                    let d = earlyhelp::dlq::act(
+                        &settings,
+                        transport.as_ref(),
+                        seq,
+                        earlyhelp::dlq::Action::Discard,
+                        &who.name()?,
+                        &reason,
+                        who.service.as_deref(),
+                    )
+                    .await?;
+                    println!(
+                        "discarded {seq} (consumer {}, subject {})",
+                        d.consumer, d.original_subject
+                    );
                 }
             }
         }

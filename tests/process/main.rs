@@ -283,10 +283,10 @@ fn migrate_applies_once_then_finds_nothing_to_do() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An operator lists the dead letters with their reasons and replays one to its original subject,
-/// through the binary.
+/// An operator lists the dead letters with their reasons, replays one to its original subject and
+/// discards another, through the binary; both are written to intake's audit trail first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
+async fn dlq_list_replay_and_discard_from_the_command_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bus: std::sync::Arc<dyn eh_bus::Transport> = std::sync::Arc::new(
         eh_bus::embedded::EmbeddedTransport::open(
@@ -294,21 +294,23 @@ async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
         )
         .await?,
     );
-    let poisoned = eh_bus::Received {
-        subject: "eh.demo.intake.cmd.screen_referral".into(),
-        headers: [("Eh-Id".to_string(), "cmd-1".to_string())].into(),
-        payload: b"not a command".to_vec().into(),
-        delivered: 5,
-        stream_seq: 1,
-    };
-    eh_bus::dlq::park(
-        bus.as_ref(),
-        "eh",
-        "intake_screen_referral",
-        &poisoned,
-        "not a ScreenReferral: invalid wire type",
-    )
-    .await?;
+    for (id, seq) in [("cmd-1", 1), ("cmd-2", 2)] {
+        let poisoned = eh_bus::Received {
+            subject: "eh.demo.intake.cmd.screen_referral".into(),
+            headers: [("Eh-Id".to_string(), id.to_string())].into(),
+            payload: b"not a command".to_vec().into(),
+            delivered: 5,
+            stream_seq: seq,
+        };
+        eh_bus::dlq::park(
+            bus.as_ref(),
+            "eh",
+            "intake_screen_referral",
+            &poisoned,
+            "not a ScreenReferral: invalid wire type",
+        )
+        .await?;
+    }
     let out = earlyhelp(dir.path(), &["dlq", "list"], &[])?;
     assert!(
         out.status.success(),
@@ -319,7 +321,7 @@ async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["consumer"], "intake_screen_referral");
     assert_eq!(lines[0]["subject"], "eh.demo.intake.cmd.screen_referral");
     assert_eq!(lines[0]["attempts"], 5);
@@ -329,14 +331,51 @@ async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
             .is_some_and(|r| r.contains("not a ScreenReferral"))
     );
     let seq = lines[0]["seq"].as_u64().expect("seq").to_string();
-    let out = earlyhelp(dir.path(), &["dlq", "replay", &seq], &[])?;
+    let other = lines[1]["seq"].as_u64().expect("seq").to_string();
+    // Intake's audit trail must exist first (the chart's migration job makes it).
+    let refused = earlyhelp(dir.path(), &["dlq", "replay", &seq, "--by", "alice"], &[])?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("earlyhelp migrate --target intake"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = earlyhelp(dir.path(), &["migrate", "--target", "intake"], &[])?;
+    assert!(out.status.success());
+    let out = earlyhelp(
+        dir.path(),
+        &["dlq", "replay", &seq, "--reason", "screening fixed"],
+        &[("EH_OPERATOR", "alice")],
+    )?;
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("eh.demo.intake.cmd.screen_referral"));
-    // Gone from the dead letters, back on its subject with its payload.
+    // Discard needs a reason.
+    let out = earlyhelp(dir.path(), &["dlq", "discard", &other, "--by", "bob"], &[])?;
+    assert!(!out.status.success());
+    let out = earlyhelp(
+        dir.path(),
+        &[
+            "dlq",
+            "discard",
+            &other,
+            "--by",
+            "bob",
+            "--reason",
+            "handled by hand",
+        ],
+        &[],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("discarded {other}")));
+    // Gone from the dead letters; the replayed one back on its subject with its payload.
     let out = earlyhelp(dir.path(), &["dlq", "list"], &[])?;
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
     let back = bus
@@ -345,10 +384,46 @@ async fn dlq_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
     assert!(
         back.iter()
             .any(|m| m.subject == "eh.demo.intake.cmd.screen_referral"
-                && m.payload == b"not a command"),
+                && m.payload == b"not a command"
+                && m.headers.get("Eh-Id").map(String::as_str) == Some("cmd-1")),
         "{back:?}"
     );
-    let missing = earlyhelp(dir.path(), &["dlq", "replay", "999999"], &[])?;
+    assert!(
+        !back
+            .iter()
+            .any(|m| m.headers.get("Eh-Id").map(String::as_str) == Some("cmd-2")),
+        "{back:?}"
+    );
+    // Both in intake's audit trail, under the council of the subject.
+    let audit = eh_auth::Auditor::new(
+        eh_store::connect(&eh_testkit::sqlite(dir.path(), "intake.sqlite")).await?,
+    );
+    let entries = audit.entries("demo").await?;
+    let summary: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|(actor, action, record, _, _)| (actor.as_str(), action.as_str(), record.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "operator:alice",
+                "dlq.replay",
+                "dead_letter:intake_screen_referral:cmd-1"
+            ),
+            (
+                "operator:bob",
+                "dlq.discard",
+                "dead_letter:intake_screen_referral:cmd-2"
+            ),
+        ]
+    );
+    assert!(entries[1].4.ends_with(": handled by hand"), "{entries:?}");
+    let missing = earlyhelp(
+        dir.path(),
+        &["dlq", "replay", "999999", "--by", "alice"],
+        &[],
+    )?;
     assert!(!missing.status.success());
     Ok(())
 }

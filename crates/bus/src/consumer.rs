@@ -369,6 +369,16 @@ impl Settle {
                         consumer: self.opts.spec.durable.clone(),
                     })
                     .inc();
+                if let Err(e) = dlq::report_held(
+                    self.transport.as_ref(),
+                    &self.opts.namespace,
+                    &self.opts.spec.durable,
+                    &self.metrics,
+                )
+                .await
+                {
+                    tracing::debug!(error = %e, "cannot count dead letters now");
+                }
                 tracing::error!(%reason, subject = %msg.subject, "message dead-lettered");
                 delivery.acker.ack().await
             }
@@ -393,6 +403,7 @@ mod tests {
                 stream: StreamSpec {
                     name: "S".into(),
                     subjects: vec![],
+                    retention: Default::default(),
                 },
                 filter_subject: "x".into(),
                 ack_wait: Duration::from_secs(30),

@@ -11,7 +11,7 @@
 //! front of everything else on the connection.
 use crate::subjects::matches;
 use crate::transport::{
-    Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
+    Acker, ConsumerSpec, Delivery, Retention, StoredMessage, StreamSpec, Subscription, Transport,
 };
 use crate::{Error, OutboundMessage, Received, Result};
 use async_trait::async_trait;
@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "bus",
-    version: 1,
-    name: "embedded bus",
-    sql: "CREATE TABLE bus_messages (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "bus",
+        version: 1,
+        name: "embedded bus",
+        sql: "CREATE TABLE bus_messages (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             msg_id TEXT NOT NULL UNIQUE,
             subject TEXT NOT NULL,
@@ -47,7 +48,16 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (consumer, seq)
           );
           CREATE INDEX bus_deliveries_due ON bus_deliveries (consumer, due_at, seq)",
-}];
+    },
+    // The subject filters of streams that keep their messages until they are removed (dead
+    // letters): the retention sweep never deletes a message on one of them.
+    Migration {
+        owner: "bus",
+        version: 2,
+        name: "streams kept until removed",
+        sql: "CREATE TABLE bus_retained (filter TEXT PRIMARY KEY)",
+    },
+];
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -230,31 +240,76 @@ impl EmbeddedTransport {
 
     /// Deletes messages stored longer than `keep` that no consumer still has to settle — the
     /// embedded counterpart of a JetStream stream's `max_age` (the outbox replay window). A message
-    /// with a delivery pending is kept however old. Duplicate ids are recognised for as long as the
+    /// with a delivery pending is kept however old, and so is every message of a stream kept
+    /// until removed ([`Retention::UntilRemoved`]: dead letters), whose subject filters
+    /// [`Transport::ensure_streams`] recorded. Duplicate ids are recognised for as long as the
     /// message is kept. Returns how many were deleted.
     pub async fn sweep(&self, keep: Duration) -> Result<u64> {
+        let b = self.db.get_database_backend();
         let cutoff = now_ms() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-        let r = self
+        let retained: Vec<String> = self
             .db
-            .execute_raw(stmt(
-                self.db.get_database_backend(),
-                "DELETE FROM bus_messages WHERE stored_at <= $1
-                 AND NOT EXISTS (SELECT 1 FROM bus_deliveries d WHERE d.seq = bus_messages.seq)",
+            .query_all_raw(stmt(b, "SELECT filter FROM bus_retained", []))
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index(0))
+            .collect::<Result<_, _>>()?;
+        let old = self
+            .db
+            .query_all_raw(stmt(
+                b,
+                "SELECT seq, subject FROM bus_messages WHERE stored_at <= $1
+                 AND NOT EXISTS (SELECT 1 FROM bus_deliveries d WHERE d.seq = bus_messages.seq)
+                 ORDER BY seq",
                 [cutoff.into()],
             ))
             .await?;
-        Ok(r.rows_affected())
+        let mut expired = Vec::new();
+        for r in &old {
+            let subject: String = r.try_get_by_index(1)?;
+            if !retained.iter().any(|f| matches(f, &subject)) {
+                expired.push(r.try_get_by_index::<i64>(0)?);
+            }
+        }
+        let mut deleted = 0;
+        for chunk in expired.chunks(500) {
+            let values: Vec<Value> = chunk.iter().map(|s| Value::from(*s)).collect();
+            let placeholders: Vec<String> =
+                (1..values.len() + 1).map(|i| format!("${i}")).collect();
+            // Still without a delivery: a consumer created since the read gets every message.
+            deleted += self
+                .db
+                .execute_raw(stmt(
+                    b,
+                    &format!(
+                        "DELETE FROM bus_messages WHERE seq IN ({})
+                         AND NOT EXISTS (SELECT 1 FROM bus_deliveries d WHERE d.seq = bus_messages.seq)",
+                        placeholders.join(", ")
+                    ),
+                    values,
+                ))
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 
-    /// Sweeps every `every` until `stop`, keeping messages for `keep`.
+    /// Sweeps every `every` until `stop`, keeping messages for `keep`. `kept` are the streams
+    /// kept until removed (the dead letters): recorded before the first sweep, so a sweep at
+    /// start never races the services' own [`Transport::ensure_streams`].
     pub async fn run_retention(
         self: Arc<Self>,
         keep: Duration,
         every: Duration,
+        kept: Vec<StreamSpec>,
         stop: tokio_util::sync::CancellationToken,
     ) {
         loop {
-            match self.sweep(keep).await {
+            let swept = match self.ensure_streams(&kept).await {
+                Ok(()) => self.sweep(keep).await,
+                Err(e) => Err(e),
+            };
+            match swept {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "embedded bus retention sweep"),
                 Err(e) => tracing::warn!(error = %e, "embedded bus retention sweep failed"),
@@ -269,8 +324,22 @@ impl EmbeddedTransport {
 
 #[async_trait]
 impl Transport for EmbeddedTransport {
-    async fn ensure_streams(&self, _streams: &[StreamSpec]) -> Result<()> {
-        // One table holds every subject.
+    async fn ensure_streams(&self, streams: &[StreamSpec]) -> Result<()> {
+        // One table holds every subject; what the sweep must leave alone is recorded.
+        for s in streams
+            .iter()
+            .filter(|s| s.retention == Retention::UntilRemoved)
+        {
+            for filter in &s.subjects {
+                self.db
+                    .execute_raw(stmt(
+                        self.db.get_database_backend(),
+                        "INSERT INTO bus_retained (filter) VALUES ($1) ON CONFLICT (filter) DO NOTHING",
+                        [filter.clone().into()],
+                    ))
+                    .await?;
+            }
+        }
         Ok(())
     }
 
@@ -385,6 +454,21 @@ impl Transport for EmbeddedTransport {
         .await?;
         eh_store::commit(txn).await?;
         Ok(())
+    }
+
+    async fn count(&self, _spec: &StreamSpec, subject: &str) -> Result<u64> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.db.get_database_backend(),
+                "SELECT COUNT(*) FROM bus_messages WHERE subject = $1",
+                [subject.into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get_by_index::<i64>(0)?.max(0) as u64,
+            None => 0,
+        })
     }
 }
 

@@ -26,7 +26,7 @@ pub use envelope::{Envelope, OutboundMessage, Received};
 pub use faults::Faults;
 pub use outbox::Outbox;
 pub use runtime::ServiceContext;
-pub use transport::{ConsumerSpec, StreamSpec, Transport};
+pub use transport::{ConsumerSpec, Retention, StreamSpec, Transport};
 
 /// Why the bus failed.
 #[derive(Debug, thiserror::Error)]

@@ -3,12 +3,12 @@
 //! acks. The first connection is retried in the background, so a service starts (not ready) while
 //! NATS is down and becomes ready when it comes back.
 use crate::transport::{
-    Acker, ConsumerSpec, Delivery, StoredMessage, StreamSpec, Subscription, Transport,
+    Acker, ConsumerSpec, Delivery, Retention, StoredMessage, StreamSpec, Subscription, Transport,
 };
 use crate::{Error, OutboundMessage, Received, Result};
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,31 +69,80 @@ impl NatsTransport {
         &self.client
     }
 
+    /// How long `spec` keeps a message: the replay window, or for ever (`max_age` 0).
+    fn max_age(&self, spec: &StreamSpec) -> Duration {
+        match spec.retention {
+            Retention::ReplayWindow => self.max_age,
+            Retention::UntilRemoved => Duration::ZERO,
+        }
+    }
+
+    /// The stream, created when missing. An existing stream whose `max_age` is not the one
+    /// `spec` asks for (a dead-letter stream created when dead letters still expired; a changed
+    /// replay window) is updated to it, its other settings kept.
     async fn stream(&self, spec: &StreamSpec) -> Result<stream::Stream> {
-        self.js
+        let max_age = self.max_age(spec);
+        let stream = self
+            .js
             .get_or_create_stream(stream::Config {
                 name: spec.name.clone(),
                 subjects: spec.subjects.clone(),
                 storage: stream::StorageType::File,
                 num_replicas: self.replicas,
-                max_age: self.max_age,
+                max_age,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             })
+            .await
+            .map_err(Error::transport)?;
+        let config = &stream.cached_info().config;
+        if config.max_age == max_age {
+            return Ok(stream);
+        }
+        tracing::info!(stream = %spec.name, from = ?config.max_age, to = ?max_age, "updating the stream's max_age");
+        let mut config = config.clone();
+        config.max_age = max_age;
+        if !max_age.is_zero() && config.duplicate_window > max_age {
+            config.duplicate_window = max_age;
+        }
+        self.js
+            .update_stream(config)
+            .await
+            .map_err(Error::transport)?;
+        self.js
+            .get_stream(&spec.name)
             .await
             .map_err(Error::transport)
     }
 }
 
-fn to_header_map(h: &BTreeMap<String, String>) -> async_nats::HeaderMap {
+/// `h` as NATS headers. A name NATS cannot carry (empty, or with a space, a control or non-ASCII
+/// character or `:`) is an error naming it; a line break in a value (which would end the header
+/// on the wire) is sent as a space. Never panics, whatever the map holds.
+pub fn header_map(h: &BTreeMap<String, String>) -> Result<async_nats::HeaderMap> {
+    use std::str::FromStr;
     let mut map = async_nats::HeaderMap::new();
     for (k, v) in h {
-        map.insert(k.as_str(), v.as_str());
+        let name = async_nats::header::HeaderName::from_str(k)
+            .ok()
+            .filter(|_| !k.is_empty())
+            .ok_or_else(|| {
+                Error::Transport(format!(
+                    "header name {:?} cannot be sent over NATS",
+                    k.chars().take(64).collect::<String>()
+                ))
+            })?;
+        let value: String = v
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        map.insert(name, value.as_str());
     }
-    map
+    Ok(map)
 }
 
-fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
+/// NATS headers as a map (the first value of each name).
+pub fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(h) = h {
         for (k, vs) in h.iter() {
@@ -118,19 +167,31 @@ impl Transport for NatsTransport {
         // Send them all (in order, on one connection), then wait for every acknowledgement.
         let mut pending = Vec::with_capacity(msgs.len());
         for m in msgs {
-            let mut headers = to_header_map(&m.headers);
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, m.msg_id.as_str());
+            let mut headers = match header_map(&m.headers) {
+                Ok(h) => h,
+                Err(e) => {
+                    pending.push(Err(e));
+                    continue;
+                }
+            };
+            let id: String = m
+                .msg_id
+                .chars()
+                .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+                .collect();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
             let sent = self
                 .js
                 .publish_with_headers(m.subject.clone(), headers, m.payload.clone().into())
-                .await;
+                .await
+                .map_err(Error::transport);
             pending.push(sent);
         }
         let mut results = Vec::with_capacity(msgs.len());
         for p in pending {
             results.push(match p {
                 Ok(ack) => ack.await.map(|_| ()).map_err(Error::transport),
-                Err(e) => Err(Error::transport(e)),
+                Err(e) => Err(e),
             });
         }
         results
@@ -206,6 +267,21 @@ impl Transport for NatsTransport {
         let stream = self.stream(spec).await?;
         stream.delete_message(seq).await.map_err(Error::transport)?;
         Ok(())
+    }
+
+    async fn count(&self, spec: &StreamSpec, subject: &str) -> Result<u64> {
+        let stream = self.stream(spec).await?;
+        let mut subjects = stream
+            .info_with_subjects(subject)
+            .await
+            .map_err(Error::transport)?;
+        let mut n = 0;
+        while let Some((s, count)) = subjects.try_next().await.map_err(Error::transport)? {
+            if s == subject {
+                n += count as u64;
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -120,6 +120,16 @@ impl ServiceContext {
             faults: self.faults.clone(),
             durable: durable.to_string(),
         });
+        // Its dead letters held, for the alert: counted from the stream, so replays and discards
+        // by the operator's command show too.
+        self.tasks.spawn(crate::dlq::watch_held(
+            self.transport.clone(),
+            bus.namespace.clone(),
+            durable.to_string(),
+            self.metrics.clone(),
+            crate::dlq::HELD_REFRESH,
+            self.shutdown.clone(),
+        ));
         self.tasks.spawn(consumer::run(
             self.transport.clone(),
             opts,

@@ -1,6 +1,6 @@
 //! Subject and stream names: `<ns>.<tenant>.<service>.<event>`, `<ns>.<tenant>.inbound.<kind>`,
 //! `<ns>.dlq.<consumer>`, and NATS wildcard matching for the embedded transport.
-use crate::transport::StreamSpec;
+use crate::transport::{Retention, StreamSpec};
 
 /// `<ns>.<tenant>.<service>.<event>`
 pub fn event(ns: &str, tenant: &str, service: &str, event: &str) -> String {
@@ -43,6 +43,7 @@ pub fn service_stream(ns: &str, service: &str) -> StreamSpec {
     StreamSpec {
         name: stream_name(ns, service),
         subjects: vec![format!("{ns}.*.{service}.>")],
+        retention: Retention::ReplayWindow,
     }
 }
 
@@ -51,14 +52,16 @@ pub fn inbound_stream(ns: &str) -> StreamSpec {
     StreamSpec {
         name: stream_name(ns, "inbound"),
         subjects: vec![format!("{ns}.*.inbound.>")],
+        retention: Retention::ReplayWindow,
     }
 }
 
-/// The dead-letter stream.
+/// The dead-letter stream: kept until an operator replays or discards each one, never expired.
 pub fn dead_letter_stream(ns: &str) -> StreamSpec {
     StreamSpec {
         name: stream_name(ns, "dlq"),
         subjects: vec![format!("{ns}.dlq.*")],
+        retention: Retention::UntilRemoved,
     }
 }
 

@@ -8,6 +8,19 @@ use std::time::Duration;
 pub struct StreamSpec {
     pub name: String,
     pub subjects: Vec<String>,
+    /// How long it keeps what it stores.
+    pub retention: Retention,
+}
+
+/// How long a stream keeps a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retention {
+    /// For the transport's replay window (NATS `max_age`; the embedded sweep), then deleted.
+    #[default]
+    ReplayWindow,
+    /// Until someone removes it ([`Transport::delete`]): never deleted for its age (dead
+    /// letters, which wait for an operator however long that takes).
+    UntilRemoved,
 }
 
 /// A durable consumer: a named position in a stream, filtered to a subject.
@@ -44,7 +57,7 @@ pub trait Subscription: Send {
     async fn next(&mut self) -> Result<Option<Delivery>>;
 }
 
-/// A stored dead letter.
+/// A message held in a stream.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
     pub seq: u64,
@@ -70,6 +83,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn list(&self, stream: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>>;
     /// Removes message `seq` from `stream`.
     async fn delete(&self, stream: &StreamSpec, seq: u64) -> Result<()>;
+    /// How many messages `stream` holds on exactly `subject` (no wildcards).
+    async fn count(&self, stream: &StreamSpec, subject: &str) -> Result<u64>;
 }
 
 impl dyn Transport {

@@ -1,5 +1,5 @@
-//! Prometheus metrics: messages handled, handler latency, outbox backlog, dead letters,
-//! service-level breaches.
+//! Prometheus metrics: messages handled, handler latency, outbox backlog, dead letters (parked,
+//! and held now), service-level breaches.
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -45,6 +45,8 @@ pub struct Metrics {
     pub outbox_backlog: Family<ServiceLabels, Gauge>,
     pub outbox_published: Family<ServiceLabels, Counter>,
     pub dead_letters: Family<ConsumerLabels, Counter>,
+    /// Dead letters waiting for an operator now, by consumer (refreshed from the stream).
+    pub dead_letters_held: Family<ConsumerLabels, Gauge>,
     pub service_level_breaches: Family<ClockLabels, Counter>,
     /// Urgent emails (to a council's front door) not sent within a minute, each counted once.
     pub front_door_overdue: Family<TenantLabels, Counter>,
@@ -73,6 +75,7 @@ impl Metrics {
         let outbox_backlog = Family::<ServiceLabels, Gauge>::default();
         let outbox_published = Family::<ServiceLabels, Counter>::default();
         let dead_letters = Family::<ConsumerLabels, Counter>::default();
+        let dead_letters_held = Family::<ConsumerLabels, Gauge>::default();
         let service_level_breaches = Family::<ClockLabels, Counter>::default();
         let front_door_overdue = Family::<TenantLabels, Counter>::default();
         let front_door_unsent = Family::<TenantLabels, Gauge>::default();
@@ -116,6 +119,11 @@ impl Metrics {
             "Messages parked on a dead-letter subject",
             dead_letters.clone(),
         );
+        registry.register(
+            "dead_letters_held",
+            "Dead letters of a consumer waiting for an operator to replay or discard them",
+            dead_letters_held.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             messages_handled,
@@ -123,6 +131,7 @@ impl Metrics {
             outbox_backlog,
             outbox_published,
             dead_letters,
+            dead_letters_held,
             service_level_breaches,
             front_door_overdue,
             front_door_unsent,

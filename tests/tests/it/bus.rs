@@ -41,6 +41,30 @@ fn spawn_consumer(
     handler: Arc<dyn Handler>,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_consumer_with(
+        transport,
+        ns,
+        stream,
+        durable,
+        concurrency,
+        handler,
+        Arc::new(Metrics::new()),
+        stop,
+    )
+}
+
+/// [`spawn_consumer`], counting in `metrics`.
+#[allow(clippy::too_many_arguments)]
+fn spawn_consumer_with(
+    transport: &Arc<dyn Transport>,
+    ns: &str,
+    stream: eh_bus::StreamSpec,
+    durable: &str,
+    concurrency: usize,
+    handler: Arc<dyn Handler>,
+    metrics: Arc<Metrics>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     let opts = ConsumerOptions {
         spec: ConsumerSpec {
             durable: durable.into(),
@@ -58,7 +82,7 @@ fn spawn_consumer(
         transport.clone(),
         opts,
         handler,
-        Arc::new(Metrics::new()),
+        metrics,
         Arc::new(Faults::default()),
         stop.clone(),
     ))
@@ -104,13 +128,15 @@ async fn poison(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
         attempts: Mutex::new(0),
     });
     let stop = CancellationToken::new();
-    let task = spawn_consumer(
+    let metrics = Arc::new(Metrics::new());
+    let task = spawn_consumer_with(
         &transport,
         &ns,
         stream,
         "poison_test",
         4,
         handler.clone(),
+        metrics.clone(),
         &stop,
     );
     transport.publish(&thing(&ns, "m-0", "poison")).await?;
@@ -148,12 +174,24 @@ async fn poison(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
         "tried exactly max_deliver times"
     );
 
-    // Replay: delivered again to the consumer, removed from the dead letters.
-    dlq::replay(transport.as_ref(), &ns, d.seq).await?;
-    eh_testkit::eventually(Duration::from_secs(20), "the replayed message", || async {
-        Ok((*handler.attempts.lock().expect("lock") > 3).then_some(()))
+    // The consumer's gauge of what it has held: set as it parked.
+    eh_testkit::eventually(Duration::from_secs(5), "the held gauge", || async {
+        Ok((held_gauge(&metrics, "poison_test") == Some(1)).then_some(()))
     })
     .await?;
+
+    // Replay: delivered again to the consumer, removed from the dead letters. It fails again
+    // (at once: well inside NATS's two-minute de-duplication window) and is parked again — kept,
+    // not dropped as a duplicate of its first parking.
+    dlq::replay(transport.as_ref(), &ns, d.seq).await?;
+    let again = eh_testkit::eventually(Duration::from_secs(20), "parked again", || async {
+        let l = dlq::list(transport.as_ref(), &ns, 10).await?;
+        Ok(l.into_iter().find(|l| l.seq != d.seq))
+    })
+    .await?;
+    assert_eq!(*handler.attempts.lock().expect("lock"), 6);
+    assert_eq!(again.headers.get("Eh-Id").map(String::as_str), Some("m-0"));
+    assert_eq!(dlq::list(transport.as_ref(), &ns, 10).await?.len(), 1);
     stop.cancel();
     task.await?;
     Ok(())
@@ -426,4 +464,344 @@ async fn embedded_two_connections_to_one_bus_file_publish_and_consume_together()
     assert_eq!(got.len(), BATCHES * PER_BATCH);
     assert_eq!(ids.len(), BATCHES * PER_BATCH, "each message once");
     Ok(())
+}
+
+/// `earlyhelp_dead_letters_held{consumer}` as `metrics` exports it.
+fn held_gauge(metrics: &Metrics, consumer: &str) -> Option<i64> {
+    let line = format!("earlyhelp_dead_letters_held{{consumer=\"{consumer}\"}} ");
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line).and_then(|v| v.trim().parse().ok()))
+}
+
+/// A delivery of `event` (stream position `stream_seq`) of worcs's intake commands.
+fn delivery(ns: &str, event: &str, stream_seq: u64) -> Received {
+    Received {
+        subject: format!("{ns}.worcs.intake.cmd.screen_referral"),
+        headers: [
+            ("Eh-Id".to_string(), event.to_string()),
+            ("Eh-Tenant".to_string(), "worcs".to_string()),
+        ]
+        .into(),
+        payload: b"not a command".to_vec().into(),
+        delivered: 5,
+        stream_seq,
+    }
+}
+
+/// The same message parked twice (delivered twice from the stream: published again, or replayed
+/// and failing again) is kept twice; the same parking published twice (a retried park of one
+/// delivery) is kept once. Held counts follow, per consumer.
+async fn parked_twice(transport: Arc<dyn Transport>) -> anyhow::Result<()> {
+    let ns = eh_testkit::namespace();
+    let consumer = "intake_screen_referral";
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        consumer,
+        &delivery(&ns, "e-1", 7),
+        "bad",
+    )
+    .await?;
+    // The retry of that very park: dropped.
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        consumer,
+        &delivery(&ns, "e-1", 7),
+        "bad",
+    )
+    .await?;
+    // The same event from another position in the stream: a second parking, kept.
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        consumer,
+        &delivery(&ns, "e-1", 9),
+        "bad",
+    )
+    .await?;
+    // Another consumer's parking of the same delivery: its own.
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        "other",
+        &delivery(&ns, "e-1", 7),
+        "bad",
+    )
+    .await?;
+    let letters = dlq::list(transport.as_ref(), &ns, 10).await?;
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let mine: Vec<_> = letters.iter().filter(|l| l.consumer == consumer).collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|l| l.headers["Eh-Id"] == "e-1"));
+    assert_eq!(
+        mine.iter()
+            .map(|l| l.headers[dlq::H_STREAM_SEQ].as_str())
+            .collect::<Vec<_>>(),
+        ["7", "9"]
+    );
+    assert_eq!(dlq::held(transport.as_ref(), &ns, consumer).await?, 2);
+    assert_eq!(dlq::held(transport.as_ref(), &ns, "other").await?, 1);
+    assert_eq!(dlq::held(transport.as_ref(), &ns, "nobody").await?, 0);
+    let metrics = Metrics::new();
+    dlq::report_held(transport.as_ref(), &ns, consumer, &metrics).await?;
+    assert_eq!(held_gauge(&metrics, consumer), Some(2));
+    // Discarded: gone, and the gauge follows at its next refresh.
+    dlq::discard(transport.as_ref(), &ns, mine[0].seq).await?;
+    dlq::report_held(transport.as_ref(), &ns, consumer, &metrics).await?;
+    assert_eq!(held_gauge(&metrics, consumer), Some(1));
+    let left = dlq::list(transport.as_ref(), &ns, 10).await?;
+    assert!(left.iter().all(|l| l.seq != mine[0].seq), "{left:?}");
+    assert_eq!(left.len(), 2);
+    assert!(matches!(
+        dlq::discard(transport.as_ref(), &ns, mine[0].seq).await,
+        Err(eh_bus::Error::NotFound(_))
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_message_parked_twice_is_kept_twice() -> anyhow::Result<()> {
+    parked_twice(Arc::new(nats().await?)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_message_parked_twice_is_kept_twice() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    parked_twice(Arc::new(embedded(dir.path()).await?)).await
+}
+
+/// The dead-letter stream has no `max_age`, while the event streams keep the replay window; a
+/// dead-letter stream created when dead letters still expired is updated to keep them, with
+/// what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_dead_letters_never_expire_and_an_old_stream_is_updated() -> anyhow::Result<()> {
+    let ns = eh_testkit::namespace();
+    let client = async_nats::connect(eh_testkit::nats_url()?).await?;
+    let js = async_nats::jetstream::new(client);
+    let spec = subjects::dead_letter_stream(&ns);
+    // As the platform created it before: the replay window of 72 hours.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: spec.name.clone(),
+        subjects: spec.subjects.clone(),
+        max_age: Duration::from_secs(72 * 3600),
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await?;
+    js.publish(format!("{ns}.dlq.old"), "parked before".into())
+        .await?
+        .await?;
+    let transport: Arc<dyn Transport> = Arc::new(nats().await?);
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        "c",
+        &delivery(&ns, "e-1", 3),
+        "bad",
+    )
+    .await?;
+    let mut dlq_stream = js.get_stream(&spec.name).await?;
+    let info = dlq_stream.info().await?;
+    assert_eq!(info.config.max_age, Duration::ZERO, "dead letters expire");
+    assert_eq!(info.state.messages, 2, "the earlier dead letter kept");
+    assert_eq!(dlq::list(transport.as_ref(), &ns, 10).await?.len(), 2);
+    // A fresh dead-letter stream is made without one too; the event streams keep the window.
+    let ns2 = eh_testkit::namespace();
+    let intake = subjects::service_stream(&ns2, "intake");
+    transport
+        .ensure_streams(&[intake.clone(), subjects::dead_letter_stream(&ns2)])
+        .await?;
+    let mut fresh = js
+        .get_stream(&subjects::dead_letter_stream(&ns2).name)
+        .await?;
+    assert_eq!(fresh.info().await?.config.max_age, Duration::ZERO);
+    let mut events = js.get_stream(&intake.name).await?;
+    assert_eq!(
+        events.info().await?.config.max_age,
+        Duration::from_secs(3600)
+    );
+    Ok(())
+}
+
+/// The embedded retention sweep deletes settled messages past the window but never a dead
+/// letter, however old — also when run by a process that has not declared the streams itself
+/// (the kept streams are recorded in the bus file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sweep_never_deletes_dead_letters() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = Arc::new(embedded(dir.path()).await?);
+    let bus: Arc<dyn Transport> = first.clone();
+    let ns = eh_testkit::namespace();
+    dlq::park(bus.as_ref(), &ns, "c", &delivery(&ns, "e-1", 3), "bad").await?;
+    bus.publish(&thing(&ns, "m-1", "settled")).await?;
+    assert_eq!(first.sweep(Duration::ZERO).await?, 1, "the event goes");
+    assert_eq!(dlq::list(bus.as_ref(), &ns, 10).await?.len(), 1);
+    let another = embedded(dir.path()).await?;
+    assert_eq!(another.sweep(Duration::ZERO).await?, 0);
+    assert_eq!(dlq::list(bus.as_ref(), &ns, 10).await?.len(), 1);
+    // run_retention records the kept streams before its first sweep, so a dead letter parked by
+    // a version that did not record them is kept too.
+    let ns3 = eh_testkit::namespace();
+    bus.publish(&OutboundMessage {
+        msg_id: "old-park".into(),
+        subject: subjects::dead_letter(&ns3, "c"),
+        headers: Default::default(),
+        payload: b"parked before".to_vec(),
+    })
+    .await?;
+    let stop = CancellationToken::new();
+    let sweeper = tokio::spawn(Arc::new(another).run_retention(
+        Duration::ZERO,
+        Duration::from_secs(3600),
+        vec![subjects::dead_letter_stream(&ns3)],
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    sweeper.await?;
+    assert_eq!(dlq::list(bus.as_ref(), &ns3, 10).await?.len(), 1);
+    Ok(())
+}
+
+/// An operator discards one dead letter and replays another (`earlyhelp dlq discard|replay`):
+/// each is written to the audit trail of the service whose consumer parked it — who, which
+/// consumer, event, subject and sequence, and why — before it is done; wrong input does nothing
+/// and writes nothing.
+async fn operator_settles_dead_letters(distributed: bool) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let settings = eh_testkit::settings(distributed, dir.path(), None, None).await?;
+    let ns = settings.bus.namespace.clone();
+    let transport = earlyhelp::app::transport(&settings, None).await?;
+    let intake = earlyhelp::Target::named("intake").map_err(anyhow::Error::msg)?;
+    let consumer = "intake_screen_referral";
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        consumer,
+        &delivery(&ns, "e-1", 7),
+        "bad",
+    )
+    .await?;
+    dlq::park(
+        transport.as_ref(),
+        &ns,
+        consumer,
+        &delivery(&ns, "e-2", 8),
+        "bad",
+    )
+    .await?;
+    let letters = dlq::list(transport.as_ref(), &ns, 10).await?;
+    let (first, second) = (letters[0].seq, letters[1].seq);
+    use earlyhelp::dlq::{Action, act};
+
+    // The service's audit trail is not there yet: refused, nothing done.
+    let e = act(
+        &settings,
+        transport.as_ref(),
+        first,
+        Action::Discard,
+        "alice",
+        "dup",
+        None,
+    )
+    .await
+    .expect_err("no audit trail")
+    .to_string();
+    assert!(e.contains("earlyhelp migrate --target intake"), "{e}");
+    earlyhelp::app::migrate(&settings, intake).await?;
+    // Wrong input: refused, nothing done.
+    for (seq, by, reason, service, says) in [
+        (first, "alice", " ", None, "reason"),
+        (first, "", "dup", None, "operator"),
+        (first, "alice", "two\nlines", None, "one line"),
+        (999_999, "alice", "dup", None, "no dead letter 999999"),
+        (first, "alice", "dup", Some("nosuch"), "unknown target"),
+    ] {
+        let e = act(
+            &settings,
+            transport.as_ref(),
+            seq,
+            Action::Discard,
+            by,
+            reason,
+            service,
+        )
+        .await
+        .expect_err("refused")
+        .to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    assert_eq!(dlq::held(transport.as_ref(), &ns, consumer).await?, 2);
+    let loc = eh_store::Location::for_service(&settings, "intake")?;
+    let db = eh_store::connect(&loc).await?;
+    let auditor = eh_auth::Auditor::new(db);
+    assert!(auditor.entries("worcs").await?.is_empty());
+
+    let d = act(
+        &settings,
+        transport.as_ref(),
+        first,
+        Action::Discard,
+        "alice",
+        "duplicate of a referral handled by hand",
+        None,
+    )
+    .await?;
+    assert_eq!(d.headers["Eh-Id"], "e-1");
+    transport
+        .ensure_streams(&[subjects::service_stream(&ns, "intake")])
+        .await?;
+    act(
+        &settings,
+        transport.as_ref(),
+        second,
+        Action::Replay,
+        "bob",
+        "fixed",
+        None,
+    )
+    .await?;
+    assert!(dlq::list(transport.as_ref(), &ns, 10).await?.is_empty());
+    assert_eq!(dlq::held(transport.as_ref(), &ns, consumer).await?, 0);
+    let back = transport
+        .list(&subjects::service_stream(&ns, "intake"), 10)
+        .await?;
+    assert!(
+        back.iter().any(
+            |m| m.headers.get("Eh-Id").map(String::as_str) == Some("e-2")
+                && m.subject == format!("{ns}.worcs.intake.cmd.screen_referral")
+        ),
+        "{back:?}"
+    );
+    let entries = auditor.entries("worcs").await?;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (actor, action, record, decision, reason) = &entries[0];
+    assert_eq!(actor, "operator:alice");
+    assert_eq!(action, "dlq.discard");
+    assert_eq!(record, "dead_letter:intake_screen_referral:e-1");
+    assert_eq!(decision, "allowed");
+    assert!(
+        reason.contains(&format!("dead letter {first} of intake_screen_referral"))
+            && reason.contains(&format!("{ns}.worcs.intake.cmd.screen_referral"))
+            && reason.ends_with(": duplicate of a referral handled by hand"),
+        "{reason}"
+    );
+    assert_eq!(entries[1].0, "operator:bob");
+    assert_eq!(entries[1].1, "dlq.replay");
+    assert_eq!(entries[1].2, "dead_letter:intake_screen_referral:e-2");
+    assert_eq!(auditor.verify().await?, None, "the chain holds");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_an_operator_discards_and_replays_dead_letters_audited() -> anyhow::Result<()> {
+    operator_settles_dead_letters(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_an_operator_discards_and_replays_dead_letters_audited() -> anyhow::Result<()> {
+    operator_settles_dead_letters(false).await
 }
