@@ -386,6 +386,24 @@ pub const NOTIFICATIONS_SERVICE_LEVEL_BREACHED: Subscription = Subscription {
     source: Source::Event(&SERVICE_LEVEL_BREACHED),
     summary: "Tells the team manager a service level was breached.",
 };
+pub const NOTIFICATIONS_OFFER_MADE: Subscription = Subscription {
+    consumer: "notifications_offer_made",
+    service: "notifications",
+    source: Source::Event(&OFFER_MADE),
+    summary: "Tells the service offered a case (its offer mailbox) to answer, and by when.",
+};
+pub const NOTIFICATIONS_OFFER_DECLINED: Subscription = Subscription {
+    consumer: "notifications_offer_declined",
+    service: "notifications",
+    source: Source::Event(&OFFER_DECLINED),
+    summary: "Tells the team manager a service declined a case (the reason code).",
+};
+pub const NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED: Subscription = Subscription {
+    consumer: "notifications_lead_practitioner_declined",
+    service: "notifications",
+    source: Source::Event(&LEAD_PRACTITIONER_DECLINED),
+    summary: "Tells the team manager a practitioner declined to lead a case (the reason code).",
+};
 pub const ALLOCATION_REFERRAL_RECEIVED: Subscription = Subscription {
     consumer: "allocation_referral_received",
     service: "allocation",
@@ -510,6 +528,9 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_CASE_STEPPED_UP,
     &NOTIFICATIONS_CONSENT_REQUESTED,
     &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
+    &NOTIFICATIONS_OFFER_MADE,
+    &NOTIFICATIONS_OFFER_DECLINED,
+    &NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,
     &ALLOCATION_REFERRAL_RECEIVED,
     &ALLOCATION_CASE_READY,
     &ALLOCATION_CASE_CLOSED,

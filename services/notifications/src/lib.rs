@@ -34,6 +34,12 @@ pub const CONSUMER_PEOPLE_MERGED: &str = eh_proto::catalogue::NOTIFICATIONS_PEOP
 pub const CONSUMER_SERVICE_LEVEL_BREACHED: &str =
     eh_proto::catalogue::NOTIFICATIONS_SERVICE_LEVEL_BREACHED.consumer;
 
+pub const CONSUMER_OFFER_MADE: &str = eh_proto::catalogue::NOTIFICATIONS_OFFER_MADE.consumer;
+pub const CONSUMER_OFFER_DECLINED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_OFFER_DECLINED.consumer;
+pub const CONSUMER_LEAD_DECLINED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED.consumer;
+
 /// Notifications as the binary runs it (one line of its table).
 pub struct Service;
 
@@ -97,6 +103,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, "casework"),
+        subjects::service_stream(ns, "allocation"),
         subjects::service_stream(ns, SERVICE),
         subjects::dead_letter_stream(ns),
     ]
@@ -164,6 +171,21 @@ pub fn start(
         &c::NOTIFICATIONS_PEOPLE_MERGED,
         16,
         Arc::new(handlers::PeopleMergedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_OFFER_MADE,
+        16,
+        Arc::new(handlers::OfferMadeHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_OFFER_DECLINED,
+        4,
+        Arc::new(handlers::OfferDeclinedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,
+        4,
+        Arc::new(handlers::LeadDeclinedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SERVICE_LEVEL_BREACHED,

@@ -23,6 +23,12 @@ const LEASE_SECS: i64 = 120;
 pub const DUE_BATCH: u32 = 256;
 
 /// A message, how the attempt to send it ended, and when.
+/// How many emails a round may have sent but not yet recorded: a few rounds of the connections'
+/// worth, so recording in batches keeps up without sending waiting on each one.
+fn unrecorded_limit(connections: usize) -> usize {
+    (4 * connections).max(32)
+}
+
 type Attempt = (
     store::MessageRow,
     Result<(), String>,
@@ -158,23 +164,34 @@ impl Sender {
         }
         // Sending and recording run side by side: the emails in flight keep going while the
         // attempts finished so far are recorded, every one finished at that moment together.
+        // Sending never runs more than `ahead` emails past what is recorded (each email holds a
+        // permit until its attempt is recorded), so a slow database slows sending rather than
+        // leaving a growing number of emails out but not on record (sent again after a crash).
         // Should recording fail, no further email is started (those not started stay leased,
         // and go out once the lease ends), what finished is recorded again after a pause, and
         // the round ends (with the error if recording never succeeded).
         let in_flight = self.settings.smtp.max_connections.max(1) as usize;
+        let ahead = std::sync::Arc::new(tokio::sync::Semaphore::new(unrecorded_limit(in_flight)));
         let stop = std::sync::atomic::AtomicBool::new(false);
         let unstarted = std::sync::Mutex::new(Vec::new());
         let not_started = &unstarted;
         let (finished, mut to_record) = tokio::sync::mpsc::unbounded_channel();
         let sending = futures::stream::iter(to_send)
             .map(|m| {
-                let stop = &stop;
+                let (stop, ahead) = (&stop, ahead.clone());
                 async move {
                     if stop.load(std::sync::atomic::Ordering::SeqCst) {
                         return Err(m);
                     }
+                    // Never closed: a permit always comes, once recording has caught up.
+                    let Ok(permit) = ahead.acquire_owned().await else {
+                        return Err(m);
+                    };
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err(m);
+                    }
                     let result = self.deliver(&m).await;
-                    Ok((m, result, self.ctx.clock.now()))
+                    Ok(((m, result, self.ctx.clock.now()), permit))
                 }
             })
             .buffer_unordered(in_flight)
@@ -192,15 +209,19 @@ impl Sender {
         let recording = async {
             let mut recorded = 0;
             let mut failure = None;
-            let mut done = Vec::with_capacity(DUE_BATCH as usize);
+            let mut done: Vec<(Attempt, tokio::sync::OwnedSemaphorePermit)> =
+                Vec::with_capacity(DUE_BATCH as usize);
             while to_record.recv_many(&mut done, DUE_BATCH as usize).await > 0 {
+                // Each permit is held until its attempt is recorded (or given up), then frees a
+                // waiting sender.
+                let (attempts, permits): (Vec<Attempt>, Vec<_>) = done.drain(..).unzip();
                 if failure.is_none() {
-                    match self.record_retrying(&done, &stop).await {
-                        Ok(()) => recorded += done.len(),
+                    match self.record_retrying(&attempts, &stop).await {
+                        Ok(()) => recorded += attempts.len(),
                         Err(e) => failure = Some(e),
                     }
                 }
-                done.clear();
+                drop(permits);
             }
             failure.map_or(Ok(recorded), Err)
         };

@@ -18,6 +18,10 @@ pub const STEP_UP_REFERRER: &str = "step_up_referrer";
 pub const STEP_UP_FRONT_DOOR: &str = "step_up_front_door";
 pub const CONSENT_REQUEST: &str = "consent_request";
 pub const SERVICE_LEVEL_BREACH: &str = "service_level_breach";
+/// A service is offered a case (allocation).
+pub const OFFER_TO_PROVIDER: &str = "offer_to_provider";
+/// The team manager is told a service declined a case, or a practitioner declined to lead one.
+pub const ALLOCATION_DECLINED: &str = "allocation_declined";
 
 const DO_NOT_REPLY: &str =
     "This message was sent by the Early Help platform; please do not reply to it.";
@@ -96,6 +100,21 @@ pub const VARIABLES: &[(&str, &[&str])] = &[
             "state_words",
             "breached_at",
         ],
+    ),
+    (
+        OFFER_TO_PROVIDER,
+        &[
+            "council",
+            "case_id",
+            "offer_id",
+            "service_name",
+            "respond_by",
+            "attempt",
+        ],
+    ),
+    (
+        ALLOCATION_DECLINED,
+        &["council", "case_id", "who", "reason", "reason_words"],
     ),
 ];
 
@@ -208,6 +227,21 @@ pub fn builtin(name: &str) -> Option<(&'static str, String)> {
              State: {{state}}\n\
              Reported: {{breached_at}}\n\n\
              Open the case in the Early Help platform to act on it.\n\n",
+        ),
+        OFFER_TO_PROVIDER => (
+            "{{council}}: a family is offered to {{service_name}} (case {{case_id}})",
+            "{{council}} offers {{service_name}} the Early Help case {{case_id}} (offer \
+             {{offer_id}}).\n\n\
+             Please accept or decline it in the Early Help platform by {{respond_by}}; an offer \
+             not answered by then goes to another service.\n\n\
+             What you may see of the family is shown there, as the family's consent allows; this \
+             email carries none of it.\n\n",
+        ),
+        ALLOCATION_DECLINED => (
+            "{{council}}: case {{case_id}} declined ({{reason_words}})",
+            "On case {{case_id}}, {{who}}: {{reason_words}} ({{reason}}).\n\n\
+             The case has gone to the next candidate or is waiting; open it in the Early Help \
+             platform to see where it stands and the reason given in full.\n\n",
         ),
         _ => return None,
     };

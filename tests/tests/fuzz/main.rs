@@ -207,6 +207,11 @@ const DECODERS: &[(&str, Decoder)] = decoders![
     "earlyhelp.allocation.v1.OfferAccepted" => eh_proto::allocation::v1::OfferAccepted,
     "earlyhelp.allocation.v1.OfferDeclined" => eh_proto::allocation::v1::OfferDeclined,
     "earlyhelp.allocation.v1.CaseWaiting" => eh_proto::allocation::v1::CaseWaiting,
+    "earlyhelp.allocation.v1.OfferExpired" => eh_proto::allocation::v1::OfferExpired,
+    "earlyhelp.allocation.v1.WaitingLimitBreached" => eh_proto::allocation::v1::WaitingLimitBreached,
+    "earlyhelp.allocation.v1.LeadPractitionerNamed" => eh_proto::allocation::v1::LeadPractitionerNamed,
+    "earlyhelp.allocation.v1.LeadPractitionerDeclined" => eh_proto::allocation::v1::LeadPractitionerDeclined,
+    "earlyhelp.intake.v1.PeopleMerged" => eh_proto::intake::v1::PeopleMerged,
 ];
 
 /// The same bytes through every decoder.

@@ -89,6 +89,7 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
                         coverage: vec![coverage.into()],
                         capacity: 10,
                         agency: "voluntary".into(),
+                        offer_email: format!("offers@{id}.example"),
                         ..Default::default()
                     }),
                 },
@@ -122,6 +123,17 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
     // The example child was born in 2016.
     assert_eq!(offers[0].children_ages.len(), 1);
     assert_eq!(offers[0].needs, ["education", "mental_health"]);
+    // The team is told at its offer mailbox, with nothing of the family in the email.
+    let mails = t
+        .smtp
+        .wait_for_template("offer_to_provider", 1, WAIT)
+        .await?;
+    assert_eq!(mails[0].to, ["offers@eht-north.example"]);
+    let text = String::from_utf8_lossy(&mails[0].raw).to_string();
+    assert!(text.contains(&case.case_id), "{text}");
+    for private in ["Dana", "Marsh", "mental"] {
+        assert!(!text.contains(private), "{private} in {text}");
+    }
     // The provider's staff see what consent allows a voluntary agency: not the mental-health need,
     // and that one need was withheld and why (never which).
     let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");

@@ -13,7 +13,10 @@
 //! | `case_stepped_up` | the council's front door, at once; the referrer | `step_up_front_door`, `step_up_referrer` |
 //! | `consent_requested` | family members with parental responsibility | `consent_request` |
 //! | `service_level_breached` | the council's Early Help team manager | `service_level_breach` |
+//! | `offer_made` | the service offered the case (its offer mailbox) | `offer_to_provider` |
+//! | `offer_declined`, `lead_practitioner_declined` | the council's Early Help team manager | `allocation_declined` |
 //! | `people_merged` | nobody: a person unsafe to contact is suppressed under both ids | — |
+mod allocation;
 mod case_stepped_up;
 mod consent_requested;
 mod people_merged;
@@ -21,6 +24,7 @@ mod referral_received;
 mod screening_decided;
 mod service_level_breached;
 
+pub use allocation::{LeadDeclinedHandler, OfferDeclinedHandler, OfferMadeHandler};
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
 pub use people_merged::PeopleMergedHandler;
