@@ -61,7 +61,8 @@ impl Asker {
                 Some((d.allowed, d.decision_id))
             }
             Err(e) => {
-                tracing::warn!(tenant, family_id, category, code = ?e.code(), "consent could not be asked; the category is withheld");
+                // The category is not logged: beside the family id it would say what the family needs.
+                tracing::warn!(tenant, family_id, code = ?e.code(), "consent could not be asked; what it was about is withheld");
                 None
             }
         };

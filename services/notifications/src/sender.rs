@@ -148,7 +148,7 @@ impl Sender {
             let changes: Vec<store::StatusChange> = withheld
                 .iter()
                 .map(|(m, reason)| {
-                    tracing::warn!(message_id = %m.id, template = %m.template, related_id = %m.related_id, "recipient is marked unsafe; message suppressed");
+                    tracing::warn!(message_id = %m.id, "recipient is marked unsafe; message suppressed");
                     store::StatusChange {
                         id: &m.id,
                         status: status::SUPPRESSED,

@@ -263,6 +263,38 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    // A role that may not, and another council's team manager: refused too.
+    let first_contact = |token: String, tenant: &str, method: &str| {
+        let mut cw = cw.clone();
+        let req = pb::RecordFirstContactRequest {
+            tenant: tenant.into(),
+            case_id: case.case_id.clone(),
+            method: method.into(),
+        };
+        async move { cw.record_first_contact(with_token(req, &token)).await }
+    };
+    let clerk = t.token("worcs", "bs-1", &["business_support"]);
+    assert_eq!(
+        first_contact(clerk, "worcs", "home_visit")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    let staffs = t.token("staffs", "tm-9", &["team_manager"]);
+    assert_eq!(
+        first_contact(staffs, "worcs", "home_visit")
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::PermissionDenied
+    );
+    // A method not on the list: refused, naming the field.
+    let bad = first_contact(lead.clone(), "worcs", "carrier_pigeon")
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("method"), "{}", bad.message());
     let contacted = cw
         .record_first_contact(with_token(
             pb::RecordFirstContactRequest {
