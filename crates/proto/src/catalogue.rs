@@ -216,6 +216,14 @@ pub const SERVICE_LEVEL_BREACHED: EventSpec = EventSpec {
     payload: "earlyhelp.casework.v1.ServiceLevelBreached",
     summary: "A service-level clock of a case ran out; the team manager is told.",
 };
+pub const LEAD_ASSIGNED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "lead_assigned",
+    payload: "earlyhelp.casework.v1.LeadAssigned",
+    summary: "An allocated case has its lead practitioner: the family and the referrer are told who will \
+              help and by when to expect first contact.",
+};
 pub const DIRECTORY_IMPORTED: EventSpec = EventSpec {
     service: "allocation",
     publisher: "allocation",
@@ -386,6 +394,12 @@ pub const NOTIFICATIONS_SERVICE_LEVEL_BREACHED: Subscription = Subscription {
     source: Source::Event(&SERVICE_LEVEL_BREACHED),
     summary: "Tells the team manager a service level was breached.",
 };
+pub const NOTIFICATIONS_LEAD_ASSIGNED: Subscription = Subscription {
+    consumer: "notifications_lead_assigned",
+    service: "notifications",
+    source: Source::Event(&LEAD_ASSIGNED),
+    summary: "Tells the family (never at an unsafe address) and the referrer who will help them.",
+};
 pub const NOTIFICATIONS_OFFER_MADE: Subscription = Subscription {
     consumer: "notifications_offer_made",
     service: "notifications",
@@ -496,6 +510,7 @@ pub const EVENTS: &[&EventSpec] = &[
     &CASE_CLOSED,
     &CONSENT_REQUESTED,
     &SERVICE_LEVEL_BREACHED,
+    &LEAD_ASSIGNED,
     &DIRECTORY_IMPORTED,
     &OFFER_MADE,
     &OFFER_ACCEPTED,
@@ -528,6 +543,7 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_CASE_STEPPED_UP,
     &NOTIFICATIONS_CONSENT_REQUESTED,
     &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
+    &NOTIFICATIONS_LEAD_ASSIGNED,
     &NOTIFICATIONS_OFFER_MADE,
     &NOTIFICATIONS_OFFER_DECLINED,
     &NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,

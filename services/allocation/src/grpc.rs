@@ -590,7 +590,7 @@ impl AllocationService for AllocationApi {
         let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let rows = store::offers(
+        let rows = store::offer_views(
             &txn,
             &req.tenant,
             Some(req.status.as_str()),
@@ -604,40 +604,26 @@ impl AllocationService for AllocationApi {
         // Each offer, and for a provider's view what consent is to be asked about: the family,
         // the service's agency and the needs.
         let mut out = Vec::new();
-        for o in &rows {
+        for v in rows {
+            let o = &v.offer;
             let service = services.iter().find(|s| s.service.id == o.service_id);
             if let Some(org) = &org
                 && service.is_none_or(|s| &s.service.organization_id != org)
             {
                 continue;
             }
-            let case = store::case(&txn, &req.tenant, &o.case_id)
-                .await
-                .map_err(internal)?;
-            let ages = match &case {
-                Some(c) => store::birth_dates(&txn, &req.tenant, &c.referral_id)
-                    .await
-                    .map_err(internal)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|d| domain::age_on(d, today))
-                    .collect(),
-                None => Vec::new(),
+            let case = v.case;
+            let ages: Vec<u32> = if case.is_some() {
+                v.birth_dates
+                    .iter()
+                    .map(|d| domain::age_on(*d, today))
+                    .collect()
+            } else {
+                Vec::new()
             };
             let mut offer = offer_pb(o, service, case.as_ref(), &ages, org.is_some());
-            offer.family_preference = store::preference(&txn, &req.tenant, &o.case_id)
-                .await
-                .map_err(internal)?
-                .map(|p| p.preference)
-                .unwrap_or_default();
-            offer.lead_practitioner =
-                store::lead_requests(&txn, &req.tenant, &o.case_id, "accepted", "", "")
-                    .await
-                    .map_err(internal)?
-                    .into_iter()
-                    .find(|l| l.offer_id == o.id)
-                    .map(|l| l.practitioner)
-                    .unwrap_or_default();
+            offer.family_preference = v.preference.unwrap_or_default();
+            offer.lead_practitioner = v.lead_practitioner.unwrap_or_default();
             let ask = match (&org, &case) {
                 (Some(_), Some(c)) => {
                     let agency = service

@@ -142,6 +142,7 @@ pub enum Outgoing {
     Closed(pb::CaseClosed),
     ServiceLevelBreached(pb::ServiceLevelBreached),
     ConsentRequested(pb::ConsentRequested),
+    LeadAssigned(pb::LeadAssigned),
 }
 
 impl Outgoing {
@@ -154,6 +155,7 @@ impl Outgoing {
             Outgoing::Closed(_) => &catalogue::CASE_CLOSED,
             Outgoing::ServiceLevelBreached(_) => &catalogue::SERVICE_LEVEL_BREACHED,
             Outgoing::ConsentRequested(_) => &catalogue::CONSENT_REQUESTED,
+            Outgoing::LeadAssigned(_) => &catalogue::LEAD_ASSIGNED,
         }
     }
 
@@ -166,6 +168,7 @@ impl Outgoing {
             Outgoing::Closed(m) => m.encode_to_vec(),
             Outgoing::ServiceLevelBreached(m) => m.encode_to_vec(),
             Outgoing::ConsentRequested(m) => m.encode_to_vec(),
+            Outgoing::LeadAssigned(m) => m.encode_to_vec(),
         }
     }
 }
@@ -750,10 +753,21 @@ pub fn allocation_step(
         } => {
             let r = format!("{practitioner} ({service}) leads the case");
             if state == State::Allocated {
-                let days = at.rules(&fx.case.tenant)?.service_levels.first_contact_days;
-                let due = at.rules(&fx.case.tenant)?.overdue_from(at.now, days)?;
+                let rules = at.rules(&fx.case.tenant)?;
+                let days = rules.service_levels.first_contact_days;
+                let due = rules.overdue_from(at.now, days)?;
+                let by = rules.calendar.deadline(at.now, days)?;
                 fx.note("lead_practitioner_named", r);
                 fx.set_timers.push((TimerKind::FirstContact, due));
+                fx.publish.push(Outgoing::LeadAssigned(pb::LeadAssigned {
+                    case: Some(fx.case.case_ref()),
+                    family: fx.case.family_contacts.clone(),
+                    service_name: service.clone(),
+                    organization_id: organization_id.clone(),
+                    practitioner: practitioner.clone(),
+                    first_contact_by: by.to_string(),
+                    at: at.now.to_rfc3339(),
+                }));
                 fx.lead = Some(crate::store::Lead {
                     practitioner: practitioner.clone(),
                     organization_id: organization_id.clone(),
@@ -1376,7 +1390,7 @@ mod tests {
             row("waiting, closed meanwhile: ignored", ClosedWithdrawn, P, Ev::Waiting, noted(ClosedWithdrawn, &["ignored"])),
             row("accepted, allocating: allocated", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[], NOT_ALLOCATED_CLOCKS)),
             row("lead named, allocated: first-contact clock", Allocated, P, Ev::LeadNamed,
-                fx(Allocated, &["lead_practitioner_named"], &[], &[(FirstContact, "2026-03-10T00:00:00Z")], &[])),
+                fx(Allocated, &["lead_practitioner_named"], &["lead_assigned"], &[(FirstContact, "2026-03-10T00:00:00Z")], &[])),
             row("lead named, stepped up meanwhile: ignored", SteppedUp, P, Ev::LeadNamed, noted(SteppedUp, &["ignored"])),
             row("lead declined: noted", Allocated, P, Ev::LeadDeclined, noted(Allocated, &["lead_practitioner_declined"])),
             row("first contact late: breach, alert", Allocated, P, Ev::Clock(FirstContact),

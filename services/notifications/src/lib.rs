@@ -30,6 +30,7 @@ pub const CONSUMER_CASE_STEPPED_UP: &str =
     eh_proto::catalogue::NOTIFICATIONS_CASE_STEPPED_UP.consumer;
 pub const CONSUMER_CONSENT_REQUESTED: &str =
     eh_proto::catalogue::NOTIFICATIONS_CONSENT_REQUESTED.consumer;
+pub const CONSUMER_LEAD_ASSIGNED: &str = eh_proto::catalogue::NOTIFICATIONS_LEAD_ASSIGNED.consumer;
 pub const CONSUMER_PEOPLE_MERGED: &str = eh_proto::catalogue::NOTIFICATIONS_PEOPLE_MERGED.consumer;
 pub const CONSUMER_SERVICE_LEVEL_BREACHED: &str =
     eh_proto::catalogue::NOTIFICATIONS_SERVICE_LEVEL_BREACHED.consumer;
@@ -166,6 +167,11 @@ pub fn start(
         &c::NOTIFICATIONS_CONSENT_REQUESTED,
         64,
         Arc::new(handlers::ConsentRequestedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_LEAD_ASSIGNED,
+        16,
+        Arc::new(handlers::LeadAssignedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_PEOPLE_MERGED,

@@ -22,6 +22,10 @@ pub const SERVICE_LEVEL_BREACH: &str = "service_level_breach";
 pub const OFFER_TO_PROVIDER: &str = "offer_to_provider";
 /// The team manager is told a service declined a case, or a practitioner declined to lead one.
 pub const ALLOCATION_DECLINED: &str = "allocation_declined";
+/// The family is told who will help them once the case has a lead practitioner.
+pub const LEAD_ASSIGNED_FAMILY: &str = "lead_assigned_family";
+/// The referrer is told who will help the family they referred.
+pub const LEAD_ASSIGNED_REFERRER: &str = "lead_assigned_referrer";
 
 const DO_NOT_REPLY: &str =
     "This message was sent by the Early Help platform; please do not reply to it.";
@@ -115,6 +119,23 @@ pub const VARIABLES: &[(&str, &[&str])] = &[
     (
         ALLOCATION_DECLINED,
         &["council", "case_id", "who", "reason", "reason_words"],
+    ),
+    (
+        LEAD_ASSIGNED_FAMILY,
+        &["council", "case_id", "service_name", "first_contact_by"],
+    ),
+    (
+        LEAD_ASSIGNED_REFERRER,
+        &[
+            "council",
+            "referrer_name",
+            "reference",
+            "source_system",
+            "referral_id",
+            "case_id",
+            "service_name",
+            "first_contact_by",
+        ],
     ),
 ];
 
@@ -242,6 +263,26 @@ pub fn builtin(name: &str) -> Option<(&'static str, String)> {
             "On case {{case_id}}, {{who}}: {{reason_words}} ({{reason}}).\n\n\
              The case has gone to the next candidate or is waiting; open it in the Early Help \
              platform to see where it stands and the reason given in full.\n\n",
+        ),
+        LEAD_ASSIGNED_FAMILY => (
+            "{{council}} Early Help: who will support your family",
+            "Hello,\n\n\
+             Thank you for agreeing to Early Help from {{council}}. Your family's support will \
+             come from {{service_name}}, and a named lead practitioner there will be your main \
+             contact.\n\n\
+             They will get in touch with you by {{first_contact_by}}. If you have not heard from \
+             them by then, please contact {{council}}'s Early Help team, quoting reference \
+             {{case_id}}.\n\n",
+        ),
+        LEAD_ASSIGNED_REFERRER => (
+            "{{council}}: support arranged for the family you referred (your reference {{reference}})",
+            "Dear {{referrer_name}},\n\n\
+             The family you referred ({{source_system}} reference {{reference}}, our referral \
+             {{referral_id}}) will be supported by {{service_name}}, where a named lead \
+             practitioner now holds the case ({{case_id}}). They will contact the family by \
+             {{first_contact_by}}.\n\n\
+             You may be asked to contribute to the family's Early Help Assessment and to their \
+             Team Around the Family meetings.\n\n",
         ),
         _ => return None,
     };

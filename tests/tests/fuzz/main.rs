@@ -201,6 +201,7 @@ const DECODERS: &[(&str, Decoder)] = decoders![
     "earlyhelp.casework.v1.CaseReadyForAllocation" => eh_proto::casework::v1::CaseReadyForAllocation,
     "earlyhelp.casework.v1.CaseClosed" => eh_proto::casework::v1::CaseClosed,
     "earlyhelp.casework.v1.ConsentRequested" => eh_proto::casework::v1::ConsentRequested,
+    "earlyhelp.casework.v1.LeadAssigned" => eh_proto::casework::v1::LeadAssigned,
     "earlyhelp.casework.v1.ServiceLevelBreached" => eh_proto::casework::v1::ServiceLevelBreached,
     "earlyhelp.allocation.v1.DirectoryImported" => eh_proto::allocation::v1::DirectoryImported,
     "earlyhelp.allocation.v1.OfferMade" => eh_proto::allocation::v1::OfferMade,

@@ -242,6 +242,41 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(led.lead_organization, "worcs-cc");
+    // The family (the mother, who holds parental responsibility; never the father, whose address
+    // is unsafe) and the referrer are told who will help, and by when; no name in either.
+    let told = t
+        .smtp
+        .wait_for_template("lead_assigned_family", 1, WAIT)
+        .await?;
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].to, ["dana.marsh@example.org"]);
+    let referrer = t
+        .smtp
+        .wait_for_template("lead_assigned_referrer", 1, WAIT)
+        .await?;
+    assert_eq!(referrer[0].to, ["priya@school.test"]);
+    for mail in told.iter().chain(&referrer) {
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&mail.raw)
+            .expect("a message");
+        let text = format!(
+            "{}\n{}",
+            parsed.subject().unwrap_or_default(),
+            parsed.body_text(0).unwrap_or_default()
+        );
+        assert!(text.contains("Early Help Team North"), "{text}");
+        assert!(text.contains(&case.case_id), "{text}");
+        for never in ["Marsh", "Dana", "fsw-7", "mental"] {
+            assert!(!text.contains(never), "{never} in {text}");
+        }
+    }
+    assert!(
+        t.smtp
+            .messages()
+            .iter()
+            .all(|m| !m.to.iter().any(|a| a == "rob.marsh@example.org")),
+        "nothing is ever sent to an address marked unsafe"
+    );
     let clock = led
         .timers
         .iter()

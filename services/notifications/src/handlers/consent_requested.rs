@@ -26,21 +26,7 @@ pub fn plan(council: &str, ev: &ConsentRequested) -> Result<Plan, HandlerError> 
         .case
         .as_ref()
         .ok_or_else(|| HandlerError::Permanent("ConsentRequested without its case".into()))?;
-    let mut plan = Plan {
-        messages: Vec::new(),
-        unsafe_addresses: domain::unsafe_addresses(&ev.family)
-            .into_iter()
-            .map(|a| (a, format!("unsafe to contact (case {})", case.case_id)))
-            .collect(),
-        unsafe_people: domain::unsafe_people(&ev.family)
-            .into_iter()
-            .map(|p| {
-                let why = format!("person {p} unsafe to contact (case {})", case.case_id);
-                (p, why)
-            })
-            .collect(),
-        person_addresses: domain::person_addresses(&ev.family),
-    };
+    let mut plan = Plan::for_family(&ev.family, &case.case_id);
     let mut to = domain::consent_recipients(&ev.family);
     if to.is_empty() {
         to.push((

@@ -13,12 +13,14 @@
 //! | `case_stepped_up` | the council's front door, at once; the referrer | `step_up_front_door`, `step_up_referrer` |
 //! | `consent_requested` | family members with parental responsibility | `consent_request` |
 //! | `service_level_breached` | the council's Early Help team manager | `service_level_breach` |
+//! | `lead_assigned` | family members with parental responsibility; the referrer | `lead_assigned_family`, `lead_assigned_referrer` |
 //! | `offer_made` | the service offered the case (its offer mailbox) | `offer_to_provider` |
 //! | `offer_declined`, `lead_practitioner_declined` | the council's Early Help team manager | `allocation_declined` |
 //! | `people_merged` | nobody: a person unsafe to contact is suppressed under both ids | — |
 mod allocation;
 mod case_stepped_up;
 mod consent_requested;
+mod lead_assigned;
 mod people_merged;
 mod referral_received;
 mod screening_decided;
@@ -27,6 +29,7 @@ mod service_level_breached;
 pub use allocation::{LeadDeclinedHandler, OfferDeclinedHandler, OfferMadeHandler};
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
+pub use lead_assigned::LeadAssignedHandler;
 pub use people_merged::PeopleMergedHandler;
 pub use referral_received::{ReferralReceivedHandler, UrgentReferralReceivedHandler};
 pub use screening_decided::ScreeningDecidedHandler;
@@ -108,6 +111,27 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// No message yet; what a case event's family contacts say about safety: each unsafe address
+    /// and family member joins the suppression lists (the reason names the case, ids only), and
+    /// each address is remembered for its person.
+    pub fn for_family(family: &[eh_proto::casework::v1::Contact], case_id: &str) -> Self {
+        Plan {
+            messages: Vec::new(),
+            unsafe_addresses: crate::domain::unsafe_addresses(family)
+                .into_iter()
+                .map(|a| (a, format!("unsafe to contact (case {case_id})")))
+                .collect(),
+            unsafe_people: crate::domain::unsafe_people(family)
+                .into_iter()
+                .map(|p| {
+                    let why = format!("person {p} unsafe to contact (case {case_id})");
+                    (p, why)
+                })
+                .collect(),
+            person_addresses: crate::domain::person_addresses(family),
+        }
+    }
+
     pub fn recipients(&self) -> Vec<&Addressee> {
         self.messages.iter().map(|m| &m.to).collect()
     }
