@@ -13,6 +13,7 @@ pub const SERVICES: &[Target] = &[
     Target(&eh_casework::Service),
     Target(&eh_notifications::Service),
     Target(&eh_allocation::Service),
+    Target(&eh_assessment::Service),
     Target(&eh_gateway::Service),
 ];
 
@@ -156,7 +157,7 @@ mod tests {
             assert!(eh_platform::config::is_token(t.name()), "{}", t.name());
             assert_eq!(Target::named(t.name()), Ok(*t));
         }
-        let e = Target::named("assessment").unwrap_err();
+        let e = Target::named("meetings").unwrap_err();
         assert!(e.contains(&Target::names()), "{e}");
     }
 

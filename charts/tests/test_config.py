@@ -15,6 +15,8 @@ SERVICE_SETTINGS_RS = [
     *sorted((chartlib.REPO / "services").glob("*/src/settings.rs")),
     # A council's calendar and service levels, shared by the services that run its clocks.
     chartlib.REPO / "crates" / "service" / "src" / "council.rs",
+    # Where consent is, for the services that ask it what may be shown.
+    chartlib.REPO / "crates" / "service" / "src" / "consent.rs",
 ]
 
 # The services' sections of the file and their Rust types (in services/*/src/settings.rs); the keys
@@ -23,7 +25,8 @@ SECTIONS = {
     "smtp": "SmtpSettings",
     "intake": "IntakeSettings",
     "gateway": "GatewaySettings",
-    "allocation": "GlobalSettings",  # allocation's: where consent's API is
+    "allocation": "ConsentSettings",  # allocation's: where consent's API is
+    "assessment": "ConsentSettings",  # assessment's: the same
 }
 TENANT_SECTIONS = {
     "templates": "BTreeMap<String, TemplateSettings>",

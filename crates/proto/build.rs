@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("earlyhelp/consent/v1/consent.proto"),
         root.join("earlyhelp/casework/v1/casework.proto"),
         root.join("earlyhelp/allocation/v1/allocation.proto"),
+        root.join("earlyhelp/assessment/v1/assessment.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -235,8 +235,11 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- end -}}
 {{- if $embedded -}}{{- $_ := set $cfg "data_dir" $p.data -}}{{- end -}}
 {{- if eq $v.deploymentMode "distributed" -}}
-{{- /* Allocation asks consent (its own Service in this mode) what a provider may see. */ -}}
-{{- $_ := set $cfg "allocation" (dict "consent_url" (printf "http://%s:%d" (include "earlyhelp.componentName" (list . "consent")) (int $v.service.grpcPort))) -}}
+{{- /* Allocation and assessment ask consent (its own Service in this mode) what a provider or
+       another agency may see. */ -}}
+{{- $consentUrl := printf "http://%s:%d" (include "earlyhelp.componentName" (list . "consent")) (int $v.service.grpcPort) -}}
+{{- $_ := set $cfg "allocation" (dict "consent_url" $consentUrl) -}}
+{{- $_ := set $cfg "assessment" (dict "consent_url" $consentUrl) -}}
 {{- end -}}
 {{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}

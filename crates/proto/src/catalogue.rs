@@ -224,6 +224,22 @@ pub const LEAD_ASSIGNED: EventSpec = EventSpec {
     summary: "An allocated case has its lead practitioner: the family and the referrer are told who will \
               help and by when to expect first contact.",
 };
+pub const ASSESSMENT_OPENED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "assessment_opened",
+    payload: "earlyhelp.assessment.v1.AssessmentOpened",
+    summary: "A case's Early Help Assessment is open for the agencies' contributions (version 1, or a \
+              new version of an amended one).",
+};
+pub const ASSESSMENT_FINALISED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "assessment_finalised",
+    payload: "earlyhelp.assessment.v1.AssessmentFinalised",
+    summary: "A version of a case's Early Help Assessment was finalised (locked); the contributing \
+              agencies are named, never what they wrote.",
+};
 pub const DIRECTORY_IMPORTED: EventSpec = EventSpec {
     service: "allocation",
     publisher: "allocation",
@@ -400,6 +416,12 @@ pub const NOTIFICATIONS_LEAD_ASSIGNED: Subscription = Subscription {
     source: Source::Event(&LEAD_ASSIGNED),
     summary: "Tells the family (never at an unsafe address) and the referrer who will help them.",
 };
+pub const ASSESSMENT_LEAD_ASSIGNED: Subscription = Subscription {
+    consumer: "assessment_lead_assigned",
+    service: "assessment",
+    source: Source::Event(&LEAD_ASSIGNED),
+    summary: "Records the case's lead practitioner: they (or a team manager) may open its assessment.",
+};
 pub const NOTIFICATIONS_OFFER_MADE: Subscription = Subscription {
     consumer: "notifications_offer_made",
     service: "notifications",
@@ -511,6 +533,8 @@ pub const EVENTS: &[&EventSpec] = &[
     &CONSENT_REQUESTED,
     &SERVICE_LEVEL_BREACHED,
     &LEAD_ASSIGNED,
+    &ASSESSMENT_OPENED,
+    &ASSESSMENT_FINALISED,
     &DIRECTORY_IMPORTED,
     &OFFER_MADE,
     &OFFER_ACCEPTED,
@@ -544,6 +568,7 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_CONSENT_REQUESTED,
     &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
     &NOTIFICATIONS_LEAD_ASSIGNED,
+    &ASSESSMENT_LEAD_ASSIGNED,
     &NOTIFICATIONS_OFFER_MADE,
     &NOTIFICATIONS_OFFER_DECLINED,
     &NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,

@@ -46,3 +46,10 @@ pub mod allocation {
         tonic::include_proto!("earlyhelp.allocation.v1");
     }
 }
+
+pub mod assessment {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.assessment.v1");
+    }
+}

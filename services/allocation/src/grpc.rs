@@ -11,8 +11,7 @@ use crate::store::{self, ImportRecord, StoredService};
 use eh_auth::{Auditor, Principal};
 use eh_proto::allocation::v1 as pb;
 use eh_proto::allocation::v1::allocation_service_server::AllocationService;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
 /// Who may call what: each method and the roles that may (people only; upstream systems and the
 /// platform's services have no business here yet). A method missing from the table is refused.
@@ -82,25 +81,10 @@ pub struct AllocationApi {
     pub auditor: Auditor,
 }
 
-pub(crate) fn invalid(what: &str, violations: &[Violation]) -> Status {
-    let mut details = ErrorDetails::new();
-    for v in violations {
-        details.add_bad_request_violation(v.field.clone(), v.reason.clone());
-    }
-    let summary: Vec<String> = violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.reason))
-        .collect();
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("{what}: {}", summary.join("; ")),
-        details,
-    )
-}
+pub(crate) use eh_service::errors::invalid;
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
-    tracing::error!(error = %e, "allocation failed");
-    Status::internal("internal error")
+    eh_service::errors::internal(crate::SERVICE, e)
 }
 
 impl AllocationApi {

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Consent's gRPC API, asked what a provider may see.
-pub type ConsentClient =
-    eh_proto::consent::v1::consent_service_client::ConsentServiceClient<tonic::transport::Channel>;
+pub use eh_service::consent::ConsentClient;
 
 #[derive(Clone)]
 pub struct Allocation {
@@ -23,18 +22,12 @@ impl Allocation {
     /// A council's settings are wrong (the message names the key).
     pub fn new(ctx: ServiceContext) -> Result<Self, String> {
         let councils = settings::councils(&ctx.settings)?;
-        let global = settings::GlobalSettings::from_settings(&ctx.settings)?;
-        let endpoint = global.consent_endpoint(&ctx.settings);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| format!("allocation.consent_url {endpoint}: {e}"))?
-            .connect_timeout(Duration::from_millis(global.consent_timeout_ms))
-            .timeout(Duration::from_millis(global.consent_timeout_ms))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let consent = settings::GlobalSettings::from_settings(&ctx.settings, settings::SECTION)?
+            .client(&ctx.settings, settings::SECTION)?;
         Ok(Self {
             ctx,
             councils: Arc::new(councils),
-            consent: ConsentClient::new(channel),
+            consent,
         })
     }
 

@@ -9,13 +9,13 @@
 //! A case `ready_for_allocation` (casework's event) is matched and offered to the service ranked
 //! first, or put on the council's waiting list ([`offers`]); the service accepts or declines over
 //! gRPC; a decline, a case closed or stepped up, frees a place and the waiting cases are tried
-//! again in order. Events: `directory_imported`, `offer_made`, `offer_accepted`, `offer_declined`,
-//! `case_waiting`.
-//!
-//! Not yet here (issue 11 continues): the provider-response clock (casework's, re-offering on a
-//! timeout) and the casework states that follow allocation, the lead practitioner, consent checks
-//! for what a provider sees (its view withholds the family's needs until then), and the
-//! notifications of offers and allocations.
+//! again in order. An offer not answered in the council's provider response time lapses and the
+//! case goes to the next service; a case waiting too long is reported (`offers::run_clocks`).
+//! Once a service accepts, its staff ask a practitioner to lead, who accepts or declines with a
+//! reason (`leads`); a provider's view of an offer shows only what the family's consent lets its
+//! agency see (`sharing`). Events: `directory_imported`, `offer_made`, `offer_accepted`,
+//! `offer_declined`, `offer_expired`, `case_waiting`, `waiting_limit_breached`,
+//! `lead_practitioner_named`, `lead_practitioner_declined`.
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
@@ -58,7 +58,7 @@ impl eh_service::Service for Service {
         settings::KEYS
     }
     fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
-        settings::GlobalSettings::from_settings(settings)?;
+        settings::GlobalSettings::from_settings(settings, settings::SECTION)?;
         settings::councils(settings).map(|_| Vec::new())
     }
     fn start(

@@ -18,57 +18,10 @@ pub const KEYS: SettingsKeys = SettingsKeys {
 };
 
 /// The top-level `allocation` section: where consent's gRPC API is asked what a provider may see.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct GlobalSettings {
-    /// Consent's gRPC API (`http://consent:50051`); empty: this process's own listener (embedded
-    /// and monolithic modes, where consent runs beside allocation).
-    pub consent_url: String,
-    /// Each question's timeout; a question not answered in time withholds what it was about.
-    pub consent_timeout_ms: u64,
-}
+pub use eh_service::consent::ConsentSettings as GlobalSettings;
 
-impl Default for GlobalSettings {
-    fn default() -> Self {
-        Self {
-            consent_url: String::new(),
-            consent_timeout_ms: 3_000,
-        }
-    }
-}
-
-impl GlobalSettings {
-    /// The `allocation` section, checked.
-    ///
-    /// # Errors
-    /// A wrong value, naming its key.
-    pub fn from_settings(settings: &eh_platform::Settings) -> Result<Self, String> {
-        let s: Self = match settings.section("allocation") {
-            None => Self::default(),
-            Some(s) => s.read().map_err(|e| e.to_string())?,
-        };
-        if !s.consent_url.is_empty()
-            && !["http://", "https://"]
-                .iter()
-                .any(|p| s.consent_url.starts_with(p))
-        {
-            return Err("allocation.consent_url: must be an http:// or https:// URL".into());
-        }
-        if s.consent_timeout_ms == 0 {
-            return Err("allocation.consent_timeout_ms: must be at least 1".into());
-        }
-        Ok(s)
-    }
-
-    /// Where consent's gRPC API is.
-    pub fn consent_endpoint(&self, settings: &eh_platform::Settings) -> String {
-        if self.consent_url.is_empty() {
-            settings.server.own_grpc_url()
-        } else {
-            self.consent_url.clone()
-        }
-    }
-}
+/// The top-level section's name.
+pub const SECTION: &str = "allocation";
 
 /// `tenants.<id>.allocation`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -7,67 +7,25 @@
 use crate::domain;
 use crate::handlers::ConsentClient;
 use eh_proto::allocation::v1 as pb;
-use eh_proto::consent::v1::CheckSharingRequest;
-use std::collections::HashMap;
-use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-
-/// The purpose consent is asked for.
-pub const PURPOSE: &str = "sharing";
-
-/// Consent's answer about one category: allowed, and the decision's id; `None` when it could not
-/// be asked.
-type Answer = Option<(bool, String)>;
+use tonic::metadata::MetadataMap;
 
 /// Asks consent about the categories of one caller's view, each (family, agency, category) once.
-pub struct Asker {
-    consent: ConsentClient,
-    credential: Option<AsciiMetadataValue>,
-    answers: HashMap<(String, String, String), Answer>,
-}
+pub struct Asker(eh_service::consent::Asker);
 
 impl Asker {
     /// Asks as the caller whose request carried `metadata` (its `authorization`).
     pub fn new(consent: ConsentClient, metadata: &MetadataMap) -> Self {
-        Self {
-            consent,
-            credential: metadata.get("authorization").cloned(),
-            answers: HashMap::new(),
-        }
+        Self(eh_service::consent::Asker::new(consent, metadata))
     }
 
-    async fn ask(&mut self, tenant: &str, family_id: &str, agency: &str, category: &str) -> Answer {
-        let key = (
-            family_id.to_string(),
-            agency.to_string(),
-            category.to_string(),
-        );
-        if let Some(a) = self.answers.get(&key) {
-            return a.clone();
-        }
-        let mut req = tonic::Request::new(CheckSharingRequest {
-            tenant: tenant.into(),
-            family_id: family_id.into(),
-            person_id: String::new(),
-            agency: agency.into(),
-            category: category.into(),
-            purpose: PURPOSE.into(),
-        });
-        if let Some(c) = &self.credential {
-            req.metadata_mut().insert("authorization", c.clone());
-        }
-        let answer = match self.consent.check_sharing(req).await {
-            Ok(r) => {
-                let d = r.into_inner();
-                Some((d.allowed, d.decision_id))
-            }
-            Err(e) => {
-                // The category is not logged: beside the family id it would say what the family needs.
-                tracing::warn!(tenant, family_id, code = ?e.code(), "consent could not be asked; what it was about is withheld");
-                None
-            }
-        };
-        self.answers.insert(key, answer.clone());
-        answer
+    async fn ask(
+        &mut self,
+        tenant: &str,
+        family_id: &str,
+        agency: &str,
+        category: &str,
+    ) -> eh_service::consent::Answer {
+        self.0.ask(tenant, family_id, agency, category).await
     }
 
     /// The needs of `family_id` a service of `agency` may see, and what was withheld.

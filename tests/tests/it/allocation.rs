@@ -39,7 +39,9 @@ async fn case_in(t: &TestApp, reference: &str, state: &str) -> anyhow::Result<pb
     .await
 }
 
-async fn journey(distributed: bool) -> anyhow::Result<()> {
+/// The journey up to first contact; the app and the case, with its lead named (the assessment
+/// tests go on from here).
+pub async fn journey(distributed: bool) -> anyhow::Result<(TestApp, String)> {
     let t = TestApp::spawn_configured(distributed, |s, dir| {
         let file = dir.join("directory.json");
         let services = json!([
@@ -101,7 +103,11 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
     // Needs education and mental health; the family does not agree to share mental health with
     // voluntary agencies.
     let mut doc = referral("AL-1", Some("priya@school.test"));
-    doc["consent"]["restrictions"] = json!([{"category": "mental_health", "agency": "voluntary"}]);
+    // Nor with the police (the assessment tests read as them).
+    doc["consent"]["restrictions"] = json!([
+        {"category": "mental_health", "agency": "voluntary"},
+        {"category": "mental_health", "agency": "police"}
+    ]);
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "al-1")
         .await?;
     let case = case_in(&t, "AL-1", "allocating").await?;
@@ -353,15 +359,15 @@ async fn journey(distributed: bool) -> anyhow::Result<()> {
         .find(|e| e.kind == "first_contact")
         .expect("first contact on the timeline");
     assert_eq!(entry.actor, "person:fsw-7");
-    Ok(())
+    Ok((t, case.case_id))
 }
 
 #[tokio::test]
 async fn a_ready_case_is_offered_accepted_and_allocated_embedded() -> anyhow::Result<()> {
-    journey(false).await
+    journey(false).await.map(drop)
 }
 
 #[tokio::test]
 async fn a_ready_case_is_offered_accepted_and_allocated_distributed() -> anyhow::Result<()> {
-    journey(true).await
+    journey(true).await.map(drop)
 }

@@ -166,20 +166,7 @@ pub fn need_category(need: &str) -> &'static str {
 }
 
 /// One field of a request that is wrong, and why (never its value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub field: String,
-    pub reason: String,
-}
-
-impl Violation {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
+pub use eh_service::errors::Violation;
 
 impl Terms {
     /// Checks terms as a council sets them: every violation, by field.

@@ -1,0 +1,803 @@
+//! The gRPC door. Every call is admitted in one place ([`ACCESS`]: method → the roles that may
+//! call it): a known tenant, the caller's own (PERMISSION_DENIED, audited, for another council),
+//! one of the method's roles (PERMISSION_DENIED, audited). Then the assessment's own rules
+//! (`domain`): who may open, contribute, edit, finalise, amend — a refusal is PERMISSION_DENIED
+//! (audited) or FAILED_PRECONDITION. Input is checked (INVALID_ARGUMENT with a violation per
+//! field, never quoting the value).
+//!
+//! A read (`GetAssessment`) is for the case's lead and the lead's organisation, the council's team
+//! managers and front door, and every agency that has contributed; anyone else is NOT_FOUND,
+//! audited. What it shows is what the family's consent lets the reader's agency see, section by
+//! section (`domain::view`); it is audited with the version and the sections shown and withheld.
+use crate::domain::view::{self, Section};
+use crate::domain::{self, Caller, Lead, Refusal, Status as VersionStatus, Violation};
+use crate::store::{self, AssessmentRow, CaseRow, ContributionRow, VersionRow};
+use chrono::{DateTime, Utc};
+use eh_auth::{Auditor, Principal};
+use eh_bus::{Envelope, OutboundMessage, ServiceContext};
+use eh_proto::assessment::v1 as pb;
+use eh_proto::assessment::v1::assessment_service_server::AssessmentService;
+use eh_proto::catalogue::EventSpec;
+use eh_service::consent::{Asker, ConsentClient, consent_agency};
+use eh_service::errors::invalid;
+use prost::Message;
+use sea_orm::DatabaseTransaction;
+use std::collections::BTreeMap;
+use tonic::{Request, Response, Status};
+
+/// Who may call what (people only).
+pub const ACCESS: &[(&str, &[&str])] = &[
+    (
+        "OpenAssessment",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "AddContribution",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "EditContribution",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "FinaliseAssessment",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "AmendAssessment",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "GetAssessment",
+        &["practitioner", "provider", "team_manager", "front_door"],
+    ),
+];
+
+/// The roles that see every case of their council.
+const COUNCIL_WIDE: &[&str] = &["team_manager", "front_door"];
+
+/// The roles that may call `method` (none for a method not in [`ACCESS`]).
+pub fn roles_for(method: &str) -> &'static [&'static str] {
+    ACCESS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map_or(&[], |(_, r)| r)
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    eh_service::errors::internal(crate::SERVICE, e)
+}
+
+pub struct AssessmentApi {
+    pub ctx: ServiceContext,
+    pub auditor: Auditor,
+    pub consent: ConsentClient,
+}
+
+/// The caller as the rules see them.
+fn caller(p: &Principal) -> Caller<'_> {
+    match p {
+        Principal::Person {
+            subject, agency, ..
+        } => Caller {
+            id: subject,
+            agency: agency.as_deref().filter(|a| !a.trim().is_empty()),
+            team_manager: p.has_role("team_manager"),
+        },
+        _ => Caller {
+            id: "",
+            agency: None,
+            team_manager: false,
+        },
+    }
+}
+
+fn version_pb(v: &VersionRow) -> pb::VersionSummary {
+    pb::VersionSummary {
+        version: v.version,
+        status: v.status.as_str().into(),
+        opened_by: v.opened_by.clone(),
+        opened_at: v.opened_at.to_rfc3339(),
+        finalised_by: v.finalised_by.clone(),
+        finalised_at: v.finalised_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        what_changes: v.what_changes.clone(),
+    }
+}
+
+fn body_pb(c: &domain::Contribution) -> pb::SignsOfSafety {
+    pb::SignsOfSafety {
+        category: c.category.clone(),
+        worries: c.worries.clone(),
+        working_well: c.working_well.clone(),
+        next_steps: c.next_steps.clone(),
+        scaling: c.scaling.as_ref().map(|s| pb::Scaling {
+            score: s.score,
+            scored_by: s.scored_by.clone(),
+            why: s.why.clone(),
+        }),
+        child_voices: c
+            .child_voices
+            .iter()
+            .map(|v| pb::ChildVoice {
+                child_id: v.child_id.clone(),
+                words: v.words.clone(),
+                how_gathered: v.how_gathered.clone(),
+            })
+            .collect(),
+        needs: c
+            .needs
+            .iter()
+            .map(|n| pb::Need {
+                headline: n.headline.clone(),
+                detail: n.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The request's body as the domain's, trimmed; `None` when it is missing.
+fn body_of(b: Option<pb::SignsOfSafety>) -> Result<domain::Contribution, Status> {
+    let Some(b) = b else {
+        return Err(invalid(
+            "the contribution is invalid",
+            &[Violation::new("body", "is required")],
+        ));
+    };
+    let trim = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_string()).collect();
+    let c = domain::Contribution {
+        category: b.category.trim().to_string(),
+        worries: trim(b.worries),
+        working_well: trim(b.working_well),
+        next_steps: trim(b.next_steps),
+        scaling: b.scaling.map(|s| domain::Scaling {
+            score: s.score,
+            scored_by: s.scored_by.trim().to_string(),
+            why: s.why.trim().to_string(),
+        }),
+        child_voices: b
+            .child_voices
+            .into_iter()
+            .map(|v| domain::ChildVoice {
+                child_id: v.child_id.trim().to_string(),
+                words: v.words.trim().to_string(),
+                how_gathered: v.how_gathered.trim().to_string(),
+            })
+            .collect(),
+        needs: b
+            .needs
+            .into_iter()
+            .map(|n| domain::Need {
+                headline: n.headline.trim().to_string(),
+                detail: n.detail.trim().to_string(),
+            })
+            .collect(),
+    };
+    let v = c.check();
+    if v.is_empty() {
+        Ok(c)
+    } else {
+        Err(invalid("the contribution is invalid", &v))
+    }
+}
+
+fn contribution_pb(c: &ContributionRow) -> pb::Contribution {
+    pb::Contribution {
+        contribution_id: c.id.clone(),
+        version: c.version,
+        author: c.author.clone(),
+        agency: c.agency.clone(),
+        role: c.role.clone(),
+        added_at: c.added_at.to_rfc3339(),
+        edited_at: c.edited_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        body: Some(body_pb(&c.body)),
+    }
+}
+
+/// Everything a call about one assessment loads: the assessment, its case, its versions.
+struct Loaded {
+    assessment: AssessmentRow,
+    case: CaseRow,
+    versions: Vec<VersionRow>,
+}
+
+impl Loaded {
+    fn latest(&self) -> Result<&VersionRow, Status> {
+        self.versions
+            .last()
+            .ok_or_else(|| internal("an assessment without a version"))
+    }
+
+    fn lead(&self) -> Lead<'_> {
+        Lead {
+            practitioner: &self.case.lead_practitioner,
+            organization: &self.case.lead_organization,
+        }
+    }
+}
+
+impl AssessmentApi {
+    async fn admit(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+    ) -> Result<(), Status> {
+        if !eh_platform::config::is_token(tenant) || !self.ctx.settings.tenants.contains_key(tenant)
+        {
+            return Err(invalid(
+                "unknown tenant",
+                &[Violation::new("tenant", "not a tenant of this platform")],
+            ));
+        }
+        self.auditor
+            .check_tenant(p, tenant, method, record, crate::SERVICE)
+            .await?;
+        let roles = roles_for(method);
+        let allowed = matches!(p, Principal::Person { .. }) && roles.iter().any(|r| p.has_role(r));
+        let reason = if allowed {
+            "role allowed".to_string()
+        } else if roles.is_empty() {
+            format!("{method} is not in the access table")
+        } else {
+            format!("needs one of the roles {}", roles.join(", "))
+        };
+        self.auditor
+            .decide(p, tenant, method, record, crate::SERVICE, allowed, reason)
+            .await?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{method} needs one of the roles: {}",
+                roles.join(", ")
+            )))
+        }
+    }
+
+    /// A rule said no: audited as denied (after `txn` is given up: embedded mode has one
+    /// connection), then PERMISSION_DENIED or FAILED_PRECONDITION.
+    async fn refuse(
+        &self,
+        txn: DatabaseTransaction,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        r: Refusal,
+    ) -> Status {
+        if let Err(e) = txn.rollback().await {
+            return internal(e);
+        }
+        match r {
+            Refusal::Forbidden(why) => {
+                if let Err(s) = self
+                    .auditor
+                    .decide(
+                        p,
+                        tenant,
+                        method,
+                        record,
+                        crate::SERVICE,
+                        false,
+                        why.clone(),
+                    )
+                    .await
+                {
+                    return s;
+                }
+                Status::permission_denied(why)
+            }
+            Refusal::Conflict(why) => Status::failed_precondition(why),
+        }
+    }
+
+    async fn begin(&self, p: &Principal, tenant: &str) -> Result<DatabaseTransaction, Status> {
+        eh_store::begin_scoped(&self.ctx.db, p.data_scope(tenant))
+            .await
+            .map_err(internal)
+    }
+
+    /// The assessment (by id, or by case), its case and versions; NOT_FOUND when there is none.
+    async fn load(
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        id: &str,
+        case_id: &str,
+    ) -> Result<Loaded, Status> {
+        if id.trim().is_empty() && case_id.trim().is_empty() {
+            return Err(invalid(
+                "the request is invalid",
+                &[Violation::new(
+                    "assessment_id",
+                    "give the assessment's id or its case's (case_id)",
+                )],
+            ));
+        }
+        let assessment = store::assessment(txn, tenant, id.trim(), case_id.trim())
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found("no such assessment"))?;
+        let case = store::case(txn, tenant, &assessment.case_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal("an assessment without its case"))?;
+        let versions = store::versions(txn, tenant, &assessment.id)
+            .await
+            .map_err(internal)?;
+        Ok(Loaded {
+            assessment,
+            case,
+            versions,
+        })
+    }
+
+    fn emit(
+        &self,
+        tenant: &str,
+        spec: &'static EventSpec,
+        actor: &str,
+        payload: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> OutboundMessage {
+        let env = Envelope::new(spec.payload, tenant, actor, now);
+        OutboundMessage::event(spec.subject(self.ctx.namespace(), tenant), &env, payload)
+    }
+
+    async fn publish(
+        &self,
+        txn: &DatabaseTransaction,
+        msg: &OutboundMessage,
+    ) -> Result<(), Status> {
+        self.ctx.outbox.enqueue(txn, msg).await.map_err(internal)
+    }
+
+    /// The whole of one version as its lead sees it right after changing it (their own writes).
+    async fn whole(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        l: &Loaded,
+        version: &VersionRow,
+    ) -> Result<pb::Assessment, Status> {
+        let rows = store::contributions(txn, tenant, &l.assessment.id, version.version)
+            .await
+            .map_err(internal)?;
+        Ok(pb::Assessment {
+            assessment_id: l.assessment.id.clone(),
+            case_id: l.assessment.case_id.clone(),
+            version: Some(version_pb(version)),
+            versions: l.versions.iter().map(version_pb).collect(),
+            lead_practitioner: l.case.lead_practitioner.clone(),
+            contributions: rows.iter().map(contribution_pb).collect(),
+            withheld: Vec::new(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AssessmentService for AssessmentApi {
+    async fn open_assessment(
+        &self,
+        request: Request<pb::OpenAssessmentRequest>,
+    ) -> Result<Response<pb::Assessment>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("case:{}", req.case_id);
+        self.admit(&p, &req.tenant, "OpenAssessment", &record)
+            .await?;
+        let now = self.ctx.clock.now();
+        let txn = self.begin(&p, &req.tenant).await?;
+        let Some(case) = store::case(&txn, &req.tenant, req.case_id.trim())
+            .await
+            .map_err(internal)?
+        else {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::failed_precondition(
+                "the case has no lead practitioner yet (or is not known): an assessment is opened once it has",
+            ));
+        };
+        let exists = store::assessment(&txn, &req.tenant, "", &case.case_id)
+            .await
+            .map_err(internal)?
+            .is_some();
+        let lead = Lead {
+            practitioner: &case.lead_practitioner,
+            organization: &case.lead_organization,
+        };
+        if let Err(r) = domain::may_open(&caller(&p), &lead, exists) {
+            let r = match r {
+                Refusal::Conflict(why) => return Err(Status::already_exists(why)),
+                r => r,
+            };
+            return Err(self
+                .refuse(txn, &p, &req.tenant, "OpenAssessment", &record, r)
+                .await);
+        }
+        let a = AssessmentRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant: req.tenant.clone(),
+            case_id: case.case_id.clone(),
+            family_id: case.family_id.clone(),
+        };
+        let actor = p.actor();
+        if !store::insert_assessment(&txn, &a, &actor, now)
+            .await
+            .map_err(internal)?
+        {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::already_exists("the case already has an assessment"));
+        }
+        store::insert_version(&txn, &req.tenant, &a.id, 1, &actor, "", now)
+            .await
+            .map_err(internal)?;
+        let ev = pb::AssessmentOpened {
+            assessment_id: a.id.clone(),
+            case_id: a.case_id.clone(),
+            family_id: a.family_id.clone(),
+            version: 1,
+            at: now.to_rfc3339(),
+        };
+        let msg = self.emit(
+            &req.tenant,
+            &eh_proto::catalogue::ASSESSMENT_OPENED,
+            &actor,
+            ev.encode_to_vec(),
+            now,
+        );
+        self.publish(&txn, &msg).await?;
+        let l = Self::load(&txn, &req.tenant, &a.id, "").await?;
+        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        Ok(Response::new(out))
+    }
+
+    async fn add_contribution(
+        &self,
+        request: Request<pb::AddContributionRequest>,
+    ) -> Result<Response<pb::Contribution>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("assessment:{}", req.assessment_id);
+        self.admit(&p, &req.tenant, "AddContribution", &record)
+            .await?;
+        let body = body_of(req.body)?;
+        let now = self.ctx.clock.now();
+        let txn = self.begin(&p, &req.tenant).await?;
+        let l = Self::load(&txn, &req.tenant, &req.assessment_id, "").await?;
+        let latest = l.latest()?.clone();
+        let who = caller(&p);
+        if let Err(r) = domain::may_contribute(&who, latest.status) {
+            return Err(self
+                .refuse(txn, &p, &req.tenant, "AddContribution", &record, r)
+                .await);
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let row = ContributionRow {
+            id: id.clone(),
+            tenant: req.tenant.clone(),
+            assessment_id: l.assessment.id.clone(),
+            version: latest.version,
+            section_id: id,
+            author: p.actor(),
+            agency: who.agency.unwrap_or_default().to_string(),
+            role: p.role(),
+            added_at: now,
+            edited_at: None,
+            body,
+        };
+        store::insert_contribution(&txn, &row)
+            .await
+            .map_err(internal)?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        Ok(Response::new(contribution_pb(&row)))
+    }
+
+    async fn edit_contribution(
+        &self,
+        request: Request<pb::EditContributionRequest>,
+    ) -> Result<Response<pb::Contribution>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("contribution:{}", req.contribution_id);
+        self.admit(&p, &req.tenant, "EditContribution", &record)
+            .await?;
+        let body = body_of(req.body)?;
+        let now = self.ctx.clock.now();
+        let txn = self.begin(&p, &req.tenant).await?;
+        let Some(mut row) = store::contribution(&txn, &req.tenant, req.contribution_id.trim())
+            .await
+            .map_err(internal)?
+        else {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::not_found("no such contribution"));
+        };
+        let versions = store::versions(&txn, &req.tenant, &row.assessment_id)
+            .await
+            .map_err(internal)?;
+        let status = versions
+            .iter()
+            .find(|v| v.version == row.version)
+            .map_or(VersionStatus::Finalised, |v| v.status);
+        if let Err(r) = domain::may_edit(&caller(&p), &row.agency, status) {
+            return Err(self
+                .refuse(txn, &p, &req.tenant, "EditContribution", &record, r)
+                .await);
+        }
+        if !store::edit_contribution(&txn, &req.tenant, &row.id, &body, now)
+            .await
+            .map_err(internal)?
+        {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::failed_precondition(
+                "the assessment was finalised meanwhile: the lead must amend it first",
+            ));
+        }
+        eh_store::commit(txn).await.map_err(internal)?;
+        row.body = body;
+        row.edited_at = Some(now);
+        Ok(Response::new(contribution_pb(&row)))
+    }
+
+    async fn finalise_assessment(
+        &self,
+        request: Request<pb::FinaliseAssessmentRequest>,
+    ) -> Result<Response<pb::Assessment>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("assessment:{}", req.assessment_id);
+        self.admit(&p, &req.tenant, "FinaliseAssessment", &record)
+            .await?;
+        let now = self.ctx.clock.now();
+        let txn = self.begin(&p, &req.tenant).await?;
+        let l = Self::load(&txn, &req.tenant, &req.assessment_id, "").await?;
+        let latest = l.latest()?.clone();
+        let sections = store::contributions(&txn, &req.tenant, &l.assessment.id, latest.version)
+            .await
+            .map_err(internal)?;
+        if let Err(r) = domain::may_finalise(&caller(&p), &l.lead(), latest.status, sections.len())
+        {
+            return Err(self
+                .refuse(txn, &p, &req.tenant, "FinaliseAssessment", &record, r)
+                .await);
+        }
+        let actor = p.actor();
+        if !store::finalise_version(
+            &txn,
+            &req.tenant,
+            &l.assessment.id,
+            latest.version,
+            &actor,
+            now,
+        )
+        .await
+        .map_err(internal)?
+        {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::failed_precondition(
+                "the assessment is already finalised",
+            ));
+        }
+        let mut agencies: Vec<String> = sections.iter().map(|s| s.agency.clone()).collect();
+        agencies.sort();
+        agencies.dedup();
+        let ev = pb::AssessmentFinalised {
+            assessment_id: l.assessment.id.clone(),
+            case_id: l.assessment.case_id.clone(),
+            family_id: l.assessment.family_id.clone(),
+            version: latest.version,
+            contributions: u32::try_from(sections.len()).unwrap_or(u32::MAX),
+            agencies,
+            at: now.to_rfc3339(),
+        };
+        let msg = self.emit(
+            &req.tenant,
+            &eh_proto::catalogue::ASSESSMENT_FINALISED,
+            &actor,
+            ev.encode_to_vec(),
+            now,
+        );
+        self.publish(&txn, &msg).await?;
+        let l = Self::load(&txn, &req.tenant, &l.assessment.id, "").await?;
+        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        Ok(Response::new(out))
+    }
+
+    async fn amend_assessment(
+        &self,
+        request: Request<pb::AmendAssessmentRequest>,
+    ) -> Result<Response<pb::Assessment>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        let record = format!("assessment:{}", req.assessment_id);
+        self.admit(&p, &req.tenant, "AmendAssessment", &record)
+            .await?;
+        let now = self.ctx.clock.now();
+        let txn = self.begin(&p, &req.tenant).await?;
+        let l = Self::load(&txn, &req.tenant, &req.assessment_id, "").await?;
+        let latest = l.latest()?.clone();
+        let what = req.what_changes.trim();
+        match domain::may_amend(&caller(&p), &l.lead(), latest.status, what) {
+            Err(v) => {
+                txn.rollback().await.map_err(internal)?;
+                return Err(invalid("the amendment is invalid", &v));
+            }
+            Ok(Err(r)) => {
+                return Err(self
+                    .refuse(txn, &p, &req.tenant, "AmendAssessment", &record, r)
+                    .await);
+            }
+            Ok(Ok(())) => {}
+        }
+        let actor = p.actor();
+        let next = latest.version + 1;
+        store::insert_version(&txn, &req.tenant, &l.assessment.id, next, &actor, what, now)
+            .await
+            .map_err(internal)?;
+        // The new version starts from the finalised one's sections (new rows: those stay locked).
+        for s in store::contributions(&txn, &req.tenant, &l.assessment.id, latest.version)
+            .await
+            .map_err(internal)?
+        {
+            let copy = ContributionRow {
+                id: uuid::Uuid::now_v7().to_string(),
+                version: next,
+                ..s
+            };
+            store::insert_contribution(&txn, &copy)
+                .await
+                .map_err(internal)?;
+        }
+        let ev = pb::AssessmentOpened {
+            assessment_id: l.assessment.id.clone(),
+            case_id: l.assessment.case_id.clone(),
+            family_id: l.assessment.family_id.clone(),
+            version: next,
+            at: now.to_rfc3339(),
+        };
+        let msg = self.emit(
+            &req.tenant,
+            &eh_proto::catalogue::ASSESSMENT_OPENED,
+            &actor,
+            ev.encode_to_vec(),
+            now,
+        );
+        self.publish(&txn, &msg).await?;
+        let l = Self::load(&txn, &req.tenant, &l.assessment.id, "").await?;
+        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        Ok(Response::new(out))
+    }
+
+    async fn get_assessment(
+        &self,
+        request: Request<pb::GetAssessmentRequest>,
+    ) -> Result<Response<pb::Assessment>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let mut asker = Asker::new(self.consent.clone(), request.metadata());
+        let req = request.into_inner();
+        let asked = if req.assessment_id.trim().is_empty() {
+            format!("case:{}", req.case_id)
+        } else {
+            format!("assessment:{}", req.assessment_id)
+        };
+        self.admit(&p, &req.tenant, "GetAssessment", &asked).await?;
+        let txn = self.begin(&p, &req.tenant).await?;
+        let l = Self::load(&txn, &req.tenant, &req.assessment_id, &req.case_id).await?;
+        let version = if req.version == 0 {
+            l.latest()?.clone()
+        } else if let Some(v) = l.versions.iter().find(|v| v.version == req.version) {
+            v.clone()
+        } else {
+            txn.rollback().await.map_err(internal)?;
+            return Err(Status::not_found(format!(
+                "the assessment has no version {}",
+                req.version
+            )));
+        };
+        let rows = store::contributions(&txn, &req.tenant, &l.assessment.id, version.version)
+            .await
+            .map_err(internal)?;
+        eh_store::end_read(txn).await.map_err(internal)?;
+        let record = format!("assessment:{}:v{}", l.assessment.id, version.version);
+        // Who may read: the council-wide roles, the lead and the lead's organisation, and every
+        // agency that has contributed.
+        let who = caller(&p);
+        let related = COUNCIL_WIDE.iter().any(|r| p.has_role(r))
+            || who.id == l.case.lead_practitioner
+            || who.agency == Some(l.case.lead_organization.as_str())
+            || who
+                .agency
+                .is_some_and(|a| rows.iter().any(|r| r.agency == a));
+        if !related {
+            self.auditor
+                .decide(
+                    &p,
+                    &req.tenant,
+                    "GetAssessment",
+                    &record,
+                    crate::SERVICE,
+                    false,
+                    "no relationship to the case: not its lead, of the lead's organisation, or of an agency that contributed".into(),
+                )
+                .await?;
+            return Err(Status::not_found("no such assessment"));
+        }
+        // Consent decides for the reader's agency; council-wide readers without an agency read as
+        // the council's social care.
+        let reader = who
+            .agency
+            .map_or("social_care", |a| consent_agency(a))
+            .to_string();
+        let sections: Vec<Section> = rows
+            .iter()
+            .map(|r| Section {
+                id: r.id.clone(),
+                author_agency: r.agency.clone(),
+                body: r.body.clone(),
+            })
+            .collect();
+        let own = who.agency.unwrap_or(&reader).to_string();
+        let mut answers: BTreeMap<String, view::Answer> = BTreeMap::new();
+        for c in view::categories_to_ask(&sections, &own) {
+            let a = asker
+                .ask(&req.tenant, &l.assessment.family_id, &reader, &c)
+                .await;
+            answers.insert(c, a);
+        }
+        let v = view::apply(sections, &own, &answers);
+        let shown: Vec<&str> = v.shown.iter().map(|s| s.id.as_str()).collect();
+        let withheld: Vec<&str> = v
+            .withheld
+            .iter()
+            .map(|w| w.contribution_id.as_str())
+            .collect();
+        self.auditor
+            .decide(
+                &p,
+                &req.tenant,
+                "GetAssessment",
+                &record,
+                crate::SERVICE,
+                true,
+                format!(
+                    "read as agency {reader}: shown [{}], withheld [{}]",
+                    shown.join(", "),
+                    withheld.join(", ")
+                ),
+            )
+            .await?;
+        let by_id: BTreeMap<&str, &ContributionRow> =
+            rows.iter().map(|r| (r.id.as_str(), r)).collect();
+        let contributions = v
+            .shown
+            .iter()
+            .filter_map(|s| {
+                by_id.get(s.id.as_str()).map(|r| {
+                    let mut c = contribution_pb(r);
+                    c.body = Some(body_pb(&s.body));
+                    c
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::Assessment {
+            assessment_id: l.assessment.id.clone(),
+            case_id: l.assessment.case_id.clone(),
+            version: Some(version_pb(&version)),
+            versions: l.versions.iter().map(version_pb).collect(),
+            lead_practitioner: l.case.lead_practitioner.clone(),
+            contributions,
+            withheld: v
+                .withheld
+                .into_iter()
+                .map(|w| pb::Withheld {
+                    contribution_id: w.contribution_id,
+                    what: w.what,
+                    reason: w.reason,
+                    decision_ids: w.decision_ids,
+                })
+                .collect(),
+        }))
+    }
+}

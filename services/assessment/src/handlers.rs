@@ -1,0 +1,59 @@
+//! What assessment consumes: casework's `lead_assigned` — the case has a lead practitioner, so its
+//! assessment may be opened, by them (or a team manager). The lead is recorded in the same
+//! transaction as the inbox claim; a later lead for the same case replaces the earlier one.
+use crate::store::{self, CaseRow};
+use eh_bus::{Handled, HandlerError, Received, ServiceContext};
+use eh_proto::casework::v1::LeadAssigned;
+use prost::Message;
+
+/// The durable consumer of `lead_assigned`.
+pub struct LeadAssignedHandler {
+    pub ctx: ServiceContext,
+    pub name: &'static str,
+}
+
+#[async_trait::async_trait]
+impl eh_bus::Handler for LeadAssignedHandler {
+    async fn handle(&self, msg: &Received) -> Result<Handled, HandlerError> {
+        let ctx = &self.ctx;
+        let tenant = eh_bus::subjects::tenant_of(ctx.namespace(), &msg.subject)
+            .ok_or_else(|| {
+                HandlerError::Permanent(format!("subject {} has no tenant", msg.subject))
+            })?
+            .to_string();
+        let ev = LeadAssigned::decode(msg.payload.as_ref())
+            .map_err(|e| HandlerError::Permanent(format!("not a LeadAssigned: {e}")))?;
+        let case = ev.case.unwrap_or_default();
+        if case.case_id.is_empty() || ev.practitioner.is_empty() {
+            return Err(HandlerError::Permanent(
+                "LeadAssigned names no case or no practitioner".into(),
+            ));
+        }
+        let at = chrono::DateTime::parse_from_rfc3339(&ev.at)
+            .map_or_else(|_| ctx.clock.now(), |t| t.to_utc());
+        let db = |e: sea_orm::DbErr| HandlerError::db(&e);
+        let txn = eh_store::begin(&ctx.db).await.map_err(db)?;
+        if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
+            .await
+            .map_err(|e| HandlerError::bus(&e))?
+        {
+            return Ok(Handled::Duplicate);
+        }
+        store::upsert_case(
+            &txn,
+            &CaseRow {
+                tenant,
+                case_id: case.case_id,
+                family_id: case.family_id,
+                lead_practitioner: ev.practitioner,
+                lead_organization: ev.organization_id,
+                service_name: ev.service_name,
+            },
+            at,
+        )
+        .await
+        .map_err(db)?;
+        eh_store::commit(txn).await.map_err(db)?;
+        Ok(Handled::Done)
+    }
+}

@@ -1,0 +1,118 @@
+//! Assessment: the Early Help Assessment (EHA) of each case. Once casework names the case's lead
+//! practitioner (`lead_assigned`), the lead (or a team manager) opens it; every involved agency
+//! adds its own section in the Signs of Safety structure (worries, what is working well, what
+//! needs to happen, a 0–10 scaling question, each child's own words, needs coded to the Supporting
+//! Families headline problems), attributed and editable only by its agency while the version is
+//! open; the lead finalises it (locked for ever) and a later change is a new version that says what
+//! changes. Every read applies the family's consent for the reader's agency, section by section,
+//! and is audited with the version and what was shown and withheld.
+//!
+//! Layers, one way: `domain` (pure: the structure and its checks, who may do what, the reader's
+//! view) → `store` (SQL) → `handlers` (casework's events) and `grpc`. Events: `assessment_opened`,
+//! `assessment_finalised`.
+//!
+//! Not yet here (issue 12 continues): casework's states and the "EHA within 30 working days" clock,
+//! the plan and its actions, outcome measures, reviews, closure and the follow-up check, carrying
+//! over a step-down's assessment, and the reporting read model.
+pub mod domain;
+pub mod grpc;
+pub mod handlers;
+pub mod settings;
+pub mod store;
+
+use eh_auth::{Auditor, Authenticator};
+use eh_bus::subjects;
+use eh_service::{RoutesBuilder, ServiceContext};
+use eh_store::Migration;
+use std::sync::Arc;
+
+pub const SERVICE: &str = "assessment";
+
+type Server = eh_proto::assessment::v1::assessment_service_server::AssessmentServiceServer<
+    grpc::AssessmentApi,
+>;
+
+/// Assessment as the binary runs it (one line of its table).
+pub struct Service;
+
+impl eh_service::Service for Service {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+    fn migrations(&self) -> Vec<Migration> {
+        migrations()
+    }
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        streams(namespace)
+    }
+    fn grpc_services(&self) -> &'static [&'static str] {
+        use tonic::server::NamedService;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
+    }
+    fn settings_keys(&self) -> eh_service::SettingsKeys {
+        settings::KEYS
+    }
+    fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
+        eh_service::consent::ConsentSettings::from_settings(settings, settings::SECTION)
+            .map(|_| Vec::new())
+    }
+    fn start(
+        &self,
+        ctx: ServiceContext,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
+    ) -> Result<(), String> {
+        grpc.add_service(start(ctx, auth)?);
+        Ok(())
+    }
+}
+
+/// Every migration of assessment's database, in order.
+pub fn migrations() -> Vec<Migration> {
+    [
+        eh_bus::outbox::MIGRATIONS,
+        eh_auth::audit::MIGRATIONS,
+        store::MIGRATIONS,
+    ]
+    .concat()
+}
+
+/// The streams assessment publishes to and reads from.
+pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
+    vec![
+        subjects::service_stream(ns, "casework"),
+        subjects::service_stream(ns, SERVICE),
+        subjects::dead_letter_stream(ns),
+    ]
+}
+
+/// Starts assessment's relay and consumer; returns its gRPC service.
+///
+/// # Errors
+/// The `assessment` section is wrong (the message names the key).
+pub fn start(
+    ctx: ServiceContext,
+    auth: &Authenticator,
+) -> Result<tonic::service::interceptor::InterceptedService<Server, eh_auth::AuthInterceptor>, String>
+{
+    let consent =
+        eh_service::consent::ConsentSettings::from_settings(&ctx.settings, settings::SECTION)?
+            .client(&ctx.settings, settings::SECTION)?;
+    ctx.spawn_relay();
+    let sub = &eh_proto::catalogue::ASSESSMENT_LEAD_ASSIGNED;
+    ctx.spawn_subscription(
+        sub,
+        8,
+        Arc::new(handlers::LeadAssignedHandler {
+            ctx: ctx.clone(),
+            name: sub.consumer,
+        }),
+    );
+    let api = grpc::AssessmentApi {
+        ctx: ctx.clone(),
+        auditor: Auditor::new(ctx.db.clone()),
+        consent,
+    };
+    Ok(Server::with_interceptor(api, auth.interceptor()))
+}
