@@ -494,6 +494,18 @@ pub const CASEWORK_LEAD_PRACTITIONER_NAMED: Subscription = Subscription {
     source: Source::Event(&LEAD_PRACTITIONER_NAMED),
     summary: "The lead practitioner on the case's timeline; the first-contact clock starts.",
 };
+pub const CASEWORK_ASSESSMENT_OPENED: Subscription = Subscription {
+    consumer: "casework_assessment_opened",
+    service: "casework",
+    source: Source::Event(&ASSESSMENT_OPENED),
+    summary: "The case is assessment_open (a later version is noted on the timeline).",
+};
+pub const CASEWORK_ASSESSMENT_FINALISED: Subscription = Subscription {
+    consumer: "casework_assessment_finalised",
+    service: "casework",
+    source: Source::Event(&ASSESSMENT_FINALISED),
+    summary: "The case is assessed; the assessment clock stops.",
+};
 pub const CASEWORK_LEAD_PRACTITIONER_DECLINED: Subscription = Subscription {
     consumer: "casework_lead_practitioner_declined",
     service: "casework",
@@ -584,4 +596,6 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &CASEWORK_LEAD_PRACTITIONER_NAMED,
     &CASEWORK_LEAD_PRACTITIONER_DECLINED,
     &CASEWORK_CASE_WAITING,
+    &CASEWORK_ASSESSMENT_OPENED,
+    &CASEWORK_ASSESSMENT_FINALISED,
 ];

@@ -39,6 +39,9 @@ pub struct ServiceLevelSettings {
     pub first_contact_days: u32,
     /// A case waiting for a place longer than this is a breach (default 20; allocation).
     pub waiting_list_days: u32,
+    /// The Early Help Assessment finalised after allocation (default 30; a breach tells the team
+    /// manager; casework).
+    pub assessment_days: u32,
 }
 
 impl Default for ServiceLevelSettings {
@@ -50,6 +53,7 @@ impl Default for ServiceLevelSettings {
             provider_response_days: 2,
             first_contact_days: 5,
             waiting_list_days: 20,
+            assessment_days: 30,
         }
     }
 }
@@ -83,6 +87,7 @@ pub fn council_settings(
         ("provider_response_days", levels.provider_response_days),
         ("first_contact_days", levels.first_contact_days),
         ("waiting_list_days", levels.waiting_list_days),
+        ("assessment_days", levels.assessment_days),
     ] {
         if days == 0 {
             return Err(format!(

@@ -11,9 +11,11 @@
 //! view) → `store` (SQL) → `handlers` (casework's events) and `grpc`. Events: `assessment_opened`,
 //! `assessment_finalised`.
 //!
-//! Not yet here (issue 12 continues): casework's states and the "EHA within 30 working days" clock,
-//! the plan and its actions, outcome measures, reviews, closure and the follow-up check, carrying
-//! over a step-down's assessment, and the reporting read model.
+//! Casework follows both events (`assessment_open`, `assessed`; the "EHA within 30 working days
+//! of allocation" clock stops when it is finalised).
+//!
+//! Not yet here (issue 12 continues): the plan and its actions, outcome measures, reviews, closure
+//! and the follow-up check, carrying over a step-down's assessment, and the reporting read model.
 pub mod domain;
 pub mod grpc;
 pub mod handlers;

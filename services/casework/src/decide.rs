@@ -42,6 +42,8 @@ pub struct ServiceLevels {
     pub consent_close_days: u32,
     /// First contact with the family is due this long after the lead practitioner is named.
     pub first_contact_days: u32,
+    /// The assessment is to be finalised this long after allocation.
+    pub assessment_days: u32,
 }
 
 /// What casework's decisions need of a council's settings.
@@ -79,6 +81,7 @@ pub fn council_rules(settings: &eh_platform::Settings) -> Result<Councils, Strin
                 consent_chase_days: levels.consent_chase_days,
                 consent_close_days: levels.consent_close_days,
                 first_contact_days: levels.first_contact_days,
+                assessment_days: levels.assessment_days,
             };
             Ok((
                 id.clone(),
@@ -261,7 +264,7 @@ impl Effects {
             reason: reason.to_string(),
         });
         self.cancel_timers
-            .extend(TimerKind::ALL.into_iter().filter(|k| k.runs_in() != to));
+            .extend(TimerKind::ALL.into_iter().filter(|k| !k.runs_in(to)));
         let case = Some(self.case.case_ref());
         let at_text = now.to_rfc3339();
         self.publish
@@ -322,9 +325,13 @@ impl Effects {
                     at: at_text,
                 }));
             }
-            // allocation's own events announce these: casework records them.
-            State::Requested | State::Allocating | State::WaitingForProvider | State::Allocated => {
-            }
+            // allocation's and assessment's own events announce these: casework records them.
+            State::Requested
+            | State::Allocating
+            | State::WaitingForProvider
+            | State::Allocated
+            | State::AssessmentOpen
+            | State::Assessed => {}
         }
         Ok(())
     }
@@ -670,6 +677,11 @@ pub enum AllocationStep {
         practitioner: String,
         reason: String,
     },
+    /// Assessment's `assessment_opened`: version `version` of the case's assessment is open.
+    AssessmentOpened { version: u32 },
+    /// Assessment's `assessment_finalised`: version `version` is locked, with `contributions`
+    /// sections.
+    AssessmentFinalised { version: u32, contributions: u32 },
     /// `waiting_limit_breached`: waiting since `waiting_since`, longer than `limit_days` working
     /// days (due `due_at`).
     WaitingBreached {
@@ -728,8 +740,13 @@ pub fn allocation_step(
         }
         AllocationStep::Accepted { service } => {
             let r = format!("{service} accepted: allocated");
-            if state == Allocating {
+            // Each of allocation's events has its own consumer: an acceptance may be handled
+            // before the offer (or the wait) it ends, and still allocates the case.
+            if matches!(state, Allocating | ReadyForAllocation | WaitingForProvider) {
                 fx.transition(State::Allocated, &r, false, at)?;
+                let rules = at.rules(&fx.case.tenant)?;
+                let due = rules.overdue_from(at.now, rules.service_levels.assessment_days)?;
+                fx.set_timers.push((TimerKind::Assessment, due));
             } else {
                 fx.note("ignored", format!("{r}: ignored, the case is {state}"));
             }
@@ -772,6 +789,31 @@ pub fn allocation_step(
                     practitioner: practitioner.clone(),
                     organization_id: organization_id.clone(),
                 });
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::AssessmentOpened { version } => {
+            let r = format!("the lead opened the Early Help Assessment (version {version})");
+            if *version <= 1 && state == State::Allocated {
+                fx.transition(State::AssessmentOpen, &r, false, at)?;
+            } else if state.is_open() {
+                fx.note("assessment_opened", r);
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::AssessmentFinalised {
+            version,
+            contributions,
+        } => {
+            let r = format!(
+                "the Early Help Assessment was finalised (version {version}, {contributions} contribution(s))"
+            );
+            if matches!(state, State::Allocated | State::AssessmentOpen) {
+                fx.transition(State::Assessed, &r, false, at)?;
+            } else if state.is_open() {
+                fx.note("assessment_finalised", r);
             } else {
                 fx.note("ignored", format!("{r}: ignored, the case is {state}"));
             }
@@ -838,18 +880,23 @@ pub fn clock_ran_out(
     consent_close_due: Option<DateTime<Utc>>,
     at: &At<'_>,
 ) -> Result<Clock, Refusal> {
-    if case.state != kind.runs_in() {
+    if !kind.runs_in(case.state) {
         return Ok(Clock::Stale);
     }
     let levels = at.rules(&case.tenant)?.service_levels;
     let mut fx = Effects::new(case, ACTOR, at.now);
     let now_text = at.now.to_rfc3339();
     match kind {
-        TimerKind::ScreeningDecision | TimerKind::FirstContact => {
+        TimerKind::ScreeningDecision | TimerKind::FirstContact | TimerKind::Assessment => {
             let what = if kind == TimerKind::FirstContact {
                 format!(
                     "no first contact with the family recorded within {} working day(s) of the lead practitioner being named",
                     levels.first_contact_days
+                )
+            } else if kind == TimerKind::Assessment {
+                format!(
+                    "the assessment was not finalised within {} working day(s) of allocation",
+                    levels.assessment_days
                 )
             } else {
                 format!(
@@ -988,6 +1035,7 @@ mod tests {
         consent_chase_days: 5,
         consent_close_days: 20,
         first_contact_days: 5,
+        assessment_days: 30,
     };
 
     fn rules() -> CouncilRules {
@@ -1173,6 +1221,9 @@ mod tests {
         WaitingBreached,
         LeadNamed,
         LeadDeclined,
+        /// Assessment's, with the version.
+        AssessmentOpened(u32),
+        AssessmentFinalised(u32),
     }
 
     /// What the row expects.
@@ -1199,8 +1250,21 @@ mod tests {
         want: Want,
     }
 
-    const ALL_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose, FirstContact];
-    const CONSENT_CLOCKS: &[TimerKind] = &[ConsentChase, ConsentClose, FirstContact];
+    const ALL_CLOCKS: &[TimerKind] = &[
+        ScreeningDecision,
+        ConsentChase,
+        ConsentClose,
+        FirstContact,
+        Assessment,
+    ];
+    const CONSENT_CLOCKS: &[TimerKind] = &[ConsentChase, ConsentClose, FirstContact, Assessment];
+    /// Clocks cancelled on moving to assessment_open / assessed.
+    const NOT_ASSESSING_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose];
+    const ASSESSED_CLOCKS: &[TimerKind] =
+        &[ScreeningDecision, ConsentChase, ConsentClose, Assessment];
+    /// 30 working days from Monday 2 March 2026 (Good Friday 3 and Easter Monday 6 April are
+    /// bank holidays): Wednesday 15 April, overdue from Thursday's UK midnight (BST).
+    const ASSESSMENT_DUE: (TimerKind, &str) = (Assessment, "2026-04-15T23:00:00Z");
     /// Every clock but the one that runs in `allocated`.
     const NOT_ALLOCATED_CLOCKS: &[TimerKind] = &[ScreeningDecision, ConsentChase, ConsentClose];
     // From Monday 2 March 2026 09:00: day 1 is Tuesday 3rd (overdue from Wednesday's UK
@@ -1309,9 +1373,9 @@ mod tests {
             row("harm with consent: stepped up", Requested, P, opens(true, P, true, true), stepped_up(opened_up)),
             row("harm on a step-down: stepped up", Requested, SD, opens(true, SD, true, false), stepped_up(opened_up)),
             row("no consent: awaiting, chase and close clocks", Requested, P, opens(false, P, false, false),
-                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact])),
+                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact, Assessment])),
             row("step-down without consent: awaiting", Requested, SD, opens(false, SD, false, false),
-                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact])),
+                fx(AwaitingConsent, opened_up, &[CHANGED], &[CHASE_DUE, CLOSE_DUE], &[ScreeningDecision, FirstContact, Assessment])),
             row("consent in the referral: screening", Requested, P, opens(false, P, true, false), to_screening("opened")),
             row("consent on record: screening", Requested, P, opens(false, P, false, true), to_screening("opened")),
             row("step-down with consent: ready, no screening", Requested, SD, opens(false, SD, true, false), ready(opened_up)),
@@ -1388,7 +1452,23 @@ mod tests {
             row("waiting, ready: waiting for a provider", ReadyForAllocation, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
             row("waiting, every offer declined: waiting for a provider", Allocating, P, Ev::Waiting, fx(WaitingForProvider, &["transition"], &[CHANGED], &[], ALL_CLOCKS)),
             row("waiting, closed meanwhile: ignored", ClosedWithdrawn, P, Ev::Waiting, noted(ClosedWithdrawn, &["ignored"])),
-            row("accepted, allocating: allocated", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[], NOT_ALLOCATED_CLOCKS)),
+            row("accepted, allocating: allocated, the assessment clock starts", Allocating, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[ASSESSMENT_DUE], NOT_ALLOCATED_CLOCKS)),
+            row("accepted before its offer was handled: allocated", ReadyForAllocation, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[ASSESSMENT_DUE], NOT_ALLOCATED_CLOCKS)),
+            row("accepted before the offer that ended the wait: allocated", WaitingForProvider, P, Ev::Accepted, fx(Allocated, &["transition"], &[CHANGED], &[ASSESSMENT_DUE], NOT_ALLOCATED_CLOCKS)),
+            row("offered, handled after its acceptance: ignored", Allocated, P, Ev::Offered, noted(Allocated, &["ignored"])),
+            row("assessment opened, allocated: assessment_open", Allocated, P, Ev::AssessmentOpened(1), fx(AssessmentOpen, &["transition"], &[CHANGED], &[], NOT_ASSESSING_CLOCKS)),
+            row("assessment finalised: assessed, its clock stops", AssessmentOpen, P, Ev::AssessmentFinalised(1), fx(Assessed, &["transition"], &[CHANGED], &[], ASSESSED_CLOCKS)),
+            row("assessment finalised before opened was handled: assessed", Allocated, P, Ev::AssessmentFinalised(1), fx(Assessed, &["transition"], &[CHANGED], &[], ASSESSED_CLOCKS)),
+            row("assessment opened, handled after finalised: noted", Assessed, P, Ev::AssessmentOpened(1), noted(Assessed, &["assessment_opened"])),
+            row("assessment amended: a new version noted", Assessed, P, Ev::AssessmentOpened(2), noted(Assessed, &["assessment_opened"])),
+            row("amended version finalised: noted", Assessed, P, Ev::AssessmentFinalised(2), noted(Assessed, &["assessment_finalised"])),
+            row("assessment opened, stepped up meanwhile: ignored", SteppedUp, P, Ev::AssessmentOpened(1), noted(SteppedUp, &["ignored"])),
+            row("assessment late: breach, alert", AssessmentOpen, P, Ev::Clock(Assessment),
+                Want::Fx { state: AssessmentOpen, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
+            row("assessment clock, assessed since: stale", Assessed, P, Ev::Clock(Assessment), Want::Stale),
+            row("first contact late while assessing: breach", AssessmentOpen, P, Ev::Clock(FirstContact),
+                Want::Fx { state: AssessmentOpen, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
+            row("StepUp, assessed", Assessed, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
             row("lead named, allocated: first-contact clock", Allocated, P, Ev::LeadNamed,
                 fx(Allocated, &["lead_practitioner_named"], &["lead_assigned"], &[(FirstContact, "2026-03-10T00:00:00Z")], &[])),
             row("lead named, stepped up meanwhile: ignored", SteppedUp, P, Ev::LeadNamed, noted(SteppedUp, &["ignored"])),
@@ -1396,7 +1476,6 @@ mod tests {
             row("first contact late: breach, alert", Allocated, P, Ev::Clock(FirstContact),
                 Want::Fx { state: Allocated, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
             row("first-contact clock, closed since: stale", ClosedWithdrawn, P, Ev::Clock(FirstContact), Want::Stale),
-            row("accepted, waiting: ignored", WaitingForProvider, P, Ev::Accepted, noted(WaitingForProvider, &["ignored"])),
             row("declined, allocating: noted", Allocating, P, Ev::Declined, noted(Allocating, &["offer_declined"])),
             row("lapsed unanswered, allocating: noted", Allocating, P, Ev::Expired, noted(Allocating, &["offer_expired"])),
             row("waiting too long: a breach", WaitingForProvider, P, Ev::WaitingBreached,
@@ -1453,8 +1532,15 @@ mod tests {
             | Ev::Expired
             | Ev::WaitingBreached
             | Ev::LeadNamed
-            | Ev::LeadDeclined => {
+            | Ev::LeadDeclined
+            | Ev::AssessmentOpened(_)
+            | Ev::AssessmentFinalised(_) => {
                 let step = match r.ev {
+                    Ev::AssessmentOpened(version) => AllocationStep::AssessmentOpened { version },
+                    Ev::AssessmentFinalised(version) => AllocationStep::AssessmentFinalised {
+                        version,
+                        contributions: 3,
+                    },
                     Ev::LeadNamed => AllocationStep::LeadNamed {
                         practitioner: "jdoe".into(),
                         organization_id: "org-4".into(),
@@ -1541,7 +1627,7 @@ mod tests {
                 (want, got) => panic!("{}: wanted {want:?}, got {got:?}", r.name),
             }
         }
-        assert_eq!(table.len(), 81, "rows");
+        assert_eq!(table.len(), 94, "rows");
     }
 
     /// Whatever a decision moves a case to, the clocks it leaves behind are cancelled and the
@@ -1563,18 +1649,18 @@ mod tests {
                 // runs in (the lead named starts the first-contact clock of an allocated case).
                 assert!(fx.cancel_timers.is_empty(), "{}", r.name);
                 for (k, due) in &fx.set_timers {
-                    assert_eq!(k.runs_in(), fx.case.state, "{}", r.name);
+                    assert!(k.runs_in(fx.case.state), "{}", r.name);
                     assert!(*due > now(), "{}", r.name);
                 }
                 continue;
             };
             let left: Vec<TimerKind> = TimerKind::ALL
                 .into_iter()
-                .filter(|k| k.runs_in() != to)
+                .filter(|k| !k.runs_in(to))
                 .collect();
             assert_eq!(fx.cancel_timers, left, "{}", r.name);
             for (k, due) in &fx.set_timers {
-                assert_eq!(k.runs_in(), to, "{}", r.name);
+                assert!(k.runs_in(to), "{}", r.name);
                 assert!(*due > now(), "{}", r.name);
             }
             // Every state change is announced, first, with both states.
@@ -1622,7 +1708,7 @@ mod tests {
         for kind in TimerKind::ALL {
             for state in State::ALL {
                 let got = clock_ran_out(case(state, P), kind, now(), None, &at);
-                if state == kind.runs_in() {
+                if kind.runs_in(state) {
                     assert!(matches!(got, Ok(Clock::Fires(_))), "{kind:?} in {state}");
                 } else {
                     assert_eq!(got, Ok(Clock::Stale), "{kind:?} in {state}");

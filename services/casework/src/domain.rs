@@ -19,6 +19,10 @@ pub enum State {
     WaitingForProvider,
     /// A service accepted: the family has someone to help them.
     Allocated,
+    /// The lead opened the Early Help Assessment: the agencies are adding their sections.
+    AssessmentOpen,
+    /// The assessment is finalised (a later change is a new version): the plan comes next.
+    Assessed,
     /// Sent to the council's front door (significant harm, or a practitioner's call).
     SteppedUp,
     ClosedAdviceGiven,
@@ -27,7 +31,7 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 11] = [
+    pub const ALL: [State; 13] = [
         State::Requested,
         State::AwaitingConsent,
         State::Screening,
@@ -35,6 +39,8 @@ impl State {
         State::Allocating,
         State::WaitingForProvider,
         State::Allocated,
+        State::AssessmentOpen,
+        State::Assessed,
         State::SteppedUp,
         State::ClosedAdviceGiven,
         State::ClosedNoConsent,
@@ -50,6 +56,8 @@ impl State {
             State::Allocating => "allocating",
             State::WaitingForProvider => "waiting_for_provider",
             State::Allocated => "allocated",
+            State::AssessmentOpen => "assessment_open",
+            State::Assessed => "assessed",
             State::SteppedUp => "stepped_up",
             State::ClosedAdviceGiven => "closed_advice_given",
             State::ClosedNoConsent => "closed_no_consent",
@@ -68,6 +76,8 @@ impl State {
                 | State::Allocating
                 | State::WaitingForProvider
                 | State::Allocated
+                | State::AssessmentOpen
+                | State::Assessed
         )
     }
 
@@ -103,6 +113,10 @@ impl State {
                 | (ReadyForAllocation, Allocating)
                 | (ReadyForAllocation, WaitingForProvider)
                 | (Allocating, Allocated)
+                // an acceptance handled before the offer (or the wait) it ends: each of
+                // allocation's events has its own consumer
+                | (ReadyForAllocation, Allocated)
+                | (WaitingForProvider, Allocated)
                 | (Allocating, WaitingForProvider)
                 | (WaitingForProvider, Allocating)
                 | (Allocating, SteppedUp)
@@ -111,6 +125,14 @@ impl State {
                 | (WaitingForProvider, ClosedWithdrawn)
                 | (Allocated, SteppedUp)
                 | (Allocated, ClosedWithdrawn)
+                // assessment's (services/assessment)
+                | (Allocated, AssessmentOpen)
+                | (AssessmentOpen, Assessed)
+                | (Allocated, Assessed) // finalised handled before opened
+                | (AssessmentOpen, SteppedUp)
+                | (AssessmentOpen, ClosedWithdrawn)
+                | (Assessed, SteppedUp)
+                | (Assessed, ClosedWithdrawn)
         )
     }
 
@@ -160,14 +182,18 @@ pub enum TimerKind {
     /// Started when the lead practitioner is named; runs out before first contact with the
     /// family is recorded → a breach (the manager is told).
     FirstContact,
+    /// Started when the case is allocated; runs out before its assessment is finalised → a
+    /// breach (the manager is told).
+    Assessment,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 4] = [
+    pub const ALL: [TimerKind; 5] = [
         TimerKind::ScreeningDecision,
         TimerKind::ConsentChase,
         TimerKind::ConsentClose,
         TimerKind::FirstContact,
+        TimerKind::Assessment,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -176,16 +202,24 @@ impl TimerKind {
             TimerKind::ConsentChase => "consent_chase",
             TimerKind::ConsentClose => "consent_close",
             TimerKind::FirstContact => "first_contact",
+            TimerKind::Assessment => "assessment",
         }
     }
 
-    /// The state the clock runs in: leaving it cancels the clock.
-    pub const fn runs_in(self) -> State {
+    /// The states the clock runs in: a move to any other cancels it.
+    pub const fn states(self) -> &'static [State] {
         match self {
-            TimerKind::ScreeningDecision => State::Screening,
-            TimerKind::ConsentChase | TimerKind::ConsentClose => State::AwaitingConsent,
-            TimerKind::FirstContact => State::Allocated,
+            TimerKind::ScreeningDecision => &[State::Screening],
+            TimerKind::ConsentChase | TimerKind::ConsentClose => &[State::AwaitingConsent],
+            // First contact is owed whatever the assessment's progress.
+            TimerKind::FirstContact => &[State::Allocated, State::AssessmentOpen, State::Assessed],
+            TimerKind::Assessment => &[State::Allocated, State::AssessmentOpen],
         }
+    }
+
+    /// Does the clock run in `state`?
+    pub fn runs_in(self, state: State) -> bool {
+        self.states().contains(&state)
     }
 }
 
@@ -329,8 +363,20 @@ mod tests {
         };
         assert_eq!(into(Allocating), [ReadyForAllocation, WaitingForProvider]);
         assert_eq!(into(WaitingForProvider), [ReadyForAllocation, Allocating]);
-        assert_eq!(into(Allocated), [Allocating]);
-        for s in [Allocating, WaitingForProvider, Allocated] {
+        // An acceptance may be handled before the offer or the wait it ends.
+        assert_eq!(
+            into(Allocated),
+            [ReadyForAllocation, Allocating, WaitingForProvider]
+        );
+        assert_eq!(into(AssessmentOpen), [Allocated]);
+        assert_eq!(into(Assessed), [Allocated, AssessmentOpen]);
+        for s in [
+            Allocating,
+            WaitingForProvider,
+            Allocated,
+            AssessmentOpen,
+            Assessed,
+        ] {
             assert!(s.is_open() && s.may_move_to(ClosedWithdrawn), "{s}");
             assert!(!s.may_move_to(ReadyForAllocation), "{s}");
         }
@@ -389,7 +435,7 @@ mod tests {
     #[test]
     fn timers_run_in_open_states() {
         for k in TimerKind::ALL {
-            assert!(k.runs_in().is_open());
+            assert!(k.states().iter().all(|s| s.is_open()), "{k:?}");
         }
     }
 }

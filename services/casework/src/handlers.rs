@@ -25,6 +25,7 @@ use eh_proto::allocation::v1::{
     CaseWaiting, LeadPractitionerDeclined, LeadPractitionerNamed, OfferAccepted, OfferDeclined,
     OfferExpired, OfferMade, WaitingLimitBreached,
 };
+use eh_proto::assessment::v1::{AssessmentFinalised, AssessmentOpened};
 use eh_proto::catalogue;
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
 use eh_proto::intake::v1::{ReferralReceived, ScreeningDecided};
@@ -553,6 +554,8 @@ pub enum Event {
     WaitingLimitBreached(WaitingLimitBreached),
     LeadNamed(LeadPractitionerNamed),
     LeadDeclined(LeadPractitionerDeclined),
+    AssessmentOpened(AssessmentOpened),
+    AssessmentFinalised(AssessmentFinalised),
 }
 
 impl Event {
@@ -615,6 +618,19 @@ impl Event {
                 S::LeadDeclined {
                     practitioner: e.practitioner.clone(),
                     reason: e.reason.clone(),
+                },
+            ),
+            Event::AssessmentOpened(e) => (
+                catalogue::CASEWORK_ASSESSMENT_OPENED.consumer,
+                e.case_id.as_str(),
+                S::AssessmentOpened { version: e.version },
+            ),
+            Event::AssessmentFinalised(e) => (
+                catalogue::CASEWORK_ASSESSMENT_FINALISED.consumer,
+                e.case_id.as_str(),
+                S::AssessmentFinalised {
+                    version: e.version,
+                    contributions: e.contributions,
                 },
             ),
             Event::WaitingLimitBreached(e) => (
@@ -833,6 +849,18 @@ door!(
     LeadPractitionerDeclined,
     LeadDeclined,
     catalogue::CASEWORK_LEAD_PRACTITIONER_DECLINED.consumer
+);
+door!(
+    AssessmentOpenedDoor,
+    AssessmentOpened,
+    AssessmentOpened,
+    catalogue::CASEWORK_ASSESSMENT_OPENED.consumer
+);
+door!(
+    AssessmentFinalisedDoor,
+    AssessmentFinalised,
+    AssessmentFinalised,
+    catalogue::CASEWORK_ASSESSMENT_FINALISED.consumer
 );
 door!(
     WaitingLimitBreachedDoor,

@@ -90,6 +90,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, "consent"),
         subjects::service_stream(ns, "allocation"),
+        subjects::service_stream(ns, "assessment"),
         subjects::service_stream(ns, SERVICE),
         subjects::dead_letter_stream(ns),
     ]
@@ -175,6 +176,16 @@ pub fn start(
         &catalogue::CASEWORK_LEAD_PRACTITIONER_DECLINED,
         handlers::MAX_BATCH,
         Arc::new(handlers::LeadDeclinedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_ASSESSMENT_OPENED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::AssessmentOpenedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_ASSESSMENT_FINALISED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::AssessmentFinalisedDoor(casework.clone())),
     );
     ctx.spawn_subscription(
         &catalogue::CASEWORK_WAITING_LIMIT_BREACHED,

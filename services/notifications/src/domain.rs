@@ -123,6 +123,7 @@ pub fn clock_words(clock: &str) -> String {
             "first contact with the family after the lead practitioner was named".into()
         }
         "waiting_list" => "wait for a provider with a place (the waiting-list limit)".into(),
+        "assessment" => "Early Help Assessment finalised after allocation".into(),
         other => words(other),
     }
 }
@@ -133,6 +134,8 @@ pub fn state_words(state: &str) -> String {
         "ready_for_allocation" => "ready for allocation".into(),
         "stepped_up" => "stepped up to the front door".into(),
         "waiting_for_provider" => "waiting for a provider with a place".into(),
+        "assessment_open" => "being assessed (the Early Help Assessment is open)".into(),
+        "assessed" => "assessed (the Early Help Assessment is finalised)".into(),
         other => words(other),
     }
 }

@@ -9,6 +9,8 @@
 //! case, bad input (field by field, nothing written).
 use eh_proto::assessment::v1 as pb;
 use eh_proto::assessment::v1::assessment_service_client::AssessmentServiceClient;
+use eh_proto::casework::v1 as cw;
+use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
 use eh_tests::{TestApp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -72,6 +74,31 @@ async fn read(
     .map(tonic::Response::into_inner)
 }
 
+/// Waits until casework has the case in `state`; the case.
+async fn case_in(t: &TestApp, case_id: &str, state: &str) -> anyhow::Result<cw::Case> {
+    let client = CaseworkServiceClient::new(t.channel().await?);
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    eh_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        &format!("the case {state}"),
+        || {
+            let (mut client, manager) = (client.clone(), manager.clone());
+            let req = cw::GetCaseRequest {
+                tenant: "worcs".into(),
+                case_id: case_id.into(),
+            };
+            async move {
+                let c = client
+                    .get_case(with_token(req, &manager))
+                    .await?
+                    .into_inner();
+                Ok((c.state == state).then_some(c))
+            }
+        },
+    )
+    .await
+}
+
 async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
     let mut api = AssessmentServiceClient::new(t.channel().await?);
     let base = api.clone();
@@ -119,6 +146,15 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         open(lead.clone()).await.unwrap_err().code(),
         Code::AlreadyExists
     );
+    // Casework follows: the case is being assessed, its assessment clock (started at allocation)
+    // still running.
+    let assessing = case_in(t, case_id, "assessment_open").await?;
+    let clock = assessing
+        .timers
+        .iter()
+        .find(|c| c.kind == "assessment")
+        .expect("the assessment clock");
+    assert_eq!(clock.status, "pending");
 
     // Three agencies contribute; bad input is refused field by field and writes nothing.
     let mut bad = section("gossip", "", &["astrology"]);
@@ -220,6 +256,13 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         v1.version.as_ref().map(|v| (v.version, v.status.as_str())),
         Some((1, "finalised"))
     );
+    let assessed = case_in(t, case_id, "assessed").await?;
+    let clock = assessed
+        .timers
+        .iter()
+        .find(|c| c.kind == "assessment")
+        .expect("the assessment clock");
+    assert_eq!(clock.status, "cancelled", "finalising stops the clock");
     assert_eq!(
         add(&mut api, &camhs, &id, section("health", "late", &[]))
             .await
