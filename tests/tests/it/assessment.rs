@@ -4,13 +4,18 @@
 //! (v1, locked) and amends (v2, saying what changes; v1 still readable as it was). Reads apply the
 //! family's consent — which does not let the police see mental-health information — section by
 //! section: the police see the school's section without its mental-health need and not CAMHS's
-//! at all, told what was withheld and why; CAMHS sees all. Every denial path: another council, a
+//! at all, told what was withheld and why; CAMHS sees all; a safeguarding override shows the
+//! police what it covers; once consent is withdrawn, the next read shows an agency only its own
+//! section. Casework follows (`assessment_open`, `assessed`, the assessment clock stopped).
+//! Every denial path: another council, a
 //! role without the method, a practitioner who is not the lead, an agency with no part in the
 //! case, bad input (field by field, nothing written).
 use eh_proto::assessment::v1 as pb;
 use eh_proto::assessment::v1::assessment_service_client::AssessmentServiceClient;
 use eh_proto::casework::v1 as cw;
 use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
+use eh_proto::consent::v1 as cp;
+use eh_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use eh_tests::{TestApp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -404,6 +409,64 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         read(&mut api, &camhs, &id, 7).await.unwrap_err().code(),
         Code::NotFound
     );
+
+    // A safeguarding override (a team manager's, on a practitioner's request) lets the police see
+    // the mental-health information after all.
+    let family_id = assessed.family_id.clone();
+    let mut consent = ConsentServiceClient::new(t.channel().await?);
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    consent
+        .grant_override(with_token(
+            cp::GrantOverrideRequest {
+                tenant: "worcs".into(),
+                family_id: family_id.clone(),
+                person_id: String::new(),
+                requested_by: "pc-1".into(),
+                legal_basis: "Children Act 1989 s47 / DfE information sharing advice 2024".into(),
+                reasoning: "the children's safety depends on what CAMHS knows".into(),
+                agencies: vec!["police".into()],
+                categories: vec!["mental_health".into()],
+                purposes: vec!["sharing".into()],
+                expires_at: (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339(),
+            },
+            &manager,
+        ))
+        .await?;
+    let overridden = read(&mut api, &police, &id, 0).await?;
+    assert_eq!(overridden.contributions.len(), 3);
+    assert!(overridden.withheld.is_empty(), "{:?}", overridden.withheld);
+
+    // Consent withdrawn: from the next read, CAMHS sees only what it wrote.
+    let ledger = consent
+        .list_consent(with_token(
+            cp::ListConsentRequest {
+                tenant: "worcs".into(),
+                family_id: family_id.clone(),
+            },
+            &manager,
+        ))
+        .await?
+        .into_inner();
+    for r in &ledger.records {
+        consent
+            .withdraw_consent(with_token(
+                cp::WithdrawConsentRequest {
+                    tenant: "worcs".into(),
+                    record_id: r.record_id.clone(),
+                    reason: "the family no longer agrees to share".into(),
+                },
+                &manager,
+            ))
+            .await?;
+    }
+    let after = read(&mut api, &camhs, &id, 0).await?;
+    let agencies: Vec<&str> = after
+        .contributions
+        .iter()
+        .map(|c| c.agency.as_str())
+        .collect();
+    assert_eq!(agencies, ["health"]);
+    assert_eq!(after.withheld.len(), 2, "{:?}", after.withheld);
     Ok(())
 }
 
