@@ -319,6 +319,24 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         assert!(w.reason.contains("police"), "{}", w.reason);
         assert!(!w.decision_ids.is_empty(), "consent's decision is cited");
     }
+    // The read is on the audit trail: who, which version, what was shown and withheld (ids).
+    let trail = eh_auth::Auditor::new(t.db("assessment").await?)
+        .entries("worcs")
+        .await?;
+    let entry = trail
+        .iter()
+        .rev()
+        .find(|e| e.0 == "person:pc-1" && e.1 == "GetAssessment" && e.3 == "allowed")
+        .expect("the police's read audited");
+    assert_eq!(entry.2, format!("assessment:{id}:v1"));
+    assert!(
+        entry.4.contains(&format!(
+            "withheld [{}, {}]",
+            school_part.contribution_id, camhs_part.contribution_id
+        )),
+        "{}",
+        entry.4
+    );
     let seen_by_camhs = read(&mut api, &camhs, &id, 0).await?;
     assert_eq!(seen_by_camhs.contributions.len(), 3);
     assert!(
@@ -331,6 +349,15 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
     assert_eq!(
         read(&mut api, &housing, &id, 0).await.unwrap_err().code(),
         Code::NotFound
+    );
+    let trail = eh_auth::Auditor::new(t.db("assessment").await?)
+        .entries("worcs")
+        .await?;
+    assert!(
+        trail
+            .iter()
+            .any(|e| e.0 == "person:ho-1" && e.1 == "GetAssessment" && e.3 == "denied"),
+        "an agency with no part in the case is refused on the record"
     );
     let clerk = t.token_of("worcs", "bs-1", &["business_support"], "education");
     assert_eq!(
