@@ -88,6 +88,14 @@ fn family_referral(reference: &str, i: usize) -> serde_json::Value {
     doc
 }
 
+/// An outbox row as the harness reads it: id, payload, written, published.
+type OutboxRow = (
+    String,
+    Vec<u8>,
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
 /// Throughput (per second) and p50/p99/max latency (ms) of one journey.
 struct Journey {
     rate: f64,
@@ -424,12 +432,7 @@ async fn platform(
                     [subject.into()],
                 ))
                 .await?;
-            let mut out: Vec<(
-                String,
-                Vec<u8>,
-                chrono::DateTime<chrono::Utc>,
-                Option<chrono::DateTime<chrono::Utc>>,
-            )> = Vec::new();
+            let mut out: Vec<OutboxRow> = Vec::new();
             for r in rows {
                 out.push((
                     r.try_get_by_index(0)?,
