@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 const BATCH: u64 = 256;
 
+/// A fail point (`Faults::hold`): every ordinary relay of the process stands still, before its
+/// next batch, until released; the urgent relays go on (tests of the urgent lane).
+pub const HOLD_ORDINARY: &str = "ordinary_relay";
+
 /// Publishes one service's outbox.
 pub struct Relay {
     pub service: String,
@@ -87,6 +91,9 @@ impl Relay {
 
     /// Publishes one batch; how many rows it published.
     pub async fn publish_once(&self) -> Result<usize> {
+        if !self.urgent_only && self.faults.is_held(HOLD_ORDINARY) {
+            self.faults.released(HOLD_ORDINARY).await;
+        }
         let backend = self.db.get_database_backend();
         let txn = eh_store::begin(&self.db).await?;
         let lock = if backend == DbBackend::Postgres {
