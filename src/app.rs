@@ -115,10 +115,10 @@ pub async fn transport(
     Ok(match settings.mode {
         Mode::Embedded => {
             let loc = eh_store::Location::for_service(settings, "bus")?;
-            let db = eh_store::connect(&loc)
+            let lanes = eh_store::connect_lanes(&loc)
                 .await
                 .context("embedded bus database")?;
-            let bus = Arc::new(EmbeddedTransport::open(db).await?);
+            let bus = Arc::new(EmbeddedTransport::open_lanes(lanes).await?);
             // The same window as the NATS streams' max_age: delivered messages older than the
             // outbox replay window are deleted, hourly (dead letters never).
             if let Some(stop) = retention {
@@ -346,7 +346,12 @@ impl Boot {
         let relay_shutdown = CancellationToken::new();
         let mut contexts = Vec::new();
         for &target in &self.targets {
-            let Some(db) = self.connect(target).await? else {
+            let Some(eh_store::Lanes {
+                ordinary: db,
+                urgent: urgent_db,
+                ..
+            }) = self.connect(target).await?
+            else {
                 return Ok(()); // shut down while waiting
             };
             {
@@ -374,6 +379,7 @@ impl Boot {
                     service: target.name(),
                     settings: self.settings.clone(),
                     db,
+                    urgent_db,
                     transport: self.transport.clone(),
                     outbox: Outbox::new(),
                     metrics: self.metrics.clone(),
@@ -504,17 +510,17 @@ impl Boot {
         served.context("gRPC server")
     }
 
-    async fn connect(&self, target: Target) -> anyhow::Result<Option<sea_orm::DatabaseConnection>> {
+    async fn connect(&self, target: Target) -> anyhow::Result<Option<eh_store::Lanes>> {
         let loc = eh_store::Location::for_service(&self.settings, target.name())?;
         let mut backoff =
             eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let attempt = async {
-                let db = eh_store::connect(&loc).await?;
+                let lanes = eh_store::connect_lanes(&loc).await?;
                 if self.settings.database.migrate_on_start || self.settings.mode == Mode::Embedded {
-                    eh_store::migrate(&db, target.name(), &target.migrations()).await?;
+                    eh_store::migrate(&lanes.ordinary, target.name(), &target.migrations()).await?;
                 }
-                Ok::<_, eh_store::Error>(db)
+                Ok::<_, eh_store::Error>(lanes)
             };
             match attempt.await {
                 Ok(db) => return Ok(Some(db)),

@@ -142,6 +142,8 @@ pub struct ConsumerOptions {
     pub max_deliver: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// An urgent lane's consumer ([`Transport::subscribe_urgent`]).
+    pub urgent: bool,
 }
 
 impl ConsumerOptions {
@@ -167,7 +169,12 @@ pub async fn run(
     // Between attempts to subscribe (the broker away): capped, jittered.
     let mut retry = eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     'outer: while !shutdown.is_cancelled() {
-        let mut sub = match transport.subscribe(&opts.spec).await {
+        let subscribed = if opts.urgent {
+            transport.subscribe_urgent(&opts.spec).await
+        } else {
+            transport.subscribe(&opts.spec).await
+        };
+        let mut sub = match subscribed {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(consumer = %opts.spec.durable, error = %e, "cannot subscribe yet; retrying");
@@ -413,6 +420,7 @@ mod tests {
             max_deliver: 5,
             retry_base: Duration::from_millis(100),
             retry_max: Duration::from_millis(500),
+            urgent: false,
         };
         assert_eq!(o.backoff(1), Duration::from_millis(100));
         assert_eq!(o.backoff(2), Duration::from_millis(200));

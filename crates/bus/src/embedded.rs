@@ -166,6 +166,10 @@ impl AckWriter {
 /// The embedded broker.
 pub struct EmbeddedTransport {
     db: DatabaseConnection,
+    /// The urgent lane's connection to the same file ([`eh_store::Lanes`]): the urgent relays'
+    /// publishes and the urgent consumers' leases go through it, ahead of the ordinary work
+    /// queued for `db`. The same as `db` when opened with [`EmbeddedTransport::open`].
+    urgent_db: DatabaseConnection,
     wakes: Arc<Wakes>,
     acks: AckWriter,
 }
@@ -173,17 +177,28 @@ pub struct EmbeddedTransport {
 impl EmbeddedTransport {
     /// Over a migrated bus database.
     pub async fn open(db: DatabaseConnection) -> Result<Self> {
-        eh_store::migrate(&db, "bus", MIGRATIONS).await?;
+        Self::open_lanes(eh_store::Lanes {
+            urgent: db.clone(),
+            ordinary: db,
+            gate: None,
+        })
+        .await
+    }
+
+    /// Over a migrated bus database, with an urgent lane of its own ([`eh_store::connect_lanes`]).
+    pub async fn open_lanes(lanes: eh_store::Lanes) -> Result<Self> {
+        eh_store::migrate(&lanes.ordinary, "bus", MIGRATIONS).await?;
         Ok(Self {
-            acks: AckWriter::start(db.clone()),
-            db,
+            acks: AckWriter::start(lanes.ordinary.clone()),
+            db: lanes.ordinary,
+            urgent_db: lanes.urgent,
             wakes: Arc::default(),
         })
     }
 
-    async fn store(&self, msgs: &[OutboundMessage]) -> Result<()> {
-        let b = self.db.get_database_backend();
-        let txn = eh_store::begin(&self.db).await?;
+    async fn store(&self, db: &DatabaseConnection, msgs: &[OutboundMessage]) -> Result<()> {
+        let b = db.get_database_backend();
+        let txn = eh_store::begin(db).await?;
         // The consumers are read after the first write (see `lease`: write first).
         let mut consumers: Option<Vec<(String, String)>> = None;
         let now = now_ms();
@@ -344,64 +359,20 @@ impl Transport for EmbeddedTransport {
     }
 
     async fn publish_batch(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>> {
-        match self.store(msgs).await {
-            Ok(()) => msgs.iter().map(|_| Ok(())).collect(),
-            Err(e) => {
-                let text = e.to_string();
-                msgs.iter()
-                    .map(|_| Err(Error::Transport(text.clone())))
-                    .collect()
-            }
-        }
+        self.publish_on(&self.db, msgs).await
+    }
+
+    async fn publish_batch_urgent(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>> {
+        self.publish_on(&self.urgent_db, msgs).await
     }
 
     async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
-        let b = self.db.get_database_backend();
-        let txn = eh_store::begin(&self.db).await?;
-        let created = txn
-            .execute_raw(stmt(
-                b,
-                "INSERT INTO bus_consumers (name, filter) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                [spec.durable.clone().into(), spec.filter_subject.clone().into()],
-            ))
-            .await?
-            .rows_affected()
-            == 1;
-        if created {
-            // A new durable consumer starts from the beginning of what is stored, as JetStream's
-            // DeliverPolicy::All does.
-            let rows = txn
-                .query_all_raw(stmt(
-                    b,
-                    "SELECT seq, subject FROM bus_messages ORDER BY seq",
-                    [],
-                ))
-                .await?;
-            let now = now_ms();
-            for r in rows {
-                let seq: i64 = r.try_get_by_index(0)?;
-                let subject: String = r.try_get_by_index(1)?;
-                if matches(&spec.filter_subject, &subject) {
-                    txn.execute_raw(stmt(
-                        b,
-                        "INSERT INTO bus_deliveries (consumer, seq, due_at) VALUES ($1, $2, $3)",
-                        [spec.durable.clone().into(), seq.into(), now.into()],
-                    ))
-                    .await?;
-                }
-            }
-        }
-        eh_store::commit(txn).await?;
-        Ok(Box::new(EmbeddedSubscription {
-            db: self.db.clone(),
-            consumer: spec.durable.clone(),
-            ack_wait: spec.ack_wait,
-            published: self.wakes.of(&spec.durable),
-            acks: self.acks.clone(),
-            buffer: VecDeque::new(),
-        }))
+        self.subscribe_on(self.db.clone(), spec).await
     }
 
+    async fn subscribe_urgent(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
+        self.subscribe_on(self.urgent_db.clone(), spec).await
+    }
     async fn ping(&self) -> Result<()> {
         eh_store::ping(&self.db).await?;
         Ok(())
@@ -469,6 +440,76 @@ impl Transport for EmbeddedTransport {
             Some(r) => r.try_get_by_index::<i64>(0)?.max(0) as u64,
             None => 0,
         })
+    }
+}
+
+impl EmbeddedTransport {
+    async fn publish_on(
+        &self,
+        db: &DatabaseConnection,
+        msgs: &[OutboundMessage],
+    ) -> Vec<Result<()>> {
+        match self.store(db, msgs).await {
+            Ok(()) => msgs.iter().map(|_| Ok(())).collect(),
+            Err(e) => {
+                let text = e.to_string();
+                msgs.iter()
+                    .map(|_| Err(Error::Transport(text.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Creates the durable consumer if missing; its deliveries are leased through `leases`.
+    async fn subscribe_on(
+        &self,
+        leases: DatabaseConnection,
+        spec: &ConsumerSpec,
+    ) -> Result<Box<dyn Subscription>> {
+        let b = self.db.get_database_backend();
+        let txn = eh_store::begin(&self.db).await?;
+        let created = txn
+            .execute_raw(stmt(
+                b,
+                "INSERT INTO bus_consumers (name, filter) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                [spec.durable.clone().into(), spec.filter_subject.clone().into()],
+            ))
+            .await?
+            .rows_affected()
+            == 1;
+        if created {
+            // A new durable consumer starts from the beginning of what is stored, as JetStream's
+            // DeliverPolicy::All does.
+            let rows = txn
+                .query_all_raw(stmt(
+                    b,
+                    "SELECT seq, subject FROM bus_messages ORDER BY seq",
+                    [],
+                ))
+                .await?;
+            let now = now_ms();
+            for r in rows {
+                let seq: i64 = r.try_get_by_index(0)?;
+                let subject: String = r.try_get_by_index(1)?;
+                if matches(&spec.filter_subject, &subject) {
+                    txn.execute_raw(stmt(
+                        b,
+                        "INSERT INTO bus_deliveries (consumer, seq, due_at) VALUES ($1, $2, $3)",
+                        [spec.durable.clone().into(), seq.into(), now.into()],
+                    ))
+                    .await?;
+                }
+            }
+        }
+        eh_store::commit(txn).await?;
+        Ok(Box::new(EmbeddedSubscription {
+            db: leases,
+            consumer: spec.durable.clone(),
+            ack_wait: spec.ack_wait,
+            published: self.wakes.of(&spec.durable),
+            acks: self.acks.clone(),
+            buffer: VecDeque::new(),
+        }))
     }
 }
 

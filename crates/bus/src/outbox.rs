@@ -8,11 +8,12 @@ use tokio::sync::Notify;
 
 /// Tables every service database has: the outbox and the inbox. Services include these in their
 /// migration lists.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "bus",
-    version: 1,
-    name: "bus outbox and inbox",
-    sql: "CREATE TABLE eh_outbox (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "bus",
+        version: 1,
+        name: "bus outbox and inbox",
+        sql: "CREATE TABLE eh_outbox (
             id TEXT PRIMARY KEY,
             subject TEXT NOT NULL,
             headers TEXT NOT NULL,
@@ -28,17 +29,44 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             handled_at {ts} NOT NULL,
             PRIMARY KEY (consumer, message_key)
           )",
-}];
+    },
+    Migration {
+        owner: "bus",
+        version: 3,
+        name: "outbox urgent lane",
+        sql: "ALTER TABLE eh_outbox ADD COLUMN urgent BOOLEAN NOT NULL DEFAULT FALSE;
+          CREATE INDEX eh_outbox_urgent_unpublished ON eh_outbox (id)
+            WHERE published_at IS NULL AND urgent",
+    },
+];
 
 /// Writes outbox rows and wakes the relay once they are committed.
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     wake: Arc<Notify>,
+    /// Wakes the urgent lane's relay.
+    urgent_wake: Arc<Notify>,
+    /// Rows written through this outbox are the urgent lane's: the urgent relay publishes them
+    /// as soon as they are committed, ahead of the ordinary rows waiting.
+    urgent: bool,
 }
 
 impl Outbox {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same outbox, for the urgent lane's work: its rows are marked urgent.
+    pub fn urgent(&self) -> Self {
+        Self {
+            urgent: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is the urgent lane's outbox ([`Outbox::urgent`]).
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
     }
 
     /// Adds `msg` to the outbox inside the caller's transaction.
@@ -54,8 +82,8 @@ impl Outbox {
         msgs: &[OutboundMessage],
     ) -> Result<()> {
         let mut rows = Rows::new(
-            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at)",
-            5,
+            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at, urgent)",
+            6,
         );
         let now = chrono::Utc::now();
         for msg in msgs {
@@ -66,6 +94,7 @@ impl Outbox {
                 headers.into(),
                 msg.payload.clone().into(),
                 now.into(),
+                self.urgent.into(),
             ]);
         }
         rows.write(txn).await?;
@@ -74,10 +103,19 @@ impl Outbox {
 
     /// Call after the transaction that enqueued has committed: the relay publishes at once.
     pub fn committed(&self) {
-        self.wake.notify_one();
+        if self.urgent {
+            self.urgent_wake.notify_one();
+        } else {
+            self.wake.notify_one();
+        }
     }
 
-    pub(crate) fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// What wakes the relay: the urgent lane's (`urgent`), or the ordinary one.
+    pub(crate) fn waker(&self, urgent: bool) -> Arc<Notify> {
+        if urgent {
+            self.urgent_wake.clone()
+        } else {
+            self.wake.clone()
+        }
     }
 }

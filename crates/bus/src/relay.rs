@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 const BATCH: u64 = 256;
 
+/// A fail point (`Faults::hold`): every ordinary relay of the process stands still, before its
+/// next batch, until released; the urgent relays go on (tests of the urgent lane).
+pub const HOLD_ORDINARY: &str = "ordinary_relay";
+
 /// Publishes one service's outbox.
 pub struct Relay {
     pub service: String,
@@ -24,12 +28,25 @@ pub struct Relay {
     pub metrics: Arc<Metrics>,
     pub faults: Arc<Faults>,
     pub retention: Duration,
+    /// The urgent lane's relay: publishes the rows marked urgent alone (on the urgent lane's
+    /// connections, woken by their commit), so they never wait behind the ordinary rows. The
+    /// ordinary relay publishes every row in order, urgent ones too should it come to them
+    /// first; a row published by both is dropped by the broker as a repeat (`Nats-Msg-Id`) and
+    /// by consumers' inboxes.
+    pub urgent_only: bool,
 }
 
 impl Relay {
     /// Runs until `shutdown`, then drains what is committed (bounded by the caller's grace period).
     pub async fn run(self, shutdown: CancellationToken) {
-        let wake = self.outbox.waker();
+        let wake = self.outbox.waker(self.urgent_only);
+        // The urgent relay is woken by every urgent commit of this replica; it looks on its
+        // own less often (another replica's rows: the ordinary relay publishes them too).
+        let idle = if self.urgent_only {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(500)
+        };
         let mut last_housekeeping = Instant::now() - Duration::from_secs(3600);
         // After a failed publish the relay waits longer each time (jittered, at most 5 s); the
         // idle poll stays every 500 ms.
@@ -50,7 +67,7 @@ impl Relay {
                     backoff.next_delay()
                 }
             };
-            if last_housekeeping.elapsed() > Duration::from_secs(30) {
+            if !self.urgent_only && last_housekeeping.elapsed() > Duration::from_secs(30) {
                 last_housekeeping = Instant::now();
                 self.housekeeping().await;
             }
@@ -66,7 +83,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(pause.max(Duration::from_millis(500))) => {}
+                _ = tokio::time::sleep(pause.max(idle)) => {}
                 _ = shutdown.cancelled() => {}
             }
         }
@@ -74,6 +91,9 @@ impl Relay {
 
     /// Publishes one batch; how many rows it published.
     pub async fn publish_once(&self) -> Result<usize> {
+        if !self.urgent_only && self.faults.is_held(HOLD_ORDINARY) {
+            self.faults.released(HOLD_ORDINARY).await;
+        }
         let backend = self.db.get_database_backend();
         let txn = eh_store::begin(&self.db).await?;
         let lock = if backend == DbBackend::Postgres {
@@ -81,12 +101,13 @@ impl Relay {
         } else {
             ""
         };
+        let lane = if self.urgent_only { " AND urgent" } else { "" };
         let rows = txn
             .query_all_raw(stmt(
                 backend,
                 &format!(
                     "SELECT id, subject, headers, payload FROM eh_outbox
-                     WHERE published_at IS NULL ORDER BY id LIMIT {BATCH}{lock}"
+                     WHERE published_at IS NULL{lane} ORDER BY id LIMIT {BATCH}{lock}"
                 ),
                 [],
             ))
@@ -106,7 +127,11 @@ impl Relay {
                 payload: r.try_get_by_index(3)?,
             });
         }
-        let results = self.transport.publish_batch(&msgs).await;
+        let results = if self.urgent_only {
+            self.transport.publish_batch_urgent(&msgs).await
+        } else {
+            self.transport.publish_batch(&msgs).await
+        };
         if Faults::trip(&self.faults.relay_dies_after_publish) {
             tracing::warn!("fault injected: relay dies after publishing, before marking rows");
             drop(txn);

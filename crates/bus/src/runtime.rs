@@ -17,6 +17,10 @@ pub struct ServiceContext {
     pub service: &'static str,
     pub settings: Arc<Settings>,
     pub db: DatabaseConnection,
+    /// The urgent lane's connections to the same database ([`eh_store::Lanes`]): its work takes
+    /// them through [`ServiceContext::urgent`]. The same pool as `db` where there is no lane of
+    /// its own (tests, one-off commands).
+    pub urgent_db: DatabaseConnection,
     pub transport: Arc<dyn Transport>,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
@@ -43,6 +47,7 @@ impl ServiceContext {
         Self {
             service,
             settings,
+            urgent_db: db.clone(),
             db,
             transport,
             outbox: Outbox::new(),
@@ -60,22 +65,40 @@ impl ServiceContext {
         &self.settings.bus.namespace
     }
 
-    /// Starts publishing this service's outbox.
+    /// The same service as the urgent lane's work sees it: its database is the urgent lane's
+    /// connections (`urgent_db`), and what it puts in the outbox is published by the urgent
+    /// relay, ahead of the ordinary backlog ([`Outbox::urgent`]). Work done through it must not
+    /// use the ordinary connections while it holds a transaction (on SQLite the two take turns).
+    pub fn urgent(&self) -> ServiceContext {
+        ServiceContext {
+            db: self.urgent_db.clone(),
+            outbox: self.outbox.urgent(),
+            ..self.clone()
+        }
+    }
+
+    /// Starts publishing this service's outbox: the relay, and the urgent lane's relay (its
+    /// rows alone, on the urgent lane's connections, as soon as they are committed).
     pub fn spawn_relay(&self) {
-        let relay = Relay {
+        let relay = |db: &DatabaseConnection, urgent: bool| Relay {
             service: self.service.to_string(),
-            db: self.db.clone(),
+            db: db.clone(),
             transport: self.transport.clone(),
             outbox: self.outbox.clone(),
             metrics: self.metrics.clone(),
             faults: self.faults.clone(),
             retention: Duration::from_secs(self.settings.bus.outbox_retention_hours * 3600),
+            urgent_only: urgent,
         };
         self.relay_tasks
-            .spawn(relay.run(self.relay_shutdown.clone()));
+            .spawn(relay(&self.db, false).run(self.relay_shutdown.clone()));
+        self.relay_tasks
+            .spawn(relay(&self.urgent_db, true).run(self.relay_shutdown.clone()));
     }
 
-    /// Starts the durable consumer the catalogue describes.
+    /// Starts the durable consumer the catalogue describes. Started through
+    /// [`ServiceContext::urgent`], it is an urgent lane's consumer: the broker delivers to it
+    /// ahead of its ordinary work ([`Transport::subscribe_urgent`]).
     pub fn spawn_subscription(
         &self,
         sub: &eh_proto::catalogue::Subscription,
@@ -114,6 +137,7 @@ impl ServiceContext {
             max_deliver: bus.max_deliver,
             retry_base: Duration::from_millis(bus.retry_base_ms),
             retry_max: Duration::from_millis(bus.retry_max_ms.max(bus.retry_base_ms)),
+            urgent: self.outbox.is_urgent(),
         };
         let handler = Arc::new(Holdable {
             inner: handler,

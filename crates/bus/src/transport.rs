@@ -77,6 +77,16 @@ pub trait Transport: Send + Sync + 'static {
     async fn publish_batch(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>>;
     /// Creates the durable consumer if missing and starts receiving.
     async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>>;
+    /// [`Transport::publish_batch`] for the urgent lane's messages: a broker with a lane of its
+    /// own (the embedded one) stores them ahead of its ordinary work.
+    async fn publish_batch_urgent(&self, msgs: &[OutboundMessage]) -> Vec<Result<()>> {
+        self.publish_batch(msgs).await
+    }
+    /// [`Transport::subscribe`] for an urgent lane's consumer: a broker with a lane of its own
+    /// (the embedded one) delivers to it ahead of its ordinary work.
+    async fn subscribe_urgent(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
+        self.subscribe(spec).await
+    }
     /// Whether the broker is reachable now.
     async fn ping(&self) -> Result<()>;
     /// Messages held in `stream`, oldest first, at most `limit`.

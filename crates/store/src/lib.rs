@@ -119,6 +119,163 @@ pub const SYSTEM_SCOPE: &str = "*";
 /// On PostgreSQL every connection of the pool starts in the system scope
 /// (`eh.tenant = '*'`, a startup option); [`begin_scoped`] narrows one transaction to a tenant.
 pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
+    connect_in(location, None).await
+}
+
+/// Connections a service's urgent work (the urgent lane: a child at risk of significant harm)
+/// takes on PostgreSQL, apart from its pool: urgent work never waits for a connection behind the
+/// ordinary backlog's transactions.
+pub const URGENT_CONNECTIONS: u32 = 2;
+
+/// A service's database twice over: `ordinary` for everything, `urgent` for the urgent lane's
+/// work alone, so that work never queues behind the ordinary backlog for a connection.
+///
+/// On PostgreSQL `urgent` is a pool of its own ([`URGENT_CONNECTIONS`]). On SQLite (one writer at
+/// a time) it is a second connection to the same file, and the two take turns through a
+/// [`lane::Gate`]: while urgent work waits or runs, the ordinary connection is not handed out,
+/// so urgent work waits for the one ordinary transaction in flight at most — never for the
+/// queue of ordinary work behind it — and the two never write at once (no `SQLITE_BUSY`).
+#[derive(Clone)]
+pub struct Lanes {
+    pub ordinary: DatabaseConnection,
+    pub urgent: DatabaseConnection,
+    /// The turns the two take (SQLite only).
+    pub gate: Option<std::sync::Arc<lane::Gate>>,
+}
+
+/// Opens both lanes of `location` ([`Lanes`]).
+pub async fn connect_lanes(location: &Location) -> Result<Lanes> {
+    if location.schema.is_some() {
+        let ordinary = connect(location).await?;
+        let urgent = connect(&Location {
+            max_connections: URGENT_CONNECTIONS,
+            ..location.clone()
+        })
+        .await?;
+        return Ok(Lanes {
+            ordinary,
+            urgent,
+            gate: None,
+        });
+    }
+    let gate = std::sync::Arc::new(lane::Gate::default());
+    let ordinary = connect_in(location, Some((gate.clone(), lane::Lane::Ordinary))).await?;
+    let urgent = connect_in(location, Some((gate.clone(), lane::Lane::Urgent))).await?;
+    Ok(Lanes {
+        ordinary,
+        urgent,
+        gate: Some(gate),
+    })
+}
+
+pub mod lane {
+    //! Turns between the two SQLite connections of a service's [`Lanes`](super::Lanes): urgent
+    //! first. Each connection is held, by the pool's hooks, from the moment it is handed out
+    //! until it is returned: the ordinary one is not handed out while urgent work is waiting or
+    //! running; urgent work waits until the ordinary one is back (its transaction committed).
+    //! A turn is never waited for longer than [`MAX_WAIT`]: past that (work holding one
+    //! connection while it waits for the other — a bug) the connection is handed out anyway
+    //! and SQLite's busy timeout decides.
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::sync::Notify;
+
+    /// The longest a connection waits for its turn.
+    pub const MAX_WAIT: Duration = Duration::from_secs(2);
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Lane {
+        Ordinary,
+        Urgent,
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// Urgent connections waiting for their turn or handed out.
+        urgent: usize,
+        /// The ordinary connection is handed out.
+        ordinary_out: bool,
+    }
+
+    /// Whose turn it is, shared by the two connections of one SQLite file.
+    #[derive(Default)]
+    pub struct Gate {
+        state: Mutex<State>,
+        changed: Notify,
+    }
+
+    /// Undoes an urgent registration when the wait for a turn is given up (the acquire
+    /// cancelled); disarmed once the connection is handed out.
+    struct Registered<'a>(&'a Gate, bool);
+
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            if self.1 {
+                self.0.leave(Lane::Urgent);
+            }
+        }
+    }
+
+    impl Gate {
+        fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Waits for `lane`'s turn and takes it; [`Gate::leave`] gives it back.
+        pub async fn enter(&self, lane: Lane) {
+            let deadline = tokio::time::Instant::now() + MAX_WAIT;
+            let mut registered = None;
+            if lane == Lane::Urgent {
+                self.lock().urgent += 1;
+                registered = Some(Registered(self, true));
+            }
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                {
+                    let mut s = self.lock();
+                    let turn = match lane {
+                        Lane::Ordinary => s.urgent == 0,
+                        Lane::Urgent => !s.ordinary_out,
+                    };
+                    if turn || tokio::time::Instant::now() >= deadline {
+                        if lane == Lane::Ordinary {
+                            s.ordinary_out = true;
+                        }
+                        if let Some(r) = registered.as_mut() {
+                            r.1 = false;
+                        }
+                        return;
+                    }
+                }
+                let _ = tokio::time::timeout_at(deadline, changed).await;
+            }
+        }
+
+        /// Urgent connections waiting for their turn or handed out.
+        pub fn urgent(&self) -> usize {
+            self.lock().urgent
+        }
+
+        /// Gives `lane`'s turn back.
+        pub fn leave(&self, lane: Lane) {
+            {
+                let mut s = self.lock();
+                match lane {
+                    Lane::Ordinary => s.ordinary_out = false,
+                    Lane::Urgent => s.urgent = s.urgent.saturating_sub(1),
+                }
+            }
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+async fn connect_in(
+    location: &Location,
+    gate: Option<(std::sync::Arc<lane::Gate>, lane::Lane)>,
+) -> Result<DatabaseConnection> {
     if let Some(schema) = &location.schema {
         // Create the schema on a plain connection, then pin every pooled connection to it.
         let mut opts = ConnectOptions::new(location.url.clone());
@@ -146,6 +303,30 @@ pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
         .map_sqlx_postgres_opts(|o| o.options([(TENANT_SETTING, SYSTEM_SCOPE)]));
     if let Some(schema) = &location.schema {
         opts.set_schema_search_path(format!("\"{schema}\""));
+    }
+    if let Some((gate, lane)) = gate {
+        // Held from hand-out to return (see `lane`); the one connection is kept open, so every
+        // hand-out but the first passes `before_acquire` (the first happens before any work).
+        let (enter, leave) = (gate.clone(), gate);
+        opts.map_sqlx_sqlite_pool_opts(move |o| {
+            let leave = leave.clone();
+            o.idle_timeout(None)
+                .max_lifetime(None)
+                .after_release(move |_, _| {
+                    let leave = leave.clone();
+                    Box::pin(async move {
+                        leave.leave(lane);
+                        Ok(true)
+                    })
+                })
+        });
+        opts.map_sqlx_sqlite_before_acquire(move |_, _| {
+            let enter = enter.clone();
+            Box::pin(async move {
+                enter.enter(lane).await;
+                Ok(true)
+            })
+        });
     }
     let db = Database::connect(opts).await?;
     if db.get_database_backend() == DbBackend::Sqlite {
@@ -597,6 +778,78 @@ mod tests {
             r.try_get_by_index(2).unwrap(),
         );
         assert_eq!(counts, (20_000, 10_000, 19_999));
+    }
+
+    /// On SQLite the urgent lane waits for the ordinary transaction in flight, never for the
+    /// ordinary work queued behind it: with one ordinary transaction open and five more
+    /// statements queued for the ordinary connection, an urgent insert is the next row written.
+    #[tokio::test]
+    async fn urgent_work_on_sqlite_goes_ahead_of_the_ordinary_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location {
+            url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("t.sqlite").display()
+            ),
+            schema: None,
+            max_connections: 1,
+        };
+        let lanes = connect_lanes(&location).await.unwrap();
+        let gate = lanes.gate.clone().expect("a gate on SQLite");
+        lanes
+            .ordinary
+            .execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY AUTOINCREMENT, who TEXT)")
+            .await
+            .unwrap();
+        let insert = |db: DatabaseConnection, who: &'static str| async move {
+            db.execute_raw(stmt(
+                DbBackend::Sqlite,
+                "INSERT INTO t (who) VALUES ($1)",
+                [who.into()],
+            ))
+            .await
+            .map(|_| ())
+        };
+        let first = begin(&lanes.ordinary).await.unwrap();
+        first
+            .execute_raw(stmt(
+                DbBackend::Sqlite,
+                "INSERT INTO t (who) VALUES ($1)",
+                ["first".into()],
+            ))
+            .await
+            .unwrap();
+        let queued: Vec<_> = (0..5)
+            .map(|_| tokio::spawn(insert(lanes.ordinary.clone(), "ordinary")))
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // the five are waiting for the ordinary connection
+        }
+        let urgent = tokio::spawn(insert(lanes.urgent.clone(), "urgent"));
+        while gate.urgent() == 0 {
+            tokio::task::yield_now().await;
+        }
+        commit(first).await.unwrap();
+        urgent.await.unwrap().unwrap();
+        for q in queued {
+            q.await.unwrap().unwrap();
+        }
+        let rows = lanes
+            .ordinary
+            .query_all_raw(stmt(DbBackend::Sqlite, "SELECT who FROM t ORDER BY n", []))
+            .await
+            .unwrap();
+        let order: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "first", "urgent", "ordinary", "ordinary", "ordinary", "ordinary", "ordinary"
+            ]
+        );
+        assert_eq!(gate.urgent(), 0, "the urgent turn was given back");
     }
 
     #[test]

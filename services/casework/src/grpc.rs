@@ -137,8 +137,14 @@ impl CaseworkApi {
         if reason.trim().is_empty() {
             return Err(invalid("reason", "required: say why"));
         }
-        match self
-            .casework
+        // A practitioner's step-up takes the urgent lane (its connections and relay): the
+        // front door hears of it ahead of the ordinary backlog.
+        let casework = if to == State::SteppedUp {
+            self.casework.urgent()
+        } else {
+            self.casework.clone()
+        };
+        match casework
             .act(tenant, case_id, to, &p.actor(), reason.trim())
             .await
         {

@@ -94,6 +94,17 @@ impl Casework {
         }
     }
 
+    /// The same casework for the urgent lane's work: on the urgent lane's connections and relay
+    /// (`ServiceContext::urgent`), with batches of its own, so a significant-harm referral never
+    /// waits for a connection, or for the relay, behind the ordinary backlog.
+    pub fn urgent(&self) -> Self {
+        Self {
+            ctx: self.ctx.urgent(),
+            councils: self.councils.clone(),
+            batches: Batcher::new(MAX_BATCH),
+        }
+    }
+
     /// Every council's rules, checked: [`decide::council_rules`] (the one place they are built
     /// from the settings), under the name the service's start calls.
     ///

@@ -121,10 +121,10 @@ pub fn start(
         Arc::new(handlers::ReferralReceivedDoor(casework.clone())),
     );
     // The urgent lane: significant-harm referrals on their own consumer, handled at once.
-    ctx.spawn_subscription(
+    ctx.urgent().spawn_subscription(
         &catalogue::CASEWORK_REFERRAL_RECEIVED_URGENT,
         URGENT_CONCURRENCY,
-        Arc::new(handlers::UrgentReferralDoor(casework.clone())),
+        Arc::new(handlers::UrgentReferralDoor(casework.urgent())),
     );
     ctx.spawn_subscription(
         &catalogue::CASEWORK_CONSENT_RECORDED,

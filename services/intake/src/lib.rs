@@ -164,7 +164,7 @@ pub fn start(
     );
     // The urgent lane: significant-harm referrals on a subject and consumer of their own, so no
     // backlog of ordinary referrals stands in front of them; stored in batches of their own.
-    ctx.spawn_subscription(
+    ctx.urgent().spawn_subscription(
         &eh_proto::catalogue::INTAKE_INBOUND_REFERRAL_URGENT,
         URGENT_CONCURRENCY,
         Arc::new(handlers::InboundReferral {

@@ -131,12 +131,16 @@ pub fn start(
     let sender = sender::Sender::new(ctx.clone(), mailer);
     // The urgent lane's sender: the front door's email, on SMTP connections of its own, ahead of
     // any backlog, retried without end; a watch raises it when a minute passes unsent (urgent.rs).
+    // Its work is on the urgent lane's connections and relay (`ServiceContext::urgent`), as is
+    // the urgent consumers' below: no ordinary backlog stands in front of it for either.
     let urgent_sender = sender::Sender::urgent(
-        ctx.clone(),
+        ctx.urgent(),
         Arc::new(mailer::Mailer::from_settings(&ctx.settings)?),
     );
     let mut notifier = handlers::Notifier::new(ctx.clone(), sender.waker());
     notifier.urgent_wake = urgent_sender.waker();
+    let mut urgent_notifier = handlers::Notifier::new(ctx.urgent(), sender.waker());
+    urgent_notifier.urgent_wake = urgent_sender.waker();
     ctx.spawn_relay();
     // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
     // The events a consumer has in hand are recorded together (handlers.rs), so the busy ones
@@ -148,20 +152,22 @@ pub fn start(
     );
     // The urgent lane: a significant-harm referral's referrer details (which the front door's
     // email carries) and acknowledgement, recorded ahead of the referrals' backlog.
-    ctx.spawn_subscription(
+    ctx.urgent().spawn_subscription(
         &c::NOTIFICATIONS_REFERRAL_RECEIVED_URGENT,
         16,
-        Arc::new(handlers::UrgentReferralReceivedHandler(notifier.clone())),
+        Arc::new(handlers::UrgentReferralReceivedHandler(
+            urgent_notifier.clone(),
+        )),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SCREENING_DECIDED,
         64,
         Arc::new(handlers::ScreeningDecidedHandler(notifier.clone())),
     );
-    ctx.spawn_subscription(
+    ctx.urgent().spawn_subscription(
         &c::NOTIFICATIONS_CASE_STEPPED_UP,
         4,
-        Arc::new(handlers::CaseSteppedUpHandler(notifier.clone())),
+        Arc::new(handlers::CaseSteppedUpHandler(urgent_notifier)),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_CONSENT_REQUESTED,

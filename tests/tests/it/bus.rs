@@ -77,6 +77,7 @@ fn spawn_consumer_with(
         max_deliver: 3,
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(100),
+        urgent: false,
     };
     tokio::spawn(consumer::run(
         transport.clone(),

@@ -1,6 +1,7 @@
 //! The urgent lane (issue 17): a referral reporting a risk of significant harm reaches the
 //! council's front door while the ordinary lane stands still — intake's, casework's and
-//! notifications' ordinary consumers held (`Faults::hold`), as a backlog would hold them — and is
+//! notifications' ordinary consumers and every ordinary outbox relay held (`Faults::hold`), as a
+//! backlog would hold them — and is
 //! still stored once, stepped up once and emailed once when the ordinary lane catches up with it.
 //! Both modes, through the real bus, databases and an SMTP server.
 use eh_bus::OutboundMessage;
@@ -107,9 +108,11 @@ async fn urgent_referral_passes_the_held_ordinary_lane(distributed: bool) -> any
         "the front door's email names the referral's reference"
     );
 
-    // B: intake's ordinary consumer held too; a significant-harm referral on the urgent subject
-    // passes all three held consumers.
+    // B: intake's ordinary consumer held too, and every service's ordinary outbox relay; a
+    // significant-harm referral on the urgent subject passes all three held consumers and the
+    // held relays (the urgent lane's relays publish its events).
     t.faults.hold(c::INTAKE_INBOUND_REFERRAL.consumer);
+    t.faults.hold(eh_bus::relay::HOLD_ORDINARY);
     t.publish_inbound(
         "worcs",
         serde_json::to_vec(&family_referral("ORD-B", "Cedar", "2017-05-06"))?,

@@ -56,6 +56,9 @@ pub struct Intake {
     pub people: HeldPeople,
     /// What stores a batch: the context and the same people.
     storer: Storer,
+    /// What stores an urgent batch: the same, on the urgent lane's connections and relay
+    /// (`ServiceContext::urgent`), so it never waits for a connection behind ordinary work.
+    urgent_storer: Storer,
     /// Inbound documents larger than this are rejected unread (`intake.max_payload_bytes`).
     pub max_payload_bytes: usize,
 }
@@ -72,6 +75,7 @@ impl Intake {
             batches: batch::batches(),
             urgent_batches: batch::batches(),
             storer: Storer::new(ctx.clone(), people.clone()),
+            urgent_storer: Storer::new(ctx.urgent(), people.clone()),
             people,
             // Checked at start (`Service::check_settings`), so wrong settings never get here.
             max_payload_bytes: IntakeSettings::from_settings(&ctx.settings)
@@ -130,12 +134,12 @@ impl Intake {
             inbound: door.inbound.cloned(),
             now,
         };
-        let batches = if urgent {
-            &self.urgent_batches
+        let (batches, storer) = if urgent {
+            (&self.urgent_batches, &self.urgent_storer)
         } else {
-            &self.batches
+            (&self.batches, &self.storer)
         };
-        Ok(batches.enqueue(self.storer.clone(), tenant, job))
+        Ok(batches.enqueue(storer.clone(), tenant, job))
     }
 
     /// Refuses a document: `referral_rejected` with every reason, nothing stored.
