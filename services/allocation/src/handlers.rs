@@ -25,11 +25,10 @@ impl Allocation {
         let councils = settings::councils(&ctx.settings)?;
         let global = settings::GlobalSettings::from_settings(&ctx.settings)?;
         let endpoint = global.consent_endpoint(&ctx.settings);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        let channel = eh_platform::net::endpoint(endpoint.clone())
             .map_err(|e| format!("allocation.consent_url {endpoint}: {e}"))?
             .connect_timeout(Duration::from_millis(global.consent_timeout_ms))
             .timeout(Duration::from_millis(global.consent_timeout_ms))
-            .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {
             ctx,
