@@ -74,7 +74,7 @@ async fn demo_client(
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let channel = eh_platform::net::endpoint(format!("http://{addr}"))?
         .connect()
         .await
         .with_context(|| format!("connect to gRPC at {addr}"))?;

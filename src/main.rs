@@ -208,7 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("{}", serde_json::to_string_pretty(&printed)?);
         }
         Command::Healthcheck { grpc, service } => {
-            let channel = tonic::transport::Endpoint::from_shared(grpc.clone())?
+            let channel = eh_platform::net::endpoint(grpc.clone())?
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(3))
                 .connect()

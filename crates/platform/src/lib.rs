@@ -1,6 +1,7 @@
 //! The shared runtime every Early Help service stands on: layered configuration, telemetry (logs,
-//! traces, W3C trace context), Prometheus metrics, health and readiness, the listeners' accept (TCP_NODELAY), graceful shutdown and the
-//! clock services take as a dependency.
+//! traces, W3C trace context), Prometheus metrics, health and readiness, the listeners' accept and
+//! the gRPC clients' endpoint (both TCP_NODELAY), graceful shutdown and the clock services take as
+//! a dependency.
 pub mod backoff;
 pub mod clock;
 pub mod config;

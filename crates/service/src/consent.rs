@@ -105,11 +105,10 @@ impl ConsentSettings {
     ) -> Result<ConsentClient, String> {
         let endpoint = self.endpoint(settings);
         let timeout = Duration::from_millis(self.consent_timeout_ms);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        let channel = eh_platform::net::endpoint(endpoint.clone())
             .map_err(|e| format!("{section}.consent_url {endpoint}: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout)
-            .tcp_nodelay(true)
             .connect_lazy();
         Ok(ConsentServiceClient::new(channel))
     }

@@ -1,10 +1,12 @@
 //! Database connections for one service: PostgreSQL (a schema per service) in distributed mode,
 //! a SQLite file per service in embedded mode; versioned migrations; portable SQL statements.
 mod migrate;
+mod readers;
 
 pub use migrate::{
     Migration, TENANT_POLICY, UNKNOWN_OWNER, check as check_migrations, migrate, pending,
 };
+pub use readers::TenantReaders;
 pub use sea_orm;
 
 use eh_platform::{Mode, Settings};
@@ -455,11 +457,15 @@ pub async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
 }
 
 /// Ends a transaction that only read (begun by [`begin_scoped`] for a read's row-level security
-/// scope): a plain `COMMIT`, without [`commit`]'s check, which costs a round trip and guards
-/// against losing writes a read has none of. Never use it after a write.
+/// scope): a plain `ROLLBACK`, without [`commit`]'s check, which costs a round trip and guards
+/// against losing writes a read has none of. Never use it after a write: what was written is
+/// dropped.
+///
+/// A rollback, not a commit, because on SQLite the transaction's mark is a row of a
+/// connection-local table: committed, it would outlive the read, and a later transaction whose
+/// own mark had been lost would still find one and be vouched for by [`commit`].
 pub async fn end_read(txn: DatabaseTransaction) -> Result<(), DbErr> {
-    #[allow(clippy::disallowed_methods)] // nothing written, nothing to vouch for
-    txn.commit().await
+    txn.rollback().await
 }
 
 fn lost() -> DbErr {

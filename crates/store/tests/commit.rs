@@ -200,6 +200,28 @@ async fn sqlite_a_transaction_rolled_back_behind_the_drivers_back_is_not_committ
     rolled_back_behind_the_drivers_back(&db).await
 }
 
+/// On SQLite a transaction's mark is a row of a connection-local table. A read ended by
+/// `end_read` must not leave its mark behind: a later transaction that lost its own (rolled back
+/// behind the driver's back, another begun in its place) would find the read's and be vouched for.
+#[tokio::test]
+async fn sqlite_a_read_leaves_no_mark_to_vouch_for_a_later_transaction() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = sqlite(dir.path()).await?;
+    let read = eh_store::begin_scoped(&db, "worcs").await?;
+    read.query_one_raw(stmt(DbBackend::Sqlite, "SELECT COUNT(*) FROM kept", []))
+        .await?;
+    eh_store::end_read(read).await?;
+
+    let txn = eh_store::begin(&db).await?;
+    txn.execute_unprepared("ROLLBACK").await?;
+    txn.execute_unprepared("BEGIN").await?;
+    keep(&txn, "x").await?;
+    let answer = eh_store::commit(txn).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(kept(&db).await?, 0);
+    Ok(())
+}
+
 /// PostgreSQL answers `COMMIT` in an aborted transaction with `ROLLBACK`, no error: a statement
 /// whose error was swallowed must not let the commit answer for the rest.
 #[tokio::test]

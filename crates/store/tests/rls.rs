@@ -185,6 +185,60 @@ async fn begin_scoped_refuses_no_tenant_and_the_system_scope() -> anyhow::Result
     Ok(())
 }
 
+/// A tenant's readers (connections held to it from their start) see and write its rows only,
+/// with no transaction and no `WHERE tenant = …`, in the service's schema; each tenant has its
+/// own; the main pool stays in the system scope; no tenant and the system scope are refused.
+#[tokio::test]
+async fn a_tenants_readers_see_and_write_its_rows_only() -> anyhow::Result<()> {
+    let (_url, db) = seeded().await?;
+    let readers = eh_store::TenantReaders::new(db.clone());
+    for bad in ["", " ", "*", "worcs,*"] {
+        assert!(readers.of(bad).await.is_err(), "{bad:?}");
+    }
+    let worcs = readers.of("worcs").await?;
+    let staffs = readers.of("staffs").await?;
+    assert_eq!(tenants(&worcs).await?, ["worcs", "worcs"]);
+    assert_eq!(tenants(&staffs).await?, ["staffs"]);
+    // Again, through the pool made the first time (and its connection, reused).
+    assert_eq!(
+        tenants(&readers.of("worcs").await?).await?,
+        ["worcs", "worcs"]
+    );
+    let r = worcs
+        .query_one_raw(stmt(
+            DbBackend::Postgres,
+            "SELECT current_setting($1), current_schema()",
+            [TENANT_SETTING.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    assert_eq!(
+        (
+            r.try_get_by_index::<String>(0)?,
+            r.try_get_by_index::<String>(1)?
+        ),
+        ("worcs".to_string(), SCHEMA.to_string())
+    );
+    let e = insert(&worcs, "s9", "staffs")
+        .await
+        .expect_err("another tenant's row through worcs' readers");
+    assert!(e.to_string().contains("row-level security"), "{e}");
+    // Setting the scope for one transaction on a reader does not widen it afterwards.
+    let txn = eh_store::begin(&worcs).await?;
+    txn.execute_unprepared("SELECT set_config('eh.tenant', '*', true)")
+        .await?;
+    eh_store::commit(txn).await?;
+    assert_eq!(tenants(&worcs).await?, ["worcs", "worcs"]);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM people").await?, 3);
+
+    // A tenant nobody holds rows of sees none.
+    assert_eq!(
+        count(&readers.of("nobody").await?, "SELECT COUNT(*) FROM people").await?,
+        0
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_connection_not_made_by_the_store_sees_nothing_and_a_superuser_sees_all()
 -> anyhow::Result<()> {

@@ -1,12 +1,18 @@
 //! The gRPC door. Every call checks the caller's tenant (PERMISSION_DENIED, audited, for another
 //! tenant's cases) and role, audits the access, answers NOT_FOUND for a case the tenant does not
 //! hold, and FAILED_PRECONDITION (naming both states) for a step the state machine refuses.
+//!
+//! A read of one case (`GetCase`, the hot path) is one statement on a connection held to the
+//! caller's council ([`eh_store::TenantReaders`]), run while its audit entry is being written:
+//! the answer waits for both, so none is given before its entry is committed, and none at all
+//! when the entry cannot be written. A refusal is decided before anything is read.
 use crate::domain::{self, State};
 use crate::handlers::{Casework, Error};
 use crate::store::{self, CaseRow};
 use eh_auth::{Auditor, Principal};
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_server::CaseworkService;
+use eh_store::TenantReaders;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -38,7 +44,12 @@ pub const CONTACT_METHODS: &[&str] = &[
 pub struct CaseworkApi {
     pub casework: Casework,
     pub auditor: Auditor,
+    /// Connections held to one council each, for reads of one statement.
+    pub readers: TenantReaders,
 }
+
+/// The purpose every access through this door is audited under.
+const PURPOSE: &str = "casework";
 
 fn invalid(field: &str, reason: &str) -> Status {
     let mut details = ErrorDetails::new();
@@ -63,34 +74,64 @@ impl CaseworkApi {
         roles: &[&str],
         systems_may: bool,
     ) -> Result<(), Status> {
+        self.admit_then(p, tenant, action, record, roles, systems_may, async {
+            Ok(())
+        })
+        .await
+    }
+
+    /// As [`Self::admit`]; when admitted, `then` runs while the access's audit entry is written,
+    /// and its answer is returned once that entry is committed (never when it cannot be: the
+    /// call is then UNAVAILABLE). A refused call never polls `then`: the refusal is decided
+    /// first, audited, and answered.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit_then<T>(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        action: &str,
+        record: &str,
+        roles: &[&str],
+        systems_may: bool,
+        then: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
         if !self.casework.ctx.settings.tenants.contains_key(tenant) {
             return Err(invalid("tenant", &format!("unknown tenant {tenant:?}")));
         }
-        self.auditor
-            .check_tenant(p, tenant, action, record, "casework")
-            .await?;
-        let allowed = match p {
+        let role_allows = match p {
             Principal::Person { .. } => roles.iter().any(|r| p.has_role(r)),
             Principal::System { .. } | Principal::Service { .. } => systems_may,
         };
-        if !allowed {
-            self.auditor
-                .decide(
-                    p,
-                    tenant,
-                    action,
-                    record,
-                    "casework",
-                    false,
-                    format!("needs one of the roles {}", roles.join(", ")),
-                )
-                .await?;
-            return Err(Status::permission_denied(format!(
-                "{action} needs one of the roles: {}",
-                roles.join(", ")
-            )));
+        if p.may_access_tenant(tenant) && role_allows {
+            let (audited, answer) = tokio::join!(
+                self.auditor
+                    .check_tenant(p, tenant, action, record, PURPOSE),
+                then
+            );
+            audited?;
+            return answer;
         }
-        Ok(())
+        // Refused. Another council's principal: the denial is audited and answered here. The
+        // caller's own council, a role missing: the tenant check (allowed), then the role's
+        // denial, are audited before the answer.
+        self.auditor
+            .check_tenant(p, tenant, action, record, PURPOSE)
+            .await?;
+        self.auditor
+            .decide(
+                p,
+                tenant,
+                action,
+                record,
+                PURPOSE,
+                false,
+                format!("needs one of the roles {}", roles.join(", ")),
+            )
+            .await?;
+        Err(Status::permission_denied(format!(
+            "{action} needs one of the roles: {}",
+            roles.join(", ")
+        )))
     }
 
     /// A transaction held to the caller's tenant by row-level security (PostgreSQL): the case
@@ -103,27 +144,10 @@ impl CaseworkApi {
     }
 
     async fn view(&self, db: &impl ConnectionTrait, c: &CaseRow) -> Result<pb::Case, Status> {
-        let lead = store::lead_of(db, &c.id).await.map_err(internal)?;
-        Ok(pb::Case {
-            case_id: c.id.clone(),
-            tenant: c.tenant.clone(),
-            family_id: c.family_id.clone(),
-            referral_id: c.referral_id.clone(),
-            route: c.route.clone(),
-            state: c.state.as_str().into(),
-            opened_at: c.opened_at.to_rfc3339(),
-            updated_at: c.updated_at.to_rfc3339(),
-            source_system: c.source_system.clone(),
-            source_reference: c.source_reference.clone(),
-            timeline: store::timeline(db, &c.id).await.map_err(internal)?,
-            timers: store::timers(db, &c.id).await.map_err(internal)?,
-            referral_ids: store::referrals_of(db, &c.id).await.map_err(internal)?,
-            lead_practitioner: lead
-                .as_ref()
-                .map(|l| l.practitioner.clone())
-                .unwrap_or_default(),
-            lead_organization: lead.map(|l| l.organization_id).unwrap_or_default(),
-        })
+        store::case_view(db, &c.tenant, &c.id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("case {} not found in its own view", c.id)))
     }
 
     async fn act(
@@ -207,7 +231,7 @@ impl CaseworkApi {
                     &req.tenant,
                     "record_first_contact",
                     &record,
-                    "casework",
+                    PURPOSE,
                     false,
                     "only the case's lead practitioner or a team manager".into(),
                 )
@@ -248,18 +272,23 @@ impl CaseworkService for CaseworkApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let record = format!("case:{}", req.case_id);
-        self.admit(&p, &req.tenant, "get_case", &record, READ_ROLES, true)
-            .await?;
-        let txn = self.scoped(&p, &req.tenant).await?;
-        let view = match store::get_case(&txn, &req.tenant, &req.case_id)
-            .await
-            .map_err(internal)?
-        {
-            Some(c) => self.view(&txn, &c).await?,
-            None => return Err(Status::not_found(format!("no case {}", req.case_id))),
+        let read = async {
+            let db = self
+                .readers
+                .of(p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            store::case_view(&db, &req.tenant, &req.case_id)
+                .await
+                .map_err(internal)
         };
-        eh_store::end_read(txn).await.map_err(internal)?;
-        Ok(Response::new(view))
+        match self
+            .admit_then(&p, &req.tenant, "get_case", &record, READ_ROLES, true, read)
+            .await?
+        {
+            Some(case) => Ok(Response::new(case)),
+            None => Err(Status::not_found(format!("no case {}", req.case_id))),
+        }
     }
 
     async fn list_cases(

@@ -197,6 +197,7 @@ pub fn start(
     let api = grpc::CaseworkApi {
         casework,
         auditor: Auditor::new(ctx.db.clone()),
+        readers: eh_store::TenantReaders::new(ctx.db.clone()),
     };
     Ok(
         eh_proto::casework::v1::casework_service_server::CaseworkServiceServer::with_interceptor(

@@ -98,6 +98,14 @@ pub const MIGRATIONS: &[Migration] = &[
             named_at {ts} NOT NULL
           )",
     },
+    // A case's referrals are read by case id (every read of a case): without this, a scan of
+    // every council's referrals.
+    Migration {
+        owner: "casework",
+        version: 13,
+        name: "case referrals by case",
+        sql: "CREATE INDEX case_referrals_case ON case_referrals (case_id, attached_at)",
+    },
 ];
 
 /// The practitioner leading a case, and their organisation.
@@ -375,6 +383,107 @@ pub async fn get_case(
         ))
         .await?;
     row.as_ref().map(case_row).transpose()
+}
+
+/// The parts of [`case_view`]'s one statement, in the order it returns them.
+const VIEW_CASE: i32 = 0;
+const VIEW_TIMELINE: i32 = 1;
+const VIEW_TIMER: i32 = 2;
+const VIEW_REFERRAL: i32 = 3;
+
+/// One case of `tenant` as a read shows it (the case with its lead practitioner, timeline, clocks
+/// and referrals; not the family's contacts, needs or postcode), or none when `tenant` holds no
+/// such case. One statement, so one round trip and one snapshot: the case's row, then its
+/// timeline, clocks and referrals, each a part of a `UNION ALL` padded to the same columns (part,
+/// three sort keys, ten texts, two timestamps). The case's own row is found by tenant and id; the
+/// other parts by case id, as [`timeline`], [`timers`], [`referrals_of`] and [`lead_of`] find them.
+pub async fn case_view(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<pb::Case>, DbErr> {
+    const SQL: &str = "
+        SELECT 0, CAST(NULL AS {ts}), CAST(NULL AS BIGINT), CAST(NULL AS TEXT),
+               c.id, c.tenant, c.family_id, c.referral_id, c.route, c.state, c.source_system,
+               c.source_reference, COALESCE(l.practitioner, ''), COALESCE(l.organization_id, ''),
+               c.opened_at, c.updated_at
+        FROM cases c LEFT JOIN case_leads l ON l.case_id = c.id
+        WHERE c.tenant = $1 AND c.id = $2
+        UNION ALL
+        SELECT 1, NULL, t.seq, NULL,
+               t.kind, t.from_state, t.to_state, t.actor, t.reason, t.cause_id,
+               NULL, NULL, NULL, NULL, t.at, NULL
+        FROM timeline t
+        WHERE t.case_id = $2 AND EXISTS (SELECT 1 FROM cases WHERE tenant = $1 AND id = $2)
+        UNION ALL
+        SELECT 2, m.due_at, NULL, m.id,
+               m.id, m.kind, m.status, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               m.due_at, m.settled_at
+        FROM timers m
+        WHERE m.case_id = $2 AND EXISTS (SELECT 1 FROM cases WHERE tenant = $1 AND id = $2)
+        UNION ALL
+        SELECT 3, r.attached_at, NULL, r.referral_id,
+               r.referral_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM case_referrals r
+        WHERE r.case_id = $2 AND EXISTS (SELECT 1 FROM cases WHERE tenant = $1 AND id = $2)
+        ORDER BY 1, 2, 3, 4";
+    let b = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(b, &eh_store::ddl(b, SQL), [tenant.into(), id.into()]))
+        .await?;
+    let text = |r: &QueryResult, i: usize| -> Result<String, DbErr> {
+        Ok(r.try_get_by_index::<Option<String>>(i)?.unwrap_or_default())
+    };
+    let time = |r: &QueryResult, i: usize| -> Result<String, DbErr> {
+        Ok(r.try_get_by_index::<Option<DateTime<Utc>>>(i)?
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default())
+    };
+    let mut case: Option<pb::Case> = None;
+    for r in &rows {
+        let part: i32 = r.try_get_by_index(0)?;
+        if part == VIEW_CASE {
+            case = Some(pb::Case {
+                case_id: text(r, 4)?,
+                tenant: text(r, 5)?,
+                family_id: text(r, 6)?,
+                referral_id: text(r, 7)?,
+                route: text(r, 8)?,
+                state: text(r, 9)?,
+                source_system: text(r, 10)?,
+                source_reference: text(r, 11)?,
+                lead_practitioner: text(r, 12)?,
+                lead_organization: text(r, 13)?,
+                opened_at: time(r, 14)?,
+                updated_at: time(r, 15)?,
+                ..Default::default()
+            });
+            continue;
+        }
+        // The case's row sorts first: without it the others are not shown.
+        let Some(c) = case.as_mut() else { break };
+        match part {
+            VIEW_TIMELINE => c.timeline.push(pb::TimelineEntry {
+                at: time(r, 14)?,
+                kind: text(r, 4)?,
+                from_state: text(r, 5)?,
+                to_state: text(r, 6)?,
+                actor: text(r, 7)?,
+                reason: text(r, 8)?,
+                cause_id: text(r, 9)?,
+            }),
+            VIEW_TIMER => c.timers.push(pb::Timer {
+                timer_id: text(r, 4)?,
+                kind: text(r, 5)?,
+                status: text(r, 6)?,
+                due_at: time(r, 14)?,
+                settled_at: time(r, 15)?,
+            }),
+            VIEW_REFERRAL => c.referral_ids.push(text(r, 4)?),
+            other => return Err(DbErr::Custom(format!("case view: no part {other}"))),
+        }
+    }
+    Ok(case)
 }
 
 /// The family's cases that are still open, oldest first.

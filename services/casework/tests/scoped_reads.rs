@@ -30,7 +30,8 @@ async fn env(postgres: bool) -> anyhow::Result<Env> {
     Ok(Env {
         api: CaseworkApi {
             casework,
-            auditor: Auditor::new(db),
+            auditor: Auditor::new(db.clone()),
+            readers: eh_store::TenantReaders::new(db),
         },
         ns,
         _dir: dir,
@@ -165,4 +166,87 @@ async fn postgres_another_councils_row_is_hidden_from_a_case_read() -> anyhow::R
 async fn sqlite_has_no_row_level_security_so_a_case_read_shows_the_stray_row() -> anyhow::Result<()>
 {
     another_councils_row_is_hidden_from_a_case_read(false).await
+}
+
+/// `GetCase` reads a case in one statement: it shows exactly what the separate reads of the case,
+/// its lead, timeline, clocks and referrals show, in their order — here with a lead named, a
+/// second referral attached and a clock settled — and nothing for another council's id.
+async fn one_statement_shows_what_the_separate_reads_show(postgres: bool) -> anyhow::Result<()> {
+    let e = env(postgres).await?;
+    let cw = &e.api.casework;
+    // No consent: the case waits with its consent clocks running.
+    ReferralReceivedDoor(cw.clone())
+        .handle(&common::referral(&e.ns, "1", "fam-1", false))
+        .await?;
+    let db = &cw.ctx.db;
+    let case = store::list_cases(db, "worcs", None, None, 10)
+        .await?
+        .into_iter()
+        .next()
+        .expect("a case");
+    let later = Utc::now();
+    store::attach_referral(db, "worcs", &case.id, "ref-0-earlier-id", later).await?;
+    store::set_lead(
+        db,
+        "worcs",
+        &case.id,
+        &store::Lead {
+            practitioner: "p-1".into(),
+            organization_id: "org-1".into(),
+        },
+        later,
+    )
+    .await?;
+    let timers = store::timers(db, &case.id).await?;
+    assert!(!timers.is_empty(), "the consent clocks run");
+    store::settle_timer(db, &timers[0].timer_id, "cancelled", later).await?;
+
+    let got = e
+        .api
+        .get_case(req(
+            &person("worcs", "w-worker"),
+            pb::GetCaseRequest {
+                tenant: "worcs".into(),
+                case_id: case.id.clone(),
+            },
+        ))
+        .await?
+        .into_inner();
+    let c = store::get_case(db, "worcs", &case.id).await?.expect("case");
+    let lead = store::lead_of(db, &case.id).await?.expect("a lead");
+    let expected = pb::Case {
+        case_id: c.id.clone(),
+        tenant: c.tenant.clone(),
+        family_id: c.family_id.clone(),
+        referral_id: c.referral_id.clone(),
+        route: c.route.clone(),
+        state: c.state.as_str().into(),
+        opened_at: c.opened_at.to_rfc3339(),
+        updated_at: c.updated_at.to_rfc3339(),
+        source_system: c.source_system.clone(),
+        source_reference: c.source_reference.clone(),
+        timeline: store::timeline(db, &c.id).await?,
+        timers: store::timers(db, &c.id).await?,
+        referral_ids: store::referrals_of(db, &c.id).await?,
+        lead_practitioner: lead.practitioner,
+        lead_organization: lead.organization_id,
+    };
+    assert_eq!(got, expected);
+    assert!(got.timeline.len() >= 2, "{:?}", got.timeline);
+    assert_eq!(got.referral_ids.len(), 2);
+    assert!(got.timers.iter().any(|t| !t.settled_at.is_empty()));
+
+    // The same id under another council: not found (and no parts of it shown).
+    assert_eq!(store::case_view(db, "staffs", &case.id).await?, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn postgres_one_statement_shows_what_the_separate_reads_show() -> anyhow::Result<()> {
+    one_statement_shows_what_the_separate_reads_show(true).await
+}
+
+#[tokio::test]
+async fn sqlite_one_statement_shows_what_the_separate_reads_show() -> anyhow::Result<()> {
+    one_statement_shows_what_the_separate_reads_show(false).await
 }

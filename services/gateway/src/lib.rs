@@ -71,7 +71,7 @@ impl eh_service::Service for Service {
     ) -> Result<Option<axum::Router>, String> {
         let s = settings::GatewaySettings::from_settings(&ctx.settings)?;
         let endpoint = s.intake_endpoint(&ctx.settings);
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+        let channel = eh_platform::net::endpoint(endpoint.clone())
             .map_err(|e| format!("gateway.intake_url {endpoint}: {e}"))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_millis(s.call_timeout_ms))
