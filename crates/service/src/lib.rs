@@ -7,6 +7,7 @@
 //!
 //! What a running service is given is its [`ServiceContext`] (defined beside the consumer and relay
 //! it starts, in `eh_bus`, whose batches take it too).
+pub mod access;
 pub mod consent;
 pub mod council;
 pub mod errors;

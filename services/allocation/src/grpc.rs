@@ -70,10 +70,7 @@ pub const PROVIDER_ROLE: &str = "provider";
 
 /// The roles that may call `method` (none for a method not in [`ACCESS`]).
 pub fn roles_for(method: &str) -> &'static [&'static str] {
-    ACCESS
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map_or(&[], |(_, r)| r)
+    eh_service::access::roles_for(ACCESS, method)
 }
 
 pub struct AllocationApi {
@@ -96,37 +93,19 @@ impl AllocationApi {
         method: &str,
         record: &str,
     ) -> Result<(), Status> {
-        if !eh_platform::config::is_token(tenant)
-            || !self.allocation.ctx.settings.tenants.contains_key(tenant)
-        {
-            return Err(invalid(
-                "unknown tenant",
-                &[Violation::new("tenant", "not a tenant of this platform")],
-            ));
-        }
-        self.auditor
-            .check_tenant(p, tenant, method, record, "allocation")
-            .await?;
-        let roles = roles_for(method);
-        let allowed = matches!(p, Principal::Person { .. }) && roles.iter().any(|r| p.has_role(r));
-        let reason = if allowed {
-            "role allowed".to_string()
-        } else if roles.is_empty() {
-            format!("{method} is not in the access table")
-        } else {
-            format!("needs one of the roles {}", roles.join(", "))
-        };
-        self.auditor
-            .decide(p, tenant, method, record, "allocation", allowed, reason)
-            .await?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{method} needs one of the roles: {}",
-                roles.join(", ")
-            )))
-        }
+        eh_service::access::admit(
+            &self.auditor,
+            &self.allocation.ctx.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: p,
+                tenant,
+                method,
+                record,
+                service: "allocation",
+            },
+        )
+        .await
     }
 
     fn today(&self) -> chrono::NaiveDate {

@@ -58,10 +58,19 @@ const COUNCIL_WIDE: &[&str] = &["team_manager", "front_door"];
 
 /// The roles that may call `method` (none for a method not in [`ACCESS`]).
 pub fn roles_for(method: &str) -> &'static [&'static str] {
-    ACCESS
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map_or(&[], |(_, r)| r)
+    eh_service::access::roles_for(ACCESS, method)
+}
+
+/// INVALID_ARGUMENT naming `field` when `value` is empty.
+fn required(field: &str, value: &str) -> Result<(), Status> {
+    if value.trim().is_empty() {
+        Err(invalid(
+            "the request is invalid",
+            &[Violation::new(field, "is required")],
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -223,36 +232,19 @@ impl AssessmentApi {
         method: &str,
         record: &str,
     ) -> Result<(), Status> {
-        if !eh_platform::config::is_token(tenant) || !self.ctx.settings.tenants.contains_key(tenant)
-        {
-            return Err(invalid(
-                "unknown tenant",
-                &[Violation::new("tenant", "not a tenant of this platform")],
-            ));
-        }
-        self.auditor
-            .check_tenant(p, tenant, method, record, crate::SERVICE)
-            .await?;
-        let roles = roles_for(method);
-        let allowed = matches!(p, Principal::Person { .. }) && roles.iter().any(|r| p.has_role(r));
-        let reason = if allowed {
-            "role allowed".to_string()
-        } else if roles.is_empty() {
-            format!("{method} is not in the access table")
-        } else {
-            format!("needs one of the roles {}", roles.join(", "))
-        };
-        self.auditor
-            .decide(p, tenant, method, record, crate::SERVICE, allowed, reason)
-            .await?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{method} needs one of the roles: {}",
-                roles.join(", ")
-            )))
-        }
+        eh_service::access::admit(
+            &self.auditor,
+            &self.ctx.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: p,
+                tenant,
+                method,
+                record,
+                service: crate::SERVICE,
+            },
+        )
+        .await
     }
 
     /// A rule said no: audited as denied (after `txn` is given up: embedded mode has one
@@ -332,24 +324,34 @@ impl AssessmentApi {
         })
     }
 
-    fn emit(
+    /// Publishes `payload` as `spec` in `txn` (the outbox), reads the assessment back as its
+    /// lead sees it after the change, and commits: the answer to every call that changes it.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_and_answer(
         &self,
+        txn: DatabaseTransaction,
         tenant: &str,
         spec: &'static EventSpec,
         actor: &str,
-        payload: Vec<u8>,
+        payload: &[u8],
+        assessment_id: &str,
         now: DateTime<Utc>,
-    ) -> OutboundMessage {
+    ) -> Result<Response<pb::Assessment>, Status> {
         let env = Envelope::new(spec.payload, tenant, actor, now);
-        OutboundMessage::event(spec.subject(self.ctx.namespace(), tenant), &env, payload)
-    }
-
-    async fn publish(
-        &self,
-        txn: &DatabaseTransaction,
-        msg: &OutboundMessage,
-    ) -> Result<(), Status> {
-        self.ctx.outbox.enqueue(txn, msg).await.map_err(internal)
+        let msg = OutboundMessage::event(
+            spec.subject(self.ctx.namespace(), tenant),
+            &env,
+            payload.to_vec(),
+        );
+        self.ctx
+            .outbox
+            .enqueue(&txn, &msg)
+            .await
+            .map_err(internal)?;
+        let l = Self::load(&txn, tenant, assessment_id, "").await?;
+        let out = self.whole(&txn, tenant, &l, l.latest()?).await?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        Ok(Response::new(out))
     }
 
     /// The whole of one version as its lead sees it right after changing it (their own writes).
@@ -386,6 +388,7 @@ impl AssessmentService for AssessmentApi {
         let record = format!("case:{}", req.case_id);
         self.admit(&p, &req.tenant, "OpenAssessment", &record)
             .await?;
+        required("case_id", &req.case_id)?;
         let now = self.ctx.clock.now();
         let txn = self.begin(&p, &req.tenant).await?;
         let Some(case) = store::case(&txn, &req.tenant, req.case_id.trim())
@@ -438,18 +441,18 @@ impl AssessmentService for AssessmentApi {
             version: 1,
             at: now.to_rfc3339(),
         };
-        let msg = self.emit(
+        let spec = &eh_proto::catalogue::ASSESSMENT_OPENED;
+        let id = a.id.clone();
+        self.publish_and_answer(
+            txn,
             &req.tenant,
-            &eh_proto::catalogue::ASSESSMENT_OPENED,
+            spec,
             &actor,
-            ev.encode_to_vec(),
+            &ev.encode_to_vec(),
+            &id,
             now,
-        );
-        self.publish(&txn, &msg).await?;
-        let l = Self::load(&txn, &req.tenant, &a.id, "").await?;
-        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
-        eh_store::commit(txn).await.map_err(internal)?;
-        Ok(Response::new(out))
+        )
+        .await
     }
 
     async fn add_contribution(
@@ -502,6 +505,7 @@ impl AssessmentService for AssessmentApi {
         let record = format!("contribution:{}", req.contribution_id);
         self.admit(&p, &req.tenant, "EditContribution", &record)
             .await?;
+        required("contribution_id", &req.contribution_id)?;
         let body = body_of(req.body)?;
         let now = self.ctx.clock.now();
         let txn = self.begin(&p, &req.tenant).await?;
@@ -590,18 +594,18 @@ impl AssessmentService for AssessmentApi {
             agencies,
             at: now.to_rfc3339(),
         };
-        let msg = self.emit(
+        let spec = &eh_proto::catalogue::ASSESSMENT_FINALISED;
+        let id = l.assessment.id.clone();
+        self.publish_and_answer(
+            txn,
             &req.tenant,
-            &eh_proto::catalogue::ASSESSMENT_FINALISED,
+            spec,
             &actor,
-            ev.encode_to_vec(),
+            &ev.encode_to_vec(),
+            &id,
             now,
-        );
-        self.publish(&txn, &msg).await?;
-        let l = Self::load(&txn, &req.tenant, &l.assessment.id, "").await?;
-        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
-        eh_store::commit(txn).await.map_err(internal)?;
-        Ok(Response::new(out))
+        )
+        .await
     }
 
     async fn amend_assessment(
@@ -656,18 +660,18 @@ impl AssessmentService for AssessmentApi {
             version: next,
             at: now.to_rfc3339(),
         };
-        let msg = self.emit(
+        let spec = &eh_proto::catalogue::ASSESSMENT_OPENED;
+        let id = l.assessment.id.clone();
+        self.publish_and_answer(
+            txn,
             &req.tenant,
-            &eh_proto::catalogue::ASSESSMENT_OPENED,
+            spec,
             &actor,
-            ev.encode_to_vec(),
+            &ev.encode_to_vec(),
+            &id,
             now,
-        );
-        self.publish(&txn, &msg).await?;
-        let l = Self::load(&txn, &req.tenant, &l.assessment.id, "").await?;
-        let out = self.whole(&txn, &req.tenant, &l, l.latest()?).await?;
-        eh_store::commit(txn).await.map_err(internal)?;
-        Ok(Response::new(out))
+        )
+        .await
     }
 
     async fn get_assessment(

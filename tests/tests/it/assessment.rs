@@ -119,6 +119,20 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         };
         async move { api.open_assessment(with_token(req, &token)).await }
     };
+    // No case named: the field is named.
+    let mut unnamed = api.clone();
+    let e = unnamed
+        .open_assessment(with_token(
+            pb::OpenAssessmentRequest {
+                tenant: "worcs".into(),
+                case_id: " ".into(),
+            },
+            &lead,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("case_id"), "{}", e.message());
     // Only the lead (or a team manager) opens it; another council never does.
     assert_eq!(
         open(school.clone()).await.unwrap_err().code(),
