@@ -240,6 +240,61 @@ pub const ASSESSMENT_FINALISED: EventSpec = EventSpec {
     summary: "A version of a case's Early Help Assessment was finalised (locked); the contributing \
               agencies are named, never what they wrote.",
 };
+pub const PLAN_AGREED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "plan_agreed",
+    payload: "earlyhelp.assessment.v1.PlanAgreed",
+    summary: "A version of a case's Early Help plan was set (counts of outcomes and actions, nothing of \
+              their content).",
+};
+pub const ACTION_OVERDUE: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "action_overdue",
+    payload: "earlyhelp.assessment.v1.ActionOverdue",
+    summary: "A plan action passed its due date unfinished; its owner (or the lead, for the family's own \
+              actions) is reminded. Says nothing of what the action is.",
+};
+pub const REVIEW_RECORDED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "review_recorded",
+    payload: "earlyhelp.assessment.v1.ReviewRecorded",
+    summary: "A review of the case's plan was recorded (its number; the summary stays in assessment).",
+};
+pub const SCORES_RECORDED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "scores_recorded",
+    payload: "earlyhelp.assessment.v1.ScoresRecorded",
+    summary: "Distance-travelled scores per headline problem at the start, a review or closure (numbers \
+              only, for reporting).",
+};
+pub const CASE_CLOSURE_RECORDED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "case_closure_recorded",
+    payload: "earlyhelp.assessment.v1.CaseClosureRecorded",
+    summary: "The case closes with its outcomes: the kind of closure and, per headline problem, met or \
+              not; when the six-month follow-up check falls due.",
+};
+pub const FOLLOW_UP_DUE: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "follow_up_due",
+    payload: "earlyhelp.assessment.v1.FollowUpDue",
+    summary: "Six months after a closure with every outcome met: the lead is asked whether the outcomes \
+              were sustained.",
+};
+pub const FOLLOW_UP_RECORDED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "follow_up_recorded",
+    payload: "earlyhelp.assessment.v1.FollowUpRecorded",
+    summary: "The answer to the follow-up check: sustained or not, and whether the family needs help \
+              again (then back to the front door).",
+};
 pub const DIRECTORY_IMPORTED: EventSpec = EventSpec {
     service: "allocation",
     publisher: "allocation",
@@ -547,6 +602,13 @@ pub const EVENTS: &[&EventSpec] = &[
     &LEAD_ASSIGNED,
     &ASSESSMENT_OPENED,
     &ASSESSMENT_FINALISED,
+    &PLAN_AGREED,
+    &ACTION_OVERDUE,
+    &REVIEW_RECORDED,
+    &SCORES_RECORDED,
+    &CASE_CLOSURE_RECORDED,
+    &FOLLOW_UP_DUE,
+    &FOLLOW_UP_RECORDED,
     &DIRECTORY_IMPORTED,
     &OFFER_MADE,
     &OFFER_ACCEPTED,
