@@ -36,6 +36,7 @@ TENANT_SECTIONS = {
     "calendar": "CalendarSettings",  # casework's and allocation's working days
     "service_levels": "ServiceLevelSettings",
     "allocation": "AllocationSettings",  # allocation's rules and directory
+    "assessment": "AssessmentCouncilSettings",  # assessment's distance-travelled scale
 }
 
 

@@ -477,6 +477,69 @@ pub const ASSESSMENT_LEAD_ASSIGNED: Subscription = Subscription {
     source: Source::Event(&LEAD_ASSIGNED),
     summary: "Records the case's lead practitioner: they (or a team manager) may open its assessment.",
 };
+pub const ASSESSMENT_CASE_CLOSED: Subscription = Subscription {
+    consumer: "assessment_case_closed",
+    service: "assessment",
+    source: Source::Event(&CASE_CLOSED),
+    summary: "The case ended: its plan's actions are no longer chased and nothing more is recorded on it.",
+};
+pub const ASSESSMENT_CASE_STEPPED_UP: Subscription = Subscription {
+    consumer: "assessment_case_stepped_up",
+    service: "assessment",
+    source: Source::Event(&CASE_STEPPED_UP),
+    summary: "The case went to the front door: its plan's actions are no longer chased.",
+};
+pub const CASEWORK_PLAN_AGREED: Subscription = Subscription {
+    consumer: "casework_plan_agreed",
+    service: "casework",
+    source: Source::Event(&PLAN_AGREED),
+    summary: "The case's plan is agreed (plan_agreed; a later version is noted on the timeline).",
+};
+pub const CASEWORK_REVIEW_RECORDED: Subscription = Subscription {
+    consumer: "casework_review_recorded",
+    service: "casework",
+    source: Source::Event(&REVIEW_RECORDED),
+    summary: "The case is in review; each review is on the timeline.",
+};
+pub const CASEWORK_CASE_CLOSURE_RECORDED: Subscription = Subscription {
+    consumer: "casework_case_closure_recorded",
+    service: "casework",
+    source: Source::Event(&CASE_CLOSURE_RECORDED),
+    summary: "The case closes with its outcomes (closed_outcomes_met, closed_outcomes_not_met or \
+              closed_stepped_down), announced as case_closed.",
+};
+pub const CASEWORK_FOLLOW_UP_DUE: Subscription = Subscription {
+    consumer: "casework_follow_up_due",
+    service: "casework",
+    source: Source::Event(&FOLLOW_UP_DUE),
+    summary: "The follow-up check asked of the lead, on the closed case's timeline.",
+};
+pub const CASEWORK_FOLLOW_UP_RECORDED: Subscription = Subscription {
+    consumer: "casework_follow_up_recorded",
+    service: "casework",
+    source: Source::Event(&FOLLOW_UP_RECORDED),
+    summary: "The follow-up answer on the timeline; a family that needs help again is sent back to the \
+              front door.",
+};
+pub const NOTIFICATIONS_ACTION_OVERDUE: Subscription = Subscription {
+    consumer: "notifications_action_overdue",
+    service: "notifications",
+    source: Source::Event(&ACTION_OVERDUE),
+    summary: "Reminds the owner of an overdue action (their work mailbox, or the lead's for the family's \
+              own actions; the team manager's when none is named).",
+};
+pub const NOTIFICATIONS_FOLLOW_UP_DUE: Subscription = Subscription {
+    consumer: "notifications_follow_up_due",
+    service: "notifications",
+    source: Source::Event(&FOLLOW_UP_DUE),
+    summary: "Asks the lead (or the team manager) whether the closed case's outcomes were sustained.",
+};
+pub const NOTIFICATIONS_FOLLOW_UP_RECORDED: Subscription = Subscription {
+    consumer: "notifications_follow_up_recorded",
+    service: "notifications",
+    source: Source::Event(&FOLLOW_UP_RECORDED),
+    summary: "Tells the front door when a family whose case closed needs help again.",
+};
 pub const NOTIFICATIONS_OFFER_MADE: Subscription = Subscription {
     consumer: "notifications_offer_made",
     service: "notifications",
@@ -643,6 +706,16 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_SERVICE_LEVEL_BREACHED,
     &NOTIFICATIONS_LEAD_ASSIGNED,
     &ASSESSMENT_LEAD_ASSIGNED,
+    &ASSESSMENT_CASE_CLOSED,
+    &ASSESSMENT_CASE_STEPPED_UP,
+    &CASEWORK_PLAN_AGREED,
+    &CASEWORK_REVIEW_RECORDED,
+    &CASEWORK_CASE_CLOSURE_RECORDED,
+    &CASEWORK_FOLLOW_UP_DUE,
+    &CASEWORK_FOLLOW_UP_RECORDED,
+    &NOTIFICATIONS_ACTION_OVERDUE,
+    &NOTIFICATIONS_FOLLOW_UP_DUE,
+    &NOTIFICATIONS_FOLLOW_UP_RECORDED,
     &NOTIFICATIONS_OFFER_MADE,
     &NOTIFICATIONS_OFFER_DECLINED,
     &NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,

@@ -1,21 +1,32 @@
-//! Assessment: the Early Help Assessment (EHA) of each case. Once casework names the case's lead
-//! practitioner (`lead_assigned`), the lead (or a team manager) opens it; every involved agency
-//! adds its own section in the Signs of Safety structure (worries, what is working well, what
-//! needs to happen, a 0–10 scaling question, each child's own words, needs coded to the Supporting
-//! Families headline problems), attributed and editable only by its agency while the version is
-//! open; the lead finalises it (locked for ever) and a later change is a new version that says what
-//! changes. Every read applies the family's consent for the reader's agency, section by section,
-//! and is audited with the version and what was shown and withheld.
+//! Assessment: the Early Help Assessment (EHA) of each case, its plan and its outcomes. Once
+//! casework names the case's lead practitioner (`lead_assigned`), the lead (or a team manager)
+//! opens the EHA; every involved agency adds its own section in the Signs of Safety structure
+//! (worries, what is working well, what needs to happen, a 0–10 scaling question, each child's own
+//! words, needs coded to the Supporting Families headline problems), attributed and editable only
+//! by its agency while the version is open; the lead finalises it (locked for ever) and a later
+//! change is a new version that says what changes.
+//!
+//! Then the plan: the outcomes the family wants and the actions (owner, what, by when — a date or
+//! working days on the council's calendar), versioned like the EHA; an action past its due date is
+//! overdue and its owner is reminded once for that date. Distance-travelled scores per need at the
+//! start, at each review and at closure (the council's scale); reviews; the closure with the
+//! Supporting Families outcome of every headline problem the EHA identified, the impact, the
+//! support given and any step-down; six months after a closure with every outcome met, the
+//! follow-up check.
+//!
+//! Every read applies the family's consent for the reader's agency, item by item (a section, a
+//! plan's outcome or action, a score, a review, the closure), and is audited with what was shown
+//! and withheld.
 //!
 //! Layers, one way: `domain` (pure: the structure and its checks, who may do what, the reader's
-//! view) → `store` (SQL) → `handlers` (casework's events) and `grpc`. Events: `assessment_opened`,
-//! `assessment_finalised`.
+//! view, the plan, outcomes and closure) → `store` (SQL) → `handlers` (casework's events),
+//! `clocks` (overdue actions, follow-ups due) and `grpc`. Events: `assessment_opened`,
+//! `assessment_finalised`, `plan_agreed`, `action_overdue`, `review_recorded`, `scores_recorded`,
+//! `case_closure_recorded`, `follow_up_due`, `follow_up_recorded`. Casework follows them on the
+//! case (`assessment_open`, `assessed`, `plan_agreed`, `in_review`, `closed_*`).
 //!
-//! Casework follows both events (`assessment_open`, `assessed`; the "EHA within 30 working days
-//! of allocation" clock stops when it is finalised).
-//!
-//! Not yet here (issue 12 continues): the plan and its actions, outcome measures, reviews, closure
-//! and the follow-up check, carrying over a step-down's assessment, and the reporting read model.
+//! Not yet here (issue 12 continues): carrying over a step-down's assessment.
+pub mod clocks;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
@@ -56,8 +67,8 @@ impl eh_service::Service for Service {
         settings::KEYS
     }
     fn check_settings(&self, settings: &eh_platform::Settings) -> Result<Vec<String>, String> {
-        eh_service::consent::ConsentSettings::from_settings(settings, settings::SECTION)
-            .map(|_| Vec::new())
+        eh_service::consent::ConsentSettings::from_settings(settings, settings::SECTION)?;
+        settings::councils(settings).map(|_| Vec::new())
     }
     fn start(
         &self,
@@ -101,7 +112,29 @@ pub fn start(
     let consent =
         eh_service::consent::ConsentSettings::from_settings(&ctx.settings, settings::SECTION)?
             .client(&ctx.settings, settings::SECTION)?;
+    let councils = Arc::new(settings::councils(&ctx.settings)?);
     ctx.spawn_relay();
+    for (sub, ending) in [
+        (
+            &eh_proto::catalogue::ASSESSMENT_CASE_CLOSED,
+            handlers::Ending::Closed,
+        ),
+        (
+            &eh_proto::catalogue::ASSESSMENT_CASE_STEPPED_UP,
+            handlers::Ending::SteppedUp,
+        ),
+    ] {
+        ctx.spawn_subscription(
+            sub,
+            8,
+            Arc::new(handlers::CaseEndedHandler {
+                ctx: ctx.clone(),
+                name: sub.consumer,
+                ending,
+            }),
+        );
+    }
+    clocks::spawn(&ctx);
     let sub = &eh_proto::catalogue::ASSESSMENT_LEAD_ASSIGNED;
     ctx.spawn_subscription(
         sub,
@@ -115,6 +148,7 @@ pub fn start(
         ctx: ctx.clone(),
         auditor: Auditor::new(ctx.db.clone()),
         consent,
+        councils,
     };
     Ok(Server::with_interceptor(api, auth.interceptor()))
 }

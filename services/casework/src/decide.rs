@@ -317,7 +317,12 @@ impl Effects {
                     at: at_text,
                 }));
             }
-            State::ClosedAdviceGiven | State::ClosedNoConsent | State::ClosedWithdrawn => {
+            State::ClosedAdviceGiven
+            | State::ClosedNoConsent
+            | State::ClosedWithdrawn
+            | State::ClosedOutcomesMet
+            | State::ClosedOutcomesNotMet
+            | State::ClosedSteppedDown => {
                 self.publish.push(Outgoing::Closed(pb::CaseClosed {
                     case,
                     outcome: to.as_str().into(),
@@ -331,7 +336,9 @@ impl Effects {
             | State::WaitingForProvider
             | State::Allocated
             | State::AssessmentOpen
-            | State::Assessed => {}
+            | State::Assessed
+            | State::PlanAgreed
+            | State::InReview => {}
         }
         Ok(())
     }
@@ -682,6 +689,30 @@ pub enum AllocationStep {
     /// Assessment's `assessment_finalised`: version `version` is locked, with `contributions`
     /// sections.
     AssessmentFinalised { version: u32, contributions: u32 },
+    /// Assessment's `plan_agreed`: version `version` of the plan, with so many outcomes and
+    /// actions.
+    PlanAgreed {
+        version: u32,
+        outcomes: u32,
+        actions: u32,
+    },
+    /// Assessment's `review_recorded`: review `number` of the plan.
+    Reviewed { number: u32 },
+    /// Assessment's `case_closure_recorded`: the case closes as `kind`, `met` of `outcomes`
+    /// Supporting Families outcomes met, a follow-up check due at `follow_up_due` (empty: none).
+    ClosureRecorded {
+        kind: String,
+        met: u32,
+        outcomes: u32,
+        follow_up_due: String,
+    },
+    /// Assessment's `follow_up_due`: the lead is asked whether the outcomes were sustained.
+    FollowUpDue,
+    /// Assessment's `follow_up_recorded`: the answer.
+    FollowUpRecorded {
+        sustained: bool,
+        needs_help_again: bool,
+    },
     /// `waiting_limit_breached`: waiting since `waiting_since`, longer than `limit_days` working
     /// days (due `due_at`).
     WaitingBreached {
@@ -817,6 +848,88 @@ pub fn allocation_step(
             } else {
                 fx.note("ignored", format!("{r}: ignored, the case is {state}"));
             }
+        }
+        AllocationStep::PlanAgreed {
+            version,
+            outcomes,
+            actions,
+        } => {
+            let r = format!(
+                "the plan was agreed (version {version}: {outcomes} outcome(s), {actions} action(s))"
+            );
+            if *version <= 1
+                && matches!(
+                    state,
+                    State::Allocated | State::AssessmentOpen | State::Assessed
+                )
+            {
+                fx.transition(State::PlanAgreed, &r, false, at)?;
+            } else if state.is_open() {
+                fx.note("plan_agreed", r);
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::Reviewed { number } => {
+            let r = format!("the plan was reviewed (review {number})");
+            if matches!(
+                state,
+                State::Allocated | State::AssessmentOpen | State::Assessed | State::PlanAgreed
+            ) {
+                fx.transition(State::InReview, &r, false, at)?;
+            } else if state.is_open() {
+                fx.note("review_recorded", r);
+            } else {
+                fx.note("ignored", format!("{r}: ignored, the case is {state}"));
+            }
+        }
+        AllocationStep::ClosureRecorded {
+            kind,
+            met,
+            outcomes,
+            follow_up_due,
+        } => {
+            let follow = if follow_up_due.is_empty() {
+                String::new()
+            } else {
+                format!("; follow-up check due {follow_up_due}")
+            };
+            let r = format!(
+                "closed with its outcomes: {kind}, {met} of {outcomes} Supporting Families outcome(s) met{follow}"
+            );
+            match State::closure_of(kind) {
+                Some(to) if state.may_move_to(to) => fx.transition(to, &r, false, at)?,
+                Some(_) => fx.note("ignored", format!("{r}: ignored, the case is {state}")),
+                None => {
+                    return Err(Refusal::Invalid(format!("unknown closure kind {kind:?}")));
+                }
+            }
+        }
+        AllocationStep::FollowUpDue => {
+            fx.note(
+                "follow_up_due",
+                "six months after closing: the lead is asked whether the outcomes were sustained"
+                    .to_string(),
+            );
+        }
+        AllocationStep::FollowUpRecorded {
+            sustained,
+            needs_help_again,
+        } => {
+            let r = format!(
+                "follow-up check: outcomes {}{}",
+                if *sustained {
+                    "sustained"
+                } else {
+                    "not sustained"
+                },
+                if *needs_help_again {
+                    "; the family needs help again: the front door is told"
+                } else {
+                    ""
+                }
+            );
+            fx.note("follow_up_recorded", r);
         }
         AllocationStep::LeadDeclined {
             practitioner,
@@ -961,9 +1074,9 @@ pub fn first_contact(
     how: &str,
     at: &At<'_>,
 ) -> Result<Effects, Refusal> {
-    if case.state != State::Allocated {
+    if !TimerKind::FirstContact.runs_in(case.state) {
         return Err(Refusal::Invalid(format!(
-            "first contact is recorded once the case is allocated; it is {}",
+            "first contact is recorded once the case is allocated (and until it closes); it is {}",
             case.state
         )));
     }
@@ -1224,6 +1337,12 @@ mod tests {
         /// Assessment's, with the version.
         AssessmentOpened(u32),
         AssessmentFinalised(u32),
+        /// Assessment's plan, reviews, closure and follow-up.
+        PlanAgreed(u32),
+        Reviewed,
+        Closure(&'static str),
+        FollowUpDue,
+        FollowUpRecorded,
     }
 
     /// What the row expects.
@@ -1469,6 +1588,25 @@ mod tests {
             row("first contact late while assessing: breach", AssessmentOpen, P, Ev::Clock(FirstContact),
                 Want::Fx { state: AssessmentOpen, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
             row("StepUp, assessed", Assessed, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
+            // Assessment's plan, reviews, closure and follow-up.
+            row("plan agreed, assessed: plan_agreed", Assessed, P, Ev::PlanAgreed(1), fx(PlanAgreed, &["transition"], &[CHANGED], &[], ASSESSED_CLOCKS)),
+            row("plan agreed before finalised was handled: plan_agreed", AssessmentOpen, P, Ev::PlanAgreed(1), fx(PlanAgreed, &["transition"], &[CHANGED], &[], ASSESSED_CLOCKS)),
+            row("plan's next version: noted", PlanAgreed, P, Ev::PlanAgreed(2), noted(PlanAgreed, &["plan_agreed"])),
+            row("plan agreed, handled after a review: noted", InReview, P, Ev::PlanAgreed(1), noted(InReview, &["plan_agreed"])),
+            row("plan agreed, stepped up meanwhile: ignored", SteppedUp, P, Ev::PlanAgreed(1), noted(SteppedUp, &["ignored"])),
+            row("reviewed, plan agreed: in_review", PlanAgreed, P, Ev::Reviewed, fx(InReview, &["transition"], &[CHANGED], &[], ASSESSED_CLOCKS)),
+            row("reviewed again: noted", InReview, P, Ev::Reviewed, noted(InReview, &["review_recorded"])),
+            row("reviewed, closed meanwhile: ignored", ClosedOutcomesMet, P, Ev::Reviewed, noted(ClosedOutcomesMet, &["ignored"])),
+            row("closed with every outcome met", InReview, P, Ev::Closure("outcomes_met"), closed(ClosedOutcomesMet, &["transition"])),
+            row("closed with outcomes not met, assessed", Assessed, P, Ev::Closure("outcomes_not_met"), closed(ClosedOutcomesNotMet, &["transition"])),
+            row("closed and stepped down, plan agreed", PlanAgreed, P, Ev::Closure("stepped_down"), closed(ClosedSteppedDown, &["transition"])),
+            row("closure, stepped up meanwhile: ignored", SteppedUp, P, Ev::Closure("outcomes_met"), noted(SteppedUp, &["ignored"])),
+            row("closure of an unknown kind: refused", InReview, P, Ev::Closure("finished"), Want::Refused("unknown closure kind \"finished\"")),
+            row("follow-up due: noted on the closed case", ClosedOutcomesMet, P, Ev::FollowUpDue, noted(ClosedOutcomesMet, &["follow_up_due"])),
+            row("follow-up answered: noted on the closed case", ClosedOutcomesMet, P, Ev::FollowUpRecorded, noted(ClosedOutcomesMet, &["follow_up_recorded"])),
+            row("StepUp, in review", InReview, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
+            row("first contact late with a plan: breach", PlanAgreed, P, Ev::Clock(FirstContact),
+                Want::Fx { state: PlanAgreed, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
             row("lead named, allocated: first-contact clock", Allocated, P, Ev::LeadNamed,
                 fx(Allocated, &["lead_practitioner_named"], &["lead_assigned"], &[(FirstContact, "2026-03-10T00:00:00Z")], &[])),
             row("lead named, stepped up meanwhile: ignored", SteppedUp, P, Ev::LeadNamed, noted(SteppedUp, &["ignored"])),
@@ -1534,8 +1672,30 @@ mod tests {
             | Ev::LeadNamed
             | Ev::LeadDeclined
             | Ev::AssessmentOpened(_)
-            | Ev::AssessmentFinalised(_) => {
+            | Ev::AssessmentFinalised(_)
+            | Ev::PlanAgreed(_)
+            | Ev::Reviewed
+            | Ev::Closure(_)
+            | Ev::FollowUpDue
+            | Ev::FollowUpRecorded => {
                 let step = match r.ev {
+                    Ev::PlanAgreed(version) => AllocationStep::PlanAgreed {
+                        version,
+                        outcomes: 2,
+                        actions: 4,
+                    },
+                    Ev::Reviewed => AllocationStep::Reviewed { number: 1 },
+                    Ev::Closure(kind) => AllocationStep::ClosureRecorded {
+                        kind: kind.into(),
+                        met: 2,
+                        outcomes: 2,
+                        follow_up_due: "2026-09-02T09:00:00+00:00".into(),
+                    },
+                    Ev::FollowUpDue => AllocationStep::FollowUpDue,
+                    Ev::FollowUpRecorded => AllocationStep::FollowUpRecorded {
+                        sustained: true,
+                        needs_help_again: false,
+                    },
                     Ev::AssessmentOpened(version) => AllocationStep::AssessmentOpened { version },
                     Ev::AssessmentFinalised(version) => AllocationStep::AssessmentFinalised {
                         version,
@@ -1627,7 +1787,7 @@ mod tests {
                 (want, got) => panic!("{}: wanted {want:?}, got {got:?}", r.name),
             }
         }
-        assert_eq!(table.len(), 94, "rows");
+        assert_eq!(table.len(), 111, "rows");
     }
 
     /// Whatever a decision moves a case to, the clocks it leaves behind are cancelled and the

@@ -23,15 +23,25 @@ pub enum State {
     AssessmentOpen,
     /// The assessment is finalised (a later change is a new version): the plan comes next.
     Assessed,
+    /// The plan is agreed with the family (a later version is noted).
+    PlanAgreed,
+    /// The plan has been reviewed at least once.
+    InReview,
     /// Sent to the council's front door (significant harm, or a practitioner's call).
     SteppedUp,
     ClosedAdviceGiven,
     ClosedNoConsent,
     ClosedWithdrawn,
+    /// Closed with every Supporting Families outcome met (a follow-up check in six months).
+    ClosedOutcomesMet,
+    /// Closed with some outcome not met.
+    ClosedOutcomesNotMet,
+    /// Closed and stepped down to universal or community ("earliest help") services.
+    ClosedSteppedDown,
 }
 
 impl State {
-    pub const ALL: [State; 13] = [
+    pub const ALL: [State; 18] = [
         State::Requested,
         State::AwaitingConsent,
         State::Screening,
@@ -41,10 +51,15 @@ impl State {
         State::Allocated,
         State::AssessmentOpen,
         State::Assessed,
+        State::PlanAgreed,
+        State::InReview,
         State::SteppedUp,
         State::ClosedAdviceGiven,
         State::ClosedNoConsent,
         State::ClosedWithdrawn,
+        State::ClosedOutcomesMet,
+        State::ClosedOutcomesNotMet,
+        State::ClosedSteppedDown,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -58,10 +73,15 @@ impl State {
             State::Allocated => "allocated",
             State::AssessmentOpen => "assessment_open",
             State::Assessed => "assessed",
+            State::PlanAgreed => "plan_agreed",
+            State::InReview => "in_review",
             State::SteppedUp => "stepped_up",
             State::ClosedAdviceGiven => "closed_advice_given",
             State::ClosedNoConsent => "closed_no_consent",
             State::ClosedWithdrawn => "closed_withdrawn",
+            State::ClosedOutcomesMet => "closed_outcomes_met",
+            State::ClosedOutcomesNotMet => "closed_outcomes_not_met",
+            State::ClosedSteppedDown => "closed_stepped_down",
         }
     }
 
@@ -78,14 +98,32 @@ impl State {
                 | State::Allocated
                 | State::AssessmentOpen
                 | State::Assessed
+                | State::PlanAgreed
+                | State::InReview
         )
     }
 
     pub const fn is_closed(self) -> bool {
         matches!(
             self,
-            State::ClosedAdviceGiven | State::ClosedNoConsent | State::ClosedWithdrawn
+            State::ClosedAdviceGiven
+                | State::ClosedNoConsent
+                | State::ClosedWithdrawn
+                | State::ClosedOutcomesMet
+                | State::ClosedOutcomesNotMet
+                | State::ClosedSteppedDown
         )
+    }
+
+    /// Where a closure with outcomes (assessment's `case_closure_recorded`) of `kind` takes a
+    /// case: `outcomes_met`, `outcomes_not_met` or `stepped_down`.
+    pub fn closure_of(kind: &str) -> Option<State> {
+        match kind {
+            "outcomes_met" => Some(State::ClosedOutcomesMet),
+            "outcomes_not_met" => Some(State::ClosedOutcomesNotMet),
+            "stepped_down" => Some(State::ClosedSteppedDown),
+            _ => None,
+        }
     }
 
     /// May a case in this state move to `to`?
@@ -133,6 +171,21 @@ impl State {
                 | (AssessmentOpen, ClosedWithdrawn)
                 | (Assessed, SteppedUp)
                 | (Assessed, ClosedWithdrawn)
+                // the plan, its reviews and the closure with outcomes (each of assessment's
+                // events has its own consumer: a later step may be handled before an earlier one)
+                | (Allocated, PlanAgreed)
+                | (AssessmentOpen, PlanAgreed)
+                | (Assessed, PlanAgreed)
+                | (Allocated, InReview)
+                | (AssessmentOpen, InReview)
+                | (Assessed, InReview)
+                | (PlanAgreed, InReview)
+                | (PlanAgreed, SteppedUp)
+                | (PlanAgreed, ClosedWithdrawn)
+                | (InReview, SteppedUp)
+                | (InReview, ClosedWithdrawn)
+                | (Allocated | AssessmentOpen | Assessed | PlanAgreed | InReview,
+                   ClosedOutcomesMet | ClosedOutcomesNotMet | ClosedSteppedDown)
         )
     }
 
@@ -212,7 +265,13 @@ impl TimerKind {
             TimerKind::ScreeningDecision => &[State::Screening],
             TimerKind::ConsentChase | TimerKind::ConsentClose => &[State::AwaitingConsent],
             // First contact is owed whatever the assessment's progress.
-            TimerKind::FirstContact => &[State::Allocated, State::AssessmentOpen, State::Assessed],
+            TimerKind::FirstContact => &[
+                State::Allocated,
+                State::AssessmentOpen,
+                State::Assessed,
+                State::PlanAgreed,
+                State::InReview,
+            ],
             TimerKind::Assessment => &[State::Allocated, State::AssessmentOpen],
         }
     }
@@ -376,10 +435,36 @@ mod tests {
             Allocated,
             AssessmentOpen,
             Assessed,
+            PlanAgreed,
+            InReview,
         ] {
             assert!(s.is_open() && s.may_move_to(ClosedWithdrawn), "{s}");
             assert!(!s.may_move_to(ReadyForAllocation), "{s}");
         }
+    }
+
+    #[test]
+    fn a_case_closes_with_outcomes_only_once_it_has_someone_helping() {
+        use State::*;
+        let into = |to: State| -> Vec<State> {
+            State::ALL
+                .into_iter()
+                .filter(|s| s.may_move_to(to))
+                .collect()
+        };
+        let helping = [Allocated, AssessmentOpen, Assessed, PlanAgreed, InReview];
+        for to in [ClosedOutcomesMet, ClosedOutcomesNotMet, ClosedSteppedDown] {
+            assert_eq!(into(to), helping, "{to}");
+            assert!(to.is_closed() && !to.is_open(), "{to}");
+        }
+        assert_eq!(into(PlanAgreed), [Allocated, AssessmentOpen, Assessed]);
+        assert_eq!(
+            into(InReview),
+            [Allocated, AssessmentOpen, Assessed, PlanAgreed]
+        );
+        assert_eq!(State::closure_of("outcomes_met"), Some(ClosedOutcomesMet));
+        assert_eq!(State::closure_of("stepped_down"), Some(ClosedSteppedDown));
+        assert_eq!(State::closure_of("closed"), None);
     }
 
     #[test]

@@ -25,7 +25,10 @@ use eh_proto::allocation::v1::{
     CaseWaiting, LeadPractitionerDeclined, LeadPractitionerNamed, OfferAccepted, OfferDeclined,
     OfferExpired, OfferMade, WaitingLimitBreached,
 };
-use eh_proto::assessment::v1::{AssessmentFinalised, AssessmentOpened};
+use eh_proto::assessment::v1::{
+    AssessmentFinalised, AssessmentOpened, CaseClosureRecorded, FollowUpDue, FollowUpRecorded,
+    PlanAgreed, ReviewRecorded,
+};
 use eh_proto::catalogue;
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
 use eh_proto::intake::v1::{ReferralReceived, ScreeningDecided};
@@ -567,6 +570,11 @@ pub enum Event {
     LeadDeclined(LeadPractitionerDeclined),
     AssessmentOpened(AssessmentOpened),
     AssessmentFinalised(AssessmentFinalised),
+    PlanAgreed(PlanAgreed),
+    ReviewRecorded(ReviewRecorded),
+    ClosureRecorded(CaseClosureRecorded),
+    FollowUpDue(FollowUpDue),
+    FollowUpRecorded(FollowUpRecorded),
 }
 
 impl Event {
@@ -642,6 +650,44 @@ impl Event {
                 S::AssessmentFinalised {
                     version: e.version,
                     contributions: e.contributions,
+                },
+            ),
+            Event::PlanAgreed(e) => (
+                catalogue::CASEWORK_PLAN_AGREED.consumer,
+                e.case_id.as_str(),
+                S::PlanAgreed {
+                    version: e.version,
+                    outcomes: e.outcomes,
+                    actions: e.actions,
+                },
+            ),
+            Event::ReviewRecorded(e) => (
+                catalogue::CASEWORK_REVIEW_RECORDED.consumer,
+                e.case_id.as_str(),
+                S::Reviewed { number: e.number },
+            ),
+            Event::ClosureRecorded(e) => (
+                catalogue::CASEWORK_CASE_CLOSURE_RECORDED.consumer,
+                e.case_id.as_str(),
+                S::ClosureRecorded {
+                    kind: e.kind.clone(),
+                    met: u32::try_from(e.outcomes.iter().filter(|o| o.met).count())
+                        .unwrap_or(u32::MAX),
+                    outcomes: u32::try_from(e.outcomes.len()).unwrap_or(u32::MAX),
+                    follow_up_due: e.follow_up_due.clone(),
+                },
+            ),
+            Event::FollowUpDue(e) => (
+                catalogue::CASEWORK_FOLLOW_UP_DUE.consumer,
+                e.case_id.as_str(),
+                S::FollowUpDue,
+            ),
+            Event::FollowUpRecorded(e) => (
+                catalogue::CASEWORK_FOLLOW_UP_RECORDED.consumer,
+                e.case_id.as_str(),
+                S::FollowUpRecorded {
+                    sustained: e.sustained,
+                    needs_help_again: e.needs_help_again,
                 },
             ),
             Event::WaitingLimitBreached(e) => (
@@ -872,6 +918,36 @@ door!(
     AssessmentFinalised,
     AssessmentFinalised,
     catalogue::CASEWORK_ASSESSMENT_FINALISED.consumer
+);
+door!(
+    PlanAgreedDoor,
+    PlanAgreed,
+    PlanAgreed,
+    catalogue::CASEWORK_PLAN_AGREED.consumer
+);
+door!(
+    ReviewRecordedDoor,
+    ReviewRecorded,
+    ReviewRecorded,
+    catalogue::CASEWORK_REVIEW_RECORDED.consumer
+);
+door!(
+    ClosureRecordedDoor,
+    CaseClosureRecorded,
+    ClosureRecorded,
+    catalogue::CASEWORK_CASE_CLOSURE_RECORDED.consumer
+);
+door!(
+    FollowUpDueDoor,
+    FollowUpDue,
+    FollowUpDue,
+    catalogue::CASEWORK_FOLLOW_UP_DUE.consumer
+);
+door!(
+    FollowUpRecordedDoor,
+    FollowUpRecorded,
+    FollowUpRecorded,
+    catalogue::CASEWORK_FOLLOW_UP_RECORDED.consumer
 );
 door!(
     WaitingLimitBreachedDoor,

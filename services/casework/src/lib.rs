@@ -188,6 +188,31 @@ pub fn start(
         Arc::new(handlers::AssessmentFinalisedDoor(casework.clone())),
     );
     ctx.spawn_subscription(
+        &catalogue::CASEWORK_PLAN_AGREED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::PlanAgreedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_REVIEW_RECORDED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::ReviewRecordedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_CASE_CLOSURE_RECORDED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::ClosureRecordedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_FOLLOW_UP_DUE,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::FollowUpDueDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
+        &catalogue::CASEWORK_FOLLOW_UP_RECORDED,
+        handlers::MAX_BATCH,
+        Arc::new(handlers::FollowUpRecordedDoor(casework.clone())),
+    );
+    ctx.spawn_subscription(
         &catalogue::CASEWORK_WAITING_LIMIT_BREACHED,
         handlers::MAX_BATCH,
         Arc::new(handlers::WaitingLimitBreachedDoor(casework.clone())),

@@ -211,9 +211,12 @@ pub fn missing_list(pointers: &[String]) -> String {
         .join("\n")
 }
 
-/// A timestamp's day as people write it ("2 March 2026"); the text as given when unreadable.
+/// A timestamp's (or a `YYYY-MM-DD` date's) day as people write it ("2 March 2026"); the text as
+/// given when unreadable.
 pub fn day(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|d| d.date_naive())
+        .or_else(|_| chrono::NaiveDate::parse_from_str(rfc3339, "%Y-%m-%d"))
         .map(|d| d.format("%-d %B %Y").to_string())
         .unwrap_or_else(|_| rfc3339.to_string())
 }

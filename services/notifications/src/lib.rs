@@ -40,6 +40,11 @@ pub const CONSUMER_OFFER_DECLINED: &str =
     eh_proto::catalogue::NOTIFICATIONS_OFFER_DECLINED.consumer;
 pub const CONSUMER_LEAD_DECLINED: &str =
     eh_proto::catalogue::NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED.consumer;
+pub const CONSUMER_ACTION_OVERDUE: &str =
+    eh_proto::catalogue::NOTIFICATIONS_ACTION_OVERDUE.consumer;
+pub const CONSUMER_FOLLOW_UP_DUE: &str = eh_proto::catalogue::NOTIFICATIONS_FOLLOW_UP_DUE.consumer;
+pub const CONSUMER_FOLLOW_UP_RECORDED: &str =
+    eh_proto::catalogue::NOTIFICATIONS_FOLLOW_UP_RECORDED.consumer;
 
 /// Notifications as the binary runs it (one line of its table).
 pub struct Service;
@@ -105,6 +110,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, "casework"),
         subjects::service_stream(ns, "allocation"),
+        subjects::service_stream(ns, "assessment"),
         subjects::service_stream(ns, SERVICE),
         subjects::dead_letter_stream(ns),
     ]
@@ -198,6 +204,21 @@ pub fn start(
         &c::NOTIFICATIONS_LEAD_PRACTITIONER_DECLINED,
         4,
         Arc::new(handlers::LeadDeclinedHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_ACTION_OVERDUE,
+        4,
+        Arc::new(handlers::ActionOverdueHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_FOLLOW_UP_DUE,
+        4,
+        Arc::new(handlers::FollowUpDueHandler(notifier.clone())),
+    );
+    ctx.spawn_subscription(
+        &c::NOTIFICATIONS_FOLLOW_UP_RECORDED,
+        4,
+        Arc::new(handlers::FollowUpRecordedHandler(notifier.clone())),
     );
     ctx.spawn_subscription(
         &c::NOTIFICATIONS_SERVICE_LEVEL_BREACHED,

@@ -26,6 +26,12 @@ pub const ALLOCATION_DECLINED: &str = "allocation_declined";
 pub const LEAD_ASSIGNED_FAMILY: &str = "lead_assigned_family";
 /// The referrer is told who will help the family they referred.
 pub const LEAD_ASSIGNED_REFERRER: &str = "lead_assigned_referrer";
+/// To an overdue plan action's owner (or the lead, for the family's own).
+pub const ACTION_OVERDUE: &str = "action_overdue";
+/// To the lead, six months after a closure with every outcome met.
+pub const FOLLOW_UP_DUE: &str = "follow_up_due";
+/// To the front door, when the follow-up check finds the family needs help again.
+pub const FOLLOW_UP_FRONT_DOOR: &str = "follow_up_front_door";
 
 const DO_NOT_REPLY: &str =
     "This message was sent by the Early Help platform; please do not reply to it.";
@@ -136,6 +142,15 @@ pub const VARIABLES: &[(&str, &[&str])] = &[
             "service_name",
             "first_contact_by",
         ],
+    ),
+    (
+        ACTION_OVERDUE,
+        &["council", "case_id", "action_id", "due_date", "whose"],
+    ),
+    (FOLLOW_UP_DUE, &["council", "case_id", "closed_date"]),
+    (
+        FOLLOW_UP_FRONT_DOOR,
+        &["council", "case_id", "answered_date"],
     ),
 ];
 
@@ -283,6 +298,28 @@ pub fn builtin(name: &str) -> Option<(&'static str, String)> {
              {{first_contact_by}}.\n\n\
              You may be asked to contribute to the family's Early Help Assessment and to their \
              Team Around the Family meetings.\n\n",
+        ),
+        ACTION_OVERDUE => (
+            "{{council}}: an Early Help plan action is overdue (case {{case_id}})",
+            "An action in the Early Help plan of case {{case_id}}, {{whose}}, was due on \
+             {{due_date}} and is not marked done.\n\n\
+             Please update it in the Early Help platform (action {{action_id}}): mark it done, or \
+             agree a new date with the family and change the plan.\n\n",
+        ),
+        FOLLOW_UP_DUE => (
+            "{{council}}: six-month follow-up check for case {{case_id}}",
+            "Case {{case_id}} closed on {{closed_date}} with every outcome met.\n\n\
+             Supporting Families asks whether the family's progress has lasted. Please check with \
+             the family and record the answer in the Early Help platform: whether the outcomes \
+             were sustained, and whether the family needs help again.\n\n",
+        ),
+        FOLLOW_UP_FRONT_DOOR => (
+            "{{council}}: a family needs help again (case {{case_id}})",
+            "At the six-month follow-up check of case {{case_id}} (closed with its outcomes met), \
+             the lead practitioner recorded on {{answered_date}} that the family needs help \
+             again.\n\n\
+             Please open a new request for support for the family through the front door; the \
+             closed case holds their history.\n\n",
         ),
         _ => return None,
     };

@@ -42,6 +42,14 @@ async fn case_in(t: &TestApp, reference: &str, state: &str) -> anyhow::Result<pb
 /// The journey up to first contact; the app and the case, with its lead named (the assessment
 /// tests go on from here).
 pub async fn journey(distributed: bool) -> anyhow::Result<(TestApp, String)> {
+    journey_via(distributed, None).await
+}
+
+/// The journey of a referral by `route` (the example referral's own when `None`).
+pub async fn journey_via(
+    distributed: bool,
+    route: Option<&str>,
+) -> anyhow::Result<(TestApp, String)> {
     let t = TestApp::spawn_configured(distributed, |s, dir| {
         let file = dir.join("directory.json");
         let services = json!([
@@ -108,6 +116,9 @@ pub async fn journey(distributed: bool) -> anyhow::Result<(TestApp, String)> {
         {"category": "mental_health", "agency": "voluntary"},
         {"category": "mental_health", "agency": "police"}
     ]);
+    if let Some(route) = route {
+        doc["route"] = json!(route);
+    }
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "al-1")
         .await?;
     let case = case_in(&t, "AL-1", "allocating").await?;

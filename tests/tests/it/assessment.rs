@@ -116,6 +116,7 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
         let req = pb::OpenAssessmentRequest {
             tenant: "worcs".into(),
             case_id: case_id.into(),
+            carried_over: vec![],
         };
         async move { api.open_assessment(with_token(req, &token)).await }
     };
@@ -126,6 +127,7 @@ async fn assessment(t: &TestApp, case_id: &str) -> anyhow::Result<()> {
             pb::OpenAssessmentRequest {
                 tenant: "worcs".into(),
                 case_id: " ".into(),
+                carried_over: vec![],
             },
             &lead,
         ))
@@ -523,4 +525,79 @@ async fn an_allocated_case_is_assessed_by_every_agency_as_consent_allows_distrib
 -> anyhow::Result<()> {
     let (t, case_id) = crate::allocation::journey(true).await?;
     assessment(&t, &case_id).await
+}
+
+/// A case stepped down from social care starts from the most recent assessment there: its
+/// sections are carried over into version 1, attributed to social care and saying where they came
+/// from; bad carried sections are refused field by field (a case by any other route carries
+/// nothing over: `tests/it/plan.rs`).
+async fn step_down_carries_over(distributed: bool) -> anyhow::Result<()> {
+    let (t, case_id) = crate::allocation::journey_via(distributed, Some("step_down")).await?;
+    let api = AssessmentServiceClient::new(t.channel().await?);
+    let lead = t.token_of("worcs", "fsw-7", &["practitioner"], "worcs-cc");
+    let carried = |on: &str| pb::CarriedSection {
+        body: Some(section(
+            "social_care",
+            "neglect concerns now reduced",
+            &["education", "safeguarding"],
+        )),
+        source_reference: "CIN-2026-0457".into(),
+        assessed_on: on.into(),
+        assessed_by: "social worker, CiN team North".into(),
+    };
+    let open = |sections: Vec<pb::CarriedSection>| {
+        let mut api = api.clone();
+        let req = pb::OpenAssessmentRequest {
+            tenant: "worcs".into(),
+            case_id: case_id.clone(),
+            carried_over: sections,
+        };
+        let lead = lead.clone();
+        async move { api.open_assessment(with_token(req, &lead)).await }
+    };
+    let e = open(vec![carried("last week")]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("carried_over[0].assessed_on"),
+        "{}",
+        e.message()
+    );
+    let opened =
+        eh_testkit::eventually(std::time::Duration::from_secs(30), "the lead known", || {
+            let open = open(vec![carried("2026-10-01")]);
+            async move {
+                match open.await {
+                    Ok(a) => Ok(Some(a.into_inner())),
+                    Err(s) if s.code() == Code::FailedPrecondition => Ok(None),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        })
+        .await?;
+    assert_eq!(opened.contributions.len(), 1);
+    let c = &opened.contributions[0];
+    assert_eq!(c.agency, "social_care");
+    assert_eq!(c.author, "person:fsw-7");
+    assert_eq!(
+        c.carried_from,
+        "carried over from CIN-2026-0457 (assessed 2026-10-01 by social worker, CiN team North)"
+    );
+    let needs: Vec<&str> = c
+        .body
+        .as_ref()
+        .map(|b| b.needs.iter().map(|n| n.headline.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(needs, ["education", "safeguarding"]);
+    case_in(&t, &case_id, "assessment_open").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_step_down_carries_its_assessment_over_embedded() -> anyhow::Result<()> {
+    step_down_carries_over(false).await
+}
+
+#[tokio::test]
+async fn a_step_down_carries_its_assessment_over_distributed() -> anyhow::Result<()> {
+    step_down_carries_over(true).await
 }

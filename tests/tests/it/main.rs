@@ -8,6 +8,7 @@ mod consent;
 mod faults;
 mod gateway;
 mod ops;
+mod plan;
 mod rejections;
 mod slice;
 mod unsafe_contacts;

@@ -7,6 +7,8 @@
 //! one is `finalised` (locked, immutable, always readable). The lead practitioner finalises the
 //! open version; a change after that is a new version, opened by the lead with a statement of
 //! what changes, starting from the finalised version's contributions.
+pub mod outcomes;
+pub mod plan;
 pub mod view;
 
 use std::collections::BTreeSet;
@@ -102,7 +104,7 @@ pub struct Contribution {
     pub needs: Vec<Need>,
 }
 
-fn text(v: &mut Vec<Violation>, field: &str, value: &str, required: bool) {
+pub(crate) fn text(v: &mut Vec<Violation>, field: &str, value: &str, required: bool) {
     let n = value.trim().chars().count();
     if required && n == 0 {
         v.push(Violation::new(field, "is required"));
@@ -262,7 +264,7 @@ pub enum Refusal {
 }
 
 /// Only the lead practitioner (or a team manager) opens, finalises and amends.
-fn lead_only(caller: &Caller<'_>, lead: &Lead<'_>, what: &str) -> Result<(), Refusal> {
+pub(crate) fn lead_only(caller: &Caller<'_>, lead: &Lead<'_>, what: &str) -> Result<(), Refusal> {
     if caller.id == lead.practitioner || caller.team_manager {
         Ok(())
     } else {
@@ -278,6 +280,40 @@ pub fn may_open(caller: &Caller<'_>, lead: &Lead<'_>, exists: bool) -> Result<()
     if exists {
         return Err(Refusal::Conflict(
             "the case already has an assessment: amend it to change it".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The agency a section carried over from a step-down's assessment is attributed to.
+pub const CARRIED_AGENCY: &str = "social_care";
+
+/// A section of a step-down's most recent assessment, carried over into version 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried {
+    pub body: Contribution,
+    pub source_reference: String,
+    pub assessed_on: chrono::NaiveDate,
+    pub assessed_by: String,
+}
+
+impl Carried {
+    /// Where it came from, as the section shows it.
+    pub fn from(&self) -> String {
+        format!(
+            "carried over from {} (assessed {} by {})",
+            self.source_reference, self.assessed_on, self.assessed_by
+        )
+    }
+}
+
+/// May a case that came by `route` start with `n` sections carried over? Only a step-down from
+/// social care brings its most recent assessment.
+pub fn may_carry_over(route: &str, n: usize) -> Result<(), Refusal> {
+    if n > 0 && route != "step_down" {
+        return Err(Refusal::Conflict(
+            "only a case stepped down from social care carries an assessment over; open it empty"
+                .into(),
         ));
     }
     Ok(())

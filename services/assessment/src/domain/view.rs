@@ -147,3 +147,95 @@ pub fn apply(
     }
     view
 }
+
+/// One item of a plan or of a case's outcomes (an outcome, an action, a review, a score, the
+/// closure), filed under an information category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub id: String,
+    /// What it is, in words ("an action of the plan").
+    pub what: String,
+    pub category: String,
+}
+
+/// The distinct categories of `items`, to ask consent about.
+pub fn item_categories(items: &[Item]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(&i.category) {
+            out.push(i.category.clone());
+        }
+    }
+    out
+}
+
+/// Applies consent's `answers` to `items` for `reader_agency`: the ids shown, and what was
+/// withheld and why. `own`: the reader's agency wrote them (it sees them all, unasked).
+pub fn filter_items(
+    items: &[Item],
+    own: bool,
+    reader_agency: &str,
+    answers: &BTreeMap<String, Answer>,
+) -> (std::collections::BTreeSet<String>, Vec<Withheld>) {
+    let mut shown = std::collections::BTreeSet::new();
+    let mut withheld = Vec::new();
+    for i in items {
+        let answer = answers.get(&i.category).cloned().flatten();
+        if own || matches!(answer, Some((true, _))) {
+            shown.insert(i.id.clone());
+            continue;
+        }
+        let (why, ids) = reason(&answer, reader_agency);
+        withheld.push(Withheld {
+            contribution_id: i.id.clone(),
+            what: i.what.clone(),
+            reason: why,
+            decision_ids: ids,
+        });
+    }
+    (shown, withheld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, category: &str) -> Item {
+        Item {
+            id: id.into(),
+            what: "an action of the plan".into(),
+            category: category.into(),
+        }
+    }
+
+    #[test]
+    fn items_are_shown_as_consent_allows_and_withheld_with_the_reason() {
+        let items = [
+            item("a", "education"),
+            item("b", "mental_health"),
+            item("c", "housing"),
+        ];
+        assert_eq!(
+            item_categories(&items),
+            ["education", "mental_health", "housing"]
+        );
+        let answers = BTreeMap::from([
+            ("education".to_string(), Some((true, "d1".to_string()))),
+            ("mental_health".to_string(), Some((false, "d2".to_string()))),
+            ("housing".to_string(), None),
+        ]);
+        let (shown, withheld) = filter_items(&items, false, "police", &answers);
+        assert_eq!(shown.into_iter().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(withheld.len(), 2);
+        assert_eq!(withheld[0].contribution_id, "b");
+        assert_eq!(withheld[0].decision_ids, ["d2"]);
+        assert!(withheld[0].reason.contains("police"));
+        assert!(
+            withheld[1].reason.contains("could not be checked"),
+            "unasked: fail closed"
+        );
+        let (shown, withheld) = filter_items(&items, true, "police", &BTreeMap::new());
+        assert_eq!(shown.len(), 3, "the plan's own agency sees all of it");
+        assert!(withheld.is_empty());
+    }
+}

@@ -16,8 +16,12 @@
 //! | `lead_assigned` | family members with parental responsibility; the referrer | `lead_assigned_family`, `lead_assigned_referrer` |
 //! | `offer_made` | the service offered the case (its offer mailbox) | `offer_to_provider` |
 //! | `offer_declined`, `lead_practitioner_declined` | the council's Early Help team manager | `allocation_declined` |
+//! | `action_overdue` | the action's owner (a practitioner's work mailbox; the lead's for the family's own actions), else the team manager | `action_overdue` |
+//! | `follow_up_due` | the lead (their mailbox on the plan), else the team manager | `follow_up_due` |
+//! | `follow_up_recorded` (the family needs help again) | the council's front door | `follow_up_front_door` |
 //! | `people_merged` | nobody: a person unsafe to contact is suppressed under both ids | — |
 mod allocation;
+mod assessment;
 mod case_stepped_up;
 mod consent_requested;
 mod lead_assigned;
@@ -27,6 +31,7 @@ mod screening_decided;
 mod service_level_breached;
 
 pub use allocation::{LeadDeclinedHandler, OfferDeclinedHandler, OfferMadeHandler};
+pub use assessment::{ActionOverdueHandler, FollowUpDueHandler, FollowUpRecordedHandler};
 pub use case_stepped_up::CaseSteppedUpHandler;
 pub use consent_requested::ConsentRequestedHandler;
 pub use lead_assigned::LeadAssignedHandler;

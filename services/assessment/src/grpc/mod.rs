@@ -25,6 +25,9 @@ use sea_orm::DatabaseTransaction;
 use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
+mod outcomes;
+mod plan;
+
 /// Who may call what (people only).
 pub const ACCESS: &[(&str, &[&str])] = &[
     (
@@ -50,6 +53,36 @@ pub const ACCESS: &[(&str, &[&str])] = &[
     (
         "GetAssessment",
         &["practitioner", "provider", "team_manager", "front_door"],
+    ),
+    ("SetPlan", &["practitioner", "provider", "team_manager"]),
+    (
+        "GetPlan",
+        &["practitioner", "provider", "team_manager", "front_door"],
+    ),
+    (
+        "UpdateAction",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    ("ListActions", &["practitioner", "provider", "team_manager"]),
+    (
+        "RecordScores",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "RecordReview",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "GetOutcomes",
+        &["practitioner", "provider", "team_manager", "front_door"],
+    ),
+    (
+        "CloseWithOutcomes",
+        &["practitioner", "provider", "team_manager"],
+    ),
+    (
+        "RecordFollowUp",
+        &["practitioner", "provider", "team_manager"],
     ),
 ];
 
@@ -81,6 +114,25 @@ pub struct AssessmentApi {
     pub ctx: ServiceContext,
     pub auditor: Auditor,
     pub consent: ConsentClient,
+    /// Each council's working days and scale, read at start.
+    pub councils: std::sync::Arc<BTreeMap<String, crate::settings::Council>>,
+}
+
+/// The agency consent decides for: the reader's own, or the council's social care for a
+/// council-wide reader without one.
+fn reader_agency(who: &Caller<'_>) -> String {
+    who.agency
+        .map_or("social_care", |a| consent_agency(a))
+        .to_string()
+}
+
+fn withheld_pb(w: view::Withheld) -> pb::Withheld {
+    pb::Withheld {
+        contribution_id: w.contribution_id,
+        what: w.what,
+        reason: w.reason,
+        decision_ids: w.decision_ids,
+    }
 }
 
 /// The caller as the rules see them.
@@ -144,13 +196,13 @@ fn body_pb(c: &domain::Contribution) -> pb::SignsOfSafety {
     }
 }
 
-/// The request's body as the domain's, trimmed; `None` when it is missing.
-fn body_of(b: Option<pb::SignsOfSafety>) -> Result<domain::Contribution, Status> {
+/// The request's body as the domain's, trimmed, or every violation (fields under `field`).
+fn body_checked(
+    b: Option<pb::SignsOfSafety>,
+    field: &str,
+) -> Result<domain::Contribution, Vec<Violation>> {
     let Some(b) = b else {
-        return Err(invalid(
-            "the contribution is invalid",
-            &[Violation::new("body", "is required")],
-        ));
+        return Err(vec![Violation::new(field, "is required")]);
     };
     let trim = |v: Vec<String>| v.into_iter().map(|s| s.trim().to_string()).collect();
     let c = domain::Contribution {
@@ -181,12 +233,75 @@ fn body_of(b: Option<pb::SignsOfSafety>) -> Result<domain::Contribution, Status>
             })
             .collect(),
     };
-    let v = c.check();
-    if v.is_empty() {
-        Ok(c)
-    } else {
-        Err(invalid("the contribution is invalid", &v))
+    let v: Vec<Violation> = c
+        .check()
+        .into_iter()
+        .map(|v| Violation {
+            field: v.field.replacen("contribution", field, 1),
+            reason: v.reason,
+        })
+        .collect();
+    if v.is_empty() { Ok(c) } else { Err(v) }
+}
+
+/// The request's body as the domain's, trimmed; INVALID_ARGUMENT naming every wrong field.
+fn body_of(b: Option<pb::SignsOfSafety>) -> Result<domain::Contribution, Status> {
+    body_checked(b, "contribution").map_err(|v| {
+        let v: Vec<Violation> = v
+            .into_iter()
+            .map(|v| {
+                if v.field == "contribution" && v.reason == "is required" {
+                    Violation::new("body", "is required")
+                } else {
+                    v
+                }
+            })
+            .collect();
+        invalid("the contribution is invalid", &v)
+    })
+}
+
+/// The carried-over sections of an `OpenAssessment`, checked: every violation by field.
+fn carried_of(c: Vec<pb::CarriedSection>) -> Result<Vec<domain::Carried>, Vec<Violation>> {
+    let mut v = Vec::new();
+    let mut out = Vec::new();
+    if c.len() > domain::MAX_ITEMS {
+        v.push(Violation::new(
+            "carried_over",
+            format!("has more than {} entries", domain::MAX_ITEMS),
+        ));
     }
+    for (i, s) in c.into_iter().enumerate() {
+        let f = format!("carried_over[{i}]");
+        let body = body_checked(s.body, &format!("{f}.body")).map_err(|mut e| v.append(&mut e));
+        let on = s.assessed_on.trim().parse::<chrono::NaiveDate>();
+        if on.is_err() {
+            v.push(Violation::new(
+                format!("{f}.assessed_on"),
+                "must be a date, YYYY-MM-DD",
+            ));
+        }
+        let reference = s.source_reference.trim().to_string();
+        let by = s.assessed_by.trim().to_string();
+        for (name, value) in [("source_reference", &reference), ("assessed_by", &by)] {
+            let n = value.chars().count();
+            if n == 0 || n > 200 {
+                v.push(Violation::new(
+                    format!("{f}.{name}"),
+                    "is required, at most 200 characters",
+                ));
+            }
+        }
+        if let (Ok(body), Ok(on)) = (body, on) {
+            out.push(domain::Carried {
+                body,
+                source_reference: reference,
+                assessed_on: on,
+                assessed_by: by,
+            });
+        }
+    }
+    if v.is_empty() { Ok(out) } else { Err(v) }
 }
 
 fn contribution_pb(c: &ContributionRow) -> pb::Contribution {
@@ -199,6 +314,7 @@ fn contribution_pb(c: &ContributionRow) -> pb::Contribution {
         added_at: c.added_at.to_rfc3339(),
         edited_at: c.edited_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
         body: Some(body_pb(&c.body)),
+        carried_from: c.carried_from.clone(),
     }
 }
 
@@ -324,6 +440,132 @@ impl AssessmentApi {
         })
     }
 
+    /// The council's settings (INVALID_ARGUMENT naming the tenant when it has none: `admit`
+    /// refuses unknown tenants first).
+    fn council(&self, tenant: &str) -> Result<&crate::settings::Council, Status> {
+        self.councils.get(tenant).ok_or_else(|| {
+            invalid(
+                "unknown tenant",
+                &[Violation::new("tenant", "not a tenant of this platform")],
+            )
+        })
+    }
+
+    /// Puts `payload` as event `spec` in the outbox, in `txn`.
+    async fn emit(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        spec: &'static EventSpec,
+        actor: &str,
+        payload: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Status> {
+        let env = Envelope::new(spec.payload, tenant, actor, now);
+        let msg = OutboundMessage::event(spec.subject(self.ctx.namespace(), tenant), &env, payload);
+        self.ctx.outbox.enqueue(txn, &msg).await.map_err(internal)
+    }
+
+    /// The agencies that have contributed to any version of the case's assessment.
+    async fn contributing_agencies(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        case: &CaseRow,
+    ) -> Result<Vec<String>, Status> {
+        let Some(a) = store::assessment(txn, tenant, "", &case.case_id)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for v in store::versions(txn, tenant, &a.id)
+            .await
+            .map_err(internal)?
+        {
+            for c in store::contributions(txn, tenant, &a.id, v.version)
+                .await
+                .map_err(internal)?
+            {
+                if !out.contains(&c.agency) {
+                    out.push(c.agency);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who may read a case's assessment, plan and outcomes: the council-wide roles, the lead and
+    /// the lead's organisation, every agency that has contributed, and (`also`) whoever else the
+    /// call admits (e.g. an action's owner). Anyone else: NOT_FOUND, audited.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_related(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        case: &CaseRow,
+        agencies: &[String],
+        also: bool,
+    ) -> Result<(), Status> {
+        let who = caller(p);
+        let related = also
+            || COUNCIL_WIDE.iter().any(|r| p.has_role(r))
+            || who.id == case.lead_practitioner
+            || who.agency == Some(case.lead_organization.as_str())
+            || who.agency.is_some_and(|a| agencies.iter().any(|x| x == a));
+        if related {
+            return Ok(());
+        }
+        self.auditor
+            .decide(
+                p,
+                tenant,
+                method,
+                record,
+                crate::SERVICE,
+                false,
+                "no relationship to the case: not its lead, of the lead's organisation, or of an agency that contributed".into(),
+            )
+            .await?;
+        Err(Status::not_found("no such case"))
+    }
+
+    /// Audits a read: what was shown (ids) and withheld.
+    async fn audit_read(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        withheld: &[pb::Withheld],
+        shown: impl FnOnce() -> Vec<String>,
+    ) -> Result<(), Status> {
+        let who = caller(p);
+        let withheld: Vec<&str> = withheld
+            .iter()
+            .map(|w| w.contribution_id.as_str())
+            .collect();
+        self.auditor
+            .decide(
+                p,
+                tenant,
+                method,
+                record,
+                crate::SERVICE,
+                true,
+                format!(
+                    "read as agency {}: shown [{}], withheld [{}]",
+                    reader_agency(&who),
+                    shown().join(", "),
+                    withheld.join(", ")
+                ),
+            )
+            .await
+    }
+
     /// Publishes `payload` as `spec` in `txn` (the outbox), reads the assessment back as its
     /// lead sees it after the change, and commits: the answer to every call that changes it.
     #[allow(clippy::too_many_arguments)]
@@ -337,17 +579,8 @@ impl AssessmentApi {
         assessment_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Response<pb::Assessment>, Status> {
-        let env = Envelope::new(spec.payload, tenant, actor, now);
-        let msg = OutboundMessage::event(
-            spec.subject(self.ctx.namespace(), tenant),
-            &env,
-            payload.to_vec(),
-        );
-        self.ctx
-            .outbox
-            .enqueue(&txn, &msg)
-            .await
-            .map_err(internal)?;
+        self.emit(&txn, tenant, spec, actor, payload.to_vec(), now)
+            .await?;
         let l = Self::load(&txn, tenant, assessment_id, "").await?;
         let out = self.whole(&txn, tenant, &l, l.latest()?).await?;
         eh_store::commit(txn).await.map_err(internal)?;
@@ -389,6 +622,8 @@ impl AssessmentService for AssessmentApi {
         self.admit(&p, &req.tenant, "OpenAssessment", &record)
             .await?;
         required("case_id", &req.case_id)?;
+        let carried = carried_of(req.carried_over)
+            .map_err(|v| invalid("the sections carried over are invalid", &v))?;
         let now = self.ctx.clock.now();
         let txn = self.begin(&p, &req.tenant).await?;
         let Some(case) = store::case(&txn, &req.tenant, req.case_id.trim())
@@ -408,11 +643,14 @@ impl AssessmentService for AssessmentApi {
             practitioner: &case.lead_practitioner,
             organization: &case.lead_organization,
         };
-        if let Err(r) = domain::may_open(&caller(&p), &lead, exists) {
-            let r = match r {
-                Refusal::Conflict(why) => return Err(Status::already_exists(why)),
-                r => r,
-            };
+        let decided = match domain::may_open(&caller(&p), &lead, exists) {
+            Err(Refusal::Conflict(why)) => {
+                txn.rollback().await.map_err(internal)?;
+                return Err(Status::already_exists(why));
+            }
+            other => other.and_then(|()| domain::may_carry_over(&case.route, carried.len())),
+        };
+        if let Err(r) = decided {
             return Err(self
                 .refuse(txn, &p, &req.tenant, "OpenAssessment", &record, r)
                 .await);
@@ -434,6 +672,26 @@ impl AssessmentService for AssessmentApi {
         store::insert_version(&txn, &req.tenant, &a.id, 1, &actor, "", now)
             .await
             .map_err(internal)?;
+        for c in carried {
+            let id = uuid::Uuid::now_v7().to_string();
+            let row = ContributionRow {
+                id: id.clone(),
+                tenant: req.tenant.clone(),
+                assessment_id: a.id.clone(),
+                version: 1,
+                section_id: id,
+                author: actor.clone(),
+                agency: domain::CARRIED_AGENCY.into(),
+                role: p.role(),
+                added_at: now,
+                edited_at: None,
+                carried_from: c.from(),
+                body: c.body,
+            };
+            store::insert_contribution(&txn, &row)
+                .await
+                .map_err(internal)?;
+        }
         let ev = pb::AssessmentOpened {
             assessment_id: a.id.clone(),
             case_id: a.case_id.clone(),
@@ -488,6 +746,7 @@ impl AssessmentService for AssessmentApi {
             added_at: now,
             edited_at: None,
             body,
+            carried_from: String::new(),
         };
         store::insert_contribution(&txn, &row)
             .await
@@ -705,35 +964,21 @@ impl AssessmentService for AssessmentApi {
             .map_err(internal)?;
         eh_store::end_read(txn).await.map_err(internal)?;
         let record = format!("assessment:{}:v{}", l.assessment.id, version.version);
-        // Who may read: the council-wide roles, the lead and the lead's organisation, and every
-        // agency that has contributed.
         let who = caller(&p);
-        let related = COUNCIL_WIDE.iter().any(|r| p.has_role(r))
-            || who.id == l.case.lead_practitioner
-            || who.agency == Some(l.case.lead_organization.as_str())
-            || who
-                .agency
-                .is_some_and(|a| rows.iter().any(|r| r.agency == a));
-        if !related {
-            self.auditor
-                .decide(
-                    &p,
-                    &req.tenant,
-                    "GetAssessment",
-                    &record,
-                    crate::SERVICE,
-                    false,
-                    "no relationship to the case: not its lead, of the lead's organisation, or of an agency that contributed".into(),
-                )
-                .await?;
-            return Err(Status::not_found("no such assessment"));
-        }
+        let agencies: Vec<String> = rows.iter().map(|r| r.agency.clone()).collect();
+        self.check_related(
+            &p,
+            &req.tenant,
+            "GetAssessment",
+            &record,
+            &l.case,
+            &agencies,
+            false,
+        )
+        .await?;
         // Consent decides for the reader's agency; council-wide readers without an agency read as
         // the council's social care.
-        let reader = who
-            .agency
-            .map_or("social_care", |a| consent_agency(a))
-            .to_string();
+        let reader = reader_agency(&who);
         let sections: Vec<Section> = rows
             .iter()
             .map(|r| Section {
@@ -803,5 +1048,98 @@ impl AssessmentService for AssessmentApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn set_plan(
+        &self,
+        request: Request<pb::SetPlanRequest>,
+    ) -> Result<Response<pb::Plan>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.set_plan_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> Result<Response<pb::Plan>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let asker = Asker::new(self.consent.clone(), request.metadata());
+        self.get_plan_call(&p, asker, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn update_action(
+        &self,
+        request: Request<pb::UpdateActionRequest>,
+    ) -> Result<Response<pb::Action>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.update_action_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<pb::ListActionsRequest>,
+    ) -> Result<Response<pb::ListActionsResponse>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let asker = Asker::new(self.consent.clone(), request.metadata());
+        self.list_actions_call(&p, asker, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn record_scores(
+        &self,
+        request: Request<pb::RecordScoresRequest>,
+    ) -> Result<Response<pb::Outcomes>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.record_scores_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn record_review(
+        &self,
+        request: Request<pb::RecordReviewRequest>,
+    ) -> Result<Response<pb::Outcomes>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.record_review_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_outcomes(
+        &self,
+        request: Request<pb::GetOutcomesRequest>,
+    ) -> Result<Response<pb::Outcomes>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let asker = Asker::new(self.consent.clone(), request.metadata());
+        self.get_outcomes_call(&p, asker, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn close_with_outcomes(
+        &self,
+        request: Request<pb::CloseWithOutcomesRequest>,
+    ) -> Result<Response<pb::Outcomes>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.close_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn record_follow_up(
+        &self,
+        request: Request<pb::RecordFollowUpRequest>,
+    ) -> Result<Response<pb::Outcomes>, Status> {
+        let p = eh_auth::principal(&request)?;
+        self.follow_up_call(&p, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

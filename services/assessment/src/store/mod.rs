@@ -9,11 +9,15 @@ use chrono::{DateTime, Utc};
 use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "assessment",
-    version: 1,
-    name: "cases with their lead, assessments, versions, contributions",
-    sql: "CREATE TABLE assessment_cases (
+pub mod outcomes;
+pub mod plan;
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "assessment",
+        version: 1,
+        name: "cases with their lead, assessments, versions, contributions",
+        sql: "CREATE TABLE assessment_cases (
             tenant TEXT NOT NULL,
             case_id TEXT NOT NULL,
             family_id TEXT NOT NULL,
@@ -59,9 +63,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             body TEXT NOT NULL
           );
           CREATE INDEX contributions_version ON contributions (tenant, assessment_id, version);",
-}];
+    },
+    Migration {
+        owner: "assessment",
+        version: 2,
+        name: "plans with their versions and actions",
+        sql: plan::SQL,
+    },
+    Migration {
+        owner: "assessment",
+        version: 3,
+        name: "scores, reviews, closures and the follow-up check; cases that ended, their route; carried-over sections",
+        sql: outcomes::SQL,
+    },
+];
 
-fn db_err(e: impl std::fmt::Display) -> DbErr {
+pub(crate) fn db_err(e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(e.to_string())
 }
 
@@ -74,6 +91,10 @@ pub struct CaseRow {
     pub lead_practitioner: String,
     pub lead_organization: String,
     pub service_name: String,
+    /// When the case closed or stepped up (by any route): nothing more is done on it.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The route of the referral that opened it (`step_down`: its assessment may be carried over).
+    pub route: String,
 }
 
 /// Records (or replaces) the lead of a case.
@@ -86,8 +107,8 @@ pub async fn upsert_case(
     db.execute_raw(stmt(
         b,
         "INSERT INTO assessment_cases (tenant, case_id, family_id, lead_practitioner,
-           lead_organization, service_name, lead_since)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+           lead_organization, service_name, lead_since, route)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (tenant, case_id) DO UPDATE SET lead_practitioner = EXCLUDED.lead_practitioner,
            lead_organization = EXCLUDED.lead_organization, service_name = EXCLUDED.service_name,
            lead_since = EXCLUDED.lead_since",
@@ -99,6 +120,7 @@ pub async fn upsert_case(
             c.lead_organization.clone().into(),
             c.service_name.clone().into(),
             at.into(),
+            c.route.clone().into(),
         ],
     ))
     .await?;
@@ -113,7 +135,8 @@ pub async fn case(
     let b = db.get_database_backend();
     db.query_one_raw(stmt(
         b,
-        "SELECT tenant, case_id, family_id, lead_practitioner, lead_organization, service_name
+        "SELECT tenant, case_id, family_id, lead_practitioner, lead_organization, service_name,
+           ended_at, route
          FROM assessment_cases WHERE tenant = $1 AND case_id = $2",
         [tenant.into(), case_id.into()],
     ))
@@ -126,6 +149,8 @@ pub async fn case(
             lead_practitioner: r.try_get_by_index(3)?,
             lead_organization: r.try_get_by_index(4)?,
             service_name: r.try_get_by_index(5)?,
+            ended_at: r.try_get_by_index(6)?,
+            route: r.try_get_by_index(7)?,
         })
     })
     .transpose()
@@ -310,10 +335,12 @@ pub struct ContributionRow {
     pub added_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
     pub body: Contribution,
+    /// Where a section carried over from a step-down's assessment came from (empty otherwise).
+    pub carried_from: String,
 }
 
 const CONTRIBUTION_COLUMNS: &str = "id, tenant, assessment_id, version, section_id, author, agency,
-    role, added_at, edited_at, body";
+    role, added_at, edited_at, body, carried_from";
 
 fn contribution_row(r: &QueryResult) -> Result<ContributionRow, DbErr> {
     let version: i64 = r.try_get_by_index(3)?;
@@ -330,6 +357,7 @@ fn contribution_row(r: &QueryResult) -> Result<ContributionRow, DbErr> {
         added_at: r.try_get_by_index(8)?,
         edited_at: r.try_get_by_index(9)?,
         body: serde_json::from_str(&body).map_err(db_err)?,
+        carried_from: r.try_get_by_index(11)?,
     })
 }
 
@@ -347,6 +375,7 @@ fn contribution_values(c: &ContributionRow) -> Result<Vec<Value>, DbErr> {
         c.edited_at.into(),
         c.body.category.clone().into(),
         serde_json::to_string(&c.body).map_err(db_err)?.into(),
+        c.carried_from.clone().into(),
     ])
 }
 
@@ -358,8 +387,8 @@ pub async fn insert_contribution(
     db.execute_raw(stmt(
         b,
         "INSERT INTO contributions (id, tenant, assessment_id, version, section_id, author, agency,
-           role, added_at, edited_at, category, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+           role, added_at, edited_at, category, body, carried_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         contribution_values(c)?,
     ))
     .await?;
