@@ -9,6 +9,7 @@ mod faults;
 mod gateway;
 mod ops;
 mod rejections;
+mod reporting;
 mod slice;
 mod unsafe_contacts;
 mod urgent;
