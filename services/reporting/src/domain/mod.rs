@@ -402,11 +402,11 @@ fn timeliness(facts: &Facts, period: &Period, council: &Council) -> Vec<Figure> 
         .collect();
     let (mut screened, mut screened_in_time) = (0, 0);
     for r in &received {
-        if let Some(at) = decided.get(&r.referral_id) {
-            if let Some(ok) = in_time(cal, r.received_at, council.screening_days, *at) {
-                screened += 1;
-                screened_in_time += usize::from(ok);
-            }
+        if let Some(at) = decided.get(&r.referral_id)
+            && let Some(ok) = in_time(cal, r.received_at, council.screening_days, *at)
+        {
+            screened += 1;
+            screened_in_time += usize::from(ok);
         }
     }
     // Assessment: the cases whose assessment was first finalised in the period.
@@ -417,11 +417,11 @@ fn timeliness(facts: &Facts, period: &Period, council: &Council) -> Vec<Figure> 
         .iter()
         .filter(|(_, at)| period.contains(**at))
     {
-        if let Some(start) = allocated.get(case) {
-            if let Some(ok) = in_time(cal, *start, council.assessment_days, *at) {
-                finalised += 1;
-                finalised_in_time += usize::from(ok);
-            }
+        if let Some(start) = allocated.get(case)
+            && let Some(ok) = in_time(cal, *start, council.assessment_days, *at)
+        {
+            finalised += 1;
+            finalised_in_time += usize::from(ok);
         }
     }
     vec![
@@ -534,7 +534,10 @@ fn outcomes(facts: &Facts, period: &Period) -> Vec<Figure> {
     // Distance travelled: per case and headline, first score → latest.
     let mut series: BTreeMap<(&str, &str), Vec<&Score>> = BTreeMap::new();
     for s in &facts.scores {
-        series.entry((s.headline.as_str(), s.case_id.as_str())).or_default().push(s);
+        series
+            .entry((s.headline.as_str(), s.case_id.as_str()))
+            .or_default()
+            .push(s);
     }
     let mut change: BTreeMap<&str, (i64, usize, usize)> = BTreeMap::new();
     for ((headline, _), mut scores) in series {
@@ -588,16 +591,28 @@ pub fn waiting_at(facts: &Facts, as_at: DateTime<Utc>) -> BTreeMap<String, DateT
     // (instant, starts a wait?) per case; at one instant a leave sorts after a start.
     let mut events: BTreeMap<&str, Vec<(DateTime<Utc>, bool)>> = BTreeMap::new();
     for w in &facts.waits {
-        events.entry(w.case_id.as_str()).or_default().push((w.at, true));
+        events
+            .entry(w.case_id.as_str())
+            .or_default()
+            .push((w.at, true));
     }
     for o in &facts.offers_accepted {
-        events.entry(o.case_id.as_str()).or_default().push((o.at, false));
+        events
+            .entry(o.case_id.as_str())
+            .or_default()
+            .push((o.at, false));
     }
     for t in &facts.transitions {
         if t.to_state == "waiting_for_provider" {
-            events.entry(t.case_id.as_str()).or_default().push((t.at, true));
+            events
+                .entry(t.case_id.as_str())
+                .or_default()
+                .push((t.at, true));
         } else if t.from_state == "waiting_for_provider" || ends_wait(&t.to_state) {
-            events.entry(t.case_id.as_str()).or_default().push((t.at, false));
+            events
+                .entry(t.case_id.as_str())
+                .or_default()
+                .push((t.at, false));
         }
     }
     let mut out = BTreeMap::new();
