@@ -152,9 +152,9 @@ impl FactHandler {
                 required("CaseStateChanged", "case", &c.case_id)?;
                 Fact::Transition {
                     family_id: c.family_id,
-                    referral_id: c.referral_id,
                     transition: Transition {
                         case_id: c.case_id,
+                        referral_id: c.referral_id,
                         from_state: ev.from_state,
                         to_state: ev.to_state,
                         at: instant(&ev.at, msg)?,

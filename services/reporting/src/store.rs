@@ -105,7 +105,6 @@ pub enum Fact {
     Screening(Screening),
     Transition {
         family_id: String,
-        referral_id: String,
         transition: Transition,
     },
     /// [`OFFER_ACCEPTED`] or [`WAITING`].
@@ -165,7 +164,6 @@ pub async fn record(
         ),
         Fact::Transition {
             family_id,
-            referral_id,
             transition: t,
         } => (
             "INSERT INTO case_transitions (tenant, event_id, case_id, family_id, referral_id,
@@ -176,7 +174,7 @@ pub async fn record(
                 event_id.into(),
                 t.case_id.clone().into(),
                 family_id.clone().into(),
-                referral_id.clone().into(),
+                t.referral_id.clone().into(),
                 t.from_state.clone().into(),
                 t.to_state.clone().into(),
                 t.at.into(),
@@ -310,16 +308,18 @@ pub async fn facts(db: &impl ConnectionTrait, tenant: &str) -> Result<Facts, DbE
     }
     for r in rows(
         db,
-        "SELECT case_id, from_state, to_state, at FROM case_transitions WHERE tenant = $1",
+        "SELECT case_id, referral_id, from_state, to_state, at FROM case_transitions
+         WHERE tenant = $1",
         tenant,
     )
     .await?
     {
         f.transitions.push(Transition {
             case_id: text(&r, 0)?,
-            from_state: text(&r, 1)?,
-            to_state: text(&r, 2)?,
-            at: time(&r, 3)?,
+            referral_id: text(&r, 1)?,
+            from_state: text(&r, 2)?,
+            to_state: text(&r, 3)?,
+            at: time(&r, 4)?,
         });
     }
     for r in rows(

@@ -9,7 +9,9 @@
 //! - **Timeliness.** Requests screened in time: the referrals received in the period that have been
 //!   screened, and of them those whose first decision came before the screening service level
 //!   (`service_levels.screening_decision_days`, 1) ran out, counted from the referral's arrival
-//!   (DOMAIN.md: "front-door screening decision after a request arrives"). EHAs finalised in time:
+//!   (DOMAIN.md: "front-door screening decision after a request arrives"); and those still
+//!   awaiting a decision (not those whose case closed or was stepped up without one). EHAs
+//!   finalised in time:
 //!   the cases whose assessment was first finalised in the period, and of them those finalised
 //!   before `service_levels.assessment_days` (30) ran out, counted from allocation (the offer
 //!   accepted — the moment casework starts the same clock). TAFs on time: unavailable until there
@@ -140,6 +142,8 @@ pub struct Screening {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub case_id: String,
+    /// The referral the case was opened from.
+    pub referral_id: String,
     pub from_state: String,
     pub to_state: String,
     pub at: DateTime<Utc>,
@@ -400,6 +404,20 @@ fn timeliness(facts: &Facts, period: &Period, council: &Council) -> Vec<Figure> 
         .iter()
         .filter(|r| period.contains(r.received_at))
         .collect();
+    // A referral whose case closed or went to the front door without a decision (no consent, a
+    // step-up) is not waiting for one.
+    let ended: BTreeSet<&str> = facts
+        .transitions
+        .iter()
+        .filter(|t| is_final(&t.to_state))
+        .map(|t| t.referral_id.as_str())
+        .collect();
+    let awaiting = received
+        .iter()
+        .filter(|r| {
+            !decided.contains_key(&r.referral_id) && !ended.contains(r.referral_id.as_str())
+        })
+        .count();
     let (mut screened, mut screened_in_time) = (0, 0);
     for r in &received {
         if let Some(at) = decided.get(&r.referral_id)
@@ -434,7 +452,7 @@ fn timeliness(facts: &Facts, period: &Period, council: &Council) -> Vec<Figure> 
         Figure::count(
             "awaiting_screening",
             String::new(),
-            received.len() - screened,
+            awaiting,
             received.len(),
         ),
         Figure::rate(
@@ -581,8 +599,8 @@ fn outcomes(facts: &Facts, period: &Period) -> Vec<Figure> {
     out
 }
 
-/// Whether a move to `state` takes a case off the waiting list for good (closed or stepped up).
-fn ends_wait(state: &str) -> bool {
+/// Whether `state` ends the case's time with Early Help (closed, or stepped up to the front door).
+fn is_final(state: &str) -> bool {
     state.starts_with("closed") || state == "stepped_up"
 }
 
@@ -608,7 +626,7 @@ pub fn waiting_at(facts: &Facts, as_at: DateTime<Utc>) -> BTreeMap<String, DateT
                 .entry(t.case_id.as_str())
                 .or_default()
                 .push((t.at, true));
-        } else if t.from_state == "waiting_for_provider" || ends_wait(&t.to_state) {
+        } else if t.from_state == "waiting_for_provider" || is_final(&t.to_state) {
             events
                 .entry(t.case_id.as_str())
                 .or_default()

@@ -122,18 +122,21 @@ fn facts() -> Facts {
         ],
         transitions: vec![
             Transition {
+                referral_id: String::new(),
                 case_id: "case-a".into(),
                 from_state: "allocating".into(),
                 to_state: "allocated".into(),
                 at: t("2026-03-04T10:00:05Z"),
             },
             Transition {
+                referral_id: String::new(),
                 case_id: "w1".into(),
                 from_state: "allocating".into(),
                 to_state: "waiting_for_provider".into(),
                 at: t("2026-03-02T10:00:01Z"),
             },
             Transition {
+                referral_id: String::new(),
                 case_id: "g".into(),
                 from_state: "waiting_for_provider".into(),
                 to_state: "allocated".into(),
@@ -415,6 +418,7 @@ fn the_waiting_list_at_the_end_of_the_period_in_working_days() {
     // A wait ended by a closure.
     let mut f2 = facts();
     f2.transitions.push(Transition {
+        referral_id: String::new(),
         case_id: "w2".into(),
         from_state: "waiting_for_provider".into(),
         to_state: "closed_withdrawn".into(),
@@ -500,4 +504,43 @@ fn csv_rows_quote_what_rfc_4180_says_to() {
     assert!(lines.contains(&taf.as_str()), "{text}");
     let figures: usize = r.sections().iter().map(|(_, f)| f.len()).sum();
     assert_eq!(lines.len(), 1 + figures + 1);
+}
+
+#[test]
+fn a_referral_whose_case_ended_without_a_decision_is_not_awaiting_screening() {
+    let mut f = facts();
+    // F: significant harm, stepped up at once; never screened, and not waiting to be.
+    f.referrals.push(referral(
+        "f",
+        "2026-04-01T09:00:00Z",
+        "hub-a",
+        "front_door",
+        "Worcester City",
+        &["safeguarding"],
+    ));
+    f.transitions.push(Transition {
+        case_id: "case-f".into(),
+        referral_id: "f".into(),
+        from_state: "requested".into(),
+        to_state: "stepped_up".into(),
+        at: t("2026-04-01T09:00:01Z"),
+    });
+    let r = report(&f, &spring(), &council(), now());
+    assert_eq!(
+        get(&r.timeliness, "awaiting_screening", ""),
+        (Some(1.0), 1, 5)
+    );
+    // D's case closing for want of consent takes it off too.
+    f.transitions.push(Transition {
+        case_id: "case-d".into(),
+        referral_id: "d".into(),
+        from_state: "awaiting_consent".into(),
+        to_state: "closed_no_consent".into(),
+        at: t("2026-04-14T09:00:00Z"),
+    });
+    let r = report(&f, &spring(), &council(), now());
+    assert_eq!(
+        get(&r.timeliness, "awaiting_screening", ""),
+        (Some(0.0), 0, 5)
+    );
 }
