@@ -757,3 +757,76 @@ async fn the_report_matches_a_hand_computed_set_of_cases_embedded() -> anyhow::R
 async fn the_report_matches_a_hand_computed_set_of_cases_distributed() -> anyhow::Result<()> {
     report_is_hand_computed(true).await
 }
+
+/// The real journey, every service running: a referral from an upstream system is received,
+/// consented, screened and (no service in the council's directory) put on the waiting list — and
+/// reporting counts it from the services' own events: the day's demand by source, route, need and
+/// the locality of its postcode, screened in time, waiting.
+async fn a_real_referral_is_counted(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn_configured(distributed, |s, _| {
+        let section = serde_json::json!({"localities": {"Demoton": ["DM1"]}});
+        if let Some(w) = s.tenants.get_mut("worcs") {
+            w.sections.insert(
+                "allocation".into(),
+                Section::from_json("tenants.worcs.allocation", section).expect("section"),
+            );
+        }
+    })
+    .await?;
+    let doc = serde_json::to_vec(&eh_tests::referral("REP-1", None))?;
+    t.publish_inbound("worcs", doc, "rep-1").await?;
+    // A period around today, whatever the UK's date is.
+    let day = |d: i64| {
+        (Utc::now() + chrono::TimeDelta::days(d))
+            .date_naive()
+            .to_string()
+    };
+    let (from, to) = (day(-1), day(1));
+    let api = ReportingServiceClient::new(t.channel().await?);
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    let report = eh_testkit::eventually(WAIT, "the referral screened and waiting", || {
+        let (mut api, manager, from, to) = (api.clone(), manager.clone(), from.clone(), to.clone());
+        async move {
+            let r = api
+                .get_report(with_token(request("worcs", &from, &to), &manager))
+                .await?
+                .into_inner();
+            let screened = rows(&r.timeliness)
+                .get(&(
+                    "screened_in_time".to_string(),
+                    "within_working_days=1".to_string(),
+                ))
+                .copied();
+            let waiting = rows(&r.waiting_list)
+                .get(&("waiting".to_string(), String::new()))
+                .copied();
+            Ok(
+                (screened == Some((Some(1.0), 1, 1)) && waiting == Some((Some(1.0), 1, 1)))
+                    .then_some(r),
+            )
+        }
+    })
+    .await?;
+    assert_eq!(
+        rows(&report.demand),
+        expect(&[
+            ("referrals", "", Some(1.0), 1, 1),
+            ("referrals", "source_system=test-hub", Some(1.0), 1, 1),
+            ("referrals", "route=practitioner", Some(1.0), 1, 1),
+            ("referrals", "need=education", Some(1.0), 1, 1),
+            ("referrals", "need=mental_health", Some(1.0), 1, 1),
+            ("referrals", "locality=Demoton", Some(1.0), 1, 1),
+        ])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_real_referral_is_counted_embedded() -> anyhow::Result<()> {
+    a_real_referral_is_counted(false).await
+}
+
+#[tokio::test]
+async fn a_real_referral_is_counted_distributed() -> anyhow::Result<()> {
+    a_real_referral_is_counted(true).await
+}
