@@ -14,6 +14,7 @@ pub const SERVICES: &[Target] = &[
     Target(&eh_notifications::Service),
     Target(&eh_allocation::Service),
     Target(&eh_assessment::Service),
+    Target(&eh_reporting::Service),
     Target(&eh_gateway::Service),
 ];
 

@@ -643,6 +643,62 @@ pub const CASEWORK_WAITING_LIMIT_BREACHED: Subscription = Subscription {
     summary: "The waiting-list breach on the case's timeline (the team manager is told).",
 };
 
+// The reporting read model: figures per council from the services' own events.
+pub const REPORTING_REFERRAL_RECEIVED: Subscription = Subscription {
+    consumer: "reporting_referral_received",
+    service: "reporting",
+    source: Source::Event(&REFERRAL_RECEIVED),
+    summary: "Keeps for the council's figures only the referral's ids, arrival, source system, route, need codes and locality (from the postcode; the postcode itself is not kept).",
+};
+pub const REPORTING_SCREENING_DECIDED: Subscription = Subscription {
+    consumer: "reporting_screening_decided",
+    service: "reporting",
+    source: Source::Event(&SCREENING_DECIDED),
+    summary: "Keeps when each referral was screened and the outcome (timeliness of screening).",
+};
+pub const REPORTING_CASE_STATE_CHANGED: Subscription = Subscription {
+    consumer: "reporting_case_state_changed",
+    service: "reporting",
+    source: Source::Event(&CASE_STATE_CHANGED),
+    summary: "Keeps every transition of each case (allocation starts the assessment clock; closures and step-ups leave the waiting list).",
+};
+pub const REPORTING_OFFER_ACCEPTED: Subscription = Subscription {
+    consumer: "reporting_offer_accepted",
+    service: "reporting",
+    source: Source::Event(&OFFER_ACCEPTED),
+    summary: "A case allocated: it leaves the waiting list, and the assessment clock starts.",
+};
+pub const REPORTING_CASE_WAITING: Subscription = Subscription {
+    consumer: "reporting_case_waiting",
+    service: "reporting",
+    source: Source::Event(&CASE_WAITING),
+    summary: "A case joins the waiting list (since when).",
+};
+pub const REPORTING_ASSESSMENT_FINALISED: Subscription = Subscription {
+    consumer: "reporting_assessment_finalised",
+    service: "reporting",
+    source: Source::Event(&ASSESSMENT_FINALISED),
+    summary: "When each case's Early Help Assessment was finalised (timeliness of assessment).",
+};
+pub const REPORTING_SCORES_RECORDED: Subscription = Subscription {
+    consumer: "reporting_scores_recorded",
+    service: "reporting",
+    source: Source::Event(&SCORES_RECORDED),
+    summary: "Distance-travelled scores per headline problem (score change, first to latest).",
+};
+pub const REPORTING_CASE_CLOSURE_RECORDED: Subscription = Subscription {
+    consumer: "reporting_case_closure_recorded",
+    service: "reporting",
+    source: Source::Event(&CASE_CLOSURE_RECORDED),
+    summary: "Closures with, per headline problem, whether the outcome was met (Supporting Families outcomes).",
+};
+pub const REPORTING_FOLLOW_UP_RECORDED: Subscription = Subscription {
+    consumer: "reporting_follow_up_recorded",
+    service: "reporting",
+    source: Source::Event(&FOLLOW_UP_RECORDED),
+    summary: "Whether outcomes were sustained at the follow-up check.",
+};
+
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
     &REFERRAL_RECEIVED,
@@ -733,4 +789,13 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &CASEWORK_CASE_WAITING,
     &CASEWORK_ASSESSMENT_OPENED,
     &CASEWORK_ASSESSMENT_FINALISED,
+    &REPORTING_REFERRAL_RECEIVED,
+    &REPORTING_SCREENING_DECIDED,
+    &REPORTING_CASE_STATE_CHANGED,
+    &REPORTING_OFFER_ACCEPTED,
+    &REPORTING_CASE_WAITING,
+    &REPORTING_ASSESSMENT_FINALISED,
+    &REPORTING_SCORES_RECORDED,
+    &REPORTING_CASE_CLOSURE_RECORDED,
+    &REPORTING_FOLLOW_UP_RECORDED,
 ];

@@ -53,3 +53,11 @@ pub mod assessment {
         tonic::include_proto!("earlyhelp.assessment.v1");
     }
 }
+
+/// `earlyhelp.reporting.v1`
+pub mod reporting {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.reporting.v1");
+    }
+}

@@ -10,6 +10,7 @@ mod gateway;
 mod ops;
 mod plan;
 mod rejections;
+mod reporting;
 mod slice;
 mod unsafe_contacts;
 mod urgent;
