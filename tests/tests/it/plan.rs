@@ -17,6 +17,8 @@ use eh_proto::assessment::v1 as pb;
 use eh_proto::assessment::v1::assessment_service_client::AssessmentServiceClient;
 use eh_proto::casework::v1 as cw;
 use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
+use eh_proto::reporting::v1 as rp;
+use eh_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use eh_tests::{TestApp, with_token};
 use std::sync::Arc;
 use std::time::Duration;
@@ -585,6 +587,38 @@ async fn plan_to_follow_up(distributed: bool) -> anyhow::Result<()> {
     for s in ["plan_agreed", "in_review", "closed_outcomes_met"] {
         assert!(states.contains(&s), "{s} in {states:?}");
     }
+    // The council's report counts the closure and the distance travelled, from the events alone.
+    let reports = ReportingServiceClient::new(t.channel().await?);
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    let today = eh_workdays::uk_local_date(clock.now());
+    let report = eh_testkit::eventually(WAIT, "the closure reported", || {
+        let mut reports = reports.clone();
+        let req = rp::GetReportRequest {
+            tenant: "worcs".into(),
+            from: (today - chrono::Days::new(60)).to_string(),
+            to: today.to_string(),
+        };
+        let manager = manager.clone();
+        async move {
+            let r = reports
+                .get_report(with_token(req, &manager))
+                .await?
+                .into_inner();
+            let closed = r.outcomes.iter().any(|f| {
+                f.measure == "closures" && f.dimension == "kind=outcomes_met" && f.numerator == 1
+            });
+            Ok(closed.then_some(r))
+        }
+    })
+    .await?;
+    assert!(
+        report
+            .outcomes
+            .iter()
+            .any(|f| f.dimension.contains("education") && f.numerator >= 1),
+        "{:?}",
+        report.outcomes
+    );
     // The police read the outcomes without the mental-health score.
     let seen = out
         .get_outcomes(with_token(
