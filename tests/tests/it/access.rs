@@ -431,9 +431,23 @@ fn person(t: &TestApp, tenant: &str, subject: &str, roles: &[&str]) -> (Principa
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_cell_of_every_access_table_is_enforced_and_every_refusal_audited()
+async fn every_cell_of_every_access_table_is_enforced_and_every_refusal_audited_embedded()
 -> anyhow::Result<()> {
-    let t = TestApp::spawn_configured(false, |s, _| {
+    walk_every_table(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cell_of_every_access_table_is_enforced_and_every_refusal_audited_distributed()
+-> anyhow::Result<()> {
+    walk_every_table(true).await
+}
+
+/// Calls every method of every service as each role any table names (and one none does), an
+/// upstream system, a platform service, and another council's person and system: each allowed
+/// cell is let through (an empty request may then be NOT_FOUND or INVALID_ARGUMENT), each other
+/// cell is PERMISSION_DENIED and on the refusing service's audit trail as denied.
+async fn walk_every_table(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn_configured(distributed, |s, _| {
         s.service_keys.push(eh_platform::config::ApiKeySettings {
             name: "walker".into(),
             sha256: eh_auth::Authenticator::hash_key(SERVICE_KEY),
@@ -559,11 +573,21 @@ async fn every_cell_of_every_access_table_is_enforced_and_every_refusal_audited(
 
 const OTHER_HUB_KEY: &str = "worcs-other-hub-key-for-tests";
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_system_sees_only_what_it_sent_and_another_council_nothing_embedded()
+-> anyhow::Result<()> {
+    systems_and_councils_see_their_own(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_system_sees_only_what_it_sent_and_another_council_nothing_distributed()
+-> anyhow::Result<()> {
+    systems_and_councils_see_their_own(true).await
+}
+
 /// An upstream system sees the referrals it sent and their cases' status, nothing else; another
 /// council's person and system see nothing of this council's, in any service.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_system_sees_only_what_it_sent_and_another_council_nothing()
--> anyhow::Result<()> {
+async fn systems_and_councils_see_their_own(distributed: bool) -> anyhow::Result<()> {
     use eh_proto::casework::v1 as cw;
     use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
     use eh_proto::consent::v1::ListConsentRequest;
@@ -571,7 +595,7 @@ async fn an_upstream_system_sees_only_what_it_sent_and_another_council_nothing()
     use eh_proto::notifications::v1::ListMessagesRequest;
     use eh_proto::notifications::v1::notifications_service_client::NotificationsServiceClient;
     use eh_tests::with_token;
-    let t = TestApp::spawn_configured(false, |s, _| {
+    let t = TestApp::spawn_configured(distributed, |s, _| {
         if let Some(worcs) = s.tenants.get_mut("worcs") {
             worcs.api_keys.push(eh_platform::config::ApiKeySettings {
                 name: "other-hub".into(),
