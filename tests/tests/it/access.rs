@@ -503,6 +503,7 @@ async fn walk_every_table(distributed: bool) -> anyhow::Result<()> {
     ];
 
     let mut refusals: Vec<(String, String, String)> = Vec::new();
+    let mut admissions: Vec<(String, String, String)> = Vec::new();
     let mut cells = (0, 0);
     for m in methods() {
         let table = table_of(&m.service).expect("a table (the other test)");
@@ -518,6 +519,7 @@ async fn walk_every_table(distributed: bool) -> anyhow::Result<()> {
                     w.actor,
                     m.name
                 );
+                admissions.push((m.service.clone(), w.actor.clone(), m.name.clone()));
             } else {
                 cells.1 += 1;
                 assert_eq!(
@@ -544,10 +546,19 @@ async fn walk_every_table(distributed: bool) -> anyhow::Result<()> {
         }
     }
     assert!(cells.0 > 30 && cells.1 > 100, "cells walked: {cells:?}");
-    // Every refusal is on the trail of the service that refused it, as denied, under the method.
+    // Every admission and every refusal is on the trail of the service that decided it, under the
+    // method's name: the table is enforced before anything else is looked at.
     for (service, _) in tables() {
         let auditor = eh_auth::Auditor::new(t.db(service).await?);
         let trail = auditor.entries("worcs").await?;
+        for (_, actor, method) in admissions.iter().filter(|r| r.0 == service) {
+            assert!(
+                trail
+                    .iter()
+                    .any(|e| e.0 == *actor && e.1 == *method && e.3 == "allowed"),
+                "{service}: {actor} admitted to {method}, not audited"
+            );
+        }
         for (_, actor, method) in refusals.iter().filter(|r| r.0 == service) {
             let refused = refusals
                 .iter()
