@@ -16,6 +16,8 @@ use tonic::transport::Channel;
 /// screening outcome).
 pub const ACK: &str = "referral_acknowledgement";
 
+/// The upstream system of each test council (its API key's name, its referrals' `source.system`).
+pub const TEST_HUB: &str = "test-hub";
 pub const WORCS_KEY: &str = "worcs-hub-key-for-tests";
 pub const STAFFS_KEY: &str = "staffs-hub-key-for-tests";
 
@@ -46,8 +48,10 @@ pub async fn test_settings(
     std::fs::write(&jwks, serde_json::to_vec(&idp.jwks())?)?;
     for (tenant, key) in [("worcs", WORCS_KEY), ("staffs", STAFFS_KEY)] {
         if let Some(t) = s.tenants.get_mut(tenant) {
+            // The upstream system is named as its referrals name it (`source.system` of
+            // [`referral`]): a system submits and reads only the referrals it sent.
             t.api_keys.push(ApiKeySettings {
-                name: format!("{tenant}-hub"),
+                name: TEST_HUB.into(),
                 sha256: eh_auth::Authenticator::hash_key(key),
             });
             t.oidc = Some(eh_platform::config::OidcSettings {
@@ -336,7 +340,7 @@ pub async fn collect(
 /// A valid referral document for `reference`.
 pub fn referral(reference: &str, referrer_email: Option<&str>) -> serde_json::Value {
     let mut doc = earlyhelp::demo::example(reference, referrer_email);
-    doc["source"]["system"] = serde_json::json!("test-hub");
+    doc["source"]["system"] = serde_json::json!(TEST_HUB);
     doc
 }
 

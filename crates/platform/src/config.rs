@@ -464,7 +464,8 @@ fn default_agency_claim() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySettings {
-    /// The system's name, recorded as the actor.
+    /// The system's name, recorded as the actor; for an upstream system, the `source.system` of
+    /// its referrals (it submits and reads only referrals in its own name).
     pub name: String,
     /// Hex SHA-256 of the key; the key itself is never configured.
     pub sha256: String,

@@ -1,14 +1,35 @@
-//! Admitting a gRPC call through a service's access table (method → the roles that may call it):
-//! a known tenant (INVALID_ARGUMENT otherwise), the caller's own council (PERMISSION_DENIED,
-//! audited, for another's), and a person holding one of the method's roles (PERMISSION_DENIED,
-//! audited, otherwise — upstream systems and platform services included). A method missing from
-//! the table is refused. Every decision is on the audit trail before the call goes on.
+//! Admitting a gRPC call through a service's access table: each method and who may call it. A
+//! call is admitted in one place ([`admit`], [`admit_then`]): a known tenant (INVALID_ARGUMENT
+//! otherwise), the caller's own council (PERMISSION_DENIED, audited, for another's), and a
+//! principal the method's row names (PERMISSION_DENIED, audited, otherwise). A method missing from
+//! the table is refused. Every decision is on the audit trail (one entry, allowed or denied, under
+//! the method's name) before the call goes on. A condition on the record itself (the case's lead,
+//! the offer's organisation, the referral's source system) is the service's to check after
+//! admission, and a refusal then is audited too ([`refuse`]).
+//!
+//! A row lists the roles of the people who may call the method, and may also name a kind of
+//! principal with one of the reserved names (never a person's role, whatever a token claims):
+//! - [`UPSTREAM_SYSTEM`] (`upstream_system`): any upstream system of the council, authenticated by
+//!   its API key (`Principal::System`); what it may see is then narrowed by the service to what it
+//!   sent itself.
+//! - [`PLATFORM_SERVICE`] (`platform_service`): one of the platform's own services calling on its
+//!   own behalf with a service key (`x-eh-service-key`, `Principal::Service`), for any council.
+//!   (A service calling for a person — allocation or assessment asking consent's `CheckSharing`
+//!   about a provider's view — forwards that person's credential and is admitted as them.)
 use crate::errors::{Violation, invalid};
 use eh_auth::{Auditor, Principal};
 use tonic::Status;
 
-/// A service's access table: each method and the roles that may call it.
+/// A service's access table: each method and the roles (and reserved principal kinds) that may
+/// call it.
 pub type Table = [(&'static str, &'static [&'static str])];
+
+/// A row entry admitting any upstream system (API key) of the council.
+pub const UPSTREAM_SYSTEM: &str = "upstream_system";
+/// A row entry admitting the platform's own services (service key).
+pub const PLATFORM_SERVICE: &str = "platform_service";
+/// The entries of a row that name a kind of principal, not a person's role.
+pub const RESERVED: &[&str] = &[UPSTREAM_SYSTEM, PLATFORM_SERVICE];
 
 /// The roles of `table` that may call `method` (none for a method not in it).
 pub fn roles_for(table: &'static Table, method: &str) -> &'static [&'static str] {
@@ -16,6 +37,32 @@ pub fn roles_for(table: &'static Table, method: &str) -> &'static [&'static str]
         .iter()
         .find(|(m, _)| *m == method)
         .map_or(&[], |(_, r)| r)
+}
+
+/// Does a row naming `entries` admit `p` (its council aside)? A person by one of the roles it
+/// holds (a reserved name never counts as a person's role), an upstream system by
+/// [`UPSTREAM_SYSTEM`], a platform service by [`PLATFORM_SERVICE`].
+pub fn allows(entries: &[&str], p: &Principal) -> bool {
+    match p {
+        Principal::Person { .. } => entries
+            .iter()
+            .any(|r| !RESERVED.contains(r) && p.has_role(r)),
+        Principal::System { .. } => entries.contains(&UPSTREAM_SYSTEM),
+        Principal::Service { .. } => entries.contains(&PLATFORM_SERVICE),
+    }
+}
+
+/// Every person's role `tables` name (reserved names left out), sorted, each once.
+pub fn roles_named(tables: &[&'static Table]) -> Vec<&'static str> {
+    let mut roles: Vec<&'static str> = tables
+        .iter()
+        .flat_map(|t| t.iter())
+        .flat_map(|(_, r)| r.iter().copied())
+        .filter(|r| !RESERVED.contains(r))
+        .collect();
+    roles.sort_unstable();
+    roles.dedup();
+    roles
 }
 
 /// One call to admit: who, on which council's data, which method and record, for which service.
@@ -32,7 +79,7 @@ pub struct Call<'a> {
 ///
 /// # Errors
 /// INVALID_ARGUMENT for a tenant the platform does not have; PERMISSION_DENIED (audited) for
-/// another council's principal or a caller without one of the method's roles; UNAVAILABLE when the
+/// another council's principal or a caller the method's row does not name; UNAVAILABLE when the
 /// audit trail cannot be written.
 pub async fn admit(
     auditor: &Auditor,
@@ -40,6 +87,23 @@ pub async fn admit(
     table: &'static Table,
     call: &Call<'_>,
 ) -> Result<(), Status> {
+    admit_then(auditor, settings, table, call, async { Ok(()) }).await
+}
+
+/// As [`admit`]; when admitted, `then` runs while the admission's audit entry is written, and its
+/// answer is returned once that entry is committed (never when it cannot be: the call is then
+/// UNAVAILABLE). A refused call never polls `then`: the refusal is decided first, audited and
+/// answered.
+///
+/// # Errors
+/// As [`admit`], and whatever `then` answers.
+pub async fn admit_then<T>(
+    auditor: &Auditor,
+    settings: &eh_platform::Settings,
+    table: &'static Table,
+    call: &Call<'_>,
+    then: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
     let Call {
         principal: p,
         tenant,
@@ -53,28 +117,65 @@ pub async fn admit(
             &[Violation::new("tenant", "not a tenant of this platform")],
         ));
     }
-    auditor
-        .check_tenant(p, tenant, method, record, service)
-        .await?;
-    let roles = roles_for(table, method);
-    let allowed = matches!(p, Principal::Person { .. }) && roles.iter().any(|r| p.has_role(r));
-    let reason = if allowed {
-        "role allowed".to_string()
-    } else if roles.is_empty() {
+    if !p.may_access_tenant(tenant) {
+        // Audited as denied, and refused.
+        auditor
+            .check_tenant(p, tenant, method, record, service)
+            .await?;
+        return Err(Status::permission_denied(format!(
+            "not permitted for tenant {tenant}"
+        )));
+    }
+    let entries = roles_for(table, method);
+    if allows(entries, p) {
+        let reason = match p {
+            Principal::Person { .. } => "same council; a role the access table allows",
+            Principal::System { .. } => {
+                "an upstream system of the council; the access table allows"
+            }
+            Principal::Service { .. } => "a platform service; the access table allows",
+        };
+        let (audited, answer) = tokio::join!(
+            auditor.decide(p, tenant, method, record, service, true, reason.into()),
+            then
+        );
+        audited?;
+        return answer;
+    }
+    let needs = entries.join(", ");
+    let reason = if entries.is_empty() {
         format!("{method} is not in the access table")
     } else {
-        format!("needs one of the roles {}", roles.join(", "))
+        format!("needs one of {needs}")
     };
     auditor
-        .decide(p, tenant, method, record, service, allowed, reason)
+        .decide(p, tenant, method, record, service, false, reason)
         .await?;
-    if allowed {
-        Ok(())
+    Err(Status::permission_denied(if entries.is_empty() {
+        format!("{method} is not open to any caller")
     } else {
-        Err(Status::permission_denied(format!(
-            "{method} needs one of the roles: {}",
-            roles.join(", ")
-        )))
+        format!("{method} needs one of: {needs}")
+    }))
+}
+
+/// Records the refusal of an admitted `call` on a condition of the record itself (the case's
+/// lead, the referral's source system), and returns `answer` to refuse it with — or UNAVAILABLE
+/// when the refusal cannot be written to the trail.
+pub async fn refuse(auditor: &Auditor, call: &Call<'_>, reason: String, answer: Status) -> Status {
+    match auditor
+        .decide(
+            call.principal,
+            call.tenant,
+            call.method,
+            call.record,
+            call.service,
+            false,
+            reason,
+        )
+        .await
+    {
+        Ok(()) => answer,
+        Err(unavailable) => unavailable,
     }
 }
 
@@ -82,11 +183,64 @@ pub async fn admit(
 mod tests {
     use super::*;
 
-    const TABLE: &Table = &[("Read", &["practitioner", "team_manager"])];
+    const TABLE: &Table = &[
+        ("Read", &["practitioner", "team_manager", UPSTREAM_SYSTEM]),
+        ("Check", &["practitioner", PLATFORM_SERVICE]),
+    ];
+
+    fn person(roles: &[&str]) -> Principal {
+        Principal::Person {
+            tenant: "worcs".into(),
+            subject: "s".into(),
+            agency: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
 
     #[test]
     fn a_method_has_its_roles_and_one_not_in_the_table_none() {
-        assert_eq!(roles_for(TABLE, "Read"), ["practitioner", "team_manager"]);
+        assert_eq!(
+            roles_for(TABLE, "Read"),
+            ["practitioner", "team_manager", UPSTREAM_SYSTEM]
+        );
         assert!(roles_for(TABLE, "Write").is_empty());
+    }
+
+    #[test]
+    fn each_kind_of_principal_is_admitted_only_by_its_own_entries() {
+        let system = Principal::System {
+            tenant: "worcs".into(),
+            name: "hub".into(),
+        };
+        let service = Principal::Service {
+            name: "allocation".into(),
+        };
+        assert!(allows(roles_for(TABLE, "Read"), &person(&["team_manager"])));
+        assert!(!allows(
+            roles_for(TABLE, "Check"),
+            &person(&["team_manager"])
+        ));
+        assert!(allows(roles_for(TABLE, "Read"), &system));
+        assert!(!allows(roles_for(TABLE, "Check"), &system));
+        assert!(allows(roles_for(TABLE, "Check"), &service));
+        assert!(!allows(roles_for(TABLE, "Read"), &service));
+        assert!(!allows(
+            roles_for(TABLE, "Write"),
+            &person(&["team_manager"])
+        ));
+        // A token claiming a reserved name as a role is still a person, admitted by roles only.
+        assert!(!allows(
+            roles_for(TABLE, "Read"),
+            &person(&[UPSTREAM_SYSTEM, PLATFORM_SERVICE])
+        ));
+        assert!(!allows(
+            roles_for(TABLE, "Check"),
+            &person(&[PLATFORM_SERVICE])
+        ));
+    }
+
+    #[test]
+    fn the_roles_named_leave_out_the_reserved_names() {
+        assert_eq!(roles_named(&[TABLE]), ["practitioner", "team_manager"]);
     }
 }

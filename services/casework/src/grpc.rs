@@ -1,6 +1,7 @@
-//! The gRPC door. Every call checks the caller's tenant (PERMISSION_DENIED, audited, for another
-//! tenant's cases) and role, audits the access, answers NOT_FOUND for a case the tenant does not
-//! hold, and FAILED_PRECONDITION (naming both states) for a step the state machine refuses.
+//! The gRPC door. Every call is admitted in one place by [`ACCESS`] (method → who may call it:
+//! the caller's own council and a role of the row, or an upstream system where the row says so;
+//! PERMISSION_DENIED, audited, otherwise), answers NOT_FOUND for a case the tenant does not hold,
+//! and FAILED_PRECONDITION (naming both states) for a step the state machine refuses.
 //!
 //! A read of one case (`GetCase`, the hot path) is one statement on a connection held to the
 //! caller's council ([`eh_store::TenantReaders`]), run while its audit entry is being written:
@@ -12,19 +13,12 @@ use crate::store::{self, CaseRow};
 use eh_auth::{Auditor, Principal};
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_server::CaseworkService;
+use eh_service::access::UPSTREAM_SYSTEM;
 use eh_store::TenantReaders;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// Roles that may read cases.
-pub const READ_ROLES: &[&str] = &[
-    "front_door",
-    "team_manager",
-    "practitioner",
-    "social_worker",
-    "business_support",
-];
 /// Roles that may step a case up to the front door.
 pub const STEP_UP_ROLES: &[&str] = &["front_door", "team_manager", "social_worker"];
 /// Roles that may close a case.
@@ -40,6 +34,71 @@ pub const CONTACT_METHODS: &[&str] = &[
     "in_person",
     "letter_or_message",
 ];
+
+/// Who may call what ([`eh_service::access`]; a method missing from the table is refused). An
+/// upstream system reads the cases its own referrals opened (the case's `source_system` is its
+/// name), each as its referral and status only ([`for_system`]); another case is NOT_FOUND
+/// (audited). It never acts on a case.
+pub const ACCESS: &[(&str, &[&str])] = &[
+    (
+        "GetCase",
+        &[
+            "front_door",
+            "team_manager",
+            "practitioner",
+            "social_worker",
+            "business_support",
+            UPSTREAM_SYSTEM,
+        ],
+    ),
+    (
+        "ListCases",
+        &[
+            "front_door",
+            "team_manager",
+            "practitioner",
+            "social_worker",
+            "business_support",
+            UPSTREAM_SYSTEM,
+        ],
+    ),
+    ("StepUp", STEP_UP_ROLES),
+    ("CloseCase", CLOSE_ROLES),
+    ("RecordFirstContact", FIRST_CONTACT_ROLES),
+];
+
+fn call<'a>(
+    p: &'a Principal,
+    tenant: &'a str,
+    method: &'a str,
+    record: &'a str,
+) -> eh_service::access::Call<'a> {
+    eh_service::access::Call {
+        principal: p,
+        tenant,
+        method,
+        record,
+        service: PURPOSE,
+    }
+}
+
+/// What an upstream system sees of a case its referral opened: that referral and where the case
+/// is (state, route, when), nothing of the family, the timeline or who works with it.
+pub fn for_system(c: pb::Case) -> pb::Case {
+    pb::Case {
+        referral_ids: vec![c.referral_id.clone()],
+        case_id: c.case_id,
+        tenant: c.tenant,
+        referral_id: c.referral_id,
+        route: c.route,
+        state: c.state,
+        opened_at: c.opened_at,
+        updated_at: c.updated_at,
+        source_system: c.source_system,
+        source_reference: c.source_reference,
+        ..Default::default()
+    }
+}
 
 pub struct CaseworkApi {
     pub casework: Casework,
@@ -63,75 +122,37 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 impl CaseworkApi {
-    /// A known tenant, the caller's own, and a role among `roles` (systems and platform services
-    /// may read). Audited either way.
+    /// Admits `p` to `method` on `tenant`'s `record` by [`ACCESS`], audited either way.
     async fn admit(
         &self,
         p: &Principal,
         tenant: &str,
-        action: &str,
+        method: &str,
         record: &str,
-        roles: &[&str],
-        systems_may: bool,
     ) -> Result<(), Status> {
-        self.admit_then(p, tenant, action, record, roles, systems_may, async {
-            Ok(())
-        })
-        .await
+        self.admit_then(p, tenant, method, record, async { Ok(()) })
+            .await
     }
 
-    /// As [`Self::admit`]; when admitted, `then` runs while the access's audit entry is written,
-    /// and its answer is returned once that entry is committed (never when it cannot be: the
-    /// call is then UNAVAILABLE). A refused call never polls `then`: the refusal is decided
-    /// first, audited, and answered.
-    #[allow(clippy::too_many_arguments)]
+    /// As [`Self::admit`]; when admitted, `then` runs while the admission's audit entry is
+    /// written, and its answer is returned once that entry is committed (never when it cannot
+    /// be: the call is then UNAVAILABLE). A refused call never polls `then`.
     async fn admit_then<T>(
         &self,
         p: &Principal,
         tenant: &str,
-        action: &str,
+        method: &str,
         record: &str,
-        roles: &[&str],
-        systems_may: bool,
         then: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        if !self.casework.ctx.settings.tenants.contains_key(tenant) {
-            return Err(invalid("tenant", &format!("unknown tenant {tenant:?}")));
-        }
-        let role_allows = match p {
-            Principal::Person { .. } => roles.iter().any(|r| p.has_role(r)),
-            Principal::System { .. } | Principal::Service { .. } => systems_may,
-        };
-        if p.may_access_tenant(tenant) && role_allows {
-            let (audited, answer) = tokio::join!(
-                self.auditor
-                    .check_tenant(p, tenant, action, record, PURPOSE),
-                then
-            );
-            audited?;
-            return answer;
-        }
-        // Refused. Another council's principal: the denial is audited and answered here. The
-        // caller's own council, a role missing: the tenant check (allowed), then the role's
-        // denial, are audited before the answer.
-        self.auditor
-            .check_tenant(p, tenant, action, record, PURPOSE)
-            .await?;
-        self.auditor
-            .decide(
-                p,
-                tenant,
-                action,
-                record,
-                PURPOSE,
-                false,
-                format!("needs one of the roles {}", roles.join(", ")),
-            )
-            .await?;
-        Err(Status::permission_denied(format!(
-            "{action} needs one of the roles: {}",
-            roles.join(", ")
-        )))
+        eh_service::access::admit_then(
+            &self.auditor,
+            &self.casework.ctx.settings,
+            ACCESS,
+            &call(p, tenant, method, record),
+            then,
+        )
+        .await
     }
 
     /// A transaction held to the caller's tenant by row-level security (PostgreSQL): the case
@@ -192,15 +213,8 @@ impl CaseworkApi {
         req: &pb::RecordFirstContactRequest,
     ) -> Result<Response<pb::Case>, Status> {
         let record = format!("case:{}", req.case_id);
-        self.admit(
-            p,
-            &req.tenant,
-            "record_first_contact",
-            &record,
-            FIRST_CONTACT_ROLES,
-            false,
-        )
-        .await?;
+        self.admit(p, &req.tenant, "RecordFirstContact", &record)
+            .await?;
         if !CONTACT_METHODS.contains(&req.method.as_str()) {
             return Err(invalid(
                 "method",
@@ -225,20 +239,15 @@ impl CaseworkApi {
         };
         let is_lead = lead.as_ref().is_some_and(|l| l.practitioner == me);
         if !is_lead && !p.has_role("team_manager") {
-            self.auditor
-                .decide(
-                    p,
-                    &req.tenant,
-                    "record_first_contact",
-                    &record,
-                    PURPOSE,
-                    false,
-                    "only the case's lead practitioner or a team manager".into(),
-                )
-                .await?;
-            return Err(Status::permission_denied(
-                "only the case's lead practitioner or a team manager records first contact",
-            ));
+            return Err(eh_service::access::refuse(
+                &self.auditor,
+                &call(p, &req.tenant, "RecordFirstContact", &record),
+                "only the case's lead practitioner or a team manager".into(),
+                Status::permission_denied(
+                    "only the case's lead practitioner or a team manager records first contact",
+                ),
+            )
+            .await);
         }
         let actor = p.actor();
         let how = req.method.replace('_', " ");
@@ -282,12 +291,23 @@ impl CaseworkService for CaseworkApi {
                 .await
                 .map_err(internal)
         };
-        match self
-            .admit_then(&p, &req.tenant, "get_case", &record, READ_ROLES, true, read)
+        let not_found = || Status::not_found(format!("no case {}", req.case_id));
+        let case = self
+            .admit_then(&p, &req.tenant, "GetCase", &record, read)
             .await?
-        {
-            Some(case) => Ok(Response::new(case)),
-            None => Err(Status::not_found(format!("no case {}", req.case_id))),
+            .ok_or_else(not_found)?;
+        match &p {
+            Principal::System { name, .. } if case.source_system != *name => {
+                Err(eh_service::access::refuse(
+                    &self.auditor,
+                    &call(&p, &req.tenant, "GetCase", &record),
+                    "a case another system's referral opened".into(),
+                    not_found(),
+                )
+                .await)
+            }
+            Principal::System { .. } => Ok(Response::new(for_system(case))),
+            _ => Ok(Response::new(case)),
         }
     }
 
@@ -297,6 +317,8 @@ impl CaseworkService for CaseworkApi {
     ) -> Result<Response<pb::ListCasesResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
+        let record = format!("cases:family={}", req.family_id);
+        self.admit(&p, &req.tenant, "ListCases", &record).await?;
         let state = if req.state.is_empty() {
             None
         } else {
@@ -307,20 +329,30 @@ impl CaseworkService for CaseworkApi {
             )
         };
         let family = (!req.family_id.is_empty()).then_some(req.family_id.as_str());
-        let record = format!("cases:family={}", req.family_id);
-        self.admit(&p, &req.tenant, "list_cases", &record, READ_ROLES, true)
-            .await?;
         let limit = match req.limit {
             0 => 100,
             n => u64::from(n.min(1000)),
         };
         let txn = self.scoped(&p, &req.tenant).await?;
-        let rows = store::list_cases(&txn, &req.tenant, state, family, limit)
-            .await
-            .map_err(internal)?;
-        let mut cases = Vec::with_capacity(rows.len());
-        for c in &rows {
-            cases.push(self.view(&txn, c).await?);
+        let mut cases = Vec::new();
+        if let Principal::System { name, .. } = &p {
+            // The cases its own referrals opened, each as its referral and status only.
+            for id in system_cases(&txn, &req.tenant, name, state, family, limit).await? {
+                if let Some(c) = store::case_view(&txn, &req.tenant, &id)
+                    .await
+                    .map_err(internal)?
+                {
+                    cases.push(for_system(c));
+                }
+            }
+        } else {
+            let rows = store::list_cases(&txn, &req.tenant, state, family, limit)
+                .await
+                .map_err(internal)?;
+            cases.reserve(rows.len());
+            for c in &rows {
+                cases.push(self.view(&txn, c).await?);
+            }
         }
         eh_store::end_read(txn).await.map_err(internal)?;
         Ok(Response::new(pb::ListCasesResponse { cases }))
@@ -333,8 +365,7 @@ impl CaseworkService for CaseworkApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let record = format!("case:{}", req.case_id);
-        self.admit(&p, &req.tenant, "step_up", &record, STEP_UP_ROLES, false)
-            .await?;
+        self.admit(&p, &req.tenant, "StepUp", &record).await?;
         self.act(&p, &req.tenant, &req.case_id, State::SteppedUp, &req.reason)
             .await
     }
@@ -345,15 +376,14 @@ impl CaseworkService for CaseworkApi {
     ) -> Result<Response<pb::Case>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
+        let record = format!("case:{}", req.case_id);
+        self.admit(&p, &req.tenant, "CloseCase", &record).await?;
         let Some(to) = domain::closing_outcome(&req.outcome) else {
             return Err(invalid(
                 "outcome",
                 "one of closed_advice_given, closed_no_consent, closed_withdrawn",
             ));
         };
-        let record = format!("case:{}", req.case_id);
-        self.admit(&p, &req.tenant, "close_case", &record, CLOSE_ROLES, false)
-            .await?;
         self.act(&p, &req.tenant, &req.case_id, to, &req.reason)
             .await
     }
@@ -366,4 +396,38 @@ impl CaseworkService for CaseworkApi {
         let req = request.into_inner();
         self.first_contact(&p, &req).await
     }
+}
+
+/// The ids of the cases of `tenant` that referrals of upstream system `system` opened, newest
+/// first, by state and family when asked.
+async fn system_cases(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    system: &str,
+    state: Option<State>,
+    family_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<String>, Status> {
+    let mut sql = "SELECT id FROM cases WHERE tenant = $1 AND source_system = $2".to_string();
+    let mut values: Vec<sea_orm::Value> = vec![tenant.into(), system.into()];
+    if let Some(s) = state {
+        values.push(s.as_str().into());
+        sql.push_str(&format!(" AND state = ${}", values.len()));
+    }
+    if let Some(f) = family_id {
+        values.push(f.into());
+        sql.push_str(&format!(" AND family_id = ${}", values.len()));
+    }
+    values.push((limit as i64).into());
+    sql.push_str(&format!(
+        " ORDER BY opened_at DESC, id DESC LIMIT ${}",
+        values.len()
+    ));
+    let rows = db
+        .query_all_raw(eh_store::stmt(db.get_database_backend(), &sql, values))
+        .await
+        .map_err(internal)?;
+    rows.iter()
+        .map(|r| r.try_get_by_index::<String>(0).map_err(internal))
+        .collect()
 }

@@ -149,7 +149,7 @@ async fn another_councils_row_is_hidden_from_a_case_read(postgres: bool) -> anyh
         entries
             .iter()
             .any(|(actor, action, _, decision, _)| actor == "person:s-worker"
-                && action == "get_case"
+                && action == "GetCase"
                 && decision == "denied"),
         "{entries:?}"
     );

@@ -1,6 +1,7 @@
-//! The gRPC door. Every call checks the caller's tenant (PERMISSION_DENIED, audited, for another
-//! tenant's data), validates its input (INVALID_ARGUMENT with field violations) and answers
-//! NOT_FOUND for a record the tenant does not hold.
+//! The gRPC door. Every call is admitted in one place by [`ACCESS`] (method → who may call it:
+//! the caller's own council and a role of the row; PERMISSION_DENIED, audited, otherwise),
+//! validates its input (INVALID_ARGUMENT with field violations) and answers NOT_FOUND for a record
+//! the tenant does not hold.
 //!
 //! `GrantOverride`: the authorising manager is the CALLER — this service cannot see another
 //! person's roles, so the person whose token carries the `team_manager` role authorises, and the
@@ -21,6 +22,40 @@ use eh_proto::consent::v1::{
 use eh_store::Within;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// The roles of the people who work with families: they take, withdraw and read a family's
+/// consent.
+const PRACTITIONERS: &[&str] = &[
+    "front_door",
+    "practitioner",
+    "social_worker",
+    "team_manager",
+];
+
+/// Who may call what ([`eh_service::access`]; a method missing from the table is refused).
+/// Consent is recorded, withdrawn (which closes the family's case) and read by the people who work
+/// with the family, never by an upstream system; a safeguarding override only by a team manager
+/// (who must not be its requester: `domain::overrides`). `CheckSharing` is asked by everyone who
+/// may be shown a family's information — a provider's staff about their view of an offer
+/// (allocation and assessment ask with the reader's own credential) — and by the platform's
+/// services on their own behalf.
+pub const ACCESS: &[(&str, &[&str])] = &[
+    ("RecordConsent", PRACTITIONERS),
+    ("WithdrawConsent", PRACTITIONERS),
+    ("ListConsent", PRACTITIONERS),
+    ("GrantOverride", &[MANAGER_ROLE]),
+    (
+        "CheckSharing",
+        &[
+            "front_door",
+            "practitioner",
+            "social_worker",
+            "team_manager",
+            "provider",
+            eh_service::access::PLATFORM_SERVICE,
+        ],
+    ),
+];
 
 pub struct ConsentApi {
     pub consent: Consent,
@@ -63,29 +98,27 @@ impl ConsentApi {
             .await
     }
 
-    /// A known tenant (INVALID_ARGUMENT otherwise), and the caller's own (PERMISSION_DENIED,
-    /// audited, otherwise).
-    async fn check_tenant(
+    /// Admits `p` to `method` on `tenant`'s `record` by [`ACCESS`], audited either way.
+    async fn admit(
         &self,
         p: &Principal,
         tenant: &str,
-        action: &str,
+        method: &str,
         record: &str,
     ) -> Result<(), Status> {
-        if !eh_platform::config::is_token(tenant)
-            || !self.consent.ctx.settings.tenants.contains_key(tenant)
-        {
-            return Err(invalid(
-                "unknown tenant",
-                &[Violation::new(
-                    "tenant",
-                    format!("unknown tenant {tenant:?}"),
-                )],
-            ));
-        }
-        self.auditor
-            .check_tenant(p, tenant, action, record, "consent")
-            .await
+        eh_service::access::admit(
+            &self.auditor,
+            &self.consent.ctx.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: p,
+                tenant,
+                method,
+                record,
+                service: "consent",
+            },
+        )
+        .await
     }
 }
 
@@ -102,10 +135,10 @@ impl ConsentService for ConsentApi {
             .as_ref()
             .map(|c| c.family_id.clone())
             .unwrap_or_default();
-        self.check_tenant(
+        self.admit(
             &p,
             &req.tenant,
-            "record_consent",
+            "RecordConsent",
             &format!("family:{family}"),
         )
         .await?;
@@ -143,10 +176,10 @@ impl ConsentService for ConsentApi {
     ) -> Result<Response<Withdrawal>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.check_tenant(
+        self.admit(
             &p,
             &req.tenant,
-            "withdraw_consent",
+            "WithdrawConsent",
             &format!("consent:{}", req.record_id),
         )
         .await?;
@@ -176,10 +209,10 @@ impl ConsentService for ConsentApi {
     ) -> Result<Response<SharingDecision>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.check_tenant(
+        self.admit(
             &p,
             &req.tenant,
-            "check_sharing",
+            "CheckSharing",
             &format!("family:{}", req.family_id),
         )
         .await?;
@@ -228,7 +261,7 @@ impl ConsentService for ConsentApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let record = format!("family:{}", req.family_id);
-        self.check_tenant(&p, &req.tenant, "grant_override", &record)
+        self.admit(&p, &req.tenant, "GrantOverride", &record)
             .await?;
         let now = self.consent.ctx.clock.now();
         let mut v = Vec::new();
@@ -287,7 +320,7 @@ impl ConsentService for ConsentApi {
                 self.audit(
                     &p,
                     &req.tenant,
-                    "grant_override",
+                    "GrantOverride",
                     &record,
                     false,
                     format!("caller lacks the {MANAGER_ROLE} role"),
@@ -327,10 +360,10 @@ impl ConsentService for ConsentApi {
     ) -> Result<Response<ListConsentResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.check_tenant(
+        self.admit(
             &p,
             &req.tenant,
-            "list_consent",
+            "ListConsent",
             &format!("family:{}", req.family_id),
         )
         .await?;

@@ -1,8 +1,10 @@
 //! The gRPC door: `SubmitReferral` (same content and rules as the inbound subject),
 //! `GetReferral`, and the match candidates a practitioner confirms or rejects
-//! (`ListMatchCandidates`, `ResolveMatchCandidate`); each checked against the caller's tenant
-//! and audited. The match candidate calls show people's names and details, so they also need a
-//! role that may see people ([`PEOPLE_ROLES`]); a refusal is audited like any other decision.
+//! (`ListMatchCandidates`, `ResolveMatchCandidate`). Every call is admitted in one place by
+//! [`ACCESS`] (method → who may call it: the caller's own council, a role of the row or an
+//! upstream system where the row says so), audited either way. The match candidate calls show
+//! people's names and details, so they need a role that may see people ([`PEOPLE_ROLES`]); an
+//! upstream system submits and reads only the referrals it sent.
 use crate::domain::contract::{self, Rejection};
 use crate::domain::matching::{CandidateStatus, Resolution};
 use crate::handlers::candidates::ResolveError;
@@ -16,6 +18,7 @@ use eh_proto::intake::v1::{
     MatchField, ReferralRecord, ResolveMatchCandidateRequest, SubmitReferralRequest,
     SubmitReferralResponse,
 };
+use eh_service::access::UPSTREAM_SYSTEM;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -25,72 +28,76 @@ pub struct IntakeApi {
 }
 
 impl IntakeApi {
-    /// Refuses (and audits) a principal acting on another tenant's data.
-    async fn check_tenant(
+    /// Admits `p` to `method` on `tenant`'s `record` by [`ACCESS`], audited either way.
+    async fn admit(
         &self,
         p: &Principal,
         tenant: &str,
-        action: &str,
+        method: &str,
         record: &str,
     ) -> Result<(), Status> {
-        self.auditor
-            .check_tenant(p, tenant, action, record, "intake")
-            .await
+        eh_service::access::admit(
+            &self.auditor,
+            &self.intake.ctx.settings,
+            ACCESS,
+            &call(p, tenant, method, record),
+        )
+        .await
     }
+}
 
-    /// The caller's tenant (PERMISSION_DENIED otherwise) and a role that may see people
-    /// (PERMISSION_DENIED otherwise); one audit entry either way.
-    async fn check_people_access(
-        &self,
-        p: &Principal,
-        tenant: &str,
-        action: &str,
-        record: &str,
-    ) -> Result<(), Status> {
-        if !p.may_access_tenant(tenant) {
-            // Audited as denied, and refused.
-            return self.check_tenant(p, tenant, action, record).await;
-        }
-        let allowed = PEOPLE_ROLES.iter().any(|r| p.has_role(r));
-        let reason = if allowed {
-            "same tenant; role may see people".to_string()
-        } else {
-            format!(
-                "role {:?} may not see people (needs one of {})",
-                p.role(),
-                PEOPLE_ROLES.join(", ")
-            )
-        };
-        self.auditor
-            .decide(p, tenant, action, record, "intake", allowed, reason)
-            .await?;
-        if allowed {
-            Ok(())
-        } else {
-            Err(Status::permission_denied(format!(
-                "{action} needs one of the roles {}",
-                PEOPLE_ROLES.join(", ")
-            )))
-        }
+fn call<'a>(
+    p: &'a Principal,
+    tenant: &'a str,
+    method: &'a str,
+    record: &'a str,
+) -> eh_service::access::Call<'a> {
+    eh_service::access::Call {
+        principal: p,
+        tenant,
+        method,
+        record,
+        service: "intake",
     }
+}
 
-    /// An unknown tenant is INVALID_ARGUMENT, as for `SubmitReferral`.
-    fn known_tenant(&self, tenant: &str) -> Result<(), Status> {
-        if eh_platform::config::is_token(tenant)
-            && self.intake.ctx.settings.tenants.contains_key(tenant)
-        {
-            Ok(())
-        } else {
-            Err(invalid(&Rejection::single(
-                "/tenant",
-                format!("unknown tenant {tenant:?}"),
-            )))
-        }
-    }
+/// The upstream system a referral came from (its `source.system`).
+fn source_system(r: &eh_proto::intake::v1::Referral) -> &str {
+    r.source.as_ref().map_or("", |s| s.system.as_str())
 }
 
 /// Roles whose holders may see the people a council holds (and so match candidates).
 pub const PEOPLE_ROLES: &[&str] = &["front_door", "team_manager", "practitioner"];
+
+/// Who may call what ([`eh_service::access`]; a method missing from the table is refused). An
+/// upstream system submits and reads only referrals it sent: the referral's `source.system` is
+/// the system's own name (its API key's `name`) — a referral naming another is refused
+/// (PERMISSION_DENIED, audited), another system's referral is NOT_FOUND (audited).
+pub const ACCESS: &[(&str, &[&str])] = &[
+    (
+        "SubmitReferral",
+        &[
+            "front_door",
+            "team_manager",
+            "practitioner",
+            "social_worker",
+            "business_support",
+            "provider",
+            UPSTREAM_SYSTEM,
+        ],
+    ),
+    (
+        "GetReferral",
+        &[
+            "front_door",
+            "team_manager",
+            "practitioner",
+            UPSTREAM_SYSTEM,
+        ],
+    ),
+    ("ListMatchCandidates", PEOPLE_ROLES),
+    ("ResolveMatchCandidate", PEOPLE_ROLES),
+];
 
 fn bad_request(field: &str, reason: String) -> Status {
     let mut details = ErrorDetails::new();
@@ -164,16 +171,8 @@ impl IntakeService for IntakeApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let tenant = req.tenant.clone();
-        if !eh_platform::config::is_token(&tenant)
-            || !self.intake.ctx.settings.tenants.contains_key(&tenant)
-        {
-            return Err(invalid(&Rejection::single(
-                "/tenant",
-                format!("unknown tenant {tenant:?}"),
-            )));
-        }
-        self.check_tenant(&p, &tenant, "submit_referral", "referral:new")
-            .await?;
+        let record = "referral:new";
+        self.admit(&p, &tenant, "SubmitReferral", record).await?;
         let parsed = match req.referral {
             None => Err(Rejection::single("", "referral is required")),
             Some(r) => {
@@ -181,6 +180,19 @@ impl IntakeService for IntakeApi {
                 contract::validate(&doc).map(|typed| (doc, typed))
             }
         };
+        // An upstream system sends referrals in its own name only: one naming another system
+        // would be read back by that system, and would take its place in the duplicate check.
+        if let (Principal::System { name, .. }, Ok((_, typed))) = (&p, &parsed)
+            && source_system(typed) != name
+        {
+            return Err(eh_service::access::refuse(
+                &self.auditor,
+                &call(&p, &tenant, "SubmitReferral", record),
+                "an upstream system submits referrals in its own name only (source.system)".into(),
+                Status::permission_denied("source.system must be the calling system's own name"),
+            )
+            .await);
+        }
         let actor = p.actor();
         let outcome = self
             .intake
@@ -216,22 +228,31 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<ReferralRecord>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.check_tenant(
-            &p,
-            &req.tenant,
-            "get_referral",
-            &format!("referral:{}", req.referral_id),
-        )
-        .await?;
+        let record = format!("referral:{}", req.referral_id);
+        self.admit(&p, &req.tenant, "GetReferral", &record).await?;
         // Held to the caller's tenant by row-level security too (a no-op on SQLite).
         let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
             .await
             .map_err(internal)?;
-        let stored = referrals::get(&txn, &req.tenant, &req.referral_id)
+        let found = referrals::get(&txn, &req.tenant, &req.referral_id)
             .await
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("no referral {}", req.referral_id)))?;
+            .map_err(internal)?;
         eh_store::end_read(txn).await.map_err(internal)?;
+        let not_found = || Status::not_found(format!("no referral {}", req.referral_id));
+        let stored = found.ok_or_else(not_found)?;
+        // An upstream system reads the referrals it sent, and no other: another's is as absent
+        // as one that does not exist (the refusal is on the trail).
+        if let Principal::System { name, .. } = &p
+            && source_system(&stored.referral) != name
+        {
+            return Err(eh_service::access::refuse(
+                &self.auditor,
+                &call(&p, &req.tenant, "GetReferral", &record),
+                "another system's referral".into(),
+                not_found(),
+            )
+            .await);
+        }
         Ok(Response::new(ReferralRecord {
             referral_id: stored.id,
             tenant: stored.tenant,
@@ -251,14 +272,13 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<ListMatchCandidatesResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.known_tenant(&req.tenant)?;
         let status = req
             .status
             .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty());
         let record = format!("match_candidates:{}", status.unwrap_or("all"));
-        self.check_people_access(&p, &req.tenant, "list_match_candidates", &record)
+        self.admit(&p, &req.tenant, "ListMatchCandidates", &record)
             .await?;
         let status = match status {
             None => None,
@@ -287,12 +307,11 @@ impl IntakeService for IntakeApi {
     ) -> Result<Response<MatchCandidate>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.known_tenant(&req.tenant)?;
         let id = req.candidate_id.trim();
-        self.check_people_access(
+        self.admit(
             &p,
             &req.tenant,
-            "resolve_match_candidate",
+            "ResolveMatchCandidate",
             &format!("match_candidate:{id}"),
         )
         .await?;

@@ -1,4 +1,5 @@
-//! `ListMessages`: what was sent about a record, for the caller's tenant only, audited.
+//! `ListMessages`: what was sent about a record (template, channel, delivery status; never an
+//! address), for the caller's own council, admitted by [`ACCESS`] and audited.
 use crate::store;
 use eh_auth::Auditor;
 use eh_proto::notifications::v1::notifications_service_server::NotificationsService;
@@ -6,9 +7,22 @@ use eh_proto::notifications::v1::{ListMessagesRequest, ListMessagesResponse, Mes
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
+/// Who may call what ([`eh_service::access`]; a method missing from the table is refused): the
+/// council's staff who follow up what the family and the referrer were told.
+pub const ACCESS: &[(&str, &[&str])] = &[(
+    "ListMessages",
+    &[
+        "front_door",
+        "team_manager",
+        "practitioner",
+        "business_support",
+    ],
+)];
+
 pub struct NotificationsApi {
     pub db: DatabaseConnection,
     pub auditor: Auditor,
+    pub settings: std::sync::Arc<eh_platform::Settings>,
 }
 
 #[tonic::async_trait]
@@ -19,15 +33,19 @@ impl NotificationsService for NotificationsApi {
     ) -> Result<Response<ListMessagesResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.auditor
-            .check_tenant(
-                &p,
-                &req.tenant,
-                "list_messages",
-                &format!("related:{}", req.related_id),
-                "notifications",
-            )
-            .await?;
+        eh_service::access::admit(
+            &self.auditor,
+            &self.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: &p,
+                tenant: &req.tenant,
+                method: "ListMessages",
+                record: &format!("related:{}", req.related_id),
+                service: "notifications",
+            },
+        )
+        .await?;
         let failed = |e: sea_orm::DbErr| {
             tracing::error!(error = %e, "list messages failed");
             Status::internal("internal error")

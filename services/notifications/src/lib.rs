@@ -232,6 +232,7 @@ pub fn start(
     let api = grpc::NotificationsApi {
         db: ctx.db.clone(),
         auditor: Auditor::new(ctx.db.clone()),
+        settings: ctx.settings.clone(),
     };
     Ok(
         eh_proto::notifications::v1::notifications_service_server::NotificationsServiceServer::with_interceptor(

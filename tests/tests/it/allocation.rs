@@ -8,7 +8,7 @@ use eh_proto::allocation::v1 as apb;
 use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
-use eh_tests::{TestApp, WORCS_KEY, referral, with_key, with_token};
+use eh_tests::{TestApp, referral, with_token};
 use serde_json::json;
 use std::time::Duration;
 
@@ -16,17 +16,20 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn case_in(t: &TestApp, reference: &str, state: &str) -> anyhow::Result<pb::Case> {
     let cw = CaseworkServiceClient::new(t.channel().await?);
+    // The front door sees the whole case (an upstream system only its referral's status).
+    let token = t.token("worcs", "front-door-reader", &["front_door"]);
     eh_testkit::eventually(WAIT, &format!("case of {reference} to be {state}"), || {
         let mut cw = cw.clone();
         let (reference, state) = (reference.to_string(), state.to_string());
+        let token = token.clone();
         async move {
             let cases = cw
-                .list_cases(with_key(
+                .list_cases(with_token(
                     pb::ListCasesRequest {
                         tenant: "worcs".into(),
                         ..Default::default()
                     },
-                    WORCS_KEY,
+                    &token,
                 ))
                 .await?
                 .into_inner()

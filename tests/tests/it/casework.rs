@@ -22,15 +22,16 @@ async fn casework(t: &TestApp) -> anyhow::Result<CaseworkServiceClient<tonic::tr
     Ok(CaseworkServiceClient::new(t.channel().await?))
 }
 
-/// Publishes `doc` for `tenant` and waits for the case it opens to reach a state in `states`.
+/// Waits for the case of `reference` to reach a state in `states`, as the council's front door
+/// sees it (the whole case: an upstream system sees only its referral's status).
 async fn case_reaching(
     t: &TestApp,
     tenant: &str,
-    key: &str,
     reference: &str,
     states: &[&str],
 ) -> anyhow::Result<pb::Case> {
     let cw = casework(t).await?;
+    let token = t.token(tenant, "front-door-reader", &["front_door"]);
     eh_testkit::eventually(
         WAIT,
         &format!("case of {reference} to be {states:?}"),
@@ -39,15 +40,15 @@ async fn case_reaching(
             let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
             let reference = reference.to_string();
             let tenant = tenant.to_string();
-            let key = key.to_string();
+            let token = token.clone();
             async move {
                 let cases = cw
-                    .list_cases(with_key(
+                    .list_cases(with_token(
                         pb::ListCasesRequest {
                             tenant: tenant.clone(),
                             ..Default::default()
                         },
-                        &key,
+                        &token,
                     ))
                     .await?
                     .into_inner()
@@ -92,7 +93,7 @@ async fn consented_referral_becomes_ready_for_allocation(distributed: bool) -> a
     assert_eq!(ev.needs, vec!["education", "mental_health"]);
     assert_eq!(ev.postcode, "DM1 4AB");
 
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-1", &[SETTLED]).await?;
+    let case = case_reaching(&t, "worcs", "CW-1", &[SETTLED]).await?;
     assert_eq!(case.case_id, case_ref.case_id);
     assert_eq!(
         transitions(&case),
@@ -175,7 +176,7 @@ async fn no_consent_is_chased_then_closed(distributed: bool) -> anyhow::Result<(
     doc["consent"] = serde_json::json!({"obtained": false});
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "cw-nc")
         .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-NC", &["awaiting_consent"]).await?;
+    let case = case_reaching(&t, "worcs", "CW-NC", &["awaiting_consent"]).await?;
     let due = |kind: &str| {
         case.timers
             .iter()
@@ -209,11 +210,11 @@ async fn no_consent_is_chased_then_closed(distributed: bool) -> anyhow::Result<(
         .map(|c| (c.relationship.as_str(), c.safe_to_contact))
         .collect();
     assert_eq!(names, vec![("mother", true), ("father", false)]);
-    let chased = case_reaching(&t, "worcs", WORCS_KEY, "CW-NC", &["awaiting_consent"]).await?;
+    let chased = case_reaching(&t, "worcs", "CW-NC", &["awaiting_consent"]).await?;
     assert!(chased.timeline.iter().any(|e| e.kind == "consent_chased"));
 
     clock.advance(chrono::Duration::days(24)); // Sat 16 Jan 2027
-    let closed = case_reaching(&t, "worcs", WORCS_KEY, "CW-NC", &["closed_no_consent"]).await?;
+    let closed = case_reaching(&t, "worcs", "CW-NC", &["closed_no_consent"]).await?;
     assert_eq!(
         transitions(&closed),
         vec![
@@ -268,7 +269,7 @@ async fn significant_harm_is_stepped_up(distributed: bool) -> anyhow::Result<()>
     assert_eq!(got.len(), 1);
     let ev = pb::CaseSteppedUp::decode(got[0].payload.as_ref())?;
     assert!(ev.significant_harm_risk);
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-SH", &["stepped_up"]).await?;
+    let case = case_reaching(&t, "worcs", "CW-SH", &["stepped_up"]).await?;
     assert_eq!(transitions(&case), vec![pair("requested", "stepped_up")]);
     assert!(
         case.timers.is_empty(),
@@ -306,7 +307,7 @@ async fn out_of_criteria_gets_advice(distributed: bool) -> anyhow::Result<()> {
     doc["needs"] = serde_json::json!(["education"]);
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "cw-adv")
         .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-ADV", &["closed_advice_given"]).await?;
+    let case = case_reaching(&t, "worcs", "CW-ADV", &["closed_advice_given"]).await?;
     assert_eq!(
         transitions(&case),
         vec![
@@ -357,7 +358,7 @@ async fn a_step_down_with_consent_skips_screening() -> anyhow::Result<()> {
     doc["referrer"]["agency"] = serde_json::json!("social_care");
     t.publish_inbound("worcs", serde_json::to_vec(&doc)?, "cw-sd")
         .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-SD", &[SETTLED]).await?;
+    let case = case_reaching(&t, "worcs", "CW-SD", &[SETTLED]).await?;
     assert_eq!(case.route, "step_down");
     assert_eq!(
         transitions(&case),
@@ -383,19 +384,22 @@ async fn withdrawal_closes_the_case(distributed: bool) -> anyhow::Result<()> {
         "cw-wd",
     )
     .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-WD", &[SETTLED]).await?;
+    let case = case_reaching(&t, "worcs", "CW-WD", &[SETTLED]).await?;
     let mut consent = ConsentServiceClient::new(t.channel().await?);
+    // A practitioner reads the family's consent (an upstream system may not).
+    let reader = t.token("worcs", "eh-worker-1", &["practitioner"]);
     let ledger = eh_testkit::eventually(WAIT, "the referral's consent record", || {
         let mut c = consent.clone();
         let family = case.family_id.clone();
+        let reader = reader.clone();
         async move {
             let l = c
-                .list_consent(with_key(
+                .list_consent(with_token(
                     eh_proto::consent::v1::ListConsentRequest {
                         tenant: "worcs".into(),
                         family_id: family,
                     },
-                    WORCS_KEY,
+                    &reader,
                 ))
                 .await?
                 .into_inner();
@@ -414,7 +418,7 @@ async fn withdrawal_closes_the_case(distributed: bool) -> anyhow::Result<()> {
             &token,
         ))
         .await?;
-    let closed = case_reaching(&t, "worcs", WORCS_KEY, "CW-WD", &["closed_withdrawn"]).await?;
+    let closed = case_reaching(&t, "worcs", "CW-WD", &["closed_withdrawn"]).await?;
     let last = transitions(&closed).pop().expect("a transition");
     assert_eq!(last, pair(SETTLED, "closed_withdrawn"));
     assert!(
@@ -452,8 +456,8 @@ async fn practitioner_steps_are_checked() -> anyhow::Result<()> {
         "cw-st",
     )
     .await?;
-    let case = case_reaching(&t, "worcs", WORCS_KEY, "CW-ACT", &[SETTLED]).await?;
-    let theirs = case_reaching(&t, "staffs", STAFFS_KEY, "CW-ST", &[SETTLED]).await?;
+    let case = case_reaching(&t, "worcs", "CW-ACT", &[SETTLED]).await?;
+    let theirs = case_reaching(&t, "staffs", "CW-ST", &[SETTLED]).await?;
     let mut cw = casework(&t).await?;
     let close = |outcome: &str, token: &str, tenant: &str, case_id: &str| {
         with_token(
@@ -692,10 +696,10 @@ async fn two_councils_side_by_side() -> anyhow::Result<()> {
         )
         .await?;
     }
-    let worcs_ready = case_reaching(&t, "worcs", WORCS_KEY, "TWIN-1", &[SETTLED]).await?;
-    let staffs_ready = case_reaching(&t, "staffs", STAFFS_KEY, "TWIN-1", &[SETTLED]).await?;
-    let worcs_up = case_reaching(&t, "worcs", WORCS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
-    let staffs_up = case_reaching(&t, "staffs", STAFFS_KEY, "TWIN-HARM", &["stepped_up"]).await?;
+    let worcs_ready = case_reaching(&t, "worcs", "TWIN-1", &[SETTLED]).await?;
+    let staffs_ready = case_reaching(&t, "staffs", "TWIN-1", &[SETTLED]).await?;
+    let worcs_up = case_reaching(&t, "worcs", "TWIN-HARM", &["stepped_up"]).await?;
+    let staffs_up = case_reaching(&t, "staffs", "TWIN-HARM", &["stepped_up"]).await?;
     assert_ne!(worcs_ready.case_id, staffs_ready.case_id);
     assert_ne!(worcs_ready.family_id, staffs_ready.family_id);
     // Queries: each council sees its own two cases only.

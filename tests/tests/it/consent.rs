@@ -2,7 +2,7 @@
 use eh_proto::consent::v1::CheckSharingRequest;
 use eh_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use eh_proto::intake::v1::ReferralReceived;
-use eh_tests::{STAFFS_KEY, TestApp, WORCS_KEY, collect, referral, with_key};
+use eh_tests::{TestApp, collect, referral, with_token};
 use prost::Message;
 use std::time::Duration;
 
@@ -27,8 +27,11 @@ async fn referral_consent_is_enforced(distributed: bool) -> anyhow::Result<()> {
         .connect()
         .await?;
     let mut consent = ConsentServiceClient::new(channel);
-    let check = |agency: &str, category: &str, key: &str, tenant: &str| {
-        with_key(
+    // A practitioner asks (an upstream system may not ask about a family's consent).
+    let worcs = t.token("worcs", "eh-worker-1", &["practitioner"]);
+    let staffs = t.token("staffs", "s-worker-1", &["practitioner"]);
+    let check = |agency: &str, category: &str, token: &str, tenant: &str| {
+        with_token(
             CheckSharingRequest {
                 tenant: tenant.into(),
                 family_id: family_id.clone(),
@@ -37,13 +40,13 @@ async fn referral_consent_is_enforced(distributed: bool) -> anyhow::Result<()> {
                 category: category.into(),
                 purpose: "sharing".into(),
             },
-            key,
+            token,
         )
     };
     let education =
         eh_testkit::eventually(Duration::from_secs(20), "consent to be recorded", || {
             let mut c = consent.clone();
-            let r = check("education", "health", WORCS_KEY, "worcs");
+            let r = check("education", "health", &worcs, "worcs");
             async move {
                 Ok(c.check_sharing(r)
                     .await
@@ -59,7 +62,7 @@ async fn referral_consent_is_enforced(distributed: bool) -> anyhow::Result<()> {
         education.reason
     );
     let police = consent
-        .check_sharing(check("police", "health", WORCS_KEY, "worcs"))
+        .check_sharing(check("police", "health", &worcs, "worcs"))
         .await?
         .into_inner();
     assert!(
@@ -71,13 +74,13 @@ async fn referral_consent_is_enforced(distributed: bool) -> anyhow::Result<()> {
         Some("health")
     );
     let police_education = consent
-        .check_sharing(check("police", "education", WORCS_KEY, "worcs"))
+        .check_sharing(check("police", "education", &worcs, "worcs"))
         .await?
         .into_inner();
     assert!(police_education.allowed, "{}", police_education.reason);
     // Another council asking about this family: refused.
     let e = consent
-        .check_sharing(check("police", "education", STAFFS_KEY, "worcs"))
+        .check_sharing(check("police", "education", &staffs, "worcs"))
         .await
         .expect_err("cross-tenant");
     assert_eq!(e.code(), tonic::Code::PermissionDenied);

@@ -15,7 +15,7 @@ use chrono::{TimeZone, Utc};
 use eh_platform::clock::ManualClock;
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
-use eh_tests::{TestApp, WORCS_KEY, referral, with_key};
+use eh_tests::{TestApp, referral, with_token};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 use std::sync::Arc;
@@ -61,17 +61,20 @@ async fn case_of(
 ) -> anyhow::Result<pb::Case> {
     let cw = CaseworkServiceClient::new(t.channel().await?);
     let ok = &ok;
+    // The front door sees the whole case (an upstream system only its referral's status).
+    let token = t.token("worcs", "front-door-reader", &["front_door"]);
     eh_testkit::eventually(WAIT, what, || {
         let mut cw = cw.clone();
         let reference = reference.to_string();
+        let token = token.clone();
         async move {
             let cases = cw
-                .list_cases(with_key(
+                .list_cases(with_token(
                     pb::ListCasesRequest {
                         tenant: "worcs".into(),
                         ..Default::default()
                     },
-                    WORCS_KEY,
+                    &token,
                 ))
                 .await?
                 .into_inner()

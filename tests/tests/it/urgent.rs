@@ -8,7 +8,7 @@ use eh_bus::OutboundMessage;
 use eh_proto::casework::v1 as pb;
 use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
 use eh_proto::catalogue as c;
-use eh_tests::{ACK, TestApp, WORCS_KEY, referral, with_key};
+use eh_tests::{ACK, TestApp, referral, with_token};
 use sea_orm::ConnectionTrait;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,14 +50,16 @@ fn harm(reference: &str, family: &str, dob: &str) -> serde_json::Value {
     doc
 }
 
+/// Every case of the council, as its front door sees them.
 async fn cases(t: &TestApp) -> anyhow::Result<Vec<pb::Case>> {
+    let token = t.token("worcs", "front-door-reader", &["front_door"]);
     Ok(CaseworkServiceClient::new(t.channel().await?)
-        .list_cases(with_key(
+        .list_cases(with_token(
             pb::ListCasesRequest {
                 tenant: "worcs".into(),
                 ..Default::default()
             },
-            WORCS_KEY,
+            &token,
         ))
         .await?
         .into_inner()

@@ -504,7 +504,7 @@ async fn tenants_are_kept_apart(e: Env) {
         audit
             .iter()
             .any(|(actor, action, _, decision, _)| actor == "person:s-worker"
-                && action == "check_sharing"
+                && action == "CheckSharing"
                 && decision == "denied")
     );
     assert!(

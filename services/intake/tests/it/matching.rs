@@ -806,16 +806,16 @@ pub async fn match_candidates_are_for_people_roles_of_the_tenant_only(e: Env) {
             .iter()
             .any(|a| a.0 == actor && a.1 == action && a.3 == "denied")
     };
-    assert!(denied("person:clerk-1", "list_match_candidates"));
-    assert!(denied("person:clerk-1", "resolve_match_candidate"));
-    assert!(denied("system:worcs-hub", "list_match_candidates"));
-    assert!(denied("person:s-worker", "list_match_candidates"));
-    assert!(denied("person:s-worker", "resolve_match_candidate"));
+    assert!(denied("person:clerk-1", "ListMatchCandidates"));
+    assert!(denied("person:clerk-1", "ResolveMatchCandidate"));
+    assert!(denied("system:worcs-hub", "ListMatchCandidates"));
+    assert!(denied("person:s-worker", "ListMatchCandidates"));
+    assert!(denied("person:s-worker", "ResolveMatchCandidate"));
     assert!(audit.iter().any(|a| a.0 == "person:worker-1"
-        && a.1 == "list_match_candidates"
+        && a.1 == "ListMatchCandidates"
         && a.2 == "match_candidates:pending"
         && a.3 == "allowed"));
-    assert!(audit.iter().any(|a| a.1 == "resolve_match_candidate"
+    assert!(audit.iter().any(|a| a.1 == "ResolveMatchCandidate"
         && a.2 == format!("match_candidate:{id}")
         && a.3 == "allowed"));
     assert_eq!(e.api.auditor.verify().await.unwrap(), None);
