@@ -1,12 +1,17 @@
 //! Read-path harness (`just bench-reads`): starts the platform in-process, lets one consented
-//! referral become a case with its timeline, then measures the main audited reads — casework
-//! `GetCase`, consent `ListConsent`, intake `GetReferral`, notifications `ListMessages` — beside
+//! referral become a case with its timeline, gives it a lead (casework's `lead_assigned`, as
+//! casework publishes it) and a finalised Early Help Assessment of 10 agencies' contributions,
+//! then measures the main audited reads — casework `GetCase`, consent `ListConsent`, intake
+//! `GetReferral`, notifications `ListMessages`, assessment `GetAssessment` (read by one of the
+//! contributing agencies, consent asked for every other agency's categories) — beside
 //! `grpc.health.v1.Health/Check` on the same server in the same run: one caller at a time, then
 //! 128 concurrent streams (16 connections × 8 streams); requests/s, p50 and p99, and each read's
 //! rate as a ratio of the health check's; last, `GetCase` paced at half its measured 128-stream
 //! rate. Both modes (EH_READS_MODES=distributed,embedded picks), loopback only, each measurement
 //! bounded by EH_READS_SECS seconds (default 3) and EH_READS_MAX requests (default 200,000).
 //! Prints figures; asserts nothing about time. Every read is audited, as in production.
+use eh_proto::assessment::v1 as apb;
+use eh_proto::assessment::v1::assessment_service_client::AssessmentServiceClient;
 use eh_proto::casework::v1::{GetCaseRequest, casework_service_client::CaseworkServiceClient};
 use eh_proto::consent::v1::{ListConsentRequest, consent_service_client::ConsentServiceClient};
 use eh_proto::intake::v1::{GetReferralRequest, intake_service_client::IntakeServiceClient};
@@ -38,6 +43,9 @@ struct Subject {
     case_id: String,
     family_id: String,
     referral_id: String,
+    /// The finalised assessment, and a contributing agency's reader of it.
+    assessment_id: String,
+    assessment_reader: Arc<str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -47,15 +55,17 @@ enum Read {
     ListConsent,
     GetReferral,
     ListMessages,
+    GetAssessment,
 }
 
 impl Read {
-    const ALL: [Read; 5] = [
+    const ALL: [Read; 6] = [
         Read::Health,
         Read::GetCase,
         Read::ListConsent,
         Read::GetReferral,
         Read::ListMessages,
+        Read::GetAssessment,
     ];
 
     fn name(self) -> &'static str {
@@ -65,6 +75,7 @@ impl Read {
             Read::ListConsent => "ConsentService/ListConsent",
             Read::GetReferral => "IntakeService/GetReferral",
             Read::ListMessages => "NotificationsService/ListMessages",
+            Read::GetAssessment => "AssessmentService/GetAssessment",
         }
     }
 
@@ -122,8 +133,120 @@ impl Read {
                 .await?
                 .into_inner()
                 .encoded_len(),
+            Read::GetAssessment => AssessmentServiceClient::new(ch.clone())
+                .get_assessment(with_token(
+                    apb::GetAssessmentRequest {
+                        tenant,
+                        assessment_id: s.assessment_id.clone(),
+                        case_id: String::new(),
+                        version: 0,
+                    },
+                    &s.assessment_reader,
+                ))
+                .await?
+                .into_inner()
+                .encoded_len(),
         })
     }
+}
+
+/// The agencies (and their sections' categories) of the benchmark's 10 contributions.
+const CONTRIBUTORS: [(&str, &str); 10] = [
+    ("education", "education"),
+    ("health", "health"),
+    ("police", "police"),
+    ("housing", "housing"),
+    ("social_care", "social_care"),
+    ("youth_support", "substance_use"),
+    ("jobcentre", "finances"),
+    ("voluntary", "domestic_abuse"),
+    ("other", "mental_health"),
+    ("health", "mental_health"),
+];
+
+/// Gives the case a lead (casework's `lead_assigned`, published as casework publishes it), then
+/// the lead opens its assessment, 10 agencies contribute and the lead finalises it: the
+/// assessment's id.
+async fn finalised_assessment(
+    t: &TestApp,
+    case_id: &str,
+    family_id: &str,
+) -> anyhow::Result<String> {
+    use prost::Message;
+    let spec = &eh_proto::catalogue::LEAD_ASSIGNED;
+    let ev = eh_proto::casework::v1::LeadAssigned {
+        case: Some(eh_proto::casework::v1::CaseRef {
+            case_id: case_id.into(),
+            family_id: family_id.into(),
+            ..Default::default()
+        }),
+        practitioner: "bench-lead".into(),
+        organization_id: "bench-org".into(),
+        service_name: "Bench Early Help Team".into(),
+        ..Default::default()
+    };
+    let env = eh_bus::Envelope::new(
+        spec.payload,
+        "worcs",
+        "service:casework",
+        chrono::Utc::now(),
+    );
+    let out =
+        eh_bus::OutboundMessage::event(spec.subject(&t.ns(), "worcs"), &env, ev.encode_to_vec());
+    t.app().transport.publish(&out).await?;
+    let api = AssessmentServiceClient::new(t.channel().await?);
+    let lead = t.token_of("worcs", "bench-lead", &["practitioner"], "bench-org");
+    let opened = eh_testkit::eventually(Duration::from_secs(60), "the lead known", || {
+        let mut api = api.clone();
+        let lead = lead.clone();
+        let req = apb::OpenAssessmentRequest {
+            tenant: "worcs".into(),
+            case_id: case_id.into(),
+            carried_over: vec![],
+        };
+        async move {
+            match api.open_assessment(with_token(req, &lead)).await {
+                Ok(a) => Ok(Some(a.into_inner())),
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => Ok(None),
+                Err(s) => Err(s.into()),
+            }
+        }
+    })
+    .await?;
+    let headlines = ["education", "health", "crime", "housing", "mental_health"];
+    for (i, (agency, category)) in CONTRIBUTORS.iter().enumerate() {
+        let token = t.token_of("worcs", &format!("bench-{i}"), &["practitioner"], agency);
+        api.clone()
+            .add_contribution(with_token(
+                apb::AddContributionRequest {
+                    tenant: "worcs".into(),
+                    assessment_id: opened.assessment_id.clone(),
+                    body: Some(apb::SignsOfSafety {
+                        category: (*category).into(),
+                        worries: vec![format!("what agency {i} is worried about")],
+                        working_well: vec!["what is working well".into()],
+                        next_steps: vec!["what needs to happen".into()],
+                        needs: vec![apb::Need {
+                            headline: headlines[i % headlines.len()].into(),
+                            detail: String::new(),
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                &token,
+            ))
+            .await?;
+    }
+    api.clone()
+        .finalise_assessment(with_token(
+            apb::FinaliseAssessmentRequest {
+                tenant: "worcs".into(),
+                assessment_id: opened.assessment_id.clone(),
+            },
+            &lead,
+        ))
+        .await?;
+    Ok(opened.assessment_id)
 }
 
 /// Requests/s, p50 and p99 (ms) of one measurement.
@@ -223,13 +346,22 @@ async fn case_with_timeline(t: &TestApp) -> anyhow::Result<Subject> {
         }
     })
     .await?;
+    let case_id: String = row.try_get_by_index(0)?;
+    let family_id: String = row.try_get_by_index(1)?;
+    let assessment_id = finalised_assessment(t, &case_id, &family_id).await?;
     Ok(Subject {
         token: t
             .token("worcs", "bench-practitioner", &["practitioner"])
             .into(),
-        case_id: row.try_get_by_index(0)?,
-        family_id: row.try_get_by_index(1)?,
+        case_id,
+        family_id,
         referral_id,
+        assessment_id,
+        // The police contributed: they read the whole assessment, consent asked for every other
+        // agency's section.
+        assessment_reader: t
+            .token_of("worcs", "bench-2", &["practitioner"], "police")
+            .into(),
     })
 }
 
@@ -261,7 +393,7 @@ async fn mode(distributed: bool) -> anyhow::Result<()> {
         .await?
         .into_inner();
     println!(
-        "{name}: one case with {} timeline entries; answers {} bytes (health, GetCase, ListConsent, GetReferral, ListMessages)",
+        "{name}: one case with {} timeline entries; answers {} bytes (health, GetCase, ListConsent, GetReferral, ListMessages, GetAssessment)",
         case.timeline.len(),
         sizes
             .iter()
@@ -310,7 +442,7 @@ async fn mode(distributed: bool) -> anyhow::Result<()> {
     let audited = casework
         .query_one_raw(eh_store::stmt(
             casework.get_database_backend(),
-            "SELECT COUNT(*) FROM eh_audit WHERE action = 'get_case'",
+            "SELECT COUNT(*) FROM eh_audit WHERE action = 'GetCase'",
             [],
         ))
         .await?

@@ -264,6 +264,7 @@ fn tables() -> Vec<(&'static str, &'static Table)> {
         ("notifications", eh_notifications::grpc::ACCESS),
         ("allocation", eh_allocation::grpc::ACCESS),
         ("assessment", eh_assessment::grpc::ACCESS),
+        ("reporting", eh_reporting::grpc::ACCESS),
     ]
 }
 
