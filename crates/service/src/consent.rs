@@ -4,7 +4,7 @@
 //! at the service's `<section>.consent_url` (empty: this process's own listener, where consent runs
 //! beside it); a question not answered within `<section>.consent_timeout_ms` is treated as not
 //! allowed (fail closed).
-use eh_proto::consent::v1::CheckSharingRequest;
+use eh_proto::consent::v1::CheckSharingAllRequest;
 use eh_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -135,46 +135,57 @@ impl Asker {
         }
     }
 
-    /// May `agency` see `category` of `family_id`'s information?
-    pub async fn ask(
+    /// May `agency` see each of `categories` of `family_id`'s information? One round trip for
+    /// the categories not asked before (consent's `CheckSharingAll`); every category is answered,
+    /// `None` for each when consent could not be asked (withheld: fail closed).
+    pub async fn ask_all(
         &mut self,
         tenant: &str,
         family_id: &str,
         agency: &str,
-        category: &str,
-    ) -> Answer {
-        let key = (
-            family_id.to_string(),
-            agency.to_string(),
-            category.to_string(),
-        );
-        if let Some(a) = self.answers.get(&key) {
-            return a.clone();
-        }
-        let mut req = tonic::Request::new(CheckSharingRequest {
-            tenant: tenant.into(),
-            family_id: family_id.into(),
-            person_id: String::new(),
-            agency: agency.into(),
-            category: category.into(),
-            purpose: PURPOSE.into(),
-        });
-        if let Some(c) = &self.credential {
-            req.metadata_mut().insert("authorization", c.clone());
-        }
-        let answer = match self.consent.check_sharing(req).await {
-            Ok(r) => {
-                let d = r.into_inner();
-                Some((d.allowed, d.decision_id))
+        categories: &[String],
+    ) -> std::collections::BTreeMap<String, Answer> {
+        let key = |c: &str| (family_id.to_string(), agency.to_string(), c.to_string());
+        let mut unasked: Vec<String> = Vec::new();
+        for c in categories {
+            if !self.answers.contains_key(&key(c)) && !unasked.contains(c) {
+                unasked.push(c.clone());
             }
-            Err(e) => {
-                // The category is not logged: beside the family id it would say what the family needs.
-                tracing::warn!(tenant, family_id, code = ?e.code(), "consent could not be asked; what it was about is withheld");
-                None
+        }
+        if !unasked.is_empty() {
+            let mut req = tonic::Request::new(CheckSharingAllRequest {
+                tenant: tenant.into(),
+                family_id: family_id.into(),
+                person_id: String::new(),
+                agency: agency.into(),
+                categories: unasked.clone(),
+                purpose: PURPOSE.into(),
+            });
+            if let Some(c) = &self.credential {
+                req.metadata_mut().insert("authorization", c.clone());
             }
-        };
-        self.answers.insert(key, answer.clone());
-        answer
+            match self.consent.check_sharing_all(req).await {
+                Ok(r) => {
+                    for d in r.into_inner().decisions {
+                        let answer = d.decision.map(|d| (d.allowed, d.decision_id));
+                        self.answers.insert(key(&d.category), answer);
+                    }
+                }
+                Err(e) => {
+                    // The categories are not logged: beside the family id they would say what
+                    // the family needs.
+                    tracing::warn!(tenant, family_id, code = ?e.code(), "consent could not be asked; what it was about is withheld");
+                }
+            }
+            // A category consent did not answer is withheld (the next read asks again).
+            for c in &unasked {
+                self.answers.entry(key(c)).or_insert(None);
+            }
+        }
+        categories
+            .iter()
+            .map(|c| (c.clone(), self.answers.get(&key(c)).cloned().flatten()))
+            .collect()
     }
 }
 

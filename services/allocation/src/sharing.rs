@@ -1,5 +1,5 @@
 //! What a provider may see of a family: the family's consent decides. Before a need is shown in a
-//! provider's view of an offer, consent is asked (its `CheckSharing`, purpose `sharing`, as the
+//! provider's view of an offer, consent is asked (its `CheckSharingAll`, purpose `sharing`, as the
 //! service's agency, with the provider's own credential, so consent records who asked) about the
 //! need's information category. A need consent does not allow — or that cannot be asked about
 //! (consent unreachable, no answer in time) — is left out, and the offer says how many were left
@@ -18,16 +18,6 @@ impl Asker {
         Self(eh_service::consent::Asker::new(consent, metadata))
     }
 
-    async fn ask(
-        &mut self,
-        tenant: &str,
-        family_id: &str,
-        agency: &str,
-        category: &str,
-    ) -> eh_service::consent::Answer {
-        self.0.ask(tenant, family_id, agency, category).await
-    }
-
     /// The needs of `family_id` a service of `agency` may see, and what was withheld.
     pub async fn needs(
         &mut self,
@@ -39,11 +29,17 @@ impl Asker {
         let mut shown = Vec::new();
         let (mut refused, mut unasked) = (0usize, 0usize);
         let mut decisions = Vec::new();
+        // Every category in one question to consent (`CheckSharingAll`).
+        let mut categories: Vec<String> = Vec::new();
         for need in needs {
-            match self
-                .ask(tenant, family_id, agency, domain::need_category(need))
-                .await
-            {
+            let c = domain::need_category(need).to_string();
+            if !categories.contains(&c) {
+                categories.push(c);
+            }
+        }
+        let answers = self.0.ask_all(tenant, family_id, agency, &categories).await;
+        for need in needs {
+            match answers.get(domain::need_category(need)).cloned().flatten() {
                 Some((true, _)) => shown.push(need.clone()),
                 Some((false, id)) => {
                     refused += 1;

@@ -15,9 +15,9 @@ use crate::store::{self, Asker};
 use eh_auth::{Auditor, Principal};
 use eh_proto::consent::v1::consent_service_server::ConsentService;
 use eh_proto::consent::v1::{
-    CheckSharingRequest, ConsentRecord, GrantOverrideRequest, ListConsentRequest,
-    ListConsentResponse, RecordConsentRequest, SafeguardingOverride, SharingDecision,
-    WithdrawConsentRequest, Withdrawal,
+    CategoryDecision, CheckSharingAllRequest, CheckSharingRequest, ConsentRecord,
+    GrantOverrideRequest, ListConsentRequest, ListConsentResponse, RecordConsentRequest,
+    SafeguardingOverride, SharingDecision, SharingDecisions, WithdrawConsentRequest, Withdrawal,
 };
 use eh_store::Within;
 use tonic::{Code, Request, Response, Status};
@@ -44,18 +44,22 @@ pub const ACCESS: &[(&str, &[&str])] = &[
     ("WithdrawConsent", PRACTITIONERS),
     ("ListConsent", PRACTITIONERS),
     ("GrantOverride", &[MANAGER_ROLE]),
-    (
-        "CheckSharing",
-        &[
-            "front_door",
-            "practitioner",
-            "social_worker",
-            "team_manager",
-            "provider",
-            eh_service::access::PLATFORM_SERVICE,
-        ],
-    ),
+    ("CheckSharing", SHARING_ASKERS),
+    ("CheckSharingAll", SHARING_ASKERS),
 ];
+
+/// Who may ask whether a family's information may be shared.
+const SHARING_ASKERS: &[&str] = &[
+    "front_door",
+    "practitioner",
+    "social_worker",
+    "team_manager",
+    "provider",
+    eh_service::access::PLATFORM_SERVICE,
+];
+
+/// The most categories one `CheckSharingAll` asks about.
+const MAX_CATEGORIES: usize = 20;
 
 pub struct ConsentApi {
     pub consent: Consent,
@@ -252,6 +256,116 @@ impl ConsentService for ConsentApi {
         )
         .await?;
         Ok(Response::new(convert::decision_pb(&d, &id, at)))
+    }
+
+    async fn check_sharing_all(
+        &self,
+        request: Request<CheckSharingAllRequest>,
+    ) -> Result<Response<SharingDecisions>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.admit(
+            &p,
+            &req.tenant,
+            "CheckSharingAll",
+            &format!("family:{}", req.family_id),
+        )
+        .await?;
+        // Each category is asked as CheckSharing asks it; a violation names its place.
+        let mut v = Vec::new();
+        if req.categories.is_empty() || req.categories.len() > MAX_CATEGORIES {
+            v.push(Violation::new(
+                "categories",
+                format!("give 1 to {MAX_CATEGORIES} categories"),
+            ));
+        }
+        let mut questions = Vec::with_capacity(req.categories.len());
+        for (i, c) in req.categories.iter().enumerate() {
+            if req.categories[..i].contains(c) {
+                v.push(Violation::new(format!("categories[{i}]"), "is asked twice"));
+                continue;
+            }
+            let one = CheckSharingRequest {
+                tenant: req.tenant.clone(),
+                family_id: req.family_id.clone(),
+                person_id: req.person_id.clone(),
+                agency: req.agency.clone(),
+                category: c.clone(),
+                purpose: req.purpose.clone(),
+            };
+            match convert::sharing_request(&one) {
+                Ok(q) => questions.push(q),
+                Err(e) => {
+                    for mut x in e {
+                        if x.field == "category" {
+                            x.field = format!("categories[{i}]");
+                        } else if i > 0 {
+                            // The other fields are the same for every category: named once.
+                            continue;
+                        }
+                        v.push(x);
+                    }
+                }
+            }
+        }
+        if !v.is_empty() {
+            return Err(invalid("the question is invalid", &v));
+        }
+        let asker = Asker {
+            actor: p.actor(),
+            role: p.role(),
+        };
+        let txn = eh_store::begin_scoped(&self.consent.ctx.db, p.data_scope(&req.tenant))
+            .await
+            .map_err(internal)?;
+        let decided = self
+            .consent
+            .check_all(&txn, &req.tenant, &req.family_id, &questions, &asker)
+            .await
+            .map_err(internal)?;
+        eh_store::commit(txn).await.map_err(internal)?;
+        // Every decision on the tamper-evident trail, in one entry.
+        // Every category parsed (or the call was refused above): they pair up in order.
+        let each: Vec<String> = req
+            .categories
+            .iter()
+            .zip(&decided)
+            .map(|(c, (id, _, d))| {
+                format!("{c}:{}:{id}", if d.allowed { "allowed" } else { "denied" })
+            })
+            .collect();
+        let what = format!(
+            "family:{} person:{} agency:{} purpose:{} decisions:[{}]",
+            req.family_id,
+            questions
+                .first()
+                .and_then(|q| q.person_id.as_deref())
+                .unwrap_or("-"),
+            req.agency,
+            req.purpose,
+            each.join(" ")
+        );
+        let all_allowed = decided.iter().all(|(_, _, d)| d.allowed);
+        self.audit(
+            &p,
+            &req.tenant,
+            "sharing_decision",
+            &what,
+            all_allowed,
+            format!("{} decision(s), each recorded", decided.len()),
+        )
+        .await?;
+        Ok(Response::new(SharingDecisions {
+            decisions: req
+                .categories
+                .iter()
+                .zip(&decided)
+                .map(|(c, (id, at, d))| CategoryDecision {
+                    category: c.clone(),
+                    decision: Some(convert::decision_pb(d, id, *at)),
+                })
+                .collect(),
+        }))
     }
 
     async fn grant_override(

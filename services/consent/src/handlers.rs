@@ -232,6 +232,35 @@ impl Consent {
         store::insert_decision(db, tenant, &id, now, asker, req, &decision).await?;
         Ok((id, now, decision))
     }
+
+    /// Decides and records each of `reqs` (questions about one family), reading its ledger once.
+    ///
+    /// # Errors
+    /// The database failed (nothing is recorded: the caller's transaction is not committed).
+    pub async fn check_all(
+        &self,
+        db: &impl ConnectionTrait,
+        tenant: &str,
+        family_id: &str,
+        reqs: &[SharingRequest],
+        asker: &Asker,
+    ) -> Result<Vec<(String, DateTime<Utc>, SharingDecision)>, Error> {
+        let now = self.ctx.clock.now();
+        let records: Vec<ConsentRecord> = store::family_records(db, tenant, family_id)
+            .await?
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
+        let overrides = store::family_overrides(db, tenant, family_id).await?;
+        let mut out = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let decision = sharing::decide(&records, &overrides, req, now);
+            let id = uuid::Uuid::now_v7().to_string();
+            store::insert_decision(db, tenant, &id, now, asker, req, &decision).await?;
+            out.push((id, now, decision));
+        }
+        Ok(out)
+    }
 }
 
 /// The record a referral's consent makes: `Ok(None)` when consent was not obtained.

@@ -988,13 +988,14 @@ impl AssessmentService for AssessmentApi {
             })
             .collect();
         let own = who.agency.unwrap_or(&reader).to_string();
-        let mut answers: BTreeMap<String, view::Answer> = BTreeMap::new();
-        for c in view::categories_to_ask(&sections, &own) {
-            let a = asker
-                .ask(&req.tenant, &l.assessment.family_id, &reader, &c)
-                .await;
-            answers.insert(c, a);
-        }
+        let answers = asker
+            .ask_all(
+                &req.tenant,
+                &l.assessment.family_id,
+                &reader,
+                &view::categories_to_ask(&sections, &own),
+            )
+            .await;
         let v = view::apply(sections, &own, &answers);
         let shown: Vec<&str> = v.shown.iter().map(|s| s.id.as_str()).collect();
         let withheld: Vec<&str> = v

@@ -714,10 +714,14 @@ impl AssessmentApi {
             who.id == case.lead_practitioner || who.agency == Some(case.lead_organization.as_str());
         let mut answers = BTreeMap::new();
         if !own {
-            for c in view::item_categories(&all) {
-                let a = asker.ask(&req.tenant, &case.family_id, &reader, &c).await;
-                answers.insert(c, a);
-            }
+            answers = asker
+                .ask_all(
+                    &req.tenant,
+                    &case.family_id,
+                    &reader,
+                    &view::item_categories(&all),
+                )
+                .await;
         }
         let (shown, withheld) = view::filter_items(&all, own, &reader, &answers);
         let withheld: Vec<pb::Withheld> = withheld.into_iter().map(super::withheld_pb).collect();

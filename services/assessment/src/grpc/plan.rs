@@ -189,10 +189,14 @@ impl AssessmentApi {
         let own = asker.is_none() || who.agency == Some(version.set_by_agency.as_str());
         let mut answers = BTreeMap::new();
         if let (false, Some(asker)) = (own, asker) {
-            for c in view::item_categories(&items) {
-                let a = asker.ask(tenant, &plan.family_id, &reader, &c).await;
-                answers.insert(c, a);
-            }
+            answers = asker
+                .ask_all(
+                    tenant,
+                    &plan.family_id,
+                    &reader,
+                    &view::item_categories(&items),
+                )
+                .await;
         }
         let (shown, withheld) = view::filter_items(&items, own, &reader, &answers);
         let by_id: BTreeMap<&str, &ActionRow> = live.iter().map(|a| (a.id.as_str(), a)).collect();
@@ -627,10 +631,14 @@ impl AssessmentApi {
             let own = who.agency == Some(set_by_agency.as_str());
             let mut answers = BTreeMap::new();
             if !own {
-                for c in view::item_categories(&items) {
-                    let a = asker.ask(&req.tenant, &case.family_id, &reader, &c).await;
-                    answers.insert(c, a);
-                }
+                answers = asker
+                    .ask_all(
+                        &req.tenant,
+                        &case.family_id,
+                        &reader,
+                        &view::item_categories(&items),
+                    )
+                    .await;
             }
             let (shown, withheld) = view::filter_items(&items, own, &reader, &answers);
             let rows: Vec<ActionRow> = rows.into_iter().filter(|a| shown.contains(&a.id)).collect();

@@ -573,6 +573,94 @@ async fn invalid_input_is_reported_by_field(e: Env) {
     assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 0);
 }
 
+/// Several categories at once (`CheckSharingAll`): a decision per category as `CheckSharing`
+/// would give it, each recorded with its own id, all on one audit entry; wrong input named by
+/// field (the category by its place), nothing recorded.
+async fn several_categories_at_once(e: Env) {
+    e.api
+        .record_consent(req(
+            &worker(),
+            pb::RecordConsentRequest {
+                tenant: "worcs".into(),
+                consent: Some(consent("fam-9")),
+            },
+        ))
+        .await
+        .unwrap();
+    let ask = |categories: &[&str]| pb::CheckSharingAllRequest {
+        tenant: "worcs".into(),
+        family_id: "fam-9".into(),
+        person_id: String::new(),
+        agency: "police".into(),
+        categories: categories.iter().map(|c| (*c).to_string()).collect(),
+        purpose: "sharing".into(),
+    };
+    let before = e.api.auditor.entries("worcs").await.unwrap().len();
+    let all = e
+        .api
+        .check_sharing_all(req(
+            &worker(),
+            ask(&["education", "mental_health", "housing"]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<(&str, bool)> = all
+        .decisions
+        .iter()
+        .map(|d| {
+            (
+                d.category.as_str(),
+                d.decision.as_ref().is_some_and(|d| d.allowed),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("education", true),
+            ("mental_health", false),
+            ("housing", true)
+        ]
+    );
+    // As CheckSharing decides each.
+    for d in &all.decisions {
+        let one = decide(&e, &worker(), check("fam-9", "police", &d.category)).await;
+        let many = d.decision.as_ref().unwrap();
+        assert_eq!(
+            (one.allowed, &one.record_id),
+            (many.allowed, &many.record_id)
+        );
+        assert_ne!(
+            one.decision_id, many.decision_id,
+            "each decision is its own"
+        );
+    }
+    let audit = e.api.auditor.entries("worcs").await.unwrap();
+    // The admission, then one entry for the three decisions (then three single checks' pairs).
+    let entry = &audit[before + 1];
+    assert_eq!(entry.1, "sharing_decision");
+    for d in &all.decisions {
+        let id = &d.decision.as_ref().unwrap().decision_id;
+        assert!(entry.2.contains(id.as_str()), "{}", entry.2);
+    }
+    assert!(entry.2.contains("mental_health:denied"), "{}", entry.2);
+
+    for (bad, field) in [
+        (ask(&[]), "categories"),
+        (ask(&["education", "education"]), "categories[1]"),
+        (ask(&["education", "shoes"]), "categories[1]"),
+    ] {
+        let err = e
+            .api
+            .check_sharing_all(req(&worker(), bad))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains(field), "{field}: {}", err.message());
+    }
+}
+
 fn override_request(requested_by: &str, expires_at: &str) -> pb::GrantOverrideRequest {
     pb::GrantOverrideRequest {
         tenant: "worcs".into(),
@@ -764,4 +852,5 @@ both!(
     tenants_are_kept_apart,
     invalid_input_is_reported_by_field,
     safeguarding_override,
+    several_categories_at_once,
 );
