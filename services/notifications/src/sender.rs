@@ -8,6 +8,7 @@ use crate::store::{self, status};
 use eh_bus::{Envelope, OutboundMessage, ServiceContext};
 use eh_proto::notifications::v1::MessageSent;
 use prost::Message;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -18,7 +19,12 @@ pub const HOLD_AFTER_CLAIM: &str = "notifications_sender_after_claim";
 
 /// Attempts before a message is marked failed for good.
 pub const MAX_ATTEMPTS: i32 = 8;
-const LEASE_SECS: i64 = 120;
+/// How long a claim holds a message. A round renews its claims every [`RENEW_EVERY`] while it
+/// works, so a round that takes longer keeps them; a sender that dies lets them go when this
+/// ends, and another replica (or the restarted process) sends them within seconds.
+pub const LEASE: chrono::Duration = chrono::Duration::seconds(10);
+/// How often a working round renews its claims.
+pub const RENEW_EVERY: Duration = Duration::from_secs(3);
 /// Due messages read per round (a backlog larger than this waits a round; the most urgent first).
 pub const DUE_BATCH: u32 = 256;
 
@@ -120,7 +126,11 @@ impl Sender {
         if due.is_empty() {
             return Ok(0);
         }
-        let claimed = store::claim(db, &due, now + chrono::Duration::seconds(LEASE_SECS)).await?;
+        // Whole milliseconds, so the lease reads back exactly as written (renewal matches it).
+        let lease =
+            |at: chrono::DateTime<chrono::Utc>| chrono::SubsecRound::trunc_subsecs(at + LEASE, 3);
+        let mut held = lease(now);
+        let claimed = store::claim(db, &due, held).await?;
         // Another sender had the rest.
         let due: Vec<store::MessageRow> = due
             .into_iter()
@@ -170,6 +180,38 @@ impl Sender {
         // Should recording fail, no further email is started (those not started stay leased,
         // and go out once the lease ends), what finished is recorded again after a pause, and
         // the round ends (with the error if recording never succeeded).
+        // The claims this round still holds (not yet recorded), renewed while it works.
+        let outstanding = std::sync::Mutex::new(
+            to_send
+                .iter()
+                .map(|m| m.id.clone())
+                .collect::<HashSet<String>>(),
+        );
+        let round_done = CancellationToken::new();
+        let renewing = async {
+            loop {
+                tokio::select! {
+                    () = round_done.cancelled() => break,
+                    () = tokio::time::sleep(RENEW_EVERY) => {}
+                }
+                let ids: Vec<String> = outstanding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let until = lease(self.ctx.clock.now());
+                match store::renew(db, &ids, held, until).await {
+                    Ok(_) => held = until,
+                    // The claims run out at the old time: another sender may take them then
+                    // (at least once, as SMTP allows; the same Message-ID).
+                    Err(e) => tracing::warn!(error = %e, "sender: cannot renew its claims"),
+                }
+            }
+        };
         let in_flight = self.settings.smtp.max_connections.max(1) as usize;
         let ahead = std::sync::Arc::new(tokio::sync::Semaphore::new(unrecorded_limit(in_flight)));
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -217,7 +259,13 @@ impl Sender {
                 let (attempts, permits): (Vec<Attempt>, Vec<_>) = done.drain(..).unzip();
                 if failure.is_none() {
                     match self.record_retrying(&attempts, &stop).await {
-                        Ok(()) => recorded += attempts.len(),
+                        Ok(()) => {
+                            recorded += attempts.len();
+                            let mut held = outstanding.lock().unwrap_or_else(|e| e.into_inner());
+                            for (m, _, _) in &attempts {
+                                held.remove(&m.id);
+                            }
+                        }
                         Err(e) => failure = Some(e),
                     }
                 }
@@ -225,7 +273,12 @@ impl Sender {
             }
             failure.map_or(Ok(recorded), Err)
         };
-        let ((), recorded) = tokio::join!(sending, recording);
+        let working = async {
+            let done = tokio::join!(sending, recording);
+            round_done.cancel();
+            done
+        };
+        let (((), recorded), ()) = tokio::join!(working, renewing);
         let recorded = recorded?;
         // Recording failed for a while (the database was away) and has caught up: the emails
         // not started meanwhile are due again now, rather than when their lease ends.
@@ -330,6 +383,7 @@ impl Sender {
     /// with backoff, or failed for good after `MAX_ATTEMPTS`.
     async fn record(&self, attempts: &[Attempt]) -> Result<(), sea_orm::DbErr> {
         let mut events = Vec::new();
+        let mut failed = Vec::new();
         let mut changes = Vec::with_capacity(attempts.len());
         for (m, result, at) in attempts {
             let tries = m.attempts + 1;
@@ -362,9 +416,11 @@ impl Sender {
                     tracing::info!(message_id = %m.id, template = %m.template, "message sent");
                 }
                 // An urgent message (the front door's) is never given up: `urgent.rs` raises it.
+                // A task for the team manager, in the same transaction.
                 Err(error) if tries >= MAX_ATTEMPTS && m.priority < store::PRIORITY_URGENT => {
-                    tracing::error!(message_id = %m.id, %error, attempts = tries, "message failed for good");
+                    tracing::error!(message_id = %m.id, attempts = tries, "message failed for good; a task for the team manager");
                     changes.push(change(status::FAILED, Some(error), *at, None));
+                    failed.push((m, *at));
                 }
                 Err(error) => {
                     let next = *at + self.backoff(tries);
@@ -375,6 +431,9 @@ impl Sender {
         }
         let txn = eh_store::begin(&self.ctx.db).await?;
         store::set_statuses(&txn, &changes).await?;
+        for (m, at) in failed {
+            store::open_failed_task(&txn, m, at).await?;
+        }
         self.ctx
             .outbox
             .enqueue_all(&txn, &events)

@@ -130,6 +130,27 @@ pub const MIGRATIONS: &[Migration] = &[
           );
           CREATE INDEX person_addresses_address ON person_addresses (tenant, address)",
     },
+    // A message that fails for good (not an urgent one: those are never given up) is a task for
+    // the council's Early Help team manager, listed until someone resolves it.
+    Migration {
+        owner: "notifications",
+        version: 14,
+        name: "tasks for the team manager: messages that failed for good",
+        sql: "CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            related_id TEXT NOT NULL,
+            template TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            status TEXT NOT NULL,
+            resolved_by TEXT NOT NULL,
+            resolved_at {ts} NULL,
+            note TEXT NOT NULL
+          );
+          CREATE INDEX tasks_open ON tasks (tenant, status, created_at)",
+    },
 ];
 
 /// Delivery statuses a message can have.
@@ -848,4 +869,142 @@ pub async fn child_name_tokens(
         );
     }
     rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// Extends the lease of claimed messages still queued under the lease `held` to `until`: a round
+/// still working keeps its messages; one that died lets them go when its lease ends. A message
+/// whose attempt was recorded meanwhile (its due time changed) is left alone.
+pub async fn renew(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    held: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    let mut renewed = 0;
+    for chunk in ids.chunks(1000) {
+        let mut values: Vec<sea_orm::Value> = vec![until.into(), held.into()];
+        values.extend(chunk.iter().map(|id| sea_orm::Value::from(id.clone())));
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let r = db
+            .execute_raw(stmt(
+                db.get_database_backend(),
+                &format!(
+                    "UPDATE messages SET next_attempt_at = $1
+                     WHERE status = 'queued' AND next_attempt_at = $2 AND id IN ({})",
+                    placeholders.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        renewed += r.rows_affected();
+    }
+    Ok(renewed)
+}
+
+/// A task for the council's team manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub id: String,
+    pub tenant: String,
+    /// `message_failed`
+    pub kind: String,
+    pub message_id: String,
+    pub related_id: String,
+    pub template: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `open` | `resolved`
+    pub status: String,
+    pub resolved_by: String,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub note: String,
+}
+
+const TASK_COLUMNS: &str = "id, tenant, kind, message_id, related_id, template, created_at, status,
+    resolved_by, resolved_at, note";
+
+fn task_row(r: &sea_orm::QueryResult) -> Result<TaskRow, DbErr> {
+    Ok(TaskRow {
+        id: r.try_get_by_index(0)?,
+        tenant: r.try_get_by_index(1)?,
+        kind: r.try_get_by_index(2)?,
+        message_id: r.try_get_by_index(3)?,
+        related_id: r.try_get_by_index(4)?,
+        template: r.try_get_by_index(5)?,
+        created_at: r.try_get_by_index(6)?,
+        status: r.try_get_by_index(7)?,
+        resolved_by: r.try_get_by_index(8)?,
+        resolved_at: r.try_get_by_index(9)?,
+        note: r.try_get_by_index(10)?,
+    })
+}
+
+/// Opens a task for message `m`, which failed for good (once per message).
+pub async fn open_failed_task(
+    db: &impl ConnectionTrait,
+    m: &MessageRow,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "INSERT INTO tasks (id, tenant, kind, message_id, related_id, template, created_at, status,
+           resolved_by, resolved_at, note)
+         VALUES ($1, $2, 'message_failed', $3, $4, $5, $6, 'open', '', NULL, '')
+         ON CONFLICT (message_id) DO NOTHING",
+        [
+            uuid::Uuid::now_v7().to_string().into(),
+            m.tenant.clone().into(),
+            m.id.clone().into(),
+            m.related_id.clone().into(),
+            m.template.clone().into(),
+            at.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A council's tasks (`status` empty: every one), oldest first, at most `limit`.
+pub async fn tasks(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    status: &str,
+    limit: u64,
+) -> Result<Vec<TaskRow>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            &format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE tenant = $1 AND ($2 = '' OR status = $2)
+                 ORDER BY created_at, id LIMIT $3"
+            ),
+            [
+                tenant.into(),
+                status.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(task_row).collect()
+}
+
+/// Resolves an open task: the task, or `None` when there is no such open task.
+pub async fn resolve_task(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    by: &str,
+    note: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<TaskRow>, DbErr> {
+    db.query_one_raw(stmt(
+        db.get_database_backend(),
+        &format!(
+            "UPDATE tasks SET status = 'resolved', resolved_by = $3, resolved_at = $4, note = $5
+             WHERE tenant = $1 AND id = $2 AND status = 'open' RETURNING {TASK_COLUMNS}"
+        ),
+        [tenant.into(), id.into(), by.into(), at.into(), note.into()],
+    ))
+    .await?
+    .map(|r| task_row(&r))
+    .transpose()
 }

@@ -1617,7 +1617,7 @@ async fn postgres_an_outage_while_sending_sends_no_email_twice() -> Result<()> {
 }
 
 /// The database goes away just after a round claimed its messages: the round keeps them and
-/// sends them once the database is back, not when their two-minute lease ends.
+/// sends them once the database is back, not when their lease ends.
 #[tokio::test]
 async fn postgres_an_outage_after_a_claim_keeps_the_claimed_messages() -> Result<()> {
     let e = env_behind_proxy(|_| {}).await?;
@@ -1854,6 +1854,157 @@ async fn the_front_door_is_retried_without_end_and_raised_after_a_minute(e: Env)
     Ok(())
 }
 
+/// A sender that dies after claiming its round (a crashed pod) holds its messages only until its
+/// short lease ends: another sender sends them seconds later, each once.
+async fn a_dead_senders_claims_are_sent_within_seconds(e: Env) -> Result<()> {
+    let now = e.ctx.clock.now();
+    let n = 3;
+    e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
+        .await?;
+    e.ctx
+        .faults
+        .hold(eh_notifications::sender::HOLD_AFTER_CLAIM);
+    let dying = Sender::new(
+        e.ctx.clone(),
+        Arc::new(Mailer::from_settings(&e.ctx.settings).map_err(anyhow::Error::msg)?),
+    );
+    let round = tokio::spawn(async move { dying.send_due().await });
+    eh_testkit::eventually(Duration::from_secs(20), "the round's claim", || async {
+        let claimed = e
+            .ctx
+            .db
+            .query_one_raw(eh_store::stmt(
+                e.ctx.db.get_database_backend(),
+                "SELECT COUNT(*) FROM messages WHERE attempts = 1",
+                [],
+            ))
+            .await?
+            .context("a count")?
+            .try_get_by_index::<i64>(0)?;
+        Ok((claimed == n as i64).then_some(()))
+    })
+    .await?;
+    // The process dies holding its claims.
+    round.abort();
+    let _ = round.await;
+    e.ctx.faults.release_all();
+    assert_eq!(
+        e.sender.send_due().await?,
+        0,
+        "claimed until the lease ends"
+    );
+    e.clock
+        .advance(eh_notifications::sender::LEASE + chrono::Duration::seconds(1));
+    e.drain().await?;
+    assert_eq!(e.count_status("sent").await?, n as i64);
+    assert_eq!(e.mails().len(), n, "each once");
+    Ok(())
+}
+
+/// A message that fails for good is a task for the council's team manager, listed until
+/// someone resolves it (saying what was done); only team managers see or resolve tasks, and only
+/// their own council's.
+async fn a_message_that_fails_for_good_is_a_task_for_the_team_manager(e: Env) -> Result<()> {
+    use eh_proto::notifications::v1 as pb;
+    use eh_proto::notifications::v1::notifications_service_server::NotificationsService;
+    let now = e.ctx.clock.now();
+    e.queue_acknowledgements("ref", 1, now - chrono::Duration::minutes(1))
+        .await?;
+    e.smtp.set_failing(true);
+    for _ in 0..eh_notifications::sender::MAX_ATTEMPTS {
+        e.sender.send_due().await?;
+        e.clock.advance(chrono::Duration::milliseconds(
+            e.ctx.settings.bus.retry_max_ms as i64 + 1,
+        ));
+    }
+    assert_eq!(e.count_status("failed").await?, 1);
+    let api = eh_notifications::grpc::NotificationsApi {
+        db: e.ctx.db.clone(),
+        auditor: eh_auth::Auditor::new(e.ctx.db.clone()),
+        settings: e.ctx.settings.clone(),
+    };
+    let as_who = |tenant: &str, roles: &[&str]| eh_auth::Principal::Person {
+        tenant: tenant.into(),
+        subject: "tm-1".into(),
+        agency: None,
+        roles: roles.iter().map(|r| (*r).to_string()).collect(),
+    };
+    fn call<T>(p: eh_auth::Principal, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.extensions_mut().insert(p);
+        r
+    }
+    let list = |p| {
+        call(
+            p,
+            pb::ListTasksRequest {
+                tenant: "worcs".into(),
+                status: "open".into(),
+            },
+        )
+    };
+    let tasks = api
+        .list_tasks(list(as_who("worcs", &["team_manager"])))
+        .await?
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(
+        (
+            tasks[0].kind.as_str(),
+            tasks[0].template.as_str(),
+            tasks[0].status.as_str()
+        ),
+        ("message_failed", "referral_acknowledgement", "open")
+    );
+    for (who, code) in [
+        (
+            as_who("worcs", &["practitioner"]),
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            as_who("staffs", &["team_manager"]),
+            tonic::Code::PermissionDenied,
+        ),
+    ] {
+        assert_eq!(api.list_tasks(list(who)).await.unwrap_err().code(), code);
+    }
+    let resolve = |note: &str| {
+        call(
+            as_who("worcs", &["team_manager"]),
+            pb::ResolveTaskRequest {
+                tenant: "worcs".into(),
+                task_id: tasks[0].task_id.clone(),
+                note: note.into(),
+            },
+        )
+    };
+    let e1 = api.resolve_task(resolve(" ")).await.unwrap_err();
+    assert_eq!(e1.code(), tonic::Code::InvalidArgument);
+    assert!(e1.message().contains("note"), "{}", e1.message());
+    let done = api
+        .resolve_task(resolve("phoned the referrer instead"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (done.status.as_str(), done.resolved_by.as_str()),
+        ("resolved", "person:tm-1")
+    );
+    assert_eq!(
+        api.resolve_task(resolve("again")).await.unwrap_err().code(),
+        tonic::Code::NotFound,
+        "resolved once"
+    );
+    assert!(
+        api.list_tasks(list(as_who("worcs", &["team_manager"])))
+            .await?
+            .into_inner()
+            .tasks
+            .is_empty()
+    );
+    Ok(())
+}
+
 macro_rules! both {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -1897,4 +2048,6 @@ both!(
     the_team_manager_hears_of_each_breach_once,
     tenants_are_kept_apart,
     the_front_door_is_retried_without_end_and_raised_after_a_minute,
+    a_dead_senders_claims_are_sent_within_seconds,
+    a_message_that_fails_for_good_is_a_task_for_the_team_manager,
 );
