@@ -252,13 +252,19 @@ impl Consent {
             .map(|s| s.record)
             .collect();
         let overrides = store::family_overrides(db, tenant, family_id).await?;
-        let mut out = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let decision = sharing::decide(&records, &overrides, req, now);
-            let id = uuid::Uuid::now_v7().to_string();
-            store::insert_decision(db, tenant, &id, now, asker, req, &decision).await?;
-            out.push((id, now, decision));
-        }
+        let out: Vec<(String, DateTime<Utc>, SharingDecision)> = reqs
+            .iter()
+            .map(|req| {
+                let decision = sharing::decide(&records, &overrides, req, now);
+                (uuid::Uuid::now_v7().to_string(), now, decision)
+            })
+            .collect();
+        let kept: Vec<(&str, &SharingRequest, &SharingDecision)> = out
+            .iter()
+            .zip(reqs)
+            .map(|((id, _, d), req)| (id.as_str(), req, d))
+            .collect();
+        store::insert_decisions(db, tenant, now, asker, &kept).await?;
         Ok(out)
     }
 }

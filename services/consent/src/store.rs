@@ -423,13 +423,26 @@ pub async fn insert_decision(
     req: &SharingRequest,
     d: &SharingDecision,
 ) -> Result<(), DbErr> {
-    db.execute_raw(stmt(
-        db.get_database_backend(),
-        "INSERT INTO sharing_decisions (id, tenant, decided_at, asked_by, asked_role, family_id, person_id,
-           agency, category, purpose, allowed, reason, record_id, restriction, override_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        [
-            id.into(),
+    insert_decisions(db, tenant, at, asker, &[(id, req, d)]).await
+}
+
+/// Keeps several decisions asked together, in one statement.
+pub async fn insert_decisions(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    at: DateTime<Utc>,
+    asker: &Asker,
+    decided: &[(&str, &SharingRequest, &SharingDecision)],
+) -> Result<(), DbErr> {
+    let mut rows = eh_store::Rows::new(
+        "INSERT INTO sharing_decisions (id, tenant, decided_at, asked_by, asked_role, family_id,
+           person_id, agency, category, purpose, allowed, reason, record_id, restriction,
+           override_id)",
+        15,
+    );
+    for (id, req, d) in decided {
+        rows.push([
+            (*id).into(),
             tenant.into(),
             at.into(),
             asker.actor.clone().into(),
@@ -444,10 +457,9 @@ pub async fn insert_decision(
             d.record_id.clone().into(),
             d.restriction.map(|r| r.to_string()).into(),
             d.override_id.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+        ]);
+    }
+    rows.write(db).await.map(|_| ())
 }
 
 /// A kept decision: (asked_by, family_id, agency, category, purpose, allowed, reason).
