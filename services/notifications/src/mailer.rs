@@ -56,8 +56,15 @@ impl Mailer {
         Ok(Self::Smtp(builder.build()))
     }
 
-    /// Sends one email; the error text is what the message's record shows.
+    /// Sends one email; the error text is what the message's record shows (and the log), with
+    /// every email address in it replaced: an SMTP server's refusal often quotes the recipient.
     pub async fn send(&self, email: &Email<'_>) -> Result<(), String> {
+        self.send_quoting(email)
+            .await
+            .map_err(|e| without_addresses(&e))
+    }
+
+    async fn send_quoting(&self, email: &Email<'_>) -> Result<(), String> {
         let from: Mailbox = email
             .from
             .parse()
@@ -91,6 +98,30 @@ impl Mailer {
     }
 }
 
+/// `text` with everything shaped like an email address (`local@domain`) replaced by `[address]`.
+pub fn without_addresses(text: &str) -> String {
+    let part = |c: char| c.is_alphanumeric() || "._%+-=@!#$&*/?^`{|}~".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let address = word
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && d.contains('.'));
+        out.push_str(if address { "[address]" } else { word.as_str() });
+        word.clear();
+    };
+    for c in text.chars() {
+        if part(c) {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// `X-Earlyhelp-Template: <template name>`.
 #[derive(Debug, Clone)]
 struct TemplateHeader(String);
@@ -106,5 +137,32 @@ impl lettre::message::header::Header for TemplateHeader {
 
     fn display(&self) -> lettre::message::header::HeaderValue {
         lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_never_reach_the_error_text() {
+        assert_eq!(
+            without_addresses(
+                "SMTP: permanent error (550): 5.1.1 <dana.marsh@example.org>: Recipient address rejected"
+            ),
+            "SMTP: permanent error (550): 5.1.1 <[address]>: Recipient address rejected"
+        );
+        assert_eq!(
+            without_addresses("to a.b+c@x.co.uk, then"),
+            "to [address], then"
+        );
+        assert_eq!(
+            without_addresses("451 try again @ 10:00"),
+            "451 try again @ 10:00"
+        );
+        assert_eq!(
+            without_addresses("user@localhost said no"),
+            "user@localhost said no"
+        );
     }
 }
