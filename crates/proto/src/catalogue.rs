@@ -167,6 +167,14 @@ pub const SCREEN_REFERRAL: EventSpec = EventSpec {
     payload: "earlyhelp.intake.v1.ScreenReferral",
     summary: "Command from casework: screen a referral now that consent is held.",
 };
+pub const REFER_AGAIN: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "casework",
+    name: "cmd.refer_again",
+    payload: "earlyhelp.intake.v1.ReferAgain",
+    summary: "Command from casework: the follow-up check of a closed case found the family needs \
+              help again; intake makes a new request for support from the case's opening referral.",
+};
 pub const SCREENING_DECIDED: EventSpec = EventSpec {
     service: "intake",
     publisher: "intake",
@@ -404,6 +412,13 @@ pub const CONSENT_REFERRAL_RECEIVED: Subscription = Subscription {
     summary: "Records the consent the referral carries.",
 };
 
+pub const INTAKE_REFER_AGAIN: Subscription = Subscription {
+    consumer: "intake_refer_again",
+    service: "intake",
+    source: Source::Event(&REFER_AGAIN),
+    summary: "A new request for support for a family the follow-up check found needs help again, \
+              made from the closed case's opening referral and taken through the front door.",
+};
 pub const INTAKE_SCREEN_REFERRAL: Subscription = Subscription {
     consumer: "intake_screen_referral",
     service: "intake",
@@ -711,6 +726,7 @@ pub const EVENTS: &[&EventSpec] = &[
     &MESSAGE_SENT,
     &FRONT_DOOR_OVERDUE,
     &SCREEN_REFERRAL,
+    &REFER_AGAIN,
     &SCREENING_DECIDED,
     &CASE_STATE_CHANGED,
     &CASE_STEPPED_UP,
@@ -751,6 +767,7 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &NOTIFICATIONS_PEOPLE_MERGED,
     &CONSENT_REFERRAL_RECEIVED,
     &INTAKE_SCREEN_REFERRAL,
+    &INTAKE_REFER_AGAIN,
     &CASEWORK_REFERRAL_RECEIVED,
     &CASEWORK_REFERRAL_RECEIVED_URGENT,
     &CASEWORK_CONSENT_RECORDED,

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use eh_proto::casework::v1 as pb;
 use eh_proto::catalogue::{self, EventSpec};
 use eh_proto::consent::v1::{ConsentRecorded, ConsentWithdrawn};
-use eh_proto::intake::v1::{ReferralReceived, ScreenReferral, ScreeningDecided};
+use eh_proto::intake::v1::{ReferAgain, ReferralReceived, ScreenReferral, ScreeningDecided};
 use eh_workdays::WorkingCalendar;
 use prost::Message;
 use std::collections::BTreeMap;
@@ -140,6 +140,9 @@ pub enum Outgoing {
     StateChanged(pb::CaseStateChanged),
     /// The command asking intake to screen the referral.
     ScreenReferral(ScreenReferral),
+    /// The command asking intake for a new request for support (the follow-up check found the
+    /// family needs help again).
+    ReferAgain(ReferAgain),
     ReadyForAllocation(pb::CaseReadyForAllocation),
     SteppedUp(pb::CaseSteppedUp),
     Closed(pb::CaseClosed),
@@ -153,6 +156,7 @@ impl Outgoing {
         match self {
             Outgoing::StateChanged(_) => &catalogue::CASE_STATE_CHANGED,
             Outgoing::ScreenReferral(_) => &catalogue::SCREEN_REFERRAL,
+            Outgoing::ReferAgain(_) => &catalogue::REFER_AGAIN,
             Outgoing::ReadyForAllocation(_) => &catalogue::CASE_READY_FOR_ALLOCATION,
             Outgoing::SteppedUp(_) => &catalogue::CASE_STEPPED_UP,
             Outgoing::Closed(_) => &catalogue::CASE_CLOSED,
@@ -166,6 +170,7 @@ impl Outgoing {
         match self {
             Outgoing::StateChanged(m) => m.encode_to_vec(),
             Outgoing::ScreenReferral(m) => m.encode_to_vec(),
+            Outgoing::ReferAgain(m) => m.encode_to_vec(),
             Outgoing::ReadyForAllocation(m) => m.encode_to_vec(),
             Outgoing::SteppedUp(m) => m.encode_to_vec(),
             Outgoing::Closed(m) => m.encode_to_vec(),
@@ -924,12 +929,19 @@ pub fn allocation_step(
                     "not sustained"
                 },
                 if *needs_help_again {
-                    "; the family needs help again: the front door is told"
+                    "; the family needs help again: a new request for support goes to the front door"
                 } else {
                     ""
                 }
             );
             fx.note("follow_up_recorded", r);
+            if *needs_help_again {
+                fx.publish.push(Outgoing::ReferAgain(ReferAgain {
+                    case_id: fx.case.id.clone(),
+                    referral_id: fx.case.referral_id.clone(),
+                    family_id: fx.case.family_id.clone(),
+                }));
+            }
         }
         AllocationStep::LeadDeclined {
             practitioner,
@@ -1342,7 +1354,8 @@ mod tests {
         Reviewed,
         Closure(&'static str),
         FollowUpDue,
-        FollowUpRecorded,
+        /// Whether the family needs help again.
+        FollowUpRecorded(bool),
     }
 
     /// What the row expects.
@@ -1603,7 +1616,8 @@ mod tests {
             row("closure, stepped up meanwhile: ignored", SteppedUp, P, Ev::Closure("outcomes_met"), noted(SteppedUp, &["ignored"])),
             row("closure of an unknown kind: refused", InReview, P, Ev::Closure("finished"), Want::Refused("unknown closure kind \"finished\"")),
             row("follow-up due: noted on the closed case", ClosedOutcomesMet, P, Ev::FollowUpDue, noted(ClosedOutcomesMet, &["follow_up_due"])),
-            row("follow-up answered: noted on the closed case", ClosedOutcomesMet, P, Ev::FollowUpRecorded, noted(ClosedOutcomesMet, &["follow_up_recorded"])),
+            row("follow-up answered: noted on the closed case", ClosedOutcomesMet, P, Ev::FollowUpRecorded(false), noted(ClosedOutcomesMet, &["follow_up_recorded"])),
+            row("follow-up, needs help again: a new request through the front door", ClosedOutcomesMet, P, Ev::FollowUpRecorded(true), fx(ClosedOutcomesMet, &["follow_up_recorded"], &["cmd.refer_again"], &[], &[])),
             row("StepUp, in review", InReview, P, Ev::Practitioner(SteppedUp), stepped_up(&["transition"])),
             row("first contact late with a plan: breach", PlanAgreed, P, Ev::Clock(FirstContact),
                 Want::Fx { state: PlanAgreed, timeline: &["service_level_breached"], publish: &["service_level_breached"], set: &[], cancel: &[], alerts: 1 }),
@@ -1677,7 +1691,7 @@ mod tests {
             | Ev::Reviewed
             | Ev::Closure(_)
             | Ev::FollowUpDue
-            | Ev::FollowUpRecorded => {
+            | Ev::FollowUpRecorded(_) => {
                 let step = match r.ev {
                     Ev::PlanAgreed(version) => AllocationStep::PlanAgreed {
                         version,
@@ -1692,9 +1706,9 @@ mod tests {
                         follow_up_due: "2026-09-02T09:00:00+00:00".into(),
                     },
                     Ev::FollowUpDue => AllocationStep::FollowUpDue,
-                    Ev::FollowUpRecorded => AllocationStep::FollowUpRecorded {
-                        sustained: true,
-                        needs_help_again: false,
+                    Ev::FollowUpRecorded(again) => AllocationStep::FollowUpRecorded {
+                        sustained: !again,
+                        needs_help_again: again,
                     },
                     Ev::AssessmentOpened(version) => AllocationStep::AssessmentOpened { version },
                     Ev::AssessmentFinalised(version) => AllocationStep::AssessmentFinalised {
@@ -1787,7 +1801,7 @@ mod tests {
                 (want, got) => panic!("{}: wanted {want:?}, got {got:?}", r.name),
             }
         }
-        assert_eq!(table.len(), 111, "rows");
+        assert_eq!(table.len(), 112, "rows");
     }
 
     /// Whatever a decision moves a case to, the clocks it leaves behind are cancelled and the

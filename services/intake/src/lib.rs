@@ -172,6 +172,13 @@ pub fn start(
         }),
     );
     ctx.spawn_subscription(
+        &eh_proto::catalogue::INTAKE_REFER_AGAIN,
+        4,
+        Arc::new(handlers::refer_again::ReferAgainHandler {
+            intake: intake.clone(),
+        }),
+    );
+    ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_SCREEN_REFERRAL,
         handlers::screening::MAX_BATCH,
         Arc::new(handlers::screening::ScreenReferralHandler::new(

@@ -190,6 +190,7 @@ const DECODERS: &[(&str, Decoder)] = decoders![
     "earlyhelp.intake.v1.ReferralReceived" => eh_proto::intake::v1::ReferralReceived,
     "earlyhelp.intake.v1.ReferralRejected" => eh_proto::intake::v1::ReferralRejected,
     "earlyhelp.intake.v1.ScreenReferral" => eh_proto::intake::v1::ScreenReferral,
+    "earlyhelp.intake.v1.ReferAgain" => eh_proto::intake::v1::ReferAgain,
     "earlyhelp.intake.v1.ScreeningDecided" => eh_proto::intake::v1::ScreeningDecided,
     "earlyhelp.consent.v1.ConsentRecorded" => eh_proto::consent::v1::ConsentRecorded,
     "earlyhelp.consent.v1.ConsentWithdrawn" => eh_proto::consent::v1::ConsentWithdrawn,

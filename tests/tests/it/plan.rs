@@ -716,6 +716,55 @@ async fn plan_to_follow_up(distributed: bool) -> anyhow::Result<()> {
     })
     .await?;
     assert!(case.timeline.iter().any(|e| e.kind == "follow_up_due"));
+    // ... and a new request for support for the family goes through the front door: a new case,
+    // made from the closed case's referral.
+    let cw = CaseworkServiceClient::new(t.channel().await?);
+    let family_id = case.family_id.clone();
+    let again = eh_testkit::eventually(WAIT, "the new request's case", || {
+        let mut cw = cw.clone();
+        let req = cw::ListCasesRequest {
+            tenant: "worcs".into(),
+            state: String::new(),
+            family_id: family_id.clone(),
+            limit: 10,
+        };
+        let manager = manager.clone();
+        let closed = case_id.clone();
+        async move {
+            let cases = cw
+                .list_cases(with_token(req, &manager))
+                .await?
+                .into_inner()
+                .cases;
+            Ok(cases.into_iter().find(|c| c.case_id != closed))
+        }
+    })
+    .await?;
+    assert_eq!(
+        (
+            again.source_system.as_str(),
+            again.source_reference.as_str(),
+            again.route.as_str()
+        ),
+        (
+            "earlyhelp-follow-up",
+            format!("follow-up:{case_id}").as_str(),
+            "front_door"
+        )
+    );
+    // The family's consent on record still holds, so it goes straight to the front door's
+    // screening (without it, casework would ask for consent first).
+    assert!(
+        [
+            "screening",
+            "ready_for_allocation",
+            "allocating",
+            "waiting_for_provider"
+        ]
+        .contains(&again.state.as_str()),
+        "{}",
+        again.state
+    );
     Ok(())
 }
 
