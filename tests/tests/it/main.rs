@@ -1,6 +1,7 @@
 //! Cross-service tests against real PostgreSQL + NATS (distributed) and the embedded mode.
 mod access;
 mod allocation;
+mod audit;
 mod assessment;
 mod bus;
 mod casework;
