@@ -3,7 +3,8 @@
 //! otherwise), the caller's own council (PERMISSION_DENIED, audited, for another's), and a
 //! principal the method's row names (PERMISSION_DENIED, audited, otherwise). A method missing from
 //! the table is refused. Every decision is on the audit trail (one entry, allowed or denied, under
-//! the method's name) before the call goes on. A condition on the record itself (the case's lead,
+//! the method's name) before the call goes on — or, for a method that lists records
+//! ([`admit_list`]), before its answer goes back, the entry then naming the ids it returned. A condition on the record itself (the case's lead,
 //! the offer's organisation, the referral's source system) is the service's to check after
 //! admission, and a refusal then is audited too ([`refuse`]).
 //!

@@ -1,8 +1,8 @@
 //! Cross-service tests against real PostgreSQL + NATS (distributed) and the embedded mode.
 mod access;
 mod allocation;
-mod audit;
 mod assessment;
+mod audit;
 mod bus;
 mod casework;
 mod consent;
