@@ -85,6 +85,8 @@ const DATABASE_CHAIN: &str = "database";
 const GENESIS: &str = "genesis";
 /// Most entries one statement writes.
 const MAX_BATCH: usize = 1024;
+/// Entries `verify` reads at a time.
+const VERIFY_PAGE: i64 = 10_000;
 /// How often a batch is linked again after other replicas moved the council's head first.
 const MAX_ATTEMPTS: usize = 16;
 /// A council's writer task ends after this long without entries (a new one starts on demand).
@@ -651,98 +653,118 @@ impl Auditor {
     /// under the key); no unkeyed entry may follow a keyed one of its council; and the council's
     /// head row must name its last entry (a removed tail).
     pub async fn verify_report(&self, tenant: Option<&str>) -> Result<VerifyReport, DbErr> {
+        self.verify_in_pages(tenant, VERIFY_PAGE).await
+    }
+
+    /// [`Auditor::verify_report`], reading `page` entries at a time.
+    async fn verify_in_pages(
+        &self,
+        tenant: Option<&str>,
+        page_size: i64,
+    ) -> Result<VerifyReport, DbErr> {
         let b = self.db.get_database_backend();
-        let rows = self
+        let mut last = GENESIS.to_string();
+        let mut walks: BTreeMap<String, Walk> = BTreeMap::new();
+        let mut breaks: Vec<Break> = Vec::new();
+        // Read in pages by `seq`, so a long trail is never all in memory.
+        let mut after = i64::MIN;
+        loop {
+            let rows = self
             .db
             .query_all_raw(stmt(
                 b,
                 "SELECT seq, at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash, hash, chain
-                 FROM eh_audit ORDER BY seq",
-                [],
+                 FROM eh_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [after.into(), page_size.into()],
             ))
             .await?;
-        let mut last = GENESIS.to_string();
-        let mut walks: BTreeMap<String, Walk> = BTreeMap::new();
-        let mut breaks: Vec<Break> = Vec::new();
-        for r in rows {
-            let seq: i64 = r.try_get_by_index(0)?;
-            let at: String = r.try_get_by_index(1)?;
-            let decision: String = r.try_get_by_index(8)?;
-            let stored_prev: String = r.try_get_by_index(10)?;
-            let stored: String = r.try_get_by_index(11)?;
-            let kind: String = r.try_get_by_index(12)?;
-            let e = AuditEntry {
-                tenant: r.try_get_by_index(2)?,
-                actor: r.try_get_by_index(3)?,
-                role: r.try_get_by_index(4)?,
-                action: r.try_get_by_index(5)?,
-                record: r.try_get_by_index(6)?,
-                purpose: r.try_get_by_index(7)?,
-                decision: match decision.as_str() {
-                    "allowed" => Decision::Allowed,
-                    _ => Decision::Denied,
-                },
-                reason: r.try_get_by_index(9)?,
-            };
-            let walk = walks.entry(e.tenant.clone()).or_default();
-            let council_prev = walk.last.clone().unwrap_or_else(|| GENESIS.into());
-            let mut broken = |what: String| {
-                breaks.push(Break {
-                    seq,
-                    tenant: e.tenant.clone(),
-                    what,
-                })
-            };
-            let (prev, expected) = match kind.as_str() {
-                KEYED_CHAIN => {
-                    walk.keyed += 1;
-                    let h = keyed(&self.key, &council_prev, &at, &e);
-                    (council_prev, h)
-                }
-                COUNCIL_CHAIN | DATABASE_CHAIN => {
-                    walk.unkeyed += 1;
-                    if walk.keyed > 0 {
-                        broken(format!(
-                            "an unkeyed ({kind}) entry after the council's keyed entries: written without the key"
-                        ));
+            let page = rows.len();
+            for r in rows {
+                let seq: i64 = r.try_get_by_index(0)?;
+                let at: String = r.try_get_by_index(1)?;
+                let decision: String = r.try_get_by_index(8)?;
+                let stored_prev: String = r.try_get_by_index(10)?;
+                let stored: String = r.try_get_by_index(11)?;
+                let kind: String = r.try_get_by_index(12)?;
+                let e = AuditEntry {
+                    tenant: r.try_get_by_index(2)?,
+                    actor: r.try_get_by_index(3)?,
+                    role: r.try_get_by_index(4)?,
+                    action: r.try_get_by_index(5)?,
+                    record: r.try_get_by_index(6)?,
+                    purpose: r.try_get_by_index(7)?,
+                    decision: match decision.as_str() {
+                        "allowed" => Decision::Allowed,
+                        _ => Decision::Denied,
+                    },
+                    reason: r.try_get_by_index(9)?,
+                };
+                let walk = walks.entry(e.tenant.clone()).or_default();
+                let council_prev = walk.last.clone().unwrap_or_else(|| GENESIS.into());
+                let mut broken = |what: String| {
+                    breaks.push(Break {
+                        seq,
+                        tenant: e.tenant.clone(),
+                        what,
+                    })
+                };
+                let (prev, expected) = match kind.as_str() {
+                    KEYED_CHAIN => {
+                        walk.keyed += 1;
+                        let h = keyed(&self.key, &council_prev, &at, &e);
+                        (council_prev, h)
                     }
-                    let prev = if kind == COUNCIL_CHAIN {
-                        council_prev
-                    } else {
-                        last.clone()
-                    };
-                    let h = chain(&prev, &at, &e);
-                    (prev, h)
+                    COUNCIL_CHAIN | DATABASE_CHAIN => {
+                        walk.unkeyed += 1;
+                        if walk.keyed > 0 {
+                            broken(format!(
+                                "an unkeyed ({kind}) entry after the council's keyed entries: written \
+                             without the key (by someone with database access, or by a replica of \
+                             the previous version still running after the migration)"
+                            ));
+                        }
+                        let prev = if kind == COUNCIL_CHAIN {
+                            council_prev
+                        } else {
+                            last.clone()
+                        };
+                        let h = chain(&prev, &at, &e);
+                        (prev, h)
+                    }
+                    other => {
+                        broken(format!("unknown chain {other:?}"));
+                        (council_prev, String::new())
+                    }
+                };
+                if !matches!(decision.as_str(), "allowed" | "denied") {
+                    broken(format!(
+                        "decision {decision:?} is neither allowed nor denied"
+                    ));
                 }
-                other => {
-                    broken(format!("unknown chain {other:?}"));
-                    (council_prev, String::new())
-                }
-            };
-            if !matches!(decision.as_str(), "allowed" | "denied") {
-                broken(format!(
-                    "decision {decision:?} is neither allowed nor denied"
-                ));
-            }
-            if stored_prev != prev {
-                broken(
-                    "prev_hash does not name the council's previous entry: an entry before it \
+                if stored_prev != prev {
+                    broken(
+                        "prev_hash does not name the council's previous entry: an entry before it \
                      was removed, or this one was moved or inserted"
-                        .into(),
-                );
-            }
-            if expected != stored {
-                broken(if kind == KEYED_CHAIN {
-                    "hash does not match the entry under the audit key: the entry was altered, \
+                            .into(),
+                    );
+                }
+                if expected != stored {
+                    broken(if kind == KEYED_CHAIN {
+                        "hash does not match the entry under the audit key: the entry was altered, \
                      or written without the key"
-                        .into()
-                } else {
-                    "hash does not match the entry: the entry was altered".into()
-                });
+                            .into()
+                    } else {
+                        "hash does not match the entry: the entry was altered".into()
+                    });
+                }
+                walk.last = Some(stored.clone());
+                walk.last_seq = seq;
+                last = stored;
+                after = seq;
             }
-            walk.last = Some(stored.clone());
-            walk.last_seq = seq;
-            last = stored;
+            if (page as i64) < page_size {
+                break;
+            }
         }
         let heads = self
             .db
@@ -913,6 +935,14 @@ mod tests {
             .map(|c| (c.tenant.as_str(), c.keyed, c.unkeyed))
             .collect();
         assert_eq!(counts, [("staffs", 4, 0), ("worcs", 4, 0)]);
+        // Read a few entries at a time, the same.
+        assert_eq!(auditor.verify_in_pages(None, 3).await?, report);
+        db.execute_unprepared("UPDATE eh_audit SET record = 'case:x' WHERE seq = 7")
+            .await?;
+        let paged = auditor.verify_in_pages(None, 3).await?;
+        assert_eq!(paged.first_break.map(|b| b.seq), Some(7));
+        db.execute_unprepared("UPDATE eh_audit SET record = 'case:3' WHERE seq = 7")
+            .await?;
         let only = auditor.verify_report(Some("worcs")).await?;
         assert_eq!(only.chains.len(), 1);
         // The same entries under another key do not verify: the hash is keyed.
