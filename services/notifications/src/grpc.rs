@@ -91,10 +91,6 @@ impl NotificationsService for NotificationsApi {
         let req = request.into_inner();
         let record = format!("related:{}", req.related_id);
         let list = async {
-            let failed = |e: sea_orm::DbErr| {
-                tracing::error!(error = %e, "list messages failed");
-                Status::internal("internal error")
-            };
             // Held to the caller's tenant by row-level security too (a no-op on SQLite).
             let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
                 .await
@@ -149,30 +145,47 @@ impl NotificationsService for NotificationsApi {
     ) -> Result<Response<ListTasksResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.admit(
-            &p,
-            &req.tenant,
-            "ListTasks",
-            &format!("tasks:{}", req.status),
+        let record = format!("tasks:{}", req.status);
+        let list = async {
+            let status = req.status.trim();
+            if !["", "open", "resolved"].contains(&status) {
+                return Err(invalid(
+                    "the request is invalid",
+                    &[Violation::new("status", "must be open, resolved or empty")],
+                ));
+            }
+            let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(failed)?;
+            let rows = store::tasks(&txn, &req.tenant, status, TASK_PAGE)
+                .await
+                .map_err(failed)?;
+            eh_store::end_read(txn).await.map_err(failed)?;
+            Ok(ListTasksResponse {
+                tasks: rows.into_iter().map(task_pb).collect(),
+            })
+        };
+        let listed = eh_service::access::admit_list(
+            &self.auditor,
+            &self.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: &p,
+                tenant: &req.tenant,
+                method: "ListTasks",
+                record: &record,
+                service: "notifications",
+            },
+            list,
+            |r: &ListTasksResponse| {
+                r.tasks
+                    .iter()
+                    .map(|t| format!("task:{}", t.task_id))
+                    .collect()
+            },
         )
         .await?;
-        let status = req.status.trim();
-        if !["", "open", "resolved"].contains(&status) {
-            return Err(invalid(
-                "the request is invalid",
-                &[Violation::new("status", "must be open, resolved or empty")],
-            ));
-        }
-        let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(failed)?;
-        let rows = store::tasks(&txn, &req.tenant, status, TASK_PAGE)
-            .await
-            .map_err(failed)?;
-        eh_store::end_read(txn).await.map_err(failed)?;
-        Ok(Response::new(ListTasksResponse {
-            tasks: rows.into_iter().map(task_pb).collect(),
-        }))
+        Ok(Response::new(listed))
     }
 
     async fn resolve_task(
