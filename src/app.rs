@@ -166,6 +166,11 @@ impl App {
         let mut settings = with_demo_tenant(opts.settings);
         // Every service's settings are read and checked before anything starts.
         crate::targets::check_settings(&settings, &opts.targets).map_err(anyhow::Error::msg)?;
+        // The audit trail's key (refused start without one in distributed mode), for every
+        // service's `Auditor`.
+        eh_auth::audit::install_key(
+            eh_auth::AuditKey::from_settings(&settings).map_err(anyhow::Error::msg)?,
+        );
         let demo_issuer = if settings.demo_enabled() {
             Some(Arc::new(
                 DemoIssuer::load_or_create(&settings.data_dir).map_err(anyhow::Error::msg)?,

@@ -133,7 +133,8 @@ pub async fn act(
             d.consumer, d.original_subject, d.parked_at, d.attempts
         ),
     };
-    Auditor::new(db.clone())
+    let key = eh_auth::AuditKey::from_settings(settings).map_err(anyhow::Error::msg)?;
+    Auditor::with_key(db.clone(), key)
         .record(entry)
         .await
         .with_context(|| format!("the audit trail of {target} cannot be written; nothing done"))?;

@@ -4,6 +4,7 @@
 //! and HTTP (`/healthz`, `/readyz`, `/metrics`), and shuts down gracefully.
 pub mod app;
 pub mod asyncapi;
+pub mod audit;
 pub mod demo;
 pub mod dlq;
 pub mod targets;

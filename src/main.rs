@@ -1,4 +1,5 @@
-//! `earlyhelp`: run the platform, migrate, inspect config, operate dead letters, run the demo.
+//! `earlyhelp`: run the platform, migrate, inspect config, verify the audit trails, operate dead
+//! letters, run the demo.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use earlyhelp::{App, AppOptions, Target};
@@ -44,6 +45,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Check the audit trails: each council's chain recomputed with the audit key.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Operate on dead-lettered messages.
     Dlq {
@@ -95,6 +101,20 @@ enum Command {
 enum ConfigCommand {
     /// Print the effective configuration, secrets masked.
     Print,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute each council's audit chain with the key (`audit.hmac_key`) and report, per
+    /// service and council, OK with counts or the first entry that does not follow (exit 1).
+    Verify {
+        /// One service (default: every service with an audit trail).
+        #[arg(long)]
+        service: Option<String>,
+        /// One council (tenant id).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +284,22 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             for t in Target::parse_list(&target).map_err(anyhow::Error::msg)? {
                 let n = earlyhelp::app::migrate(&settings, t).await?;
                 println!("{t}: {n} migration(s) applied");
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { service, tenant },
+        } => {
+            let reports =
+                earlyhelp::audit::verify(&settings, service.as_deref(), tenant.as_deref()).await?;
+            let mut ok = true;
+            for r in &reports {
+                for line in r.lines() {
+                    println!("{line}");
+                }
+                ok &= r.ok();
+            }
+            if !ok {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Dlq { command } => {

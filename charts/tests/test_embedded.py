@@ -134,6 +134,7 @@ def test_moving_to_monolithic_switches_the_binary_to_postgresql_and_nats():
         "database": {"url": "postgres://earlyhelp@pg:5432/earlyhelp"},
         "bus": {"natsUrl": "nats://nats:4222"},
         "smtp": {"host": "smtp.example.gov.uk", "from": "Early Help <no-reply@example.gov.uk>"},
+        "audit": {"existingSecret": {"name": "earlyhelp-audit"}},
     }
     objs = chartlib.objects(values)
     config = checks.config_of(objs)
@@ -144,6 +145,10 @@ def test_moving_to_monolithic_switches_the_binary_to_postgresql_and_nats():
     assert "data" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
     assert d["spec"]["strategy"]["type"] == "RollingUpdate"
     assert checks.migration_problems(objs) == []
+    # The audit trail's key, from its Secret, never in the config file.
+    env = {e["name"]: e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["EH__AUDIT__HMAC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "earlyhelp-audit", "key": "hmac-key"}
+    assert "audit" not in config
 
 
 def test_an_smtp_relay_replaces_mailpit(embedded_custom):

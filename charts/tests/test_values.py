@@ -121,6 +121,8 @@ INCONSISTENT = [
     ({**BASE, "monolithic": {"pdb": {"minAvailable": 1, "maxUnavailable": 1}}}, "monolithic.pdb: set exactly one"),
     ({**BASE, "monolithic": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}, "minReplicas (5) is greater than maxReplicas (2)"),
     ({**BASE, "database": {"url": "", "existingSecret": {"urlKey": "url"}}}, "database.existingSecret.name is empty"),
+    ({**BASE, "audit": {"existingSecret": {"name": ""}}}, "audit.existingSecret.name is required in monolithic mode"),
+    ({**BASE, "extraConfig": {"audit": {"hmac_key": "x" * 40}}}, "extraConfig.audit.hmac_key"),
 ]
 
 

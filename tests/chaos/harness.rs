@@ -168,6 +168,7 @@ impl Platform {
         let env: Vec<(String, String)> = [
             ("EH__MODE", "distributed".to_string()),
             ("EH__DATABASE__URL", db_url.clone()),
+            ("EH__AUDIT__HMAC_KEY", eh_testkit::AUDIT_KEY.into()),
             // Migrations run once, before the services start, as the Helm chart's hook Job does.
             ("EH__DATABASE__MIGRATE_ON_START", "false".into()),
             ("EH__BUS__NATS_URL", nats_url.clone()),

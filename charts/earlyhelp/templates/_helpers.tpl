@@ -311,6 +311,13 @@ An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty
       name: {{ $v.smtp.existingSecret.name }}
       key: {{ $v.smtp.existingSecret.passwordKey }}
 {{- end }}
+{{- if $v.audit.existingSecret.name }}
+- name: EH__AUDIT__HMAC_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.audit.existingSecret.name }}
+      key: {{ $v.audit.existingSecret.hmacKeyKey }}
+{{- end }}
 {{- with $v.telemetry.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
@@ -449,6 +456,10 @@ seccompProfile:
 {{- $errs = append $errs "embedded.persistence.accessModes is empty: give at least one (e.g. ReadWriteOnce)" -}}
 {{- end -}}
 {{- else -}}
+{{- /* audit */ -}}
+{{- if not $v.audit.existingSecret.name -}}
+{{- $errs = append $errs (printf "audit.existingSecret.name is required in %s mode: the Secret holding the audit trail's HMAC key (at least 32 bytes, e.g. kubectl create secret generic earlyhelp-audit --from-literal=hmac-key=\"$(openssl rand -hex 32)\"); the platform refuses to start without it" $v.deploymentMode) -}}
+{{- end -}}
 {{- /* database */ -}}
 {{- if and $v.database.existingSecret.urlKey (not $v.database.existingSecret.name) -}}
 {{- $errs = append $errs "database.existingSecret.urlKey is set but database.existingSecret.name is empty" -}}
@@ -513,7 +524,7 @@ seccompProfile:
 {{- $errs = append $errs (printf "extraConfig.%s is managed by the chart and cannot be set" $key) -}}
 {{- end -}}
 {{- end -}}
-{{- range $section, $keys := dict "database" (list "url" "password" "migrate_on_start" "ca_file") "smtp" (list "password") "bus" (list "nats_url" "credentials_file" "ca_file") -}}
+{{- range $section, $keys := dict "database" (list "url" "password" "migrate_on_start" "ca_file") "smtp" (list "password") "audit" (list "hmac_key") "bus" (list "nats_url" "credentials_file" "ca_file") -}}
 {{- $sub := get $v.extraConfig $section -}}
 {{- if kindIs "map" $sub -}}
 {{- range $key := $keys -}}

@@ -1,17 +1,31 @@
 //! The audit trail: who touched which record, under which role and purpose, allowed or denied.
-//! Append-only and tamper-evident: one hash chain per council — each entry carries the SHA-256
-//! of the previous entry of its council and its own content — so an edited or deleted row breaks
-//! the chain ([`Auditor::verify`]).
+//! Append-only and tamper-evident: one keyed hash chain per council. Each entry carries the hash
+//! of its council's previous entry (`prev_hash`) and its own `hash` = HMAC-SHA256(key, previous
+//! hash ‖ the entry's fields), the key being the platform's `audit.hmac_key` (a Secret, never in
+//! the database). Someone who can write to the database but has not the key cannot rewrite an
+//! entry, or remove one, and recompute the chain consistently: [`Auditor::verify_report`] (and
+//! `earlyhelp audit verify`) finds the first entry that does not follow.
+//!
+//! Entries written before the key (chain `database`, one chain for the whole database, and chain
+//! `council`, per council, both plain SHA-256) are kept as they are and verified as they were
+//! written, reported apart as *unkeyed*: their chain shows accidental damage, not a rewrite by
+//! someone with database access. A council's first keyed entry chains to its last unkeyed one, so
+//! a rewrite of the unkeyed tail shows at the first keyed entry; an unkeyed entry after a keyed one
+//! is a break.
 //!
 //! Every audited call waits until its entry is committed, but calls do not take turns at the
 //! database: the entries of one council that arrive while its previous ones are being written go
-//! in together, in one transaction (group commit), by the council's one writer task. Councils
-//! have separate chains, writers and locks, so they never wait on each other.
-use eh_store::{Migration, Rows, stmt};
+//! in together (group commit), by the council's one writer task. Councils have separate chains,
+//! writers and head rows (`eh_audit_head`), so they never wait on each other. A writer remembers
+//! its council's head, so a batch is one statement on PostgreSQL: the head row is moved from the
+//! hash the writer knows to the batch's last and the batch inserted, or nothing is written when
+//! another replica moved the head first (the writer then reads the head and links again).
+use eh_store::{Migration, Rows, stmt, tuples};
+use hmac::{Hmac, Mac};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,21 +58,147 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: "ALTER TABLE eh_audit ADD COLUMN chain TEXT NOT NULL DEFAULT 'database';
               CREATE INDEX eh_audit_tenant_seq ON eh_audit (tenant, seq)",
     },
+    // Each council's chain head: the hash of its last entry. Appends move it (one council's
+    // appends take turns on its row; other councils' rows are not touched), and `verify` checks
+    // it names the last entry (a removed tail shows). Entries from now on are keyed.
+    Migration {
+        owner: "auth",
+        version: 4,
+        name: "audit chain heads",
+        sql: "CREATE TABLE eh_audit_head (
+            tenant TEXT PRIMARY KEY,
+            hash TEXT NOT NULL
+          );
+          INSERT INTO eh_audit_head (tenant, hash)
+            SELECT a.tenant, a.hash FROM eh_audit a
+            WHERE a.seq = (SELECT MAX(b.seq) FROM eh_audit b WHERE b.tenant = a.tenant)",
+    },
 ];
 
-/// The `chain` of entries chained to their council's previous entry.
+/// The `chain` of entries keyed with the platform's audit key, per council.
+const KEYED_CHAIN: &str = "keyed";
+/// The `chain` of unkeyed (SHA-256) entries chained per council, written before the key.
 const COUNCIL_CHAIN: &str = "council";
 /// The `chain` of entries written before per-council chains: one chain in `seq` order.
 const DATABASE_CHAIN: &str = "database";
 /// The first entry's `prev_hash`.
 const GENESIS: &str = "genesis";
-/// First half of the PostgreSQL advisory lock a council's chain is written under (across
-/// replicas); the second half is the council's `hashtext`.
-const CHAIN_LOCK: i32 = 7469387;
-/// Most entries one transaction writes.
+/// Most entries one statement writes.
 const MAX_BATCH: usize = 1024;
+/// Entries `verify` reads at a time.
+const VERIFY_PAGE: i64 = 10_000;
+/// How often a batch is linked again after other replicas moved the council's head first.
+const MAX_ATTEMPTS: usize = 16;
 /// A council's writer task ends after this long without entries (a new one starts on demand).
 const WRITER_IDLE: Duration = Duration::from_secs(30);
+/// The shortest key accepted (bytes).
+pub const MIN_KEY_LEN: usize = 32;
+/// In embedded mode without `audit.hmac_key`: the file under `data_dir` holding a generated key.
+pub const KEY_FILE: &str = "audit-hmac.key";
+
+/// The key of the audit chains (HMAC-SHA256). Never printed.
+#[derive(Clone)]
+pub struct AuditKey(Arc<Hmac<Sha256>>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(********)")
+    }
+}
+
+impl AuditKey {
+    /// A key of `bytes`; at least [`MIN_KEY_LEN`] of them.
+    ///
+    /// # Errors
+    /// A shorter key.
+    pub fn new(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < MIN_KEY_LEN {
+            return Err(format!("must be at least {MIN_KEY_LEN} bytes"));
+        }
+        Hmac::<Sha256>::new_from_slice(bytes)
+            .map(|m| Self(Arc::new(m)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The key of `settings`: `audit.hmac_key`; without it, in embedded mode, the key generated
+    /// once and kept in `data_dir` ([`KEY_FILE`]). Distributed mode has no default: a chain keyed
+    /// with a key anyone could read from a pod's disk would prove nothing.
+    ///
+    /// # Errors
+    /// Distributed mode without `audit.hmac_key`; a key too short; the key file unreadable.
+    pub fn from_settings(settings: &eh_platform::Settings) -> Result<Self, String> {
+        use secrecy::ExposeSecret;
+        if let Some(k) = &settings.audit.hmac_key
+            && !k.expose_secret().is_empty()
+        {
+            return Self::new(k.expose_secret().as_bytes())
+                .map_err(|e| format!("audit.hmac_key: {e}"));
+        }
+        match settings.mode {
+            eh_platform::Mode::Distributed => Err(
+                "audit.hmac_key: required in distributed mode (from a Secret): it keys the audit \
+                 trail so that a rewrite by someone with database access is detected"
+                    .into(),
+            ),
+            eh_platform::Mode::Embedded => Self::load_or_create(&settings.data_dir),
+        }
+    }
+
+    /// The key kept in `dir` ([`KEY_FILE`], hex), generated and written (owner-only) at first.
+    ///
+    /// # Errors
+    /// The file cannot be read, written or is not a key.
+    pub fn load_or_create(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join(KEY_FILE);
+        let shown = path.display();
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+            let bytes = hex::decode(text.trim()).map_err(|e| format!("{shown}: {e}"))?;
+            return Self::new(&bytes).map_err(|e| format!("{shown}: {e}"));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let bytes: [u8; 32] = rand::random();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&path).map_err(|e| format!("{shown}: {e}"))?;
+        std::io::Write::write_all(&mut file, hex::encode(bytes).as_bytes())
+            .map_err(|e| format!("{shown}: {e}"))?;
+        Self::new(&bytes)
+    }
+}
+
+/// The key [`Auditor::new`] keys entries with: the one the process installed ([`install_key`]).
+static INSTALLED: RwLock<Option<AuditKey>> = RwLock::new(None);
+
+/// Makes `key` the one [`Auditor::new`] uses from now on (the binary installs the key of its
+/// settings before any service starts).
+pub fn install_key(key: AuditKey) {
+    *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
+}
+
+/// The installed key; in a process that installed none (a service's own tests), a random key of
+/// the process, which verifies only what the process itself wrote.
+fn process_key() -> AuditKey {
+    if let Some(k) = INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return k;
+    }
+    static RANDOM: OnceLock<AuditKey> = OnceLock::new();
+    RANDOM
+        .get_or_init(|| {
+            tracing::warn!(
+                "no audit key installed: keying this process's audit entries with a random key"
+            );
+            let bytes: [u8; 32] = rand::random();
+            match AuditKey::new(&bytes) {
+                Ok(k) => k,
+                // 32 bytes is a valid HMAC key.
+                Err(_) => unreachable!("32 random bytes are a key"),
+            }
+        })
+        .clone()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -102,6 +242,7 @@ type Writers = Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Pending>)>>;
 #[derive(Debug, Clone)]
 pub struct Auditor {
     db: DatabaseConnection,
+    key: AuditKey,
     writers: Arc<WriterTable>,
 }
 
@@ -117,8 +258,8 @@ impl std::fmt::Debug for WriterTable {
     }
 }
 
-fn chain(prev: &str, at: &str, e: &AuditEntry) -> String {
-    let mut h = Sha256::new();
+/// The hashed fields of an entry after `prev`, each length-prefixed (canonical, unambiguous).
+fn canonical(prev: &str, at: &str, e: &AuditEntry, mut update: impl FnMut(&[u8])) {
     for part in [
         prev,
         at,
@@ -131,73 +272,155 @@ fn chain(prev: &str, at: &str, e: &AuditEntry) -> String {
         e.decision.as_str(),
         &e.reason,
     ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+        update(&(part.len() as u64).to_be_bytes());
+        update(part.as_bytes());
     }
+}
+
+/// The unkeyed hash of the older chains (SHA-256).
+fn chain(prev: &str, at: &str, e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    canonical(prev, at, e, |b| h.update(b));
     hex::encode(h.finalize())
 }
 
-/// Appends `batch` (entries of `tenant`, in order) to the council's chain in one transaction.
-async fn append(db: &DatabaseConnection, tenant: &str, batch: &[Pending]) -> Result<(), DbErr> {
+/// The keyed hash: HMAC-SHA256(key, prev ‖ fields).
+fn keyed(key: &AuditKey, prev: &str, at: &str, e: &AuditEntry) -> String {
+    let mut m = (*key.0).clone();
+    canonical(prev, at, e, |b| m.update(b));
+    hex::encode(m.finalize().into_bytes())
+}
+
+const AUDIT_COLUMNS: &str =
+    "at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash, hash, chain";
+
+/// The council's head, creating its row (at genesis) for a council with none.
+async fn read_head(db: &DatabaseConnection, tenant: &str) -> Result<String, DbErr> {
     let b = db.get_database_backend();
-    let txn = eh_store::begin(db).await?;
-    if b == DbBackend::Postgres {
-        // One writer of a council's chain at a time across replicas; other councils go on.
-        txn.execute_raw(stmt(
-            b,
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            [CHAIN_LOCK.into(), tenant.into()],
-        ))
-        .await?;
-    }
-    let mut prev: String = match txn
+    let row = db
         .query_one_raw(stmt(
             b,
-            "SELECT hash FROM eh_audit WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
-            [tenant.into()],
+            "INSERT INTO eh_audit_head (tenant, hash) VALUES ($1, $2)
+             ON CONFLICT (tenant) DO UPDATE SET tenant = excluded.tenant RETURNING hash",
+            [tenant.into(), GENESIS.into()],
         ))
         .await?
-    {
-        Some(r) => r.try_get_by_index(0)?,
-        None => GENESIS.into(),
-    };
+        .ok_or_else(|| DbErr::Custom("audit head: no row returned".into()))?;
+    row.try_get_by_index(0)
+}
+
+/// Writes `values` (`n` rows linked from `prev` to `last`) if the council's head is still `prev`,
+/// moving it to `last`; false when it is not (nothing written).
+async fn write_linked(
+    db: &DatabaseConnection,
+    tenant: &str,
+    prev: &str,
+    last: &str,
+    values: Vec<sea_orm::Value>,
+    n: usize,
+) -> Result<bool, DbErr> {
+    let b = db.get_database_backend();
+    if b == DbBackend::Postgres {
+        // One statement, so one round trip: the head row's update waits for another writer of
+        // the council (and then sees its head, so writes nothing); the rows are inserted only
+        // when it moved, after it did (their `seq` after the previous writer's).
+        let sql = format!(
+            "WITH h AS (UPDATE eh_audit_head SET hash = $1 WHERE tenant = $2 AND hash = $3 RETURNING 1)
+             INSERT INTO eh_audit ({AUDIT_COLUMNS})
+             SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM h)",
+            tuples(4, n, 12)
+        );
+        let params = [last.into(), tenant.into(), prev.into()]
+            .into_iter()
+            .chain(values);
+        let written = db.execute_raw(stmt(b, &sql, params)).await?.rows_affected();
+        return Ok(written == n as u64);
+    }
+    // SQLite: one writer per database anyway; a transaction of the process's own connection.
+    let txn = eh_store::begin(db).await?;
+    let moved = txn
+        .execute_raw(stmt(
+            b,
+            "UPDATE eh_audit_head SET hash = $1 WHERE tenant = $2 AND hash = $3",
+            [last.into(), tenant.into(), prev.into()],
+        ))
+        .await?
+        .rows_affected();
+    if moved != 1 {
+        #[allow(clippy::disallowed_methods)] // nothing was written
+        txn.rollback().await?;
+        return Ok(false);
+    }
     let mut rows = Rows::new(
         "INSERT INTO eh_audit (at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash, hash, chain)",
         12,
     );
-    for p in batch {
-        let e = &p.entry;
-        let hash = chain(&prev, &p.at, e);
-        rows.push([
-            p.at.clone().into(),
-            e.tenant.clone().into(),
-            e.actor.clone().into(),
-            e.role.clone().into(),
-            e.action.clone().into(),
-            e.record.clone().into(),
-            e.purpose.clone().into(),
-            e.decision.as_str().into(),
-            e.reason.clone().into(),
-            prev.into(),
-            hash.clone().into(),
-            COUNCIL_CHAIN.into(),
-        ]);
-        prev = hash;
+    for row in values.chunks(12) {
+        rows.push(row.iter().cloned());
     }
     rows.write(&txn).await?;
-    eh_store::commit(txn).await
+    eh_store::commit(txn).await?;
+    Ok(true)
 }
 
-/// One council's writer: takes what has queued up (at most [`MAX_BATCH`]), writes it in one
-/// transaction, tells each caller, and ends when idle.
+/// Appends `batch` (entries of `tenant`, in order) to the council's chain; `head` is the
+/// council's last hash as this writer knows it (read when unknown or stale).
+async fn append(
+    db: &DatabaseConnection,
+    key: &AuditKey,
+    tenant: &str,
+    head: &mut Option<String>,
+    batch: &[Pending],
+) -> Result<(), DbErr> {
+    for _ in 0..MAX_ATTEMPTS {
+        let prev = match head.take() {
+            Some(h) => h,
+            None => read_head(db, tenant).await?,
+        };
+        let mut link = prev.clone();
+        let mut values = Vec::with_capacity(batch.len() * 12);
+        for p in batch {
+            let e = &p.entry;
+            let hash = keyed(key, &link, &p.at, e);
+            values.extend([
+                p.at.clone().into(),
+                e.tenant.clone().into(),
+                e.actor.clone().into(),
+                e.role.clone().into(),
+                e.action.clone().into(),
+                e.record.clone().into(),
+                e.purpose.clone().into(),
+                e.decision.as_str().into(),
+                e.reason.clone().into(),
+                link.into(),
+                hash.clone().into(),
+                KEYED_CHAIN.into(),
+            ]);
+            link = hash;
+        }
+        if write_linked(db, tenant, &prev, &link, values, batch.len()).await? {
+            *head = Some(link);
+            return Ok(());
+        }
+        // Another replica moved the council's head: read it and link again.
+    }
+    Err(DbErr::Custom(format!(
+        "audit: the chain head of {tenant} kept moving ({MAX_ATTEMPTS} attempts)"
+    )))
+}
+
+/// One council's writer: takes what has queued up (at most [`MAX_BATCH`]), writes it, tells each
+/// caller, and ends when idle.
 async fn run_writer(
     db: DatabaseConnection,
+    key: AuditKey,
     tenant: String,
     generation: u64,
     mut queue: mpsc::UnboundedReceiver<Pending>,
     table: Weak<WriterTable>,
 ) {
     let mut batch = Vec::new();
+    let mut head = None;
     loop {
         match tokio::time::timeout(WRITER_IDLE, queue.recv()).await {
             Ok(Some(p)) => batch.push(p),
@@ -221,8 +444,10 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let result = append(&db, &tenant, &batch).await;
+        let result = append(&db, &key, &tenant, &mut head, &batch).await;
         if let Err(e) = &result {
+            // What was written is unknown (a lost connection after the commit): read the head.
+            head = None;
             tracing::error!(error = %e, entries = batch.len(), "audit write failed");
         }
         for p in batch.drain(..) {
@@ -231,10 +456,58 @@ async fn run_writer(
     }
 }
 
+/// One council's chain as [`Auditor::verify_report`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub tenant: String,
+    /// Entries keyed with the audit key.
+    pub keyed: u64,
+    /// Entries written before the key (plain SHA-256 chains): chained, but a rewrite of them by
+    /// someone with database access would not show.
+    pub unkeyed: u64,
+    /// The hash of the council's last entry (`genesis` for none).
+    pub head: String,
+}
+
+/// Where a chain first does not follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Break {
+    /// The entry's `seq` (for a head that does not name the last entry: that last entry's, or 0).
+    pub seq: i64,
+    pub tenant: String,
+    /// What differs.
+    pub what: String,
+}
+
+/// What [`Auditor::verify_report`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Each council's chain, by tenant.
+    pub chains: Vec<ChainReport>,
+    /// The first break, if any (by `seq`; a head after the entries).
+    pub first_break: Option<Break>,
+}
+
+/// A council's chain as the walk goes.
+#[derive(Default)]
+struct Walk {
+    last: Option<String>,
+    last_seq: i64,
+    keyed: u64,
+    unkeyed: u64,
+}
+
 impl Auditor {
+    /// An auditor keyed with the process's installed key ([`install_key`]).
     pub fn new(db: DatabaseConnection) -> Self {
+        Self::with_key(db, process_key())
+    }
+
+    /// An auditor keyed with `key`.
+    pub fn with_key(db: DatabaseConnection, key: AuditKey) -> Self {
         Self {
             db,
+            key,
             writers: Arc::new(WriterTable::default()),
         }
     }
@@ -273,6 +546,7 @@ impl Auditor {
         writers.insert(tenant.clone(), (generation, queue));
         tokio::spawn(run_writer(
             self.db.clone(),
+            self.key.clone(),
             tenant,
             generation,
             queued,
@@ -366,59 +640,181 @@ impl Auditor {
             .collect()
     }
 
-    /// Recomputes every chain; the sequence number of the first broken entry, if any. A council's
-    /// entry must name the hash of that council's previous entry (of either kind) as its
-    /// `prev_hash`, the first one `genesis`; an entry of the older database-wide chain, the hash of
-    /// the entry before it; and every entry's hash must match its content.
+    /// Recomputes every chain; the sequence number of the first broken entry, if any (see
+    /// [`Auditor::verify_report`]).
     pub async fn verify(&self) -> Result<Option<i64>, DbErr> {
+        Ok(self.verify_report(None).await?.first_break.map(|b| b.seq))
+    }
+
+    /// Recomputes each council's chain (of `tenant` only, when given) with the key. A council's
+    /// entry must name the hash of that council's previous entry (of any kind) as its
+    /// `prev_hash`, the first one `genesis`; an entry of the older database-wide chain, the hash
+    /// of the entry before it in the database; every entry's hash must match its content (keyed:
+    /// under the key); no unkeyed entry may follow a keyed one of its council; and the council's
+    /// head row must name its last entry (a removed tail).
+    pub async fn verify_report(&self, tenant: Option<&str>) -> Result<VerifyReport, DbErr> {
+        self.verify_in_pages(tenant, VERIFY_PAGE).await
+    }
+
+    /// [`Auditor::verify_report`], reading `page` entries at a time.
+    async fn verify_in_pages(
+        &self,
+        tenant: Option<&str>,
+        page_size: i64,
+    ) -> Result<VerifyReport, DbErr> {
         let b = self.db.get_database_backend();
-        let rows = self
+        let mut last = GENESIS.to_string();
+        let mut walks: BTreeMap<String, Walk> = BTreeMap::new();
+        let mut breaks: Vec<Break> = Vec::new();
+        // Read in pages by `seq`, so a long trail is never all in memory.
+        let mut after = i64::MIN;
+        loop {
+            let rows = self
             .db
             .query_all_raw(stmt(
                 b,
                 "SELECT seq, at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash, hash, chain
-                 FROM eh_audit ORDER BY seq",
-                [],
+                 FROM eh_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                [after.into(), page_size.into()],
             ))
             .await?;
-        let mut last = GENESIS.to_string();
-        let mut last_of: HashMap<String, String> = HashMap::new();
-        for r in rows {
-            let seq: i64 = r.try_get_by_index(0)?;
-            let at: String = r.try_get_by_index(1)?;
-            let decision: String = r.try_get_by_index(8)?;
-            let e = AuditEntry {
-                tenant: r.try_get_by_index(2)?,
-                actor: r.try_get_by_index(3)?,
-                role: r.try_get_by_index(4)?,
-                action: r.try_get_by_index(5)?,
-                record: r.try_get_by_index(6)?,
-                purpose: r.try_get_by_index(7)?,
-                decision: match decision.as_str() {
-                    "allowed" => Decision::Allowed,
-                    "denied" => Decision::Denied,
-                    _ => return Ok(Some(seq)),
-                },
-                reason: r.try_get_by_index(9)?,
-            };
-            let stored_prev: String = r.try_get_by_index(10)?;
-            let stored: String = r.try_get_by_index(11)?;
-            let kind: String = r.try_get_by_index(12)?;
-            let prev = match kind.as_str() {
-                COUNCIL_CHAIN => last_of
-                    .get(&e.tenant)
-                    .map(String::as_str)
-                    .unwrap_or(GENESIS),
-                DATABASE_CHAIN => last.as_str(),
-                _ => return Ok(Some(seq)),
-            };
-            if stored_prev != prev || chain(prev, &at, &e) != stored {
-                return Ok(Some(seq));
+            let page = rows.len();
+            for r in rows {
+                let seq: i64 = r.try_get_by_index(0)?;
+                let at: String = r.try_get_by_index(1)?;
+                let decision: String = r.try_get_by_index(8)?;
+                let stored_prev: String = r.try_get_by_index(10)?;
+                let stored: String = r.try_get_by_index(11)?;
+                let kind: String = r.try_get_by_index(12)?;
+                let e = AuditEntry {
+                    tenant: r.try_get_by_index(2)?,
+                    actor: r.try_get_by_index(3)?,
+                    role: r.try_get_by_index(4)?,
+                    action: r.try_get_by_index(5)?,
+                    record: r.try_get_by_index(6)?,
+                    purpose: r.try_get_by_index(7)?,
+                    decision: match decision.as_str() {
+                        "allowed" => Decision::Allowed,
+                        _ => Decision::Denied,
+                    },
+                    reason: r.try_get_by_index(9)?,
+                };
+                let walk = walks.entry(e.tenant.clone()).or_default();
+                let council_prev = walk.last.clone().unwrap_or_else(|| GENESIS.into());
+                let mut broken = |what: String| {
+                    breaks.push(Break {
+                        seq,
+                        tenant: e.tenant.clone(),
+                        what,
+                    })
+                };
+                let (prev, expected) = match kind.as_str() {
+                    KEYED_CHAIN => {
+                        walk.keyed += 1;
+                        let h = keyed(&self.key, &council_prev, &at, &e);
+                        (council_prev, h)
+                    }
+                    COUNCIL_CHAIN | DATABASE_CHAIN => {
+                        walk.unkeyed += 1;
+                        if walk.keyed > 0 {
+                            broken(format!(
+                                "an unkeyed ({kind}) entry after the council's keyed entries: written \
+                             without the key (by someone with database access, or by a replica of \
+                             the previous version still running after the migration)"
+                            ));
+                        }
+                        let prev = if kind == COUNCIL_CHAIN {
+                            council_prev
+                        } else {
+                            last.clone()
+                        };
+                        let h = chain(&prev, &at, &e);
+                        (prev, h)
+                    }
+                    other => {
+                        broken(format!("unknown chain {other:?}"));
+                        (council_prev, String::new())
+                    }
+                };
+                if !matches!(decision.as_str(), "allowed" | "denied") {
+                    broken(format!(
+                        "decision {decision:?} is neither allowed nor denied"
+                    ));
+                }
+                if stored_prev != prev {
+                    broken(
+                        "prev_hash does not name the council's previous entry: an entry before it \
+                     was removed, or this one was moved or inserted"
+                            .into(),
+                    );
+                }
+                if expected != stored {
+                    broken(if kind == KEYED_CHAIN {
+                        "hash does not match the entry under the audit key: the entry was altered, \
+                     or written without the key"
+                            .into()
+                    } else {
+                        "hash does not match the entry: the entry was altered".into()
+                    });
+                }
+                walk.last = Some(stored.clone());
+                walk.last_seq = seq;
+                last = stored;
+                after = seq;
             }
-            last_of.insert(e.tenant, stored.clone());
-            last = stored;
+            if (page as i64) < page_size {
+                break;
+            }
         }
-        Ok(None)
+        let heads = self
+            .db
+            .query_all_raw(stmt(b, "SELECT tenant, hash FROM eh_audit_head", []))
+            .await?;
+        let mut head_breaks = Vec::new();
+        let mut headed = std::collections::HashSet::new();
+        for h in heads {
+            let t: String = h.try_get_by_index(0)?;
+            let hash: String = h.try_get_by_index(1)?;
+            let walk = walks.entry(t.clone()).or_default();
+            if hash != walk.last.as_deref().unwrap_or(GENESIS) {
+                head_breaks.push(Break {
+                    seq: walk.last_seq,
+                    tenant: t.clone(),
+                    what: "the council's head names another hash than its last entry's: \
+                           entries at the end of the chain were removed, or the head was altered"
+                        .into(),
+                });
+            }
+            headed.insert(t);
+        }
+        for (t, walk) in &walks {
+            if walk.last.is_some() && !headed.contains(t) {
+                head_breaks.push(Break {
+                    seq: walk.last_seq,
+                    tenant: t.clone(),
+                    what: "the council has entries but no head row: the head was removed".into(),
+                });
+            }
+        }
+        let wanted = |t: &str| tenant.is_none_or(|w| w == t);
+        let first_break = breaks
+            .into_iter()
+            .chain(head_breaks)
+            .find(|b| wanted(&b.tenant));
+        let chains = walks
+            .into_iter()
+            .filter(|(t, _)| wanted(t))
+            .map(|(tenant, w)| ChainReport {
+                tenant,
+                keyed: w.keyed,
+                unkeyed: w.unkeyed,
+                head: w.last.unwrap_or_else(|| GENESIS.into()),
+            })
+            .collect();
+        Ok(VerifyReport {
+            chains,
+            first_break,
+        })
     }
 }
 
@@ -496,6 +892,191 @@ mod tests {
         db.execute_unprepared("UPDATE eh_audit SET record = 'case:other' WHERE seq = 2")
             .await?;
         assert_eq!(auditor.verify().await?, Some(2));
+        Ok(())
+    }
+
+    fn test_key(byte: u8) -> AuditKey {
+        AuditKey::new(&[byte; 32]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn keyed_trail(dir: &std::path::Path) -> anyhow::Result<(DatabaseConnection, Auditor)> {
+        let db = eh_store::connect(&eh_testkit::sqlite(dir, "audit.sqlite")).await?;
+        eh_store::migrate(&db, "audit", MIGRATIONS).await?;
+        let auditor = Auditor::with_key(db.clone(), test_key(7));
+        for i in 0..4 {
+            auditor.record(entry("worcs", i)).await?;
+            auditor.record(entry("staffs", i)).await?;
+        }
+        Ok((db, auditor))
+    }
+
+    /// (seq, at, prev_hash) of the entry `seq`.
+    async fn row(db: &DatabaseConnection, seq: i64) -> anyhow::Result<(String, String)> {
+        let r = db
+            .query_one_raw(stmt(
+                db.get_database_backend(),
+                "SELECT at, prev_hash FROM eh_audit WHERE seq = $1",
+                [seq.into()],
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no entry {seq}"))?;
+        Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))
+    }
+
+    #[tokio::test]
+    async fn a_keyed_chain_verifies_with_its_key_and_counts_each_council() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (db, auditor) = keyed_trail(dir.path()).await?;
+        let report = auditor.verify_report(None).await?;
+        assert_eq!(report.first_break, None);
+        let counts: Vec<(&str, u64, u64)> = report
+            .chains
+            .iter()
+            .map(|c| (c.tenant.as_str(), c.keyed, c.unkeyed))
+            .collect();
+        assert_eq!(counts, [("staffs", 4, 0), ("worcs", 4, 0)]);
+        // Read a few entries at a time, the same.
+        assert_eq!(auditor.verify_in_pages(None, 3).await?, report);
+        db.execute_unprepared("UPDATE eh_audit SET record = 'case:x' WHERE seq = 7")
+            .await?;
+        let paged = auditor.verify_in_pages(None, 3).await?;
+        assert_eq!(paged.first_break.map(|b| b.seq), Some(7));
+        db.execute_unprepared("UPDATE eh_audit SET record = 'case:3' WHERE seq = 7")
+            .await?;
+        let only = auditor.verify_report(Some("worcs")).await?;
+        assert_eq!(only.chains.len(), 1);
+        // The same entries under another key do not verify: the hash is keyed.
+        let other = Auditor::with_key(db, test_key(8));
+        let b = other.verify_report(None).await?.first_break;
+        assert_eq!(b.map(|b| b.seq), Some(1));
+        Ok(())
+    }
+
+    /// What someone with write access to the database but not the key can do: rewrite an entry
+    /// and recompute its hash (and every later one) consistently — with any key but the real one,
+    /// or unkeyed. Each is found.
+    #[tokio::test]
+    async fn a_consistent_rewrite_without_the_key_is_found() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (db, auditor) = keyed_trail(dir.path()).await?;
+        let b = db.get_database_backend();
+        // worcs's entries are seq 1, 3, 5, 7. Rewrite entry 3's reason, re-chain 3, 5 and 7 with
+        // a guessed key, and move the head along, as an attacker would.
+        for (attacker, kind) in [(Some(test_key(9)), KEYED_CHAIN), (None, COUNCIL_CHAIN)] {
+            let mut prev = row(&db, 3).await?.1;
+            for (i, seq) in [3_i64, 5, 7].into_iter().enumerate() {
+                let mut e = entry("worcs", i + 1);
+                if seq == 3 {
+                    e.reason = "nothing to see".into();
+                }
+                let at = row(&db, seq).await?.0;
+                let hash = match &attacker {
+                    Some(k) => keyed(k, &prev, &at, &e),
+                    None => chain(&prev, &at, &e),
+                };
+                db.execute_raw(stmt(
+                    b,
+                    "UPDATE eh_audit SET reason = $1, prev_hash = $2, hash = $3, chain = $4 WHERE seq = $5",
+                    [e.reason.into(), prev.clone().into(), hash.clone().into(), kind.into(), seq.into()],
+                ))
+                .await?;
+                prev = hash;
+            }
+            db.execute_raw(stmt(
+                b,
+                "UPDATE eh_audit_head SET hash = $1 WHERE tenant = 'worcs'",
+                [prev.into()],
+            ))
+            .await?;
+            let found = auditor
+                .verify_report(None)
+                .await?
+                .first_break
+                .ok_or_else(|| anyhow::anyhow!("the rewrite went unnoticed ({kind})"))?;
+            assert_eq!(
+                (found.seq, found.tenant.as_str()),
+                (3, "worcs"),
+                "{found:?}"
+            );
+            // The other council's chain is its own: still whole.
+            assert_eq!(
+                auditor.verify_report(Some("staffs")).await?.first_break,
+                None
+            );
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_removed_entry_is_found_in_the_middle_or_at_the_end() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (db, auditor) = keyed_trail(dir.path()).await?;
+        // The last worcs entry (7) removed: its head still names it.
+        db.execute_unprepared("DELETE FROM eh_audit WHERE seq = 7")
+            .await?;
+        let found = auditor.verify_report(None).await?.first_break;
+        assert_eq!(
+            found.map(|b| (b.seq, b.tenant, b.what.contains("head"))),
+            Some((5, "worcs".to_string(), true))
+        );
+        // One from the middle: the entry after it no longer links.
+        db.execute_unprepared("DELETE FROM eh_audit WHERE seq = 4")
+            .await?;
+        let found = auditor.verify_report(None).await?.first_break;
+        assert_eq!(found.map(|b| b.seq), Some(6));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn appends_continue_a_chain_another_writer_moved() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (db, first) = keyed_trail(dir.path()).await?;
+        // A second replica appends; the first's remembered head is then stale.
+        let second = Auditor::with_key(db.clone(), test_key(7));
+        second.record(entry("worcs", 10)).await?;
+        first.record(entry("worcs", 11)).await?;
+        second.record(entry("worcs", 12)).await?;
+        assert_eq!(first.verify().await?, None);
+        assert_eq!(first.entries("worcs").await?.len(), 7);
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_is_required_in_distributed_mode_and_generated_once_in_embedded_mode()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let load = |env: &[(&str, &str)]| {
+            let mut vars: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            vars.push(("EH__DATA_DIR".into(), dir.path().display().to_string()));
+            eh_platform::Settings::load(&[], vars)
+        };
+        let distributed = load(&[
+            ("EH__MODE", "distributed"),
+            ("EH__DATABASE__URL", "postgres://eh@db/eh"),
+        ])?;
+        let e = AuditKey::from_settings(&distributed)
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("audit.hmac_key"), "{e}");
+        let short = load(&[("EH__AUDIT__HMAC_KEY", "too short")])?;
+        assert!(AuditKey::from_settings(&short).is_err());
+        let secret = "an audit key of more than thirty-two bytes";
+        let configured = load(&[("EH__AUDIT__HMAC_KEY", secret)])?;
+        let k = AuditKey::from_settings(&configured).map_err(anyhow::Error::msg)?;
+        assert!(!format!("{k:?}").contains("audit key"), "never printed");
+        let printed = configured.to_masked_json().to_string();
+        assert!(!printed.contains(secret), "masked: {printed}");
+        // Embedded without one: generated, kept, and the same on the next start.
+        let embedded = load(&[])?;
+        let a = AuditKey::from_settings(&embedded).map_err(anyhow::Error::msg)?;
+        let b = AuditKey::from_settings(&embedded).map_err(anyhow::Error::msg)?;
+        let e = entry("worcs", 1);
+        assert_eq!(keyed(&a, GENESIS, "t", &e), keyed(&b, GENESIS, "t", &e));
+        assert!(dir.path().join(KEY_FILE).exists());
+        assert_ne!(keyed(&a, GENESIS, "t", &e), keyed(&k, GENESIS, "t", &e));
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ pub mod audit;
 pub mod demo;
 mod jwt;
 
-pub use audit::{AuditEntry, Auditor, Decision};
+pub use audit::{AuditEntry, AuditKey, Auditor, Decision};
 pub use jwt::{AuthInterceptor, Authenticator};
 
 /// An authenticated caller.

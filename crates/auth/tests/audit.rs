@@ -183,3 +183,39 @@ async fn an_edited_or_deleted_entry_is_found_on_sqlite() -> anyhow::Result<()> {
 async fn an_edited_or_deleted_entry_is_found_on_postgres() -> anyhow::Result<()> {
     an_edited_or_deleted_entry_is_found(true).await
 }
+
+/// Councils never wait on each other: while another replica holds council A's chain (its head
+/// row, mid-append), council B's entries are written at once; A's wait, and follow when it is
+/// released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_council_held_mid_append_does_not_hold_up_another_on_postgres() -> anyhow::Result<()> {
+    use std::time::Duration;
+    let dir = tempfile::tempdir()?;
+    let db = trail(true, dir.path()).await?;
+    let auditor = Auditor::new(db.clone());
+    auditor.record(entry("worcs", 1)).await?;
+    auditor.record(entry("staffs", 1)).await?;
+    let b = db.get_database_backend();
+    let held = eh_store::begin(&db).await?;
+    held.query_one_raw(stmt(
+        b,
+        "SELECT hash FROM eh_audit_head WHERE tenant = $1 FOR UPDATE",
+        ["worcs".into()],
+    ))
+    .await?;
+    tokio::time::timeout(Duration::from_secs(5), auditor.record(entry("staffs", 2)))
+        .await
+        .map_err(|_| anyhow::anyhow!("staffs waited on worcs's chain"))??;
+    let worcs = tokio::spawn({
+        let auditor = auditor.clone();
+        async move { auditor.record(entry("worcs", 2)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!worcs.is_finished(), "worcs's append waits for its chain");
+    eh_store::commit(held).await?;
+    tokio::time::timeout(Duration::from_secs(5), worcs).await???;
+    assert_eq!(auditor.verify().await?, None);
+    assert_eq!(links(&db, "worcs").await?.len(), 2);
+    assert_eq!(links(&db, "staffs").await?.len(), 2);
+    Ok(())
+}

@@ -62,6 +62,9 @@ pub struct Settings {
     /// a service principal may act for any tenant.
     #[serde(default)]
     pub service_keys: Vec<ApiKeySettings>,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// The services' top-level sections (`smtp`, `intake`, …), by key, as written.
     #[serde(skip)]
     pub sections: BTreeMap<String, Section>,
@@ -78,6 +81,7 @@ const PLATFORM_KEYS: &[&str] = &[
     "telemetry",
     "tenants",
     "service_keys",
+    "audit",
 ];
 
 /// The keys of a council the platform reads itself; any other is a service's [`Section`].
@@ -382,6 +386,17 @@ pub enum LogFormat {
     Auto,
     Json,
     Pretty,
+}
+
+/// The audit trail's settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The key of the audit trail's hash chains (HMAC-SHA256), at least 32 bytes; from a Secret,
+    /// never the repo. Required in distributed mode; in embedded mode, without one, a key is
+    /// generated once and kept in `data_dir` (`audit-hmac.key`).
+    #[serde(serialize_with = "mask")]
+    pub hmac_key: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

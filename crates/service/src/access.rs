@@ -3,7 +3,8 @@
 //! otherwise), the caller's own council (PERMISSION_DENIED, audited, for another's), and a
 //! principal the method's row names (PERMISSION_DENIED, audited, otherwise). A method missing from
 //! the table is refused. Every decision is on the audit trail (one entry, allowed or denied, under
-//! the method's name) before the call goes on. A condition on the record itself (the case's lead,
+//! the method's name) before the call goes on — or, for a method that lists records
+//! ([`admit_list`]), before its answer goes back, the entry then naming the ids it returned. A condition on the record itself (the case's lead,
 //! the offer's organisation, the referral's source system) is the service's to check after
 //! admission, and a refusal then is audited too ([`refuse`]).
 //!
@@ -104,6 +105,81 @@ pub async fn admit_then<T>(
     call: &Call<'_>,
     then: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
+    let reason = admission(auditor, settings, table, call).await?;
+    let Call {
+        principal: p,
+        tenant,
+        method,
+        record,
+        service,
+    } = *call;
+    let (audited, answer) = tokio::join!(
+        auditor.decide(p, tenant, method, record, service, true, reason.into()),
+        then
+    );
+    audited?;
+    answer
+}
+
+/// Most record ids one audit entry names ([`admit_list`]); more are counted.
+pub const MAX_RETURNED_IDS: usize = 1000;
+
+/// `ids` as an audit entry names them: `returned N: a,b,c` (at most [`MAX_RETURNED_IDS`], the
+/// rest counted).
+pub fn returned(ids: &[String]) -> String {
+    let shown = ids.len().min(MAX_RETURNED_IDS);
+    let mut out = format!("returned {}", ids.len());
+    if shown > 0 {
+        out.push_str(": ");
+        out.push_str(&ids[..shown].join(","));
+    }
+    if ids.len() > shown {
+        out.push_str(&format!(" (and {} more)", ids.len() - shown));
+    }
+    out
+}
+
+/// As [`admit`] for a method that lists records: when admitted, `list` runs first and the
+/// admission's one audit entry then names the ids of the records it returned (`ids` of its answer:
+/// ids only, never names), or that it failed; the answer is returned once that entry is committed
+/// (never when it cannot be: the call is then UNAVAILABLE). A refused call never polls `list`.
+///
+/// # Errors
+/// As [`admit`], and whatever `list` answers.
+pub async fn admit_list<T>(
+    auditor: &Auditor,
+    settings: &eh_platform::Settings,
+    table: &'static Table,
+    call: &Call<'_>,
+    list: impl Future<Output = Result<T, Status>>,
+    ids: impl FnOnce(&T) -> Vec<String>,
+) -> Result<T, Status> {
+    let reason = admission(auditor, settings, table, call).await?;
+    let answer = list.await;
+    let reason = match &answer {
+        Ok(listed) => format!("{reason}; {}", returned(&ids(listed))),
+        Err(e) => format!("{reason}; returned nothing ({:?})", e.code()),
+    };
+    let Call {
+        principal: p,
+        tenant,
+        method,
+        record,
+        service,
+    } = *call;
+    auditor
+        .decide(p, tenant, method, record, service, true, reason)
+        .await?;
+    answer
+}
+
+/// Decides `call`: the reason it is allowed (not yet audited), or its refusal (audited).
+async fn admission(
+    auditor: &Auditor,
+    settings: &eh_platform::Settings,
+    table: &'static Table,
+    call: &Call<'_>,
+) -> Result<&'static str, Status> {
     let Call {
         principal: p,
         tenant,
@@ -128,19 +204,13 @@ pub async fn admit_then<T>(
     }
     let entries = roles_for(table, method);
     if allows(entries, p) {
-        let reason = match p {
+        return Ok(match p {
             Principal::Person { .. } => "same council; a role the access table allows",
             Principal::System { .. } => {
                 "an upstream system of the council; the access table allows"
             }
             Principal::Service { .. } => "a platform service; the access table allows",
-        };
-        let (audited, answer) = tokio::join!(
-            auditor.decide(p, tenant, method, record, service, true, reason.into()),
-            then
-        );
-        audited?;
-        return answer;
+        });
     }
     let needs = entries.join(", ");
     let reason = if entries.is_empty() {
@@ -237,6 +307,20 @@ mod tests {
             roles_for(TABLE, "Check"),
             &person(&[PLATFORM_SERVICE])
         ));
+    }
+
+    #[test]
+    fn a_list_names_the_ids_it_returned_up_to_a_bound() {
+        assert_eq!(returned(&[]), "returned 0");
+        assert_eq!(
+            returned(&["case:a".into(), "case:b".into()]),
+            "returned 2: case:a,case:b"
+        );
+        let many: Vec<String> = (0..MAX_RETURNED_IDS + 3).map(|i| format!("r{i}")).collect();
+        let text = returned(&many);
+        assert!(text.starts_with(&format!("returned {}: r0,r1,", MAX_RETURNED_IDS + 3)));
+        assert!(text.ends_with(" (and 3 more)"), "{text}");
+        assert!(!text.contains(&format!("r{MAX_RETURNED_IDS},")));
     }
 
     #[test]

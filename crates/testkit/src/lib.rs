@@ -542,6 +542,10 @@ pub async fn service_location(
     })
 }
 
+/// The audit trail's key in every test's settings (one for all: the auditors of a process
+/// share the key it installed last).
+pub const AUDIT_KEY: &str = "test-audit-hmac-key-0123456789abcdef0123456789";
+
 /// Settings for a test: embedded under `data_dir`, or distributed on a fresh database and the
 /// shared NATS, always in its own namespace; SMTP to `smtp_port` when given.
 pub async fn settings(
@@ -558,6 +562,7 @@ pub async fn settings(
         ("EH__BUS__RETRY_MAX_MS".into(), "200".into()),
         ("EH__BUS__MAX_DELIVER".into(), "3".into()),
         ("EH__SERVER__SHUTDOWN_GRACE_SECS".into(), "10".into()),
+        ("EH__AUDIT__HMAC_KEY".into(), AUDIT_KEY.into()),
         (
             "EH__TENANTS__WORCS__NAME".into(),
             "Worcestershire County Council".into(),

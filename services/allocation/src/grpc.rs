@@ -85,6 +85,34 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 impl AllocationApi {
+    /// As [`Self::admit`] for a list: the audit entry names the ids `ids` finds in `list`'s
+    /// answer ([`eh_service::access::admit_list`]).
+    pub(crate) async fn admit_list<T>(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        list: impl Future<Output = Result<T, Status>>,
+        ids: impl FnOnce(&T) -> Vec<String>,
+    ) -> Result<T, Status> {
+        eh_service::access::admit_list(
+            &self.auditor,
+            &self.allocation.ctx.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: p,
+                tenant,
+                method,
+                record,
+                service: "allocation",
+            },
+            list,
+            ids,
+        )
+        .await
+    }
+
     /// Admits `p` to `method` on `tenant`'s `record`, audited either way.
     pub(crate) async fn admit(
         &self,
@@ -529,88 +557,99 @@ impl AllocationService for AllocationApi {
         let mut asker =
             crate::sharing::Asker::new(self.allocation.consent.clone(), request.metadata());
         let req = request.into_inner();
-        self.admit(&p, &req.tenant, "ListOffers", "offers").await?;
-        const STATUSES: &[&str] = &[
-            "",
-            "offered",
-            "accepted",
-            "declined",
-            "expired",
-            "withdrawn",
-            "closed",
-        ];
-        if !STATUSES.contains(&req.status.as_str()) {
-            return Err(invalid(
-                "the request is invalid",
-                &[Violation::new(
-                    "status",
-                    "must be offered, accepted, declined, expired, withdrawn or closed (or empty)",
-                )],
-            ));
-        }
-        let org = acting_for(&p);
-        let today = self.today();
-        let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(internal)?;
-        let rows = store::offer_views(
-            &txn,
-            &req.tenant,
-            Some(req.status.as_str()),
-            Some(req.case_id.as_str()),
-        )
-        .await
-        .map_err(internal)?;
-        let services = store::services(&txn, &req.tenant, today)
-            .await
-            .map_err(internal)?;
-        // Each offer, and for a provider's view what consent is to be asked about: the family,
-        // the service's agency and the needs.
-        let mut out = Vec::new();
-        for v in rows {
-            let o = &v.offer;
-            let service = services.iter().find(|s| s.service.id == o.service_id);
-            if let Some(org) = &org
-                && service.is_none_or(|s| &s.service.organization_id != org)
-            {
-                continue;
+        let list = async {
+            const STATUSES: &[&str] = &[
+                "",
+                "offered",
+                "accepted",
+                "declined",
+                "expired",
+                "withdrawn",
+                "closed",
+            ];
+            if !STATUSES.contains(&req.status.as_str()) {
+                return Err(invalid(
+                    "the request is invalid",
+                    &[Violation::new(
+                        "status",
+                        "must be offered, accepted, declined, expired, withdrawn or closed (or empty)",
+                    )],
+                ));
             }
-            let case = v.case;
-            let ages: Vec<u32> = if case.is_some() {
-                v.birth_dates
-                    .iter()
-                    .map(|d| domain::age_on(*d, today))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut offer = offer_pb(o, service, case.as_ref(), &ages, org.is_some());
-            offer.family_preference = v.preference.unwrap_or_default();
-            offer.lead_practitioner = v.lead_practitioner.unwrap_or_default();
-            let ask = match (&org, &case) {
-                (Some(_), Some(c)) => {
-                    let agency = service
-                        .and_then(|s| s.terms.as_ref())
-                        .map_or("other", |t| t.consent_agency())
-                        .to_string();
-                    Some((c.family_id.clone(), agency, c.needs.clone()))
+            let org = acting_for(&p);
+            let today = self.today();
+            let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            let rows = store::offer_views(
+                &txn,
+                &req.tenant,
+                Some(req.status.as_str()),
+                Some(req.case_id.as_str()),
+            )
+            .await
+            .map_err(internal)?;
+            let services = store::services(&txn, &req.tenant, today)
+                .await
+                .map_err(internal)?;
+            // Each offer, and for a provider's view what consent is to be asked about: the family,
+            // the service's agency and the needs.
+            let mut out = Vec::new();
+            for v in rows {
+                let o = &v.offer;
+                let service = services.iter().find(|s| s.service.id == o.service_id);
+                if let Some(org) = &org
+                    && service.is_none_or(|s| &s.service.organization_id != org)
+                {
+                    continue;
                 }
-                _ => None,
-            };
-            out.push((offer, ask));
-        }
-        eh_store::end_read(txn).await.map_err(internal)?;
-        // Consent is asked with no transaction open.
-        let mut offers = Vec::with_capacity(out.len());
-        for (mut offer, ask) in out {
-            if let Some((family, agency, needs)) = ask {
-                let (shown, withheld) = asker.needs(&req.tenant, &family, &agency, &needs).await;
-                offer.needs = shown;
-                offer.withheld = withheld;
+                let case = v.case;
+                let ages: Vec<u32> = if case.is_some() {
+                    v.birth_dates
+                        .iter()
+                        .map(|d| domain::age_on(*d, today))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let mut offer = offer_pb(o, service, case.as_ref(), &ages, org.is_some());
+                offer.family_preference = v.preference.unwrap_or_default();
+                offer.lead_practitioner = v.lead_practitioner.unwrap_or_default();
+                let ask = match (&org, &case) {
+                    (Some(_), Some(c)) => {
+                        let agency = service
+                            .and_then(|s| s.terms.as_ref())
+                            .map_or("other", |t| t.consent_agency())
+                            .to_string();
+                        Some((c.family_id.clone(), agency, c.needs.clone()))
+                    }
+                    _ => None,
+                };
+                out.push((offer, ask));
             }
-            offers.push(offer);
-        }
-        Ok(Response::new(pb::ListOffersResponse { offers }))
+            eh_store::end_read(txn).await.map_err(internal)?;
+            // Consent is asked with no transaction open.
+            let mut offers = Vec::with_capacity(out.len());
+            for (mut offer, ask) in out {
+                if let Some((family, agency, needs)) = ask {
+                    let (shown, withheld) =
+                        asker.needs(&req.tenant, &family, &agency, &needs).await;
+                    offer.needs = shown;
+                    offer.withheld = withheld;
+                }
+                offers.push(offer);
+            }
+            Ok(pb::ListOffersResponse { offers })
+        };
+        let listed = self
+            .admit_list(&p, &req.tenant, "ListOffers", "offers", list, |r| {
+                r.offers
+                    .iter()
+                    .map(|o| format!("offer:{}", o.offer_id))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(listed))
     }
 
     async fn accept_offer(
@@ -651,36 +690,52 @@ impl AllocationService for AllocationApi {
     ) -> Result<Response<pb::WaitingList>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.admit(&p, &req.tenant, "GetWaitingList", "waiting_list")
+        let list = async {
+            let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            let waiting = store::waiting(&txn, &req.tenant).await.map_err(internal)?;
+            eh_store::end_read(txn).await.map_err(internal)?;
+            let now = self.allocation.ctx.clock.now();
+            Ok(pb::WaitingList {
+                cases: waiting
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let since = c.waiting_since.unwrap_or(c.ready_at);
+                        pb::WaitingCase {
+                            case_id: c.case_id.clone(),
+                            position: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                            significant_need: c.significant_need,
+                            waiting_since: since.to_rfc3339(),
+                            days_waiting: u32::try_from((now - since).num_days().max(0))
+                                .unwrap_or(u32::MAX),
+                            district: domain::Postcode::parse(&c.postcode)
+                                .map(|p| p.district)
+                                .unwrap_or_default(),
+                            needs: c.needs.clone(),
+                            reason: c.waiting_reason.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+        };
+        let listed = self
+            .admit_list(
+                &p,
+                &req.tenant,
+                "GetWaitingList",
+                "waiting_list",
+                list,
+                |r| {
+                    r.cases
+                        .iter()
+                        .map(|c| format!("case:{}", c.case_id))
+                        .collect()
+                },
+            )
             .await?;
-        let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(internal)?;
-        let waiting = store::waiting(&txn, &req.tenant).await.map_err(internal)?;
-        eh_store::end_read(txn).await.map_err(internal)?;
-        let now = self.allocation.ctx.clock.now();
-        Ok(Response::new(pb::WaitingList {
-            cases: waiting
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let since = c.waiting_since.unwrap_or(c.ready_at);
-                    pb::WaitingCase {
-                        case_id: c.case_id.clone(),
-                        position: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                        significant_need: c.significant_need,
-                        waiting_since: since.to_rfc3339(),
-                        days_waiting: u32::try_from((now - since).num_days().max(0))
-                            .unwrap_or(u32::MAX),
-                        district: domain::Postcode::parse(&c.postcode)
-                            .map(|p| p.district)
-                            .unwrap_or_default(),
-                        needs: c.needs.clone(),
-                        reason: c.waiting_reason.clone(),
-                    }
-                })
-                .collect(),
-        }))
+        Ok(Response::new(listed))
     }
 
     async fn record_family_preference(

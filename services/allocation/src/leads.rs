@@ -364,45 +364,63 @@ impl AllocationApi {
         p: &Principal,
         req: pb::ListLeadRequestsRequest,
     ) -> Result<Response<pb::ListLeadRequestsResponse>, Status> {
-        self.admit(p, &req.tenant, "ListLeadRequests", "lead_requests")
-            .await?;
-        if !LEAD_STATUSES.contains(&req.status.as_str()) {
-            return Err(invalid(
-                "the request is invalid",
-                &[Violation::new(
-                    "status",
-                    "must be asked, accepted or declined (or empty)",
-                )],
-            ));
-        }
-        // Council staff see every request; a provider its organisation's; anyone else those made
-        // to them.
-        let council_staff = p.has_role("team_manager") || p.has_role("front_door");
-        let (practitioner, org) = match (council_staff, acting_for(p), p) {
-            (true, _, _) => (String::new(), String::new()),
-            (false, Some(org), _) => (String::new(), org),
-            (false, None, Principal::Person { subject, .. }) => (subject.clone(), String::new()),
-            (false, None, _) => return Err(Status::permission_denied("people only")),
-        };
-        if !council_staff && practitioner.is_empty() && org.is_empty() {
-            return Ok(Response::new(pb::ListLeadRequestsResponse::default()));
-        }
-        let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
+        let list = async {
+            if !LEAD_STATUSES.contains(&req.status.as_str()) {
+                return Err(invalid(
+                    "the request is invalid",
+                    &[Violation::new(
+                        "status",
+                        "must be asked, accepted or declined (or empty)",
+                    )],
+                ));
+            }
+            // Council staff see every request; a provider its organisation's; anyone else those made
+            // to them.
+            let council_staff = p.has_role("team_manager") || p.has_role("front_door");
+            let (practitioner, org) = match (council_staff, acting_for(p), p) {
+                (true, _, _) => (String::new(), String::new()),
+                (false, Some(org), _) => (String::new(), org),
+                (false, None, Principal::Person { subject, .. }) => {
+                    (subject.clone(), String::new())
+                }
+                (false, None, _) => return Err(Status::permission_denied("people only")),
+            };
+            if !council_staff && practitioner.is_empty() && org.is_empty() {
+                return Ok(pb::ListLeadRequestsResponse::default());
+            }
+            let txn = eh_store::begin_scoped(&self.allocation.ctx.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            let rows = store::lead_requests(
+                &txn,
+                &req.tenant,
+                &req.case_id,
+                &req.status,
+                &practitioner,
+                &org,
+            )
             .await
             .map_err(internal)?;
-        let rows = store::lead_requests(
-            &txn,
-            &req.tenant,
-            &req.case_id,
-            &req.status,
-            &practitioner,
-            &org,
-        )
-        .await
-        .map_err(internal)?;
-        eh_store::end_read(txn).await.map_err(internal)?;
-        Ok(Response::new(pb::ListLeadRequestsResponse {
-            requests: rows.iter().map(lead_pb).collect(),
-        }))
+            eh_store::end_read(txn).await.map_err(internal)?;
+            Ok(pb::ListLeadRequestsResponse {
+                requests: rows.iter().map(lead_pb).collect(),
+            })
+        };
+        let listed = self
+            .admit_list(
+                p,
+                &req.tenant,
+                "ListLeadRequests",
+                "lead_requests",
+                list,
+                |r| {
+                    r.requests
+                        .iter()
+                        .map(|l| format!("lead_request:{}", l.request_id))
+                        .collect()
+                },
+            )
+            .await?;
+        Ok(Response::new(listed))
     }
 }

@@ -155,6 +155,28 @@ impl CaseworkApi {
         .await
     }
 
+    /// As [`Self::admit`] for a list: the audit entry names the ids `ids` finds in `list`'s
+    /// answer ([`eh_service::access::admit_list`]).
+    async fn admit_list<T>(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        list: impl Future<Output = Result<T, Status>>,
+        ids: impl FnOnce(&T) -> Vec<String>,
+    ) -> Result<T, Status> {
+        eh_service::access::admit_list(
+            &self.auditor,
+            &self.casework.ctx.settings,
+            ACCESS,
+            &call(p, tenant, method, record),
+            list,
+            ids,
+        )
+        .await
+    }
+
     /// A transaction held to the caller's tenant by row-level security (PostgreSQL): the case
     /// reads below filter by case id alone. Opened after the audited admission, committed before
     /// any further audit (embedded mode has one connection).
@@ -318,44 +340,54 @@ impl CaseworkService for CaseworkApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let record = format!("cases:family={}", req.family_id);
-        self.admit(&p, &req.tenant, "ListCases", &record).await?;
-        let state = if req.state.is_empty() {
-            None
-        } else {
-            Some(
-                req.state
-                    .parse::<State>()
-                    .map_err(|e| invalid("state", &e))?,
-            )
-        };
-        let family = (!req.family_id.is_empty()).then_some(req.family_id.as_str());
-        let limit = match req.limit {
-            0 => 100,
-            n => u64::from(n.min(1000)),
-        };
-        let txn = self.scoped(&p, &req.tenant).await?;
-        let mut cases = Vec::new();
-        if let Principal::System { name, .. } = &p {
-            // The cases its own referrals opened, each as its referral and status only.
-            for id in system_cases(&txn, &req.tenant, name, state, family, limit).await? {
-                if let Some(c) = store::case_view(&txn, &req.tenant, &id)
+        let list = async {
+            let state = if req.state.is_empty() {
+                None
+            } else {
+                Some(
+                    req.state
+                        .parse::<State>()
+                        .map_err(|e| invalid("state", &e))?,
+                )
+            };
+            let family = (!req.family_id.is_empty()).then_some(req.family_id.as_str());
+            let limit = match req.limit {
+                0 => 100,
+                n => u64::from(n.min(1000)),
+            };
+            let txn = self.scoped(&p, &req.tenant).await?;
+            let mut cases = Vec::new();
+            if let Principal::System { name, .. } = &p {
+                // The cases its own referrals opened, each as its referral and status only.
+                for id in system_cases(&txn, &req.tenant, name, state, family, limit).await? {
+                    if let Some(c) = store::case_view(&txn, &req.tenant, &id)
+                        .await
+                        .map_err(internal)?
+                    {
+                        cases.push(for_system(c));
+                    }
+                }
+            } else {
+                let rows = store::list_cases(&txn, &req.tenant, state, family, limit)
                     .await
-                    .map_err(internal)?
-                {
-                    cases.push(for_system(c));
+                    .map_err(internal)?;
+                cases.reserve(rows.len());
+                for c in &rows {
+                    cases.push(self.view(&txn, c).await?);
                 }
             }
-        } else {
-            let rows = store::list_cases(&txn, &req.tenant, state, family, limit)
-                .await
-                .map_err(internal)?;
-            cases.reserve(rows.len());
-            for c in &rows {
-                cases.push(self.view(&txn, c).await?);
-            }
-        }
-        eh_store::end_read(txn).await.map_err(internal)?;
-        Ok(Response::new(pb::ListCasesResponse { cases }))
+            eh_store::end_read(txn).await.map_err(internal)?;
+            Ok(pb::ListCasesResponse { cases })
+        };
+        let listed = self
+            .admit_list(&p, &req.tenant, "ListCases", &record, list, |r| {
+                r.cases
+                    .iter()
+                    .map(|c| format!("case:{}", c.case_id))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(listed))
     }
 
     async fn step_up(

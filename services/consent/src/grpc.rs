@@ -474,36 +474,55 @@ impl ConsentService for ConsentApi {
     ) -> Result<Response<ListConsentResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.admit(
-            &p,
-            &req.tenant,
-            "ListConsent",
-            &format!("family:{}", req.family_id),
+        let record = format!("family:{}", req.family_id);
+        let list = async {
+            if req.family_id.trim().is_empty() {
+                return Err(invalid(
+                    "family_id is required",
+                    &[Violation::new("family_id", "required")],
+                ));
+            }
+            // Held to the caller's tenant by row-level security too (a no-op on SQLite).
+            let db = eh_store::begin_scoped(&self.consent.ctx.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            let records = store::family_records(&db, &req.tenant, req.family_id.trim())
+                .await
+                .map_err(internal)?;
+            let overrides = store::family_overrides(&db, &req.tenant, req.family_id.trim())
+                .await
+                .map_err(internal)?;
+            eh_store::end_read(db).await.map_err(internal)?;
+            Ok(ListConsentResponse {
+                records: records.iter().map(convert::record_pb).collect(),
+                overrides: overrides
+                    .iter()
+                    .map(|o| convert::override_pb(&req.tenant, o))
+                    .collect(),
+            })
+        };
+        let listed = eh_service::access::admit_list(
+            &self.auditor,
+            &self.consent.ctx.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: &p,
+                tenant: &req.tenant,
+                method: "ListConsent",
+                record: &record,
+                service: "consent",
+            },
+            list,
+            |r: &ListConsentResponse| {
+                let records = r.records.iter().map(|c| format!("consent:{}", c.record_id));
+                let overrides = r
+                    .overrides
+                    .iter()
+                    .map(|o| format!("override:{}", o.override_id));
+                records.chain(overrides).collect()
+            },
         )
         .await?;
-        if req.family_id.trim().is_empty() {
-            return Err(invalid(
-                "family_id is required",
-                &[Violation::new("family_id", "required")],
-            ));
-        }
-        // Held to the caller's tenant by row-level security too (a no-op on SQLite).
-        let db = eh_store::begin_scoped(&self.consent.ctx.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(internal)?;
-        let records = store::family_records(&db, &req.tenant, req.family_id.trim())
-            .await
-            .map_err(internal)?;
-        let overrides = store::family_overrides(&db, &req.tenant, req.family_id.trim())
-            .await
-            .map_err(internal)?;
-        eh_store::end_read(db).await.map_err(internal)?;
-        Ok(Response::new(ListConsentResponse {
-            records: records.iter().map(convert::record_pb).collect(),
-            overrides: overrides
-                .iter()
-                .map(|o| convert::override_pb(&req.tenant, o))
-                .collect(),
-        }))
+        Ok(Response::new(listed))
     }
 }

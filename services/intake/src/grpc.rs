@@ -44,6 +44,28 @@ impl IntakeApi {
         )
         .await
     }
+
+    /// As [`Self::admit`] for a list: the audit entry names the ids `ids` finds in `list`'s
+    /// answer ([`eh_service::access::admit_list`]).
+    async fn admit_list<T>(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+        list: impl Future<Output = Result<T, Status>>,
+        ids: impl FnOnce(&T) -> Vec<String>,
+    ) -> Result<T, Status> {
+        eh_service::access::admit_list(
+            &self.auditor,
+            &self.intake.ctx.settings,
+            ACCESS,
+            &call(p, tenant, method, record),
+            list,
+            ids,
+        )
+        .await
+    }
 }
 
 fn call<'a>(
@@ -278,27 +300,36 @@ impl IntakeService for IntakeApi {
             .map(str::trim)
             .filter(|s| !s.is_empty());
         let record = format!("match_candidates:{}", status.unwrap_or("all"));
-        self.admit(&p, &req.tenant, "ListMatchCandidates", &record)
-            .await?;
-        let status = match status {
-            None => None,
-            Some(s) => Some(CandidateStatus::parse(s).ok_or_else(|| {
-                bad_request(
-                    "status",
-                    format!("{s:?} is not one of pending, confirmed, rejected"),
-                )
-            })?),
+        let list = async {
+            let status = match status {
+                None => None,
+                Some(s) => Some(CandidateStatus::parse(s).ok_or_else(|| {
+                    bad_request(
+                        "status",
+                        format!("{s:?} is not one of pending, confirmed, rejected"),
+                    )
+                })?),
+            };
+            let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(internal)?;
+            let candidates = matches::candidates(&txn, &req.tenant, status)
+                .await
+                .map_err(internal)?;
+            eh_store::end_read(txn).await.map_err(internal)?;
+            Ok(ListMatchCandidatesResponse {
+                candidates: candidates.into_iter().map(candidate_pb).collect(),
+            })
         };
-        let txn = eh_store::begin_scoped(&self.intake.ctx.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(internal)?;
-        let candidates = matches::candidates(&txn, &req.tenant, status)
-            .await
-            .map_err(internal)?;
-        eh_store::end_read(txn).await.map_err(internal)?;
-        Ok(Response::new(ListMatchCandidatesResponse {
-            candidates: candidates.into_iter().map(candidate_pb).collect(),
-        }))
+        let listed = self
+            .admit_list(&p, &req.tenant, "ListMatchCandidates", &record, list, |r| {
+                r.candidates
+                    .iter()
+                    .map(|c| format!("match_candidate:{}", c.candidate_id))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(listed))
     }
 
     async fn resolve_match_candidate(

@@ -89,7 +89,34 @@ impl NotificationsService for NotificationsApi {
     ) -> Result<Response<ListMessagesResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        eh_service::access::admit(
+        let record = format!("related:{}", req.related_id);
+        let list = async {
+            // Held to the caller's tenant by row-level security too (a no-op on SQLite).
+            let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(failed)?;
+            let rows = store::for_related(&txn, &req.tenant, &req.related_id)
+                .await
+                .map_err(failed)?;
+            eh_store::end_read(txn).await.map_err(failed)?;
+            Ok(ListMessagesResponse {
+                messages: rows
+                    .into_iter()
+                    .map(|m| MessageRecord {
+                        message_id: m.id,
+                        template: m.template,
+                        channel: m.channel,
+                        status: m.status,
+                        attempts: m.attempts.max(0) as u32,
+                        last_error: m.last_error.unwrap_or_default(),
+                        created_at: m.created_at.to_rfc3339(),
+                        sent_at: m.sent_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                        related_id: m.related_id,
+                    })
+                    .collect(),
+            })
+        };
+        let listed = eh_service::access::admit_list(
             &self.auditor,
             &self.settings,
             ACCESS,
@@ -97,39 +124,19 @@ impl NotificationsService for NotificationsApi {
                 principal: &p,
                 tenant: &req.tenant,
                 method: "ListMessages",
-                record: &format!("related:{}", req.related_id),
+                record: &record,
                 service: "notifications",
+            },
+            list,
+            |r: &ListMessagesResponse| {
+                r.messages
+                    .iter()
+                    .map(|m| format!("message:{}", m.message_id))
+                    .collect()
             },
         )
         .await?;
-        let failed = |e: sea_orm::DbErr| {
-            tracing::error!(error = %e, "list messages failed");
-            Status::internal("internal error")
-        };
-        // Held to the caller's tenant by row-level security too (a no-op on SQLite).
-        let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(failed)?;
-        let rows = store::for_related(&txn, &req.tenant, &req.related_id)
-            .await
-            .map_err(failed)?;
-        eh_store::end_read(txn).await.map_err(failed)?;
-        Ok(Response::new(ListMessagesResponse {
-            messages: rows
-                .into_iter()
-                .map(|m| MessageRecord {
-                    message_id: m.id,
-                    template: m.template,
-                    channel: m.channel,
-                    status: m.status,
-                    attempts: m.attempts.max(0) as u32,
-                    last_error: m.last_error.unwrap_or_default(),
-                    created_at: m.created_at.to_rfc3339(),
-                    sent_at: m.sent_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-                    related_id: m.related_id,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(listed))
     }
 
     async fn list_tasks(
@@ -138,30 +145,47 @@ impl NotificationsService for NotificationsApi {
     ) -> Result<Response<ListTasksResponse>, Status> {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
-        self.admit(
-            &p,
-            &req.tenant,
-            "ListTasks",
-            &format!("tasks:{}", req.status),
+        let record = format!("tasks:{}", req.status);
+        let list = async {
+            let status = req.status.trim();
+            if !["", "open", "resolved"].contains(&status) {
+                return Err(invalid(
+                    "the request is invalid",
+                    &[Violation::new("status", "must be open, resolved or empty")],
+                ));
+            }
+            let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
+                .await
+                .map_err(failed)?;
+            let rows = store::tasks(&txn, &req.tenant, status, TASK_PAGE)
+                .await
+                .map_err(failed)?;
+            eh_store::end_read(txn).await.map_err(failed)?;
+            Ok(ListTasksResponse {
+                tasks: rows.into_iter().map(task_pb).collect(),
+            })
+        };
+        let listed = eh_service::access::admit_list(
+            &self.auditor,
+            &self.settings,
+            ACCESS,
+            &eh_service::access::Call {
+                principal: &p,
+                tenant: &req.tenant,
+                method: "ListTasks",
+                record: &record,
+                service: "notifications",
+            },
+            list,
+            |r: &ListTasksResponse| {
+                r.tasks
+                    .iter()
+                    .map(|t| format!("task:{}", t.task_id))
+                    .collect()
+            },
         )
         .await?;
-        let status = req.status.trim();
-        if !["", "open", "resolved"].contains(&status) {
-            return Err(invalid(
-                "the request is invalid",
-                &[Violation::new("status", "must be open, resolved or empty")],
-            ));
-        }
-        let txn = eh_store::begin_scoped(&self.db, p.data_scope(&req.tenant))
-            .await
-            .map_err(failed)?;
-        let rows = store::tasks(&txn, &req.tenant, status, TASK_PAGE)
-            .await
-            .map_err(failed)?;
-        eh_store::end_read(txn).await.map_err(failed)?;
-        Ok(Response::new(ListTasksResponse {
-            tasks: rows.into_iter().map(task_pb).collect(),
-        }))
+        Ok(Response::new(listed))
     }
 
     async fn resolve_task(

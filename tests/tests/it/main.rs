@@ -2,6 +2,7 @@
 mod access;
 mod allocation;
 mod assessment;
+mod audit;
 mod bus;
 mod casework;
 mod consent;
