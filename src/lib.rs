@@ -6,6 +6,7 @@ pub mod app;
 pub mod asyncapi;
 pub mod demo;
 pub mod dlq;
+pub mod natsconf;
 pub mod targets;
 
 pub use app::{App, AppOptions};

@@ -5,6 +5,7 @@ mod assessment;
 mod bus;
 mod casework;
 mod consent;
+mod councils;
 mod faults;
 mod gateway;
 mod ops;
