@@ -651,3 +651,25 @@ impl Acker for EmbeddedAcker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_id;
+
+    #[test]
+    fn message_ids_are_de_duplicated_within_a_council() {
+        assert_eq!(
+            dedup_id("eh.worcs.inbound.referral", "R-1001"),
+            "worcs:R-1001"
+        );
+        assert_ne!(
+            dedup_id("eh.worcs.inbound.referral", "R-1001"),
+            dedup_id("eh.staffs.inbound.referral", "R-1001")
+        );
+        // The urgent subject of the same council shares its ids, as its stream does.
+        assert_eq!(
+            dedup_id("eh.worcs.inbound.referral.urgent", "R-1001"),
+            dedup_id("eh.worcs.inbound.referral", "R-1001")
+        );
+    }
+}
