@@ -407,17 +407,38 @@ impl Boot {
                     }
                 }
             }
-            all
+            // The inbound stream kept per council (NATS de-duplicates within a stream).
+            eh_bus::subjects::per_council(
+                &self.settings.bus.namespace,
+                all,
+                self.settings.tenants.keys().map(String::as_str),
+            )
         };
         {
             let transport = self.transport.clone();
             let stop = self.shutdown.clone();
+            // Ready once they exist: an upstream system's first publish finds its stream.
+            let created = Arc::new(AtomicBool::new(false));
+            let done = created.clone();
+            self.readiness.add("bus.streams", move || {
+                let ok = created.load(Ordering::SeqCst);
+                async move {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("creating the streams".into())
+                    }
+                }
+            });
             tasks.spawn(async move {
                 let mut backoff =
                     eh_platform::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
                 while !stop.is_cancelled() {
                     match transport.ensure_streams(&streams).await {
-                        Ok(()) => return,
+                        Ok(()) => {
+                            done.store(true, Ordering::SeqCst);
+                            return;
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot create streams yet; retrying"),
                     }
                     tokio::select! { _ = tokio::time::sleep(backoff.next_delay()) => {}, _ = stop.cancelled() => return }

@@ -7,6 +7,7 @@ pub mod asyncapi;
 pub mod audit;
 pub mod demo;
 pub mod dlq;
+pub mod natsconf;
 pub mod targets;
 
 pub use app::{App, AppOptions};

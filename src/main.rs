@@ -83,6 +83,10 @@ enum Command {
         #[arg(long, default_value = "education")]
         agency: String,
     },
+    /// Print the NATS accounts (`accounts.conf`) that keep councils apart on the bus: the
+    /// platform's services' users, each allowed exactly its subjects, and an account per council
+    /// whose upstream systems may publish only that council's inbound subjects.
+    NatsConfig,
     /// Print the AsyncAPI document of every subject, its payload, publisher and consumers.
     Asyncapi,
     /// Print the OpenAPI 3.1 document of the public HTTP API (the gateway's).
@@ -250,6 +254,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::NatsConfig => {
+            print!("{}", earlyhelp::natsconf::for_settings(&load(&cli)?));
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Token { sub, roles, agency } => {
             let s = load(&cli)?;
             anyhow::ensure!(s.demo_enabled(), "tokens are minted only in demo mode");
@@ -394,7 +402,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         | Command::Token { .. }
         | Command::Asyncapi
         | Command::Openapi
-        | Command::Targets => {}
+        | Command::Targets
+        | Command::NatsConfig => {}
     }
     Ok(ExitCode::SUCCESS)
 }

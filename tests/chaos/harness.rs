@@ -534,7 +534,10 @@ async fn consumers(
     for sub in running_subscriptions() {
         let stream = match sub.source {
             Source::Event(e) => eh_bus::subjects::service_stream(ns, e.service),
-            Source::Inbound(_) => eh_bus::subjects::inbound_stream(ns),
+            // Kept per council: the council's own stream.
+            Source::Inbound(_) => {
+                eh_bus::subjects::inbound_streams(ns, [TENANT]).partitions[0].clone()
+            }
         };
         let stream = js.get_stream(&stream.name).await?;
         let info = stream.consumer_info(sub.consumer).await?;
@@ -906,13 +909,18 @@ async fn census(
                 let total = scalar(db, &sql, vec![e.subject(ns, TENANT).into()]).await?;
                 let sql = format!(
                     "SELECT COUNT(*) FROM {}.eh_outbox o WHERE o.subject = $1 AND NOT EXISTS
-                       (SELECT 1 FROM {}.eh_inbox i WHERE i.consumer = $2 AND i.message_key = o.id)",
+                       (SELECT 1 FROM {}.eh_inbox i WHERE i.consumer = $2 AND i.message_key = $3 || o.id)",
                     e.publisher, sub.service
                 );
                 let missing = scalar(
                     db,
                     &sql,
-                    vec![e.subject(ns, TENANT).into(), sub.consumer.into()],
+                    // Inbox keys are `<tenant>:<id>`.
+                    vec![
+                        e.subject(ns, TENANT).into(),
+                        sub.consumer.into(),
+                        format!("{TENANT}:").into(),
+                    ],
                 )
                 .await?;
                 (total, missing)
@@ -933,7 +941,7 @@ async fn census(
                 let missing = published
                     .msg_ids
                     .iter()
-                    .filter(|k| !keys.contains(*k))
+                    .filter(|k| !keys.contains(&format!("{TENANT}:{k}")))
                     .count();
                 (published.msg_ids.len() as i64, missing as i64)
             }

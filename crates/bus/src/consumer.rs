@@ -5,6 +5,8 @@
 //! is waited out: the message is kept — its delivery renewed, not counted as an attempt — and
 //! handled again with a capped, jittered backoff for as long as the outage lasts, so an outage
 //! never dead-letters anything. On shutdown it stops receiving and finishes what it holds.
+//! A message whose envelope's `Eh-Tenant` is not its subject's council is dead-lettered unhandled
+//! ([`crate::Received::tenant_mismatch`]), whatever the handler.
 use crate::Received;
 use crate::dlq;
 use crate::faults::Faults;
@@ -207,7 +209,15 @@ pub async fn run(
                     };
                     // Taken up here, in delivery order; answered in the message's own task.
                     let span = ctx.span(&delivery.msg);
-                    let pending = span.in_scope(|| handler.clone().start(&delivery.msg));
+                    // A message whose envelope names another council than its subject is
+                    // never handled: dead-lettered with the reason.
+                    let pending: Pending =
+                        span.in_scope(|| match delivery.msg.tenant_mismatch(&opts.namespace) {
+                            Some(reason) => {
+                                Box::pin(std::future::ready(Err(HandlerError::Permanent(reason))))
+                            }
+                            None => handler.clone().start(&delivery.msg),
+                        });
                     tokio::spawn(
                         async move {
                             ctx.settle(&delivery, pending).await;
@@ -411,6 +421,7 @@ mod tests {
                     name: "S".into(),
                     subjects: vec![],
                     retention: Default::default(),
+                    partitions: vec![],
                 },
                 filter_subject: "x".into(),
                 ack_wait: Duration::from_secs(30),

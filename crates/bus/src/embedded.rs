@@ -1,6 +1,7 @@
 //! The embedded transport: JetStream's guarantees over one SQLite file, for one process (or a few
-//! on one machine). Publish stores the message once per id (a duplicate id is dropped, like
-//! `Nats-Msg-Id`, for good rather than for two minutes) and adds a pending delivery for every
+//! on one machine). Publish stores the message once per id and council (a duplicate id on the
+//! same council's subjects is dropped, like `Nats-Msg-Id` in a council's inbound stream, for
+//! good rather than for two minutes) and adds a pending delivery for every
 //! durable consumer whose filter matches; a consumer leases deliveries for `ack_wait`, an ack
 //! deletes the delivery, a nak makes it due again after the delay, an expired lease redelivers.
 //!
@@ -58,6 +59,15 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: "CREATE TABLE bus_retained (filter TEXT PRIMARY KEY)",
     },
 ];
+
+/// The id a message is de-duplicated by: its `msg_id` within its council (`<tenant>:<msg_id>`,
+/// the tenant being the subject's second token, `<ns>.<tenant>.…`), as NATS de-duplicates within
+/// one council's inbound stream: two councils' upstream systems may both number a referral
+/// `R-1001`. (Rows stored before ids were scoped hold the bare id, distinct from every new one.)
+fn dedup_id(subject: &str, msg_id: &str) -> String {
+    let tenant = subject.split('.').nth(1).unwrap_or("");
+    format!("{tenant}:{msg_id}")
+}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -213,7 +223,7 @@ impl EmbeddedTransport {
                     "INSERT INTO bus_messages (msg_id, subject, headers, payload, stored_at)
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (msg_id) DO NOTHING",
                     [
-                        m.msg_id.clone().into(),
+                        dedup_id(&m.subject, &m.msg_id).into(),
                         m.subject.clone().into(),
                         headers.into(),
                         m.payload.clone().into(),
@@ -639,5 +649,27 @@ impl Acker for EmbeddedAcker {
             ))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dedup_id;
+
+    #[test]
+    fn message_ids_are_de_duplicated_within_a_council() {
+        assert_eq!(
+            dedup_id("eh.worcs.inbound.referral", "R-1001"),
+            "worcs:R-1001"
+        );
+        assert_ne!(
+            dedup_id("eh.worcs.inbound.referral", "R-1001"),
+            dedup_id("eh.staffs.inbound.referral", "R-1001")
+        );
+        // The urgent subject of the same council shares its ids, as its stream does.
+        assert_eq!(
+            dedup_id("eh.worcs.inbound.referral.urgent", "R-1001"),
+            dedup_id("eh.worcs.inbound.referral", "R-1001")
+        );
     }
 }

@@ -136,14 +136,46 @@ pub struct Received {
 }
 
 impl Received {
-    /// What the inbox records: the event id, else the publisher's message id, else the stream
-    /// position (stable across redeliveries of the same stored message).
+    /// What the inbox records: `<tenant>:<id>`, the council of the subject (its second token:
+    /// `<ns>.<tenant>.…`, the namespace being one token) and [`Received::id`]. A message id is
+    /// unique only within its publisher's council (two councils' hubs may both send `R-1001`),
+    /// so the key is scoped to the council; the inbox scopes it to the consumer too.
     pub fn key(&self) -> String {
+        format!("{}:{}", self.subject_tenant().unwrap_or(""), self.id())
+    }
+
+    /// The message's own id: the event id, else the publisher's message id, else the stream
+    /// position (stable across redeliveries of the same stored message). Unique within its
+    /// council only: see [`Received::key`].
+    pub fn id(&self) -> String {
         self.headers
             .get(H_ID)
             .or_else(|| self.headers.get(H_MSG_ID))
             .cloned()
             .unwrap_or_else(|| format!("seq:{}", self.stream_seq))
+    }
+
+    /// The tenant token of the subject (`<ns>.<tenant>.…`).
+    pub fn subject_tenant(&self) -> Option<&str> {
+        self.subject.split('.').nth(1).filter(|t| !t.is_empty())
+    }
+
+    /// Why the message must not be handled as its subject's council's: the envelope's
+    /// `Eh-Tenant` names another council than the subject (`<ns>.<tenant>.…`). The subject is
+    /// what the broker's permissions vouch for (a council's credential may publish only on its
+    /// own subjects), so a message whose header disagrees is forged or misrouted.
+    pub fn tenant_mismatch(&self, ns: &str) -> Option<String> {
+        let claimed = self.header(H_TENANT)?;
+        match crate::subjects::tenant_of(ns, &self.subject) {
+            Some(t) if t == claimed => None,
+            Some(t) => Some(format!(
+                "envelope tenant {claimed:?} does not match the subject's tenant {t:?}"
+            )),
+            None => Some(format!(
+                "envelope tenant {claimed:?} on subject {} without a tenant",
+                self.subject
+            )),
+        }
     }
 
     pub fn envelope(&self) -> Option<Envelope> {
@@ -185,5 +217,52 @@ mod tests {
         assert_eq!(second.correlation_id, first.id);
         assert_eq!(second.causation_id, Some(first.id));
         assert_ne!(second.id, first.id);
+    }
+
+    fn received(subject: &str, headers: &[(&str, &str)]) -> Received {
+        Received {
+            subject: subject.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            payload: Default::default(),
+            delivered: 1,
+            stream_seq: 7,
+        }
+    }
+
+    #[test]
+    fn the_inbox_key_is_scoped_to_the_subjects_council() {
+        let a = received("eh.worcs.inbound.referral", &[(H_MSG_ID, "R-1001")]);
+        let b = received("eh.herts.inbound.referral", &[(H_MSG_ID, "R-1001")]);
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.key(), "worcs:R-1001");
+        assert_eq!(b.key(), "herts:R-1001");
+        let e = received("eh.worcs.intake.x", &[(H_ID, "e1"), (H_MSG_ID, "m1")]);
+        assert_eq!(e.key(), "worcs:e1");
+        assert_eq!(
+            received("eh.worcs.inbound.referral", &[]).key(),
+            "worcs:seq:7"
+        );
+    }
+
+    #[test]
+    fn an_envelope_naming_another_council_is_a_mismatch() {
+        let ok = received("eh.worcs.casework.x", &[(H_TENANT, "worcs")]);
+        assert_eq!(ok.tenant_mismatch("eh"), None);
+        let none = received("eh.worcs.inbound.referral", &[]);
+        assert_eq!(none.tenant_mismatch("eh"), None);
+        let forged = received("eh.herts.casework.x", &[(H_TENANT, "worcs")]);
+        let reason = forged.tenant_mismatch("eh").unwrap();
+        assert!(
+            reason.contains("\"worcs\"") && reason.contains("\"herts\""),
+            "{reason}"
+        );
+        assert!(
+            received("other.herts.x", &[(H_TENANT, "herts")])
+                .tenant_mismatch("eh")
+                .is_some()
+        );
     }
 }

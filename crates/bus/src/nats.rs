@@ -1,7 +1,10 @@
 //! The NATS JetStream transport: file-backed streams created idempotently at start, publish with
 //! `Nats-Msg-Id` and wait for the stream's acknowledgement, durable pull consumers with explicit
-//! acks. The first connection is retried in the background, so a service starts (not ready) while
-//! NATS is down and becomes ready when it comes back.
+//! acks. A stream kept per council ([`StreamSpec::partitions`]: the inbound one) is one stream per
+//! council, so `Nats-Msg-Id` de-duplicates within a council; a consumer of it is one durable
+//! consumer per council's stream, their deliveries merged. The first connection is retried in the
+//! background, so a service starts (not ready) while NATS is down and becomes ready when it comes
+//! back.
 use crate::transport::{
     Acker, ConsumerSpec, Delivery, Retention, StoredMessage, StreamSpec, Subscription, Transport,
 };
@@ -51,6 +54,18 @@ impl NatsTransport {
             co = co.credentials_file(creds).await.map_err(|e| {
                 Error::Transport(format!("bus.credentials_file {}: {e}", creds.display()))
             })?;
+        }
+        // `nats://user:password@host` (or `nats://token@host`): the server's users
+        // (`earlyhelp nats-config`); async-nats does not read them from the URL itself.
+        if opts.credentials_file.is_none()
+            && let Some(first) = opts.url.split(',').next()
+            && let Ok(addr) = first.trim().parse::<async_nats::ServerAddr>()
+            && let Some(user) = addr.username()
+        {
+            co = match addr.password() {
+                Some(pass) => co.user_and_password(user.to_string(), pass.to_string()),
+                None => co.token(user.to_string()),
+            };
         }
         if let Some(ca) = &opts.ca_file {
             co = co.add_root_certificates(ca.clone()).require_tls(true);
@@ -114,6 +129,27 @@ impl NatsTransport {
             .await
             .map_err(Error::transport)
     }
+
+    /// The streams that hold `spec`'s messages, each with its spec: its per-council partitions
+    /// ([`StreamSpec::partitions`]), created when missing; else the stream itself. A stream kept
+    /// whole from before it was split (the single inbound stream on `<ns>.*.inbound.>`, whose
+    /// subjects overlap every partition's) is used as it is, with a warning: de-duplication is
+    /// then across councils until an operator removes it (once its consumers have caught up) and
+    /// the services restart.
+    async fn stores(&self, spec: &StreamSpec) -> Result<Vec<(StreamSpec, stream::Stream)>> {
+        if spec.partitions.is_empty() {
+            return Ok(vec![(spec.clone(), self.stream(spec).await?)]);
+        }
+        if let Ok(whole) = self.js.get_stream(&spec.name).await {
+            tracing::warn!(stream = %spec.name, "a stream across councils exists: message ids are de-duplicated across councils until it is removed");
+            return Ok(vec![(spec.clone(), whole)]);
+        }
+        let mut out = Vec::with_capacity(spec.partitions.len());
+        for p in &spec.partitions {
+            out.push((p.clone(), self.stream(p).await?));
+        }
+        Ok(out)
+    }
 }
 
 /// `h` as NATS headers. A name NATS cannot carry (empty, or with a space, a control or non-ASCII
@@ -158,7 +194,7 @@ pub fn from_header_map(h: Option<&async_nats::HeaderMap>) -> BTreeMap<String, St
 impl Transport for NatsTransport {
     async fn ensure_streams(&self, streams: &[StreamSpec]) -> Result<()> {
         for s in streams {
-            self.stream(s).await?;
+            self.stores(s).await?;
         }
         Ok(())
     }
@@ -197,33 +233,47 @@ impl Transport for NatsTransport {
         results
     }
 
+    /// One durable consumer of that name in each stream holding the messages (each council's,
+    /// for a stream kept per council), its filter narrowed to the stream's council, their
+    /// deliveries merged.
     async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>> {
-        let stream = self.stream(&spec.stream).await?;
-        let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-            .get_or_create_consumer(
-                &spec.durable,
-                pull::Config {
-                    durable_name: Some(spec.durable.clone()),
-                    filter_subject: spec.filter_subject.clone(),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: spec.ack_wait,
-                    // The runner dead-letters after its own limit, with the reason.
-                    max_deliver: -1,
-                    max_ack_pending: 1024,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(Error::transport)?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(128)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(Error::transport)?;
-        Ok(Box::new(NatsSubscription { messages }))
+        let mut merged = futures::stream::SelectAll::new();
+        for (part, stream) in self.stores(&spec.stream).await? {
+            let filter_subject = if part == spec.stream {
+                spec.filter_subject.clone()
+            } else {
+                match crate::subjects::narrow_to(&spec.filter_subject, &part) {
+                    Some(f) => f,
+                    None => continue,
+                }
+            };
+            let consumer: jetstream::consumer::Consumer<pull::Config> = stream
+                .get_or_create_consumer(
+                    &spec.durable,
+                    pull::Config {
+                        durable_name: Some(spec.durable.clone()),
+                        filter_subject,
+                        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                        ack_wait: spec.ack_wait,
+                        // The runner dead-letters after its own limit, with the reason.
+                        max_deliver: -1,
+                        max_ack_pending: 1024,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(Error::transport)?;
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(128)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(Error::transport)?;
+            merged.push(Box::pin(messages));
+        }
+        Ok(Box::new(NatsSubscription { messages: merged }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -238,47 +288,59 @@ impl Transport for NatsTransport {
         }
     }
 
+    /// Of a stream kept per council, each council's in turn (sequences are per stream).
     async fn list(&self, spec: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>> {
-        let mut stream = self.stream(spec).await?;
-        let info = stream.info().await.map_err(Error::transport)?;
-        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let mut out = Vec::new();
-        if info.state.messages == 0 {
-            return Ok(out);
-        }
-        for seq in first..=last {
-            if out.len() >= limit {
-                break;
+        for (_, mut stream) in self.stores(spec).await? {
+            let info = stream.info().await.map_err(Error::transport)?;
+            let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+            if info.state.messages == 0 {
+                continue;
             }
-            match stream.get_raw_message(seq).await {
-                Ok(m) => out.push(StoredMessage {
-                    seq: m.sequence,
-                    subject: m.subject.to_string(),
-                    headers: from_header_map(Some(&m.headers)),
-                    payload: m.payload.to_vec(),
-                }),
-                Err(_) => continue, // deleted
+            for seq in first..=last {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                match stream.get_raw_message(seq).await {
+                    Ok(m) => out.push(StoredMessage {
+                        seq: m.sequence,
+                        subject: m.subject.to_string(),
+                        headers: from_header_map(Some(&m.headers)),
+                        payload: m.payload.to_vec(),
+                    }),
+                    Err(_) => continue, // deleted
+                }
             }
         }
         Ok(out)
     }
 
+    /// Of a stream kept per council, only by the council's own spec (a sequence names a message
+    /// in one stream).
     async fn delete(&self, spec: &StreamSpec, seq: u64) -> Result<()> {
-        let stream = self.stream(spec).await?;
+        let mut stores = self.stores(spec).await?;
+        if stores.len() != 1 {
+            return Err(Error::Transport(format!(
+                "{} is kept per council: delete from one council's stream",
+                spec.name
+            )));
+        }
+        let (_, stream) = stores.remove(0);
         stream.delete_message(seq).await.map_err(Error::transport)?;
         Ok(())
     }
 
     async fn count(&self, spec: &StreamSpec, subject: &str) -> Result<u64> {
-        let stream = self.stream(spec).await?;
-        let mut subjects = stream
-            .info_with_subjects(subject)
-            .await
-            .map_err(Error::transport)?;
         let mut n = 0;
-        while let Some((s, count)) = subjects.try_next().await.map_err(Error::transport)? {
-            if s == subject {
-                n += count as u64;
+        for (_, stream) in self.stores(spec).await? {
+            let mut subjects = stream
+                .info_with_subjects(subject)
+                .await
+                .map_err(Error::transport)?;
+            while let Some((s, count)) = subjects.try_next().await.map_err(Error::transport)? {
+                if s == subject {
+                    n += count as u64;
+                }
             }
         }
         Ok(n)
@@ -286,7 +348,8 @@ impl Transport for NatsTransport {
 }
 
 struct NatsSubscription {
-    messages: pull::Stream,
+    /// Every stream's deliveries (one stream's, unless it is kept per council).
+    messages: futures::stream::SelectAll<std::pin::Pin<Box<pull::Stream>>>,
 }
 
 #[async_trait]

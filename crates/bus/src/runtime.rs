@@ -110,7 +110,11 @@ impl ServiceContext {
             eh_proto::catalogue::Source::Event(e) => {
                 crate::subjects::service_stream(&ns, e.service)
             }
-            eh_proto::catalogue::Source::Inbound(_) => crate::subjects::inbound_stream(&ns),
+            // One stream per configured council (NATS de-duplicates within a stream).
+            eh_proto::catalogue::Source::Inbound(_) => crate::subjects::inbound_streams(
+                &ns,
+                self.settings.tenants.keys().map(String::as_str),
+            ),
         };
         self.spawn_consumer(sub.consumer, stream, sub.filter(&ns), concurrency, handler);
     }

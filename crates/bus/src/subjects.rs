@@ -44,6 +44,7 @@ pub fn service_stream(ns: &str, service: &str) -> StreamSpec {
         name: stream_name(ns, service),
         subjects: vec![format!("{ns}.*.{service}.>")],
         retention: Retention::ReplayWindow,
+        partitions: vec![],
     }
 }
 
@@ -53,7 +54,58 @@ pub fn inbound_stream(ns: &str) -> StreamSpec {
         name: stream_name(ns, "inbound"),
         subjects: vec![format!("{ns}.*.inbound.>")],
         retention: Retention::ReplayWindow,
+        partitions: vec![],
     }
+}
+
+/// The stream of what upstream systems publish, kept by NATS in one stream per council
+/// (`<NS>_INBOUND_<TENANT>` on `<ns>.<tenant>.inbound.>`), for each of `tenants`: JetStream
+/// de-duplicates by `Nats-Msg-Id` within a stream, and each council's upstream systems number
+/// their messages in their own namespace.
+pub fn inbound_streams<'a>(ns: &str, tenants: impl IntoIterator<Item = &'a str>) -> StreamSpec {
+    let mut spec = inbound_stream(ns);
+    spec.partitions = tenants
+        .into_iter()
+        .map(|t| StreamSpec {
+            name: stream_name(ns, &format!("inbound_{t}")),
+            subjects: vec![format!("{ns}.{t}.inbound.>")],
+            retention: Retention::ReplayWindow,
+            partitions: vec![],
+        })
+        .collect();
+    spec
+}
+
+/// `streams` with the inbound stream kept per council ([`inbound_streams`]).
+pub fn per_council<'a>(
+    ns: &str,
+    streams: Vec<StreamSpec>,
+    tenants: impl IntoIterator<Item = &'a str> + Clone,
+) -> Vec<StreamSpec> {
+    let inbound = inbound_stream(ns);
+    streams
+        .into_iter()
+        .map(|s| {
+            if s == inbound {
+                inbound_streams(ns, tenants.clone())
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+/// `filter` narrowed to the council of `partition` (its subjects' tenant token): `None` when
+/// the filter names another council.
+pub fn narrow_to(filter: &str, partition: &StreamSpec) -> Option<String> {
+    let tenant = partition.subjects.first()?.split('.').nth(1)?;
+    let mut tokens: Vec<&str> = filter.split('.').collect();
+    match tokens.get(1) {
+        Some(&"*") => tokens[1] = tenant,
+        Some(t) if *t == tenant => {}
+        _ => return None,
+    }
+    Some(tokens.join("."))
 }
 
 /// The dead-letter stream: kept until an operator replays or discards each one, never expired.
@@ -62,6 +114,7 @@ pub fn dead_letter_stream(ns: &str) -> StreamSpec {
         name: stream_name(ns, "dlq"),
         subjects: vec![format!("{ns}.dlq.*")],
         retention: Retention::UntilRemoved,
+        partitions: vec![],
     }
 }
 
@@ -105,5 +158,31 @@ mod tests {
         assert_eq!(tenant_of("eh", "eh.worcs.inbound.referral"), Some("worcs"));
         assert_eq!(tenant_of("eh", "ehx.worcs.inbound.referral"), None);
         assert_eq!(service_stream("eh-t1", "intake").name, "EH_T1_INTAKE");
+    }
+
+    #[test]
+    fn inbound_is_kept_per_council() {
+        let s = inbound_streams("eh", ["worcs", "herts"]);
+        assert_eq!(s.name, "EH_INBOUND");
+        let names: Vec<_> = s.partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["EH_INBOUND_WORCS", "EH_INBOUND_HERTS"]);
+        assert_eq!(s.partitions[1].subjects, ["eh.herts.inbound.>"]);
+        let herts = &s.partitions[1];
+        assert_eq!(
+            narrow_to("eh.*.inbound.referral", herts).as_deref(),
+            Some("eh.herts.inbound.referral")
+        );
+        assert_eq!(
+            narrow_to("eh.herts.inbound.>", herts).as_deref(),
+            Some("eh.herts.inbound.>")
+        );
+        assert_eq!(narrow_to("eh.worcs.inbound.>", herts), None);
+        let all = per_council(
+            "eh",
+            vec![service_stream("eh", "intake"), inbound_stream("eh")],
+            ["worcs"],
+        );
+        assert_eq!(all[0], service_stream("eh", "intake"));
+        assert_eq!(all[1].partitions.len(), 1);
     }
 }

@@ -10,6 +10,11 @@ pub struct StreamSpec {
     pub subjects: Vec<String>,
     /// How long it keeps what it stores.
     pub retention: Retention,
+    /// Where a broker that de-duplicates per stream (NATS) keeps the messages instead: one
+    /// stream per council, so that a message id is unique within one council only (two councils'
+    /// upstream systems may number their messages alike). Empty: the stream itself. The
+    /// embedded transport, which de-duplicates per council anyway, ignores it.
+    pub partitions: Vec<StreamSpec>,
 }
 
 /// How long a stream keeps a message.

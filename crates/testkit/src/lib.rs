@@ -261,21 +261,49 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     child: Option<Child>,
+    /// A configuration file (accounts, users), written into the store directory.
+    config: Option<PathBuf>,
+    /// The server's environment (the passwords a configuration names).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_configured(None, Vec::new())
+    }
+
+    /// A throwaway server with configuration `config` (e.g. `accounts { … }`), its variables
+    /// (`$EH_NATS_PASSWORD_…`) taken from `env`.
+    pub fn start_with_config(config: &str, env: Vec<(String, String)>) -> anyhow::Result<Self> {
+        Self::start_configured(Some(config), env)
+    }
+
+    fn start_configured(config: Option<&str>, env: Vec<(String, String)>) -> anyhow::Result<Self> {
         let store = tempfile::Builder::new()
             .prefix("eh-nats-")
             .tempdir()?
             .keep();
+        let config = match config {
+            Some(text) => {
+                let path = store.join("nats-server.conf");
+                std::fs::write(&path, text)?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut s = Self {
             port: free_port()?,
             store,
             child: None,
+            config,
+            env,
         };
         s.spawn()?;
         Ok(s)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -286,7 +314,12 @@ impl NatsServer {
                 "nats-server".into()
             }
         });
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(c) = &self.config {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
+            .envs(self.env.iter().cloned())
             .args([
                 "-js",
                 "-a",
@@ -297,11 +330,13 @@ impl NatsServer {
             ])
             .arg(&self.store)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.store.join("nats-server.log"))?)
             .spawn()
             .with_context(|| format!("start {bin}"))?;
         self.child = Some(child);
-        wait_for(&format!("127.0.0.1:{}", self.port), "nats-server")
+        wait_for(&format!("127.0.0.1:{}", self.port), "nats-server").with_context(|| {
+            std::fs::read_to_string(self.store.join("nats-server.log")).unwrap_or_default()
+        })
     }
 
     pub fn url(&self) -> String {

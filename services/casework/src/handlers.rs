@@ -134,7 +134,7 @@ impl Casework {
         cause: Option<&Received>,
     ) -> Result<(), Error> {
         let case = &fx.case;
-        let cause_id = cause.map(|m| m.key()).unwrap_or_default();
+        let cause_id = cause.map(|m| m.id()).unwrap_or_default();
         if let Some(programmes) = &fx.programmes {
             store::set_programmes(txn, &case.id, programmes).await?;
         }

@@ -75,7 +75,7 @@ impl Consent {
     ) -> Result<(), Error> {
         let env = Envelope::new(spec.payload, tenant, actor, now).caused_by(
             cause.and_then(|m| m.envelope()).as_ref(),
-            &cause.map(|m| m.key()).unwrap_or_default(),
+            &cause.map(|m| m.id()).unwrap_or_default(),
         );
         let subject = spec.subject(self.ctx.namespace(), tenant);
         self.ctx

@@ -123,15 +123,22 @@ async fn rejected_on_the_bus(distributed: bool) -> anyhow::Result<()> {
             .map(|v| (v.path.clone(), v.reason.clone())),
     );
 
-    // An unknown tenant: rejected the same way, on its own subject.
-    let mut unknown = t
-        .watch("intake", &format!("{ns}.nosuch.intake.referral_rejected"))
-        .await?;
-    t.publish_inbound("nosuch", serde_json::to_vec(&referral("U-1", None))?, "r-4")
-        .await?;
-    let got = collect(&mut unknown, 1, Duration::from_secs(20)).await?;
-    let e = ReferralRejected::decode(got[0].payload.as_ref())?;
-    assert!(e.violations[0].reason.contains("unknown tenant"), "{e:?}");
+    // An unknown tenant: on NATS there is no inbound stream but a configured council's (each
+    // council has its own), so the publisher is refused at once; the embedded bus takes it and
+    // intake rejects it the same way, on its own subject.
+    let unknown_doc = serde_json::to_vec(&referral("U-1", None))?;
+    if distributed {
+        let refused = t.publish_inbound("nosuch", unknown_doc, "r-4").await;
+        assert!(refused.is_err(), "an unknown council's referral was stored");
+    } else {
+        let mut unknown = t
+            .watch("intake", &format!("{ns}.nosuch.intake.referral_rejected"))
+            .await?;
+        t.publish_inbound("nosuch", unknown_doc, "r-4").await?;
+        let got = collect(&mut unknown, 1, Duration::from_secs(20)).await?;
+        let e = ReferralRejected::decode(got[0].payload.as_ref())?;
+        assert!(e.violations[0].reason.contains("unknown tenant"), "{e:?}");
+    }
 
     assert_eq!(t.referral_count("worcs").await?, 0, "nothing stored");
     assert_eq!(t.referral_count("nosuch").await?, 0, "nothing stored");

@@ -175,7 +175,7 @@ impl Intake {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Envelope {
         let cause = door.inbound.and_then(|m| m.envelope());
-        let key = door.inbound.map(|m| m.key()).unwrap_or_default();
+        let key = door.inbound.map(|m| m.id()).unwrap_or_default();
         Envelope::new(event_type, tenant, door.actor, now).caused_by(cause.as_ref(), &key)
     }
 
@@ -192,7 +192,7 @@ impl Intake {
             source_reference: rejection.source_reference.clone(),
             violations: rejection.violations.clone(),
             rejected_at: now.to_rfc3339(),
-            inbound_message_id: door.inbound.map(|m| m.key()).unwrap_or_default(),
+            inbound_message_id: door.inbound.map(|m| m.id()).unwrap_or_default(),
         };
         // An unknown tenant's token is still a valid subject token (the inbound subject had it),
         // so the upstream system hears back on its own subject.
@@ -267,6 +267,12 @@ pub fn is_urgent(referral: &Referral) -> bool {
     referral.significant_harm_risk == Some(true)
 }
 
+/// Who an upstream message is recorded as coming from: `system:<tenant>-upstream`, the user of
+/// the council's upstream credential (`earlyhelp nats-config`), whatever its `Eh-Actor` says.
+pub fn upstream_actor(tenant: &str) -> String {
+    format!("system:{tenant}-upstream")
+}
+
 /// The bus door: `<ns>.<tenant>.inbound.referral`, and the urgent lane's
 /// `<ns>.<tenant>.inbound.referral.urgent` (its own consumer; the same handling).
 pub struct InboundReferral {
@@ -289,7 +295,11 @@ impl InboundReferral {
         };
         let max = self.intake.max_payload_bytes;
         let parsed = contract::parse(&msg.payload, max);
-        let actor = format!("system:{}", msg.header("Eh-Actor").unwrap_or("upstream"));
+        // The upstream system is the one the credential belongs to, not what `Eh-Actor` claims:
+        // a council's upstream credential may publish only on its own council's inbound
+        // subjects (the NATS accounts `earlyhelp nats-config` generates), so the subject's
+        // council names it.
+        let actor = upstream_actor(&tenant);
         let door = Door {
             actor: &actor,
             inbound: Some(msg),
