@@ -453,7 +453,10 @@ async fn platform(
                 .await?;
             let mut out: Times = HashMap::new();
             for r in rows {
-                out.insert(r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+                // Inbox keys are `<council>:<event id>` (councils apart on the bus).
+                let key: String = r.try_get_by_index(0)?;
+                let id = key.strip_prefix("worcs:").unwrap_or(&key).to_string();
+                out.insert(id, r.try_get_by_index(1)?);
             }
             Ok::<_, anyhow::Error>(out)
         };
