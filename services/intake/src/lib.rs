@@ -174,7 +174,7 @@ pub fn start(
     ctx.spawn_subscription(
         &eh_proto::catalogue::INTAKE_REFER_AGAIN,
         4,
-        Arc::new(handlers::refer_again::ReferAgainHandler {
+        Arc::new(handlers::ReferAgainHandler {
             intake: intake.clone(),
         }),
     );

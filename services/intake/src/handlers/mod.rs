@@ -29,7 +29,7 @@ use crate::settings::IntakeSettings;
 use crate::store::matches::StoredCandidate;
 use eh_bus::consumer::{Handled, HandlerError, Pending};
 use eh_bus::{Envelope, OutboundMessage, Received, ServiceContext, inbox, subjects};
-use eh_proto::intake::v1::{Referral, ReferralRejected};
+use eh_proto::intake::v1::{ReferAgain, Referral, ReferralRejected};
 use prost::Message;
 use sea_orm::DatabaseTransaction;
 
@@ -339,6 +339,75 @@ impl InboundReferral {
                     tracing::warn!(tenant, reasons = %r.summary(), "referral rejected");
                     Ok(Handled::Done)
                 }
+                Err(StoreError(e)) => Err(HandlerError::db(&e)),
+            }
+        }))
+    }
+}
+
+/// The command's handler.
+pub struct ReferAgainHandler {
+    pub intake: Intake,
+}
+
+eh_bus::admitted_in_order!(ReferAgainHandler);
+
+impl ReferAgainHandler {
+    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
+        let ns = self.intake.ctx.namespace().to_string();
+        let tenant = subjects::tenant_of(&ns, &msg.subject)
+            .ok_or_else(|| {
+                HandlerError::Permanent(format!("subject {} has no tenant", msg.subject))
+            })?
+            .to_string();
+        let cmd = ReferAgain::decode(msg.payload.as_ref())
+            .map_err(|e| HandlerError::Permanent(format!("not a ReferAgain: {e}")))?;
+        if cmd.case_id.is_empty() || cmd.referral_id.is_empty() {
+            return Err(HandlerError::Permanent(
+                "ReferAgain names no case or no referral".into(),
+            ));
+        }
+        let (intake, msg) = (self.intake.clone(), msg.clone());
+        Ok(Box::pin(async move {
+            let stored = crate::store::referrals::get(&intake.ctx.db, &tenant, &cmd.referral_id)
+                .await
+                .map_err(|e| HandlerError::db(&e))?
+                .ok_or_else(|| {
+                    HandlerError::Permanent(format!(
+                        "referral {} of case {} is not held",
+                        cmd.referral_id, cmd.case_id
+                    ))
+                })?;
+            let previous = contract::to_json(&stored.referral);
+            let doc = refer_again::again(&previous, &cmd.case_id, intake.ctx.clock.now());
+            let parsed = contract::validate(&doc).map(|typed| (doc, typed));
+            if let Err(r) = &parsed {
+                // Ours to make valid: a rejection here is a defect, never the family's fault.
+                return Err(HandlerError::Permanent(format!(
+                    "the new request for case {} is not a valid referral: {}",
+                    cmd.case_id,
+                    r.summary()
+                )));
+            }
+            let door = Door {
+                actor: "service:casework",
+                inbound: Some(&msg),
+            };
+            match intake.submit(&tenant, parsed, door).await {
+                Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
+                Ok(Outcome::Stored(s)) => {
+                    tracing::info!(tenant, case_id = %cmd.case_id, referral_id = %s.id, "a family needs help again: a new request for support");
+                    Ok(Handled::Done)
+                }
+                Ok(Outcome::Duplicate { id, .. }) => {
+                    tracing::info!(tenant, case_id = %cmd.case_id, referral_id = %id, "the new request was made already");
+                    Ok(Handled::Done)
+                }
+                Ok(Outcome::Rejected(r)) => Err(HandlerError::Permanent(format!(
+                    "the new request for case {} was rejected: {}",
+                    cmd.case_id,
+                    r.summary()
+                ))),
                 Err(StoreError(e)) => Err(HandlerError::db(&e)),
             }
         }))

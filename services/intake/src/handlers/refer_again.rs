@@ -8,13 +8,9 @@
 //! acknowledgement), no concern text and no significant-harm flag (the follow-up says only that
 //! help is needed again). It is then stored and announced exactly as any referral at the front
 //! door: casework opens a new case and the front door screens it.
-use super::{Door, Intake, Outcome, StoreError};
-use crate::domain::contract;
-use crate::store::referrals;
-use eh_bus::consumer::{Handled, HandlerError, Pending};
-use eh_bus::{Received, subjects};
-use eh_proto::intake::v1::ReferAgain;
-use prost::Message;
+//!
+//! This module makes the new request (pure); its command handler is
+//! [`super::ReferAgainHandler`].
 use serde_json::{Value, json};
 
 pub const CONSUMER: &str = eh_proto::catalogue::INTAKE_REFER_AGAIN.consumer;
@@ -46,78 +42,10 @@ pub fn again(previous: &Value, case_id: &str, now: chrono::DateTime<chrono::Utc>
     doc
 }
 
-/// The command's handler.
-pub struct ReferAgainHandler {
-    pub intake: Intake,
-}
-
-eh_bus::admitted_in_order!(ReferAgainHandler);
-
-impl ReferAgainHandler {
-    fn admit(&self, msg: &Received) -> Result<Pending, HandlerError> {
-        let ns = self.intake.ctx.namespace().to_string();
-        let tenant = subjects::tenant_of(&ns, &msg.subject)
-            .ok_or_else(|| {
-                HandlerError::Permanent(format!("subject {} has no tenant", msg.subject))
-            })?
-            .to_string();
-        let cmd = ReferAgain::decode(msg.payload.as_ref())
-            .map_err(|e| HandlerError::Permanent(format!("not a ReferAgain: {e}")))?;
-        if cmd.case_id.is_empty() || cmd.referral_id.is_empty() {
-            return Err(HandlerError::Permanent(
-                "ReferAgain names no case or no referral".into(),
-            ));
-        }
-        let (intake, msg) = (self.intake.clone(), msg.clone());
-        Ok(Box::pin(async move {
-            let stored = referrals::get(&intake.ctx.db, &tenant, &cmd.referral_id)
-                .await
-                .map_err(|e| HandlerError::db(&e))?
-                .ok_or_else(|| {
-                    HandlerError::Permanent(format!(
-                        "referral {} of case {} is not held",
-                        cmd.referral_id, cmd.case_id
-                    ))
-                })?;
-            let previous = contract::to_json(&stored.referral);
-            let doc = again(&previous, &cmd.case_id, intake.ctx.clock.now());
-            let parsed = contract::validate(&doc).map(|typed| (doc, typed));
-            if let Err(r) = &parsed {
-                // Ours to make valid: a rejection here is a defect, never the family's fault.
-                return Err(HandlerError::Permanent(format!(
-                    "the new request for case {} is not a valid referral: {}",
-                    cmd.case_id,
-                    r.summary()
-                )));
-            }
-            let door = Door {
-                actor: "service:casework",
-                inbound: Some(&msg),
-            };
-            match intake.submit(&tenant, parsed, door).await {
-                Ok(Outcome::AlreadyHandled) => Ok(Handled::Duplicate),
-                Ok(Outcome::Stored(s)) => {
-                    tracing::info!(tenant, case_id = %cmd.case_id, referral_id = %s.id, "a family needs help again: a new request for support");
-                    Ok(Handled::Done)
-                }
-                Ok(Outcome::Duplicate { id, .. }) => {
-                    tracing::info!(tenant, case_id = %cmd.case_id, referral_id = %id, "the new request was made already");
-                    Ok(Handled::Done)
-                }
-                Ok(Outcome::Rejected(r)) => Err(HandlerError::Permanent(format!(
-                    "the new request for case {} was rejected: {}",
-                    cmd.case_id,
-                    r.summary()
-                ))),
-                Err(StoreError(e)) => Err(HandlerError::db(&e)),
-            }
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::contract;
 
     #[test]
     fn the_new_request_keeps_the_family_and_asks_consent_again() {
