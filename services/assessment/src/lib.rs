@@ -25,7 +25,9 @@
 //! `case_closure_recorded`, `follow_up_due`, `follow_up_recorded`. Casework follows them on the
 //! case (`assessment_open`, `assessed`, `plan_agreed`, `in_review`, `closed_*`).
 //!
-//! Not yet here (issue 12 continues): carrying over a step-down's assessment.
+//! A case stepped down from social care may start from the most recent assessment there: its
+//! sections are carried over into version 1 (`OpenAssessment.carried_over`), attributed to social
+//! care and saying where they came from.
 pub mod clocks;
 pub mod domain;
 pub mod grpc;
