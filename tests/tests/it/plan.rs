@@ -513,6 +513,68 @@ async fn plan_to_follow_up(distributed: bool) -> anyhow::Result<()> {
     .await?;
     case_in(&t, &case_id, "in_review").await?;
 
+    // Only the lead (or a team manager) records scores and reviews; an agency with no part in
+    // the case reads neither the outcomes nor the case's actions (not found, on the record).
+    let e = out
+        .record_scores(with_token(
+            pb::RecordScoresRequest {
+                tenant: "worcs".into(),
+                case_id: case_id.clone(),
+                stage: "review".into(),
+                scores: vec![score("education", 5)],
+            },
+            &teacher,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = out
+        .record_review(with_token(
+            pb::RecordReviewRequest {
+                tenant: "worcs".into(),
+                case_id: case_id.clone(),
+                summary: "from someone else".into(),
+                category: "education".into(),
+                scores: vec![],
+            },
+            &staffs,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = out
+        .get_outcomes(with_token(
+            pb::GetOutcomesRequest {
+                tenant: "worcs".into(),
+                case_id: case_id.clone(),
+            },
+            &housing,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = out
+        .list_actions(with_token(
+            pb::ListActionsRequest {
+                tenant: "worcs".into(),
+                case_id: case_id.clone(),
+                overdue_only: false,
+            },
+            &housing,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let trail = eh_auth::Auditor::new(t.db("assessment").await?)
+        .entries("worcs")
+        .await?;
+    for method in ["RecordScores", "GetOutcomes", "ListActions"] {
+        assert!(
+            trail.iter().any(|e| e.1 == method && e.3 == "denied"),
+            "{method}: the refusal is on the record"
+        );
+    }
+
     // Closing: every headline problem the assessment identified needs its outcome.
     let close = |outcomes: Vec<(&str, bool)>| pb::CloseWithOutcomesRequest {
         tenant: "worcs".into(),
@@ -695,6 +757,14 @@ async fn plan_to_follow_up(distributed: bool) -> anyhow::Result<()> {
             .code(),
         Code::FailedPrecondition,
         "answered once"
+    );
+    assert_eq!(
+        out.record_follow_up(with_token(follow(false), &teacher))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied,
+        "only the lead or a team manager answers"
     );
     let told = t
         .smtp

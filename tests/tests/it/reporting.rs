@@ -199,7 +199,6 @@ fn closure(
                 met: *met,
             })
             .collect(),
-        lead_email: "lead@worcs.test".into(),
         at: at.into(),
         ..Default::default()
     }

@@ -549,7 +549,7 @@ impl AssessmentApi {
             step_down_to: input.step_down_to.clone(),
             closed_by: actor.clone(),
             closed_at: now,
-            remind_email: remind_email.clone(),
+            remind_email,
             follow_up_due: closing.follow_up_due,
             follow_up_asked_at: None,
             follow_up: None,
@@ -577,7 +577,6 @@ impl AssessmentApi {
                 .collect(),
             stepped_down_to: u32::try_from(row.step_down_to.len()).unwrap_or(u32::MAX),
             follow_up_due: ts(row.follow_up_due),
-            lead_email: remind_email,
             at: now.to_rfc3339(),
         };
         self.emit(
