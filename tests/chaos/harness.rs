@@ -2,7 +2,7 @@
 //! referrals from an independent publisher, faults injected mid-stream, then a census of every
 //! effect. See the crate documentation (main.rs) for what it proves.
 use eh_proto::catalogue::{self, Source};
-use eh_testkit::{PostgresServer, ServiceProcess, SmtpSink};
+use eh_testkit::{NatsServer, PostgresServer, ServiceProcess, SmtpSink};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -64,43 +64,65 @@ pub struct Plan {
     /// off, `cut_every` apart.
     pub cuts_after: usize,
     pub cut_every: Duration,
+    /// From the first publish, when a target group's process (an index into the groups) is
+    /// killed by SIGKILL, as a crashed container or an evicted pod; it is started again
+    /// `restart_after` later, as Kubernetes restarts it.
+    pub kills: Vec<(Duration, usize)>,
+    pub restart_after: Duration,
+    /// From the first publish, when the NATS server is killed by SIGKILL, and how long it stays
+    /// down before it is started again on the same port and store.
+    pub nats_outage: Option<(Duration, Duration)>,
     /// How long the platform may take to settle once the faults are over.
     pub settle_within: Duration,
 }
 
 impl Plan {
-    /// The version `cargo test` runs (well under two minutes when nothing is lost): 150
-    /// referrals at 15/s, sessions cut once in the stream, PostgreSQL stopped for 10 s three
-    /// seconds in, sessions cut twice in the backlog after it.
+    /// The version `cargo test` runs (about two minutes when nothing is lost): 240 referrals
+    /// at 15/s, and while they arrive: sessions cut once, PostgreSQL stopped for 6 s, each
+    /// process killed by SIGKILL and restarted once, the NATS server killed and restarted; then
+    /// sessions cut twice in the backlog.
     pub fn short() -> Self {
         Self {
             name: "short".into(),
-            referrals: env_or("EH_CHAOS_SHORT_N", 150),
+            referrals: env_or("EH_CHAOS_SHORT_N", 240),
             rate: 15.0,
             cuts_before: vec![Duration::from_millis(1500)],
-            outage_after: Duration::from_secs(3),
-            outage: Some(Duration::from_secs(10)),
+            outage_after: Duration::from_millis(2500),
+            outage: Some(Duration::from_secs(6)),
+            kills: vec![
+                (Duration::from_millis(9500), 0),
+                (Duration::from_secs(16), 1),
+            ],
+            restart_after: Duration::from_secs(1),
+            nats_outage: Some((Duration::from_secs(12), Duration::from_secs(3))),
             cuts_after: 2,
             cut_every: Duration::from_secs(1),
-            settle_within: Duration::from_secs(150),
+            settle_within: Duration::from_secs(180),
         }
     }
 
-    /// The version `just chaos` runs: issue 18's scenario (500 referrals at ~15/s, PostgreSQL
-    /// stopped for 30 s two seconds in), sessions cut once before it and three times in the
-    /// backlog after it. `EH_CHAOS_N`,
-    /// `EH_CHAOS_RATE` and `EH_CHAOS_OUTAGE_SECS` change it.
+    /// The version `just chaos` runs: issues 18 and 15's scenario, 1,000 referrals at ~15/s
+    /// (about 67 s of load) and while they arrive: sessions cut once, PostgreSQL stopped for
+    /// 30 s two seconds in, then each process killed by SIGKILL twice (restarted a second
+    /// later each time) and the NATS server killed and restarted between; sessions cut three
+    /// times in the backlog after it. `EH_CHAOS_N`, `EH_CHAOS_RATE` and `EH_CHAOS_OUTAGE_SECS`
+    /// change it (the kills keep their times).
     pub fn long() -> Self {
+        let outage = env_or("EH_CHAOS_OUTAGE_SECS", 30);
+        let after = |s: u64| Duration::from_secs(2 + outage + s);
         Self {
             name: "long".into(),
-            referrals: env_or("EH_CHAOS_N", 500),
+            referrals: env_or("EH_CHAOS_N", 1000),
             rate: env_or("EH_CHAOS_RATE", 15.0),
             cuts_before: vec![Duration::from_secs(1)],
             outage_after: Duration::from_secs(2),
-            outage: Some(Duration::from_secs(env_or("EH_CHAOS_OUTAGE_SECS", 30))),
+            outage: Some(Duration::from_secs(outage)),
+            kills: vec![(after(3), 0), (after(8), 1), (after(21), 0), (after(26), 1)],
+            restart_after: Duration::from_secs(1),
+            nats_outage: Some((after(13), Duration::from_secs(5))),
             cuts_after: 3,
             cut_every: Duration::from_secs(1),
-            settle_within: Duration::from_secs(360),
+            settle_within: Duration::from_secs(420),
         }
     }
 
@@ -110,6 +132,8 @@ impl Plan {
             name: format!("{} without faults", self.name),
             cuts_before: Vec::new(),
             outage: None,
+            kills: Vec::new(),
+            nats_outage: None,
             cuts_after: 0,
             ..self.clone()
         }
@@ -140,10 +164,13 @@ fn referral(tag: &str, i: usize) -> anyhow::Result<(String, String, Vec<u8>)> {
     Ok((reference, email, serde_json::to_vec(&doc)?))
 }
 
-/// The platform under test: its own PostgreSQL cluster, a namespace of the shared NATS, an SMTP
-/// sink in this process, and the binary as one process per target group.
+/// The platform under test: its own PostgreSQL cluster, its own NATS server (JetStream, file
+/// store), an SMTP sink in this process, and the binary as one process per target group.
 struct Platform {
     pg: Arc<PostgresServer>,
+    nats: NatsServer,
+    /// Each process's HTTP port (readiness), as `procs`.
+    http_ports: Vec<u16>,
     /// As [`ROLE`].
     db_url: String,
     ns: String,
@@ -159,7 +186,8 @@ impl Platform {
     async fn start() -> anyhow::Result<Self> {
         let pg = Arc::new(tokio::task::spawn_blocking(PostgresServer::start).await??);
         let db_url = pg.fresh_database(ROLE).await?;
-        let nats_url = eh_testkit::nats_url()?;
+        let nats = tokio::task::spawn_blocking(NatsServer::start).await??;
+        let nats_url = nats.url();
         let ns = eh_testkit::namespace();
         let smtp = SmtpSink::start()?;
         let dir = tempfile::Builder::new().prefix("eh-chaos-").tempdir()?;
@@ -236,6 +264,8 @@ impl Platform {
         }
         Ok(Self {
             pg,
+            nats,
+            http_ports,
             db_url,
             ns,
             nats_url,
@@ -370,7 +400,8 @@ async fn publish(
             .await;
             match sent {
                 Ok(()) => break,
-                Err(e) if attempt < 20 => {
+                // A NATS server down for a few seconds: as an upstream system would, try again.
+                Err(e) if attempt < 120 => {
                     attempt += 1;
                     out.retries += 1;
                     eprintln!("publish {msg_id}: {e}; again");
@@ -387,19 +418,33 @@ async fn publish(
     Ok(out)
 }
 
-/// What was done to PostgreSQL, in seconds from the first publish.
+/// What was done, in seconds from the first publish.
 #[derive(Debug, Default, Clone)]
 pub struct FaultLog {
-    /// (stop issued at, started again at).
+    /// PostgreSQL: (stop issued at, started again at).
     outage: Option<(f64, f64)>,
     /// (at, sessions terminated, of which inside a transaction that had written).
     cuts: Vec<(f64, i64, i64)>,
+    /// Processes killed by SIGKILL: (process, killed at, ready again at).
+    kills: Vec<(String, f64, f64)>,
+    /// The NATS server: (killed at, accepting connections again at).
+    nats: Option<(f64, f64)>,
 }
 
-/// Injects `plan`'s faults, timed from the first publish (`first`); what was done.
+/// One fault of a plan, at its time from the first publish.
+enum Step {
+    Cut,
+    PgOutage(Duration),
+    Kill(usize),
+    NatsOutage(Duration),
+}
+
+/// Injects `plan`'s faults into `platform`, timed from the first publish (`first`); what was
+/// done. Faults happen one after the other in time order (one that falls due while another is
+/// under way waits for it).
 async fn inject(
-    pg: Arc<PostgresServer>,
-    plan: Plan,
+    platform: &mut Platform,
+    plan: &Plan,
     first: tokio::sync::oneshot::Receiver<Instant>,
 ) -> anyhow::Result<FaultLog> {
     let mut log = FaultLog::default();
@@ -407,31 +452,76 @@ async fn inject(
         return Ok(log);
     };
     let start = first;
+    let since = move || start.elapsed().as_secs_f64();
     let cut = |pg: Arc<PostgresServer>| async move {
         let (terminated, writing) = pg
             .terminate_backends_mid_write(ROLE, Duration::from_secs(10))
             .await?;
-        Ok::<_, anyhow::Error>((start.elapsed().as_secs_f64(), terminated, writing))
+        Ok::<_, anyhow::Error>((since(), terminated, writing))
     };
-    for at in &plan.cuts_before {
-        tokio::time::sleep_until((first + *at).into()).await;
-        log.cuts.push(cut(pg.clone()).await?);
-    }
+    let mut steps: Vec<(Duration, Step)> =
+        plan.cuts_before.iter().map(|at| (*at, Step::Cut)).collect();
     if let Some(outage) = plan.outage {
-        tokio::time::sleep_until((first + plan.outage_after).into()).await;
-        let stopping = start.elapsed().as_secs_f64();
-        let p = pg.clone();
-        tokio::task::spawn_blocking(move || p.stop()).await??;
-        tokio::time::sleep(outage).await;
-        let p = pg.clone();
-        tokio::task::spawn_blocking(move || p.start_again()).await??;
-        log.outage = Some((stopping, start.elapsed().as_secs_f64()));
+        steps.push((plan.outage_after, Step::PgOutage(outage)));
+    }
+    steps.extend(plan.kills.iter().map(|(at, g)| (*at, Step::Kill(*g))));
+    if let Some((at, down)) = plan.nats_outage {
+        steps.push((at, Step::NatsOutage(down)));
+    }
+    steps.sort_by_key(|(at, _)| *at);
+    for (at, step) in steps {
+        tokio::time::sleep_until((first + at).into()).await;
+        match step {
+            Step::Cut => log.cuts.push(cut(platform.pg.clone()).await?),
+            Step::PgOutage(outage) => {
+                let stopping = since();
+                let p = platform.pg.clone();
+                tokio::task::spawn_blocking(move || p.stop()).await??;
+                tokio::time::sleep(outage).await;
+                let p = platform.pg.clone();
+                tokio::task::spawn_blocking(move || p.start_again()).await??;
+                log.outage = Some((stopping, since()));
+            }
+            Step::Kill(g) => {
+                let killed = since();
+                let proc = &mut platform.procs[g];
+                proc.kill();
+                tokio::time::sleep(plan.restart_after).await;
+                proc.restart()?;
+                let http = platform.http_ports[g];
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !eh_testkit::http_ready(http).await {
+                    if let Some(status) = proc.exited() {
+                        anyhow::bail!(
+                            "{} exited after its restart ({status}):\n{}",
+                            proc.name(),
+                            proc.log_tail(30)
+                        );
+                    }
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "{} not ready within 60 s of its restart:\n{}",
+                        proc.name(),
+                        proc.log_tail(30)
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                log.kills.push((proc.name().to_string(), killed, since()));
+            }
+            Step::NatsOutage(down) => {
+                let killed = since();
+                tokio::task::block_in_place(|| platform.nats.kill());
+                tokio::time::sleep(down).await;
+                tokio::task::block_in_place(|| platform.nats.restart())?;
+                log.nats = Some((killed, since()));
+            }
+        }
     }
     for round in 0..plan.cuts_after {
         if round > 0 {
             tokio::time::sleep(plan.cut_every).await;
         }
-        log.cuts.push(cut(pg.clone()).await?);
+        log.cuts.push(cut(platform.pg.clone()).await?);
     }
     Ok(log)
 }
@@ -563,6 +653,17 @@ struct InboxRow {
     missing: i64,
 }
 
+/// How long one template's emails waited, recorded → sent, in seconds.
+struct EmailWaits {
+    template: String,
+    sent: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// The longest wait of an email recorded while PostgreSQL was up.
+    max_pg_up: f64,
+}
+
 /// Everything counted after a run.
 pub struct Report {
     plan: Plan,
@@ -578,6 +679,7 @@ pub struct Report {
     last_sent_secs: Option<f64>,
     /// PostgreSQL back → the last case ready (a run with an outage).
     recovery_secs: Option<f64>,
+    email_waits: Vec<EmailWaits>,
     stored: i64,
     never_stored: Vec<String>,
     cases_by_state: BTreeMap<String, i64>,
@@ -635,9 +737,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         plan.rate,
         first_tx,
     ));
-    let faults = tokio::spawn(inject(platform.pg.clone(), plan.clone(), first_rx));
+    // The faults are injected from here while the publisher runs on its own task.
+    let faults = inject(&mut platform, &plan, first_rx).await;
     let published = publisher.await??;
-    let faults = faults.await??;
+    let faults = faults?;
     // Times from here on count from the first publish.
     let start = published.started;
     let faults_over = start.elapsed();
@@ -734,8 +837,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     report.process_notes.extend(notes);
     report.log_tally = tally_logs(&platform.procs);
     report.process_notes.extend(platform.stop(&js).await);
-    if !report.problems().is_empty() {
-        // Keep the processes' logs and say where.
+    if !report.problems().is_empty() || std::env::var_os("EH_CHAOS_KEEP_LOGS").is_some() {
+        // Keep the processes' logs and say where (always, with `EH_CHAOS_KEEP_LOGS`).
         let dir = std::mem::replace(&mut platform.dir, tempfile::tempdir()?);
         report.logs_kept = Some(dir.keep());
     }
@@ -1104,6 +1207,47 @@ async fn census(
     let since_first = |t: chrono::DateTime<chrono::Utc>| {
         (t - published.first_at).num_milliseconds() as f64 / 1000.0
     };
+    // How long each email waited between being recorded and being sent, by template; and the
+    // longest wait of one recorded while PostgreSQL was up (a crashed sender's claims must be
+    // taken over within seconds, not when a long lease ends).
+    let pg_down = faults.outage;
+    let mut waits: BTreeMap<String, (Vec<f64>, f64)> = BTreeMap::new();
+    for r in db
+        .query_all_raw(eh_store::stmt(
+            db.get_database_backend(),
+            "SELECT template, created_at, sent_at FROM notifications.messages
+              WHERE status = 'sent' AND sent_at IS NOT NULL",
+            [],
+        ))
+        .await?
+    {
+        let template: String = r.try_get_by_index(0)?;
+        let created: chrono::DateTime<chrono::Utc> = r.try_get_by_index(1)?;
+        let sent: chrono::DateTime<chrono::Utc> = r.try_get_by_index(2)?;
+        let wait = (sent - created).num_milliseconds() as f64 / 1000.0;
+        let at = since_first(created);
+        let during_outage = pg_down.is_some_and(|(a, b)| at >= a && at <= b);
+        let entry = waits.entry(template).or_default();
+        entry.0.push(wait);
+        if !during_outage {
+            entry.1 = entry.1.max(wait);
+        }
+    }
+    let email_waits = waits
+        .into_iter()
+        .map(|(template, (mut w, outside))| {
+            w.sort_by(f64::total_cmp);
+            let q = |p: f64| w[((w.len() as f64 * p).ceil() as usize).clamp(1, w.len()) - 1];
+            EmailWaits {
+                template,
+                sent: w.len(),
+                p50: q(0.5),
+                p99: q(0.99),
+                max: q(1.0),
+                max_pg_up: outside,
+            }
+        })
+        .collect();
     let recovery_secs = match (faults.outage, last_ready) {
         (Some((_, back)), Some(r)) => Some(since_first(r) - back),
         _ => None,
@@ -1118,6 +1262,7 @@ async fn census(
         last_ready_secs: last_ready.map(since_first),
         last_sent_secs: last_sent.map(since_first),
         recovery_secs,
+        email_waits,
         stored: stored_refs.len() as i64,
         never_stored,
         cases: cases_by_state.values().sum(),
@@ -1382,6 +1527,21 @@ impl Report {
                 cuts.join(", ")
             }
         );
+        for (name, killed, ready) in &self.faults.kills {
+            let _ = writeln!(
+                t,
+                "  SIGKILL {name} at {killed:.1}s, restarted {:.1}s later, ready again after {:.1}s",
+                self.plan.restart_after.as_secs_f64(),
+                ready - killed
+            );
+        }
+        if let Some((killed, back)) = self.faults.nats {
+            let _ = writeln!(
+                t,
+                "  SIGKILL nats-server at {killed:.1}s, accepting connections again at {back:.1}s ({:.1}s down)",
+                back - killed
+            );
+        }
         let _ = writeln!(
             t,
             "published {n} in {:.1}s ({:.1}/s, {} retried); settled: {}",
@@ -1520,6 +1680,18 @@ impl Report {
                 format!("{s:.1}s"),
             );
         }
+        for w in &self.email_waits {
+            row(
+                &mut t,
+                &format!("{} recorded → sent: p50 / p99 / max", w.template),
+                format!("{:.1}s / {:.1}s / {:.1}s", w.p50, w.p99, w.max),
+            );
+            row(
+                &mut t,
+                &format!("  longest, recorded while PostgreSQL was up ({})", w.sent),
+                format!("{:.1}s", w.max_pg_up),
+            );
+        }
         if !self.log_tally.is_empty() {
             let _ = writeln!(
                 t,
@@ -1528,6 +1700,9 @@ impl Report {
             for (what, c) in self.log_tally.iter().take(12) {
                 let _ = writeln!(t, "  {what}: {c}");
             }
+        }
+        if let Some(dir) = &self.logs_kept {
+            let _ = writeln!(t, "the processes' logs are kept in {}", dir.display());
         }
         println!("{t}");
     }

@@ -1,23 +1,25 @@
 //! Fault injection from outside, as an operations team sees it (issues 18 and 15). The real
 //! binary runs as two processes in distributed mode (`--target intake,notifications` and
 //! `--target consent,casework`) on a PostgreSQL cluster of the test's own, owned by an ordinary
-//! role, a namespace of NATS JetStream and an SMTP server in the test. An independent client
-//! publishes consented, in-area referrals, each about a different family, to
-//! `eh.<tenant>.inbound.referral` at a steady rate while PostgreSQL is stopped for a while and
-//! started again, then its sessions are terminated mid-transaction a few times. Once the platform
-//! has settled, everything is counted and printed: referrals stored, cases and their states,
-//! each consumer's inbox against the events published to it, screening commands and decisions,
-//! dead letters, and the emails per recipient, template and Message-ID. It must be 0 lost, 0
-//! duplicated, 0 dead letters, and no email twice.
+//! role, a NATS JetStream server of its own (file store) and an SMTP server in the test. An
+//! independent client publishes consented, in-area referrals, each about a different family, to
+//! `eh.<tenant>.inbound.referral` at a steady rate while faults are injected: PostgreSQL's
+//! sessions terminated mid-transaction, PostgreSQL stopped for a while and started again, each
+//! process killed by SIGKILL and restarted, the NATS server killed by SIGKILL and restarted. Once
+//! the platform has settled, everything is counted and printed: referrals stored, cases and their
+//! states, each consumer's inbox against the events published to it, screening commands and
+//! decisions, dead letters, the emails per recipient, template and Message-ID, how long each
+//! process took to be ready again and how long emails waited. It must be 0 lost, 0 duplicated,
+//! 0 dead letters, and no email twice.
 //!
-//! `cargo test --test chaos` runs the short version; `just chaos` the long one (issue 18's
-//! scenario) beside the same load without faults.
+//! `cargo test --test chaos` runs the short version; `just chaos` the long one beside the same
+//! load without faults.
 mod harness;
 
 use harness::{Plan, compare, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postgres_outage_and_cut_sessions_lose_nothing_and_send_nothing_twice()
+async fn killed_processes_a_nats_crash_and_a_postgres_outage_lose_nothing_and_send_nothing_twice()
 -> anyhow::Result<()> {
     let report = run(Plan::short()).await?;
     report.print();
@@ -26,7 +28,7 @@ async fn a_postgres_outage_and_cut_sessions_lose_nothing_and_send_nothing_twice(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "several minutes: run by `just chaos`"]
-async fn long_postgres_outage_under_steady_load_beside_the_same_load_without_faults()
+async fn long_run_of_every_fault_under_steady_load_beside_the_same_load_without_faults()
 -> anyhow::Result<()> {
     let plan = Plan::long();
     let calm = run(plan.without_faults()).await?;
