@@ -283,7 +283,9 @@ impl Settle {
     async fn settle(&self, delivery: &Delivery, pending: Pending) {
         let msg = &delivery.msg;
         let started = Instant::now();
-        let result = self.outlasting_outages(delivery, pending).await;
+        let result = self
+            .renewing(delivery, self.outlasting_outages(delivery, pending))
+            .await;
         self.metrics
             .handler_seconds
             .get_or_create(&ConsumerLabels {
@@ -331,6 +333,27 @@ impl Settle {
         };
         if let Err(e) = settled {
             tracing::warn!(error = %e, "could not settle delivery; it will be redelivered");
+        }
+    }
+
+    /// `work` on `delivery`, its lease renewed every third of `ack_wait` while it runs: the
+    /// lease is short so that what a crashed process held is delivered again within seconds,
+    /// and renewed so that work that takes longer (a batch, a slow database) is not handed to
+    /// another consumer meanwhile.
+    async fn renewing<T>(&self, delivery: &Delivery, work: impl Future<Output = T>) -> T {
+        let every = (self.opts.spec.ack_wait / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    if let Err(e) = delivery.acker.in_progress().await {
+                        tracing::debug!(error = %e, "could not renew the delivery");
+                    }
+                }
+            }
         }
     }
 

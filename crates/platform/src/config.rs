@@ -353,7 +353,9 @@ pub struct BusSettings {
     /// First retry delay; doubles per attempt up to `retry_max_ms`.
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
-    /// How long a delivered message may stay unacknowledged before it is redelivered.
+    /// How long a delivered message may stay unacknowledged before it is redelivered: what a
+    /// crashed process held goes to another within this. Renewed every third of it while a
+    /// handler works on the message.
     pub ack_wait_secs: u64,
     /// Stream replicas in a NATS cluster (3 in production).
     pub replicas: usize,
@@ -371,7 +373,7 @@ impl Default for BusSettings {
             max_deliver: 5,
             retry_base_ms: 500,
             retry_max_ms: 60_000,
-            ack_wait_secs: 30,
+            ack_wait_secs: 10,
             replicas: 1,
             outbox_retention_hours: 72,
         }
