@@ -61,10 +61,11 @@ bench-matcher:
 bench-reads: deps
     cargo run --profile perf -p eh-tests --bin reads
 
-# Fault injection, long version (issues 18 and 15): the binary as two processes under 500
-# referrals at ~15/s, PostgreSQL stopped for 30 s and its sessions cut mid-write, beside the same
-# load without faults; counts every effect and prints the figures. EH_CHAOS_N, EH_CHAOS_RATE,
-# EH_CHAOS_OUTAGE_SECS change it. (The short version runs in `just test`.)
+# Fault injection, long version (issues 18 and 15): the binary as two processes under 1,000
+# referrals at ~15/s: PostgreSQL stopped for 30 s, each process killed by SIGKILL twice, the NATS
+# server killed and restarted, sessions cut mid-write; beside the same load without faults. Counts
+# every effect and prints the figures. EH_CHAOS_N, EH_CHAOS_RATE, EH_CHAOS_OUTAGE_SECS change it.
+# (The short version runs in `just test`.)
 chaos: deps
     cargo test -p earlyhelp --test chaos -- --ignored --nocapture --test-threads=1
 
