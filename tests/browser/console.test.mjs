@@ -221,10 +221,12 @@ async function signIn(page, council, login) {
   await Promise.all([page.waitForURL(/127\.0\.0\.1:\d+\/interaction\//), page.keyboard.press('Enter')]);
   await page.fill('input[name=login]', login);
   await page.fill('input[name=password]', 'any');
-  await Promise.all([page.waitForLoadState(), page.click('button[type=submit]')]);
+  const loginUrl = page.url();
+  await page.click('button[type=submit]');
+  await page.waitForURL((u) => u.href !== loginUrl && /\/(interaction|console)\//.test(u.href));
   // The provider asks once to share the profile with the console.
   if (/\/interaction\//.test(page.url())) {
-    await Promise.all([page.waitForURL(/\/console\//), page.click('button[type=submit]')]);
+    await Promise.all([page.waitForURL(/\/console\/$/), page.click('button[type=submit]')]);
   }
   await page.waitForURL(/\/console\/$/);
 }
