@@ -315,17 +315,14 @@ impl Console {
         })
     }
 
-    /// Checks a form's CSRF token against the session's; the 403 page otherwise.
-    fn check_csrf(
-        &self,
-        session: &Session,
-        form: &BTreeMap<String, String>,
-    ) -> Result<(), Response> {
+    /// Checks a form's CSRF token against the session's: `None` when it is right, the 403 page
+    /// otherwise.
+    fn csrf_refusal(&self, session: &Session, form: &BTreeMap<String, String>) -> Option<Response> {
         match form.get("csrf") {
-            Some(t) if session::same_secret(t, &session.csrf) => Ok(()),
+            Some(t) if session::same_secret(t, &session.csrf) => None,
             _ => {
                 tracing::info!("console: form refused (CSRF token missing or wrong)");
-                Err(html_response(
+                Some(html_response(
                     StatusCode::FORBIDDEN,
                     view::message(
                         "This form cannot be accepted",
@@ -615,7 +612,7 @@ async fn demo_sign_in(State(c): State<Arc<Console>>, headers: HeaderMap, body: B
         Ok(None) => return sign_in_failed("The sign-in page expired. Open it again."),
         Err(r) => return r,
     };
-    if let Err(r) = c.check_csrf(&s, &form) {
+    if let Some(r) = c.csrf_refusal(&s, &form) {
         return r;
     }
     let Some(&(sub, role, agency, _)) = DEMO_USERS
@@ -662,7 +659,7 @@ async fn sign_out(State(c): State<Arc<Console>>, headers: HeaderMap, body: Bytes
         Ok(None) => return see_other("/console/signed-out"),
         Err(r) => return r,
     };
-    if let Err(r) = c.check_csrf(&s, &form) {
+    if let Some(r) = c.csrf_refusal(&s, &form) {
         return r;
     }
     if let Err(e) = session::delete(&c.db, &id).await {
@@ -1264,7 +1261,7 @@ async fn step_up(
         Err(r) => return r,
     };
     let form = parse_form(&body);
-    if let Err(r) = c.check_csrf(&user.session, &form) {
+    if let Some(r) = c.csrf_refusal(&user.session, &form) {
         return r;
     }
     let reason = form
@@ -1321,7 +1318,7 @@ async fn close(
         Err(r) => return r,
     };
     let form = parse_form(&body);
-    if let Err(r) = c.check_csrf(&user.session, &form) {
+    if let Some(r) = c.csrf_refusal(&user.session, &form) {
         return r;
     }
     let outcome = form.get("outcome").cloned().unwrap_or_default();
@@ -1477,7 +1474,7 @@ async fn resolve_match(
         Err(r) => return r,
     };
     let form = parse_form(&body);
-    if let Err(r) = c.check_csrf(&user.session, &form) {
+    if let Some(r) = c.csrf_refusal(&user.session, &form) {
         return r;
     }
     let decision = form.get("decision").cloned().unwrap_or_default();
