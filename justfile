@@ -10,6 +10,15 @@ test: deps
     bash charts/check.sh
     bash tools/asyncapi/check.sh
     bash tools/openapi/fuzz.sh
+    bash tests/browser/run.sh
+
+# The web console in a real browser (Playwright, Chromium, a real OpenID provider, axe-core); part of `test`.
+browser:
+    bash tests/browser/run.sh
+
+# Install GOV.UK Frontend for the web console (pinned, from the npm registry).
+console-assets:
+    bash tools/console/install.sh
 
 # Only the Rust tests.
 test-rust: deps

@@ -386,6 +386,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 "  gRPC {}   health/metrics http://{}/readyz",
                 app.grpc_addr, app.http_addr
             );
+            let mut console = app.http_addr;
+            if console.ip().is_unspecified() {
+                console.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            println!(
+                "  web console http://{console}/console/   (sign in as a demo user: no set-up)"
+            );
             println!("Submitting example requests for support as an upstream system would…");
             earlyhelp::demo::run(&app).await?;
             if !exit {

@@ -60,6 +60,7 @@ pub async fn test_settings(
                 jwks_url: jwks.display().to_string(),
                 roles_claim: "roles".into(),
                 agency_claim: "agency".into(),
+                client: None,
             });
         }
     }

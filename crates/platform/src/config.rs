@@ -469,6 +469,40 @@ pub struct OidcSettings {
     /// Claim holding the agency.
     #[serde(default = "default_agency_claim")]
     pub agency_claim: String,
+    /// The web console's sign-in with this issuer (the gateway as a confidential client,
+    /// authorization code flow with PKCE); absent: the council's staff cannot sign in to the
+    /// console (their tokens still work on the APIs). The ID token it gets must carry `aud` =
+    /// [`Self::audience`] (usually the client id), as every service checks it.
+    #[serde(default)]
+    pub client: Option<OidcClientSettings>,
+}
+
+/// `tenants.<id>.oidc.client`: what the gateway needs to sign the council's staff in.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcClientSettings {
+    pub client_id: String,
+    /// The client secret (`EH__TENANTS__<ID>__OIDC__CLIENT__CLIENT_SECRET`), or
+    /// [`Self::client_secret_file`]; masked by `config print`.
+    #[serde(default, serialize_with = "mask")]
+    pub client_secret: Option<SecretString>,
+    /// A file holding the client secret (a mounted Secret); read at start.
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// Where the provider sends the browser back: the console's `/console/callback` as the
+    /// browser reaches it (`https://earlyhelp.example.gov.uk/console/callback`).
+    pub redirect_url: String,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Where the provider sends the browser after an RP-initiated logout; absent: the console's
+    /// signed-out page next to [`Self::redirect_url`].
+    #[serde(default)]
+    pub post_logout_redirect_url: Option<String>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["profile".into()]
 }
 
 fn default_roles_claim() -> String {

@@ -6,10 +6,13 @@
 //! Its routes are served on the platform's HTTP listener (`server.http_addr`, the port the chart's
 //! Ingress reaches), beside `/healthz`, `/readyz` and `/metrics`.
 pub mod api;
+pub mod console;
 pub mod contract;
 pub mod limit;
+pub mod oidc;
 pub mod openapi;
 pub mod problem;
+pub mod session;
 pub mod settings;
 pub mod store;
 
@@ -61,7 +64,7 @@ impl eh_service::Service for Service {
         _grpc: &mut RoutesBuilder,
     ) -> Result<(), String> {
         let s = settings::GatewaySettings::from_settings(&ctx.settings)?;
-        spawn_purge(&ctx, s.idempotency_ttl());
+        spawn_purge(&ctx, s.idempotency_ttl(), timeouts(&s));
         Ok(())
     }
     fn http_routes(
@@ -81,21 +84,141 @@ impl eh_service::Service for Service {
             intake: eh_proto::intake::v1::intake_service_client::IntakeServiceClient::new(channel),
             auth: auth.clone(),
             limiter: limit::RateLimiter::new(s.rate_limit.per_minute, s.rate_limit.burst),
-            settings: s,
+            settings: s.clone(),
             clock: ctx.clock.clone(),
         };
-        Ok(Some(api::router(Arc::new(api))))
+        let mut router = api::router(Arc::new(api));
+        if s.console.enabled {
+            router = console_router(ctx, auth, &s)?.merge(router);
+        }
+        Ok(Some(router))
     }
 }
 
 /// Every migration of the gateway's database, in order (the outbox is there for the shared
 /// commands that read every service's, e.g. `republish`; the gateway publishes nothing yet).
 pub fn migrations() -> Vec<Migration> {
-    [eh_bus::outbox::MIGRATIONS, store::MIGRATIONS].concat()
+    [
+        eh_bus::outbox::MIGRATIONS,
+        store::MIGRATIONS,
+        session::MIGRATIONS,
+    ]
+    .concat()
 }
 
-/// Forgets idempotency keys past their time, hourly, until shutdown.
-fn spawn_purge(ctx: &ServiceContext, ttl: chrono::Duration) {
+/// The console's session timeouts.
+pub fn timeouts(s: &settings::GatewaySettings) -> session::Timeouts {
+    session::Timeouts {
+        idle: chrono::Duration::minutes(
+            i64::try_from(s.console.idle_timeout_minutes).unwrap_or(30),
+        ),
+        absolute: chrono::Duration::hours(
+            i64::try_from(s.console.absolute_timeout_hours).unwrap_or(10),
+        ),
+    }
+}
+
+fn channel(
+    s: &settings::GatewaySettings,
+    settings: &eh_platform::Settings,
+    url: &str,
+    key: &str,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = s.endpoint(url, settings);
+    Ok(eh_platform::net::endpoint(endpoint.clone())
+        .map_err(|e| format!("gateway.{key} {endpoint}: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_millis(s.call_timeout_ms))
+        .connect_lazy())
+}
+
+/// The web console's routes ([`console`]).
+fn console_router(
+    ctx: &ServiceContext,
+    auth: &Authenticator,
+    s: &settings::GatewaySettings,
+) -> Result<axum::Router, String> {
+    use eh_proto::{allocation, assessment, casework, consent, intake, notifications};
+    let settings = &ctx.settings;
+    let clients = console::Clients {
+        casework: casework::v1::casework_service_client::CaseworkServiceClient::new(channel(
+            s,
+            settings,
+            &s.casework_url,
+            "casework_url",
+        )?),
+        intake: intake::v1::intake_service_client::IntakeServiceClient::new(channel(
+            s,
+            settings,
+            &s.intake_url,
+            "intake_url",
+        )?),
+        consent: consent::v1::consent_service_client::ConsentServiceClient::new(channel(
+            s,
+            settings,
+            &s.consent_url,
+            "consent_url",
+        )?),
+        notifications:
+            notifications::v1::notifications_service_client::NotificationsServiceClient::new(
+                channel(s, settings, &s.notifications_url, "notifications_url")?,
+            ),
+        allocation: allocation::v1::allocation_service_client::AllocationServiceClient::new(
+            channel(s, settings, &s.allocation_url, "allocation_url")?,
+        ),
+        assessment: assessment::v1::assessment_service_client::AssessmentServiceClient::new(
+            channel(s, settings, &s.assessment_url, "assessment_url")?,
+        ),
+    };
+    let oidc = oidc::Oidc::from_settings(settings)?;
+    let demo = if settings.demo_enabled() {
+        Some(eh_auth::demo::DemoIssuer::load_or_create(
+            &settings.data_dir,
+        )?)
+    } else {
+        None
+    };
+    let assets = std::path::PathBuf::from(&s.console.assets_dir);
+    let assets = if assets.join("govuk-frontend.min.css").is_file() {
+        Some(assets)
+    } else {
+        tracing::warn!(
+            assets_dir = %s.console.assets_dir,
+            "GOV.UK Frontend is not installed: the console's pages work unstyled; install it with `tools/console/install.sh` (or set gateway.console.assets_dir)"
+        );
+        None
+    };
+    let mut origins = vec!["'self'".to_string()];
+    for r in oidc.registrations() {
+        if let Some(o) = r.origin() {
+            origins.push(o);
+        }
+    }
+    let c = console::Console {
+        db: ctx.db.clone(),
+        clock: ctx.clock.clone(),
+        auth: auth.clone(),
+        oidc,
+        demo,
+        cookie: session::CookieSpec {
+            tls: s.console_tls(),
+        },
+        timeouts: timeouts(s),
+        assets,
+        clients,
+        councils: settings
+            .tenants
+            .iter()
+            .map(|(id, t)| (id.clone(), t.name.clone()))
+            .collect(),
+        form_origins: origins.join(" "),
+    };
+    Ok(console::router(Arc::new(c)))
+}
+
+/// Forgets idempotency keys past their time, and console sessions past theirs, hourly, until
+/// shutdown.
+fn spawn_purge(ctx: &ServiceContext, ttl: chrono::Duration, t: session::Timeouts) {
     let db = ctx.db.clone();
     let clock = ctx.clock.clone();
     let stop = ctx.shutdown.clone();
@@ -105,6 +228,12 @@ fn spawn_purge(ctx: &ServiceContext, ttl: chrono::Duration) {
                 Ok(n) if n > 0 => tracing::info!(keys = n, "idempotency keys expired"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys yet"),
+            }
+            let now = clock.now();
+            match session::purge(&db, now, now - t.idle).await {
+                Ok(n) if n > 0 => tracing::info!(sessions = n, "console sessions expired"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot expire console sessions yet"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

@@ -30,6 +30,44 @@ pub struct GatewaySettings {
     /// gets the first answer; after it, the key is new.
     pub idempotency_ttl_hours: u64,
     pub rate_limit: RateLimitSettings,
+    /// The other services' gRPC APIs the console reads (empty: this process's gRPC listener).
+    pub casework_url: String,
+    pub consent_url: String,
+    pub notifications_url: String,
+    pub allocation_url: String,
+    pub assessment_url: String,
+    pub console: ConsoleSettings,
+}
+
+/// `gateway.console`: the practitioners' web console (`/console/`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    pub enabled: bool,
+    /// The console's address as the browser reaches it (`https://earlyhelp.example.gov.uk`):
+    /// `https://` gives `Secure` `__Host-` cookies; plain `http://` is allowed on a loopback
+    /// address or in demo mode only. Empty: `http://` and `server.http_addr`.
+    pub public_url: String,
+    /// The GOV.UK Frontend build served at `/console/assets/` (`tools/console/install.sh` puts it
+    /// here); missing: the pages work unstyled and the gateway says how to install it.
+    pub assets_dir: String,
+    /// A session unused this long ends.
+    pub idle_timeout_minutes: u64,
+    /// A session ends this long after sign-in however it is used (sooner when the ID token
+    /// expires: the services would refuse it).
+    pub absolute_timeout_hours: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            public_url: String::new(),
+            assets_dir: "tools/console/node_modules/govuk-frontend/dist/govuk".into(),
+            idle_timeout_minutes: 30,
+            absolute_timeout_hours: 10,
+        }
+    }
 }
 
 /// `gateway.rate_limit`: a token bucket per API key (or per person's token) in each gateway
@@ -58,6 +96,12 @@ impl Default for GatewaySettings {
             call_timeout_ms: 10_000,
             idempotency_ttl_hours: 24,
             rate_limit: RateLimitSettings::default(),
+            casework_url: String::new(),
+            consent_url: String::new(),
+            notifications_url: String::new(),
+            allocation_url: String::new(),
+            assessment_url: String::new(),
+            console: ConsoleSettings::default(),
         }
     }
 }
@@ -89,11 +133,33 @@ impl GatewaySettings {
         if s.rate_limit.burst == 0 {
             return Err("gateway.rate_limit.burst: must be at least 1".into());
         }
-        let scheme_ok = ["http://", "https://"]
-            .iter()
-            .any(|p| s.intake_url.starts_with(p));
-        if !s.intake_url.is_empty() && !scheme_ok {
-            return Err("gateway.intake_url: must be an http:// or https:// URL".into());
+        for (key, url) in [
+            ("intake_url", &s.intake_url),
+            ("casework_url", &s.casework_url),
+            ("consent_url", &s.consent_url),
+            ("notifications_url", &s.notifications_url),
+            ("allocation_url", &s.allocation_url),
+            ("assessment_url", &s.assessment_url),
+        ] {
+            let scheme_ok = ["http://", "https://"].iter().any(|p| url.starts_with(p));
+            if !url.is_empty() && !scheme_ok {
+                return Err(format!("gateway.{key}: must be an http:// or https:// URL"));
+            }
+        }
+        let c = &s.console;
+        if c.idle_timeout_minutes == 0 {
+            return Err("gateway.console.idle_timeout_minutes: must be at least 1".into());
+        }
+        if !(1..=24).contains(&c.absolute_timeout_hours) {
+            return Err("gateway.console.absolute_timeout_hours: from 1 to 24".into());
+        }
+        if let Some(rest) = c.public_url.strip_prefix("http://") {
+            let host = rest.split(['/', ':']).next().unwrap_or_default();
+            if !settings.demo_enabled() && !matches!(host, "127.0.0.1" | "localhost") {
+                return Err("gateway.console.public_url: must be https:// (plain http only on a loopback address or in demo mode)".into());
+            }
+        } else if !c.public_url.is_empty() && !c.public_url.starts_with("https://") {
+            return Err("gateway.console.public_url: must be an https:// URL".into());
         }
         Ok(s)
     }
@@ -103,6 +169,20 @@ impl GatewaySettings {
         chrono::Duration::hours(
             i64::try_from(self.idempotency_ttl_hours.min(MAX_TTL_HOURS)).unwrap_or(24),
         )
+    }
+
+    /// Where a service's gRPC API is: its configured URL, or this process's gRPC listener.
+    pub fn endpoint(&self, url: &str, settings: &Settings) -> String {
+        if url.is_empty() {
+            settings.server.own_grpc_url()
+        } else {
+            url.to_string()
+        }
+    }
+
+    /// Whether the console is reached over TLS (its cookies are then `Secure` and `__Host-`).
+    pub fn console_tls(&self) -> bool {
+        self.console.public_url.starts_with("https://")
     }
 
     /// Where intake's gRPC API is: [`Self::intake_url`], or this process's gRPC listener (an

@@ -184,6 +184,7 @@ async fn practitioner_tokens_are_checked_against_the_councils_published_keys() -
             jwks_url: format!("http://127.0.0.1:{port}/jwks.json"),
             roles_claim: "roles".into(),
             agency_claim: "agency".into(),
+            client: None,
         });
     }
     let mut opts = earlyhelp::AppOptions::new(settings, earlyhelp::Target::ALL.to_vec());

@@ -1,0 +1,399 @@
+// The web console in a real browser. Starts two real OpenID providers (panva's oidc-provider, a
+// certified implementation: one per council, each with the gateway registered as a confidential
+// client that must use PKCE, and users with the claims the platform reads: roles, agency), the
+// platform (embedded mode, trusting each provider as its council's issuer), and drives Debian's
+// Chromium with Playwright: sign-in through the provider, the front-door queue and a case page,
+// step up and close by keyboard alone, a restricted reader who sees the withheld notices, another
+// council's user who gets nothing of this council, a forged form (403, nothing changed), logout
+// (RP-initiated), the demo sign-in, and an axe-core scan of every page (no serious or critical
+// violation). Screenshots go to target/browser-artefacts/ (EH_ARTEFACTS).
+//
+// EH_BIN names the earlyhelp binary (default: $CARGO_TARGET_DIR or target, /debug/earlyhelp).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Provider from 'oidc-provider';
+import { chromium } from 'playwright-core';
+import AxeBuilder from '@axe-core/playwright';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const bin = process.env.EH_BIN
+  || path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'debug', 'earlyhelp');
+const artefacts = process.env.EH_ARTEFACTS || path.join(root, 'target', 'browser-artefacts');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const CLIENT_ID = 'earlyhelp-console';
+const CLIENT_SECRET = crypto.randomBytes(24).toString('hex');
+const API_KEY = crypto.randomBytes(24).toString('hex');
+
+// Each council's staff, as its identity provider knows them.
+const USERS = {
+  worcs: {
+    'alice.frontdoor': { name: 'Alice Front Door', roles: ['front_door'], agency: 'council' },
+    'bob.support': { name: 'Bob Support', roles: ['business_support'], agency: 'council' },
+  },
+  staffs: {
+    'carol.frontdoor': { name: 'Carol Front Door', roles: ['front_door'], agency: 'council' },
+  },
+};
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = net.createServer();
+  s.unref();
+  s.on('error', reject);
+  s.listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+
+const ctx = { providers: [], servers: [] };
+let browser;
+let base;
+let platform;
+let logFile;
+
+async function startProvider(tenant, port, httpPort) {
+  const issuer = `http://127.0.0.1:${port}`;
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = { ...privateKey.export({ format: 'jwk' }), kid: `${tenant}-1`, alg: 'RS256', use: 'sig' };
+  const users = USERS[tenant];
+  const provider = new Provider(issuer, {
+    clients: [{
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      redirect_uris: [`http://127.0.0.1:${httpPort}/console/callback`],
+      post_logout_redirect_uris: [`http://127.0.0.1:${httpPort}/console/signed-out`],
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    }],
+    jwks: { keys: [jwk] },
+    cookies: { keys: [crypto.randomBytes(16).toString('hex')] },
+    pkce: { required: () => true },
+    claims: { openid: ['sub'], profile: ['name', 'roles', 'agency'] },
+    // The roles and agency travel in the ID token, as the platform reads them.
+    conformIdTokenClaims: false,
+    features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+    async findAccount(_ctx, id) {
+      const u = users[id];
+      if (!u) return undefined;
+      return { accountId: id, async claims() { return { sub: id, ...u }; } };
+    },
+  });
+  const server = http.createServer(provider.callback());
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  ctx.servers.push(server);
+  return issuer;
+}
+
+function referral(reference, child) {
+  return {
+    schema: 'earlyhelp.referral.v1',
+    source: { system: 'school-mis', reference },
+    submitted_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    route: 'practitioner',
+    referrer: { name: 'Priya Shah', role: 'Designated safeguarding lead', agency: 'education', organisation: 'Hillside Primary', email: 'ref@school.example' },
+    children: [child],
+    family_members: [{ given_name: 'Dana', family_name: child.family_name, relationship: 'mother', parental_responsibility: true, email: 'dana@example.org', safe_to_contact: true }],
+    needs: ['education'],
+    significant_harm_risk: false,
+    consent: { obtained: false },
+  };
+}
+
+before(async () => {
+  fs.mkdirSync(artefacts, { recursive: true });
+  assert.ok(fs.existsSync(bin), `the earlyhelp binary is not built: ${bin}`);
+  const [httpPort, grpcPort, worcsPort, staffsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  base = `http://127.0.0.1:${httpPort}`;
+  const worcs = await startProvider('worcs', worcsPort, httpPort);
+  const staffs = await startProvider('staffs', staffsPort, httpPort);
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'eh-browser-'));
+  const keyHash = crypto.createHash('sha256').update(API_KEY).digest('hex');
+  const council = (id, name, issuer) => `
+[tenants.${id}]
+name = "${name}"
+[tenants.${id}.oidc]
+issuer = "${issuer}"
+audience = "${CLIENT_ID}"
+jwks_url = "${issuer}/jwks"
+[tenants.${id}.oidc.client]
+client_id = "${CLIENT_ID}"
+redirect_url = "${base}/console/callback"
+post_logout_redirect_url = "${base}/console/signed-out"
+scopes = ["profile"]
+[[tenants.${id}.api_keys]]
+name = "school-mis"
+sha256 = "${keyHash}"
+`;
+  const config = path.join(data, 'earlyhelp.toml');
+  fs.writeFileSync(config, council('worcs', 'Worcestershire Test Council', worcs)
+    + council('staffs', 'Staffordshire Test Council', staffs).replace(/sha256 = ".*"/, `sha256 = "${'0'.repeat(64)}"`));
+  const assets = path.join(root, 'tools/console/node_modules/govuk-frontend/dist/govuk');
+  logFile = path.join(data, 'earlyhelp.log');
+  const out = fs.openSync(logFile, 'w');
+  platform = spawn(bin, ['run', '--config', config], {
+    env: {
+      ...process.env,
+      EH__DATA_DIR: data,
+      EH__SERVER__HTTP_ADDR: `127.0.0.1:${httpPort}`,
+      EH__SERVER__GRPC_ADDR: `127.0.0.1:${grpcPort}`,
+      EH__GATEWAY__CONSOLE__ASSETS_DIR: assets,
+      EH__GATEWAY__CONSOLE__PUBLIC_URL: base,
+      // The client secret from the environment, as a deployment gives it.
+      EH__TENANTS__WORCS__OIDC__CLIENT__CLIENT_SECRET: CLIENT_SECRET,
+      EH__TENANTS__STAFFS__OIDC__CLIENT__CLIENT_SECRET: CLIENT_SECRET,
+      RUST_LOG: process.env.RUST_LOG || 'warn,eh_gateway=info',
+    },
+    stdio: ['ignore', out, out],
+  });
+  let ready = false;
+  for (let i = 0; i < 600 && !ready && platform.exitCode === null; i++) {
+    try {
+      ready = (await fetch(`${base}/readyz`)).ok;
+    } catch { /* not listening yet */ }
+    if (!ready) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(ready, `earlyhelp did not become ready:\n${fs.readFileSync(logFile, 'utf8').slice(-4000)}`);
+  // Two requests for support from the council's school system, as an upstream system sends them.
+  for (const [ref, child] of [
+    ['BT-STEP', { given_name: 'Leo', family_name: 'Marsh', date_of_birth: '2016-05-14' }],
+    ['BT-CLOSE', { given_name: 'Ava', family_name: 'Okafor', date_of_birth: '2018-02-03' }],
+  ]) {
+    const res = await fetch(`${base}/v1/referrals`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': API_KEY, 'idempotency-key': ref },
+      body: JSON.stringify(referral(ref, child)),
+    });
+    assert.equal(res.status, 201, await res.text());
+  }
+  browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const s of ctx.servers) s.close();
+  if (platform && platform.exitCode === null) {
+    platform.kill('SIGTERM');
+    await new Promise((r) => platform.once('exit', r));
+  }
+  if (process.exitCode && logFile) console.error(fs.readFileSync(logFile, 'utf8').slice(-4000));
+});
+
+/** Fails on any serious or critical accessibility violation of the page as it is now. */
+async function axe(page, name) {
+  const results = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']).analyze();
+  const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`), [], `axe on ${name}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(artefacts, `${name}.png`), fullPage: true });
+}
+
+/** Presses Tab until the focused element matches `test` (a function run in the page), at most 80 times. */
+async function tabTo(page, description, predicate, arg) {
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(predicate, arg)) return;
+  }
+  assert.fail(`could not reach ${description} with the Tab key`);
+}
+const focusedText = (text) => document.activeElement && document.activeElement.textContent.trim().includes(text);
+const focusedName = (name) => document.activeElement && document.activeElement.getAttribute('name') === name;
+const focusedId = (id) => document.activeElement && document.activeElement.id === id;
+
+/** Signs in through the council's provider, by keyboard on the console's pages. */
+async function signIn(page, council, login) {
+  await page.goto(`${base}/console/`);
+  assert.match(page.url(), /\/console\/sign-in/);
+  await axe(page, 'sign-in');
+  await tabTo(page, `the ${council} sign-in link`, focusedText, council);
+  await Promise.all([page.waitForURL(/127\.0\.0\.1:\d+\/interaction\//), page.keyboard.press('Enter')]);
+  await page.fill('input[name=login]', login);
+  await page.fill('input[name=password]', 'any');
+  const loginUrl = page.url();
+  await page.click('button[type=submit]');
+  await page.waitForURL((u) => u.href !== loginUrl && /\/(interaction|console)\//.test(u.href));
+  // The provider asks once to share the profile with the console.
+  if (/\/interaction\//.test(page.url())) {
+    await Promise.all([page.waitForURL(/\/console\/$/), page.click('button[type=submit]')]);
+  }
+  await page.waitForURL(/\/console\/$/);
+}
+
+/** The queue, reloaded until it lists `n` open cases or more (casework opens them from events). */
+async function queueWith(page, n) {
+  for (let i = 0; i < 150; i++) {
+    await page.goto(`${base}/console/`);
+    if ((await page.locator('table.govuk-table tbody tr').count()) >= n) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.fail(`the queue did not list ${n} cases`);
+}
+
+let stepCaseUrl;
+let closeCaseUrl;
+
+test('a front-door officer signs in through the provider, works the queue and cases by keyboard', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'alice.frontdoor');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'eh-session');
+  assert.ok(session, 'a session cookie');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Lax');
+
+  await queueWith(page, 2);
+  const res = await page.goto(`${base}/console/`);
+  const h = res.headers();
+  assert.match(h['content-security-policy'], /default-src 'self'/);
+  assert.doesNotMatch(h['content-security-policy'], /unsafe-inline/);
+  assert.match(h['content-security-policy'], /frame-ancestors 'none'/);
+  assert.equal(h['x-frame-options'], 'DENY');
+  assert.equal(h['cache-control'], 'no-store');
+  assert.equal(h['referrer-policy'], 'no-referrer');
+  await assert.doesNotReject(page.getByRole('heading', { name: 'Front door queue' }).waitFor());
+  await axe(page, 'queue');
+  await shot(page, 'queue');
+
+  // The case page, reached by keyboard from the queue.
+  await tabTo(page, 'the BT-STEP case', focusedText, 'BT-STEP');
+  await Promise.all([page.waitForURL(/\/console\/cases\//), page.keyboard.press('Enter')]);
+  stepCaseUrl = page.url();
+  const body = await page.textContent('main');
+  assert.match(body, /Awaiting consent/);
+  assert.match(body, /Leo Marsh/, 'the front door sees the children');
+  assert.match(body, /Timeline/);
+  assert.doesNotMatch(body, /withheld/i);
+  await axe(page, 'case');
+  await shot(page, 'case');
+
+  // Step up: first with no reason (the error summary), then with one, by keyboard alone.
+  await tabTo(page, 'the Step up button', focusedText, 'Step up');
+  await Promise.all([page.waitForURL(/\/step-up$/), page.keyboard.press('Enter')]);
+  await axe(page, 'step-up form');
+  await tabTo(page, 'the Step up submit button', (t) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.textContent.trim() === t, 'Step up');
+  await Promise.all([page.waitForLoadState(), page.keyboard.press('Enter')]);
+  await page.locator('.govuk-error-summary').waitFor();
+  assert.match(await page.title(), /^Error:/);
+  await axe(page, 'step-up form with an error');
+  await shot(page, 'step-up-error');
+  await tabTo(page, 'the reason', focusedName, 'reason');
+  await page.keyboard.type('Disclosure at school today; the front door must see the family now.');
+  await tabTo(page, 'the Step up submit button', (t) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.textContent.trim() === t, 'Step up');
+  await Promise.all([page.waitForURL(/done=stepped-up/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /stepped up to the front door/);
+  assert.match(await page.textContent('h1'), /Stepped up/);
+  await axe(page, 'case after step-up');
+
+  // A forged form (no CSRF token) is refused and changes nothing.
+  await page.goto(`${base}/console/`);
+  await tabTo(page, 'the BT-CLOSE case', focusedText, 'BT-CLOSE');
+  await Promise.all([page.waitForURL(/\/console\/cases\//), page.keyboard.press('Enter')]);
+  closeCaseUrl = page.url();
+  const forged = await context.request.post(`${closeCaseUrl}/close`, {
+    form: { outcome: 'closed_advice_given', reason: 'forged' }, maxRedirects: 0,
+  });
+  assert.equal(forged.status(), 403);
+  const wrong = await context.request.post(`${closeCaseUrl}/close`, {
+    form: { csrf: 'not-the-token', outcome: 'closed_advice_given', reason: 'forged' }, maxRedirects: 0,
+  });
+  assert.equal(wrong.status(), 403);
+  await page.reload();
+  assert.match(await page.textContent('h1'), /Awaiting consent/, 'nothing changed');
+
+  // Close, by keyboard: a radio chosen with the arrow keys' neighbour Space, the reasons typed.
+  await tabTo(page, 'Close the case', focusedText, 'Close the case');
+  await Promise.all([page.waitForURL(/\/close$/), page.keyboard.press('Enter')]);
+  await axe(page, 'close form');
+  await shot(page, 'close-form');
+  await tabTo(page, 'the first outcome', focusedId, 'outcome');
+  await page.keyboard.press('Space');
+  await tabTo(page, 'the reasons', focusedName, 'reason');
+  await page.keyboard.type('Advice given to the school; the family did not want Early Help.');
+  await tabTo(page, 'the Close submit button', (t) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.textContent.trim() === t, 'Close the case');
+  await Promise.all([page.waitForURL(/done=closed/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('h1'), /Closed advice given/);
+
+  // Possible matches (none to decide here): the page and its scan.
+  await page.goto(`${base}/console/matches`);
+  assert.match(await page.textContent('main'), /Possible matches/);
+  await axe(page, 'matches');
+  await shot(page, 'matches');
+
+  // Sign out, by keyboard: the provider's end-session page, then the console's signed-out page.
+  await tabTo(page, 'Sign out', focusedText, 'Sign out');
+  await Promise.all([page.waitForURL(/\/session\/end/), page.keyboard.press('Enter')]);
+  await Promise.all([page.waitForURL(/\/console\/signed-out/), page.click('button[name=logout]')]);
+  await axe(page, 'signed out');
+  await page.goto(`${base}/console/`);
+  assert.match(page.url(), /\/console\/sign-in/, 'the session ended');
+  await context.close();
+});
+
+test('a restricted reader sees the withheld notices', async () => {
+  assert.ok(stepCaseUrl, 'the first test found the case');
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'bob.support');
+  await page.goto(stepCaseUrl);
+  const body = await page.textContent('main');
+  assert.match(body, /family's details are withheld/i);
+  assert.match(body, /Consent is withheld/i);
+  assert.doesNotMatch(body, /Leo Marsh/);
+  assert.match(body, /Timeline/, 'what the role may see is shown');
+  await axe(page, 'case as a restricted reader');
+  await shot(page, 'case-withheld');
+  await context.close();
+});
+
+test("another council's user gets nothing of this council", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Staffordshire Test Council', 'carol.frontdoor');
+  const queue = await page.textContent('main');
+  assert.doesNotMatch(queue, /BT-STEP|BT-CLOSE/);
+  const res = await page.goto(stepCaseUrl);
+  assert.equal(res.status(), 404);
+  const body = await page.textContent('main');
+  assert.match(body, /Case not found/);
+  assert.doesNotMatch(body, /Leo|Marsh|BT-STEP/);
+  await axe(page, 'case of another council');
+  await context.close();
+});
+
+test('the demo sign-in needs no set-up', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/console/sign-in`);
+  await tabTo(page, 'the demo sign-in link', focusedText, 'Sign in as a demo user');
+  await Promise.all([page.waitForURL(/\/console\/demo/), page.keyboard.press('Enter')]);
+  await axe(page, 'demo sign-in');
+  await tabTo(page, 'the first demo user', focusedId, 'user');
+  await tabTo(page, 'the Sign in button', (t) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.textContent.trim() === t, 'Sign in');
+  await Promise.all([page.waitForURL(/\/console\/$/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('body'), /Demo Borough Council/);
+  await shot(page, 'demo-queue');
+  await context.close();
+});
+
+test('a sign-in answer that is not this browser\'s is refused', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const res = await page.goto(`${base}/console/callback?code=abc&state=forged`);
+  assert.equal(res.status(), 400);
+  assert.match(await page.textContent('main'), /could not be signed in/);
+  await axe(page, 'sign-in refused');
+  await context.close();
+});
