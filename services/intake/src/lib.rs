@@ -25,6 +25,7 @@
 //! it may use every layer, and no layer uses it.
 pub mod domain;
 pub mod grpc;
+pub mod rights;
 pub mod handlers;
 pub mod settings;
 pub mod store;
@@ -107,6 +108,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
         store::screening::MIGRATIONS,
+        rights::MIGRATIONS,
     ]
     .concat()
 }
@@ -116,6 +118,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::inbound_stream(ns),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -137,6 +140,14 @@ pub fn start(
     let rules = settings::rules_from_settings(&ctx.settings)?;
     let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction_with(
+        &ctx,
+        &eh_proto::catalogue::INTAKE_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::INTAKE_RECORDS_DESTROYED,
+        Some(Arc::new(rights::PeopleLock)),
+    );
     // Load each council's people for matching now, in the background, so the first referral
     // after a start does not wait for it (seconds at a million people held).
     {
