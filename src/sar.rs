@@ -19,10 +19,7 @@ pub async fn request(
     person: &str,
     format: &str,
 ) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        ["json", "html"].contains(&format),
-        "--format: json or html"
-    );
+    anyhow::ensure!(["json", "html"].contains(&format), "--format: json or html");
     let channel = eh_platform::net::endpoint(grpc.to_string())?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))

@@ -251,7 +251,9 @@ pub async fn destroy(
             "DELETE FROM eh_outbox WHERE position(convert_to($1, 'UTF8') in payload) > 0 \
              OR strpos(headers, $1) > 0"
         }
-        _ => "DELETE FROM eh_outbox WHERE instr(payload, CAST($1 AS BLOB)) > 0 OR instr(headers, $1) > 0",
+        _ => {
+            "DELETE FROM eh_outbox WHERE instr(payload, CAST($1 AS BLOB)) > 0 OR instr(headers, $1) > 0"
+        }
     };
     for id in ids.all() {
         deleted += db
@@ -372,11 +374,7 @@ pub struct DestructionHandler {
 /// A service's own step at the start of a destruction's transaction.
 #[async_trait::async_trait]
 pub trait BeforeDestruction: Send + Sync {
-    async fn before(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        tenant: &str,
-    ) -> Result<(), DbErr>;
+    async fn before(&self, txn: &sea_orm::DatabaseTransaction, tenant: &str) -> Result<(), DbErr>;
 }
 
 #[async_trait::async_trait]
@@ -429,7 +427,10 @@ impl eh_bus::Handler for DestructionHandler {
             &env,
             confirmation.encode_to_vec(),
         );
-        ctx.outbox.enqueue(&txn, &out).await.map_err(|e| HandlerError::bus(&e))?;
+        ctx.outbox
+            .enqueue(&txn, &out)
+            .await
+            .map_err(|e| HandlerError::bus(&e))?;
         eh_store::commit(txn).await.map_err(db)?;
         tracing::info!(
             tenant,

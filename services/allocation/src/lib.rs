@@ -18,11 +18,11 @@
 //! `lead_practitioner_named`, `lead_practitioner_declined`.
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
 pub mod import;
 pub mod leads;
 pub mod offers;
+pub mod rights;
 pub mod settings;
 pub mod sharing;
 pub mod store;

@@ -26,7 +26,10 @@ pub const HOLDINGS: &[Holding] = &[
         table: "allocations",
         rows: "tenant = :tenant AND case_id IN :case",
         person: None,
-        third_party: &[("settled_by", "practitioner"), ("decline_detail", "free_text")],
+        third_party: &[
+            ("settled_by", "practitioner"),
+            ("decline_detail", "free_text"),
+        ],
     },
     Holding {
         table: "referral_children",

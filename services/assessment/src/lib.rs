@@ -31,8 +31,8 @@
 pub mod clocks;
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 

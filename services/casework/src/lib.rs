@@ -9,8 +9,8 @@ pub mod contacts;
 pub mod decide;
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 

@@ -182,6 +182,9 @@ mod tests {
         assert_eq!(contacts[1].email, "robert@example.org");
         assert!(!contacts[1].safe_to_contact);
         assert_eq!(contacts[0].name, "Dana Marsh");
-        assert!(!apply_correction(&mut contacts, &ev), "a repeat changes nothing");
+        assert!(
+            !apply_correction(&mut contacts, &ev),
+            "a repeat changes nothing"
+        );
     }
 }

@@ -8,8 +8,8 @@
 pub mod convert;
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
+pub mod rights;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};

@@ -122,7 +122,7 @@ pub const ACCESS: &[(&str, &[&str])] = &[
     ("ListMatchCandidates", PEOPLE_ROLES),
     ("ResolveMatchCandidate", PEOPLE_ROLES),
     // Rectification (rights.rs).
-    ("CorrectPerson", crate::rights::CORRECT_ROLES),
+    ("CorrectPerson", crate::handlers::rights::CORRECT_ROLES),
 ];
 
 fn bad_request(field: &str, reason: String) -> Status {
@@ -203,9 +203,22 @@ impl IntakeService for IntakeApi {
             &format!("person:{}", req.person_id),
         )
         .await?;
-        crate::rights::correct_person(&self.intake, &p, &req)
-            .await
-            .map(Response::new)
+        use crate::handlers::rights::{CorrectError, correct_person};
+        match correct_person(&self.intake.ctx, &p.actor(), &req).await {
+            Ok(done) => Ok(Response::new(done)),
+            Err(CorrectError::Invalid(vs)) => {
+                let vs: Vec<eh_service::errors::Violation> = vs
+                    .into_iter()
+                    .map(|(f, r)| eh_service::errors::Violation::new(f, r))
+                    .collect();
+                Err(eh_service::errors::invalid(
+                    "the correction is invalid",
+                    &vs,
+                ))
+            }
+            Err(CorrectError::NotFound) => Err(Status::not_found("no such person")),
+            Err(CorrectError::Db(e)) => Err(eh_service::errors::internal("intake", e)),
+        }
     }
 
     async fn export_person_data(
@@ -213,12 +226,12 @@ impl IntakeService for IntakeApi {
         request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
     ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
         eh_service::rights::export_person_data(
-            crate::SERVICE,
+            "intake",
             &self.intake.ctx.db,
             &self.intake.ctx.settings,
             &self.auditor,
             ACCESS,
-            crate::rights::HOLDINGS,
+            crate::handlers::rights::HOLDINGS,
             request,
         )
         .await

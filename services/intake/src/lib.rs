@@ -25,7 +25,6 @@
 //! it may use every layer, and no layer uses it.
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
 pub mod settings;
 pub mod store;
@@ -108,7 +107,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
         store::screening::MIGRATIONS,
-        rights::MIGRATIONS,
+        store::rights::MIGRATIONS,
     ]
     .concat()
 }
@@ -144,9 +143,9 @@ pub fn start(
     eh_service::rights::spawn_destruction_with(
         &ctx,
         &eh_proto::catalogue::INTAKE_DESTRUCTION_ORDERED,
-        rights::HOLDINGS,
+        handlers::rights::HOLDINGS,
         &eh_proto::catalogue::INTAKE_RECORDS_DESTROYED,
-        Some(Arc::new(rights::PeopleLock)),
+        Some(Arc::new(handlers::rights::PeopleLock)),
     );
     // Load each council's people for matching now, in the background, so the first referral
     // after a start does not wait for it (seconds at a million people held).

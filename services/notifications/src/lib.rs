@@ -4,9 +4,9 @@
 //! Step-ups go to the front door ahead of any backlog. No email carries a child's name.
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
 pub mod mailer;
+pub mod rights;
 pub mod sender;
 pub mod settings;
 pub mod store;

@@ -60,7 +60,8 @@ async fn ask(
     }
     let path = tonic::codegen::http::uri::PathAndQuery::try_from(export_path(service))
         .map_err(|e| Status::internal(e.to_string()))?;
-    let codec = tonic_prost::ProstCodec::<pb::ExportPersonDataRequest, pb::PersonDataExport>::default();
+    let codec =
+        tonic_prost::ProstCodec::<pb::ExportPersonDataRequest, pb::PersonDataExport>::default();
     grpc.unary(request, path, codec)
         .await
         .map(Response::into_inner)
@@ -81,7 +82,13 @@ fn hold_pb(tenant: &str, h: &store::Hold) -> pb::LegalHold {
 }
 
 impl RecordsApi {
-    async fn admit(&self, p: &Principal, tenant: &str, method: &str, record: &str) -> Result<(), Status> {
+    async fn admit(
+        &self,
+        p: &Principal,
+        tenant: &str,
+        method: &str,
+        record: &str,
+    ) -> Result<(), Status> {
         access::admit(
             &self.auditor,
             &self.ctx.settings,
@@ -108,8 +115,13 @@ impl RecordsService for RecordsApi {
         let credential = request.metadata().get("authorization").cloned();
         let req = request.into_inner();
         let tenant = req.tenant.as_str();
-        self.admit(&p, tenant, "SubjectAccess", &format!("person:{}", req.person_id))
-            .await?;
+        self.admit(
+            &p,
+            tenant,
+            "SubjectAccess",
+            &format!("person:{}", req.person_id),
+        )
+        .await?;
         let mut violations = Vec::new();
         if req.person_id.trim().is_empty() {
             violations.push(Violation::new("person_id", "required"));
@@ -189,7 +201,11 @@ impl RecordsService for RecordsApi {
                 }
             }
         }
-        let format = if req.format.is_empty() { "json" } else { req.format.as_str() };
+        let format = if req.format.is_empty() {
+            "json"
+        } else {
+            req.format.as_str()
+        };
         let txn = eh_store::begin_scoped(&self.ctx.db, tenant)
             .await
             .map_err(internal)?;
@@ -219,14 +235,22 @@ impl RecordsService for RecordsApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let tenant = req.tenant.as_str();
-        self.admit(&p, tenant, "PlaceLegalHold", &format!("family:{}", req.family_id))
-            .await?;
+        self.admit(
+            &p,
+            tenant,
+            "PlaceLegalHold",
+            &format!("family:{}", req.family_id),
+        )
+        .await?;
         let mut violations = Vec::new();
         if req.family_id.trim().is_empty() {
             violations.push(Violation::new("family_id", "required"));
         }
         if req.reason.trim().is_empty() {
-            violations.push(Violation::new("reason", "required: why the records must be kept"));
+            violations.push(Violation::new(
+                "reason",
+                "required: why the records must be kept",
+            ));
         }
         if !violations.is_empty() {
             return Err(invalid("the request is invalid", &violations));
@@ -261,7 +285,9 @@ impl RecordsService for RecordsApi {
             released_at: None,
             release_reason: None,
         };
-        store::place_hold(&txn, tenant, &hold).await.map_err(internal)?;
+        store::place_hold(&txn, tenant, &hold)
+            .await
+            .map_err(internal)?;
         eh_store::commit(txn).await.map_err(internal)?;
         Ok(Response::new(hold_pb(tenant, &hold)))
     }
@@ -273,8 +299,13 @@ impl RecordsService for RecordsApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let tenant = req.tenant.as_str();
-        self.admit(&p, tenant, "ReleaseLegalHold", &format!("hold:{}", req.hold_id))
-            .await?;
+        self.admit(
+            &p,
+            tenant,
+            "ReleaseLegalHold",
+            &format!("hold:{}", req.hold_id),
+        )
+        .await?;
         let mut violations = Vec::new();
         if req.hold_id.trim().is_empty() {
             violations.push(Violation::new("hold_id", "required"));
@@ -298,7 +329,9 @@ impl RecordsService for RecordsApi {
         )
         .await
         .map_err(internal)?;
-        let hold = store::hold(&txn, tenant, &req.hold_id).await.map_err(internal)?;
+        let hold = store::hold(&txn, tenant, &req.hold_id)
+            .await
+            .map_err(internal)?;
         eh_store::commit(txn).await.map_err(internal)?;
         match (released, hold) {
             (true, Some(h)) => Ok(Response::new(hold_pb(tenant, &h))),
@@ -314,8 +347,13 @@ impl RecordsService for RecordsApi {
         let p = eh_auth::principal(&request)?;
         let req = request.into_inner();
         let tenant = req.tenant.as_str();
-        self.admit(&p, tenant, "ListDestructionCertificates", "destruction_certificates")
-            .await?;
+        self.admit(
+            &p,
+            tenant,
+            "ListDestructionCertificates",
+            "destruction_certificates",
+        )
+        .await?;
         let txn = eh_store::begin_scoped(&self.ctx.db, tenant)
             .await
             .map_err(internal)?;

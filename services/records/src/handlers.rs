@@ -22,9 +22,15 @@ pub enum Feed {
 /// Every consumer of records and what it reads.
 pub fn feeds() -> Vec<(Feed, &'static Subscription)> {
     let mut out = vec![
-        (Feed::ReferralReceived, &catalogue::RECORDS_REFERRAL_RECEIVED),
+        (
+            Feed::ReferralReceived,
+            &catalogue::RECORDS_REFERRAL_RECEIVED,
+        ),
         (Feed::PeopleMerged, &catalogue::RECORDS_PEOPLE_MERGED),
-        (Feed::CaseStateChanged, &catalogue::RECORDS_CASE_STATE_CHANGED),
+        (
+            Feed::CaseStateChanged,
+            &catalogue::RECORDS_CASE_STATE_CHANGED,
+        ),
         (Feed::PersonCorrected, &catalogue::RECORDS_PERSON_CORRECTED),
     ];
     for s in [
@@ -95,7 +101,9 @@ impl eh_bus::Handler for IndexHandler {
                 let ev =
                     intake::PeopleMerged::decode(p).map_err(|e| permanent("PeopleMerged", e))?;
                 if ev.person_id.is_empty() {
-                    return Err(HandlerError::Permanent("PeopleMerged has no person_id".into()));
+                    return Err(HandlerError::Permanent(
+                        "PeopleMerged has no person_id".into(),
+                    ));
                 }
                 Fact::Merged(ev)
             }
@@ -170,11 +178,18 @@ impl eh_bus::Handler for IndexHandler {
             }
             Fact::Case(ev) => {
                 let c = ev.case.clone().unwrap_or_default();
-                let closed = crate::domain::is_over(&ev.to_state)
-                    .then(|| instant(&ev.at, msg).date_naive());
-                store::index_case(&txn, &tenant, &c.case_id, &c.family_id, &ev.to_state, closed)
-                    .await
-                    .map_err(db)?;
+                let closed =
+                    crate::domain::is_over(&ev.to_state).then(|| instant(&ev.at, msg).date_naive());
+                store::index_case(
+                    &txn,
+                    &tenant,
+                    &c.case_id,
+                    &c.family_id,
+                    &ev.to_state,
+                    closed,
+                )
+                .await
+                .map_err(db)?;
             }
             Fact::Corrected(ev) => {
                 if let Some(dob) = &ev.date_of_birth {

@@ -52,7 +52,10 @@ impl eh_service::Service for Service {
         settings::records(settings)?;
         settings::policies(settings).map(|_| Vec::new())
     }
-    fn settings_json(&self, settings: &eh_platform::Settings) -> Vec<(&'static str, serde_json::Value)> {
+    fn settings_json(
+        &self,
+        settings: &eh_platform::Settings,
+    ) -> Vec<(&'static str, serde_json::Value)> {
         settings::records(settings)
             .ok()
             .and_then(|s| serde_json::to_value(s).ok())

@@ -80,7 +80,12 @@ pub async fn sweep(
                 .await
                 .map_err(|e| DbErr::Custom(e.to_string()))?;
             eh_store::commit(txn).await?;
-            tracing::info!(tenant, destruction_id = id, rule = policy.name(), "destruction ordered");
+            tracing::info!(
+                tenant,
+                destruction_id = id,
+                rule = policy.name(),
+                "destruction ordered"
+            );
             ordered += 1;
         }
     }

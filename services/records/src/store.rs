@@ -341,7 +341,12 @@ pub async fn ids_of(
         tenant: tenant.into(),
         family: group.to_vec(),
         person: strings(db, &of("person_index", "person_id"), values(tenant, group)).await?,
-        referral: strings(db, &of("referral_index", "referral_id"), values(tenant, group)).await?,
+        referral: strings(
+            db,
+            &of("referral_index", "referral_id"),
+            values(tenant, group),
+        )
+        .await?,
         case: strings(db, &of("case_index", "case_id"), values(tenant, group)).await?,
     })
 }
@@ -365,7 +370,9 @@ pub async fn facts_of(
     let rows = db
         .query_all_raw(stmt(
             b(db),
-            &format!("SELECT state, closed_on FROM case_index WHERE tenant = $1 AND family_id IN {list}"),
+            &format!(
+                "SELECT state, closed_on FROM case_index WHERE tenant = $1 AND family_id IN {list}"
+            ),
             values(tenant, group),
         ))
         .await?;
@@ -380,7 +387,10 @@ pub async fn facts_of(
         });
     }
     Ok(crate::domain::FamilyFacts {
-        child_births: births.iter().filter_map(|d| d.get(..10)?.parse().ok()).collect(),
+        child_births: births
+            .iter()
+            .filter_map(|d| d.get(..10)?.parse().ok())
+            .collect(),
         cases,
     })
 }
@@ -396,7 +406,11 @@ pub async fn root_families(db: &impl ConnectionTrait, tenant: &str) -> Result<Ve
 }
 
 /// Is any family of `group` under a legal hold not released?
-pub async fn held(db: &impl ConnectionTrait, tenant: &str, group: &[String]) -> Result<bool, DbErr> {
+pub async fn held(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group: &[String],
+) -> Result<bool, DbErr> {
     let list = in_list(2, group.len());
     Ok(!strings(
         db,
@@ -422,11 +436,7 @@ pub struct Hold {
     pub release_reason: Option<String>,
 }
 
-pub async fn place_hold(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    hold: &Hold,
-) -> Result<(), DbErr> {
+pub async fn place_hold(db: &impl ConnectionTrait, tenant: &str, hold: &Hold) -> Result<(), DbErr> {
     exec(
         db,
         "INSERT INTO legal_holds (tenant, id, family_id, reason, placed_by, placed_at)
@@ -485,7 +495,13 @@ pub async fn release_hold(
         db,
         "UPDATE legal_holds SET released_by = $3, released_at = $4, release_reason = $5
          WHERE tenant = $1 AND id = $2 AND released_at IS NULL",
-        [tenant.into(), id.into(), by.into(), at.into(), reason.into()],
+        [
+            tenant.into(),
+            id.into(),
+            by.into(),
+            at.into(),
+            reason.into(),
+        ],
     )
     .await?
         == 1)
@@ -565,7 +581,9 @@ pub async fn order_destruction(
         format!("DELETE FROM referral_index WHERE tenant = $1 AND family_id IN {fams}"),
         format!("DELETE FROM case_index WHERE tenant = $1 AND family_id IN {fams}"),
         format!("DELETE FROM legal_holds WHERE tenant = $1 AND family_id IN {fams}"),
-        format!("DELETE FROM family_index WHERE tenant = $1 AND (family_id IN {fams} OR merged_into IN {fams})"),
+        format!(
+            "DELETE FROM family_index WHERE tenant = $1 AND (family_id IN {fams} OR merged_into IN {fams})"
+        ),
     ] {
         exec(db, &sql, values(tenant, &ids.family)).await?;
     }

@@ -9,8 +9,8 @@
 //! events) and `grpc` (the report, team managers of the council only, every call audited).
 pub mod domain;
 pub mod grpc;
-pub mod rights;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 

@@ -131,7 +131,9 @@ async fn subject_access_gathers_everything_and_nothing_else(
         let token = manager.clone();
         let leo = leo.clone();
         async move {
-            let r = match rec.subject_access(with_token(sar("worcs", &leo, "json"), &token)).await
+            let r = match rec
+                .subject_access(with_token(sar("worcs", &leo, "json"), &token))
+                .await
             {
                 Ok(r) => r.into_inner(),
                 Err(e) if e.code() == Code::NotFound => return Ok(None),
@@ -154,7 +156,12 @@ async fn subject_access_gathers_everything_and_nothing_else(
     let intake = part(&report, "intake");
     let mut refs: Vec<String> = rows(intake, "referrals")
         .iter()
-        .map(|r| r["source_reference"].as_str().unwrap_or_default().to_string())
+        .map(|r| {
+            r["source_reference"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     refs.sort();
     assert_eq!(refs, ["SAR-1", "SAR-2", "SAR-3"]);
@@ -191,11 +198,19 @@ async fn subject_access_gathers_everything_and_nothing_else(
     // The father is marked unsafe: his suppression is there too, flagged as his.
     let suppressed = rows(part(&report, "notifications"), "person_suppressions");
     assert_eq!(suppressed.len(), 1, "{suppressed:?}");
-    assert!(flagged("notifications", "person_id", "another_family_member"));
+    assert!(flagged(
+        "notifications",
+        "person_id",
+        "another_family_member"
+    ));
     assert!(flagged("intake", "referrer_name", "referrer"));
     assert!(flagged("intake", "document", "free_text"));
     assert!(flagged("intake", "id", "another_family_member"));
-    assert!(flagged("casework", "family_contacts", "another_family_member"));
+    assert!(flagged(
+        "casework",
+        "family_contacts",
+        "another_family_member"
+    ));
     assert!(flagged("notifications", "body", "free_text"));
     assert!(
         !part(&report, "intake")
@@ -337,7 +352,11 @@ async fn leftovers(t: &TestApp, needles: &[&str], ids: &[&str]) -> anyhow::Resul
             [],
         ))
         .await?;
-    assert!(tables.len() > 40, "every service's tables: {}", tables.len());
+    assert!(
+        tables.len() > 40,
+        "every service's tables: {}",
+        tables.len()
+    );
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let mut found = Vec::new();
     for t in tables {
@@ -354,10 +373,7 @@ async fn leftovers(t: &TestApp, needles: &[&str], ids: &[&str]) -> anyhow::Resul
         for r in rows {
             let text: String = r.try_get_by_index(0)?;
             let lower = text.to_lowercase();
-            for n in needles
-                .iter()
-                .chain(ids.iter().filter(|_| !audit))
-            {
+            for n in needles.iter().chain(ids.iter().filter(|_| !audit)) {
                 if lower.contains(&n.to_lowercase()) || lower.contains(&hex(n)) {
                     found.push(format!("{schema}.{table}: {n}"));
                 }
@@ -404,10 +420,7 @@ async fn family_ids(t: &TestApp, nhs: &str) -> anyhow::Result<Vec<String>> {
     Ok(ids)
 }
 
-async fn certificates(
-    t: &TestApp,
-    token: &str,
-) -> anyhow::Result<Vec<pb::DestructionCertificate>> {
+async fn certificates(t: &TestApp, token: &str) -> anyhow::Result<Vec<pb::DestructionCertificate>> {
     Ok(records(t)
         .await?
         .list_destruction_certificates(with_token(
@@ -571,7 +584,10 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
         &other_ids.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await?;
-    assert!(other_left.is_empty(), "left of the other family: {other_left:?}");
+    assert!(
+        other_left.is_empty(),
+        "left of the other family: {other_left:?}"
+    );
     assert!(other_ids.contains(&zed));
     // Leo's family is all still there.
     let kept = leftovers(&t, &[LEO_NHS], &[]).await?;
@@ -700,7 +716,10 @@ async fn a_correction_reaches_every_copy(distributed: bool) -> anyhow::Result<()
             .expect_err("refused");
         assert_eq!(e.code(), Code::PermissionDenied);
     }
-    assert_eq!(denied_entries(&t, "intake", "CorrectPerson").await? - before, 2);
+    assert_eq!(
+        denied_entries(&t, "intake", "CorrectPerson").await? - before,
+        2
+    );
     let front_door = t.token("worcs", "fd-1", &["front_door"]);
     let mut bad = correction();
     bad.email = Some("danielle at example".into());
@@ -730,20 +749,26 @@ async fn a_correction_reaches_every_copy(distributed: bool) -> anyhow::Result<()
         .await?
         .into_inner();
     assert!(again.fields.is_empty());
-    eh_testkit::eventually(WAIT, "the correction in casework and notifications", || async {
-        let cases = one_string(&t, "casework", "SELECT family_contacts FROM cases", vec![]).await?;
-        let held = one_string(
-            &t,
-            "notifications",
-            "SELECT address FROM person_addresses WHERE person_id = $1",
-            vec![dana.clone().into()],
-        )
-        .await?;
-        let contact_fixed = cases.iter().any(|c| {
-            c.contains("Danielle Marsh") && c.contains("danielle.marsh@example.org")
-        }) && cases.iter().all(|c| !c.contains("dana.marsh@example.org"));
-        Ok((contact_fixed && held == ["danielle.marsh@example.org"]).then_some(()))
-    })
+    eh_testkit::eventually(
+        WAIT,
+        "the correction in casework and notifications",
+        || async {
+            let cases =
+                one_string(&t, "casework", "SELECT family_contacts FROM cases", vec![]).await?;
+            let held = one_string(
+                &t,
+                "notifications",
+                "SELECT address FROM person_addresses WHERE person_id = $1",
+                vec![dana.clone().into()],
+            )
+            .await?;
+            let contact_fixed = cases
+                .iter()
+                .any(|c| c.contains("Danielle Marsh") && c.contains("danielle.marsh@example.org"))
+                && cases.iter().all(|c| !c.contains("dana.marsh@example.org"));
+            Ok((contact_fixed && held == ["danielle.marsh@example.org"]).then_some(()))
+        },
+    )
     .await?;
     let people = one_string(
         &t,
