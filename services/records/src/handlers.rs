@@ -80,7 +80,7 @@ impl eh_bus::Handler for IndexHandler {
         let p = msg.payload.as_ref();
         // Decoded and checked before anything is written.
         enum Fact {
-            Referral(intake::ReferralReceived),
+            Referral(Box<intake::ReferralReceived>),
             Merged(intake::PeopleMerged),
             Case(case::CaseStateChanged),
             Corrected(intake::PersonCorrected),
@@ -95,7 +95,7 @@ impl eh_bus::Handler for IndexHandler {
                         "ReferralReceived has no referral_id or family_id".into(),
                     ));
                 }
-                Fact::Referral(ev)
+                Fact::Referral(Box::new(ev))
             }
             Feed::PeopleMerged => {
                 let ev =

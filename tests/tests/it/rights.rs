@@ -90,7 +90,7 @@ fn part<'a>(r: &'a pb::SubjectAccessReport, service: &str) -> &'a pb::PersonData
         .unwrap_or_else(|| panic!("{service} answered: {:?}", r.incomplete))
 }
 
-fn rows<'a>(p: &'a pb::PersonDataExport, table: &str) -> Vec<serde_json::Value> {
+fn rows(p: &pb::PersonDataExport, table: &str) -> Vec<serde_json::Value> {
     p.tables
         .iter()
         .filter(|t| t.table == table)
