@@ -8,6 +8,7 @@ pub mod audit;
 pub mod demo;
 pub mod dlq;
 pub mod natsconf;
+pub mod sar;
 pub mod targets;
 
 pub use app::{App, AppOptions};

@@ -91,6 +91,23 @@ enum Command {
     Asyncapi,
     /// Print the OpenAPI 3.1 document of the public HTTP API (the gateway's).
     Openapi,
+    /// A subject access request: everything every service holds about one person (records'
+    /// `SubjectAccess`, as the token's team manager or information governance officer; audited),
+    /// printed as JSON or as a readable HTML document with third parties' information marked.
+    Sar {
+        #[arg(long)]
+        tenant: String,
+        /// The person's id (intake's).
+        #[arg(long)]
+        person: String,
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        grpc: String,
+        /// The caller's bearer token.
+        #[arg(long, env = "EH_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Exit 0 when the gRPC server at --grpc reports SERVING (for probes and `helm test`).
     Healthcheck {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -254,6 +271,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Sar {
+            tenant,
+            person,
+            format,
+            grpc,
+            token,
+        } => {
+            print!(
+                "{}",
+                earlyhelp::sar::request(grpc, token, tenant, person, format).await?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::NatsConfig => {
             print!("{}", earlyhelp::natsconf::for_settings(&load(&cli)?));
             return Ok(ExitCode::SUCCESS);
@@ -274,7 +304,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         _ => {}
     }
     let settings = match &cli.command {
-        Command::Config { .. } | Command::Healthcheck { .. } | Command::Token { .. } => {
+        Command::Config { .. }
+        | Command::Healthcheck { .. }
+        | Command::Token { .. }
+        | Command::Sar { .. } => {
             return Ok(ExitCode::SUCCESS);
         }
         _ => load(&cli)?,
@@ -407,6 +440,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Config { .. }
         | Command::Healthcheck { .. }
         | Command::Token { .. }
+        | Command::Sar { .. }
         | Command::Asyncapi
         | Command::Openapi
         | Command::Targets

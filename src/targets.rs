@@ -15,6 +15,7 @@ pub const SERVICES: &[Target] = &[
     Target(&eh_allocation::Service),
     Target(&eh_assessment::Service),
     Target(&eh_reporting::Service),
+    Target(&eh_records::Service),
     Target(&eh_gateway::Service),
 ];
 

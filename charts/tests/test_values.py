@@ -109,7 +109,7 @@ INCONSISTENT = [
     ({**BASE, "terminationGracePeriodSeconds": 25}, "terminationGracePeriodSeconds (25) must be greater than"),
     ({**BASE, "server": {"shutdownGraceSecs": 60}}, "must be greater than server.shutdownGraceSecs (60)"),
     ({**BASE, "deploymentMode": "distributed", "ingress": {"enabled": True}}, "needs the gateway target"),
-    ({**BASE, "deploymentMode": "distributed", "targets": {"intake": {"enabled": False}, "consent": {"enabled": False}, "casework": {"enabled": False}, "notifications": {"enabled": False}, "allocation": {"enabled": False}, "assessment": {"enabled": False}, "reporting": {"enabled": False}}}, "no entry of targets is enabled"),
+    ({**BASE, "deploymentMode": "distributed", "targets": {"intake": {"enabled": False}, "consent": {"enabled": False}, "casework": {"enabled": False}, "notifications": {"enabled": False}, "allocation": {"enabled": False}, "assessment": {"enabled": False}, "reporting": {"enabled": False}, "records": {"enabled": False}}}, "no entry of targets is enabled"),
     ({**BASE, "database": {**BASE["database"], "ca": {"secretName": "a", "configMapName": "b"}}}, "database.ca: set secretName or configMapName, not both"),
     ({**BASE, "existingTenants": {"secretName": "a", "configMapName": "b"}}, "existingTenants: set configMapName or secretName"),
     ({**BASE, "smtp": {"host": "smtp.example"}}, "smtp.from is required"),

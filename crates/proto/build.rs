@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("earlyhelp/allocation/v1/allocation.proto"),
         root.join("earlyhelp/assessment/v1/assessment.proto"),
         root.join("earlyhelp/reporting/v1/reporting.proto"),
+        root.join("earlyhelp/records/v1/records.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -240,6 +240,12 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- $consentUrl := printf "http://%s:%d" (include "earlyhelp.componentName" (list . "consent")) (int $v.service.grpcPort) -}}
 {{- $_ := set $cfg "allocation" (dict "consent_url" $consentUrl) -}}
 {{- $_ := set $cfg "assessment" (dict "consent_url" $consentUrl) -}}
+{{- /* Records asks each service that holds a family's records for a subject access. */ -}}
+{{- $urls := dict -}}
+{{- range $s := list "intake" "consent" "casework" "assessment" "allocation" "notifications" "reporting" -}}
+{{- $_ := set $urls $s (printf "http://%s:%d" (include "earlyhelp.componentName" (list $ $s)) (int $v.service.grpcPort)) -}}
+{{- end -}}
+{{- $_ := set $cfg "records" (dict "service_urls" $urls) -}}
 {{- end -}}
 {{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}

@@ -714,6 +714,204 @@ pub const REPORTING_FOLLOW_UP_RECORDED: Subscription = Subscription {
     summary: "Whether outcomes were sustained at the follow-up check.",
 };
 
+/// A person's details were corrected (rectification).
+pub const PERSON_CORRECTED: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "intake",
+    name: "person_corrected",
+    payload: "earlyhelp.intake.v1.PersonCorrected",
+    summary: "A person's details were corrected (CorrectPerson): the corrected names, date of birth or \
+              email (only what changed) and the email replaced, for every service holding a copy.",
+};
+pub const CASEWORK_PERSON_CORRECTED: Subscription = Subscription {
+    consumer: "casework_person_corrected",
+    service: "casework",
+    source: Source::Event(&PERSON_CORRECTED),
+    summary: "Applies a correction to the person's contact on each of the family's cases.",
+};
+pub const NOTIFICATIONS_PERSON_CORRECTED: Subscription = Subscription {
+    consumer: "notifications_person_corrected",
+    service: "notifications",
+    source: Source::Event(&PERSON_CORRECTED),
+    summary: "Holds the corrected email for the person (an unsafe person's every address stays suppressed).",
+};
+pub const RECORDS_PERSON_CORRECTED: Subscription = Subscription {
+    consumer: "records_person_corrected",
+    service: "records",
+    source: Source::Event(&PERSON_CORRECTED),
+    summary: "A child's corrected date of birth, for retention.",
+};
+
+// The family's data rights (records).
+
+/// Records orders the destruction of a family's records (past retention, no legal hold).
+pub const DESTRUCTION_ORDERED: EventSpec = EventSpec {
+    service: "records",
+    publisher: "records",
+    name: "destruction_ordered",
+    payload: "earlyhelp.records.v1.DestructionOrdered",
+    summary: "A family's records are past the council's retention and not held: every service deletes \
+              every row it holds about them (outbox rows carrying their ids included) and confirms. Ids only.",
+};
+/// intake confirms it destroyed a family's records.
+pub const INTAKE_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "intake",
+    publisher: "intake",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "intake deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// consent confirms it destroyed a family's records.
+pub const CONSENT_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "consent",
+    publisher: "consent",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "consent deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// casework confirms it destroyed a family's records.
+pub const CASEWORK_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "casework",
+    publisher: "casework",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "casework deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// assessment confirms it destroyed a family's records.
+pub const ASSESSMENT_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "assessment",
+    publisher: "assessment",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "assessment deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// allocation confirms it destroyed a family's records.
+pub const ALLOCATION_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "allocation",
+    publisher: "allocation",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "allocation deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// notifications confirms it destroyed a family's records.
+pub const NOTIFICATIONS_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "notifications",
+    publisher: "notifications",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "notifications deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+/// reporting confirms it destroyed a family's records.
+pub const REPORTING_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "reporting",
+    publisher: "reporting",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "reporting deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
+pub const INTAKE_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "intake_destruction_ordered",
+    service: "intake",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row intake holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_INTAKE_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_intake_records_destroyed",
+    service: "records",
+    source: Source::Event(&INTAKE_RECORDS_DESTROYED),
+    summary: "intake's confirmation, on the destruction certificate.",
+};
+pub const CONSENT_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "consent_destruction_ordered",
+    service: "consent",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row consent holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_CONSENT_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_consent_records_destroyed",
+    service: "records",
+    source: Source::Event(&CONSENT_RECORDS_DESTROYED),
+    summary: "consent's confirmation, on the destruction certificate.",
+};
+pub const CASEWORK_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "casework_destruction_ordered",
+    service: "casework",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row casework holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_CASEWORK_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_casework_records_destroyed",
+    service: "records",
+    source: Source::Event(&CASEWORK_RECORDS_DESTROYED),
+    summary: "casework's confirmation, on the destruction certificate.",
+};
+pub const ASSESSMENT_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "assessment_destruction_ordered",
+    service: "assessment",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row assessment holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_ASSESSMENT_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_assessment_records_destroyed",
+    service: "records",
+    source: Source::Event(&ASSESSMENT_RECORDS_DESTROYED),
+    summary: "assessment's confirmation, on the destruction certificate.",
+};
+pub const ALLOCATION_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "allocation_destruction_ordered",
+    service: "allocation",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row allocation holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_ALLOCATION_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_allocation_records_destroyed",
+    service: "records",
+    source: Source::Event(&ALLOCATION_RECORDS_DESTROYED),
+    summary: "allocation's confirmation, on the destruction certificate.",
+};
+pub const NOTIFICATIONS_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "notifications_destruction_ordered",
+    service: "notifications",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row notifications holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_NOTIFICATIONS_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_notifications_records_destroyed",
+    service: "records",
+    source: Source::Event(&NOTIFICATIONS_RECORDS_DESTROYED),
+    summary: "notifications's confirmation, on the destruction certificate.",
+};
+pub const REPORTING_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "reporting_destruction_ordered",
+    service: "reporting",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row reporting holds about the family, and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_REPORTING_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_reporting_records_destroyed",
+    service: "records",
+    source: Source::Event(&REPORTING_RECORDS_DESTROYED),
+    summary: "reporting's confirmation, on the destruction certificate.",
+};
+pub const RECORDS_REFERRAL_RECEIVED: Subscription = Subscription {
+    consumer: "records_referral_received",
+    service: "records",
+    source: Source::Event(&REFERRAL_RECEIVED),
+    summary: "Indexes which referral and people make up a family, and children's dates of birth (ids and dates only).",
+};
+pub const RECORDS_PEOPLE_MERGED: Subscription = Subscription {
+    consumer: "records_people_merged",
+    service: "records",
+    source: Source::Event(&PEOPLE_MERGED),
+    summary: "Two person records are one: the family index follows the merge.",
+};
+pub const RECORDS_CASE_STATE_CHANGED: Subscription = Subscription {
+    consumer: "records_case_state_changed",
+    service: "records",
+    source: Source::Event(&CASE_STATE_CHANGED),
+    summary: "Indexes each case's family and when it closed (or reopened), for retention.",
+};
+
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
     &REFERRAL_RECEIVED,
@@ -753,6 +951,15 @@ pub const EVENTS: &[&EventSpec] = &[
     &WAITING_LIMIT_BREACHED,
     &LEAD_PRACTITIONER_NAMED,
     &LEAD_PRACTITIONER_DECLINED,
+    &PERSON_CORRECTED,
+    &DESTRUCTION_ORDERED,
+    &INTAKE_RECORDS_DESTROYED,
+    &CONSENT_RECORDS_DESTROYED,
+    &CASEWORK_RECORDS_DESTROYED,
+    &ASSESSMENT_RECORDS_DESTROYED,
+    &ALLOCATION_RECORDS_DESTROYED,
+    &NOTIFICATIONS_RECORDS_DESTROYED,
+    &REPORTING_RECORDS_DESTROYED,
 ];
 
 /// What upstream systems may publish.
@@ -815,4 +1022,24 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &REPORTING_SCORES_RECORDED,
     &REPORTING_CASE_CLOSURE_RECORDED,
     &REPORTING_FOLLOW_UP_RECORDED,
+    &INTAKE_DESTRUCTION_ORDERED,
+    &RECORDS_INTAKE_RECORDS_DESTROYED,
+    &CONSENT_DESTRUCTION_ORDERED,
+    &RECORDS_CONSENT_RECORDS_DESTROYED,
+    &CASEWORK_DESTRUCTION_ORDERED,
+    &RECORDS_CASEWORK_RECORDS_DESTROYED,
+    &ASSESSMENT_DESTRUCTION_ORDERED,
+    &RECORDS_ASSESSMENT_RECORDS_DESTROYED,
+    &ALLOCATION_DESTRUCTION_ORDERED,
+    &RECORDS_ALLOCATION_RECORDS_DESTROYED,
+    &NOTIFICATIONS_DESTRUCTION_ORDERED,
+    &RECORDS_NOTIFICATIONS_RECORDS_DESTROYED,
+    &REPORTING_DESTRUCTION_ORDERED,
+    &RECORDS_REPORTING_RECORDS_DESTROYED,
+    &RECORDS_REFERRAL_RECEIVED,
+    &RECORDS_PEOPLE_MERGED,
+    &RECORDS_CASE_STATE_CHANGED,
+    &CASEWORK_PERSON_CORRECTED,
+    &NOTIFICATIONS_PERSON_CORRECTED,
+    &RECORDS_PERSON_CORRECTED,
 ];

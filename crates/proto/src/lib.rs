@@ -61,3 +61,11 @@ pub mod reporting {
         tonic::include_proto!("earlyhelp.reporting.v1");
     }
 }
+
+/// `earlyhelp.records.v1`
+pub mod records {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.records.v1");
+    }
+}

@@ -11,6 +11,7 @@ pub mod access;
 pub mod consent;
 pub mod council;
 pub mod errors;
+pub mod rights;
 
 pub use eh_bus::ServiceContext;
 pub use tonic::service::RoutesBuilder;

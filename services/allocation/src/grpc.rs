@@ -16,6 +16,8 @@ use tonic::{Request, Response, Status};
 /// Who may call what: each method and the roles that may (people only; upstream systems and the
 /// platform's services have no business here yet). A method missing from the table is refused.
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     ("ImportDirectory", &["team_manager", "commissioner"]),
     (
         "ListImports",
@@ -383,6 +385,22 @@ fn family_from(r: &pb::SearchDirectoryRequest) -> Result<Family, Vec<Violation>>
 
 #[tonic::async_trait]
 impl AllocationService for AllocationApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.allocation.ctx.db,
+            &self.allocation.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn import_directory(
         &self,
         request: Request<pb::ImportDirectoryRequest>,

@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod import;
 pub mod leads;
 pub mod offers;
+pub mod rights;
 pub mod settings;
 pub mod sharing;
 pub mod store;
@@ -88,6 +89,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, "casework"),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -110,6 +112,13 @@ pub fn start(
 > {
     let allocation = handlers::Allocation::new(ctx.clone())?;
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::ALLOCATION_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::ALLOCATION_RECORDS_DESTROYED,
+    );
     use eh_proto::catalogue as cat;
     for (sub, door, concurrency) in [
         (

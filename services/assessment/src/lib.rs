@@ -32,6 +32,7 @@ pub mod clocks;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 
@@ -98,6 +99,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::service_stream(ns, "casework"),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -116,6 +118,13 @@ pub fn start(
             .client(&ctx.settings, settings::SECTION)?;
     let councils = Arc::new(settings::councils(&ctx.settings)?);
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::ASSESSMENT_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::ASSESSMENT_RECORDS_DESTROYED,
+    );
     for (sub, ending) in [
         (
             &eh_proto::catalogue::ASSESSMENT_CASE_CLOSED,

@@ -40,6 +40,8 @@ pub const CONTACT_METHODS: &[&str] = &[
 /// name), each as its referral and status only ([`for_system`]); another case is NOT_FOUND
 /// (audited). It never acts on a case.
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     (
         "GetCase",
         &[
@@ -296,6 +298,22 @@ impl CaseworkApi {
 
 #[tonic::async_trait]
 impl CaseworkService for CaseworkApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.casework.ctx.db,
+            &self.casework.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn get_case(
         &self,
         request: Request<pb::GetCaseRequest>,

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 
@@ -92,6 +93,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "allocation"),
         subjects::service_stream(ns, "assessment"),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -113,6 +115,18 @@ pub fn start(
     let casework =
         handlers::Casework::new(ctx.clone(), handlers::Casework::calendars(&ctx.settings)?);
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::CASEWORK_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::CASEWORK_RECORDS_DESTROYED,
+    );
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::CASEWORK_PERSON_CORRECTED,
+        1,
+        Arc::new(rights::PersonCorrectedHandler { ctx: ctx.clone() }),
+    );
     // The events a door has in hand are handled together (handlers.rs), so the busy doors hold
     // as many as a batch takes.
     ctx.spawn_subscription(

@@ -40,6 +40,8 @@ const PRACTITIONERS: &[&str] = &[
 /// (allocation and assessment ask with the reader's own credential) — and by the platform's
 /// services on their own behalf.
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     ("RecordConsent", PRACTITIONERS),
     ("WithdrawConsent", PRACTITIONERS),
     ("ListConsent", PRACTITIONERS),
@@ -128,6 +130,22 @@ impl ConsentApi {
 
 #[tonic::async_trait]
 impl ConsentService for ConsentApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.consent.ctx.db,
+            &self.consent.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn record_consent(
         &self,
         request: Request<RecordConsentRequest>,

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod rights;
 pub mod store;
 
 use eh_auth::{Auditor, Authenticator};
@@ -67,6 +68,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::service_stream(ns, "intake"),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -81,6 +83,13 @@ pub fn start(
 > {
     let consent = handlers::Consent { ctx: ctx.clone() };
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::CONSENT_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::CONSENT_RECORDS_DESTROYED,
+    );
     ctx.spawn_subscription(
         &eh_proto::catalogue::CONSENT_REFERRAL_RECEIVED,
         handlers::MAX_BATCH,

@@ -96,6 +96,8 @@ pub const PEOPLE_ROLES: &[&str] = &["front_door", "team_manager", "practitioner"
 /// the system's own name (its API key's `name`) — a referral naming another is refused
 /// (PERMISSION_DENIED, audited), another system's referral is NOT_FOUND (audited).
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     (
         "SubmitReferral",
         &[
@@ -119,6 +121,8 @@ pub const ACCESS: &[(&str, &[&str])] = &[
     ),
     ("ListMatchCandidates", PEOPLE_ROLES),
     ("ResolveMatchCandidate", PEOPLE_ROLES),
+    // Rectification (rights.rs).
+    ("CorrectPerson", crate::handlers::rights::CORRECT_ROLES),
 ];
 
 fn bad_request(field: &str, reason: String) -> Status {
@@ -186,6 +190,53 @@ fn internal(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl IntakeService for IntakeApi {
+    async fn correct_person(
+        &self,
+        request: Request<eh_proto::intake::v1::CorrectPersonRequest>,
+    ) -> Result<Response<eh_proto::intake::v1::PersonCorrection>, Status> {
+        let p = eh_auth::principal(&request)?;
+        let req = request.into_inner();
+        self.admit(
+            &p,
+            &req.tenant,
+            "CorrectPerson",
+            &format!("person:{}", req.person_id),
+        )
+        .await?;
+        use crate::handlers::rights::{CorrectError, correct_person};
+        match correct_person(&self.intake.ctx, &p.actor(), &req).await {
+            Ok(done) => Ok(Response::new(done)),
+            Err(CorrectError::Invalid(vs)) => {
+                let vs: Vec<eh_service::errors::Violation> = vs
+                    .into_iter()
+                    .map(|(f, r)| eh_service::errors::Violation::new(f, r))
+                    .collect();
+                Err(eh_service::errors::invalid(
+                    "the correction is invalid",
+                    &vs,
+                ))
+            }
+            Err(CorrectError::NotFound) => Err(Status::not_found("no such person")),
+            Err(CorrectError::Db(e)) => Err(eh_service::errors::internal("intake", e)),
+        }
+    }
+
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            "intake",
+            &self.intake.ctx.db,
+            &self.intake.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::handlers::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn submit_referral(
         &self,
         request: Request<SubmitReferralRequest>,

@@ -107,6 +107,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
         store::screening::MIGRATIONS,
+        store::rights::MIGRATIONS,
     ]
     .concat()
 }
@@ -116,6 +117,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
     vec![
         subjects::inbound_stream(ns),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -137,6 +139,14 @@ pub fn start(
     let rules = settings::rules_from_settings(&ctx.settings)?;
     let intake = handlers::Intake::new(ctx.clone());
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction_with(
+        &ctx,
+        &eh_proto::catalogue::INTAKE_DESTRUCTION_ORDERED,
+        handlers::rights::HOLDINGS,
+        &eh_proto::catalogue::INTAKE_RECORDS_DESTROYED,
+        Some(Arc::new(handlers::rights::PeopleLock)),
+    );
     // Load each council's people for matching now, in the background, so the first referral
     // after a start does not wait for it (seconds at a million people held).
     {

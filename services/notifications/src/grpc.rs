@@ -15,6 +15,8 @@ use tonic::{Request, Response, Status};
 /// Who may call what ([`eh_service::access`]; a method missing from the table is refused): the
 /// council's staff who follow up what the family and the referrer were told.
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     (
         "ListMessages",
         &[
@@ -83,6 +85,22 @@ pub struct NotificationsApi {
 
 #[tonic::async_trait]
 impl NotificationsService for NotificationsApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.db,
+            &self.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn list_messages(
         &self,
         request: Request<ListMessagesRequest>,

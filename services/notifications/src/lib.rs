@@ -6,6 +6,7 @@ pub mod domain;
 pub mod grpc;
 pub mod handlers;
 pub mod mailer;
+pub mod rights;
 pub mod sender;
 pub mod settings;
 pub mod store;
@@ -112,6 +113,7 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "allocation"),
         subjects::service_stream(ns, "assessment"),
         subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -148,6 +150,18 @@ pub fn start(
     let mut urgent_notifier = handlers::Notifier::new(ctx.urgent(), sender.waker());
     urgent_notifier.urgent_wake = urgent_sender.waker();
     ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::NOTIFICATIONS_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::NOTIFICATIONS_RECORDS_DESTROYED,
+    );
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::NOTIFICATIONS_PERSON_CORRECTED,
+        1,
+        Arc::new(rights::PersonCorrectedHandler { ctx: ctx.clone() }),
+    );
     // One durable consumer per event kind, so a backlog of one kind never holds up a step-up.
     // The events a consumer has in hand are recorded together (handlers.rs), so the busy ones
     // hold many at once.

@@ -19,6 +19,8 @@ use tonic::{Request, Response, Status};
 
 /// Who may call what (people only).
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     ("GetReport", &["team_manager"]),
     ("ExportReportCsv", &["team_manager"]),
 ];
@@ -110,6 +112,22 @@ impl ReportingApi {
 
 #[tonic::async_trait]
 impl ReportingService for ReportingApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.ctx.db,
+            &self.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn get_report(
         &self,
         request: Request<pb::GetReportRequest>,
@@ -158,6 +176,8 @@ mod tests {
         let mut listed: Vec<&str> = eh_proto::catalogue::SUBSCRIPTIONS
             .iter()
             .filter(|s| s.service == crate::SERVICE)
+            // The family's data rights' consumer is rights.rs's, not a feed.
+            .filter(|s| s.consumer != eh_proto::catalogue::REPORTING_DESTRUCTION_ORDERED.consumer)
             .map(|s| s.consumer)
             .collect();
         fed.sort_unstable();

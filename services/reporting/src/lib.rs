@@ -10,6 +10,7 @@
 pub mod domain;
 pub mod grpc;
 pub mod handlers;
+pub mod rights;
 pub mod settings;
 pub mod store;
 
@@ -76,6 +77,8 @@ pub fn streams(ns: &str) -> Vec<eh_bus::StreamSpec> {
         subjects::service_stream(ns, "casework"),
         subjects::service_stream(ns, "allocation"),
         subjects::service_stream(ns, "assessment"),
+        subjects::service_stream(ns, SERVICE),
+        subjects::service_stream(ns, "records"),
         subjects::dead_letter_stream(ns),
     ]
 }
@@ -102,6 +105,14 @@ pub fn start(
             }),
         );
     }
+    ctx.spawn_relay();
+    // The family's data rights: destruction ordered by records (rights.rs).
+    eh_service::rights::spawn_destruction(
+        &ctx,
+        &eh_proto::catalogue::REPORTING_DESTRUCTION_ORDERED,
+        rights::HOLDINGS,
+        &eh_proto::catalogue::REPORTING_RECORDS_DESTROYED,
+    );
     let api = grpc::ReportingApi {
         ctx: ctx.clone(),
         auditor: Auditor::new(ctx.db.clone()),

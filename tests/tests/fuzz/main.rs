@@ -223,6 +223,9 @@ const DECODERS: &[(&str, Decoder)] = decoders![
     "earlyhelp.allocation.v1.LeadPractitionerNamed" => eh_proto::allocation::v1::LeadPractitionerNamed,
     "earlyhelp.allocation.v1.LeadPractitionerDeclined" => eh_proto::allocation::v1::LeadPractitionerDeclined,
     "earlyhelp.intake.v1.PeopleMerged" => eh_proto::intake::v1::PeopleMerged,
+    "earlyhelp.intake.v1.PersonCorrected" => eh_proto::intake::v1::PersonCorrected,
+    "earlyhelp.records.v1.DestructionOrdered" => eh_proto::records::v1::DestructionOrdered,
+    "earlyhelp.records.v1.RecordsDestroyed" => eh_proto::records::v1::RecordsDestroyed,
 ];
 
 /// The same bytes through every decoder.

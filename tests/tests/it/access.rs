@@ -266,6 +266,7 @@ fn tables() -> Vec<(&'static str, &'static Table)> {
         ("allocation", eh_allocation::grpc::ACCESS),
         ("assessment", eh_assessment::grpc::ACCESS),
         ("reporting", eh_reporting::grpc::ACCESS),
+        ("records", eh_records::grpc::ACCESS),
     ]
 }
 
@@ -304,12 +305,17 @@ fn methods() -> Vec<Method> {
                     "{}: the walk calls unary methods",
                     m.name()
                 );
-                let input = m.input_type().rsplit('.').next().unwrap_or_default();
-                let msg = file
-                    .message_type
+                // The request type, in this file or (a shared one, e.g. records'
+                // ExportPersonDataRequest) in another of the set.
+                let full = m.input_type().trim_start_matches('.');
+                let (in_package, input) = full.rsplit_once('.').unwrap_or_default();
+                let msg = fds
+                    .file
                     .iter()
+                    .filter(|f| f.package() == in_package)
+                    .flat_map(|f| f.message_type.iter())
                     .find(|d| d.name() == input)
-                    .unwrap_or_else(|| panic!("{input} is in {}", file.name()));
+                    .unwrap_or_else(|| panic!("{input} is in {in_package}"));
                 let tenant = msg.field.iter().find(|f| f.name() == "tenant");
                 assert!(
                     tenant.is_some_and(|f| f.number() == 1

@@ -13,6 +13,7 @@ mod ops;
 mod plan;
 mod rejections;
 mod reporting;
+mod rights;
 mod slice;
 mod unsafe_contacts;
 mod urgent;

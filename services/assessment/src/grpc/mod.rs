@@ -30,6 +30,8 @@ mod plan;
 
 /// Who may call what (people only).
 pub const ACCESS: &[(&str, &[&str])] = &[
+    // Subject access (records asks, forwarding the caller's credential).
+    (eh_service::rights::METHOD, eh_service::rights::ROLES),
     (
         "OpenAssessment",
         &["practitioner", "provider", "team_manager"],
@@ -612,6 +614,22 @@ impl AssessmentApi {
 
 #[tonic::async_trait]
 impl AssessmentService for AssessmentApi {
+    async fn export_person_data(
+        &self,
+        request: tonic::Request<eh_proto::records::v1::ExportPersonDataRequest>,
+    ) -> Result<tonic::Response<eh_proto::records::v1::PersonDataExport>, tonic::Status> {
+        eh_service::rights::export_person_data(
+            crate::SERVICE,
+            &self.ctx.db,
+            &self.ctx.settings,
+            &self.auditor,
+            ACCESS,
+            crate::rights::HOLDINGS,
+            request,
+        )
+        .await
+    }
+
     async fn open_assessment(
         &self,
         request: Request<pb::OpenAssessmentRequest>,

@@ -106,6 +106,11 @@ impl HeldPeople {
         let upto = stamp.version() - 1;
         match held.watermark {
             None => held.index = people::load_all(db, tenant, upto).await?,
+            // People were destroyed since this index was brought up to date: it forgets them
+            // by loading again (a destruction leaves no row to read a change from).
+            Some(w) if stamp.destroyed_at() > w => {
+                held.index = people::load_all(db, tenant, upto).await?;
+            }
             Some(w) if w < upto => {
                 for (p, merged) in people::changed_since(db, tenant, w, upto).await? {
                     if merged {

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod candidates;
 pub mod held_people;
 pub mod refer_again;
+pub mod rights;
 pub mod screening;
 pub mod submission;
 

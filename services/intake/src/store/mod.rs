@@ -7,6 +7,7 @@ pub mod matches;
 pub mod people;
 pub mod plan;
 pub mod referrals;
+pub mod rights;
 pub mod screening;
 
 pub use people::count_people;

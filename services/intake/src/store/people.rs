@@ -27,11 +27,17 @@ use sea_orm::{ConnectionTrait, DbErr};
 /// Proof that a transaction holds its tenant's people lock; the version every person row it
 /// inserts or changes carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp(i64);
+pub struct Stamp(i64, i64);
 
 impl Stamp {
     pub fn version(self) -> i64 {
         self.0
+    }
+
+    /// The version of the last destruction of the tenant's people (`crate::rights`): an index
+    /// older than it reloads whole, so no replica matches a referral to a destroyed person.
+    pub fn destroyed_at(self) -> i64 {
+        self.1
     }
 }
 
@@ -42,12 +48,13 @@ pub async fn lock_people(txn: &impl ConnectionTrait, tenant: &str) -> Result<Sta
     let bump = || {
         stmt(
             b,
-            "UPDATE people_versions SET version = version + 1 WHERE tenant = $1 RETURNING version",
+            "UPDATE people_versions SET version = version + 1 WHERE tenant = $1
+             RETURNING version, destroyed_at",
             [tenant.into()],
         )
     };
     if let Some(r) = txn.query_one_raw(bump()).await? {
-        return Ok(Stamp(r.try_get_by_index(0)?));
+        return Ok(Stamp(r.try_get_by_index(0)?, r.try_get_by_index(1)?));
     }
     txn.execute_raw(stmt(
         b,
@@ -59,7 +66,7 @@ pub async fn lock_people(txn: &impl ConnectionTrait, tenant: &str) -> Result<Sta
         .query_one_raw(bump())
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("people_versions row of {tenant}")))?;
-    Ok(Stamp(r.try_get_by_index(0)?))
+    Ok(Stamp(r.try_get_by_index(0)?, r.try_get_by_index(1)?))
 }
 
 /// The last committed version of the tenant's people (0 before any).
