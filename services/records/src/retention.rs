@@ -59,7 +59,7 @@ pub async fn sweep(
                 event.encode_to_vec(),
             );
             let count = |v: &Vec<String>| i64::try_from(v.len()).unwrap_or(i64::MAX);
-            store::order_destruction(
+            let first = store::order_destruction(
                 &txn,
                 tenant,
                 &store::Destruction {
@@ -75,6 +75,11 @@ pub async fn sweep(
                 &ids,
             )
             .await?;
+            if !first {
+                // Another replica ordered it first.
+                eh_store::end_read(txn).await?;
+                continue;
+            }
             ctx.outbox
                 .enqueue(&txn, &msg)
                 .await

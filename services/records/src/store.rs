@@ -557,7 +557,22 @@ pub async fn order_destruction(
     tenant: &str,
     d: &Destruction,
     ids: &eh_service::rights::Ids,
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
+    // First the family index, which decides: a replica whose sweep found the same family waits
+    // here for the other's transaction, then deletes nothing, and orders nothing (one order, one
+    // certificate, however many replicas sweep).
+    let fams = in_list(2, ids.family.len());
+    let forgotten = exec(
+        db,
+        &format!(
+            "DELETE FROM family_index WHERE tenant = $1 AND (family_id IN {fams} OR merged_into IN {fams})"
+        ),
+        values(tenant, &ids.family),
+    )
+    .await?;
+    if forgotten == 0 {
+        return Ok(false);
+    }
     exec(
         db,
         "INSERT INTO destructions (tenant, id, rule, due_on, ordered_at, event_id, referrals, people, cases)
@@ -575,15 +590,11 @@ pub async fn order_destruction(
         ],
     )
     .await?;
-    let fams = in_list(2, ids.family.len());
     for sql in [
         format!("DELETE FROM person_index WHERE tenant = $1 AND family_id IN {fams}"),
         format!("DELETE FROM referral_index WHERE tenant = $1 AND family_id IN {fams}"),
         format!("DELETE FROM case_index WHERE tenant = $1 AND family_id IN {fams}"),
         format!("DELETE FROM legal_holds WHERE tenant = $1 AND family_id IN {fams}"),
-        format!(
-            "DELETE FROM family_index WHERE tenant = $1 AND (family_id IN {fams} OR merged_into IN {fams})"
-        ),
     ] {
         exec(db, &sql, values(tenant, &ids.family)).await?;
     }
@@ -596,7 +607,7 @@ pub async fn order_destruction(
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Records a service's confirmation (once); when every service has confirmed, the destruction is
