@@ -89,7 +89,14 @@ async fn outbox_count(db: &DatabaseConnection, suffix: &str) -> anyhow::Result<u
 }
 
 async fn only_case(cw: &Casework) -> anyhow::Result<store::CaseRow> {
-    let cases = store::list_cases(&eh_testkit::inspector_of(&cw.ctx.db).await?, "worcs", None, None, 10).await?;
+    let cases = store::list_cases(
+        &eh_testkit::inspector_of(&cw.ctx.db).await?,
+        "worcs",
+        None,
+        None,
+        10,
+    )
+    .await?;
     assert_eq!(cases.len(), 1);
     Ok(cases.into_iter().next().expect("one case"))
 }
@@ -147,7 +154,11 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
         .advance(chase - start() - chrono::Duration::seconds(1));
     assert_eq!(fire_both(&e).await?, 0);
     assert_eq!(
-        outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".casework.consent_requested").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.consent_requested"
+        )
+        .await?,
         0
     );
     // Due: both replicas try at once; exactly one chase.
@@ -155,7 +166,11 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(fire_both(&e).await?, 0, "fired already");
     assert_eq!(
-        outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".casework.consent_requested").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.consent_requested"
+        )
+        .await?,
         1
     );
     assert_eq!(only_case(a).await?.state, State::AwaitingConsent);
@@ -163,7 +178,14 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
     e.clock.advance(close - chase);
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(fire_both(&e).await?, 0);
-    assert_eq!(outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".casework.case_closed").await?, 1);
+    assert_eq!(
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.case_closed"
+        )
+        .await?,
+        1
+    );
     let closed = only_case(a).await?;
     assert_eq!(closed.state, State::ClosedNoConsent);
     let timeline = store::timeline(&eh_testkit::inspector_of(&a.ctx.db).await?, &closed.id).await?;
@@ -222,7 +244,11 @@ async fn consent_cancels_the_consent_clocks(postgres: bool) -> anyhow::Result<()
     let case = only_case(a).await?;
     assert_eq!(case.state, State::Screening);
     assert_eq!(
-        outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".intake.cmd.screen_referral").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".intake.cmd.screen_referral"
+        )
+        .await?,
         1
     );
     let timers = store::timers(&eh_testkit::inspector_of(&a.ctx.db).await?, &case.id).await?;
@@ -240,10 +266,21 @@ async fn consent_cancels_the_consent_clocks(postgres: bool) -> anyhow::Result<()
     e.clock.advance(chrono::Duration::days(40));
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(
-        outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".casework.service_level_breached").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.service_level_breached"
+        )
+        .await?,
         1
     );
-    assert_eq!(outbox_count(&eh_testkit::inspector_of(&a.ctx.db).await?, ".casework.case_closed").await?, 0);
+    assert_eq!(
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.case_closed"
+        )
+        .await?,
+        0
+    );
     assert_eq!(only_case(a).await?.state, State::Screening);
     assert!(
         a.ctx.metrics.encode().contains(
@@ -385,7 +422,11 @@ async fn bad_messages_are_refused_and_change_nothing() -> anyhow::Result<()> {
         .expect_err("no tenant");
     assert!(matches!(err, HandlerError::Permanent(_)));
     for table in ["cases", "timeline", "timers", "eh_outbox", "eh_inbox"] {
-        assert_eq!(rows(&eh_testkit::inspector_of(&a.ctx.db).await?, table).await?, 0, "{table}");
+        assert_eq!(
+            rows(&eh_testkit::inspector_of(&a.ctx.db).await?, table).await?,
+            0,
+            "{table}"
+        );
     }
     Ok(())
 }

@@ -62,11 +62,17 @@ async fn another_councils_row_is_hidden_from_a_case_read(postgres: bool) -> anyh
             .await?,
         Handled::Done
     );
-    let case = store::list_cases(&eh_testkit::inspector_of(&cw.ctx.db).await?, "worcs", None, None, 10)
-        .await?
-        .into_iter()
-        .next()
-        .expect("a case");
+    let case = store::list_cases(
+        &eh_testkit::inspector_of(&cw.ctx.db).await?,
+        "worcs",
+        None,
+        None,
+        10,
+    )
+    .await?
+    .into_iter()
+    .next()
+    .expect("a case");
     // A staffs row under worcs' case id: what a query filtering by case id alone would disclose
     // (written in the system scope, as a handler acting for staffs could).
     store::add_step(
