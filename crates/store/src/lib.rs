@@ -412,10 +412,14 @@ async fn connect_in(
             ))
             .await?
             .is_some();
-        if !exists {
-            admin
+        if !exists
+            && let Err(e) = admin
                 .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-                .await?;
+                .await
+        {
+            // The services' role may not create it: the migrations (as the owner) will; until
+            // then everything is pending (and `/readyz` says so).
+            tracing::debug!(schema, error = %e, "schema not created");
         }
         admin.close().await?;
     }
