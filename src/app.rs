@@ -148,14 +148,33 @@ pub async fn transport(
     })
 }
 
-/// Connects to `target`'s database and applies its migrations.
+/// Connects to `target`'s database as its owner (`database.migrate_url`, else `database.url`),
+/// applies its migrations and grants the services' role (`database.url`'s) the use of its tables.
 pub async fn migrate(settings: &Settings, target: Target) -> anyhow::Result<usize> {
-    let loc = eh_store::Location::for_service(settings, target.name())?;
-    let db = eh_store::connect(&loc)
+    migrate_as_owner(settings, target)
         .await
-        .with_context(|| format!("{target} database"))?;
-    let n = eh_store::migrate(&db, target.name(), &target.migrations()).await?;
+        .with_context(|| format!("{target} database"))
+}
+
+async fn migrate_as_owner(settings: &Settings, target: Target) -> Result<usize, eh_store::Error> {
+    let loc = eh_store::Location::for_migrations(settings, target.name())?;
+    let db = eh_store::connect(&loc).await?;
+    let n = eh_store::migrate(&db, target.name(), &target.migrations()).await;
+    let granted = match (&n, eh_store::service_role(settings)) {
+        (Ok(_), Some(role)) => eh_store::grant(&db, &role).await,
+        (Ok(_), None) if settings.mode == Mode::Distributed => {
+            tracing::warn!(
+                service = %target,
+                "database.migrate_url is not set apart from database.url: the services' role owns \
+                 its tables and could lift their row-level security"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    };
     db.close().await.ok();
+    let n = n?;
+    granted?;
     Ok(n)
 }
 
@@ -383,6 +402,8 @@ impl Boot {
                 ServiceContext {
                     service: target.name(),
                     settings: self.settings.clone(),
+                    readers: eh_store::TenantReaders::new(db.clone()),
+                    urgent_readers: eh_store::TenantReaders::new(urgent_db.clone()),
                     db,
                     urgent_db,
                     transport: self.transport.clone(),
@@ -542,11 +563,12 @@ impl Boot {
             eh_platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let attempt = async {
-                let lanes = eh_store::connect_lanes(&loc).await?;
                 if self.settings.database.migrate_on_start || self.settings.mode == Mode::Embedded {
-                    eh_store::migrate(&lanes.ordinary, target.name(), &target.migrations()).await?;
+                    // As the owner, on a connection of its own; the services then connect as
+                    // their role.
+                    migrate_as_owner(&self.settings, target).await?;
                 }
-                Ok::<_, eh_store::Error>(lanes)
+                eh_store::connect_lanes(&loc).await
             };
             match attempt.await {
                 Ok(db) => return Ok(Some(db)),

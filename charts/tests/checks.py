@@ -233,6 +233,45 @@ def migration_problems(objs: list[Obj]) -> list[str]:
     return out
 
 
+OWNER_ENV = ("EH__DATABASE__MIGRATE_URL", "EH__DATABASE__MIGRATE_PASSWORD")
+
+
+def _secret_refs(c: Obj) -> set[str]:
+    refs = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("name") for e in c.get("env") or []}
+    refs |= {(e.get("secretRef") or {}).get("name") for e in c.get("envFrom") or []}
+    return {r for r in refs if r}
+
+
+def role_split_problems(objs: list[Obj], owner_secret: str | None) -> list[str]:
+    """The database role split: the migration Job alone connects as the owner
+    (EH__DATABASE__MIGRATE_URL, and its password from the owner's Secret); no other pod has the
+    owner's connection or its Secret, and every pod that runs the services has the services'
+    connection."""
+    if is_embedded(objs):
+        return []
+    out = []
+    for owner, _, spec in pod_templates(objs):
+        migrates = owner["kind"] == "Job" and (spec["containers"][0].get("args") or [None])[0] == "migrate"
+        for _, c in all_containers(spec):
+            names = {e["name"] for e in c.get("env") or []}
+            if migrates:
+                if "EH__DATABASE__MIGRATE_URL" not in names:
+                    out.append(f"{name_of(owner)}: the migration Job has no EH__DATABASE__MIGRATE_URL (it would migrate as the services' role)")
+                if owner_secret and owner_secret not in _secret_refs(c):
+                    out.append(f"{name_of(owner)}: the migration Job does not read the owner's Secret {owner_secret}")
+                continue
+            for n in OWNER_ENV:
+                if n in names:
+                    out.append(f"{name_of(owner)}/{c['name']}: {n} outside the migration Job")
+            if owner_secret and owner_secret in _secret_refs(c):
+                out.append(f"{name_of(owner)}/{c['name']}: reads the owner's Secret {owner_secret}")
+            if owner["kind"] == "Deployment" and (c.get("args") or [None])[0] == "run" and "EH__DATABASE__MIGRATE_ON_START" in names:
+                value = next(e.get("value") for e in c["env"] if e["name"] == "EH__DATABASE__MIGRATE_ON_START")
+                if value != "false":
+                    out.append(f"{name_of(owner)}/{c['name']}: migrates at start (as the services' role)")
+    return out
+
+
 def helm_test_problems(objs: list[Obj]) -> list[str]:
     out = []
     services = {s["metadata"]["name"]: s for s in of_kind(objs, "Service")}

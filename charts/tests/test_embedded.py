@@ -131,7 +131,10 @@ def test_the_postgresql_and_nats_modes_still_require_them(mode):
 def test_moving_to_monolithic_switches_the_binary_to_postgresql_and_nats():
     values = {
         "deploymentMode": "monolithic",
-        "database": {"url": "postgres://earlyhelp@pg:5432/earlyhelp"},
+        "database": {
+            "url": "postgres://earlyhelp@pg:5432/earlyhelp",
+            "owner": {"url": "postgres://earlyhelp_owner@pg:5432/earlyhelp"},
+        },
         "bus": {"natsUrl": "nats://nats:4222"},
         "smtp": {"host": "smtp.example.gov.uk", "from": "Early Help <no-reply@example.gov.uk>"},
         "audit": {"existingSecret": {"name": "earlyhelp-audit"}},

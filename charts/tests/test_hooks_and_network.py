@@ -63,6 +63,60 @@ def test_upgrade_runs_the_same_hook():
     assert checks.migration_problems(objs) == []
 
 
+# --- the database role split: the owner for migrations, the services' role for the pods ---------
+
+
+def test_only_the_migration_job_connects_as_the_owner(ci):
+    owner_secret = (((ci.values.get("database") or {}).get("owner") or {}).get("existingSecret") or {}).get("name") or None
+    assert checks.role_split_problems(ci.objects, owner_secret) == []
+    if ci.mode == "embedded":
+        return
+    job = _job(ci.objects)
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "EH__DATABASE__MIGRATE_URL" in env
+    if owner_secret:
+        assert env["EH__DATABASE__MIGRATE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == owner_secret
+
+
+def _deployment_env(objs):
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    return dep["spec"]["template"]["spec"]["containers"][0].setdefault("env", [])
+
+
+ROLE_SPLIT_BREAKAGES = {
+    "the Job migrates as the services' role": lambda objs: _job(objs)["spec"]["template"]["spec"]["containers"][0].update(
+        env=[e for e in _job(objs)["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] != "EH__DATABASE__MIGRATE_URL"]
+    ),
+    "a pod has the owner's URL": lambda objs: _deployment_env(objs).append({"name": "EH__DATABASE__MIGRATE_URL", "value": "postgres://owner@db/eh"}),
+    "a pod reads the owner's Secret": lambda objs: _deployment_env(objs).append(
+        {"name": "X", "valueFrom": {"secretKeyRef": {"name": "earlyhelp-database-owner", "key": "password"}}}
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", list(ROLE_SPLIT_BREAKAGES), ids=list(ROLE_SPLIT_BREAKAGES))
+def test_the_role_split_check_catches(breakage, monolithic):
+    objs = copy.deepcopy(monolithic.objects)
+    ROLE_SPLIT_BREAKAGES[breakage](objs)
+    assert checks.role_split_problems(objs, "earlyhelp-database-owner") != []
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ({"url": ""}, "database.owner.url is required in monolithic mode"),
+        ({"url": "postgres://earlyhelp@postgresql.databases.svc:5432/earlyhelp"}, "name the same role (earlyhelp)"),
+        ({"url": "postgres://owner:pw@db:5432/eh"}, "database.owner.url must not contain a password"),
+        ({"url": "", "existingSecret": {"name": "", "urlKey": "url"}}, "database.owner.existingSecret.name is empty"),
+    ],
+)
+def test_the_owner_is_required_and_apart_from_the_services_role(owner, message):
+    values = chartlib.deep_merge(chartlib.ci_values("monolithic"), {"database": {"owner": owner}})
+    with pytest.raises(Exception) as err:
+        chartlib.render(values)
+    assert message in str(err.value), str(err.value)
+
+
 # --- helm test: gRPC health of every Service ---------------------------------------------------
 
 

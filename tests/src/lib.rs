@@ -284,10 +284,12 @@ impl TestApp {
             .await?)
     }
 
-    /// Connects to one service's database.
+    /// Connects to one service's database, as the services do, but in the system scope (every
+    /// council's rows) for the test's own look at what was written: the services' pools see
+    /// nothing outside a council's scope.
     pub async fn db(&self, service: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
         let loc = eh_store::Location::for_service(&self.settings, service)?;
-        Ok(eh_store::connect(&loc).await?)
+        eh_testkit::inspector(&loc).await
     }
 
     pub async fn referral_count(&self, tenant: &str) -> anyhow::Result<i64> {

@@ -278,6 +278,30 @@ An existing tenants ConfigMap/Secret is looked up at install/upgrade time (empty
 {{- end }}
 {{- end -}}
 
+{{/* The owner's connection, for the migration Job alone (`database.migrate_url` and its
+password): the pods never get it, so they connect only as the services' role, which owns
+nothing. */}}
+{{- define "earlyhelp.ownerEnv" -}}
+{{- $o := .Values.database.owner -}}
+{{- if $o.existingSecret.urlKey }}
+- name: EH__DATABASE__MIGRATE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $o.existingSecret.name }}
+      key: {{ $o.existingSecret.urlKey }}
+{{- else if $o.url }}
+- name: EH__DATABASE__MIGRATE_URL
+  value: {{ $o.url | quote }}
+{{- end }}
+{{- if and $o.existingSecret.name $o.existingSecret.passwordKey }}
+- name: EH__DATABASE__MIGRATE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $o.existingSecret.name }}
+      key: {{ $o.existingSecret.passwordKey }}
+{{- end }}
+{{- end -}}
+
 {{/* Environment of every earlyhelp container. Takes (dict "root" $ "serviceName" "earlyhelp-intake" "extraEnv" list). */}}
 {{- define "earlyhelp.env" -}}
 {{- $v := .root.Values -}}
@@ -453,7 +477,7 @@ seccompProfile:
 {{- if gt (int $v.embedded.replicas) 1 -}}
 {{- $errs = append $errs (printf "embedded.replicas is %d: embedded mode keeps every service's data and its event bus in SQLite files on one volume, which one pod alone may open, so it runs 1 replica (0 stops it). To scale, move to deploymentMode=monolithic or distributed, with PostgreSQL (database.url) and NATS (bus.natsUrl)" (int $v.embedded.replicas)) -}}
 {{- end -}}
-{{- range $key, $set := dict "database.url" $v.database.url "database.existingSecret.urlKey" $v.database.existingSecret.urlKey "bus.natsUrl" $v.bus.natsUrl -}}
+{{- range $key, $set := dict "database.url" $v.database.url "database.existingSecret.urlKey" $v.database.existingSecret.urlKey "database.owner.url" $v.database.owner.url "database.owner.existingSecret.urlKey" $v.database.owner.existingSecret.urlKey "bus.natsUrl" $v.bus.natsUrl -}}
 {{- if $set -}}
 {{- $errs = append $errs (printf "%s is set but deploymentMode is embedded (the default: an evaluation on SQLite, which would ignore it): set deploymentMode=monolithic or distributed to run on PostgreSQL and NATS" $key) -}}
 {{- end -}}
@@ -482,6 +506,23 @@ seccompProfile:
 {{- end -}}
 {{- if and $v.database.ca.secretName $v.database.ca.configMapName -}}
 {{- $errs = append $errs "database.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- /* the owner: migrations only */ -}}
+{{- $o := $v.database.owner -}}
+{{- if and $o.existingSecret.urlKey (not $o.existingSecret.name) -}}
+{{- $errs = append $errs "database.owner.existingSecret.urlKey is set but database.owner.existingSecret.name is empty" -}}
+{{- end -}}
+{{- if and $v.migration.enabled (not (or $o.url $o.existingSecret.urlKey)) -}}
+{{- $errs = append $errs (printf "database.owner.url is required in %s mode (or database.owner.existingSecret.name + urlKey): the role owning the tables, which the migration Job alone connects as (e.g. postgres://earlyhelp_owner@pg.example:5432/earlyhelp); the pods connect as database.url's role, which must own nothing so that it cannot lift the councils' row-level security" $v.deploymentMode) -}}
+{{- end -}}
+{{- with $o.url -}}
+{{- if not (or (hasPrefix "postgres://" .) (hasPrefix "postgresql://" .)) -}}
+{{- $errs = append $errs (printf "database.owner.url must be a postgres:// or postgresql:// URL, got %q" .) -}}
+{{- else if contains ":" (urlParse .).userinfo -}}
+{{- $errs = append $errs "database.owner.url must not contain a password: put it in an existing Secret (database.owner.existingSecret.name/passwordKey)" -}}
+{{- else if and $v.database.url (eq (urlParse .).userinfo (urlParse $v.database.url).userinfo) -}}
+{{- $errs = append $errs (printf "database.owner.url and database.url name the same role (%s): the services must connect as a role that owns nothing" (urlParse .).userinfo) -}}
+{{- end -}}
 {{- end -}}
 {{- /* NATS */ -}}
 {{- if not $v.bus.natsUrl -}}

@@ -242,6 +242,9 @@ type Writers = Mutex<HashMap<String, (u64, mpsc::UnboundedSender<Pending>)>>;
 #[derive(Debug, Clone)]
 pub struct Auditor {
     db: DatabaseConnection,
+    /// Connections held to one council each (its writer appends through them), and the system
+    /// scope of `verify`, which walks every council's chain.
+    readers: eh_store::TenantReaders,
     key: AuditKey,
     writers: Arc<WriterTable>,
 }
@@ -412,7 +415,7 @@ async fn append(
 /// One council's writer: takes what has queued up (at most [`MAX_BATCH`]), writes it, tells each
 /// caller, and ends when idle.
 async fn run_writer(
-    db: DatabaseConnection,
+    readers: eh_store::TenantReaders,
     key: AuditKey,
     tenant: String,
     generation: u64,
@@ -444,7 +447,18 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let result = append(&db, &key, &tenant, &mut head, &batch).await;
+        // The council's own connections: its rows are all this writer can see or write.
+        // A decision naming no council (an empty or wildcard tenant asked for, and refused) is
+        // still recorded: by a named system-scope worker.
+        let db = if tenant.trim().is_empty() || tenant.contains(eh_store::SYSTEM_SCOPE) {
+            readers.system(eh_store::SystemWorker::AuditNoCouncil).await
+        } else {
+            readers.of(&tenant).await
+        };
+        let result = match db {
+            Ok(db) => append(&db, &key, &tenant, &mut head, &batch).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &result {
             // What was written is unknown (a lost connection after the commit): read the head.
             head = None;
@@ -506,6 +520,7 @@ impl Auditor {
     /// An auditor keyed with `key`.
     pub fn with_key(db: DatabaseConnection, key: AuditKey) -> Self {
         Self {
+            readers: eh_store::TenantReaders::new(db.clone()),
             db,
             key,
             writers: Arc::new(WriterTable::default()),
@@ -545,7 +560,7 @@ impl Auditor {
         let _ = queue.send(pending);
         writers.insert(tenant.clone(), (generation, queue));
         tokio::spawn(run_writer(
-            self.db.clone(),
+            self.readers.clone(),
             self.key.clone(),
             tenant,
             generation,
@@ -620,7 +635,9 @@ impl Auditor {
     ) -> Result<Vec<(String, String, String, String, String)>, sea_orm::DbErr> {
         let b = self.db.get_database_backend();
         let rows = self
-            .db
+            .readers
+            .of(tenant)
+            .await?
             .query_all_raw(stmt(
                 b,
                 "SELECT actor, action, record, decision, reason FROM eh_audit WHERE tenant = $1 ORDER BY seq",
@@ -663,14 +680,18 @@ impl Auditor {
         page_size: i64,
     ) -> Result<VerifyReport, DbErr> {
         let b = self.db.get_database_backend();
+        // Every council's chain, and the older database-wide one: a named system-scope worker.
+        let db = self
+            .readers
+            .system(eh_store::SystemWorker::AuditVerify)
+            .await?;
         let mut last = GENESIS.to_string();
         let mut walks: BTreeMap<String, Walk> = BTreeMap::new();
         let mut breaks: Vec<Break> = Vec::new();
         // Read in pages by `seq`, so a long trail is never all in memory.
         let mut after = i64::MIN;
         loop {
-            let rows = self
-            .db
+            let rows = db
             .query_all_raw(stmt(
                 b,
                 "SELECT seq, at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash, hash, chain
@@ -766,8 +787,7 @@ impl Auditor {
                 break;
             }
         }
-        let heads = self
-            .db
+        let heads = db
             .query_all_raw(stmt(b, "SELECT tenant, hash FROM eh_audit_head", []))
             .await?;
         let mut head_breaks = Vec::new();

@@ -33,6 +33,9 @@ async fn links(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> anyhow::Result<Vec<(i64, String, String)>> {
+    // The services' pool sees nothing outside a council's scope: the test looks in the system
+    // scope.
+    let db = eh_testkit::inspector_of(db).await?;
     let rows = db
         .query_all_raw(stmt(
             db.get_database_backend(),
@@ -123,6 +126,8 @@ async fn an_edited_or_deleted_entry_is_found(postgres: bool) -> anyhow::Result<(
     let staffs = links(&db, "staffs").await?;
     let worcs = links(&db, "worcs").await?;
     let b = db.get_database_backend();
+    // Someone with write access to the database, under no council's scope.
+    let db = eh_testkit::inspector_of(&db).await?;
 
     // A denial rewritten as allowed.
     let edited = staffs[0].0;
@@ -196,7 +201,7 @@ async fn a_council_held_mid_append_does_not_hold_up_another_on_postgres() -> any
     auditor.record(entry("worcs", 1)).await?;
     auditor.record(entry("staffs", 1)).await?;
     let b = db.get_database_backend();
-    let held = eh_store::begin(&db).await?;
+    let held = eh_store::begin_scoped(&db, "worcs").await?;
     held.query_one_raw(stmt(
         b,
         "SELECT hash FROM eh_audit_head WHERE tenant = $1 FOR UPDATE",

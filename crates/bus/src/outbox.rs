@@ -38,6 +38,21 @@ pub const MIGRATIONS: &[Migration] = &[
           CREATE INDEX eh_outbox_urgent_unpublished ON eh_outbox (id)
             WHERE published_at IS NULL AND urgent",
     },
+    // Both carry personal data (payloads; message ids of a council's referrals): each row is a
+    // council's, under row-level security like every table with a `tenant` column. Existing
+    // rows are given the council of their envelope (outbox) or of their key (inbox,
+    // `<tenant>:<id>`); a row with neither keeps '' (no council sees it; the relay, in the
+    // system scope, still publishes it).
+    Migration {
+        owner: "bus",
+        version: 4,
+        name: "outbox and inbox rows by council",
+        sql: "ALTER TABLE eh_outbox ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+          UPDATE eh_outbox SET tenant = COALESCE(headers{as_json} ->> 'Eh-Tenant', '');
+          ALTER TABLE eh_inbox ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+          UPDATE eh_inbox SET tenant = substr(message_key, 1, {strpos}(message_key, ':') - 1)
+            WHERE {strpos}(message_key, ':') > 1",
+    },
 ];
 
 /// Writes outbox rows and wakes the relay once they are committed.
@@ -82,8 +97,8 @@ impl Outbox {
         msgs: &[OutboundMessage],
     ) -> Result<()> {
         let mut rows = Rows::new(
-            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at, urgent)",
-            6,
+            "INSERT INTO eh_outbox (id, subject, headers, payload, created_at, urgent, tenant)",
+            7,
         );
         let now = chrono::Utc::now();
         for msg in msgs {
@@ -95,6 +110,13 @@ impl Outbox {
                 msg.payload.clone().into(),
                 now.into(),
                 self.urgent.into(),
+                // The council of its envelope: row-level security refuses one of another
+                // council than the transaction's.
+                msg.headers
+                    .get(crate::envelope::H_TENANT)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into(),
             ]);
         }
         rows.write(txn).await?;

@@ -95,7 +95,8 @@ impl Relay {
             self.faults.released(HOLD_ORDINARY).await;
         }
         let backend = self.db.get_database_backend();
-        let txn = eh_store::begin(&self.db).await?;
+        // The relay publishes every council's rows, in order: a named system-scope worker.
+        let txn = eh_store::begin_system(&self.db, eh_store::SystemWorker::Relay).await?;
         let lock = if backend == DbBackend::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -183,29 +184,32 @@ impl Relay {
     }
 
     async fn housekeeping(&self) {
+        if let Err(e) = self.sweep().await {
+            tracing::warn!(error = %e, "outbox retention sweep failed");
+        }
+    }
+
+    /// Deletes published rows past the replay window and counts the backlog, every council's.
+    async fn sweep(&self) -> Result<()> {
         let backend = self.db.get_database_backend();
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::hours(72));
-        if let Err(e) = self
-            .db
-            .execute_raw(stmt(
-                backend,
-                "DELETE FROM eh_outbox WHERE published_at IS NOT NULL AND published_at < $1",
-                [cutoff.into()],
-            ))
-            .await
-        {
-            tracing::warn!(error = %e, "outbox retention sweep failed");
-        }
-        if let Ok(Some(row)) = self
-            .db
+        let txn = eh_store::begin_system(&self.db, eh_store::SystemWorker::OutboxRetention).await?;
+        txn.execute_raw(stmt(
+            backend,
+            "DELETE FROM eh_outbox WHERE published_at IS NOT NULL AND published_at < $1",
+            [cutoff.into()],
+        ))
+        .await?;
+        let backlog = txn
             .query_one_raw(stmt(
                 backend,
                 "SELECT COUNT(*) FROM eh_outbox WHERE published_at IS NULL",
                 [],
             ))
-            .await
-        {
+            .await?;
+        eh_store::commit(txn).await?;
+        if let Some(row) = backlog {
             let n: i64 = row.try_get_by_index(0).unwrap_or(0);
             self.metrics
                 .outbox_backlog
@@ -214,6 +218,7 @@ impl Relay {
                 })
                 .set(n);
         }
+        Ok(())
     }
 }
 
@@ -224,12 +229,14 @@ pub async fn republish_range(
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
-    let res = db
+    let txn = eh_store::begin_system(db, eh_store::SystemWorker::Republish).await?;
+    let res = txn
         .execute_raw(stmt(
             db.get_database_backend(),
             "UPDATE eh_outbox SET published_at = NULL WHERE published_at >= $1 AND published_at < $2",
             [from.into(), to.into()],
         ))
         .await?;
+    eh_store::commit(txn).await?;
     Ok(res.rows_affected())
 }

@@ -21,6 +21,12 @@ pub struct ServiceContext {
     /// them through [`ServiceContext::urgent`]. The same pool as `db` where there is no lane of
     /// its own (tests, one-off commands).
     pub urgent_db: DatabaseConnection,
+    /// Connections held to one council each ([`eh_store::TenantReaders`] over `db`), for reads
+    /// of one statement outside a transaction (e.g. before a batch's transaction begins): what
+    /// they see is that council's rows alone. The urgent lane's over `urgent_db` through
+    /// [`ServiceContext::urgent`].
+    pub readers: eh_store::TenantReaders,
+    pub urgent_readers: eh_store::TenantReaders,
     pub transport: Arc<dyn Transport>,
     pub outbox: Outbox,
     pub metrics: Arc<Metrics>,
@@ -48,6 +54,8 @@ impl ServiceContext {
             service,
             settings,
             urgent_db: db.clone(),
+            readers: eh_store::TenantReaders::new(db.clone()),
+            urgent_readers: eh_store::TenantReaders::new(db.clone()),
             db,
             transport,
             outbox: Outbox::new(),
@@ -72,6 +80,7 @@ impl ServiceContext {
     pub fn urgent(&self) -> ServiceContext {
         ServiceContext {
             db: self.urgent_db.clone(),
+            readers: self.urgent_readers.clone(),
             outbox: self.outbox.urgent(),
             ..self.clone()
         }

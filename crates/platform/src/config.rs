@@ -315,11 +315,22 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// Distributed mode: `postgres://user@host:5432/db`. Each service uses its own schema.
+    /// Distributed mode: `postgres://user@host:5432/db`. Each service uses its own schema. The
+    /// services' login role: it should own nothing (`migrate_url` names the owner), so it cannot
+    /// lift the row-level security that confines each council's work to its rows.
     pub url: Option<String>,
     /// Merged into the URL; from a secret, never the repo.
     #[serde(serialize_with = "mask")]
     pub password: Option<SecretString>,
+    /// The owner of the schemas and tables, for migrations only (`earlyhelp migrate`, and the
+    /// start-up migration): a URL of the same database as another role. The services' role of
+    /// `url` is then granted `SELECT`, `INSERT`, `UPDATE`, `DELETE` on the tables and the use of
+    /// the sequences, nothing more. Unset: migrations run as `url`'s role (which then owns the
+    /// tables — a warning is logged).
+    pub migrate_url: Option<String>,
+    /// Merged into `migrate_url`; from a secret, never the repo.
+    #[serde(serialize_with = "mask")]
+    pub migrate_password: Option<SecretString>,
     /// CA bundle to verify the server (sets `sslrootcert`).
     pub ca_file: Option<PathBuf>,
     pub max_connections: u32,
@@ -332,6 +343,8 @@ impl Default for DatabaseSettings {
         Self {
             url: None,
             password: None,
+            migrate_url: None,
+            migrate_password: None,
             ca_file: None,
             max_connections: 10,
             migrate_on_start: true,
@@ -636,6 +649,14 @@ impl Settings {
                     ));
                 }
                 Some(_) => {}
+            }
+            if let Some(u) = &self.database.migrate_url
+                && !(u.starts_with("postgres://") || u.starts_with("postgresql://"))
+            {
+                return Err(invalid(
+                    "database.migrate_url",
+                    "must be a postgres:// URL in distributed mode",
+                ));
             }
         }
         if !is_token(&self.bus.namespace) {

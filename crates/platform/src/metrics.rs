@@ -33,6 +33,34 @@ pub struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: String,
+}
+
+/// Transactions begun in the system scope (every council's rows), by named worker: counted by
+/// `eh_store::begin_system` for the whole process, exported by every [`Metrics`].
+static SYSTEM_SCOPE_USES: std::sync::LazyLock<Family<WorkerLabels, Counter>> =
+    std::sync::LazyLock::new(Family::default);
+
+/// Counts one system-scope transaction of `worker`.
+pub fn system_scope_used(worker: &str) {
+    SYSTEM_SCOPE_USES
+        .get_or_create(&WorkerLabels {
+            worker: worker.to_string(),
+        })
+        .inc();
+}
+
+/// How many system-scope transactions `worker` began in this process.
+pub fn system_scope_uses(worker: &str) -> u64 {
+    SYSTEM_SCOPE_USES
+        .get_or_create(&WorkerLabels {
+            worker: worker.to_string(),
+        })
+        .get()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     pub service: String,
 }
@@ -118,6 +146,11 @@ impl Metrics {
             "dead_letters",
             "Messages parked on a dead-letter subject",
             dead_letters.clone(),
+        );
+        registry.register(
+            "system_scope_uses",
+            "Transactions begun in the system scope (every council's rows), by named worker",
+            SYSTEM_SCOPE_USES.clone(),
         );
         registry.register(
             "dead_letters_held",

@@ -4,7 +4,7 @@ mod migrate;
 mod readers;
 
 pub use migrate::{
-    Migration, TENANT_POLICY, UNKNOWN_OWNER, check as check_migrations, migrate, pending,
+    Migration, TENANT_POLICY, UNKNOWN_OWNER, check as check_migrations, grant, migrate, pending,
 };
 pub use readers::TenantReaders;
 pub use sea_orm;
@@ -44,8 +44,19 @@ pub struct Location {
 }
 
 impl Location {
-    /// The location of `service`'s database under `settings`.
+    /// The location of `service`'s database under `settings`, as the services' role
+    /// (`database.url`).
     pub fn for_service(settings: &Settings, service: &str) -> Result<Self> {
+        Self::as_role(settings, service, false)
+    }
+
+    /// The location of `service`'s database as the owner, for migrations: `database.migrate_url`
+    /// (with `database.migrate_password`) when set, else as [`Location::for_service`].
+    pub fn for_migrations(settings: &Settings, service: &str) -> Result<Self> {
+        Self::as_role(settings, service, settings.database.migrate_url.is_some())
+    }
+
+    fn as_role(settings: &Settings, service: &str, owner: bool) -> Result<Self> {
         match settings.mode {
             Mode::Embedded => {
                 std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
@@ -61,13 +72,28 @@ impl Location {
                 })
             }
             Mode::Distributed => {
-                let base = settings
-                    .database
-                    .url
-                    .clone()
-                    .ok_or_else(|| Error::Config("database.url is required".into()))?;
-                let mut url = base;
-                if let Some(pw) = &settings.database.password {
+                let (base, password) = if owner {
+                    (
+                        settings.database.migrate_url.clone(),
+                        settings.database.migrate_password.as_ref(),
+                    )
+                } else {
+                    (
+                        settings.database.url.clone(),
+                        settings.database.password.as_ref(),
+                    )
+                };
+                let mut url = base.ok_or_else(|| {
+                    Error::Config(
+                        if owner {
+                            "database.migrate_url is required"
+                        } else {
+                            "database.url is required"
+                        }
+                        .into(),
+                    )
+                })?;
+                if let Some(pw) = password {
                     url = with_password(&url, pw.expose_secret())?;
                 }
                 if let Some(ca) = &settings.database.ca_file {
@@ -85,6 +111,24 @@ impl Location {
             }
         }
     }
+}
+
+/// The services' login role that migrations grant the use of the tables to: the user of
+/// `database.url` when `database.migrate_url` names another (the role split). `None` when there
+/// is no split (embedded mode; or one role for both, which then owns the tables).
+pub fn service_role(settings: &Settings) -> Option<String> {
+    if settings.mode != Mode::Distributed {
+        return None;
+    }
+    let user = |u: &str| -> Option<String> {
+        let rest = u.split_once("://")?.1;
+        let (userinfo, _) = rest.rsplit_once('@')?;
+        let user = userinfo.split(':').next().unwrap_or(userinfo);
+        (!user.is_empty()).then(|| user.to_string())
+    };
+    let service = user(settings.database.url.as_deref()?)?;
+    let owner = user(settings.database.migrate_url.as_deref()?)?;
+    (service != owner).then_some(service)
 }
 
 fn with_password(url: &str, password: &str) -> Result<String> {
@@ -108,18 +152,96 @@ fn with_password(url: &str, password: &str) -> Result<String> {
 }
 
 /// The PostgreSQL setting the tenant-isolation policies read (see [`TENANT_POLICY`]): a tenant
-/// token sees and writes that tenant's rows only; [`SYSTEM_SCOPE`] sees every tenant's; unset (a
-/// connection not made by [`connect`]) sees none.
+/// token sees and writes that tenant's rows only; [`SYSTEM_SCOPE`] sees every tenant's; unset (as
+/// every pooled connection starts) sees none.
 pub const TENANT_SETTING: &str = "eh.tenant";
 
-/// The value of [`TENANT_SETTING`] that sees every tenant: every pooled connection starts in it
-/// (bus handlers, relays, timers and migrations act for all tenants and filter in their queries).
+/// The value of [`TENANT_SETTING`] that sees every tenant: only ever set for one transaction, by
+/// [`begin_system`] for a named [`SystemWorker`] (and by [`migrate`]).
 pub const SYSTEM_SCOPE: &str = "*";
+
+/// The transaction-local setting naming the [`SystemWorker`] a system-scope transaction is for
+/// (`application_name` says it too, so it shows in `pg_stat_activity`).
+pub const WORKER_SETTING: &str = "eh.worker";
+
+/// The few workers that act for every council at once and so may see every council's rows
+/// ([`begin_system`]). A closed list: a new one is a change to this enum, reviewed as such
+/// (`crates/store/tests/rls.rs` lists them). Everything else — each message's handling, each
+/// gRPC call — runs in its council's scope ([`begin_scoped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SystemWorker {
+    /// Applies the migrations (a data migration must see every row).
+    Migrate,
+    /// Publishes the outbox in order, whichever council a row is of.
+    Relay,
+    /// Deletes published outbox rows past the replay window and counts the backlog.
+    OutboxRetention,
+    /// An operator's `republish` of a window of the outbox after a broker loss.
+    Republish,
+    /// Casework's service-level clocks: finds the timers that ran out (each fires in its
+    /// council's scope).
+    CaseworkClocks,
+    /// Assessment's clocks: plan actions overdue and follow-ups due (each handled in its
+    /// council's scope).
+    AssessmentClocks,
+    /// Notifications' sender: claims the messages due to send (each recorded in its council's
+    /// scope).
+    Sender,
+    /// Notifications' watch over urgent emails unsent for a minute.
+    UrgentWatch,
+    /// `earlyhelp audit verify`: reads every council's chain.
+    AuditVerify,
+    /// The gateway's hourly purge of idempotency keys past their time.
+    IdempotencyPurge,
+    /// Records an access decision that names no council (a request for an empty or wildcard
+    /// tenant, refused) in the audit trail.
+    AuditNoCouncil,
+    /// The console's session store: a session is found by the digest of its cookie before its
+    /// council is known, and expired sessions are purged across councils.
+    ConsoleSessions,
+}
+
+impl SystemWorker {
+    /// Every worker, in declaration order.
+    pub const ALL: [SystemWorker; 12] = [
+        SystemWorker::Migrate,
+        SystemWorker::Relay,
+        SystemWorker::OutboxRetention,
+        SystemWorker::Republish,
+        SystemWorker::CaseworkClocks,
+        SystemWorker::AssessmentClocks,
+        SystemWorker::Sender,
+        SystemWorker::UrgentWatch,
+        SystemWorker::AuditVerify,
+        SystemWorker::IdempotencyPurge,
+        SystemWorker::AuditNoCouncil,
+        SystemWorker::ConsoleSessions,
+    ];
+
+    /// Its name: the metric's `worker` label, `eh.worker` and `application_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemWorker::Migrate => "migrate",
+            SystemWorker::Relay => "relay",
+            SystemWorker::OutboxRetention => "outbox_retention",
+            SystemWorker::Republish => "republish",
+            SystemWorker::CaseworkClocks => "casework_clocks",
+            SystemWorker::AssessmentClocks => "assessment_clocks",
+            SystemWorker::Sender => "sender",
+            SystemWorker::UrgentWatch => "urgent_watch",
+            SystemWorker::AuditVerify => "audit_verify",
+            SystemWorker::IdempotencyPurge => "idempotency_purge",
+            SystemWorker::AuditNoCouncil => "audit_no_council",
+            SystemWorker::ConsoleSessions => "console_sessions",
+        }
+    }
+}
 
 /// Opens the pool, creating the PostgreSQL schema when missing. Fails fast when unreachable.
 ///
-/// On PostgreSQL every connection of the pool starts in the system scope
-/// (`eh.tenant = '*'`, a startup option); [`begin_scoped`] narrows one transaction to a tenant.
+/// On PostgreSQL no connection of the pool is in any scope: used as it is, it sees and writes no
+/// row of a table under row-level security. Work begins with [`begin_scoped`] (one council) or,
+/// for the named cross-council workers alone, [`begin_system`].
 pub async fn connect(location: &Location) -> Result<DatabaseConnection> {
     connect_in(location, None).await
 }
@@ -285,9 +407,25 @@ async fn connect_in(
             .connect_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
         let admin = Database::connect(opts).await?;
-        admin
-            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .await?;
+        // Only when missing: the services' role may not create schemas (it owns nothing), and
+        // `CREATE SCHEMA IF NOT EXISTS` checks that privilege before it looks.
+        let exists = admin
+            .query_one_raw(stmt(
+                DbBackend::Postgres,
+                "SELECT 1 FROM pg_namespace WHERE nspname = $1",
+                [schema.clone().into()],
+            ))
+            .await?
+            .is_some();
+        if !exists
+            && let Err(e) = admin
+                .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+                .await
+        {
+            // The services' role may not create it: the migrations (as the owner) will; until
+            // then everything is pending (and `/readyz` says so).
+            tracing::debug!(schema, error = %e, "schema not created");
+        }
         admin.close().await?;
     }
     let mut opts = ConnectOptions::new(location.url.clone());
@@ -299,10 +437,7 @@ async fn connect_in(
         // on every acquire is a round trip more per transaction. One that died anyway fails its
         // statement, and the message is retried like any other database hiccup.
         .test_before_acquire_if_idle_for(Duration::from_secs(30))
-        .sqlx_logging(false)
-        // Sent in the startup packet of every new connection (`options=-c eh.tenant=*`), so no
-        // connection of the pool is ever outside the system scope. Ignored by SQLite.
-        .map_sqlx_postgres_opts(|o| o.options([(TENANT_SETTING, SYSTEM_SCOPE)]));
+        .sqlx_logging(false);
     if let Some(schema) = &location.schema {
         opts.set_schema_search_path(format!("\"{schema}\""));
     }
@@ -342,22 +477,20 @@ async fn connect_in(
 
 /// Begins a transaction that, on PostgreSQL, sees and writes `tenant`'s rows only: row-level
 /// security (installed by [`migrate`] on every table with a `tenant` column) holds it to that
-/// tenant even where a query forgets its `WHERE tenant = …`. The scope is transaction-local
-/// (`set_config(…, true)`): it ends with the transaction and the connection returns to the pool in
-/// the system scope. On SQLite (embedded mode, one process, no RLS) it is a plain transaction.
+/// tenant even where a query forgets its `WHERE tenant = …`, and refuses a row written for
+/// another. The scope is transaction-local (`set_config(…, true)`), set in the same round trip as
+/// the commit mark: it ends with the transaction and the connection returns to the pool unset
+/// (seeing nothing). On SQLite (embedded mode, one process, no RLS) it is a plain transaction.
 ///
 /// Refuses an empty tenant and the system scope `*`. For a request, pass the tenant of the
-/// authenticated principal, not the one named in the request, and do not use the pool (e.g. the
-/// audit trail) while the transaction is open: embedded mode has a single connection.
+/// authenticated principal, not the one named in the request; for a message, the tenant of its
+/// envelope (checked against its subject). Do not use the pool (e.g. the audit trail) while the
+/// transaction is open: embedded mode has a single connection.
 pub async fn begin_scoped(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<DatabaseTransaction, DbErr> {
-    if tenant.trim().is_empty() || tenant.contains(SYSTEM_SCOPE) {
-        return Err(DbErr::Custom(format!(
-            "begin_scoped: {tenant:?} is not a tenant"
-        )));
-    }
+    check_tenant(tenant)?;
     #[allow(clippy::disallowed_methods)] // marked here, in the same round trip as the scope
     let txn = db.begin().await?;
     if txn.get_database_backend() == DbBackend::Postgres {
@@ -378,12 +511,74 @@ pub async fn begin_scoped(
     Ok(txn)
 }
 
+fn check_tenant(tenant: &str) -> Result<(), DbErr> {
+    if tenant.trim().is_empty() || tenant.contains(SYSTEM_SCOPE) {
+        return Err(DbErr::Custom(format!("{tenant:?} is not a tenant")));
+    }
+    Ok(())
+}
+
+/// Narrows a transaction already open (e.g. one begun by [`begin_system`] to find work across
+/// councils) to `tenant` for the rest of it: one round trip. A savepoint's scope ends with the
+/// savepoint when it is rolled back.
+pub async fn narrow(txn: &DatabaseTransaction, tenant: &str) -> Result<(), DbErr> {
+    check_tenant(tenant)?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, $2, true)",
+            [TENANT_SETTING.into(), tenant.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Begins a transaction in the system scope — every council's rows — for `worker`, one of the
+/// few named cross-council workers ([`SystemWorker`]). The worker is named on the transaction
+/// (`eh.worker`, and `application_name`, so `pg_stat_activity` shows who holds it), every use is
+/// counted (`earlyhelp_system_scope_uses_total{worker}`) and logged at debug level. Prefer
+/// [`begin_scoped`] wherever the council is known (e.g. after claiming a row: handle it in a
+/// transaction of its council). On SQLite it is a plain transaction, counted the same.
+pub async fn begin_system(
+    db: &DatabaseConnection,
+    worker: SystemWorker,
+) -> Result<DatabaseTransaction, DbErr> {
+    #[allow(clippy::disallowed_methods)] // marked here, in the same round trip as the scope
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config($1, $2, true), set_config($3, $4, true),
+                    set_config($5, $6, true), set_config('application_name', $7, true)",
+            [
+                TENANT_SETTING.into(),
+                SYSTEM_SCOPE.into(),
+                WORKER_SETTING.into(),
+                worker.name().into(),
+                MARK_SETTING.into(),
+                MARK.into(),
+                format!("earlyhelp:{}", worker.name()).into(),
+            ],
+        ))
+        .await?;
+    } else {
+        mark(&txn).await?;
+    }
+    eh_platform::metrics::system_scope_used(worker.name());
+    tracing::debug!(worker = worker.name(), "system scope");
+    Ok(txn)
+}
+
 /// The transaction-local setting [`begin`] marks its transaction with, and [`commit`] looks for.
 const MARK_SETTING: &str = "eh.txn";
 const MARK: &str = "open";
 
-/// Begins a transaction that [`commit`] can vouch for. Use it (not `db.begin()`) for every
-/// transaction whose commit is followed by telling someone the work is done.
+/// Begins a transaction that [`commit`] can vouch for, in no council's scope: on PostgreSQL it
+/// sees and writes no row of a table under row-level security (every table with a `tenant`
+/// column). For such work use [`begin_scoped`] (one council) or [`begin_system`] (a named
+/// cross-council worker); this is for tables of no council (the migration ledger, the audit
+/// trail's checkpoints) and for SQLite-only stores.
 ///
 /// Why: a transaction's `COMMIT` can answer "ok" although nothing was kept. PostgreSQL answers
 /// `COMMIT` in an aborted transaction with `ROLLBACK` and no error; and sqlx 0.9 (under sea-orm),
@@ -525,16 +720,32 @@ pub fn stmt(backend: DbBackend, sql: &str, values: impl IntoIterator<Item = Valu
 }
 
 /// Backend-specific spellings used in DDL: `{ts}` timestamp, `{bytes}` binary, `{bigint}`,
-/// `{serial}` auto-increment key.
+/// `{serial}` auto-increment key; for data migrations `{strpos}` (the position of a substring:
+/// `{strpos}(haystack, needle)`, 0 when absent) and `{as_json}` after a text column holding JSON
+/// (`headers{as_json} ->> 'key'`).
 pub fn ddl(backend: DbBackend, sql: &str) -> String {
-    let (ts, bytes, serial) = match backend {
-        DbBackend::Postgres => ("TIMESTAMPTZ", "BYTEA", "BIGSERIAL PRIMARY KEY"),
-        _ => ("TEXT", "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+    let (ts, bytes, serial, strpos, as_json) = match backend {
+        DbBackend::Postgres => (
+            "TIMESTAMPTZ",
+            "BYTEA",
+            "BIGSERIAL PRIMARY KEY",
+            "strpos",
+            "::json",
+        ),
+        _ => (
+            "TEXT",
+            "BLOB",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "instr",
+            "",
+        ),
     };
     sql.replace("{ts}", ts)
         .replace("{bytes}", bytes)
         .replace("{bigint}", "BIGINT")
         .replace("{serial}", serial)
+        .replace("{strpos}", strpos)
+        .replace("{as_json}", as_json)
 }
 
 /// Rows for one table, written by as few multi-row `INSERT`s as the backends' bound-parameter
@@ -640,19 +851,21 @@ pub fn tuples(first: usize, rows: usize, width: usize) -> String {
     sql
 }
 
-/// Where a unit of work's transaction begins: the database itself, or a batch's transaction —
-/// then it is a savepoint of that, rolled back alone and committed with the batch.
+/// Where a unit of work's transaction begins: the database itself, in one council's scope, or a
+/// batch's transaction (in that council's scope) — then it is a savepoint of that, rolled back
+/// alone and committed with the batch.
 #[derive(Clone, Copy)]
 pub enum Within<'a> {
-    Db(&'a DatabaseConnection),
+    /// A transaction of its own, in the scope of the council named.
+    Db(&'a DatabaseConnection, &'a str),
     Batch(&'a DatabaseTransaction),
 }
 
 impl Within<'_> {
-    /// A transaction of its own ([`begin`]), or a savepoint of the batch's.
+    /// A transaction of its own ([`begin_scoped`]), or a savepoint of the batch's.
     pub async fn begin(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
         match self {
-            Within::Db(db) => begin(db).await,
+            Within::Db(db, tenant) => begin_scoped(db, tenant).await,
             #[allow(clippy::disallowed_methods)] // a savepoint: the batch's commit vouches for it
             Within::Batch(txn) => txn.begin().await,
         }
@@ -663,7 +876,7 @@ impl Within<'_> {
     /// [`commit`] says whether any of it was kept.
     pub async fn commit(&self, txn: DatabaseTransaction) -> Result<(), sea_orm::DbErr> {
         match self {
-            Within::Db(_) => commit(txn).await,
+            Within::Db(..) => commit(txn).await,
             #[allow(clippy::disallowed_methods)]
             Within::Batch(_) => txn.commit().await,
         }
@@ -675,6 +888,9 @@ impl Within<'_> {
 pub trait Together<J: Sync>: Sync {
     type Output: Send;
 
+    /// The council `job` is for: its work runs in that council's scope.
+    fn tenant<'j>(&self, job: &'j J) -> &'j str;
+
     /// Runs in a batch's transaction before any job (e.g. to take the batch's locks in one order).
     async fn first(&self, _txn: &DatabaseTransaction, _jobs: &[J]) -> Result<(), DbErr> {
         Ok(())
@@ -684,19 +900,28 @@ pub trait Together<J: Sync>: Sync {
     async fn each(&self, within: Within<'_>, job: &J) -> Self::Output;
 }
 
-/// Does `jobs` together: a lone job within `db` itself (its own transaction, as if there were no
-/// batch); several within one transaction of `db`, each in a savepoint of it — a job that fails
-/// is rolled back alone and answered alone, the others commit together. An `Err` means the batch
-/// committed nothing.
+/// Does `jobs` together, each in its council's scope ([`Together::tenant`]): a lone job within
+/// `db` itself (its own scoped transaction, as if there were no batch); several of one council
+/// within one scoped transaction of `db`, each in a savepoint of it — a job that fails is rolled
+/// back alone and answered alone, the others commit together. Jobs of several councils (batch
+/// them by council so it does not happen) are each done alone, as a lone job is. An `Err` means
+/// the batch committed nothing.
 pub async fn together<J: Sync, W: Together<J>>(
     db: &DatabaseConnection,
     jobs: &[J],
     worker: &W,
 ) -> Result<Vec<W::Output>, DbErr> {
-    if let [job] = jobs {
-        return Ok(vec![worker.each(Within::Db(db), job).await]);
+    let Some(tenant) = jobs.first().map(|j| worker.tenant(j)) else {
+        return Ok(Vec::new());
+    };
+    if jobs.len() == 1 || jobs.iter().any(|j| worker.tenant(j) != tenant) {
+        let mut outputs = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outputs.push(worker.each(Within::Db(db, worker.tenant(job)), job).await);
+        }
+        return Ok(outputs);
     }
-    let txn = begin(db).await?;
+    let txn = begin_scoped(db, tenant).await?;
     worker.first(&txn, jobs).await?;
     let mut outputs = Vec::with_capacity(jobs.len());
     for job in jobs {

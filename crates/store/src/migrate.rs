@@ -13,7 +13,7 @@
 //! service's schema with a `tenant` column has row-level security enabled and forced (so the
 //! owning role is subject too) and the [`TENANT_POLICY`] policy: tables added by later migrations
 //! get it without anyone remembering to.
-use crate::{Error, Result, SYSTEM_SCOPE, TENANT_SETTING, ddl, stmt};
+use crate::{Error, Result, ddl, stmt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 /// One step of a service's schema. `sql` holds `;`-separated statements using the `ddl` spellings.
@@ -169,7 +169,8 @@ pub async fn migrate(
 ) -> Result<usize> {
     check(migrations)?;
     let backend = db.get_database_backend();
-    let txn = crate::begin(db).await?;
+    // Migrations act for every tenant (a data migration must see and backfill every row).
+    let txn = crate::begin_system(db, crate::SystemWorker::Migrate).await?;
     if backend == DbBackend::Postgres {
         let key = service
             .bytes()
@@ -178,16 +179,6 @@ pub async fn migrate(
             backend,
             "SELECT pg_advisory_xact_lock($1)",
             [key.into()],
-        ))
-        .await?;
-    }
-    if backend == DbBackend::Postgres {
-        // Migrations act for every tenant (a data migration must see all rows), whatever the
-        // connection they were given.
-        txn.execute_raw(stmt(
-            backend,
-            "SELECT set_config($1, $2, true)",
-            [TENANT_SETTING.into(), SYSTEM_SCOPE.into()],
         ))
         .await?;
     }
@@ -294,6 +285,53 @@ async fn isolate_tenants(txn: &impl ConnectionTrait, service: &str) -> Result<()
             tracing::info!(service, table, "row-level security by tenant ensured");
         }
     }
+    Ok(())
+}
+
+/// Lets `role` — the services' login role, which owns nothing — use the tables of the current
+/// schema: `SELECT`, `INSERT`, `UPDATE`, `DELETE` on every table and the use of every sequence,
+/// nothing more. Not being their owner it cannot lift `FORCE ROW LEVEL SECURITY`, drop or change
+/// a policy, or alter a table. Run by the owner after [`migrate`] (idempotent: tables added by
+/// later migrations are granted at the next run). Nothing to do on SQLite.
+///
+/// # Errors
+/// A role name that is not a plain identifier, or a grant the database refuses (the role does
+/// not exist, or the connection is not the owner's).
+pub async fn grant(db: &DatabaseConnection, role: &str) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    if role.is_empty()
+        || !role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err(Error::Config(format!(
+            "database role {role:?}: letters, digits, '_', '-' or '.' only"
+        )));
+    }
+    let txn = crate::begin(db).await?;
+    let schema: String = txn
+        .query_one_raw(stmt(
+            DbBackend::Postgres,
+            "SELECT quote_ident(current_schema())",
+            [],
+        ))
+        .await?
+        .ok_or_else(|| Error::Config("no current schema".into()))?
+        .try_get_by_index(0)?;
+    for sql in [
+        "GRANT USAGE ON SCHEMA {schema} TO {role}",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+    ] {
+        txn.execute_unprepared(
+            &sql.replace("{schema}", &schema)
+                .replace("{role}", &format!("\"{role}\"")),
+        )
+        .await?;
+    }
+    crate::commit(txn).await?;
     Ok(())
 }
 

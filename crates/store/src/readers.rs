@@ -11,7 +11,7 @@
 //! server, credentials, TLS and schema), sized like it; a connection idle for a minute is closed,
 //! so councils that are not being read hold none. On SQLite (embedded mode: one process, one
 //! connection, no row-level security) every tenant's reads use the service's own pool.
-use crate::{SYSTEM_SCOPE, TENANT_SETTING, stmt};
+use crate::{SYSTEM_SCOPE, SystemWorker, TENANT_SETTING, WORKER_SETTING, stmt};
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlxPostgresConnector};
 use std::collections::HashMap;
@@ -28,6 +28,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct TenantReaders {
     db: DatabaseConnection,
     pools: Arc<RwLock<HashMap<String, DatabaseConnection>>>,
+    system: Arc<RwLock<HashMap<SystemWorker, DatabaseConnection>>>,
 }
 
 impl std::fmt::Debug for TenantReaders {
@@ -42,7 +43,39 @@ impl TenantReaders {
         Self {
             db,
             pools: Arc::default(),
+            system: Arc::default(),
         }
+    }
+
+    /// A pool whose every connection is in the system scope for `worker` from its start
+    /// (`eh.tenant = *`, `eh.worker` and `application_name` naming it), for a named cross-council
+    /// worker whose work is many statements of their own (the sender's claim loop): no
+    /// transaction to scope, and every hand-out of a connection counted as a use
+    /// (`earlyhelp_system_scope_uses_total{worker}`). The service's own pool on SQLite.
+    pub async fn system(&self, worker: SystemWorker) -> Result<DatabaseConnection, DbErr> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(self.db.clone());
+        }
+        if let Some(pool) = self
+            .system
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&worker)
+        {
+            return Ok(pool.clone());
+        }
+        let made = self
+            .pool_with(
+                &[
+                    (TENANT_SETTING, SYSTEM_SCOPE),
+                    (WORKER_SETTING, worker.name()),
+                    ("application_name", &format!("earlyhelp:{}", worker.name())),
+                ],
+                Some(worker),
+            )
+            .await?;
+        let mut pools = self.system.write().unwrap_or_else(|e| e.into_inner());
+        Ok(pools.entry(worker).or_insert(made).clone())
     }
 
     /// A pool whose every connection sees and writes `tenant`'s rows only (PostgreSQL); the
@@ -76,6 +109,16 @@ impl TenantReaders {
 
     /// A lazily connecting pool like the service's own, with `tenant` in every startup packet.
     async fn pool_of(&self, tenant: &str) -> Result<DatabaseConnection, DbErr> {
+        self.pool_with(&[(TENANT_SETTING, tenant)], None).await
+    }
+
+    /// A lazily connecting pool like the service's own, with `settings` in every startup packet;
+    /// each hand-out counted for `worker` when there is one.
+    async fn pool_with(
+        &self,
+        settings: &[(&str, &str)],
+        worker: Option<SystemWorker>,
+    ) -> Result<DatabaseConnection, DbErr> {
         let own = self.db.get_postgres_connection_pool();
         // The main pool sets its schema after connecting; a reader says it at startup instead.
         let search_path: String = self
@@ -88,20 +131,30 @@ impl TenantReaders {
             .await?
             .ok_or_else(|| DbErr::Custom("no search_path".into()))?
             .try_get_by_index(0)?;
-        // Appended after the main pool's `eh.tenant=*`: of two `-c` for one setting in a startup
-        // packet the server applies the last (the readers' tests check that only the tenant's
-        // rows are seen).
         let options: PgConnectOptions = (*own.connect_options())
             .clone()
-            .options([(TENANT_SETTING, tenant), ("search_path", &search_path)]);
+            .options(settings.iter().copied())
+            .options([("search_path", search_path.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(own.options().get_max_connections())
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
             .idle_timeout(IDLE_TIMEOUT)
             .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
+            // A new connection is handed out without `before_acquire`: counted here instead.
+            .after_connect(move |_, _| {
                 Box::pin(async move {
+                    if let Some(w) = worker {
+                        eh_platform::metrics::system_scope_used(w.name());
+                    }
+                    Ok(())
+                })
+            })
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if let Some(w) = worker {
+                        eh_platform::metrics::system_scope_used(w.name());
+                    }
                     if meta.idle_for >= PING_IF_IDLE {
                         sea_orm::sqlx::Connection::ping(conn).await?;
                     }

@@ -72,6 +72,10 @@ struct Keeper {
 impl Together<String> for Keeper {
     type Output = Result<(), DbErr>;
 
+    fn tenant<'j>(&self, _job: &'j String) -> &'j str {
+        "worcs"
+    }
+
     async fn first(&self, txn: &DatabaseTransaction, _jobs: &[String]) -> Result<(), DbErr> {
         let r = txn
             .query_one_raw(stmt(DbBackend::Postgres, "SELECT pg_backend_pid()", []))
@@ -99,7 +103,7 @@ impl Together<String> for Keeper {
                 (Fault::Aborted, Within::Batch(txn)) => {
                     let _ = txn.execute_unprepared("SELECT 1/0").await;
                 }
-                (Fault::Aborted, Within::Db(_)) => {}
+                (Fault::Aborted, Within::Db(..)) => {}
             }
         }
         let txn = within.begin().await?;
@@ -251,6 +255,9 @@ async fn sound_transactions_and_batches_commit() -> anyhow::Result<()> {
         #[async_trait::async_trait]
         impl Together<String> for Plain {
             type Output = Result<(), DbErr>;
+            fn tenant<'j>(&self, _job: &'j String) -> &'j str {
+                "worcs"
+            }
             async fn each(&self, within: Within<'_>, job: &String) -> Result<(), DbErr> {
                 let txn = within.begin().await?;
                 keep(&txn, job).await?;

@@ -118,9 +118,15 @@ fn start_throwaway_postgres() -> anyhow::Result<String> {
     Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
 }
 
-/// The role every test database belongs to and every test connects as: a LOGIN role that is
-/// neither SUPERUSER nor BYPASSRLS, so the row-level security by tenant the services install is
-/// in force in every distributed-mode test (as it must be in production).
+/// The role every test database belongs to, and that migrations run as: a LOGIN role that is
+/// neither SUPERUSER nor BYPASSRLS (row-level security is forced on its tables, so it is subject
+/// to it too). Tests that migrate and run a service on one connection connect as it.
+pub const OWNER_ROLE: &str = "eh_test_owner";
+
+/// The services' role in tests that run the platform as production does ([`settings`],
+/// [`fresh_database_split`]): a LOGIN role, neither SUPERUSER nor BYPASSRLS, that owns nothing
+/// and is granted only `SELECT`/`INSERT`/`UPDATE`/`DELETE` and the sequences by the migrations —
+/// so it cannot lift `FORCE ROW LEVEL SECURITY` or drop a policy.
 pub const APP_ROLE: &str = "eh_test_app";
 
 /// `url` with its user replaced by `user` (the password, host, database and parameters kept).
@@ -212,27 +218,91 @@ pub async fn ensure_role(admin: &str, role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new, empty database for one test, owned by [`APP_ROLE`]; its URL, connecting as that role.
+/// A new, empty database for one test, owned by [`OWNER_ROLE`]; its URL, connecting as that
+/// role.
 pub async fn fresh_database() -> anyhow::Result<String> {
-    static ROLE_READY: Mutex<bool> = Mutex::new(false);
+    Ok(fresh_database_split().await?.0)
+}
+
+/// A new, empty database for one test, owned by [`OWNER_ROLE`]: its URL as the owner (for
+/// migrations) and as [`APP_ROLE`] (for the services; granted the use of the tables by the
+/// migrations). Both roles are created once per process when missing, safely with tests in
+/// parallel processes.
+pub async fn fresh_database_split() -> anyhow::Result<(String, String)> {
+    static ROLES_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let admin = postgres_admin_url()?;
-    let ready = *ROLE_READY.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready {
-        ensure_role(&admin, APP_ROLE).await?;
-        *ROLE_READY.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    }
+    ROLES_READY
+        .get_or_try_init(|| async {
+            ensure_role(&admin, OWNER_ROLE).await?;
+            ensure_role(&admin, APP_ROLE).await
+        })
+        .await?;
     let name = format!("eh_test_{}", uuid::Uuid::new_v4().simple());
     let db = Database::connect(&admin)
         .await
         .with_context(|| format!("connect {admin}"))?;
-    db.execute_unprepared(&format!("CREATE DATABASE {name} OWNER {APP_ROLE}"))
+    db.execute_unprepared(&format!("CREATE DATABASE {name} OWNER {OWNER_ROLE}"))
         .await?;
     db.close().await.ok();
     let base = admin
         .rsplit_once('/')
         .map(|(b, _)| b.to_string())
         .unwrap_or(admin);
-    Ok(with_user(&format!("{base}/{name}"), APP_ROLE))
+    let url = format!("{base}/{name}");
+    Ok((with_user(&url, OWNER_ROLE), with_user(&url, APP_ROLE)))
+}
+
+/// A connection to `location` in the system scope (every council's rows, `eh.tenant = *` from
+/// its start), for a test's own look at what the services wrote: the services' pools see
+/// nothing outside a scoped transaction. On SQLite, a connection to the same file.
+pub async fn inspector(
+    location: &eh_store::Location,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let mut opts = sea_orm::ConnectOptions::new(location.url.clone());
+    opts.max_connections(2).sqlx_logging(false);
+    if let Some(schema) = &location.schema {
+        opts.set_schema_search_path(format!("\"{schema}\""));
+        opts.map_sqlx_postgres_opts(|o| {
+            o.options([
+                (eh_store::TENANT_SETTING, eh_store::SYSTEM_SCOPE),
+                ("application_name", "earlyhelp:test-inspector"),
+            ])
+        });
+    }
+    Ok(Database::connect(opts).await?)
+}
+
+/// A connection beside `db` (a service's pool) in the system scope — same server, role and
+/// schema, `eh.tenant = *` from its start — for a test's own look at what the service wrote: the
+/// service's pool sees nothing outside a scoped transaction. On SQLite, `db` itself.
+pub async fn inspector_of(
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(db.clone());
+    }
+    let search_path: String = db
+        .query_one_raw(eh_store::stmt(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('search_path')",
+            [],
+        ))
+        .await?
+        .context("no search_path")?
+        .try_get_by_index(0)?;
+    let own = db.get_postgres_connection_pool();
+    let options: PgConnectOptions = (*own.connect_options()).clone().options([
+        (eh_store::TENANT_SETTING, eh_store::SYSTEM_SCOPE),
+        ("application_name", "earlyhelp:test-inspector"),
+        ("search_path", search_path.as_str()),
+    ]);
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(options);
+    Ok(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(
+        pool,
+    ))
 }
 
 /// The NATS server tests share: `EH_TEST_NATS_URL`, else 127.0.0.1:4222, else a throwaway one.
@@ -625,7 +695,10 @@ pub async fn settings(
     ];
     if distributed {
         env.push(("EH__MODE".into(), "distributed".into()));
-        env.push(("EH__DATABASE__URL".into(), fresh_database().await?));
+        // As production: migrations as the owner, the services as a role that owns nothing.
+        let (owner, service) = fresh_database_split().await?;
+        env.push(("EH__DATABASE__URL".into(), service));
+        env.push(("EH__DATABASE__MIGRATE_URL".into(), owner));
         env.push((
             "EH__BUS__NATS_URL".into(),
             match nats {

@@ -162,7 +162,9 @@ impl Consumer {
         };
         let now = a.ctx.clock.now();
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
-        let txn = eh_store::begin(&a.ctx.db).await.map_err(db)?;
+        let txn = eh_store::begin_scoped(&a.ctx.db, &tenant)
+            .await
+            .map_err(db)?;
         if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
             .await
             .map_err(|e| HandlerError::bus(&e))?

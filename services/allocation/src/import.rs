@@ -225,7 +225,7 @@ pub async fn apply(
             Err(r) => record.refused.extend(r),
         }
     }
-    let txn = eh_store::begin(&ctx.db).await?;
+    let txn = eh_store::begin_scoped(&ctx.db, tenant).await?;
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         // One import of a council at a time, across replicas.
         txn.execute_raw(eh_store::stmt(
@@ -297,7 +297,7 @@ pub async fn failed(
         withdrawn: 0,
         refused: Vec::new(),
     };
-    let txn = eh_store::begin(&ctx.db).await?;
+    let txn = eh_store::begin_scoped(&ctx.db, tenant).await?;
     store::insert_import(&txn, &record).await?;
     emit(ctx, &txn, &record, actor).await?;
     eh_store::commit(txn).await?;

@@ -350,7 +350,7 @@ pub async fn run_clocks(
     council: &Council,
     now: DateTime<Utc>,
 ) -> Result<ClocksRun, DbErr> {
-    let txn = eh_store::begin(&a.ctx.db).await?;
+    let txn = eh_store::begin_scoped(&a.ctx.db, tenant).await?;
     lock_council(&txn, tenant).await?;
     let mut run = ClocksRun::default();
     for o in store::lapsed_offers(&txn, tenant, now, LAPSED_PER_ROUND).await? {

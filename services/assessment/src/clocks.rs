@@ -49,8 +49,12 @@ pub async fn run(ctx: &ServiceContext) -> Result<Ran, DbErr> {
     let now = ctx.clock.now();
     let today = eh_workdays::uk_local_date(now);
     let mut ran = Ran::default();
-    for o in plan::overdue_unreminded(&ctx.db, today, BATCH).await? {
-        let txn = eh_store::begin(&ctx.db).await?;
+    // Every council's clocks are found in the system scope; each is handled in its council's.
+    let sweep = eh_store::begin_system(&ctx.db, eh_store::SystemWorker::AssessmentClocks).await?;
+    let overdue = plan::overdue_unreminded(&sweep, today, BATCH).await?;
+    eh_store::end_read(sweep).await?;
+    for o in overdue {
+        let txn = eh_store::begin_scoped(&ctx.db, &o.tenant).await?;
         if !plan::mark_reminded(&txn, &o.tenant, &o.action_id, &o.due_date, now).await? {
             txn.rollback().await?;
             continue;
@@ -80,8 +84,11 @@ pub async fn run(ctx: &ServiceContext) -> Result<Ran, DbErr> {
         eh_store::commit(txn).await?;
         ran.reminded += 1;
     }
-    for c in outcomes::follow_ups_due(&ctx.db, now, BATCH).await? {
-        let txn = eh_store::begin(&ctx.db).await?;
+    let sweep = eh_store::begin_system(&ctx.db, eh_store::SystemWorker::AssessmentClocks).await?;
+    let due = outcomes::follow_ups_due(&sweep, now, BATCH).await?;
+    eh_store::end_read(sweep).await?;
+    for c in due {
+        let txn = eh_store::begin_scoped(&ctx.db, &c.tenant).await?;
         if !outcomes::mark_follow_up_asked(&txn, &c.tenant, &c.case_id, now).await? {
             txn.rollback().await?;
             continue;

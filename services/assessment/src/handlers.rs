@@ -32,7 +32,7 @@ impl eh_bus::Handler for LeadAssignedHandler {
         let at = chrono::DateTime::parse_from_rfc3339(&ev.at)
             .map_or_else(|_| ctx.clock.now(), |t| t.to_utc());
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
-        let txn = eh_store::begin(&ctx.db).await.map_err(db)?;
+        let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
         if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
             .await
             .map_err(|e| HandlerError::bus(&e))?
@@ -102,7 +102,7 @@ impl eh_bus::Handler for CaseEndedHandler {
         let at = chrono::DateTime::parse_from_rfc3339(&at)
             .map_or_else(|_| ctx.clock.now(), |t| t.to_utc());
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
-        let txn = eh_store::begin(&ctx.db).await.map_err(db)?;
+        let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
         if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
             .await
             .map_err(|e| HandlerError::bus(&e))?

@@ -410,7 +410,7 @@ impl Casework {
     /// conditional settle make a second firing find it settled and do nothing.
     pub async fn fire(&self, t: &DueTimer) -> Result<bool, Error> {
         let now = self.ctx.clock.now();
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, &t.tenant).await?;
         store::lock_family(&txn, &t.tenant, &t.family_id).await?;
         let Some(case) = store::get_case(&txn, &t.tenant, &t.case_id).await? else {
             txn.rollback().await?;
@@ -472,7 +472,7 @@ impl Casework {
         rule: impl FnOnce(CaseRow, &At<'_>) -> Result<Effects, Refusal>,
     ) -> Result<Option<CaseRow>, Error> {
         let now = self.ctx.clock.now();
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         let Some(found) = store::get_case(&txn, tenant, case_id).await? else {
             txn.rollback().await?;
             return Ok(None);
@@ -502,7 +502,12 @@ impl Casework {
     pub async fn fire_due(&self, limit: u64) -> Result<usize, Error> {
         let now = self.ctx.clock.now();
         let mut fired = 0;
-        for t in store::due_timers(&self.ctx.db, now, limit).await? {
+        // Which clocks ran out, every council's (each fires in its council's scope).
+        let sweep =
+            eh_store::begin_system(&self.ctx.db, eh_store::SystemWorker::CaseworkClocks).await?;
+        let due = store::due_timers(&sweep, now, limit).await?;
+        eh_store::end_read(sweep).await?;
+        for t in due {
             match self.fire(&t).await {
                 Ok(true) => fired += 1,
                 Ok(false) => {}
@@ -511,7 +516,9 @@ impl Casework {
                     // A clock that can never fire (e.g. a tenant removed from the settings):
                     // cancel it rather than retry for ever, and say so.
                     tracing::error!(timer = %t.id, case = %t.case_id, error = %e, "timer cannot fire; cancelled");
-                    store::settle_timer(&self.ctx.db, &t.id, "cancelled", now).await?;
+                    let txn = eh_store::begin_scoped(&self.ctx.db, &t.tenant).await?;
+                    store::settle_timer(&txn, &t.id, "cancelled", now).await?;
+                    eh_store::commit(txn).await?;
                 }
             }
         }
@@ -548,7 +555,7 @@ async fn lock_family(
 ) -> Result<(), DbErr> {
     match within {
         Within::Batch(_) => Ok(()),
-        Within::Db(_) => store::lock_family(txn, tenant, family_id).await,
+        Within::Db(..) => store::lock_family(txn, tenant, family_id).await,
     }
 }
 
@@ -788,6 +795,10 @@ impl SavepointWork for Casework {
 impl eh_store::Together<Job> for Casework {
     type Output = Result<Handled, HandlerError>;
 
+    fn tenant<'j>(&self, job: &'j Job) -> &'j str {
+        &job.tenant
+    }
+
     async fn first(&self, txn: &DatabaseTransaction, jobs: &[Job]) -> Result<(), DbErr> {
         let families: Vec<(String, String)> =
             self.families_of(txn, jobs).await?.into_iter().collect();
@@ -824,10 +835,12 @@ macro_rules! door {
                     event: Event::$variant(ev.into()),
                     msg: msg.clone(),
                 };
+                // Batched by council: one batch, one council's scope.
+                let key = format!("{}/{tenant}", $consumer);
                 Ok(self
                     .0
                     .batches
-                    .admit(InSavepoints(self.0.clone()), $consumer, job))
+                    .admit(InSavepoints(self.0.clone()), &key, job))
             }
         }
     };

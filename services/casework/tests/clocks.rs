@@ -89,13 +89,20 @@ async fn outbox_count(db: &DatabaseConnection, suffix: &str) -> anyhow::Result<u
 }
 
 async fn only_case(cw: &Casework) -> anyhow::Result<store::CaseRow> {
-    let cases = store::list_cases(&cw.ctx.db, "worcs", None, None, 10).await?;
+    let cases = store::list_cases(
+        &eh_testkit::inspector_of(&cw.ctx.db).await?,
+        "worcs",
+        None,
+        None,
+        10,
+    )
+    .await?;
     assert_eq!(cases.len(), 1);
     Ok(cases.into_iter().next().expect("one case"))
 }
 
 async fn due(cw: &Casework, case_id: &str, kind: &str) -> anyhow::Result<DateTime<Utc>> {
-    let t = store::timers(&cw.ctx.db, case_id)
+    let t = store::timers(&eh_testkit::inspector_of(&cw.ctx.db).await?, case_id)
         .await?
         .into_iter()
         .find(|t| t.kind == kind)
@@ -147,7 +154,11 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
         .advance(chase - start() - chrono::Duration::seconds(1));
     assert_eq!(fire_both(&e).await?, 0);
     assert_eq!(
-        outbox_count(&a.ctx.db, ".casework.consent_requested").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.consent_requested"
+        )
+        .await?,
         0
     );
     // Due: both replicas try at once; exactly one chase.
@@ -155,7 +166,11 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(fire_both(&e).await?, 0, "fired already");
     assert_eq!(
-        outbox_count(&a.ctx.db, ".casework.consent_requested").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.consent_requested"
+        )
+        .await?,
         1
     );
     assert_eq!(only_case(a).await?.state, State::AwaitingConsent);
@@ -163,10 +178,17 @@ async fn clocks_fire_once_and_never_early(postgres: bool) -> anyhow::Result<()> 
     e.clock.advance(close - chase);
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(fire_both(&e).await?, 0);
-    assert_eq!(outbox_count(&a.ctx.db, ".casework.case_closed").await?, 1);
+    assert_eq!(
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.case_closed"
+        )
+        .await?,
+        1
+    );
     let closed = only_case(a).await?;
     assert_eq!(closed.state, State::ClosedNoConsent);
-    let timeline = store::timeline(&a.ctx.db, &closed.id).await?;
+    let timeline = store::timeline(&eh_testkit::inspector_of(&a.ctx.db).await?, &closed.id).await?;
     assert_eq!(
         timeline
             .iter()
@@ -222,10 +244,14 @@ async fn consent_cancels_the_consent_clocks(postgres: bool) -> anyhow::Result<()
     let case = only_case(a).await?;
     assert_eq!(case.state, State::Screening);
     assert_eq!(
-        outbox_count(&a.ctx.db, ".intake.cmd.screen_referral").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".intake.cmd.screen_referral"
+        )
+        .await?,
         1
     );
-    let timers = store::timers(&a.ctx.db, &case.id).await?;
+    let timers = store::timers(&eh_testkit::inspector_of(&a.ctx.db).await?, &case.id).await?;
     let status = |k: &str| {
         timers
             .iter()
@@ -240,10 +266,21 @@ async fn consent_cancels_the_consent_clocks(postgres: bool) -> anyhow::Result<()
     e.clock.advance(chrono::Duration::days(40));
     assert_eq!(fire_both(&e).await?, 1);
     assert_eq!(
-        outbox_count(&a.ctx.db, ".casework.service_level_breached").await?,
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.service_level_breached"
+        )
+        .await?,
         1
     );
-    assert_eq!(outbox_count(&a.ctx.db, ".casework.case_closed").await?, 0);
+    assert_eq!(
+        outbox_count(
+            &eh_testkit::inspector_of(&a.ctx.db).await?,
+            ".casework.case_closed"
+        )
+        .await?,
+        0
+    );
     assert_eq!(only_case(a).await?.state, State::Screening);
     assert!(
         a.ctx.metrics.encode().contains(
@@ -385,7 +422,11 @@ async fn bad_messages_are_refused_and_change_nothing() -> anyhow::Result<()> {
         .expect_err("no tenant");
     assert!(matches!(err, HandlerError::Permanent(_)));
     for table in ["cases", "timeline", "timers", "eh_outbox", "eh_inbox"] {
-        assert_eq!(rows(&a.ctx.db, table).await?, 0, "{table}");
+        assert_eq!(
+            rows(&eh_testkit::inspector_of(&a.ctx.db).await?, table).await?,
+            0,
+            "{table}"
+        );
     }
     Ok(())
 }

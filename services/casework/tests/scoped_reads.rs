@@ -62,15 +62,21 @@ async fn another_councils_row_is_hidden_from_a_case_read(postgres: bool) -> anyh
             .await?,
         Handled::Done
     );
-    let case = store::list_cases(&cw.ctx.db, "worcs", None, None, 10)
-        .await?
-        .into_iter()
-        .next()
-        .expect("a case");
+    let case = store::list_cases(
+        &eh_testkit::inspector_of(&cw.ctx.db).await?,
+        "worcs",
+        None,
+        None,
+        10,
+    )
+    .await?
+    .into_iter()
+    .next()
+    .expect("a case");
     // A staffs row under worcs' case id: what a query filtering by case id alone would disclose
     // (written in the system scope, as a handler acting for staffs could).
     store::add_step(
-        &cw.ctx.db,
+        &eh_testkit::inspector_of(&cw.ctx.db).await?,
         "staffs",
         &case.id,
         Utc::now(),
@@ -178,7 +184,7 @@ async fn one_statement_shows_what_the_separate_reads_show(postgres: bool) -> any
     ReferralReceivedDoor(cw.clone())
         .handle(&common::referral(&e.ns, "1", "fam-1", false))
         .await?;
-    let db = &cw.ctx.db;
+    let db = &eh_testkit::inspector_of(&cw.ctx.db).await?;
     let case = store::list_cases(db, "worcs", None, None, 10)
         .await?
         .into_iter()

@@ -176,7 +176,7 @@ impl ConsentService for ConsentApi {
         match self
             .consent
             .append(
-                Within::Db(&self.consent.ctx.db),
+                Within::Db(&self.consent.ctx.db, p.data_scope(&req.tenant)),
                 &req.tenant,
                 &record,
                 "grpc",

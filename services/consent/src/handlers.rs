@@ -144,7 +144,7 @@ impl Consent {
         actor: &str,
     ) -> Result<Option<(StoredWithdrawal, bool)>, Error> {
         let now = self.ctx.clock.now();
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         let Some(record) = store::get_record(&txn, tenant, record_id).await? else {
             txn.rollback().await?;
             return Ok(None);
@@ -163,8 +163,10 @@ impl Consent {
         if !store::insert_withdrawal(&txn, tenant, &w).await? {
             // Withdrawn concurrently: report the one held.
             txn.rollback().await?;
-            let held = store::get_record(&self.ctx.db, tenant, record_id)
-                .await?
+            let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
+            let held = store::get_record(&txn, tenant, record_id).await?;
+            eh_store::end_read(txn).await?;
+            let held = held
                 .and_then(|r| r.withdrawal)
                 .ok_or_else(|| sea_orm::DbErr::RecordNotFound(record_id.into()))?;
             return Ok(Some((held, false)));
@@ -191,7 +193,7 @@ impl Consent {
 
     /// Stores a granted override (checked already) and emits `safeguarding_override_granted`.
     pub async fn grant(&self, tenant: &str, o: &Override, actor: &str) -> Result<(), Error> {
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         store::insert_override(&txn, tenant, o).await?;
         let event = pb::SafeguardingOverrideGranted {
             r#override: Some(convert::override_pb(tenant, o)),
@@ -408,11 +410,11 @@ impl ReferralReceivedHandler {
             record,
             msg: msg.clone(),
         };
-        Ok(self.batches.admit(
-            InSavepoints(self.consent.clone()),
-            CONSUMER_REFERRAL_RECEIVED,
-            job,
-        ))
+        // Batched by council: one batch, one council's scope.
+        let key = format!("{CONSUMER_REFERRAL_RECEIVED}/{}", job.tenant);
+        Ok(self
+            .batches
+            .admit(InSavepoints(self.consent.clone()), &key, job))
     }
 }
 
@@ -427,6 +429,10 @@ impl SavepointWork for Consent {
 #[async_trait]
 impl Together<Job> for Consent {
     type Output = Result<Handled, HandlerError>;
+
+    fn tenant<'j>(&self, job: &'j Job) -> &'j str {
+        &job.tenant
+    }
 
     async fn each(&self, within: Within<'_>, job: &Job) -> Result<Handled, HandlerError> {
         let (tenant, msg) = (&job.tenant, &job.msg);

@@ -224,7 +224,15 @@ fn spawn_purge(ctx: &ServiceContext, ttl: chrono::Duration, t: session::Timeouts
     let stop = ctx.shutdown.clone();
     ctx.tasks.spawn(async move {
         loop {
-            match store::purge(&db, clock.now() - ttl).await {
+            // Every council's keys past their time: a named system-scope worker.
+            let purged = async {
+                let txn =
+                    eh_store::begin_system(&db, eh_store::SystemWorker::IdempotencyPurge).await?;
+                let n = store::purge(&txn, clock.now() - ttl).await?;
+                eh_store::commit(txn).await?;
+                Ok::<_, sea_orm::DbErr>(n)
+            };
+            match purged.await {
                 Ok(n) if n > 0 => tracing::info!(keys = n, "idempotency keys expired"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot expire idempotency keys yet"),

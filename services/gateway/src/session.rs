@@ -84,8 +84,23 @@ pub fn same_secret(a: &str, b: &str) -> bool {
         == 0
 }
 
+/// Runs `f` on the session store in one short transaction of the named system-scope worker
+/// [`eh_store::SystemWorker::ConsoleSessions`]: a session is found by the digest of its cookie
+/// before its council is known (row-level security would otherwise hide every row), and purged
+/// across councils. Nothing else of a council's data is read in this scope: the console's pages
+/// call the services with the person's own token.
+pub async fn with_store<T>(
+    db: &sea_orm::DatabaseConnection,
+    f: impl AsyncFnOnce(&sea_orm::DatabaseTransaction) -> Result<T, DbErr>,
+) -> Result<T, DbErr> {
+    let txn = eh_store::begin_system(db, eh_store::SystemWorker::ConsoleSessions).await?;
+    let out = f(&txn).await?;
+    eh_store::commit(txn).await?;
+    Ok(out)
+}
+
 /// Starts a pending session (a sign-in under way) for `tenant`; its id for the cookie.
-pub async fn create_pending(
+async fn create_pending_in(
     db: &impl ConnectionTrait,
     tenant: &str,
     pending: &str,
@@ -114,7 +129,7 @@ pub async fn create_pending(
 
 /// The live session `id` names, its last use moved to `now`; `None` (and the row deleted) when
 /// it is unknown, idle past the timeout or past its absolute end.
-pub async fn load(
+async fn load_in(
     db: &impl ConnectionTrait,
     id: &str,
     now: chrono::DateTime<chrono::Utc>,
@@ -137,7 +152,7 @@ pub async fn load(
     let last_seen: chrono::DateTime<chrono::Utc> = r.try_get_by_index(3)?;
     let expires_at: chrono::DateTime<chrono::Utc> = r.try_get_by_index(4)?;
     if now >= expires_at || now - last_seen >= t.idle {
-        delete(db, id).await?;
+        delete_in(db, id).await?;
         return Ok(None);
     }
     db.execute_raw(stmt(
@@ -169,7 +184,7 @@ pub async fn load(
 /// Ends the pending session `old` and starts a signed-in one under a new id (returned, with
 /// its CSRF token). It ends at `now` + the absolute timeout, or when the token expires if sooner.
 #[allow(clippy::too_many_arguments)]
-pub async fn sign_in(
+async fn sign_in_in(
     db: &impl ConnectionTrait,
     old: Option<&str>,
     tenant: &str,
@@ -179,7 +194,7 @@ pub async fn sign_in(
     t: Timeouts,
 ) -> Result<(String, String), DbErr> {
     if let Some(old) = old {
-        delete(db, old).await?;
+        delete_in(db, old).await?;
     }
     let id = random_token();
     let csrf = random_token();
@@ -207,7 +222,7 @@ pub async fn sign_in(
 }
 
 /// Ends the session `id` (sign-out, expiry); whether there was one.
-pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
+async fn delete_in(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
     let b = db.get_database_backend();
     let res = db
         .execute_raw(stmt(
@@ -220,7 +235,7 @@ pub async fn delete(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> 
 }
 
 /// Forgets every session past its absolute end or idle since before `idle_before`; how many.
-pub async fn purge(
+async fn purge_in(
     db: &impl ConnectionTrait,
     now: chrono::DateTime<chrono::Utc>,
     idle_before: chrono::DateTime<chrono::Utc>,
@@ -234,6 +249,60 @@ pub async fn purge(
         ))
         .await?;
     Ok(res.rows_affected())
+}
+
+/// [`create_pending_in`] through the session store ([`with_store`]).
+pub async fn create_pending(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &str,
+    pending: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, String), DbErr> {
+    with_store(db, async |t| {
+        create_pending_in(t, tenant, pending, now).await
+    })
+    .await
+}
+
+/// [`load_in`] through the session store ([`with_store`]).
+pub async fn load(
+    db: &sea_orm::DatabaseConnection,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    timeouts: Timeouts,
+) -> Result<Option<Session>, DbErr> {
+    with_store(db, async |t| load_in(t, id, now, timeouts).await).await
+}
+
+/// [`sign_in_in`] through the session store ([`with_store`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_in(
+    db: &sea_orm::DatabaseConnection,
+    old: Option<&str>,
+    tenant: &str,
+    user: &SignedIn,
+    token_expires: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    timeouts: Timeouts,
+) -> Result<(String, String), DbErr> {
+    with_store(db, async |t| {
+        sign_in_in(t, old, tenant, user, token_expires, now, timeouts).await
+    })
+    .await
+}
+
+/// [`delete_in`] through the session store ([`with_store`]).
+pub async fn delete(db: &sea_orm::DatabaseConnection, id: &str) -> Result<bool, DbErr> {
+    with_store(db, async |t| delete_in(t, id).await).await
+}
+
+/// [`purge_in`] through the session store ([`with_store`]).
+pub async fn purge(
+    db: &sea_orm::DatabaseConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    idle_before: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, DbErr> {
+    with_store(db, async |t| purge_in(t, now, idle_before).await).await
 }
 
 /// The cookie that holds the session id: `__Host-` prefixed and `Secure` over TLS (so no other

@@ -108,6 +108,7 @@ pub fn migrations() -> Vec<Migration> {
         store::MIGRATIONS,
         store::screening::MIGRATIONS,
         store::rights::MIGRATIONS,
+        store::RLS_MIGRATIONS,
     ]
     .concat()
 }
@@ -154,7 +155,14 @@ pub fn start(
         let tenants: Vec<String> = ctx.settings.tenants.keys().cloned().collect();
         tokio::spawn(async move {
             for tenant in tenants {
-                let load = intake.people.ensure_loaded(&intake.ctx.db, &tenant);
+                let reader = match intake.ctx.readers.of(&tenant).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(tenant, error = %e, "people not preloaded; the first referral will load them");
+                        continue;
+                    }
+                };
+                let load = intake.people.ensure_loaded(&reader, &tenant);
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     r = load => if let Err(e) = r {

@@ -120,7 +120,13 @@ impl Sender {
     /// results as they come in, every result ready at that moment in one transaction.
     pub async fn send_due(&self) -> Result<usize, sea_orm::DbErr> {
         use futures::StreamExt;
-        let db = &self.ctx.db;
+        // Every council's messages due: the sender's connections are in the system scope for it
+        // alone (a named worker); what it records, it records in one system-scope transaction.
+        let db = &self
+            .ctx
+            .readers
+            .system(eh_store::SystemWorker::Sender)
+            .await?;
         let now = self.ctx.clock.now();
         let due = store::due_at_least(db, now, self.min_priority, DUE_BATCH).await?;
         if due.is_empty() {
@@ -429,7 +435,7 @@ impl Sender {
                 }
             }
         }
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_system(&self.ctx.db, eh_store::SystemWorker::Sender).await?;
         store::set_statuses(&txn, &changes).await?;
         for (m, at) in failed {
             store::open_failed_task(&txn, m, at).await?;

@@ -151,6 +151,16 @@ pub const MIGRATIONS: &[Migration] = &[
           );
           CREATE INDEX tasks_open ON tasks (tenant, status, created_at)",
     },
+    // Every table of a council's rows carries its council, under row-level security: the
+    // overdue marks are given their message's.
+    Migration {
+        owner: "notifications",
+        version: 21,
+        name: "overdue marks by council",
+        sql: "ALTER TABLE overdue_raised ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+          UPDATE overdue_raised SET tenant = COALESCE(
+            (SELECT m.tenant FROM messages m WHERE m.id = overdue_raised.message_id), '')",
+    },
 ];
 
 /// Delivery statuses a message can have.
@@ -562,7 +572,9 @@ pub async fn raise_overdue(
     let r = db
         .execute_raw(stmt(
             db.get_database_backend(),
-            "INSERT INTO overdue_raised (message_id, raised_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO overdue_raised (message_id, raised_at, tenant)
+             SELECT id, $2, tenant FROM messages WHERE id = $1
+             ON CONFLICT DO NOTHING",
             [message_id.into(), now.into()],
         ))
         .await?;

@@ -38,7 +38,10 @@ pub async fn watch_overdue(ctx: ServiceContext, every: Duration) {
 /// sets the unsent gauge. Returns how many it raised now.
 pub async fn check_overdue(ctx: &ServiceContext) -> Result<usize, DbErr> {
     let now = ctx.clock.now();
-    let late = store::overdue_urgent(&ctx.db, now - OVERDUE_AFTER).await?;
+    // Every council's urgent emails (each raised in its council's scope).
+    let sweep = eh_store::begin_system(&ctx.db, eh_store::SystemWorker::UrgentWatch).await?;
+    let late = store::overdue_urgent(&sweep, now - OVERDUE_AFTER).await?;
+    eh_store::end_read(sweep).await?;
     // Every council's gauge is set, to zero when none is late.
     let mut unsent: BTreeMap<String, i64> = ctx
         .settings
@@ -52,7 +55,7 @@ pub async fn check_overdue(ctx: &ServiceContext) -> Result<usize, DbErr> {
         if raised_before {
             continue;
         }
-        let txn = eh_store::begin(&ctx.db).await?;
+        let txn = eh_store::begin_scoped(&ctx.db, &m.tenant).await?;
         if !store::raise_overdue(&txn, &m.id, now).await? {
             txn.rollback().await?;
             continue; // another replica raised it

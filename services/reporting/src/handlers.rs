@@ -253,7 +253,7 @@ impl eh_bus::Handler for FactHandler {
         let fact = self.fact(&tenant, msg)?;
         let key = msg.key();
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
-        let txn = eh_store::begin(&ctx.db).await.map_err(db)?;
+        let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
         if !eh_bus::inbox::claim(&txn, self.name, &key)
             .await
             .map_err(|e| HandlerError::bus(&e))?

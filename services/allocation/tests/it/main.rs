@@ -265,7 +265,7 @@ async fn imports_directory_with_every_refusal_named(postgres: bool) {
     assert_eq!(third.withdrawn, 3, "two gone, one inactive: {third:?}");
     assert_eq!(third.updated, 2, "renamed and inactive: {third:?}");
     let withdrawn = count(
-        &e.ctx.db,
+        &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
         "SELECT COUNT(*) FROM directory_services WHERE withdrawn",
     )
     .await;
@@ -288,7 +288,7 @@ async fn imports_directory_with_every_refusal_named(postgres: bool) {
     assert!(broken.error.contains("HTTP 500"), "{}", broken.error);
     assert_eq!(
         count(
-            &e.ctx.db,
+            &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
             "SELECT COUNT(*) FROM directory_services WHERE withdrawn"
         )
         .await,
@@ -314,7 +314,7 @@ async fn imports_directory_with_every_refusal_named(postgres: bool) {
     );
     assert_eq!(
         count(
-            &e.ctx.db,
+            &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
             "SELECT COUNT(*) FROM eh_outbox WHERE subject LIKE '%.worcs.allocation.directory_imported'"
         )
         .await,
@@ -697,7 +697,7 @@ async fn every_method_is_behind_its_roles() {
         );
     }
     let denied = count(
-        &e.ctx.db,
+        &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
         "SELECT COUNT(*) FROM eh_audit WHERE decision = 'denied'",
     )
     .await;

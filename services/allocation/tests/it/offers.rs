@@ -111,7 +111,7 @@ async fn offers_made(e: &Env) -> Vec<(String, String)> {
 }
 
 async fn outbox<T: Message + Default>(e: &Env, name: &str) -> Vec<T> {
-    let db = &e.ctx.db;
+    let db = &eh_testkit::inspector_of(&e.ctx.db).await.unwrap();
     let rows = db
         .query_all_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
@@ -278,7 +278,7 @@ async fn ready_offered_accepted(postgres: bool) {
     assert_eq!(offers(&e, &manager(), "case-1").await[0].status, "offered");
     assert_eq!(
         count(
-            &e.ctx.db,
+            &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
             "SELECT COUNT(*) FROM eh_audit WHERE decision = 'denied' AND reason LIKE '%another organisation%'"
         )
         .await,
@@ -771,7 +771,7 @@ async fn a_lead_practitioner_is_named_after_a_decline(postgres: bool) {
     // Every refusal of another organisation or person is audited.
     assert_eq!(
         count(
-            &e.ctx.db,
+            &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
             "SELECT COUNT(*) FROM eh_audit WHERE decision = 'denied'
                AND (reason LIKE '%another organisation%' OR reason LIKE '%practitioner asked%')"
         )

@@ -108,7 +108,7 @@ async fn outbox(db: &DatabaseConnection) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn events(e: &Env, event: &str) -> Vec<Vec<u8>> {
-    outbox(&e.ctx.db)
+    outbox(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap())
         .await
         .into_iter()
         .filter(|(s, _)| s.ends_with(&format!(".consent.{event}")))
@@ -209,9 +209,12 @@ async fn referrals_arriving_together_are_recorded_once_each(e: Env) {
     let postgres = e.ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let stored_in = match postgres {
         true => Some(
-            eh_testkit::TopTransactions::watch(&e.ctx.db, "consent_records")
-                .await
-                .unwrap(),
+            eh_testkit::TopTransactions::watch(
+                &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
+                "consent_records",
+            )
+            .await
+            .unwrap(),
         ),
         false => None,
     };
@@ -247,11 +250,20 @@ async fn referrals_arriving_together_are_recorded_once_each(e: Env) {
         eh_testkit::tally(results, &Handled::Done, &Handled::Duplicate);
     assert_eq!((done, duplicates), (24, 4), "{failed:?}");
     assert_eq!(failed.len(), usize::from(postgres), "{failed:?}");
-    assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 20);
+    assert_eq!(
+        store::count_records(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+            .await
+            .unwrap(),
+        20
+    );
     assert_eq!(events(&e, "consent_recorded").await.len(), 20);
     if postgres {
         assert!(failed[0].contains("0x00"), "{failed:?}");
-        let (records, transactions) = stored_in.unwrap().count(&e.ctx.db).await.unwrap();
+        let (records, transactions) = stored_in
+            .unwrap()
+            .count(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap())
+            .await
+            .unwrap();
         assert_eq!(records, 20, "the failed record went with its savepoint");
         assert!(
             transactions < 20,
@@ -282,7 +294,12 @@ async fn referral_consent_is_recorded_once(e: Env) {
         true,
     );
     assert_eq!(e.handler.handle(&again).await.unwrap(), Handled::Done);
-    assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 1);
+    assert_eq!(
+        store::count_records(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+            .await
+            .unwrap(),
+        1
+    );
     let recorded = events(&e, "consent_recorded").await;
     assert_eq!(recorded.len(), 1);
     let ev = pb::ConsentRecorded::decode(recorded[0].as_slice()).unwrap();
@@ -315,8 +332,17 @@ async fn referral_without_consent_records_and_emits_nothing(e: Env) {
     );
     assert_eq!(e.handler.handle(&msg).await.unwrap(), Handled::Done);
     assert_eq!(e.handler.handle(&msg).await.unwrap(), Handled::Duplicate);
-    assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 0);
-    assert!(outbox(&e.ctx.db).await.is_empty());
+    assert_eq!(
+        store::count_records(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        outbox(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap())
+            .await
+            .is_empty()
+    );
     let d = decide(&e, &worker(), check("fam-2", "health", "health")).await;
     assert!(!d.allowed);
     assert!(d.reason.contains("no consent"), "{}", d.reason);
@@ -404,7 +430,9 @@ async fn record_check_withdraw(e: Env) {
         w.withdrawal_id
     );
     // Every check was kept, with who asked.
-    let kept = store::decisions(&e.ctx.db, "worcs").await.unwrap();
+    let kept = store::decisions(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+        .await
+        .unwrap();
     assert_eq!(kept.len(), 4);
     assert!(kept.iter().all(|k| k.0 == "person:worker-1"));
     assert_eq!(kept.iter().filter(|k| k.5).count(), 1);
@@ -466,9 +494,13 @@ async fn tenants_are_kept_apart(e: Env) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    let rec_id = store::family_records(&e.ctx.db, "worcs", "fam-x")
-        .await
-        .unwrap()[0]
+    let rec_id = store::family_records(
+        &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
+        "worcs",
+        "fam-x",
+    )
+    .await
+    .unwrap()[0]
         .record
         .id
         .clone();
@@ -508,13 +540,19 @@ async fn tenants_are_kept_apart(e: Env) {
                 && decision == "denied")
     );
     assert!(
-        store::decisions(&e.ctx.db, "worcs")
+        store::decisions(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store::decisions(&e.ctx.db, "staffs").await.unwrap().len(),
+        store::decisions(
+            &eh_testkit::inspector_of(&e.ctx.db).await.unwrap(),
+            "staffs"
+        )
+        .await
+        .unwrap()
+        .len(),
         1
     );
 }
@@ -570,7 +608,12 @@ async fn invalid_input_is_reported_by_field(e: Env) {
     q.tenant = "nowhere".into();
     let err = e.api.check_sharing(req(&worker(), q)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(store::count_records(&e.ctx.db, "worcs").await.unwrap(), 0);
+    assert_eq!(
+        store::count_records(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// Several categories at once (`CheckSharingAll`): a decision per category as `CheckSharing`
@@ -796,7 +839,12 @@ async fn start_consumes_referrals_and_publishes_events() {
         .unwrap();
     let within = std::time::Duration::from_secs(20);
     eh_testkit::eventually(within, "consent recorded", || async {
-        Ok((store::count_records(&e.ctx.db, "worcs").await? == 1).then_some(()))
+        Ok(
+            (store::count_records(&eh_testkit::inspector_of(&e.ctx.db).await.unwrap(), "worcs")
+                .await?
+                == 1)
+                .then_some(()),
+        )
     })
     .await
     .unwrap();

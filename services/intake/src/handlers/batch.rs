@@ -97,7 +97,8 @@ impl eh_bus::batch::Batch for Storer {
 
     async fn run(&self, tenant: &str, jobs: &[Job]) -> Result<Vec<Outcome>, StoreError> {
         // The first batch of a tenant on this replica loads its people, before any lock.
-        self.people.ensure_loaded(&self.ctx.db, tenant).await?;
+        let reader = self.ctx.readers.of(tenant).await?;
+        self.people.ensure_loaded(&reader, tenant).await?;
         let outcomes = self.store(tenant, jobs).await?;
         self.ctx.outbox.committed();
         Ok(outcomes)
@@ -110,7 +111,7 @@ impl Storer {
         let started = std::time::Instant::now();
         let mut phases: Vec<(&str, u128)> = Vec::new();
         let mut mark = |what: &'static str| phases.push((what, started.elapsed().as_micros()));
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         let keys: Vec<String> = jobs
             .iter()
             .filter_map(|j| j.inbound.as_ref().map(Received::key))

@@ -151,7 +151,7 @@ impl Intake {
         rejection: Rejection,
         door: &Door<'_>,
     ) -> Result<Outcome, StoreError> {
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         if let Some(msg) = door.inbound
             && !inbox::claim(&txn, CONSUMER_INBOUND, &msg.key())
                 .await
@@ -221,7 +221,7 @@ impl Intake {
         reason: &str,
         actor: &str,
     ) -> Result<StoredCandidate, ResolveError> {
-        let txn = eh_store::begin(&self.ctx.db).await?;
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant).await?;
         let now = self.ctx.clock.now();
         match candidates::resolve(&txn, tenant, candidate_id, resolution, reason, actor, now).await
         {
@@ -370,7 +370,13 @@ impl ReferAgainHandler {
         }
         let (intake, msg) = (self.intake.clone(), msg.clone());
         Ok(Box::pin(async move {
-            let stored = crate::store::referrals::get(&intake.ctx.db, &tenant, &cmd.referral_id)
+            let reader = intake
+                .ctx
+                .readers
+                .of(&tenant)
+                .await
+                .map_err(|e| HandlerError::db(&e))?;
+            let stored = crate::store::referrals::get(&reader, &tenant, &cmd.referral_id)
                 .await
                 .map_err(|e| HandlerError::db(&e))?
                 .ok_or_else(|| {

@@ -70,9 +70,9 @@ impl ScreenReferralHandler {
             cmd,
             msg: msg.clone(),
         };
-        Ok(self
-            .batches
-            .admit(InSavepoints(self.clone()), CONSUMER, job))
+        // Batched by council: one batch, one council's scope.
+        let key = format!("{CONSUMER}/{}", job.tenant);
+        Ok(self.batches.admit(InSavepoints(self.clone()), &key, job))
     }
 }
 
@@ -87,6 +87,10 @@ impl SavepointWork for ScreenReferralHandler {
 #[async_trait]
 impl Together<ScreenJob> for ScreenReferralHandler {
     type Output = Result<Handled, HandlerError>;
+
+    fn tenant<'j>(&self, job: &'j ScreenJob) -> &'j str {
+        &job.tenant
+    }
 
     async fn each(&self, within: Within<'_>, job: &ScreenJob) -> Result<Handled, HandlerError> {
         let ns = self.ctx.namespace().to_string();

@@ -16,6 +16,19 @@ pub use referrals::{StoredReferral, count, family_referrals, find_by_sources, ge
 
 use eh_store::Migration;
 
+/// `referral_people` (who a referral names: personal data) is a council's rows like the others,
+/// under row-level security: existing rows are given their referral's council. After
+/// screening's migrations (intake's versions rise in list order).
+pub const RLS_MIGRATIONS: &[Migration] = &[Migration {
+    owner: "intake",
+    version: 41,
+    name: "referral people by council",
+    sql: "ALTER TABLE referral_people ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+      UPDATE referral_people SET tenant = COALESCE(
+        (SELECT r.tenant FROM referrals r WHERE r.id = referral_people.referral_id), '');
+      CREATE INDEX referral_people_tenant ON referral_people (tenant, referral_id)",
+}];
+
 /// Intake's tables, then what matching added to them; screening's are [`screening::MIGRATIONS`].
 pub const MIGRATIONS: &[Migration] = &[
     Migration {

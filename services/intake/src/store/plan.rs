@@ -50,8 +50,8 @@ impl Plan {
                 19,
             ),
             links: Rows::new(
-                "INSERT INTO referral_people (referral_id, person_id, role, position)",
-                4,
+                "INSERT INTO referral_people (referral_id, person_id, role, position, tenant)",
+                5,
             ),
             decisions: matches::decision_rows(),
             candidates: matches::candidate_rows(),
@@ -194,6 +194,7 @@ impl Plan {
                 pid.clone().into(),
                 m.role.as_str().into(),
                 position.into(),
+                tenant.into(),
             ]);
             matches::push_decision(
                 &mut self.decisions,

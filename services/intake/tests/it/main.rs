@@ -26,6 +26,9 @@ pub struct Env {
     pub api: IntakeApi,
     pub clock: Arc<ManualClock>,
     location: eh_store::Location,
+    /// The test's own look at what was written, in the system scope: the service's pool sees
+    /// nothing outside a council's scope.
+    inspect: DatabaseConnection,
     _dir: tempfile::TempDir,
 }
 
@@ -55,6 +58,7 @@ pub async fn env(postgres: bool) -> Env {
         clock.clone(),
     );
     let intake = Intake::new(ctx.clone());
+    let inspect = eh_testkit::inspector_of(&ctx.db).await.unwrap();
     Env {
         api: IntakeApi {
             intake: intake.clone(),
@@ -64,6 +68,7 @@ pub async fn env(postgres: bool) -> Env {
         ctx,
         clock,
         location,
+        inspect,
         _dir: dir,
     }
 }
@@ -79,7 +84,7 @@ impl Env {
     }
 
     pub fn db(&self) -> &DatabaseConnection {
-        &self.ctx.db
+        &self.inspect
     }
 
     pub fn postgres(&self) -> bool {

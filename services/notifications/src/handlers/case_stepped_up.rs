@@ -142,14 +142,15 @@ impl eh_bus::Handler for CaseSteppedUpHandler {
         let (tenant, ev) = decode::<CaseSteppedUp>(ctx, msg, "CaseSteppedUp")?;
         let case = ev.case.clone().unwrap_or_default();
         let settings = self.0.settings.council(&tenant);
-        let referrer = store::referrer_of(&ctx.db, &tenant, &case.referral_id)
+        let reader = ctx.readers.of(&tenant).await.map_err(retry)?;
+        let referrer = store::referrer_of(&reader, &tenant, &case.referral_id)
             .await
             .map_err(retry)?;
         let mut scopes = vec![store::referral_scope(&case.referral_id)];
         if !case.family_id.is_empty() {
             scopes.push(store::family_scope(&case.family_id));
         }
-        let child_names = store::child_name_tokens(&ctx.db, &tenant, &scopes)
+        let child_names = store::child_name_tokens(&reader, &tenant, &scopes)
             .await
             .map_err(retry)?;
         let council = council(&tenant, settings);

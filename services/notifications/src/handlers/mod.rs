@@ -370,7 +370,11 @@ impl Notifier {
             key: msg.key(),
             recording,
         };
-        Box::pin(self.batches.enqueue(self.clone(), consumer, job))
+        // Batched by council (`<consumer>/<tenant>`): one batch, one council's scope.
+        Box::pin(
+            self.batches
+                .enqueue(self.clone(), &format!("{consumer}/{tenant}"), job),
+        )
     }
 }
 
@@ -382,8 +386,15 @@ impl Batch for Notifier {
 
     /// Claims every job's event in `consumer`'s inbox and writes the recordings of those claimed
     /// now, in one transaction; an event handled before (or twice in the batch) is a duplicate.
-    async fn run(&self, consumer: &str, jobs: &[Job]) -> Result<Vec<Handled>, HandlerError> {
-        let txn = eh_store::begin(&self.ctx.db).await.map_err(retry)?;
+    async fn run(&self, key: &str, jobs: &[Job]) -> Result<Vec<Handled>, HandlerError> {
+        let Some((consumer, tenant)) = key.split_once('/') else {
+            return Err(HandlerError::Permanent(format!(
+                "batch {key:?} names no council"
+            )));
+        };
+        let txn = eh_store::begin_scoped(&self.ctx.db, tenant)
+            .await
+            .map_err(retry)?;
         let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
         let claimed = inbox::claim_many(&txn, consumer, &keys)
             .await

@@ -39,6 +39,9 @@ struct Env {
     notifier: Notifier,
     /// In front of PostgreSQL, when the test cuts the database off.
     proxy: Option<eh_testkit::Cuttable>,
+    /// The test's own look at what was written, in the system scope: the service's pool sees
+    /// nothing outside a council's scope.
+    inspect: sea_orm::DatabaseConnection,
     _dir: tempfile::TempDir,
 }
 
@@ -67,7 +70,7 @@ impl Env {
     ) -> Result<()> {
         for i in 0..n {
             store::queue(
-                &self.ctx.db,
+                &self.inspect,
                 &store::NewMessage {
                     tenant: "worcs",
                     template: "referral_acknowledgement",
@@ -84,7 +87,7 @@ impl Env {
     }
 
     async fn messages(&self, tenant: &str, related_id: &str) -> Result<Vec<MessageRow>> {
-        Ok(store::for_related(&self.ctx.db, tenant, related_id).await?)
+        Ok(store::for_related(&self.inspect, tenant, related_id).await?)
     }
 
     /// The one message of `template` about `related_id` to `recipient`.
@@ -110,7 +113,7 @@ impl Env {
     }
 
     async fn count_status(&self, status: &str) -> Result<i64> {
-        let db = &self.ctx.db;
+        let db = &self.inspect;
         let row = db
             .query_one_raw(eh_store::stmt(
                 db.get_database_backend(),
@@ -271,7 +274,9 @@ async fn env_built(
     let mailer = Arc::new(Mailer::from_settings(&settings).map_err(anyhow::Error::msg)?);
     let sender = Sender::new(ctx.clone(), mailer);
     let notifier = Notifier::new(ctx.clone(), sender.waker());
+    let inspect = eh_testkit::inspector_of(&ctx.db).await?;
     Ok(Env {
+        inspect,
         ctx,
         clock,
         smtp,
@@ -289,7 +294,7 @@ async fn two_senders_send_each_message_once(e: Env) -> Result<()> {
     let n = 300;
     e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
         .await?;
-    store::suppress(&e.ctx.db, "worcs", "REF-7@school.test", "moved away", now).await?;
+    store::suppress(&e.inspect, "worcs", "REF-7@school.test", "moved away", now).await?;
     let settings = e.ctx.settings.clone();
     let other = Sender::new(
         e.ctx.clone(),
@@ -317,8 +322,7 @@ async fn two_senders_send_each_message_once(e: Env) -> Result<()> {
     assert_eq!(e.count_status("sent").await?, (n - 1) as i64);
     assert_eq!(e.count_status("suppressed").await?, 1);
     let row = e
-        .ctx
-        .db
+        .inspect
         .query_one_raw(eh_store::stmt(
             e.ctx.db.get_database_backend(),
             "SELECT MAX(attempts) FROM messages",
@@ -355,7 +359,7 @@ async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Res
     let done = results.iter().filter(|r| **r == Handled::Done).count();
     assert_eq!((done, results.len() - done), (60, 10));
     let count = |sql: &'static str| {
-        let db = e.ctx.db.clone();
+        let db = e.inspect.clone();
         async move {
             let row = db
                 .query_one_raw(eh_store::stmt(db.get_database_backend(), sql, []))
@@ -367,7 +371,7 @@ async fn events_arriving_together_are_recorded_together_once_each(e: Env) -> Res
     assert_eq!(count("SELECT COUNT(*) FROM messages").await?, 60);
     assert_eq!(count("SELECT COUNT(*) FROM referrers").await?, 60);
     assert_eq!(count("SELECT COUNT(*) FROM suppressions").await?, 1);
-    let db = &e.ctx.db;
+    let db = &e.inspect;
     let claims = db
         .query_one_raw(eh_store::stmt(
             db.get_database_backend(),
@@ -425,7 +429,7 @@ async fn sending_stops_when_sends_cannot_be_recorded(e: Env) -> Result<()> {
     let n = 100;
     e.queue_acknowledgements("ref", n, now - chrono::Duration::minutes(1))
         .await?;
-    let db = &e.ctx.db;
+    let db = &e.inspect;
     let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
     let refuse = if postgres {
         "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS
@@ -892,7 +896,7 @@ async fn step_up_referrer_marked_unsafe_gets_nothing(e: Env) -> Result<()> {
     );
     assert_eq!(handle(&h.step_up, &msg).await?, Handled::Done);
     store::suppress(
-        &e.ctx.db,
+        &e.inspect,
         "worcs",
         "listed@ref.test",
         "known to a perpetrator",
@@ -915,7 +919,7 @@ async fn step_up_referrer_marked_unsafe_gets_nothing(e: Env) -> Result<()> {
         .await?;
     assert_eq!(event_unsafe.status, "suppressed");
     assert!(
-        store::is_suppressed(&e.ctx.db, "worcs", "unsafe@ref.test")
+        store::is_suppressed(&e.inspect, "worcs", "unsafe@ref.test")
             .await?
             .is_some(),
         "the event's unsafe address joined the suppression list"
@@ -935,7 +939,7 @@ async fn council_mailboxes_on_the_suppression_list_get_nothing(e: Env) -> Result
     let h = e.handlers();
     for a in ["front-door@worcs.test", "EH-Manager@worcs.test"] {
         store::suppress(
-            &e.ctx.db,
+            &e.inspect,
             "worcs",
             a,
             "mailbox compromised",
@@ -983,7 +987,7 @@ async fn consent_is_asked_of_safe_parents_only(e: Env) -> Result<()> {
     let ns = e.ns();
     let h = e.handlers();
     store::suppress(
-        &e.ctx.db,
+        &e.inspect,
         "worcs",
         "listed@home.test",
         "court order",
@@ -1032,7 +1036,7 @@ async fn consent_is_asked_of_safe_parents_only(e: Env) -> Result<()> {
         .await?;
     assert_eq!(unsafe_.status, "suppressed");
     assert!(
-        store::is_suppressed(&e.ctx.db, "worcs", "sam@away.test")
+        store::is_suppressed(&e.inspect, "worcs", "sam@away.test")
             .await?
             .is_some()
     );
@@ -1147,7 +1151,7 @@ async fn a_person_marked_unsafe_later_gets_nothing_at_any_address(e: Env) -> Res
     let second = family_referral(&ns, "l2", "pat@school.test", None, Some(false));
     assert_eq!(handle(&h.referral, &second).await?, Handled::Done);
     assert!(
-        store::is_person_suppressed(&e.ctx.db, "worcs", "p-sam")
+        store::is_person_suppressed(&e.inspect, "worcs", "p-sam")
             .await?
             .is_some()
     );
@@ -1276,7 +1280,7 @@ async fn a_confirmed_merge_suppresses_the_person_under_both_ids(e: Env) -> Resul
     }
     for p in ["p-held", "p-new"] {
         ensure!(
-            store::is_person_suppressed(&e.ctx.db, "worcs", p)
+            store::is_person_suppressed(&e.inspect, "worcs", p)
                 .await?
                 .is_some()
         );
@@ -1297,7 +1301,7 @@ async fn a_confirmed_merge_suppresses_the_person_under_both_ids(e: Env) -> Resul
     );
     assert_eq!(handle(&h.merged, &msg).await?, Handled::Done);
     ensure!(
-        store::is_person_suppressed(&e.ctx.db, "worcs", "p-a")
+        store::is_person_suppressed(&e.inspect, "worcs", "p-a")
             .await?
             .is_none()
     );
@@ -1420,7 +1424,7 @@ async fn tenants_are_kept_apart(e: Env) -> Result<()> {
     let h = e.handlers();
     // staffs suppresses an address worcs's referrer uses; worcs is not bound by it.
     store::suppress(
-        &e.ctx.db,
+        &e.inspect,
         "staffs",
         "pat@school.test",
         "staffs only",
@@ -1532,7 +1536,9 @@ async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
         .filter(|m| m.version < 11)
         .collect();
     eh_store::migrate(&db, "notifications", &before).await?;
-    db.execute_raw(eh_store::stmt(
+    // Written and read back in the system scope (the pool itself is in none).
+    let look = eh_testkit::inspector_of(&db).await?;
+    look.execute_raw(eh_store::stmt(
         db.get_database_backend(),
         "INSERT INTO messages (id, tenant, template, channel, recipient, related_id, subject, body,
            status, attempts, next_attempt_at, created_at)
@@ -1545,12 +1551,12 @@ async fn migrating_keeps_existing_messages(postgres: bool) -> Result<()> {
         eh_store::migrate(&db, "notifications", &migrations()).await?,
         migrations().iter().filter(|m| m.version >= 11).count()
     );
-    let rows = store::for_related(&db, "worcs", "ref-1").await?;
+    let rows = store::for_related(&look, "worcs", "ref-1").await?;
     assert_eq!(rows.len(), 1);
     assert_eq!((rows[0].id.as_str(), rows[0].priority), ("m-1", 0));
     // The old uniqueness still holds for a message without a dedupe key.
     let again = store::queue(
-        &db,
+        &look,
         &store::NewMessage {
             tenant: "worcs",
             template: "referral_acknowledgement",
@@ -1632,8 +1638,7 @@ async fn postgres_an_outage_after_a_claim_keeps_the_claimed_messages() -> Result
     let outage = async {
         eh_testkit::eventually(Duration::from_secs(20), "the round's claim", || async {
             let claimed = e
-                .ctx
-                .db
+                .inspect
                 .query_one_raw(eh_store::stmt(
                     e.ctx.db.get_database_backend(),
                     "SELECT COUNT(*) FROM messages WHERE attempts = 1",
@@ -1809,8 +1814,7 @@ async fn the_front_door_is_retried_without_end_and_raised_after_a_minute(e: Env)
     );
     assert_eq!(raised(&e).as_deref(), Some("1"));
     let outbox = e
-        .ctx
-        .db
+        .inspect
         .query_one_raw(eh_store::stmt(
             e.ctx.db.get_database_backend(),
             "SELECT COUNT(*) FROM eh_outbox WHERE subject = $1",
@@ -1871,8 +1875,7 @@ async fn a_dead_senders_claims_are_sent_within_seconds(e: Env) -> Result<()> {
     let round = tokio::spawn(async move { dying.send_due().await });
     eh_testkit::eventually(Duration::from_secs(20), "the round's claim", || async {
         let claimed = e
-            .ctx
-            .db
+            .inspect
             .query_one_raw(eh_store::stmt(
                 e.ctx.db.get_database_backend(),
                 "SELECT COUNT(*) FROM messages WHERE attempts = 1",
