@@ -5,8 +5,8 @@
 //! `pg_stat_activity`; the services' role cannot lift `FORCE` or drop a policy; a superuser
 //! bypasses it all. `migrate` installs it idempotently, on tables added later too.
 use eh_store::{
-    Location, Migration, SystemWorker, TENANT_POLICY, TENANT_SETTING, begin_scoped,
-    begin_system, connect, migrate, stmt,
+    Location, Migration, SystemWorker, TENANT_POLICY, TENANT_SETTING, begin_scoped, begin_system,
+    connect, migrate, stmt,
 };
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use std::collections::BTreeSet;

@@ -489,11 +489,13 @@ async fn every_method_is_behind_its_roles() {
         "business_support",
         "social_worker",
         "provider",
+        "information_governance",
     ];
     let methods: Vec<&str> = ACCESS.iter().map(|(m, _)| *m).collect();
     assert_eq!(
         methods,
         [
+            "ExportPersonData",
             "ImportDirectory",
             "ListImports",
             "SearchDirectory",
@@ -513,6 +515,18 @@ async fn every_method_is_behind_its_roles() {
     async fn call(e: &Env, method: &str, p: &Principal) -> Result<(), tonic::Status> {
         let t = || "worcs".to_string();
         match method {
+            "ExportPersonData" => e
+                .api
+                .export_person_data(req(
+                    p,
+                    eh_proto::records::v1::ExportPersonDataRequest {
+                        tenant: t(),
+                        person_id: "no-such-person".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop),
             "ImportDirectory" => e
                 .api
                 .import_directory(req(p, pb::ImportDirectoryRequest { tenant: t() }))
