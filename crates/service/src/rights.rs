@@ -264,43 +264,6 @@ pub async fn destroy(
     Ok(deleted)
 }
 
-/// Discards the dead letters of `ctx`'s service's consumers, of council `tenant`, whose payload or
-/// headers carry one of `ids`; how many.
-///
-/// # Errors
-/// The broker could not be read or a dead letter not deleted.
-pub async fn purge_dead_letters(
-    ctx: &ServiceContext,
-    tenant: &str,
-    ids: &Ids,
-) -> eh_bus::Result<usize> {
-    let ns = ctx.namespace();
-    let ours: Vec<&str> = eh_proto::catalogue::SUBSCRIPTIONS
-        .iter()
-        .filter(|s| s.service == ctx.service)
-        .map(|s| s.consumer)
-        .collect();
-    let needles = ids.all();
-    let carries = |hay: &[u8]| {
-        needles
-            .iter()
-            .any(|id| !id.is_empty() && hay.windows(id.len()).any(|w| w == id.as_bytes()))
-    };
-    let mut purged = 0;
-    for dl in eh_bus::dlq::list(ctx.transport.as_ref(), ns, usize::MAX).await? {
-        if !ours.contains(&dl.consumer.as_str())
-            || eh_bus::subjects::tenant_of(ns, &dl.original_subject) != Some(tenant)
-        {
-            continue;
-        }
-        if carries(&dl.payload) || dl.headers.values().any(|v| carries(v.as_bytes())) {
-            eh_bus::dlq::discard(ctx.transport.as_ref(), ns, dl.seq).await?;
-            purged += 1;
-        }
-    }
-    Ok(purged)
-}
-
 /// The ids of a subject access request, checked: INVALID_ARGUMENT naming each missing field.
 ///
 /// # Errors
@@ -449,12 +412,6 @@ impl eh_bus::Handler for DestructionHandler {
             b.before(&txn, &tenant).await.map_err(db)?;
         }
         let rows = destroy(&txn, self.holdings, &ids).await.map_err(db)?;
-        // The bus's copies this service holds: its consumers' dead letters that carry one of the
-        // family's ids. Before the commit, so a broker away retries the whole (nothing is
-        // deleted twice: a repeat finds none).
-        let parked = purge_dead_letters(ctx, &tenant, &ids)
-            .await
-            .map_err(|e| HandlerError::bus(&e))?;
         let now = ctx.clock.now();
         let confirmation = pb::RecordsDestroyed {
             destruction_id: ev.destruction_id.clone(),
@@ -479,7 +436,6 @@ impl eh_bus::Handler for DestructionHandler {
             tenant,
             destruction_id = ev.destruction_id,
             rows,
-            dead_letters = parked,
             "family records destroyed"
         );
         Ok(Handled::Done)
