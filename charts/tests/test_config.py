@@ -27,6 +27,7 @@ SECTIONS = {
     "gateway": "GatewaySettings",
     "allocation": "ConsentSettings",  # allocation's: where consent's API is
     "assessment": "ConsentSettings",  # assessment's: the same
+    "records": "RecordsSettings",  # records' retention sweep
 }
 TENANT_SECTIONS = {
     "templates": "BTreeMap<String, TemplateSettings>",
@@ -37,6 +38,7 @@ TENANT_SECTIONS = {
     "service_levels": "ServiceLevelSettings",
     "allocation": "AllocationSettings",  # allocation's rules and directory
     "assessment": "AssessmentCouncilSettings",  # assessment's distance-travelled scale
+    "retention": "RetentionSettings",  # records' retention policy of the council
 }
 
 
