@@ -62,6 +62,28 @@ async fn cases_snapshot(t: &TestApp) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
+/// The cases once each of `tenants` has one and none is still being moved on by the platform
+/// itself (each waits for a person: a provider, consent, a practitioner). A snapshot taken
+/// earlier would see the platform's own work still under way — a case moving on to allocation —
+/// and call it the forged messages' doing.
+async fn cases_at_rest(t: &TestApp, tenants: &[&str]) -> anyhow::Result<Vec<String>> {
+    let in_motion = |line: &String| {
+        matches!(
+            line.rsplit('/').next().unwrap_or_default(),
+            "requested" | "screening" | "ready_for_allocation" | "allocating"
+        )
+    };
+    until("the councils' cases at rest", || async {
+        let snap = cases_snapshot(t).await?;
+        Ok(tenants
+            .iter()
+            .all(|p| snap.iter().any(|c| c.starts_with(&format!("{p}/"))))
+            && !snap.iter().any(in_motion))
+    })
+    .await?;
+    cases_snapshot(t).await
+}
+
 fn doc(reference: &str) -> anyhow::Result<Vec<u8>> {
     Ok(serde_json::to_vec(&referral(reference, None))?)
 }
@@ -131,12 +153,7 @@ async fn forged_council_is_dead_lettered(distributed: bool) -> anyhow::Result<()
     // A real referral of worcs, its case opened: what the forgery copies.
     t.publish_inbound("worcs", doc("W-1")?, "R-1").await?;
     let real = referral_received(&t, "worcs").await?;
-    until("worcs's case", || async {
-        Ok(!cases_snapshot(&t).await?.is_empty())
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = cases_snapshot(&t).await?;
+    let before = cases_at_rest(&t, &["worcs"]).await?;
 
     let transport = &t.app().transport;
     let mut headers = BTreeMap::from([(H_TENANT.to_string(), "worcs".to_string())]);
@@ -331,15 +348,7 @@ async fn a_nats_server_with_the_generated_accounts_keeps_councils_apart() -> any
             .expect("envelope");
         assert_eq!(env.actor, format!("system:{tenant}-upstream"));
     }
-    until("worcs's case", || async {
-        Ok(cases_snapshot(&t)
-            .await?
-            .iter()
-            .any(|c| c.starts_with("worcs/")))
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = cases_snapshot(&t).await?;
+    let before = cases_at_rest(&t, &["worcs", "staffs"]).await?;
 
     // Worcestershire's credential on Staffordshire's inbound subject, on a casework-consumed
     // event of either council, on a casework event: refused by the server.
