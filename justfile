@@ -7,7 +7,6 @@ up:
 # The whole test suite: Rust tests (real PostgreSQL + NATS, started if needed) and the chart checks.
 test: deps
     cargo test --workspace
-    cargo test -p eh-tests --test it -- --ignored rights::past_retention
     bash charts/check.sh
     bash tools/asyncapi/check.sh
     bash tools/openapi/fuzz.sh

@@ -53,6 +53,21 @@ pub const MIGRATIONS: &[Migration] = &[
           UPDATE eh_inbox SET tenant = substr(message_key, 1, {strpos}(message_key, ':') - 1)
             WHERE {strpos}(message_key, ':') > 1",
     },
+    // The ids of the families a service has destroyed (no names, no data: ids only, as the
+    // audit trail keeps them), so an event about one that arrives late — in flight at the
+    // destruction, parked and replayed, sent by a timer — recreates nothing
+    // ([`crate::inbox::claim_live`]).
+    Migration {
+        owner: "bus",
+        version: 5,
+        name: "destroyed ids",
+        sql: "CREATE TABLE eh_destroyed (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            destroyed_at {ts} NOT NULL,
+            PRIMARY KEY (tenant, id)
+          )",
+    },
 ];
 
 /// Writes outbox rows and wakes the relay once they are committed.

@@ -360,7 +360,9 @@ pub fn spawn_destruction_with(
 
 /// A service's consumer of records' `destruction_ordered`: deletes every row its `holdings` hold
 /// about the family, and its outbox rows carrying their ids, and confirms with `confirm` — all in
-/// one transaction with its inbox claim, so a repeat does nothing twice.
+/// one transaction with its inbox claim, so a repeat does nothing twice — and keeps the family's
+/// ids (ids only) so that a message about it arriving later recreates nothing
+/// ([`eh_bus::inbox::claim_live`]).
 pub struct DestructionHandler {
     pub ctx: ServiceContext,
     pub consumer: &'static str,
@@ -408,6 +410,11 @@ impl eh_bus::Handler for DestructionHandler {
         {
             return Ok(Handled::Duplicate);
         }
+        // First the ids buried: the council's claims under way here commit first (their rows are
+        // then deleted below), and every later message naming one recreates nothing.
+        eh_bus::inbox::bury(&txn, &tenant, &ids.all())
+            .await
+            .map_err(|e| HandlerError::bus(&e))?;
         if let Some(b) = &self.before {
             b.before(&txn, &tenant).await.map_err(db)?;
         }

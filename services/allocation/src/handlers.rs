@@ -165,10 +165,14 @@ impl Consumer {
         let txn = eh_store::begin_scoped(&a.ctx.db, &tenant)
             .await
             .map_err(db)?;
-        if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
+        if !eh_bus::inbox::claim_live(&txn, self.name, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn)
+                .await
+                .map_err(|e| eh_bus::HandlerError::db(&e))?;
             return Ok(eh_bus::Handled::Duplicate);
         }
         match self.door {

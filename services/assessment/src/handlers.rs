@@ -33,10 +33,14 @@ impl eh_bus::Handler for LeadAssignedHandler {
             .map_or_else(|_| ctx.clock.now(), |t| t.to_utc());
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
         let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
-        if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
+        if !eh_bus::inbox::claim_live(&txn, self.name, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn)
+                .await
+                .map_err(|e| eh_bus::HandlerError::db(&e))?;
             return Ok(Handled::Duplicate);
         }
         store::upsert_case(
@@ -103,10 +107,14 @@ impl eh_bus::Handler for CaseEndedHandler {
             .map_or_else(|_| ctx.clock.now(), |t| t.to_utc());
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
         let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
-        if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
+        if !eh_bus::inbox::claim_live(&txn, self.name, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn)
+                .await
+                .map_err(|e| eh_bus::HandlerError::db(&e))?;
             return Ok(Handled::Duplicate);
         }
         store::outcomes::end_case(&txn, &tenant, &case_id, at)

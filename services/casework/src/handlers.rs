@@ -191,8 +191,9 @@ impl Casework {
         msg: &Received,
     ) -> Result<Option<DatabaseTransaction>, Error> {
         let txn = within.begin().await?;
-        if !inbox::claim(&txn, consumer, &msg.key()).await? {
-            txn.rollback().await?;
+        if !inbox::claim_live(&txn, consumer, msg).await? {
+            // Committed: a message about a destroyed family stays claimed too.
+            within.commit(txn).await?;
             return Ok(None);
         }
         Ok(Some(txn))

@@ -100,9 +100,10 @@ impl Consent {
     ) -> Result<Appended, Error> {
         let txn = within.begin().await?;
         if let Some(msg) = inbound
-            && !inbox::claim(&txn, CONSUMER_REFERRAL_RECEIVED, &msg.key()).await?
+            && !inbox::claim_live(&txn, CONSUMER_REFERRAL_RECEIVED, msg).await?
         {
-            txn.rollback().await?;
+            // Committed: a message about a destroyed family stays claimed too.
+            within.commit(txn).await?;
             return Ok(Appended::AlreadyHandled);
         }
         if !store::insert_record(&txn, tenant, record, source, source_key, actor).await? {
@@ -439,7 +440,7 @@ impl Together<Job> for Consent {
         let Some(record) = &job.record else {
             // Claim the inbox anyway, so a redelivery is recognised as such.
             let txn = within.begin().await.map_err(retry)?;
-            let fresh = inbox::claim(&txn, CONSUMER_REFERRAL_RECEIVED, &msg.key())
+            let fresh = inbox::claim_live(&txn, CONSUMER_REFERRAL_RECEIVED, msg)
                 .await
                 .map_err(retry)?;
             within.commit(txn).await.map_err(retry)?;

@@ -113,14 +113,18 @@ impl eh_bus::Handler for PersonCorrectedHandler {
         };
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
         let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
-        if !eh_bus::inbox::claim(
+        if !eh_bus::inbox::claim_live(
             &txn,
             eh_proto::catalogue::NOTIFICATIONS_PERSON_CORRECTED.consumer,
-            &msg.key(),
+            msg,
         )
         .await
         .map_err(|e| HandlerError::bus(&e))?
         {
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn)
+                .await
+                .map_err(|e| eh_bus::HandlerError::db(&e))?;
             return Ok(Handled::Duplicate);
         }
         let b = txn.get_database_backend();

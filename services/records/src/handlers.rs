@@ -143,10 +143,14 @@ impl eh_bus::Handler for IndexHandler {
         };
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
         let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
-        if !eh_bus::inbox::claim(&txn, self.name, &msg.key())
+        if !eh_bus::inbox::claim_live(&txn, self.name, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn)
+                .await
+                .map_err(|e| eh_bus::HandlerError::db(&e))?;
             return Ok(Handled::Duplicate);
         }
         match fact {

@@ -5,7 +5,7 @@
 //! family's ids, once a destruction is ordered.
 use chrono::{DateTime, NaiveDate, Utc};
 use eh_store::{Migration, stmt};
-use sea_orm::{ConnectionTrait, DbErr, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
 
 pub const MIGRATIONS: &[Migration] = &[Migration {
     owner: "records",
@@ -561,6 +561,13 @@ pub async fn order_destruction(
     // First the family index, which decides: a replica whose sweep found the same family waits
     // here for the other's transaction, then deletes nothing, and orders nothing (one order, one
     // certificate, however many replicas sweep).
+    // The ids buried first (before any row lock is taken: records' claims under way wait for
+    // nothing this holds): an event about the family that reaches records later indexes nothing
+    // again, which would order its destruction a second time. Undone with the rest when another
+    // replica ordered it first.
+    eh_bus::inbox::bury(db, tenant, &ids.all())
+        .await
+        .map_err(|e| DbErr::Custom(e.to_string()))?;
     let fams = in_list(2, ids.family.len());
     let forgotten = exec(
         db,
@@ -622,6 +629,17 @@ pub async fn confirm(
     at: DateTime<Utc>,
     services: &[&str],
 ) -> Result<bool, DbErr> {
+    // One confirmation at a time per destruction: the order's row locked first. Without it the
+    // last two services' confirmations, handled at once by two consumers, each saw the other's
+    // row missing (neither committed yet) and neither completed the destruction — for good.
+    if b(db) == DbBackend::Postgres {
+        exec(
+            db,
+            "SELECT id FROM destructions WHERE tenant = $1 AND id = $2 FOR UPDATE",
+            [tenant.into(), destruction_id.into()],
+        )
+        .await?;
+    }
     exec(
         db,
         "INSERT INTO destruction_confirmations (tenant, destruction_id, service, rows_destroyed, confirmed_at)

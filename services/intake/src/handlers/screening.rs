@@ -102,11 +102,12 @@ impl Together<ScreenJob> for ScreenReferralHandler {
         };
         let retry = |e: DbErr| HandlerError::db(&e);
         let txn = within.begin().await.map_err(retry)?;
-        if !inbox::claim(&txn, CONSUMER, &msg.key())
+        if !inbox::claim_live(&txn, CONSUMER, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
-            txn.rollback().await.map_err(retry)?;
+            // Committed: a message about a destroyed family stays claimed too.
+            within.commit(txn).await.map_err(retry)?;
             return Ok(Handled::Duplicate);
         }
         let Some(stored) = referrals::get(&txn, tenant, &cmd.referral_id)

@@ -318,6 +318,8 @@ impl Recording {
 /// One event's recording, waiting for its batch.
 pub struct Job {
     key: String,
+    /// The ids its event names: one its council destroyed here makes it recreate nothing.
+    named: Vec<String>,
     recording: Recording,
 }
 
@@ -368,6 +370,7 @@ impl Notifier {
         }
         let job = Job {
             key: msg.key(),
+            named: inbox::uuids_in(&msg.payload),
             recording,
         };
         // Batched by council (`<consumer>/<tenant>`): one batch, one council's scope.
@@ -396,6 +399,13 @@ impl Batch for Notifier {
             .await
             .map_err(retry)?;
         let keys: Vec<String> = jobs.iter().map(|j| j.key.clone()).collect();
+        // Before the claims, so a destruction under way in the council is waited for.
+        let mut named: Vec<String> = jobs.iter().flat_map(|j| j.named.clone()).collect();
+        named.sort_unstable();
+        named.dedup();
+        let gone = inbox::destroyed(&txn, tenant, &named)
+            .await
+            .map_err(retry)?;
         let claimed = inbox::claim_many(&txn, consumer, &keys)
             .await
             .map_err(retry)?;
@@ -403,7 +413,15 @@ impl Batch for Notifier {
         let mut all = Recording::default();
         let mut outputs = Vec::with_capacity(jobs.len());
         for job in jobs {
-            if claimed.contains(&job.key) && taken.insert(job.key.as_str()) {
+            let about_destroyed = job.named.iter().any(|id| gone.contains(id));
+            if about_destroyed && claimed.contains(&job.key) {
+                tracing::warn!(
+                    consumer,
+                    key = job.key,
+                    "a message about a destroyed family is not handled: nothing of it is recreated"
+                );
+            }
+            if claimed.contains(&job.key) && !about_destroyed && taken.insert(job.key.as_str()) {
                 all.append(&job.recording);
                 outputs.push(Handled::Done);
             } else {
