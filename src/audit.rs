@@ -106,3 +106,24 @@ pub async fn verify(
     }
     Ok(reports)
 }
+
+/// The stream of the audit checkpoints in namespace `ns`: `<NS>_AUDIT`.
+pub fn checkpoint_stream(ns: &str) -> String {
+    let token: String = ns
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{token}_AUDIT")
+}
+
+/// The subject of `service`'s audit checkpoints: `<ns>.audit.<service>` (three tokens, so no
+/// service's stream, `<ns>.*.<service>.>`, takes it).
+pub fn checkpoint_subject(ns: &str, service: &str) -> String {
+    format!("{ns}.audit.{service}")
+}

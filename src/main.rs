@@ -86,7 +86,15 @@ enum Command {
     /// Print the NATS accounts (`accounts.conf`) that keep councils apart on the bus: the
     /// platform's services' users, each allowed exactly its subjects, and an account per council
     /// whose upstream systems may publish only that council's inbound subjects.
-    NatsConfig,
+    NatsConfig {
+        /// These councils (comma-separated ids) instead of the settings' `tenants`.
+        #[arg(long)]
+        tenants: Option<String>,
+    },
+    /// Print the rights table the Helm chart renders the NATS accounts from
+    /// (`charts/earlyhelp/files/nats-rights.json`): those accounts with the namespace and the
+    /// council as placeholders.
+    NatsRights,
     /// Print the AsyncAPI document of every subject, its payload, publisher and consumers.
     Asyncapi,
     /// Print the OpenAPI 3.1 document of the public HTTP API (the gateway's).
@@ -284,8 +292,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Command::NatsConfig => {
-            print!("{}", earlyhelp::natsconf::for_settings(&load(&cli)?));
+        Command::NatsConfig { tenants } => {
+            let s = load(&cli)?;
+            match tenants {
+                Some(list) => {
+                    let list: Vec<&str> = list.split(',').map(str::trim).collect();
+                    print!(
+                        "{}",
+                        earlyhelp::natsconf::accounts_conf(
+                            &s.bus.namespace,
+                            &list,
+                            earlyhelp::Target::ALL
+                        )
+                    );
+                }
+                None => print!("{}", earlyhelp::natsconf::for_settings(&s)),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::NatsRights => {
+            print!("{}", earlyhelp::natsconf::rights_json());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Token { sub, roles, agency } => {
@@ -444,7 +470,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         | Command::Asyncapi
         | Command::Openapi
         | Command::Targets
-        | Command::NatsConfig => {}
+        | Command::NatsConfig { .. }
+        | Command::NatsRights => {}
     }
     Ok(ExitCode::SUCCESS)
 }
