@@ -134,6 +134,14 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Sign the head of each council's audit chain of each service (or of one) and keep it
+    /// outside the database now (a running process does so every 5 minutes): the JetStream
+    /// stream `<NS>_AUDIT` in distributed mode, `data_dir/audit-checkpoints.jsonl` in embedded.
+    Checkpoint {
+        /// One service (default: every service with an audit trail).
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Recompute each council's audit chain with the key (`audit.hmac_key`) and report, per
     /// service and council, OK with counts or the first entry that does not follow (exit 1).
     Verify {
@@ -351,6 +359,21 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             for t in Target::parse_list(&target).map_err(anyhow::Error::msg)? {
                 let n = earlyhelp::app::migrate(&settings, t).await?;
                 println!("{t}: {n} migration(s) applied");
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint { service },
+        } => {
+            let targets = match service {
+                Some(s) => vec![Target::named(&s).map_err(anyhow::Error::msg)?],
+                None => Target::ALL.to_vec(),
+            };
+            let mut c = earlyhelp::audit::Checkpointer::connect(&settings, &targets).await?;
+            for cp in c.run_once().await? {
+                println!(
+                    "{} {}: entry {} checkpointed ({})",
+                    cp.service, cp.tenant, cp.seq, cp.at
+                );
             }
         }
         Command::Audit {
