@@ -40,6 +40,13 @@ asyncapi:
     cargo run -q -- asyncapi > docs/asyncapi.yaml
     bash tools/asyncapi/check.sh
 
+# Regenerate the NATS rights table the Helm chart renders its accounts from, and infra/nats's
+# example accounts (worcs and staffs); a test fails when either is stale.
+nats-rights:
+    cargo run -q -- nats-rights > charts/earlyhelp/files/nats-rights.json
+    cargo run -q -- nats-config --tenants staffs,worcs > infra/nats/accounts.conf
+    EH__BUS__NAMESPACE=eh-t1 cargo run -q -- nats-config --tenants a-b,herts > charts/tests/golden/nats-accounts-eh-t1.conf
+
 # Regenerate the public HTTP API's OpenAPI document from the code (a test fails when it is stale).
 openapi:
     cargo run -q -- openapi > docs/openapi.json

@@ -418,6 +418,21 @@ impl Boot {
                 },
             ));
         }
+        // The audit trails' heads, signed and kept outside the database (src/audit.rs).
+        {
+            let trails: Vec<_> = contexts
+                .iter()
+                .map(|(t, ctx)| (*t, ctx.db.clone()))
+                .collect();
+            let settings = self.settings.clone();
+            let stop = self.shutdown.clone();
+            tasks.spawn(async move {
+                match crate::audit::Checkpointer::new(&settings, trails).await {
+                    Ok(c) => c.run(crate::audit::CHECKPOINT_INTERVAL, stop).await,
+                    Err(e) => tracing::warn!(error = %e, "audit checkpoints not kept"),
+                }
+            });
+        }
         // Streams: created in the background, retried while NATS is down.
         let streams: Vec<_> = {
             let mut all = Vec::new();

@@ -86,7 +86,15 @@ enum Command {
     /// Print the NATS accounts (`accounts.conf`) that keep councils apart on the bus: the
     /// platform's services' users, each allowed exactly its subjects, and an account per council
     /// whose upstream systems may publish only that council's inbound subjects.
-    NatsConfig,
+    NatsConfig {
+        /// These councils (comma-separated ids) instead of the settings' `tenants`.
+        #[arg(long)]
+        tenants: Option<String>,
+    },
+    /// Print the rights table the Helm chart renders the NATS accounts from
+    /// (`charts/earlyhelp/files/nats-rights.json`): those accounts with the namespace and the
+    /// council as placeholders.
+    NatsRights,
     /// Print the AsyncAPI document of every subject, its payload, publisher and consumers.
     Asyncapi,
     /// Print the OpenAPI 3.1 document of the public HTTP API (the gateway's).
@@ -126,6 +134,14 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
+    /// Sign the head of each council's audit chain of each service (or of one) and keep it
+    /// outside the database now (a running process does so every 5 minutes): the JetStream
+    /// stream `<NS>_AUDIT` in distributed mode, `data_dir/audit-checkpoints.jsonl` in embedded.
+    Checkpoint {
+        /// One service (default: every service with an audit trail).
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Recompute each council's audit chain with the key (`audit.hmac_key`) and report, per
     /// service and council, OK with counts or the first entry that does not follow (exit 1).
     Verify {
@@ -284,8 +300,26 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        Command::NatsConfig => {
-            print!("{}", earlyhelp::natsconf::for_settings(&load(&cli)?));
+        Command::NatsConfig { tenants } => {
+            let s = load(&cli)?;
+            match tenants {
+                Some(list) => {
+                    let list: Vec<&str> = list.split(',').map(str::trim).collect();
+                    print!(
+                        "{}",
+                        earlyhelp::natsconf::accounts_conf(
+                            &s.bus.namespace,
+                            &list,
+                            earlyhelp::Target::ALL
+                        )
+                    );
+                }
+                None => print!("{}", earlyhelp::natsconf::for_settings(&s)),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::NatsRights => {
+            print!("{}", earlyhelp::natsconf::rights_json());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Token { sub, roles, agency } => {
@@ -325,6 +359,21 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             for t in Target::parse_list(&target).map_err(anyhow::Error::msg)? {
                 let n = earlyhelp::app::migrate(&settings, t).await?;
                 println!("{t}: {n} migration(s) applied");
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint { service },
+        } => {
+            let targets = match service {
+                Some(s) => vec![Target::named(&s).map_err(anyhow::Error::msg)?],
+                None => Target::ALL.to_vec(),
+            };
+            let mut c = earlyhelp::audit::Checkpointer::connect(&settings, &targets).await?;
+            for cp in c.run_once().await? {
+                println!(
+                    "{} {}: entry {} checkpointed ({})",
+                    cp.service, cp.tenant, cp.seq, cp.at
+                );
             }
         }
         Command::Audit {
@@ -444,7 +493,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         | Command::Asyncapi
         | Command::Openapi
         | Command::Targets
-        | Command::NatsConfig => {}
+        | Command::NatsConfig { .. }
+        | Command::NatsRights => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,10 +17,15 @@
 //!
 //! Passwords are never in the file: each user's is the environment variable the file names
 //! (`$EH_NATS_PASSWORD_<USER>`), which nats-server reads at start.
+//!
+//! The Helm chart renders the same accounts from a rights table ([`rights_table`], the chart's
+//! `files/nats-rights.json`, written by `earlyhelp nats-rights`): these accounts with the
+//! namespace and the council as placeholders, which the chart expands for its values' councils.
 use crate::targets::Target;
 use eh_bus::StreamSpec;
 use eh_bus::subjects;
 use eh_proto::catalogue::{self, Source};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -159,74 +164,339 @@ pub fn upstream_rights(ns: &str, tenant: &str) -> Rights {
     }
 }
 
-fn list(items: &BTreeSet<String>) -> String {
+/// One user of an account: its name and what it may publish and subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub user: String,
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl User {
+    fn new(user: &str, rights: &Rights) -> Self {
+        Self {
+            user: user.to_string(),
+            publish: rights.publish.iter().cloned().collect(),
+            subscribe: rights.subscribe.iter().cloned().collect(),
+        }
+    }
+}
+
+/// A subject an account exports (`kind` `service` or `stream`) to `accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    pub kind: String,
+    pub subject: String,
+    pub accounts: Vec<String>,
+}
+
+/// A subject an account imports (`kind` `service` or `stream`) from `account`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    pub kind: String,
+    pub account: String,
+    pub subject: String,
+}
+
+/// One NATS account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub jetstream: bool,
+    pub users: Vec<User>,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+}
+
+/// The header of the generated file: what it is and how to regenerate it.
+pub const HEADER: &[&str] = &[
+    "# Generated from the platform's settings and event catalogue (`earlyhelp nats-config`, or the",
+    "# Helm chart from files/nats-rights.json): regenerate it when councils or services change, do",
+    "# not edit it by hand. PLATFORM holds JetStream and the platform's users (one per service,",
+    "# allowed exactly the subjects it uses; `earlyhelp` runs them all in one process;",
+    "# `earlyhelp-operator` is the operator's command). Each COUNCIL_<TENANT> holds one council's",
+    "# upstream systems: they may publish only <ns>.<tenant>.inbound.> and hear only their own",
+    "# referral_rejected. Each password is the environment variable named (EH_NATS_PASSWORD_<USER>).",
+];
+
+/// Every account for namespace `ns`, councils `tenants` and the services `targets`.
+pub fn accounts(ns: &str, tenants: &[&str], targets: &[Target]) -> Vec<Account> {
+    let mut users = Vec::new();
+    let mut all = Rights::default();
+    for t in targets {
+        let mut r = service_rights(*t, ns, tenants).unwrap_or_else(connect_only);
+        if crate::audit::has_trail(*t) {
+            r.add(&checkpoint_rights(ns, t.name()));
+        }
+        users.push(User::new(t.name(), &r));
+        all.add(&r);
+    }
+    users.push(User::new(PLATFORM_USER, &all));
+    users.push(User::new(OPERATOR_USER, &operator_rights(ns)));
+    let mut exports = Vec::new();
+    for t in tenants {
+        let acc = council_account(t);
+        exports.push(Export {
+            kind: "service".into(),
+            subject: format!("{ns}.{t}.inbound.>"),
+            accounts: vec![acc.clone()],
+        });
+        exports.push(Export {
+            kind: "stream".into(),
+            subject: catalogue::REFERRAL_REJECTED.subject(ns, t),
+            accounts: vec![acc],
+        });
+    }
+    let mut out = vec![Account {
+        name: PLATFORM_ACCOUNT.into(),
+        jetstream: true,
+        users,
+        exports,
+        imports: vec![],
+    }];
+    for t in tenants {
+        out.push(Account {
+            name: council_account(t),
+            jetstream: false,
+            users: vec![User::new(&upstream_user(t), &upstream_rights(ns, t))],
+            exports: vec![],
+            imports: vec![
+                Import {
+                    kind: "service".into(),
+                    account: PLATFORM_ACCOUNT.into(),
+                    subject: format!("{ns}.{t}.inbound.>"),
+                },
+                Import {
+                    kind: "stream".into(),
+                    account: PLATFORM_ACCOUNT.into(),
+                    subject: catalogue::REFERRAL_REJECTED.subject(ns, t),
+                },
+            ],
+        });
+    }
+    out
+}
+
+/// A service's audit checkpoints (`src/audit.rs`): its own subject, and the stream created (with
+/// deletes and purges denied) or looked up — never updated, purged or deleted.
+pub fn checkpoint_rights(ns: &str, service: &str) -> Rights {
+    let stream = crate::audit::checkpoint_stream(ns);
+    Rights {
+        publish: [
+            crate::audit::checkpoint_subject(ns, service),
+            format!("$JS.API.STREAM.CREATE.{stream}"),
+            format!("$JS.API.STREAM.INFO.{stream}"),
+        ]
+        .into(),
+        subscribe: ["_INBOX.>".to_string()].into(),
+    }
+}
+
+/// A service that does not use the bus still connects (the process's readiness checks NATS):
+/// it may only hear replies and ask JetStream's account information. (An empty allow list
+/// would allow everything.)
+fn connect_only() -> Rights {
+    Rights {
+        publish: ["$JS.API.INFO".to_string()].into(),
+        subscribe: ["_INBOX.>".to_string()].into(),
+    }
+}
+
+fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
     format!("[{}]", quoted.join(", "))
 }
 
-fn user(out: &mut String, name: &str, rights: &Rights) {
-    let _ = writeln!(
-        out,
-        "      {{ user: {name:?}, password: ${}, permissions: {{\n          publish: {{ allow: {} }}\n          subscribe: {{ allow: {} }}\n      }} }}",
-        password_var(name),
-        list(&rights.publish),
-        list(&rights.subscribe),
-    );
+/// `accounts` as nats-server configuration: the `accounts { … }` block, after [`HEADER`].
+pub fn render(accounts: &[Account]) -> String {
+    let mut out = String::new();
+    for line in HEADER {
+        let _ = writeln!(out, "{line}");
+    }
+    out.push_str("accounts {\n");
+    for a in accounts {
+        let _ = writeln!(out, "  {} {{", a.name);
+        if a.jetstream {
+            out.push_str("    jetstream: enabled\n");
+        }
+        out.push_str("    users: [\n");
+        for u in &a.users {
+            let _ = writeln!(
+                out,
+                "      {{ user: {:?}, password: ${}, permissions: {{\n          publish: {{ allow: {} }}\n          subscribe: {{ allow: {} }}\n      }} }}",
+                u.user,
+                password_var(&u.user),
+                list(&u.publish),
+                list(&u.subscribe),
+            );
+        }
+        out.push_str("    ]\n");
+        if !a.exports.is_empty() {
+            out.push_str("    exports: [\n");
+            for e in &a.exports {
+                let _ = writeln!(
+                    out,
+                    "      {{ {}: {:?}, accounts: [{}] }}",
+                    e.kind,
+                    e.subject,
+                    e.accounts.join(", ")
+                );
+            }
+            out.push_str("    ]\n");
+        }
+        if !a.imports.is_empty() {
+            out.push_str("    imports: [\n");
+            for i in &a.imports {
+                let _ = writeln!(
+                    out,
+                    "      {{ {}: {{ account: {}, subject: {:?} }} }}",
+                    i.kind, i.account, i.subject
+                );
+            }
+            out.push_str("    ]\n");
+        }
+        out.push_str("  }\n");
+    }
+    out.push_str("}\n");
+    out
 }
 
 /// The `accounts { … }` block for namespace `ns`, councils `tenants` and the services `targets`.
 pub fn accounts_conf(ns: &str, tenants: &[&str], targets: &[Target]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# Generated by `earlyhelp nats-config` from the platform's settings and event catalogue:\n\
-         # regenerate it when councils or services change, do not edit it by hand.\n\
-         # PLATFORM holds JetStream and the platform's users (one per service, allowed exactly the\n\
-         # subjects it uses; `earlyhelp` runs them all in one process; `earlyhelp-operator` is the\n\
-         # operator's command). Each COUNCIL_<TENANT> holds one council's upstream systems: they may\n\
-         # publish only <ns>.<tenant>.inbound.> and hear only their own referral_rejected.\n\
-         # Each password is the environment variable named (EH_NATS_PASSWORD_<USER>).\n",
-    );
-    out.push_str("accounts {\n");
-    let _ = writeln!(
-        out,
-        "  {PLATFORM_ACCOUNT} {{\n    jetstream: enabled\n    users: ["
-    );
-    let mut all = Rights::default();
-    for t in targets {
-        if let Some(r) = service_rights(*t, ns, tenants) {
-            user(&mut out, t.name(), &r);
-            all.add(&r);
-        }
-    }
-    user(&mut out, PLATFORM_USER, &all);
-    user(&mut out, OPERATOR_USER, &operator_rights(ns));
-    out.push_str("    ]\n    exports: [\n");
-    for t in tenants {
-        let acc = council_account(t);
-        let _ = writeln!(
-            out,
-            "      {{ service: \"{ns}.{t}.inbound.>\", accounts: [{acc}] }}\n      {{ stream: {:?}, accounts: [{acc}] }}",
-            catalogue::REFERRAL_REJECTED.subject(ns, t),
-        );
-    }
-    out.push_str("    ]\n  }\n");
-    for t in tenants {
-        let _ = writeln!(out, "  {} {{\n    users: [", council_account(t));
-        user(&mut out, &upstream_user(t), &upstream_rights(ns, t));
-        let _ = writeln!(
-            out,
-            "    ]\n    imports: [\n      {{ service: {{ account: {PLATFORM_ACCOUNT}, subject: \"{ns}.{t}.inbound.>\" }} }}\n      {{ stream: {{ account: {PLATFORM_ACCOUNT}, subject: {:?} }} }}\n    ]\n  }}",
-            catalogue::REFERRAL_REJECTED.subject(ns, t),
-        );
-    }
-    out.push_str("}\n");
-    out
+    render(&accounts(ns, tenants, targets))
 }
 
 /// [`accounts_conf`] for `settings`: its namespace, its councils, every service.
 pub fn for_settings(settings: &eh_platform::Settings) -> String {
     let tenants: Vec<&str> = settings.tenants.keys().map(String::as_str).collect();
     accounts_conf(&settings.bus.namespace, &tenants, Target::ALL)
+}
+
+// --- The rights table: the accounts with the namespace and the council as placeholders --------
+
+/// Where the chart keeps the rights table (relative to the repository).
+pub const RIGHTS_FILE: &str = "charts/earlyhelp/files/nats-rights.json";
+
+const NS_MARK: &str = "nsmarkq";
+const TENANT_MARK: &str = "tenantmarkq";
+
+/// The rights table (`earlyhelp nats-rights`, kept in the chart as [`RIGHTS_FILE`]): every
+/// account of [`accounts`] for every service, with the namespace and the council written as
+/// placeholders — `{ns}` (`bus.namespace`), `{NS}` (the same as a stream-name prefix: upper
+/// case, `_` for anything not a letter or digit), `{tenant}` and `{TENANT}` (a council id, and
+/// the same as in a stream or account name). In every list, an item that is not per council
+/// (a string without `{tenant}`/`{TENANT}`, an object none of whose own strings has one) is kept
+/// once, and the per-council items follow, repeated for each council in turn (everything inside
+/// such an item is that council's); users' `publish` and `subscribe` lists are then sorted (byte
+/// order) — [`expand`] does exactly that,
+/// and so does the chart's `earlyhelp.natsAccounts` template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RightsTable {
+    pub about: Vec<String>,
+    pub header: Vec<String>,
+    pub accounts: Vec<Account>,
+}
+
+fn placeholders(s: &str) -> String {
+    s.replace(NS_MARK, "{ns}")
+        .replace(&env_token(NS_MARK), "{NS}")
+        .replace(TENANT_MARK, "{tenant}")
+        .replace(&env_token(TENANT_MARK), "{TENANT}")
+}
+
+/// The rights table of every service of the table.
+pub fn rights_table() -> RightsTable {
+    let marked = accounts(NS_MARK, &[TENANT_MARK], Target::ALL);
+    let json = serde_json::to_string(&marked).unwrap_or_default();
+    let accounts: Vec<Account> = serde_json::from_str(&placeholders(&json)).unwrap_or_default();
+    RightsTable {
+        about: vec![
+            "The NATS accounts of the platform (see src/natsconf.rs), with {ns} = bus.namespace, {NS} = the same upper-cased with _ for anything not a letter or digit, {tenant}/{TENANT} = a council id likewise.".into(),
+            "In every list, items that are not per council (a string without {tenant}/{TENANT}, an object none of whose own string fields has one) are kept once, then the per-council items repeated for each council in turn, everything inside them that council's; users' publish and subscribe lists are then sorted (byte order).".into(),
+            "Generated by `earlyhelp nats-rights` (`just nats-rights`); a test fails when it is stale. Do not edit by hand.".into(),
+        ],
+        header: HEADER.iter().map(|s| (*s).to_string()).collect(),
+        accounts,
+    }
+}
+
+/// The rights table as written in the chart (pretty JSON, a final newline).
+pub fn rights_json() -> String {
+    let mut s = serde_json::to_string_pretty(&rights_table()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Whether an item of a list is repeated per council: a string naming `{tenant}`/`{TENANT}`, or
+/// an object one of whose own strings does (an account's name, an export's subject; lists inside
+/// it are expanded on their own).
+fn per_council(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let names = |s: &str| s.contains("{tenant}") || s.contains("{TENANT}");
+    match v {
+        Value::String(s) => names(s),
+        Value::Object(m) => m.values().any(|v| v.as_str().is_some_and(names)),
+        _ => false,
+    }
+}
+
+/// `v` with the placeholders replaced: `tenant` is the council of the item being expanded
+/// (`None` outside a per-council item, whose lists then repeat their per-council items for each
+/// of `tenants`).
+fn substitute(
+    v: &serde_json::Value,
+    ns: &str,
+    tenant: Option<&str>,
+    tenants: &[&str],
+) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let mut s = s.replace("{ns}", ns).replace("{NS}", &env_token(ns));
+            if let Some(t) = tenant {
+                s = s.replace("{tenant}", t).replace("{TENANT}", &env_token(t));
+            }
+            Value::String(s)
+        }
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items
+                .iter()
+                .filter(|i| tenant.is_some() || !per_council(i))
+                .map(|i| substitute(i, ns, tenant, tenants))
+                .collect();
+            if tenant.is_none() {
+                for t in tenants {
+                    out.extend(
+                        items
+                            .iter()
+                            .filter(|i| per_council(i))
+                            .map(|i| substitute(i, ns, Some(t), tenants)),
+                    );
+                }
+            }
+            Value::Array(out)
+        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, ns, tenant, tenants)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The accounts `table` describes for namespace `ns` and councils `tenants` (at least one).
+pub fn expand(table: &RightsTable, ns: &str, tenants: &[&str]) -> Vec<Account> {
+    let v = serde_json::to_value(&table.accounts).unwrap_or_default();
+    let mut accounts: Vec<Account> =
+        serde_json::from_value(substitute(&v, ns, None, tenants)).unwrap_or_default();
+    for a in &mut accounts {
+        for u in &mut a.users {
+            u.publish.sort();
+            u.subscribe.sort();
+        }
+    }
+    accounts
 }
 
 #[cfg(test)]
@@ -270,5 +540,98 @@ mod tests {
         assert!(conf.contains("{ service: \"eh.staffs.inbound.>\", accounts: [COUNCIL_STAFFS] }"));
         assert!(conf.contains("password: $EH_NATS_PASSWORD_WORCS_UPSTREAM"));
         assert!(conf.contains("\"earlyhelp-operator\""));
+    }
+
+    #[test]
+    fn a_service_that_does_not_use_the_bus_may_only_connect_and_checkpoint() {
+        let conf = accounts("eh", &["worcs"], Target::ALL);
+        let gateway = conf[0].users.iter().find(|u| u.user == "gateway").unwrap();
+        let mut only = vec!["$JS.API.INFO".to_string()];
+        if crate::audit::has_trail(target("gateway")) {
+            only.extend(checkpoint_rights("eh", "gateway").publish);
+            only.sort();
+        }
+        assert_eq!(gateway.publish, only);
+        assert_eq!(gateway.subscribe, ["_INBOX.>"]);
+    }
+
+    /// Each service with an audit trail may add checkpoints to the stream, never change it.
+    #[test]
+    fn checkpoints_may_be_added_not_removed() {
+        let conf = accounts("eh", &["worcs"], Target::ALL);
+        let casework = conf[0].users.iter().find(|u| u.user == "casework").unwrap();
+        assert!(casework.publish.contains(&"eh.audit.casework".to_string()));
+        assert!(!casework.publish.contains(&"eh.audit.intake".to_string()));
+        for u in conf.iter().flat_map(|a| &a.users) {
+            if u.user == OPERATOR_USER {
+                continue;
+            }
+            for p in &u.publish {
+                assert!(
+                    !(p.contains("EH_AUDIT")
+                        && ["UPDATE", "DELETE", "PURGE"].iter().any(|w| p.contains(w))),
+                    "{}: {p}",
+                    u.user
+                );
+            }
+        }
+    }
+
+    /// The table, expanded for any namespace and councils, gives exactly the accounts generated
+    /// for them directly (names with `-` included: they become `_` in stream and account names).
+    #[test]
+    fn the_rights_table_expands_to_the_generated_accounts() {
+        let table = rights_table();
+        let text = serde_json::to_string(&table).unwrap();
+        assert!(!text.contains(NS_MARK) && !text.contains(TENANT_MARK));
+        assert!(text.contains("{NS}_INBOUND_{TENANT}"), "{text}");
+        for (ns, tenants) in [
+            ("eh", vec!["worcs"]),
+            ("eh", vec!["staffs", "worcs"]),
+            ("eh-t1", vec!["a-b", "herts", "worcs"]),
+        ] {
+            assert_eq!(
+                render(&expand(&table, ns, &tenants)),
+                accounts_conf(ns, &tenants, Target::ALL),
+                "{ns} {tenants:?}"
+            );
+        }
+    }
+
+    fn repo_file(rel: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The chart's copy of the table is what the code generates now: regenerate it with
+    /// `just nats-rights` when a service's events, subscriptions or streams change.
+    #[test]
+    fn the_charts_rights_table_is_fresh() {
+        assert!(
+            repo_file(RIGHTS_FILE) == rights_json(),
+            "{RIGHTS_FILE} is stale: run `just nats-rights`"
+        );
+    }
+
+    /// infra/nats/accounts.conf is `earlyhelp nats-config` for the example councils (worcs and
+    /// staffs, namespace eh): regenerate it with `just nats-rights`.
+    #[test]
+    fn infra_accounts_conf_is_fresh() {
+        assert!(
+            repo_file("infra/nats/accounts.conf")
+                == accounts_conf("eh", &["staffs", "worcs"], Target::ALL),
+            "infra/nats/accounts.conf is stale: run `just nats-rights`"
+        );
+    }
+
+    /// The chart tests compare what Helm renders for namespace eh-t1 and councils a-b and herts
+    /// with this file: `earlyhelp nats-config` for them (`just nats-rights`).
+    #[test]
+    fn the_chart_tests_golden_accounts_are_fresh() {
+        assert!(
+            repo_file("charts/tests/golden/nats-accounts-eh-t1.conf")
+                == accounts_conf("eh-t1", &["a-b", "herts"], Target::ALL),
+            "charts/tests/golden/nats-accounts-eh-t1.conf is stale: run `just nats-rights`"
+        );
     }
 }

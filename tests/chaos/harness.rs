@@ -10,9 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The ordinary role that owns the database and that every service connects as (not a
-/// superuser: row-level security applies, as in production).
+/// The services' role: every service process connects as it. An ordinary role that owns nothing
+/// (not a superuser, no BYPASSRLS: row-level security applies, and it cannot lift it), granted
+/// the use of the tables by the migrations, as in production.
 pub const ROLE: &str = "eh_chaos_app";
+/// The ordinary role that owns the database, its schemas and tables: `earlyhelp migrate` alone
+/// connects as it (`database.migrate_url`), as the Helm chart's migration Job does.
+pub const OWNER: &str = "eh_chaos_owner";
 const TENANT: &str = "worcs";
 const ACK: &str = "referral_acknowledgement";
 const OUTCOME: &str = "screening_outcome";
@@ -185,7 +189,9 @@ struct Platform {
 impl Platform {
     async fn start() -> anyhow::Result<Self> {
         let pg = Arc::new(tokio::task::spawn_blocking(PostgresServer::start).await??);
-        let db_url = pg.fresh_database(ROLE).await?;
+        let owner_url = pg.fresh_database(OWNER).await?;
+        eh_testkit::ensure_role(&pg.admin_url(), ROLE).await?;
+        let db_url = eh_testkit::with_user(&owner_url, ROLE);
         let nats = tokio::task::spawn_blocking(NatsServer::start).await??;
         let nats_url = nats.url();
         let ns = eh_testkit::namespace();
@@ -218,17 +224,8 @@ impl Platform {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_earlyhelp"));
-        let migrate = std::process::Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("migrate")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()?;
-        anyhow::ensure!(
-            migrate.status.success(),
-            "earlyhelp migrate failed: {}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
+        let config_arg = config.display().to_string();
+        eh_testkit::migrate_as_owner(&bin, &["--config", &config_arg], &env, &owner_url)?;
         let mut procs = Vec::new();
         let mut http_ports = Vec::new();
         for (name, targets) in GROUPS {
@@ -262,6 +259,17 @@ impl Platform {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        // As production: the tables are the owner's, and the services are connected as their
+        // own role only.
+        let (sessions, owners) = eh_testkit::database_roles(&pg.admin_url(), &db_url).await?;
+        anyhow::ensure!(
+            owners == BTreeSet::from([OWNER.to_string()]),
+            "the tables' owners: {owners:?}"
+        );
+        anyhow::ensure!(
+            sessions == BTreeSet::from([ROLE.to_string()]),
+            "the services' sessions are of {sessions:?}, not {ROLE} alone"
+        );
         Ok(Self {
             pg,
             nats,

@@ -681,3 +681,62 @@ async fn spans_are_exported_over_otlp_as_one_trace_per_referral() -> anyhow::Res
     assert!(service.contains("earlyhelp"), "{service}");
     Ok(())
 }
+
+/// Distributed mode as production runs it: `earlyhelp migrate` as the database's owner
+/// (`database.migrate_url`, the chart's migration Job), then the services as a role that owns
+/// nothing: they become ready, connected as that role alone, the tables still the owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distributed_migrations_run_as_the_owner_and_services_as_a_role_that_owns_nothing()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (owner, service) = eh_testkit::fresh_database_split().await?;
+    let (grpc, http) = (free_port(), free_port());
+    let env: Vec<(String, String)> = [
+        ("EH__MODE", "distributed".to_string()),
+        ("EH__DATABASE__URL", service.clone()),
+        ("EH__DATABASE__MIGRATE_ON_START", "false".into()),
+        ("EH__BUS__NATS_URL", eh_testkit::nats_url()?),
+        ("EH__BUS__NAMESPACE", eh_testkit::namespace()),
+        ("EH__AUDIT__HMAC_KEY", eh_testkit::AUDIT_KEY.into()),
+        (
+            "EH__TENANTS__WORCS__NAME",
+            "Worcestershire County Council".into(),
+        ),
+        ("EH__DATA_DIR", dir.path().display().to_string()),
+        ("EH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}")),
+        ("EH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}")),
+        ("EH__TELEMETRY__LOG_LEVEL", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_earlyhelp"));
+    let migrated = eh_testkit::migrate_as_owner(&bin, &[], &env, &owner)?;
+    assert!(migrated.contains("casework: "), "{migrated}");
+    let mut p = eh_testkit::ServiceProcess::spawn(
+        "intake+consent+casework",
+        &bin,
+        &["run", "--target", "intake,consent,casework"],
+        &env,
+        &dir.path().join("run.log"),
+    )?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !eh_testkit::http_ready(http).await {
+        if let Some(status) = p.exited() {
+            anyhow::bail!("exited at start ({status}):\n{}", p.log_tail(30));
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never ready:\n{}",
+            p.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = eh_testkit::postgres_admin_url()?;
+    let (sessions, owners) = eh_testkit::database_roles(&admin, &service).await?;
+    assert_eq!(owners, [eh_testkit::OWNER_ROLE.to_string()].into());
+    assert_eq!(sessions, [eh_testkit::APP_ROLE.to_string()].into());
+    let ended = p.terminate(Duration::from_secs(30)).await?;
+    assert!(ended.is_some_and(|s| s.success()), "{ended:?}");
+    Ok(())
+}

@@ -477,7 +477,7 @@ seccompProfile:
 {{- if gt (int $v.embedded.replicas) 1 -}}
 {{- $errs = append $errs (printf "embedded.replicas is %d: embedded mode keeps every service's data and its event bus in SQLite files on one volume, which one pod alone may open, so it runs 1 replica (0 stops it). To scale, move to deploymentMode=monolithic or distributed, with PostgreSQL (database.url) and NATS (bus.natsUrl)" (int $v.embedded.replicas)) -}}
 {{- end -}}
-{{- range $key, $set := dict "database.url" $v.database.url "database.existingSecret.urlKey" $v.database.existingSecret.urlKey "database.owner.url" $v.database.owner.url "database.owner.existingSecret.urlKey" $v.database.owner.existingSecret.urlKey "bus.natsUrl" $v.bus.natsUrl -}}
+{{- range $key, $set := dict "database.url" $v.database.url "database.existingSecret.urlKey" $v.database.existingSecret.urlKey "database.owner.url" $v.database.owner.url "database.owner.existingSecret.urlKey" $v.database.owner.existingSecret.urlKey "bus.natsUrl" $v.bus.natsUrl "bus.accounts.enabled" $v.bus.accounts.enabled -}}
 {{- if $set -}}
 {{- $errs = append $errs (printf "%s is set but deploymentMode is embedded (the default: an evaluation on SQLite, which would ignore it): set deploymentMode=monolithic or distributed to run on PostgreSQL and NATS" $key) -}}
 {{- end -}}
@@ -537,6 +537,20 @@ seccompProfile:
 {{- end -}}
 {{- if and $v.bus.ca.secretName $v.bus.ca.configMapName -}}
 {{- $errs = append $errs "bus.ca: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if $v.bus.accounts.enabled -}}
+{{- if not $v.bus.accounts.existingSecret -}}
+{{- $errs = append $errs "bus.accounts.enabled needs bus.accounts.existingSecret: the Secret with each NATS user's password (keys EH_NATS_PASSWORD_<USER>), which the NATS server and the pods read" -}}
+{{- end -}}
+{{- if $v.bus.credentials.secretName -}}
+{{- $errs = append $errs "bus.accounts.enabled and bus.credentials.secretName: the pods connect either as their service's user of the rendered accounts or with a .creds file, not both" -}}
+{{- end -}}
+{{- if contains "@" $v.bus.natsUrl -}}
+{{- $errs = append $errs "bus.natsUrl carries a user while bus.accounts.enabled: each pod connects as its service's user, which the chart adds; give the URL without one" -}}
+{{- end -}}
+{{- if not (include "earlyhelp.natsCouncils" . | fromJsonArray) -}}
+{{- $errs = append $errs "bus.accounts.enabled but no council: name them in tenants (or bus.accounts.tenants when they come from existingTenants), each gets an account for its upstream systems" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.existingTenants.configMapName $v.existingTenants.secretName -}}

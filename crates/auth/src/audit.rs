@@ -838,6 +838,240 @@ impl Auditor {
     }
 }
 
+// --- Checkpoints: each council's head, signed, kept outside the database --------------------
+
+/// What a checkpoint's signature is keyed with: a key derived from the audit key, so a
+/// checkpoint's signature is never an entry's hash.
+const CHECKPOINT_KEY_LABEL: &[u8] = b"earlyhelp audit checkpoint key v1";
+
+impl AuditKey {
+    /// The keyed hash of `entry` written at `at` after the entry hashed `prev`: what an entry's
+    /// `hash` is (for tools and tests that show what a holder of the key could write).
+    pub fn hash_entry(&self, prev: &str, at: &str, entry: &AuditEntry) -> String {
+        keyed(self, prev, at, entry)
+    }
+
+    fn checkpoint_mac(&self) -> Hmac<Sha256> {
+        let mut m = (*self.0).clone();
+        m.update(CHECKPOINT_KEY_LABEL);
+        let derived = m.finalize().into_bytes();
+        match Hmac::<Sha256>::new_from_slice(&derived) {
+            Ok(m) => m,
+            // HMAC takes a key of any length.
+            Err(_) => unreachable!("a 32-byte HMAC key"),
+        }
+    }
+}
+
+/// One council's chain head of one service's trail at one moment, signed (HMAC-SHA256 under a
+/// key derived from the audit key) and published outside the database (a JetStream stream no
+/// service may delete from, or a file in embedded mode). Someone who later rewrites the chain in
+/// the database — even consistently, with the key — cannot change what a checkpoint says the
+/// entry `seq` hashed to: [`Auditor::check_checkpoints`] finds the first checkpoint the trail no
+/// longer matches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub service: String,
+    pub tenant: String,
+    /// The council's last entry then.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+    /// When it was taken (RFC 3339).
+    pub at: String,
+    /// Hex HMAC-SHA256 of the fields above under the checkpoint key.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn mac(
+        key: &AuditKey,
+        service: &str,
+        tenant: &str,
+        seq: i64,
+        hash: &str,
+        at: &str,
+    ) -> Hmac<Sha256> {
+        let mut m = key.checkpoint_mac();
+        let seq = seq.to_string();
+        for part in [service, tenant, seq.as_str(), hash, at] {
+            m.update(&(part.len() as u64).to_be_bytes());
+            m.update(part.as_bytes());
+        }
+        m
+    }
+
+    /// The checkpoint of `service`'s `tenant` chain at entry `seq` (hash `hash`), signed.
+    pub fn new(key: &AuditKey, service: &str, tenant: &str, seq: i64, hash: &str) -> Self {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let signature = hex::encode(
+            Self::mac(key, service, tenant, seq, hash, &at)
+                .finalize()
+                .into_bytes(),
+        );
+        Self {
+            service: service.into(),
+            tenant: tenant.into(),
+            seq,
+            hash: hash.into(),
+            at,
+            signature,
+        }
+    }
+
+    /// Whether the signature is the key's for these fields (compared in constant time).
+    pub fn signed_with(&self, key: &AuditKey) -> bool {
+        let Ok(sig) = hex::decode(&self.signature) else {
+            return false;
+        };
+        Self::mac(
+            key,
+            &self.service,
+            &self.tenant,
+            self.seq,
+            &self.hash,
+            &self.at,
+        )
+        .verify_slice(&sig)
+        .is_ok()
+    }
+}
+
+/// A checkpoint the trail does not match, or one not signed with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenCheckpoint {
+    /// Where it is kept: its stream sequence, or its line in the file.
+    pub position: u64,
+    pub tenant: String,
+    pub seq: i64,
+    pub at: String,
+    pub what: String,
+}
+
+/// What [`Auditor::check_checkpoints`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckpointReport {
+    /// Checkpoints signed with the key and compared with the trail.
+    pub checked: u64,
+    /// The newest of those the trail matches, per council: (tenant, seq).
+    pub latest: BTreeMap<String, i64>,
+    /// The first (by position) checkpoint the trail does not match.
+    pub first_broken: Option<BrokenCheckpoint>,
+    /// Checkpoints whose signature does not verify (forged, or written with another key): the
+    /// first of them, and how many.
+    pub first_unsigned: Option<BrokenCheckpoint>,
+    pub unsigned: u64,
+}
+
+impl Auditor {
+    /// Each council's head: (tenant, seq, hash) of its last entry.
+    pub async fn heads(&self) -> Result<Vec<(String, i64, String)>, DbErr> {
+        let b = self.db.get_database_backend();
+        let db = self
+            .readers
+            .system(eh_store::SystemWorker::AuditVerify)
+            .await?;
+        let rows = db
+            .query_all_raw(stmt(
+                b,
+                "SELECT a.tenant, a.seq, a.hash FROM eh_audit a
+                 WHERE a.seq = (SELECT MAX(b.seq) FROM eh_audit b WHERE b.tenant = a.tenant)
+                 ORDER BY a.tenant",
+                [],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get_by_index(0)?,
+                    r.try_get_by_index(1)?,
+                    r.try_get_by_index(2)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Compares the trail with `checkpoints` (position, checkpoint) of this service, in position
+    /// order (of `tenant` only, when given): each one signed with the key must name an entry of
+    /// its council that is still there with the hash it had.
+    pub async fn check_checkpoints(
+        &self,
+        checkpoints: &[(u64, Checkpoint)],
+        tenant: Option<&str>,
+    ) -> Result<CheckpointReport, DbErr> {
+        let b = self.db.get_database_backend();
+        let db = self
+            .readers
+            .system(eh_store::SystemWorker::AuditVerify)
+            .await?;
+        let mut report = CheckpointReport::default();
+        let mut known: HashMap<(String, i64), Option<String>> = HashMap::new();
+        for (position, c) in checkpoints {
+            if tenant.is_some_and(|t| t != c.tenant) {
+                continue;
+            }
+            let broken = |what: &str| BrokenCheckpoint {
+                position: *position,
+                tenant: c.tenant.clone(),
+                seq: c.seq,
+                at: c.at.clone(),
+                what: what.to_string(),
+            };
+            if !c.signed_with(&self.key) {
+                report.unsigned += 1;
+                if report.first_unsigned.is_none() {
+                    report.first_unsigned = Some(broken(
+                        "its signature does not verify under the key: not written by the platform \
+                         (forged, or signed with another key)",
+                    ));
+                }
+                continue;
+            }
+            report.checked += 1;
+            let k = (c.tenant.clone(), c.seq);
+            if !known.contains_key(&k) {
+                let row = db
+                    .query_one_raw(stmt(
+                        b,
+                        "SELECT hash FROM eh_audit WHERE tenant = $1 AND seq = $2",
+                        [c.tenant.clone().into(), c.seq.into()],
+                    ))
+                    .await?;
+                let hash = match row {
+                    Some(r) => Some(r.try_get_by_index::<String>(0)?),
+                    None => None,
+                };
+                known.insert(k.clone(), hash);
+            }
+            let what = match known.get(&k).cloned().flatten() {
+                None => Some(format!(
+                    "entry {} of the council, which the checkpoint names, is gone: the chain was \
+                     cut or rewritten",
+                    c.seq
+                )),
+                Some(h) if h != c.hash => Some(format!(
+                    "entry {} hashes to another value than the checkpoint says: the chain was \
+                     rewritten at or before it",
+                    c.seq
+                )),
+                Some(_) => None,
+            };
+            match what {
+                Some(w) => {
+                    if report.first_broken.is_none() {
+                        report.first_broken = Some(broken(&w));
+                    }
+                }
+                None => {
+                    let latest = report.latest.entry(c.tenant.clone()).or_insert(c.seq);
+                    *latest = (*latest).max(c.seq);
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,6 +1203,107 @@ mod tests {
         let other = Auditor::with_key(db, test_key(8));
         let b = other.verify_report(None).await?.first_break;
         assert_eq!(b.map(|b| b.seq), Some(1));
+        Ok(())
+    }
+
+    /// Someone with the database and the audit key itself rewrites worcs's chain consistently:
+    /// the chain verifies, but the checkpoints taken before (kept elsewhere) no longer match, the
+    /// first of them named; a checkpoint signed with another key is reported, never trusted.
+    #[tokio::test]
+    async fn checkpoints_find_a_rewrite_made_with_the_key() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (db, auditor) = keyed_trail(dir.path()).await?;
+        let key = test_key(7);
+        // worcs's entries are seq 1, 3, 5, 7; staffs's 2, 4, 6, 8.
+        assert_eq!(
+            auditor
+                .heads()
+                .await?
+                .iter()
+                .map(|h| (h.0.as_str(), h.1))
+                .collect::<Vec<_>>(),
+            [("staffs", 8), ("worcs", 7)]
+        );
+        let mut kept: Vec<(u64, Checkpoint)> = Vec::new();
+        for (tenant, seq, hash) in auditor.heads().await? {
+            let n = kept.len() as u64 + 1;
+            kept.push((n, Checkpoint::new(&key, "casework", &tenant, seq, &hash)));
+        }
+        auditor.record(entry("worcs", 4)).await?; // 9
+        for (tenant, seq, hash) in auditor.heads().await? {
+            let n = kept.len() as u64 + 1;
+            kept.push((n, Checkpoint::new(&key, "casework", &tenant, seq, &hash)));
+        }
+        let fine = auditor.check_checkpoints(&kept, None).await?;
+        assert_eq!(
+            (fine.checked, fine.first_broken.clone(), fine.unsigned),
+            (4, None, 0)
+        );
+        assert_eq!(fine.latest.get("worcs"), Some(&9));
+
+        // Entry 5 rewritten, 5, 7 and 9 re-chained under the real key, the head moved along.
+        let b = db.get_database_backend();
+        let mut prev = row(&db, 5).await?.1;
+        for (i, seq) in [(2_usize, 5_i64), (3, 7), (4, 9)] {
+            let mut e = entry("worcs", i);
+            if seq == 5 {
+                e.reason = "nothing to see".into();
+            }
+            let at = row(&db, seq).await?.0;
+            let hash = keyed(&key, &prev, &at, &e);
+            db.execute_raw(stmt(
+                b,
+                "UPDATE eh_audit SET reason = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+                [
+                    e.reason.into(),
+                    prev.clone().into(),
+                    hash.clone().into(),
+                    seq.into(),
+                ],
+            ))
+            .await?;
+            prev = hash;
+        }
+        db.execute_raw(stmt(
+            b,
+            "UPDATE eh_audit_head SET hash = $1 WHERE tenant = 'worcs'",
+            [prev.into()],
+        ))
+        .await?;
+        assert_eq!(
+            auditor.verify_report(None).await?.first_break,
+            None,
+            "consistent"
+        );
+        let found = auditor.check_checkpoints(&kept, None).await?;
+        let first = found
+            .first_broken
+            .ok_or_else(|| anyhow::anyhow!("unnoticed"))?;
+        // Checkpoint 2 (worcs at entry 7) is the first the trail no longer matches.
+        assert_eq!(
+            (first.position, first.tenant.as_str(), first.seq),
+            (2, "worcs", 7)
+        );
+        assert!(first.what.contains("rewritten"), "{}", first.what);
+        // staffs's checkpoints still hold.
+        let staffs = auditor.check_checkpoints(&kept, Some("staffs")).await?;
+        assert_eq!((staffs.checked, staffs.first_broken), (2, None));
+
+        // A checkpoint made to fit the rewrite, signed without the key: reported, not trusted.
+        let (t, seq, hash) = auditor
+            .heads()
+            .await?
+            .into_iter()
+            .find(|h| h.0 == "worcs")
+            .unwrap();
+        let forged = Checkpoint::new(&test_key(9), "casework", &t, seq, &hash);
+        let mut altered = Checkpoint::new(&key, "casework", &t, seq, "0000");
+        altered.hash = hash;
+        let report = auditor
+            .check_checkpoints(&[(10, forged), (11, altered)], None)
+            .await?;
+        assert_eq!((report.checked, report.unsigned), (0, 2));
+        assert_eq!(report.first_unsigned.map(|u| u.position), Some(10));
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 mod pg_server;
 mod process;
 pub use pg_server::PostgresServer;
-pub use process::{ServiceProcess, http_ready};
+pub use process::{ServiceProcess, database_roles, http_ready, migrate_as_owner};
 
 /// A unique, valid subject token / stream prefix for one test.
 pub fn namespace() -> String {

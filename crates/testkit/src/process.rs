@@ -159,3 +159,87 @@ pub async fn http_ready(port: u16) -> bool {
         Ok(Ok(true))
     )
 }
+
+/// Runs `program [config args] migrate` once, as production's migration Job does: as the
+/// database's owner (`EH__DATABASE__MIGRATE_URL` = `owner_url`) beside `env` — the services'
+/// environment, whose `EH__DATABASE__URL` names the services' role, which the migrations grant the
+/// use of the tables. Its standard output.
+///
+/// # Errors
+/// It cannot be run or fails (with its standard error).
+pub fn migrate_as_owner(
+    program: &Path,
+    config_args: &[&str],
+    env: &[(String, String)],
+    owner_url: &str,
+) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(config_args)
+        .arg("migrate")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("EH__DATABASE__MIGRATE_URL", owner_url)
+        .output()
+        .with_context(|| format!("start {}", program.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "earlyhelp migrate (as the owner) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Who is connected to the database of `url` and who owns its tables, as `admin_url` (a
+/// superuser of the same server) sees it: (the roles with a session there, other than the
+/// superuser's; the owners of its tables).
+pub async fn database_roles(
+    admin_url: &str,
+    url: &str,
+) -> anyhow::Result<(
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+)> {
+    use sea_orm::ConnectionTrait;
+    let database = url
+        .rsplit_once('/')
+        .map(|(_, d)| d.split('?').next().unwrap_or(d).to_string())
+        .context("no database in the URL")?;
+    let on = |sql: &str| {
+        sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            sql,
+            [database.clone().into()],
+        )
+    };
+    // The tables' owners are seen from inside the database; the sessions from anywhere.
+    let inside = crate::with_user(url, &super_user(admin_url));
+    let db = sea_orm::Database::connect(&inside).await?;
+    let mut owners = std::collections::BTreeSet::new();
+    for r in db
+        .query_all_raw(on(
+            "SELECT DISTINCT tableowner FROM pg_tables
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND $1 = current_database()",
+        ))
+        .await?
+    {
+        owners.insert(r.try_get_by_index::<String>(0)?);
+    }
+    let mut sessions = std::collections::BTreeSet::new();
+    for r in db
+        .query_all_raw(on("SELECT DISTINCT usename::text FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND usename IS NOT NULL
+               AND usename <> current_user"))
+        .await?
+    {
+        sessions.insert(r.try_get_by_index::<String>(0)?);
+    }
+    db.close().await.ok();
+    Ok((sessions, owners))
+}
+
+fn super_user(admin_url: &str) -> String {
+    admin_url
+        .split_once("://")
+        .and_then(|(_, r)| r.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo.split(':').next().unwrap_or(userinfo).to_string())
+        .unwrap_or_else(|| "postgres".into())
+}

@@ -137,3 +137,303 @@ async fn a_list_names_what_it_returned_and_verify_finds_a_rewrite_distributed() 
 {
     a_list_names_what_it_returned_and_verify_finds_a_rewrite(true).await
 }
+
+/// Every worcs entry of casework's trail: (seq, at, entry, prev_hash).
+async fn worcs_entries(
+    db: &sea_orm::DatabaseConnection,
+) -> anyhow::Result<Vec<(i64, String, eh_auth::AuditEntry, String)>> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT seq, at, tenant, actor, role, action, record, purpose, decision, reason, prev_hash
+             FROM eh_audit WHERE tenant = $1 ORDER BY seq",
+            ["worcs".into()],
+        ))
+        .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let decision: String = r.try_get_by_index(8)?;
+        out.push((
+            r.try_get_by_index(0)?,
+            r.try_get_by_index(1)?,
+            eh_auth::AuditEntry {
+                tenant: r.try_get_by_index(2)?,
+                actor: r.try_get_by_index(3)?,
+                role: r.try_get_by_index(4)?,
+                action: r.try_get_by_index(5)?,
+                record: r.try_get_by_index(6)?,
+                purpose: r.try_get_by_index(7)?,
+                decision: if decision == "allowed" {
+                    eh_auth::audit::Decision::Allowed
+                } else {
+                    eh_auth::audit::Decision::Denied
+                },
+                reason: r.try_get_by_index(9)?,
+            },
+            r.try_get_by_index(10)?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Signed checkpoints of each council's head, kept outside the database (a JetStream stream no
+/// service may delete from; a file in embedded mode): someone with the database *and the audit
+/// key* rewrites casework's worcs chain consistently — the chain verifies — and `audit verify`
+/// names the first checkpoint the trail no longer matches.
+async fn checkpoints_find_a_consistent_rewrite(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn(distributed).await?;
+    let front_door = t.token("worcs", "fd-checkpoint", &["front_door"]);
+    let mut casework = CaseworkServiceClient::new(t.channel().await?);
+    let list = || {
+        with_token(
+            cw::ListCasesRequest {
+                tenant: "worcs".into(),
+                ..Default::default()
+            },
+            &front_door,
+        )
+    };
+    casework.list_cases(list()).await?;
+    casework.list_cases(list()).await?;
+    let mut checkpointer =
+        earlyhelp::audit::Checkpointer::connect(&t.settings, earlyhelp::Target::ALL).await?;
+    let first = checkpointer.run_once().await?;
+    let worcs_first = first
+        .iter()
+        .find(|c| c.service == "casework" && c.tenant == "worcs")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no casework worcs checkpoint: {first:?}"))?;
+    // Nothing moved: nothing new. Then one more read: its council's head again.
+    assert!(checkpointer.run_once().await?.is_empty());
+    casework.list_cases(list()).await?;
+    let second = checkpointer.run_once().await?;
+    assert!(
+        second
+            .iter()
+            .any(|c| c.service == "casework" && c.tenant == "worcs" && c.seq > worcs_first.seq),
+        "{second:?}"
+    );
+    let reports = earlyhelp::audit::verify(&t.settings, Some("casework"), None).await?;
+    assert!(reports[0].ok(), "{:?}", reports[0].lines());
+    assert!(reports[0].checkpoints.checked >= 2);
+    // Where they are kept.
+    let kept = earlyhelp::audit::CheckpointStore::open(&t.settings)
+        .await?
+        .read_all()
+        .await?;
+    let position = kept
+        .iter()
+        .find(|(_, c)| *c == worcs_first)
+        .map(|(p, _)| *p)
+        .ok_or_else(|| anyhow::anyhow!("the first checkpoint is not kept"))?;
+    if !distributed {
+        assert!(
+            t.settings
+                .data_dir
+                .join(earlyhelp::audit::CHECKPOINT_FILE)
+                .exists()
+        );
+    }
+
+    // The rewrite: the first worcs entry's reason changed, every later one re-chained under the
+    // key, the head moved along.
+    let key = eh_auth::AuditKey::from_settings(&t.settings).map_err(anyhow::Error::msg)?;
+    let db = t.db("casework").await?;
+    let b = db.get_database_backend();
+    let entries = worcs_entries(&db).await?;
+    assert!(entries.len() >= 3);
+    let mut prev = entries[0].3.clone();
+    for (i, (seq, at, entry, _)) in entries.iter().enumerate() {
+        let mut e = entry.clone();
+        if i == 0 {
+            e.reason = "nothing to see".into();
+        }
+        let hash = key.hash_entry(&prev, at, &e);
+        db.execute_raw(stmt(
+            b,
+            "UPDATE eh_audit SET reason = $1, prev_hash = $2, hash = $3 WHERE seq = $4",
+            [
+                e.reason.clone().into(),
+                prev.clone().into(),
+                hash.clone().into(),
+                (*seq).into(),
+            ],
+        ))
+        .await?;
+        prev = hash;
+    }
+    db.execute_raw(stmt(
+        b,
+        "UPDATE eh_audit_head SET hash = $1 WHERE tenant = $2",
+        [prev.into(), "worcs".into()],
+    ))
+    .await?;
+
+    let reports = earlyhelp::audit::verify(&t.settings, Some("casework"), None).await?;
+    let r = &reports[0];
+    assert_eq!(r.report.first_break, None, "the chain itself is consistent");
+    assert!(!r.ok(), "the rewrite went unnoticed: {:?}", r.lines());
+    let broken = r
+        .checkpoints
+        .first_broken
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no checkpoint broken"))?;
+    assert_eq!(
+        (broken.position, broken.tenant.as_str(), broken.seq),
+        (position, "worcs", worcs_first.seq)
+    );
+    let lines = r.lines().join("\n");
+    assert!(
+        lines.contains(&format!("first checkpoint broken: #{position}")),
+        "{lines}"
+    );
+    // Staffordshire's chain and checkpoints are untouched.
+    let staffs = earlyhelp::audit::verify(&t.settings, Some("casework"), Some("staffs")).await?;
+    assert!(staffs[0].ok(), "{:?}", staffs[0].lines());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_find_a_consistent_rewrite_embedded() -> anyhow::Result<()> {
+    checkpoints_find_a_consistent_rewrite(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_find_a_consistent_rewrite_distributed() -> anyhow::Result<()> {
+    checkpoints_find_a_consistent_rewrite(true).await
+}
+
+/// Every `$EH_NATS_PASSWORD_…` a generated configuration names, with a fresh password each
+/// (starting with a letter: nats-server reads a variable's value as a configuration value).
+fn nats_passwords(conf: &str) -> std::collections::BTreeMap<String, String> {
+    conf.split('$')
+        .skip(1)
+        .filter(|s| s.starts_with("EH_NATS_PASSWORD_"))
+        .map(|s| {
+            let var: String = s
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (var, format!("pw{}", uuid::Uuid::new_v4().simple()))
+        })
+        .collect()
+}
+
+/// On a nats-server configured with the accounts `earlyhelp nats-config` generates: casework's
+/// own user keeps casework's checkpoints, but neither it nor the operator can remove one — the
+/// stream denies deletes and purges, and a service's user may not update, purge or delete it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_on_the_generated_nats_accounts_cannot_be_removed() -> anyhow::Result<()> {
+    use earlyhelp::natsconf::{OPERATOR_USER, PLATFORM_USER, password_var};
+    let mut server = None;
+    let mut pw = std::collections::BTreeMap::new();
+    let t = TestApp::spawn_configured(true, |s, _| {
+        let conf = earlyhelp::natsconf::for_settings(s);
+        pw = nats_passwords(&conf);
+        let srv = eh_testkit::NatsServer::start_with_config(
+            &conf,
+            pw.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        )
+        .expect("nats-server with the generated accounts");
+        s.bus.nats_url = format!(
+            "nats://{PLATFORM_USER}:{}@127.0.0.1:{}",
+            pw[&password_var(PLATFORM_USER)],
+            srv.port()
+        );
+        server = Some(srv);
+    })
+    .await?;
+    let port = server.as_ref().expect("server").port();
+    let as_user = |user: &str| {
+        let mut s = t.settings.clone();
+        s.bus.nats_url = format!("nats://{user}:{}@127.0.0.1:{port}", pw[&password_var(user)]);
+        s
+    };
+    let front_door = t.token("worcs", "fd-nats-checkpoint", &["front_door"]);
+    let mut casework = CaseworkServiceClient::new(t.channel().await?);
+    casework
+        .list_cases(with_token(
+            cw::ListCasesRequest {
+                tenant: "worcs".into(),
+                ..Default::default()
+            },
+            &front_door,
+        ))
+        .await?;
+    // casework's own user creates the stream and keeps its checkpoints.
+    let casework_target = earlyhelp::Target::named("casework").map_err(anyhow::Error::msg)?;
+    let kept = earlyhelp::audit::Checkpointer::connect(&as_user("casework"), &[casework_target])
+        .await?
+        .run_once()
+        .await?;
+    assert!(kept.iter().any(|c| c.tenant == "worcs"), "{kept:?}");
+    // intake's user may not publish casework's checkpoints.
+    let intake_target = earlyhelp::Target::named("intake").map_err(anyhow::Error::msg)?;
+    let mut intake =
+        earlyhelp::audit::Checkpointer::connect(&as_user("intake"), &[intake_target]).await?;
+    let forged = eh_auth::audit::Checkpoint::new(
+        &eh_auth::AuditKey::from_settings(&t.settings).map_err(anyhow::Error::msg)?,
+        "casework",
+        "worcs",
+        1,
+        "0000",
+    );
+    let store = earlyhelp::audit::CheckpointStore::open(&as_user("intake")).await?;
+    assert!(
+        store.publish(&[forged]).await.is_err(),
+        "intake published on casework's subject"
+    );
+    // Its own checkpoints it may keep.
+    intake.run_once().await?;
+
+    let stream = earlyhelp::audit::checkpoint_stream(&t.ns());
+    let js_as = |user: &str| {
+        let pass = pw[&password_var(user)].clone();
+        let user = user.to_string();
+        async move {
+            let client = async_nats::ConnectOptions::with_user_and_password(user, pass)
+                .connect(format!("nats://127.0.0.1:{port}"))
+                .await?;
+            let mut js = async_nats::jetstream::new(client);
+            js.set_timeout(std::time::Duration::from_secs(2));
+            anyhow::Ok(js)
+        }
+    };
+    // The service's user: no update, purge, message delete or stream delete.
+    let js = js_as("casework").await?;
+    let mut s = js.get_stream(&stream).await?;
+    let info = s.info().await?.clone();
+    assert!(info.config.deny_delete && info.config.deny_purge);
+    let first = info.state.first_sequence;
+    assert!(
+        s.delete_message(first).await.is_err(),
+        "casework deleted a checkpoint"
+    );
+    assert!(s.purge().await.is_err(), "casework purged the checkpoints");
+    let mut looser = info.config.clone();
+    looser.max_messages = 1;
+    assert!(
+        js.update_stream(looser).await.is_err(),
+        "casework changed the stream's limits"
+    );
+    assert!(
+        js.delete_stream(&stream).await.is_err(),
+        "casework deleted the stream"
+    );
+    // The operator, allowed the whole API, still cannot remove one: the stream denies it.
+    let ops = js_as(OPERATOR_USER).await?;
+    let mut s = ops.get_stream(&stream).await?;
+    assert!(
+        s.delete_message(first).await.is_err(),
+        "a checkpoint was deleted"
+    );
+    assert!(s.purge().await.is_err(), "the checkpoints were purged");
+    assert_eq!(s.info().await?.state.messages, info.state.messages);
+    // And verify, as the operator, compares them.
+    let reports = earlyhelp::audit::verify(&as_user(OPERATOR_USER), Some("casework"), None).await?;
+    assert!(reports[0].ok(), "{:?}", reports[0].lines());
+    assert!(reports[0].checkpoints.checked >= 1);
+    drop(t);
+    drop(server);
+    Ok(())
+}
