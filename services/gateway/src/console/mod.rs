@@ -894,7 +894,27 @@ async fn queue(State(c): State<Arc<Console>>, headers: HeaderMap, uri: Uri) -> R
                         }
                     }
                 }
-                p class="govuk-body" { (closed_n) " closed case(s) not shown." }
+                @if closed_n > 0 {
+                    details class="govuk-details" {
+                        summary class="govuk-details__summary" {
+                            span class="govuk-details__summary-text" { "Closed cases (" (closed_n) ")" }
+                        }
+                        div class="govuk-details__text" {
+                            ul class="govuk-list" {
+                                @for k in r.cases.iter().filter(|k| closed(&k.state)) {
+                                    li {
+                                        a class="govuk-link" href={"/console/cases/" (urlencode(&k.case_id))} {
+                                            span class="govuk-visually-hidden" { "Case " }
+                                            (k.source_reference.clone().chars().take(40).collect::<String>())
+                                            " (" (k.case_id.chars().take(8).collect::<String>()) ")"
+                                        }
+                                        ": " (view::words(&k.state))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         Section::Withheld(why) => view::withheld("The queue", &why),
