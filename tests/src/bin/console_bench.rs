@@ -35,7 +35,19 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// A self-signed certificate for 127.0.0.1 (PEM certificate, PEM key), made by `openssl`.
 fn certificate(dir: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert, key, conf) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("openssl.cnf"),
+    );
+    // An end-entity certificate (not a CA: rustls refuses a CA as a server's certificate).
+    std::fs::write(
+        &conf,
+        "[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n\
+         [dn]\nCN = 127.0.0.1\n\
+         [v3]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1\n",
+    )?;
     let out = std::process::Command::new("openssl")
         .args([
             "req",
@@ -45,8 +57,8 @@ fn certificate(dir: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
         ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-nodes", "-days", "1", "-config"])
+        .arg(&conf)
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
