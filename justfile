@@ -77,6 +77,11 @@ bench-matcher:
 bench-reads: deps
     cargo run --profile perf -p eh-tests --bin reads
 
+# The console's case page and the API's status read: requests/s and p99, straight and through a
+# TLS-terminating proxy, beside a static file of the same server (EH_CONSOLE_BENCH_SECS, _CONC).
+bench-console:
+    cargo run --profile perf -p eh-tests --bin console_bench
+
 # Fault injection, long version (issues 18 and 15): the binary as two processes under 1,000
 # referrals at ~15/s: PostgreSQL stopped for 30 s, each process killed by SIGKILL twice, the NATS
 # server killed and restarted, sessions cut mid-write; beside the same load without faults. Counts

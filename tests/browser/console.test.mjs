@@ -38,6 +38,8 @@ const USERS = {
   worcs: {
     'alice.frontdoor': { name: 'Alice Front Door', roles: ['front_door'], agency: 'council' },
     'bob.support': { name: 'Bob Support', roles: ['business_support'], agency: 'council' },
+    'tess.manager': { name: 'Tess Manager', roles: ['team_manager'], agency: 'council' },
+    'tom.manager': { name: 'Tom Manager', roles: ['team_manager'], agency: 'council' },
   },
   staffs: {
     'carol.frontdoor': { name: 'Carol Front Door', roles: ['front_door'], agency: 'council' },
@@ -176,6 +178,28 @@ sha256 = "${keyHash}"
     });
     assert.equal(res.status, 201, await res.text());
   }
+  // A family with consent (for withdrawal and the override), and two referrals of one child whose
+  // details differ just enough to be left to a practitioner (a possible match).
+  const withConsent = referral('BT-CONSENT', { given_name: 'Mia', family_name: 'Reed', date_of_birth: '2017-09-09' });
+  withConsent.consent = { obtained: true, given_by: 'Dana Reed', method: 'verbal', date: '2026-11-20' };
+  const khan = (reference, child, address) => ({
+    ...referral(reference, child),
+    family_members: [],
+    consent: { obtained: true, method: 'signed', date: '2026-11-20' },
+    ...(address ? { address } : {}),
+  });
+  for (const doc of [
+    withConsent,
+    khan('BT-MATCH-1', { given_name: 'Ava', family_name: 'Khan', date_of_birth: '2015-03-04', nhs_number: '9434765919' }, { line1: '4 Mill Lane', postcode: 'B60 1AA' }),
+    khan('BT-MATCH-2', { given_name: 'Ava', family_name: 'Khan', date_of_birth: '2015-04-03' }),
+  ]) {
+    const res = await fetch(`${base}/v1/referrals`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': API_KEY, 'idempotency-key': doc.source.reference },
+      body: JSON.stringify(doc),
+    });
+    assert.equal(res.status, 201, await res.text());
+  }
   browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox'] });
 });
 
@@ -232,6 +256,26 @@ async function signIn(page, council, login) {
 }
 
 /** The queue, reloaded until it lists `n` open cases or more (casework opens them from events). */
+/** The case page of `reference`, reached from the queue by keyboard once casework lists it. */
+async function caseByKeyboard(page, reference) {
+  for (let i = 0; i < 150; i++) {
+    await page.goto(`${base}/console/`);
+    if (await page.getByText(reference).count()) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  // An open case by keyboard from the queue; a closed one from the queue's closed list.
+  const closedLink = page.locator('details.govuk-details a', { hasText: reference });
+  if (await closedLink.count()) {
+    await page.goto(new URL(await closedLink.getAttribute('href'), base).href);
+    return;
+  }
+  await tabTo(page, `the ${reference} case`, focusedText, reference);
+  await Promise.all([page.waitForURL(/\/console\/cases\/[^/]+$/), page.keyboard.press('Enter')]);
+}
+
+const focusedButton = (t) => document.activeElement?.tagName === 'BUTTON' && document.activeElement.textContent.trim() === t;
+const focusedIdPrefix = (p) => document.activeElement && document.activeElement.id.startsWith(p);
+
 async function queueWith(page, n) {
   for (let i = 0; i < 150; i++) {
     await page.goto(`${base}/console/`);
@@ -395,5 +439,154 @@ test('a sign-in answer that is not this browser\'s is refused', async () => {
   assert.equal(res.status(), 400);
   assert.match(await page.textContent('main'), /could not be signed in/);
   await axe(page, 'sign-in refused');
+  await context.close();
+});
+
+test('possible matches: a candidate is rejected by keyboard alone', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'alice.frontdoor');
+  for (let i = 0; i < 150; i++) {
+    await page.goto(`${base}/console/matches`);
+    if (await page.locator('.govuk-summary-card').count()) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const main = await page.textContent('main');
+  assert.match(main, /Ava Khan may be Ava Khan/);
+  assert.match(main, /Date of birth \(transposed\)/i);
+  await axe(page, 'matches with a candidate');
+  await shot(page, 'matches-candidate');
+  // The first radio ("Yes"), then the arrow key to "No, reject it", the reason, the button.
+  await tabTo(page, 'the first decision radio', focusedIdPrefix, 'decision-');
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.value), 'reject');
+  await tabTo(page, 'the reason', focusedName, 'reason');
+  await page.keyboard.type('Different child: another school and date of birth.');
+  await tabTo(page, 'Save the decision', focusedButton, 'Save the decision');
+  await Promise.all([page.waitForURL(/done=reject/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /The match was rejected/);
+  assert.match(await page.textContent('main'), /There are no possible matches to decide/);
+  await axe(page, 'matches after a decision');
+  await context.close();
+});
+
+test('the two-person safeguarding override: one manager asks, another approves, by keyboard', async () => {
+  // Tess asks.
+  let context = await browser.newContext();
+  let page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'tess.manager');
+  await caseByKeyboard(page, 'BT-CONSENT');
+  await tabTo(page, 'the override link', focusedText, 'Safeguarding overrides for this family');
+  await Promise.all([page.waitForURL(/\/override$/), page.keyboard.press('Enter')]);
+  await axe(page, 'override');
+  await shot(page, 'override-form');
+  // Sent empty first: the errors, each linked to its field.
+  await tabTo(page, 'Ask for approval', focusedButton, 'Ask for approval');
+  await Promise.all([page.waitForLoadState(), page.keyboard.press('Enter')]);
+  await page.locator('.govuk-error-summary').waitFor();
+  assert.match(await page.title(), /^Error:/);
+  await axe(page, 'override with errors');
+  await tabTo(page, 'the legal basis', focusedName, 'legal_basis');
+  await page.keyboard.type('Children Act 1989 s47');
+  await tabTo(page, 'the reasons', focusedName, 'reasoning');
+  await page.keyboard.type('Disclosure at school; asking the parents first would put Mia at risk.');
+  await tabTo(page, 'the first agency', focusedId, 'agencies');
+  await page.keyboard.press('Space');
+  await tabTo(page, 'the first category', focusedId, 'categories');
+  await page.keyboard.press('Space');
+  await tabTo(page, 'the first purpose', focusedId, 'purposes');
+  await page.keyboard.press('Space');
+  await tabTo(page, 'the days', focusedName, 'days');
+  await page.keyboard.type('7');
+  await tabTo(page, 'Ask for approval', focusedButton, 'Ask for approval');
+  await Promise.all([page.waitForURL(/done=requested/), page.keyboard.press('Enter')]);
+  const asked = await page.textContent('main');
+  assert.match(asked, /You asked for this override\. A different person, a team manager, must approve it\./);
+  assert.equal(await page.getByRole('button', { name: 'Approve the override' }).count(), 0, 'the asker cannot approve');
+  await axe(page, 'override requested');
+  await shot(page, 'override-requested');
+  const overrideUrl = page.url().replace(/\?.*$/, '');
+  await context.close();
+
+  // Bob, a restricted reader, sees that it is withheld, and nothing of it.
+  context = await browser.newContext();
+  page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'bob.support');
+  await page.goto(overrideUrl);
+  const withheld = await page.textContent('main');
+  assert.match(withheld, /consent and overrides are withheld/i);
+  assert.doesNotMatch(withheld, /Children Act|Disclosure at school/);
+  await axe(page, 'override as a restricted reader');
+  await page.goto(`${base}/console/override-requests`);
+  assert.match(await page.textContent('main'), /Only a team manager approves/);
+  await axe(page, 'override requests as a restricted reader');
+  await context.close();
+
+  // Tom approves, from his list, by keyboard.
+  context = await browser.newContext();
+  page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'tom.manager');
+  await tabTo(page, 'Overrides to approve', focusedText, 'Overrides to approve');
+  await Promise.all([page.waitForURL(/\/console\/override-requests$/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /tess\.manager/);
+  await axe(page, 'override requests');
+  await shot(page, 'override-requests');
+  await tabTo(page, 'the request', focusedText, 'Override request for case');
+  await Promise.all([page.waitForURL(/\/override#waiting$/), page.keyboard.press('Enter')]);
+  await tabTo(page, 'Approve the override', focusedButton, 'Approve the override');
+  await Promise.all([page.waitForURL(/done=granted/), page.keyboard.press('Enter')]);
+  const granted = await page.textContent('main');
+  assert.match(granted, /The override was granted/);
+  assert.match(granted, /Children Act 1989 s47/);
+  assert.match(granted, /tom\.manager/);
+  await axe(page, 'override granted');
+  await shot(page, 'override-granted');
+  await context.close();
+});
+
+test('consent is withdrawn by keyboard alone', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'alice.frontdoor');
+  await caseByKeyboard(page, 'BT-CONSENT');
+  assert.match(await page.textContent('main'), /Dana Reed/);
+  await tabTo(page, 'Withdraw this consent', focusedText, 'Withdraw this consent');
+  await Promise.all([page.waitForURL(/\/withdraw$/), page.keyboard.press('Enter')]);
+  await axe(page, 'withdraw consent');
+  await shot(page, 'withdraw-consent');
+  await tabTo(page, 'Withdraw consent', focusedButton, 'Withdraw consent');
+  await Promise.all([page.waitForLoadState(), page.keyboard.press('Enter')]);
+  await page.locator('.govuk-error-summary').waitFor();
+  assert.match(await page.textContent('.govuk-error-summary'), /Enter why the consent is withdrawn/);
+  await axe(page, 'withdraw consent with an error');
+  await tabTo(page, 'the reason', focusedName, 'reason');
+  await page.keyboard.type('Dana Reed withdrew consent by phone this morning.');
+  await tabTo(page, 'Withdraw consent', focusedButton, 'Withdraw consent');
+  await Promise.all([page.waitForURL(/done=consent-withdrawn/), page.keyboard.press('Enter')]);
+  const body = await page.textContent('main');
+  assert.match(body, /The consent was withdrawn/);
+  assert.doesNotMatch(body, /Withdraw this consent/, 'nothing left to withdraw');
+  await axe(page, 'case after withdrawal');
+  await shot(page, 'case-consent-withdrawn');
+  await context.close();
+});
+
+test('offers: the page for those who may answer, withheld for others', async () => {
+  let context = await browser.newContext();
+  let page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'tom.manager');
+  await tabTo(page, 'Offers', focusedText, 'Offers');
+  await Promise.all([page.waitForURL(/\/console\/offers$/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /Offers to answer/);
+  assert.doesNotMatch(await page.textContent('main'), /withheld/);
+  await axe(page, 'offers');
+  await shot(page, 'offers');
+  await context.close();
+  context = await browser.newContext();
+  page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'bob.support');
+  await page.goto(`${base}/console/offers`);
+  assert.match(await page.textContent('main'), /Offers are withheld/);
+  await axe(page, 'offers withheld');
   await context.close();
 });

@@ -102,6 +102,7 @@ pub fn migrations() -> Vec<Migration> {
         eh_bus::outbox::MIGRATIONS,
         store::MIGRATIONS,
         session::MIGRATIONS,
+        console::requests::MIGRATIONS,
     ]
     .concat()
 }
@@ -194,8 +195,10 @@ fn console_router(
             origins.push(o);
         }
     }
+    let token_key = session::TokenKey::from_settings(settings, &s.console)?;
     let c = console::Console {
         db: ctx.db.clone(),
+        token_key,
         clock: ctx.clock.clone(),
         auth: auth.clone(),
         oidc,

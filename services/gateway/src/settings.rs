@@ -56,6 +56,13 @@ pub struct ConsoleSettings {
     /// A session ends this long after sign-in however it is used (sooner when the ID token
     /// expires: the services would refuse it).
     pub absolute_timeout_hours: u64,
+    /// The key the sessions' ID tokens are sealed with (AES-256-GCM; 64 hex digits, from a
+    /// Secret: `EH__GATEWAY__CONSOLE__SESSION_KEY`); masked when printed. Required in
+    /// distributed mode (here or in `session_key_file`); in embedded mode, when empty, a key is
+    /// generated once in `data_dir` (`console-session.key`).
+    pub session_key: crate::session::KeySetting,
+    /// A file holding the session key (a mounted Secret), instead of `session_key`.
+    pub session_key_file: String,
 }
 
 impl Default for ConsoleSettings {
@@ -66,6 +73,8 @@ impl Default for ConsoleSettings {
             assets_dir: "tools/console/node_modules/govuk-frontend/dist/govuk".into(),
             idle_timeout_minutes: 30,
             absolute_timeout_hours: 10,
+            session_key: crate::session::KeySetting::default(),
+            session_key_file: String::new(),
         }
     }
 }

@@ -29,6 +29,8 @@ struct Op {
     issuer: String,
     codes: Mutex<HashMap<String, (String, String)>>,
     wrong_nonce: Mutex<bool>,
+    /// Every ID token it issued.
+    issued: Mutex<Vec<String>>,
     demo: Option<Arc<DemoIssuer>>,
 }
 
@@ -90,6 +92,7 @@ async fn token(
             "iat": now, "exp": now + 600, "roles": ["front_door"], "agency": "council",
         }))
         .unwrap();
+    op.issued.lock().unwrap().push(id_token.clone());
     axum::Json(serde_json::json!({
         "access_token": "opaque", "token_type": "Bearer", "expires_in": 600, "id_token": id_token,
     }))
@@ -98,6 +101,7 @@ async fn token(
 
 struct Harness {
     router: axum::Router,
+    token_key: session::TokenKey,
     clock: Arc<ManualClock>,
     op: Arc<Op>,
     db: sea_orm::DatabaseConnection,
@@ -181,8 +185,10 @@ redirect_url = "http://127.0.0.1:8080/console/callback"
         ),
     };
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let token_key = session::TokenKey::generate();
     let console = Console {
         db: db.clone(),
+        token_key: token_key.clone(),
         clock: clock.clone(),
         auth,
         oidc: eh_gateway::oidc::Oidc::from_settings(&settings).unwrap(),
@@ -199,6 +205,7 @@ redirect_url = "http://127.0.0.1:8080/console/callback"
     };
     Harness {
         router: eh_gateway::console::router(Arc::new(console)),
+        token_key,
         clock,
         op,
         db,
@@ -277,6 +284,22 @@ impl Harness {
         let form = self.get("/console/cases/c-1/step-up", Some(&cookie)).await;
         assert_eq!(form.status, StatusCode::OK, "{}", form.body);
         (cookie, hidden(&form.body, "csrf"))
+    }
+
+    /// The `id_token` column of every session row.
+    async fn stored_tokens(&self) -> Vec<String> {
+        use sea_orm::ConnectionTrait;
+        self.db
+            .query_all_raw(eh_store::stmt(
+                self.db.get_database_backend(),
+                "SELECT id_token FROM gateway_sessions WHERE id_token IS NOT NULL ORDER BY id_sha256",
+                [],
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect()
     }
 
     async fn session_rows(&self) -> i64 {
@@ -378,6 +401,7 @@ async fn session_store_expiry_at_its_edges() {
     // The token expires before the absolute timeout: the session ends with it.
     let (id, _) = session::sign_in(
         &h.db,
+        &h.token_key,
         None,
         "worcs",
         &user,
@@ -389,29 +413,32 @@ async fn session_store_expiry_at_its_edges() {
     .unwrap();
     let at = |m| now + chrono::Duration::minutes(m);
     assert!(
-        session::load(&h.db, &id, at(25), t)
+        session::load(&h.db, &h.token_key, &id, at(25), t)
             .await
             .unwrap()
             .is_some()
     );
     assert!(
-        session::load(&h.db, &id, at(49), t)
+        session::load(&h.db, &h.token_key, &id, at(49), t)
             .await
             .unwrap()
             .is_some()
     );
     assert!(
-        session::load(&h.db, &id, at(50), t)
+        session::load(&h.db, &h.token_key, &id, at(50), t)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        session::load(&h.db, &id, at(1), t).await.unwrap().is_none(),
+        session::load(&h.db, &h.token_key, &id, at(1), t)
+            .await
+            .unwrap()
+            .is_none(),
         "deleted"
     );
     // Purge forgets the idle and the ended.
-    let (_a, _) = session::sign_in(&h.db, None, "worcs", &user, at(600), now, t)
+    let (_a, _) = session::sign_in(&h.db, &h.token_key, None, "worcs", &user, at(600), now, t)
         .await
         .unwrap();
     assert_eq!(session::purge(&h.db, at(10), at(-1)).await.unwrap(), 0);
@@ -513,6 +540,15 @@ async fn the_callback_signs_in_with_the_right_state_nonce_and_verifier() {
     let page = h.get("/console/matches", Some(&cookie)).await;
     assert!(signed_in(&page), "{}", page.body);
     assert!(page.body.contains("alice"));
+    // The ID token is stored sealed: neither the token nor any of its parts is in the table.
+    let issued = h.op.issued.lock().unwrap().clone();
+    assert_eq!(issued.len(), 1);
+    let stored = h.stored_tokens().await;
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0], issued[0]);
+    for part in issued[0].split('.') {
+        assert!(!stored[0].contains(part), "a part of the token is stored");
+    }
     // The pending session was used up: the same answer again is refused.
     issue_code(&h, &q, "again");
     let a = h
@@ -637,4 +673,36 @@ async fn pages_carry_the_security_headers() {
                 .starts_with("/console/sign-in?return_to=")
         );
     }
+}
+
+#[tokio::test]
+async fn a_sealed_token_opens_only_in_its_own_row_unchanged() {
+    use sea_orm::ConnectionTrait;
+    let h = harness(false).await;
+    let (first, _) = h.demo_sign_in().await;
+    let (second, _) = h.demo_sign_in().await;
+    let stored = h.stored_tokens().await;
+    assert_eq!(stored.len(), 2);
+    for s in &stored {
+        assert!(
+            s.starts_with("v1.") && !s.contains("eyJ"),
+            "not sealed: {s}"
+        );
+    }
+    assert!(signed_in(&h.get("/console/matches", Some(&first)).await));
+    // Each row's sealed token copied into the other row: neither opens, both sessions end.
+    let b = h.db.get_database_backend();
+    h.db.execute_raw(eh_store::stmt(
+        b,
+        "UPDATE gateway_sessions SET id_token = CASE WHEN id_token = $1 THEN $2 ELSE $1 END \
+         WHERE id_token IS NOT NULL",
+        [stored[0].clone().into(), stored[1].clone().into()],
+    ))
+    .await
+    .unwrap();
+    for cookie in [&first, &second] {
+        let page = h.get("/console/matches", Some(cookie)).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    }
+    assert_eq!(h.session_rows().await, 0, "both ended");
 }

@@ -6,6 +6,7 @@ mod audit;
 mod bus;
 mod casework;
 mod consent;
+mod console;
 mod councils;
 mod faults;
 mod gateway;

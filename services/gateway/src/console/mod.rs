@@ -6,6 +6,8 @@
 //! call exactly as for any other caller: the console shows what the services give, and a section
 //! a service refuses (`PERMISSION_DENIED`) is shown as withheld, saying so. Every form carries
 //! the session's CSRF token; a form without the right one is refused (403) and changes nothing.
+mod actions;
+pub mod requests;
 pub mod view;
 
 use crate::oidc::{Oidc, OidcError, Pending};
@@ -83,6 +85,8 @@ pub struct Clients {
 /// What the console's handlers share.
 pub struct Console {
     pub db: DatabaseConnection,
+    /// Seals the ID token each session holds ([`session::TokenKey`]).
+    pub token_key: session::TokenKey,
     pub clock: Arc<dyn Clock>,
     pub auth: Authenticator,
     pub oidc: Oidc,
@@ -116,6 +120,24 @@ pub fn router(console: Arc<Console>) -> Router {
             get(step_up_page).post(step_up),
         )
         .route("/console/cases/{id}/close", get(close_page).post(close))
+        .route(
+            "/console/cases/{id}/consent/{record}/withdraw",
+            get(actions::withdraw_page).post(actions::withdraw),
+        )
+        .route(
+            "/console/cases/{id}/override",
+            get(actions::override_page).post(actions::request_override),
+        )
+        .route(
+            "/console/override-requests",
+            get(actions::override_requests),
+        )
+        .route(
+            "/console/override-requests/{id}",
+            post(actions::approve_override),
+        )
+        .route("/console/offers", get(actions::offers_page))
+        .route("/console/offers/{id}", post(actions::answer_offer))
         .route("/console/matches", get(matches_page))
         .route("/console/matches/{id}", post(resolve_match))
         .route("/console/static/init.js", get(init_js))
@@ -275,7 +297,7 @@ impl Console {
         let Some(id) = self.cookie.read(headers) else {
             return Ok(None);
         };
-        let s = session::load(&self.db, &id, self.now(), self.timeouts)
+        let s = session::load(&self.db, &self.token_key, &id, self.now(), self.timeouts)
             .await
             .map_err(internal)?;
         Ok(s.map(|s| (id, s)))
@@ -315,9 +337,26 @@ impl Console {
         })
     }
 
+    /// A signed-in person's form, opened: the person (or the answer that sends them to sign in),
+    /// the form parsed, and its CSRF token checked against the session's (a wrong or missing one:
+    /// the 403 page, nothing changed). Every form a signed-in person posts comes through here.
+    async fn form_user(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &Bytes,
+    ) -> Result<(User, Form), Response> {
+        let user = self.user(headers, uri).await?;
+        let form = parse_form(body);
+        match self.csrf_refusal(&user.session, &form) {
+            Some(r) => Err(r),
+            None => Ok((user, form)),
+        }
+    }
+
     /// Checks a form's CSRF token against the session's: `None` when it is right, the 403 page
     /// otherwise.
-    fn csrf_refusal(&self, session: &Session, form: &BTreeMap<String, String>) -> Option<Response> {
+    fn csrf_refusal(&self, session: &Session, form: &Form) -> Option<Response> {
         match form.get("csrf") {
             Some(t) if session::same_secret(t, &session.csrf) => None,
             _ => {
@@ -359,17 +398,45 @@ fn safe_return(to: Option<&str>) -> String {
     }
 }
 
-/// A form body (`application/x-www-form-urlencoded`) as a map; the last of a repeated field.
-fn parse_form(body: &Bytes) -> BTreeMap<String, String> {
-    body.split(|b| *b == b'&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let mut it = kv.splitn(2, |b| *b == b'=');
-            let k = decode(it.next().unwrap_or_default());
-            let v = decode(it.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
+/// A form as it was sent (`application/x-www-form-urlencoded`): its fields in order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The last value of a field.
+    fn get(&self, name: &str) -> Option<&String> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// A field's value, trimmed; empty when it is missing.
+    fn text(&self, name: &str) -> String {
+        self.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Every value of a repeated field (checkboxes), in order.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+fn parse_form(body: &Bytes) -> Form {
+    Form(
+        body.split(|b| *b == b'&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let mut it = kv.splitn(2, |b| *b == b'=');
+                let k = decode(it.next().unwrap_or_default());
+                let v = decode(it.next().unwrap_or_default());
+                (k, v)
+            })
+            .collect(),
+    )
 }
 
 fn decode(s: &[u8]) -> String {
@@ -555,6 +622,7 @@ async fn callback(
     };
     match session::sign_in(
         &c.db,
+        &c.token_key,
         None,
         &s.tenant,
         &user,
@@ -634,6 +702,7 @@ async fn demo_sign_in(State(c): State<Arc<Console>>, headers: HeaderMap, body: B
     let expires = c.now() + c.timeouts.absolute;
     match session::sign_in(
         &c.db,
+        &c.token_key,
         Some(&id),
         &demo.tenant,
         &user,
@@ -825,7 +894,27 @@ async fn queue(State(c): State<Arc<Console>>, headers: HeaderMap, uri: Uri) -> R
                         }
                     }
                 }
-                p class="govuk-body" { (closed_n) " closed case(s) not shown." }
+                @if closed_n > 0 {
+                    details class="govuk-details" {
+                        summary class="govuk-details__summary" {
+                            span class="govuk-details__summary-text" { "Closed cases (" (closed_n) ")" }
+                        }
+                        div class="govuk-details__text" {
+                            ul class="govuk-list" {
+                                @for k in r.cases.iter().filter(|k| closed(&k.state)) {
+                                    li {
+                                        a class="govuk-link" href={"/console/cases/" (urlencode(&k.case_id))} {
+                                            span class="govuk-visually-hidden" { "Case " }
+                                            (k.source_reference.clone().chars().take(40).collect::<String>())
+                                            " (" (k.case_id.chars().take(8).collect::<String>()) ")"
+                                        }
+                                        ": " (view::words(&k.state))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         Section::Withheld(why) => view::withheld("The queue", &why),
@@ -861,6 +950,54 @@ struct Done {
     done: Option<String>,
 }
 
+/// The case `id`, read with the person's token; or the page that says why it cannot be shown
+/// (withheld, not found, failed).
+async fn load_case(c: &Console, user: &User, id: &str) -> Result<cw::Case, Response> {
+    let got = c
+        .clients
+        .casework
+        .clone()
+        .get_case(user.call(cw::GetCaseRequest {
+            tenant: user.tenant.clone(),
+            case_id: id.to_string(),
+        }))
+        .await;
+    match section(got, "case") {
+        Section::Shown(k) => Ok(k),
+        Section::Withheld(why) => Err(render(
+            c,
+            user,
+            StatusCode::FORBIDDEN,
+            "Case withheld",
+            &[],
+            html! {
+                h1 class="govuk-heading-l" { "Case" }
+                (view::withheld("This case is", &why))
+            },
+        )),
+        Section::Empty => Err(render(
+            c,
+            user,
+            StatusCode::NOT_FOUND,
+            "Case not found",
+            &[],
+            html! {
+                h1 class="govuk-heading-l" { "Case not found" }
+                p class="govuk-body" { "Your council holds no case with this reference." }
+                p class="govuk-body" { a class="govuk-link" href="/console/" { "Go to the front door queue" } }
+            },
+        )),
+        Section::Failed => Err(render(
+            c,
+            user,
+            StatusCode::BAD_GATEWAY,
+            "Case",
+            &[],
+            failed("case"),
+        )),
+    }
+}
+
 async fn case_page(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
@@ -872,54 +1009,9 @@ async fn case_page(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let got = c
-        .clients
-        .casework
-        .clone()
-        .get_case(user.call(cw::GetCaseRequest {
-            tenant: user.tenant.clone(),
-            case_id: id.clone(),
-        }))
-        .await;
-    let case = match section(got, "case") {
-        Section::Shown(k) => k,
-        Section::Withheld(why) => {
-            return render(
-                &c,
-                &user,
-                StatusCode::FORBIDDEN,
-                "Case withheld",
-                &[],
-                html! {
-                    h1 class="govuk-heading-l" { "Case" }
-                    (view::withheld("This case is", &why))
-                },
-            );
-        }
-        Section::Empty => {
-            return render(
-                &c,
-                &user,
-                StatusCode::NOT_FOUND,
-                "Case not found",
-                &[],
-                html! {
-                    h1 class="govuk-heading-l" { "Case not found" }
-                    p class="govuk-body" { "Your council holds no case with this reference." }
-                    p class="govuk-body" { a class="govuk-link" href="/console/" { "Go to the front door queue" } }
-                },
-            );
-        }
-        Section::Failed => {
-            return render(
-                &c,
-                &user,
-                StatusCode::BAD_GATEWAY,
-                "Case",
-                &[],
-                failed("case"),
-            );
-        }
+    let case = match load_case(&c, &user, &id).await {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let tenant = user.tenant.clone();
     let mut k = c.clients.clone();
@@ -960,6 +1052,9 @@ async fn case_page(
     let banner = match done.done.as_deref() {
         Some("stepped-up") => Some("The case was stepped up to the front door."),
         Some("closed") => Some("The case was closed."),
+        Some("consent-withdrawn") => {
+            Some("The consent was withdrawn: nothing more is shared under it.")
+        }
         _ => None,
     };
     let may_step_up = ["front_door", "team_manager", "social_worker"]
@@ -1050,6 +1145,13 @@ async fn case_page(
                             ("Purposes", cn.purposes.iter().map(|p| view::words(p)).collect::<Vec<_>>().join(", ")),
                             ("Withdrawn", rec.withdrawal.as_ref().map(|w| view::when(&w.withdrawn_at)).unwrap_or_else(|| "No".into())),
                         ]))
+                        @if rec.withdrawal.is_none() {
+                            p class="govuk-body" {
+                                a class="govuk-link" href={"/console/cases/" (urlencode(&case.case_id)) "/consent/" (urlencode(&rec.record_id)) "/withdraw"} {
+                                    "Withdraw this consent" span class="govuk-visually-hidden" { " given by " (cn.given_by) }
+                                }
+                            }
+                        }
                     }
                 }
                 @for o in &r.overrides {
@@ -1065,6 +1167,9 @@ async fn case_page(
             Section::Withheld(why) => (view::withheld("Consent is", &why)),
             Section::Empty => p class="govuk-body" { "No consent is recorded." },
             Section::Failed => (failed("consent records")),
+        }
+        p class="govuk-body" {
+            a class="govuk-link" href={"/console/cases/" (urlencode(&case.case_id)) "/override"} { "Safeguarding overrides for this family" }
         }
 
         h2 class="govuk-heading-m" id="screening" { "Screening" }
@@ -1256,14 +1361,10 @@ async fn step_up(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
+    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let form = parse_form(&body);
-    if let Some(r) = c.csrf_refusal(&user.session, &form) {
-        return r;
-    }
     let reason = form
         .get("reason")
         .map(|s| s.trim().to_string())
@@ -1313,14 +1414,10 @@ async fn close(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
+    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let form = parse_form(&body);
-    if let Some(r) = c.csrf_refusal(&user.session, &form) {
-        return r;
-    }
     let outcome = form.get("outcome").cloned().unwrap_or_default();
     let reason = form
         .get("reason")
@@ -1469,14 +1566,10 @@ async fn resolve_match(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
+    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let form = parse_form(&body);
-    if let Some(r) = c.csrf_refusal(&user.session, &form) {
-        return r;
-    }
     let decision = form.get("decision").cloned().unwrap_or_default();
     let reason = form
         .get("reason")
@@ -1599,10 +1692,14 @@ mod tests {
         let f = parse_form(&Bytes::from_static(
             b"csrf=a%2Bb&reason=two+words%21&x=%zz&empty=",
         ));
-        assert_eq!(f["csrf"], "a+b");
-        assert_eq!(f["reason"], "two words!");
-        assert_eq!(f["x"], "%zz");
-        assert_eq!(f["empty"], "");
+        assert_eq!(f.text("csrf"), "a+b");
+        assert_eq!(f.text("reason"), "two words!");
+        assert_eq!(f.text("x"), "%zz");
+        assert_eq!(f.get("empty").map(String::as_str), Some(""));
+        assert_eq!(f.get("missing"), None);
+        let f = parse_form(&Bytes::from_static(b"a=1&b=x&a=2"));
+        assert_eq!(f.all("a"), ["1", "2"]);
+        assert_eq!(f.text("a"), "2");
     }
 
     #[test]

@@ -66,6 +66,12 @@ pub fn page(
                                             li class="govuk-service-navigation__item" {
                                                 a class="govuk-service-navigation__link" href="/console/matches" { "Possible matches" }
                                             }
+                                            li class="govuk-service-navigation__item" {
+                                                a class="govuk-service-navigation__link" href="/console/offers" { "Offers" }
+                                            }
+                                            li class="govuk-service-navigation__item" {
+                                                a class="govuk-service-navigation__link" href="/console/override-requests" { "Overrides to approve" }
+                                            }
                                         }
                                     }
                                 }
