@@ -35,6 +35,14 @@ fn unrecorded_limit(connections: usize) -> usize {
     (4 * connections).max(32)
 }
 
+/// The most emails a sender with `connections` SMTP connections can have had accepted by the SMTP
+/// server but not yet recorded as sent when its process dies: those recorded in flight and those
+/// waiting to be. Each is sent again after the crash, under the same Message-ID (at least once,
+/// as SMTP allows).
+pub fn resent_after_a_crash_at_most(connections: usize) -> usize {
+    unrecorded_limit(connections) + connections
+}
+
 type Attempt = (
     store::MessageRow,
     Result<(), String>,
