@@ -917,10 +917,20 @@ async fn import_directory(t: &TestApp) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_answers_its_offers_and_the_referring_system_hears_each_status_by_webhook()
 -> anyhow::Result<()> {
+    offers_and_webhooks(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answers_its_offers_and_the_referring_system_hears_each_status_by_webhook_distributed()
+-> anyhow::Result<()> {
+    offers_and_webhooks(true).await
+}
+
+async fn offers_and_webhooks(distributed: bool) -> anyhow::Result<()> {
     use eh_proto::consent::v1 as cpb;
     use eh_proto::intake::v1 as ipb;
     let (url, seen) = receiver(true, false).await?;
-    let t = TestApp::spawn_configured(false, |s, dir| {
+    let t = TestApp::spawn_configured(distributed, |s, dir| {
         directory(s, dir);
         webhooks(s, &url, 5);
     })
