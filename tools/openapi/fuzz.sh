@@ -46,7 +46,7 @@ if [ "$ready" -ne 1 ]; then
   exit 1
 fi
 
-TOKEN=$("$EH_BIN" token)
+TOKEN=$("$EH_BIN" token --roles practitioner,front_door,team_manager)
 status=0
 # From the throwaway directory: Schemathesis leaves its state (.schemathesis/) where it runs.
 (cd "$DATA" && schemathesis run "http://127.0.0.1:$HTTP_PORT/openapi.json" \

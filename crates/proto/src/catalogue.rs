@@ -911,6 +911,14 @@ pub const RECORDS_CASE_STATE_CHANGED: Subscription = Subscription {
     source: Source::Event(&CASE_STATE_CHANGED),
     summary: "Indexes each case's family and when it closed (or reopened), for retention.",
 };
+pub const GATEWAY_CASE_STATE_CHANGED: Subscription = Subscription {
+    consumer: "gateway_case_state_changed",
+    service: "gateway",
+    source: Source::Event(&CASE_STATE_CHANGED),
+    summary: "A case reached a new public status (received, screened, allocated, stepped up, closed): \
+              the upstream system whose referral opened it is told by webhook, if it has an endpoint \
+              (ids and the status only).",
+};
 
 /// Every event the platform publishes.
 pub const EVENTS: &[&EventSpec] = &[
@@ -967,6 +975,7 @@ pub const INBOUND: &[&InboundSpec] = &[&INBOUND_REFERRAL, &INBOUND_REFERRAL_URGE
 
 /// Every durable consumer.
 pub const SUBSCRIPTIONS: &[&Subscription] = &[
+    &GATEWAY_CASE_STATE_CHANGED,
     &INTAKE_INBOUND_REFERRAL,
     &INTAKE_INBOUND_REFERRAL_URGENT,
     &NOTIFICATIONS_REFERRAL_RECEIVED,

@@ -375,7 +375,38 @@ impl CaseworkService for CaseworkApi {
             };
             let txn = self.scoped(&p, &req.tenant).await?;
             let mut cases = Vec::new();
-            if let Principal::System { name, .. } = &p {
+            if !req.referral_id.is_empty() {
+                // The one case the referral opened or was attached to, as the caller may see it.
+                let case = match store::case_of_referral(&txn, &req.tenant, &req.referral_id)
+                    .await
+                    .map_err(internal)?
+                {
+                    Some(id) => store::get_case(&txn, &req.tenant, &id)
+                        .await
+                        .map_err(internal)?,
+                    None => None,
+                };
+                let wanted = case.filter(|c| {
+                    state.is_none_or(|s| c.state == s)
+                        && family.is_none_or(|f| c.family_id == f)
+                        && match &p {
+                            Principal::System { name, .. } => c.source_system == *name,
+                            _ => true,
+                        }
+                });
+                if let Some(c) = wanted {
+                    if matches!(p, Principal::System { .. }) {
+                        if let Some(v) = store::case_view(&txn, &req.tenant, &c.id)
+                            .await
+                            .map_err(internal)?
+                        {
+                            cases.push(for_system(v));
+                        }
+                    } else {
+                        cases.push(self.view(&txn, &c).await?);
+                    }
+                }
+            } else if let Principal::System { name, .. } = &p {
                 // The cases its own referrals opened, each as its referral and status only.
                 for id in system_cases(&txn, &req.tenant, name, state, family, limit).await? {
                     if let Some(c) = store::case_view(&txn, &req.tenant, &id)

@@ -369,6 +369,22 @@ pub async fn referrals_of(db: &impl ConnectionTrait, case_id: &str) -> Result<Ve
     rows.iter().map(|r| r.try_get_by_index(0)).collect()
 }
 
+/// The case `referral_id` of `tenant` opened or was attached to.
+pub async fn case_of_referral(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    referral_id: &str,
+) -> Result<Option<String>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT case_id FROM case_referrals WHERE tenant = $1 AND referral_id = $2",
+            [tenant.into(), referral_id.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get_by_index::<String>(0)).transpose()
+}
+
 /// One case of `tenant` (another tenant's id finds nothing).
 pub async fn get_case(
     db: &impl ConnectionTrait,

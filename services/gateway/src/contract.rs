@@ -32,6 +32,11 @@ pub fn schema() -> Value {
 /// When the contract itself cannot be compiled (a build defect, not the caller's).
 pub fn violations(doc: &Value) -> Result<Vec<Violation>, String> {
     let validator = VALIDATOR.as_ref().map_err(Clone::clone)?;
+    Ok(listed(validator, doc))
+}
+
+/// Every violation of `doc` against `validator`, by path and rule (the schema keyword), sorted.
+pub fn listed(validator: &jsonschema::Validator, doc: &Value) -> Vec<Violation> {
     let mut out: Vec<Violation> = validator
         .iter_errors(doc)
         .map(|e| {
@@ -47,14 +52,21 @@ pub fn violations(doc: &Value) -> Result<Vec<Violation>, String> {
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.rule.cmp(&b.rule)));
     out.dedup();
-    Ok(out)
+    out
 }
 
 /// A gRPC field path as a JSON pointer into the body: `referral.children[0].given_name` →
 /// `/children/0/given_name` (intake names its violations this way).
 pub fn pointer(field: &str) -> String {
+    pointer_under("referral", field)
+}
+
+/// A gRPC field path under message field `prefix` as a JSON pointer into the body:
+/// (`consent`, `consent.restrictions[1].agency`) → `/restrictions/1/agency`.
+pub fn pointer_under(prefix: &str, field: &str) -> String {
     let rest = field
-        .strip_prefix("referral")
+        .strip_prefix(prefix)
+        .filter(|r| r.is_empty() || r.starts_with('.'))
         .map(|r| r.strip_prefix('.').unwrap_or(r))
         .unwrap_or(field);
     let mut out = String::new();

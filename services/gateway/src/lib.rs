@@ -15,6 +15,7 @@ pub mod problem;
 pub mod session;
 pub mod settings;
 pub mod store;
+pub mod webhook;
 
 use eh_auth::Authenticator;
 use eh_service::{RoutesBuilder, ServiceContext};
@@ -34,8 +35,12 @@ impl eh_service::Service for Service {
     fn migrations(&self) -> Vec<Migration> {
         migrations()
     }
-    fn streams(&self, _namespace: &str) -> Vec<eh_bus::StreamSpec> {
-        Vec::new()
+    fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
+        // casework's events, for the webhooks' status updates.
+        vec![
+            eh_bus::subjects::service_stream(namespace, "casework"),
+            eh_bus::subjects::dead_letter_stream(namespace),
+        ]
     }
     fn grpc_services(&self) -> &'static [&'static str] {
         &[]
@@ -65,6 +70,7 @@ impl eh_service::Service for Service {
     ) -> Result<(), String> {
         let s = settings::GatewaySettings::from_settings(&ctx.settings)?;
         spawn_purge(&ctx, s.idempotency_ttl(), timeouts(&s));
+        spawn_webhooks(&ctx, &s)?;
         Ok(())
     }
     fn http_routes(
@@ -82,6 +88,16 @@ impl eh_service::Service for Service {
         let api = api::Api {
             db: ctx.db.clone(),
             intake: eh_proto::intake::v1::intake_service_client::IntakeServiceClient::new(channel),
+            casework: eh_proto::casework::v1::casework_service_client::CaseworkServiceClient::new(
+                self::channel(&s, &ctx.settings, &s.casework_url, "casework_url")?,
+            ),
+            consent: eh_proto::consent::v1::consent_service_client::ConsentServiceClient::new(
+                self::channel(&s, &ctx.settings, &s.consent_url, "consent_url")?,
+            ),
+            allocation:
+                eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient::new(
+                    self::channel(&s, &ctx.settings, &s.allocation_url, "allocation_url")?,
+                ),
             auth: auth.clone(),
             limiter: limit::RateLimiter::new(s.rate_limit.per_minute, s.rate_limit.burst),
             settings: s.clone(),
@@ -103,6 +119,7 @@ pub fn migrations() -> Vec<Migration> {
         store::MIGRATIONS,
         session::MIGRATIONS,
         console::requests::MIGRATIONS,
+        webhook::store::MIGRATIONS,
     ]
     .concat()
 }
@@ -217,6 +234,30 @@ fn console_router(
         form_origins: origins.join(" "),
     };
     Ok(console::router(Arc::new(c)))
+}
+
+/// The webhooks' consumer of casework's state changes and their sender ([`webhook`]).
+fn spawn_webhooks(ctx: &ServiceContext, s: &settings::GatewaySettings) -> Result<(), String> {
+    let endpoints = Arc::new(s.webhooks.endpoints(&ctx.settings)?);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    ctx.spawn_subscription(
+        &eh_proto::catalogue::GATEWAY_CASE_STATE_CHANGED,
+        // One at a time, in the stream's order: a system hears a case's statuses in order.
+        1,
+        Arc::new(webhook::handler::CaseStateChangedHandler {
+            ctx: ctx.clone(),
+            endpoints: endpoints.clone(),
+            wake: wake.clone(),
+        }),
+    );
+    let sender = webhook::sender::Sender {
+        ctx: ctx.clone(),
+        endpoints,
+        settings: s.webhooks.clone(),
+        wake,
+    };
+    ctx.tasks.spawn(sender.run(ctx.shutdown.clone()));
+    Ok(())
 }
 
 /// Forgets idempotency keys past their time, and console sessions past theirs, hourly, until

@@ -3,7 +3,10 @@
 //! body — the published referral contract itself, so the document cannot describe another
 //! contract than the one enforced. Served at `/openapi.json`; `earlyhelp openapi` prints it and
 //! `docs/openapi.json` is the published copy (a test fails when the two differ).
+use crate::problem::Violation;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// The document as served and published: pretty JSON with a final newline.
 pub fn document() -> String {
@@ -67,6 +70,31 @@ fn finish(mut doc: Value) -> Value {
     {
         body["schema"] = json!({"$ref": "#/components/schemas/Referral"});
     }
+    let header = |name: &str, description: &str| {
+        json!({"name": name, "in": "header", "required": true, "description": description,
+               "schema": {"type": "string"}})
+    };
+    doc["webhooks"] = json!({
+        "caseStatusChanged": {"post": {
+            "operationId": "caseStatusChanged",
+            "tags": ["cases"],
+            "summary": "A case the system's referral opened reached a new public status",
+            "description": "Posted to the endpoint configured for the upstream system (`gateway.webhooks.endpoints`) \
+    when a case its own referral opened reaches a new public status: ids, its own reference and the status, never \
+    the family's details. Signed per Standard Webhooks: `webhook-signature` is `v1,` and the base64 of \
+    HMAC-SHA256 (key: the base64 after `whsec_` of the endpoint's secret) over `<webhook-id>.<webhook-timestamp>.<body>`. \
+    Any answer but 2xx is retried with backoff under the same `webhook-id`, then dead-lettered; a delivery can \
+    arrive twice: `webhook-id` tells a repeat.",
+            "parameters": [
+                header("webhook-id", "The delivery's id, the same on every attempt (`msg_…`)"),
+                header("webhook-timestamp", "When this attempt was signed (Unix seconds)"),
+                header("webhook-signature", "`v1,<base64 HMAC-SHA256>`"),
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/CaseStatusChanged"}}}},
+            "responses": {"2XX": {"description": "Received"}}
+        }}
+    });
     if let Some(params) = doc
         .pointer_mut("/paths/~1v1~1referrals/post/parameters")
         .and_then(Value::as_array_mut)
@@ -79,6 +107,44 @@ fn finish(mut doc: Value) -> Value {
         }
     }
     doc
+}
+
+/// Every violation of `body` against the document's schema `component` (its references
+/// resolved within the document, formats asserted), by path and rule: a request body is checked
+/// against exactly what the published document says of it.
+///
+/// # Errors
+/// When the document's schema cannot be compiled (a build defect, not the caller's).
+pub fn violations(component: &str, body: &Value) -> Result<Vec<Violation>, String> {
+    static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+        LazyLock::new(Default::default);
+    let found = VALIDATORS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(component)
+        .cloned();
+    let validator = match found {
+        Some(v) => v,
+        None => {
+            let doc = value();
+            let schema = json!({
+                "$ref": format!("#/components/schemas/{component}"),
+                "components": doc["components"].clone(),
+            });
+            let v = Arc::new(
+                jsonschema::draft202012::options()
+                    .should_validate_formats(true)
+                    .build(&schema)
+                    .map_err(|e| format!("schema {component}: {e}"))?,
+            );
+            VALIDATORS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(component.to_string(), v.clone());
+            v
+        }
+    };
+    Ok(crate::contract::listed(&validator, body))
 }
 
 fn rewrite_refs(v: &mut Value, names: &[(String, String)]) {
@@ -111,6 +177,32 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_checked_against_the_published_schemas() {
+        let v = violations("OfferDeclineRequest", &json!({"reason": "bored", "x": 1})).unwrap();
+        assert_eq!(
+            v,
+            vec![
+                Violation::new("", "additionalProperties"),
+                Violation::new("/reason", "enum")
+            ]
+        );
+        let valid = json!({"family_id": "f", "given_by": "A Parent", "method": "verbal",
+                           "given_on": "2026-01-02", "purposes": ["sharing"]});
+        assert_eq!(violations("ConsentRecordRequest", &valid).unwrap(), vec![]);
+        let mut bad = valid.clone();
+        bad["given_on"] = json!("2nd January");
+        bad["purposes"] = json!(["gossip"]);
+        assert_eq!(
+            violations("ConsentRecordRequest", &bad).unwrap(),
+            vec![
+                Violation::new("/given_on", "format"),
+                Violation::new("/purposes/0", "enum")
+            ]
+        );
+        assert!(violations("NoSuchComponent", &valid).is_err());
+    }
+
+    #[test]
     fn it_is_openapi_3_1_with_the_contract_as_the_body_and_problems_for_errors() {
         let doc = value();
         assert!(
@@ -137,7 +229,21 @@ mod tests {
             let name = target.strip_prefix("#/components/schemas/").expect(target);
             assert!(doc["components"]["schemas"][name].is_object(), "{target}");
         }
-        for (path, method) in [("/v1/referrals", "post"), ("/v1/referrals/{id}", "get")] {
+        let operations: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .map(|m| (path.clone(), m.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(operations.len(), 8, "{operations:?}");
+        for (path, method) in &operations {
+            let (path, method) = (path.as_str(), method.as_str());
             let responses = doc["paths"][path][method]["responses"]
                 .as_object()
                 .expect("responses");

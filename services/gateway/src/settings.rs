@@ -37,6 +37,8 @@ pub struct GatewaySettings {
     pub allocation_url: String,
     pub assessment_url: String,
     pub console: ConsoleSettings,
+    /// Outbound webhooks: status updates to upstream systems ([`crate::webhook`]).
+    pub webhooks: crate::webhook::WebhookSettings,
 }
 
 /// `gateway.console`: the practitioners' web console (`/console/`).
@@ -111,6 +113,7 @@ impl Default for GatewaySettings {
             allocation_url: String::new(),
             assessment_url: String::new(),
             console: ConsoleSettings::default(),
+            webhooks: crate::webhook::WebhookSettings::default(),
         }
     }
 }
@@ -155,6 +158,7 @@ impl GatewaySettings {
                 return Err(format!("gateway.{key}: must be an http:// or https:// URL"));
             }
         }
+        s.webhooks.endpoints(settings)?;
         let c = &s.console;
         if c.idle_timeout_minutes == 0 {
             return Err("gateway.console.idle_timeout_minutes: must be at least 1".into());

@@ -353,3 +353,863 @@ async fn the_openapi_document_is_served_as_published() -> anyhow::Result<()> {
     assert_eq!(resp.text().await?, eh_gateway::openapi::document());
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// The case's public status, consent over HTTP, providers' offers and outbound webhooks.
+
+use eh_proto::allocation::v1 as apb;
+use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+use eh_tests::with_token;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+/// A second upstream system of Worcestershire.
+const OTHER_KEY: &str = "worcs-other-system-key-for-tests";
+/// A `whsec_` secret for the tests' receiver.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A request with a person's bearer token.
+async fn send_as(
+    t: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", base(t)))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    Ok(req.send().await?)
+}
+
+/// A request with an API key.
+async fn send_key(
+    t: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", base(t)))
+        .header("x-api-key", key);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    Ok(req.send().await?)
+}
+
+/// Adds a second upstream system to Worcestershire.
+fn other_system(s: &mut eh_platform::Settings) {
+    if let Some(w) = s.tenants.get_mut("worcs") {
+        w.api_keys.push(eh_platform::config::ApiKeySettings {
+            name: "other-system".into(),
+            sha256: eh_auth::Authenticator::hash_key(OTHER_KEY),
+        });
+    }
+}
+
+/// Submits `reference` over HTTP with Worcestershire's hub key; its referral id.
+async fn submit(t: &TestApp, doc: &Value) -> anyhow::Result<String> {
+    let reference = doc["source"]["reference"]
+        .as_str()
+        .unwrap_or("x")
+        .to_string();
+    let resp = post(t, Some(WORCS_KEY), Some(&reference), doc).await?;
+    assert_eq!(resp.status().as_u16(), 201);
+    Ok(resp.json::<Value>().await?["referral_id"]
+        .as_str()
+        .expect("id")
+        .to_string())
+}
+
+/// Waits until the referral's case, read over HTTP with `key`, is in `state`.
+async fn case_state(t: &TestApp, key: &str, id: &str, state: &str) -> anyhow::Result<Value> {
+    eh_testkit::eventually(
+        WAIT,
+        &format!("case of {id} to be {state}"),
+        move || async move {
+            let r = get(t, key, &format!("/v1/referrals/{id}/case")).await?;
+            if r.status().as_u16() != 200 {
+                return Ok(None);
+            }
+            let v: Value = r.json().await?;
+            Ok((v["state"] == state).then_some(v))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_status_is_read_by_the_system_that_sent_its_referral_only() -> anyhow::Result<()> {
+    let t = TestApp::spawn_configured(false, |s, _| other_system(s)).await?;
+    let id = submit(&t, &referral("GW-CASE-1", None)).await?;
+    // With no directory the accepted case waits on the council's list: screened.
+    let status = case_state(&t, WORCS_KEY, &id, "waiting_for_provider").await?;
+    assert_eq!(status["status"], "screened");
+    assert_eq!(status["referral_id"], id.as_str());
+    let mut keys: Vec<&str> = status
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "case_id",
+            "opened_at",
+            "referral_id",
+            "state",
+            "status",
+            "updated_at"
+        ]
+    );
+    // Nothing about the family.
+    for private in ["Marsh", "Dana", "DM1"] {
+        assert!(!status.to_string().contains(private), "{status}");
+    }
+    // A front-door officer of the council reads it too.
+    let fd = t.token("worcs", "fd-1", &["front_door"]);
+    let r = send_as(
+        &t,
+        reqwest::Method::GET,
+        &format!("/v1/referrals/{id}/case"),
+        &fd,
+        None,
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
+
+    // Another system of the council, another council's system, and no such referral: one 404.
+    let none = problem(
+        get(&t, WORCS_KEY, "/v1/referrals/no-such-referral/case").await?,
+        404,
+    )
+    .await?;
+    let other = problem(
+        get(&t, OTHER_KEY, &format!("/v1/referrals/{id}/case")).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(other, none);
+    let staffs = problem(
+        get(&t, STAFFS_KEY, &format!("/v1/referrals/{id}/case")).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(staffs, none);
+    // A role that may not read cases; no credentials.
+    let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::GET,
+            &format!("/v1/referrals/{id}/case"),
+            &provider,
+            None,
+        )
+        .await?,
+        403,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
+    let r = reqwest::get(format!("{}/v1/referrals/{id}/case", base(&t))).await?;
+    problem(r, 401).await?;
+    Ok(())
+}
+
+fn consent_body() -> Value {
+    json!({
+        "family_id": "fam-http-1",
+        "given_by": "Dana Marsh",
+        "giver_relationship": "mother",
+        "parental_responsibility": true,
+        "method": "signed",
+        "given_on": "2026-01-05",
+        "purposes": ["assessment", "sharing"],
+        "restrictions": [{"category": "mental_health", "agency": "police"}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_recorded_and_withdrawn_over_http_by_practitioners_only() -> anyhow::Result<()> {
+    use eh_proto::consent::v1 as cpb;
+    let t = TestApp::spawn(false).await?;
+    let fd = t.token("worcs", "fd-1", &["front_door"]);
+    let body = consent_body();
+
+    let r = send_as(&t, reqwest::Method::POST, "/v1/consent", &fd, Some(&body)).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let recorded: Value = r.json().await?;
+    let record_id = recorded["record_id"].as_str().expect("id").to_string();
+    assert_eq!(recorded["family_id"], "fam-http-1");
+    // It is in the family's ledger, as the consent service holds it.
+    let mut consent = eh_proto::consent::v1::consent_service_client::ConsentServiceClient::new(
+        t.channel().await?,
+    );
+    let ledger = consent
+        .list_consent(with_token(
+            cpb::ListConsentRequest {
+                tenant: "worcs".into(),
+                family_id: "fam-http-1".into(),
+            },
+            &fd,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(ledger.records.len(), 1);
+    let held = ledger.records[0].consent.clone().expect("consent");
+    assert_eq!(held.purposes, ["assessment", "sharing"]);
+    assert_eq!(held.restrictions[0].agency.as_deref(), Some("police"));
+    assert_eq!(ledger.records[0].recorded_by, "person:fd-1");
+
+    // Bad input: every violation by path and rule, never the value; nothing recorded.
+    let mut bad = body.clone();
+    bad["method"] = json!("carrier-pigeon");
+    bad["given_on"] = json!("fifth of January");
+    bad["purposes"] = json!([]);
+    bad["colour"] = json!("SECRET-EXTRA");
+    bad.as_object_mut().expect("object").remove("given_by");
+    let p = problem(
+        send_as(&t, reqwest::Method::POST, "/v1/consent", &fd, Some(&bad)).await?,
+        422,
+    )
+    .await?;
+    let v = violations(&p);
+    for expected in [
+        ("/given_by", "required"),
+        ("/given_on", "format"),
+        ("/method", "enum"),
+        ("/purposes", "minItems"),
+        ("", "additionalProperties"),
+    ] {
+        assert!(
+            v.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {v:?}"
+        );
+    }
+    let text = p.to_string();
+    assert!(
+        !text.contains("pigeon") && !text.contains("SECRET"),
+        "{text}"
+    );
+    // What only the consent service knows: a date in the future, by its path.
+    let mut future = body.clone();
+    future["given_on"] = json!("2999-01-01");
+    let p = problem(
+        send_as(&t, reqwest::Method::POST, "/v1/consent", &fd, Some(&future)).await?,
+        422,
+    )
+    .await?;
+    assert_eq!(
+        violations(&p),
+        vec![("/given_on".into(), "contract".into())]
+    );
+    // Not JSON, not declared JSON, too large.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/consent", base(&t)))
+        .bearer_auth(&fd)
+        .header("content-type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await?;
+    problem(resp, 415).await?;
+    let mut big = body.clone();
+    big["evidence_ref"] = json!("x".repeat(300 * 1024));
+    problem(
+        send_as(&t, reqwest::Method::POST, "/v1/consent", &fd, Some(&big)).await?,
+        413,
+    )
+    .await?;
+
+    // Who may not: an upstream system, a provider, a business-support reader.
+    let p = problem(
+        send_key(
+            &t,
+            reqwest::Method::POST,
+            "/v1/consent",
+            WORCS_KEY,
+            Some(&body),
+        )
+        .await?,
+        403,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
+    let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+    problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            "/v1/consent",
+            &provider,
+            Some(&body),
+        )
+        .await?,
+        403,
+    )
+    .await?;
+    let reader = t.token("worcs", "bs-1", &["business_support"]);
+    let withdrawal = json!({"reason": "the family asked"});
+    let path = format!("/v1/consent/{record_id}/withdrawal");
+    problem(
+        send_as(&t, reqwest::Method::POST, &path, &reader, Some(&withdrawal)).await?,
+        403,
+    )
+    .await?;
+    // Another council's practitioner: not found, as a record that does not exist.
+    let staffs = t.token("staffs", "fd-9", &["front_door"]);
+    let p = problem(
+        send_as(&t, reqwest::Method::POST, &path, &staffs, Some(&withdrawal)).await?,
+        404,
+    )
+    .await?;
+    let none = problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            "/v1/consent/no-such-record/withdrawal",
+            &fd,
+            Some(&withdrawal),
+        )
+        .await?,
+        404,
+    )
+    .await?;
+    assert_eq!(p, none);
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            &path,
+            &fd,
+            Some(&json!({"reason": ""})),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(violations(&p), vec![("/reason".into(), "minLength".into())]);
+    // Still one record, not withdrawn.
+    let ledger = consent
+        .list_consent(with_token(
+            cpb::ListConsentRequest {
+                tenant: "worcs".into(),
+                family_id: "fam-http-1".into(),
+            },
+            &fd,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(ledger.records.len(), 1);
+    assert!(ledger.records[0].withdrawal.is_none());
+
+    // Withdrawn by the council's practitioner; again: the withdrawal held.
+    let r = send_as(&t, reqwest::Method::POST, &path, &fd, Some(&withdrawal)).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let w: Value = r.json().await?;
+    assert_eq!(w["record_id"], record_id.as_str());
+    assert_eq!(w["newly_withdrawn"], true);
+    let r = send_as(&t, reqwest::Method::POST, &path, &fd, Some(&withdrawal)).await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let again: Value = r.json().await?;
+    assert_eq!(again["withdrawal_id"], w["withdrawal_id"]);
+    assert_eq!(again["newly_withdrawn"], false);
+    Ok(())
+}
+
+/// One request the test receiver took.
+#[derive(Debug, Clone)]
+struct Captured {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+    answered: u16,
+}
+
+/// A real HTTP receiver: records every request; answers 503 to the first attempt of each
+/// webhook id when `fail_first`, 500 to every one when `always_fail`, else 204.
+async fn receiver(
+    fail_first: bool,
+    always_fail: bool,
+) -> anyhow::Result<(String, Arc<Mutex<Vec<Captured>>>)> {
+    use axum::http::HeaderMap;
+    let seen: Arc<Mutex<Vec<Captured>>> = Arc::default();
+    let state = seen.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let state = state.clone();
+            async move {
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let mut seen = state.lock().expect("lock");
+                let id = h("webhook-id");
+                let first = !seen.iter().any(|c| c.id == id);
+                let answered = if always_fail {
+                    500
+                } else if fail_first && first {
+                    503
+                } else {
+                    204
+                };
+                seen.push(Captured {
+                    id,
+                    timestamp: h("webhook-timestamp"),
+                    signature: h("webhook-signature"),
+                    body,
+                    answered,
+                });
+                axum::http::StatusCode::from_u16(answered).expect("status")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, seen))
+}
+
+/// The gateway's webhook settings for Worcestershire's hub, quick retries.
+fn webhooks(s: &mut eh_platform::Settings, url: &str, max_attempts: u32) {
+    s.sections.insert(
+        "gateway".into(),
+        Section::from_json(
+            "gateway",
+            json!({"webhooks": {
+                "max_attempts": max_attempts, "retry_base_ms": 20, "retry_max_ms": 100, "poll_ms": 50,
+                "endpoints": [{"tenant": "worcs", "system": "test-hub", "url": url, "secret": SECRET}]
+            }}),
+        )
+        .expect("section"),
+    );
+}
+
+/// Checks a delivery's signature independently of the gateway: HMAC-SHA256 with the secret's
+/// key over `id.timestamp.body`, as the Standard Webhooks convention defines it.
+fn verify(c: &Captured) {
+    use base64::Engine;
+    use hmac::{Mac, SimpleHmac};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .expect("secret");
+    let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{}.{}.{}", c.id, c.timestamp, c.body).as_bytes());
+    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    assert_eq!(c.signature, expected, "signature of {}", c.id);
+    let ts: i64 = c.timestamp.parse().expect("timestamp");
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 300, "{ts}");
+}
+
+/// Checks every captured delivery with the Standard Webhooks Python library when it is
+/// installed (`pip install standardwebhooks`); says so when it is not.
+fn verify_with_python(captured: &[Captured]) -> anyhow::Result<()> {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        eprintln!(
+            "standardwebhooks (PyPI) not installed: signatures checked by the Rust HMAC only"
+        );
+        return Ok(());
+    }
+    let cases: Vec<Value> = captured
+        .iter()
+        .map(|c| json!({"id": c.id, "timestamp": c.timestamp, "signature": c.signature, "body": c.body}))
+        .collect();
+    let script = r#"
+import json, sys
+from standardwebhooks import Webhook
+secret, cases = sys.argv[1], json.loads(sys.stdin.read())
+wh = Webhook(secret)
+for c in cases:
+    wh.verify(c["body"], {"webhook-id": c["id"], "webhook-timestamp": c["timestamp"], "webhook-signature": c["signature"]})
+print(len(cases))
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, SECRET])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(&cases)?.as_bytes())?;
+    let out = child.wait_with_output()?;
+    assert!(out.status.success(), "standardwebhooks refused a delivery");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        captured.len().to_string()
+    );
+    Ok(())
+}
+
+/// The directory of the allocation journey: a team of organisation `worcs-cc` covering DM1.
+fn directory(s: &mut eh_platform::Settings, dir: &std::path::Path) {
+    let file = dir.join("directory.json");
+    let services = json!([
+        {"id": "eht-north", "name": "Early Help Team North", "status": "active",
+         "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
+         "minimum_age": 0, "maximum_age": 18}
+    ]);
+    std::fs::write(&file, serde_json::to_vec(&services).expect("json")).expect("write");
+    let section = json!({"rule_version": "gw-1", "directory": {"file": file}});
+    if let Some(w) = s.tenants.get_mut("worcs") {
+        w.sections.insert(
+            "allocation".into(),
+            Section::from_json("tenants.worcs.allocation", section).expect("section"),
+        );
+    }
+}
+
+async fn import_directory(t: &TestApp) -> anyhow::Result<()> {
+    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    let mut alloc = AllocationServiceClient::new(t.channel().await?);
+    alloc
+        .import_directory(with_token(
+            apb::ImportDirectoryRequest {
+                tenant: "worcs".into(),
+            },
+            &manager,
+        ))
+        .await?;
+    alloc
+        .set_service_terms(with_token(
+            apb::SetServiceTermsRequest {
+                tenant: "worcs".into(),
+                service_id: "eht-north".into(),
+                terms: Some(apb::ServiceTerms {
+                    kind: "early_help_team".into(),
+                    coverage: vec!["DM1".into()],
+                    capacity: 10,
+                    agency: "voluntary".into(),
+                    ..Default::default()
+                }),
+            },
+            &manager,
+        ))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answers_its_offers_and_the_referring_system_hears_each_status_by_webhook()
+-> anyhow::Result<()> {
+    offers_and_webhooks(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_answers_its_offers_and_the_referring_system_hears_each_status_by_webhook_distributed()
+-> anyhow::Result<()> {
+    offers_and_webhooks(true).await
+}
+
+async fn offers_and_webhooks(distributed: bool) -> anyhow::Result<()> {
+    use eh_proto::consent::v1 as cpb;
+    use eh_proto::intake::v1 as ipb;
+    let (url, seen) = receiver(true, false).await?;
+    let t = TestApp::spawn_configured(distributed, |s, dir| {
+        directory(s, dir);
+        webhooks(s, &url, 5);
+    })
+    .await?;
+    import_directory(&t).await?;
+    let id = submit(&t, &referral("GW-WH-1", None)).await?;
+    let case = case_state(&t, WORCS_KEY, &id, "allocating").await?;
+    let case_id = case["case_id"].as_str().expect("case").to_string();
+
+    // The provider's staff see the offer made to their organisation.
+    let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+    let r = send_as(
+        &t,
+        reqwest::Method::GET,
+        "/v1/offers?status=offered",
+        &provider,
+        None,
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let offers: Value = r.json().await?;
+    let list = offers["offers"].as_array().expect("offers");
+    assert_eq!(list.len(), 1, "{offers}");
+    assert_eq!(list[0]["case_id"], case_id.as_str());
+    assert_eq!(list[0]["organization_id"], "worcs-cc");
+    let offer_id = list[0]["offer_id"].as_str().expect("offer").to_string();
+    for private in ["Marsh", "Dana"] {
+        assert!(!offers.to_string().contains(private), "{offers}");
+    }
+    // Another organisation's provider sees none of it, and cannot answer it.
+    let stranger = t.token_of("worcs", "worker-9", &["provider"], "other-org");
+    let r = send_as(&t, reqwest::Method::GET, "/v1/offers", &stranger, None).await?;
+    assert_eq!(r.json::<Value>().await?["offers"], json!([]));
+    let accept = format!("/v1/offers/{offer_id}/accept");
+    let decline = format!("/v1/offers/{offer_id}/decline");
+    problem(
+        send_as(&t, reqwest::Method::POST, &accept, &stranger, None).await?,
+        404,
+    )
+    .await?;
+    // Another council's provider: not found either.
+    let staffs = t.token_of("staffs", "worker-1", &["provider"], "worcs-cc");
+    problem(
+        send_as(&t, reqwest::Method::POST, &accept, &staffs, None).await?,
+        404,
+    )
+    .await?;
+    // Roles that may not: a practitioner, an upstream system.
+    let practitioner = t.token("worcs", "pr-1", &["practitioner"]);
+    problem(
+        send_as(&t, reqwest::Method::GET, "/v1/offers", &practitioner, None).await?,
+        403,
+    )
+    .await?;
+    problem(
+        send_as(&t, reqwest::Method::POST, &accept, &practitioner, None).await?,
+        403,
+    )
+    .await?;
+    problem(
+        send_key(&t, reqwest::Method::GET, "/v1/offers", WORCS_KEY, None).await?,
+        403,
+    )
+    .await?;
+    // Bad input: an unknown status; `other` without words; an unknown reason.
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::GET,
+            "/v1/offers?status=maybe",
+            &provider,
+            None,
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(violations(&p), vec![("query:status".into(), "enum".into())]);
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            &decline,
+            &provider,
+            Some(&json!({"reason": "other"})),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(violations(&p), vec![("/detail".into(), "required".into())]);
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            &decline,
+            &provider,
+            Some(&json!({"reason": "bored"})),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(violations(&p), vec![("/reason".into(), "enum".into())]);
+
+    // Accepted by its provider; answered again: the offer has moved on.
+    let r = send_as(&t, reqwest::Method::POST, &accept, &provider, None).await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().await?["status"], "accepted");
+    let p = problem(
+        send_as(
+            &t,
+            reqwest::Method::POST,
+            &decline,
+            &provider,
+            Some(&json!({"reason": "no_capacity"})),
+        )
+        .await?,
+        409,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:conflict");
+    case_state(&t, WORCS_KEY, &id, "allocated").await?;
+
+    // The family withdraws its consent (over HTTP, by the front door): the case closes.
+    let fd = t.token("worcs", "fd-1", &["front_door"]);
+    let mut intake = t.intake().await?;
+    let family = intake
+        .get_referral(with_token(
+            ipb::GetReferralRequest {
+                tenant: "worcs".into(),
+                referral_id: id.clone(),
+            },
+            &fd,
+        ))
+        .await?
+        .into_inner()
+        .family_id;
+    let mut consent = eh_proto::consent::v1::consent_service_client::ConsentServiceClient::new(
+        t.channel().await?,
+    );
+    let records = consent
+        .list_consent(with_token(
+            cpb::ListConsentRequest {
+                tenant: "worcs".into(),
+                family_id: family,
+            },
+            &fd,
+        ))
+        .await?
+        .into_inner()
+        .records;
+    assert_eq!(records.len(), 1);
+    let r = send_as(
+        &t,
+        reqwest::Method::POST,
+        &format!("/v1/consent/{}/withdrawal", records[0].record_id),
+        &fd,
+        Some(&json!({"reason": "the family asked"})),
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let closed = case_state(&t, WORCS_KEY, &id, "closed_withdrawn").await?;
+    assert_eq!(closed["status"], "closed");
+
+    // The hub heard each public status once, in order, each signed; each first attempt was
+    // refused and retried under the same id.
+    let seen_ref = &seen;
+    let delivered =
+        eh_testkit::eventually(WAIT, "four status updates delivered", move || async move {
+            let seen = seen_ref;
+            let seen = seen.lock().expect("lock").clone();
+            let ok: Vec<Captured> = seen.into_iter().filter(|c| c.answered == 204).collect();
+            Ok((ok.len() >= 4).then_some(ok))
+        })
+        .await?;
+    let all = seen.lock().expect("lock").clone();
+    let statuses: Vec<String> = delivered
+        .iter()
+        .map(|c| {
+            let v: Value = serde_json::from_str(&c.body).expect("json");
+            v["data"]["status"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(statuses, ["received", "screened", "allocated", "closed"]);
+    for c in &delivered {
+        verify(c);
+        let v: Value = serde_json::from_str(&c.body)?;
+        assert_eq!(v["type"], "case.status_changed");
+        assert_eq!(
+            v["data"],
+            json!({"case_id": case_id, "referral_id": id, "source_reference": "GW-WH-1",
+                   "status": v["data"]["status"]})
+        );
+        for private in ["Marsh", "Dana", "DM1", "education"] {
+            assert!(!c.body.contains(private), "{private} in {}", c.body);
+        }
+        let attempts: Vec<&Captured> = all.iter().filter(|a| a.id == c.id).collect();
+        assert_eq!(attempts.len(), 2, "{}: {attempts:?}", c.id);
+        assert_eq!(attempts[0].answered, 503);
+    }
+    let ids: std::collections::HashSet<&str> = delivered.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids.len(), 4);
+    verify_with_python(&all)?;
+    // Recorded as delivered, none pending or dead.
+    let db = t.db("gateway").await?;
+    let txn = eh_store::begin_scoped(&db, "worcs").await?;
+    for (status, n) in [("delivered", 4), ("pending", 0), ("dead", 0)] {
+        assert_eq!(
+            eh_gateway::webhook::store::count(&txn, "worcs", status).await?,
+            n,
+            "{status}"
+        );
+    }
+    eh_store::end_read(txn).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_refused_every_time_is_dead_lettered_after_its_attempts() -> anyhow::Result<()> {
+    let (url, seen) = receiver(false, true).await?;
+    let t = TestApp::spawn_configured(false, |s, _| webhooks(s, &url, 3)).await?;
+    let id = submit(&t, &referral("GW-WH-DEAD", None)).await?;
+    case_state(&t, WORCS_KEY, &id, "waiting_for_provider").await?;
+    let db = t.db("gateway").await?;
+    let db_ref = &db;
+    // Both updates (received, screened) dead-lettered, each after exactly three attempts.
+    let waited = eh_testkit::eventually(WAIT, "two deliveries dead-lettered", move || async move {
+        let txn = eh_store::begin_scoped(db_ref, "worcs").await?;
+        let dead = eh_gateway::webhook::store::count(&txn, "worcs", "dead").await?;
+        eh_store::end_read(txn).await?;
+        Ok((dead == 2).then_some(()))
+    })
+    .await;
+    if let Err(e) = waited {
+        use sea_orm::ConnectionTrait;
+        let rows = db
+            .query_all_raw(eh_store::stmt(
+                db.get_database_backend(),
+                "SELECT id, status, attempts, payload FROM gateway_webhook_deliveries",
+                [],
+            ))
+            .await?;
+        for r in rows {
+            eprintln!(
+                "DELIVERY {:?} {:?} {:?} {:?}",
+                r.try_get_by_index::<String>(0)?,
+                r.try_get_by_index::<String>(1)?,
+                r.try_get_by_index::<i32>(2)?,
+                r.try_get_by_index::<String>(3)?
+            );
+        }
+        eprintln!(
+            "CASE {:?}",
+            get(&t, WORCS_KEY, &format!("/v1/referrals/{id}/case"))
+                .await?
+                .text()
+                .await?
+        );
+        return Err(e);
+    }
+    let all = seen.lock().expect("lock").clone();
+    let mut ids: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    for id in ids {
+        assert_eq!(all.iter().filter(|c| c.id == id).count(), 3, "{id}");
+    }
+    // In order: every attempt of the first before any of the second.
+    assert_eq!(all[0].id, all[2].id);
+    let txn = eh_store::begin_scoped(&db, "worcs").await?;
+    assert_eq!(
+        eh_gateway::webhook::store::count(&txn, "worcs", "pending").await?,
+        0
+    );
+    assert_eq!(
+        eh_gateway::webhook::store::count(&txn, "worcs", "delivered").await?,
+        0
+    );
+    eh_store::end_read(txn).await?;
+    Ok(())
+}

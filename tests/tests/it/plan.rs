@@ -797,6 +797,7 @@ async fn plan_to_follow_up(distributed: bool) -> anyhow::Result<()> {
             state: String::new(),
             family_id: family_id.clone(),
             limit: 10,
+            referral_id: String::new(),
         };
         let manager = manager.clone();
         let closed = case_id.clone();

@@ -1,9 +1,15 @@
 //! The public HTTP API: `POST /v1/referrals` (the referral contract in, with an
-//! `Idempotency-Key`) and `GET /v1/referrals/{id}` (its status, for the caller's council). The
-//! caller is an upstream system with its council's API key (`X-Api-Key`) or a person with a
-//! bearer token, authenticated as the gRPC services authenticate them; the request goes on to
-//! intake's gRPC API carrying the caller's own credential, so intake decides and audits as for
-//! any other caller. Every error is a problem document ([`crate::problem`]).
+//! `Idempotency-Key`) and `GET /v1/referrals/{id}` (its status, for the caller's council), the
+//! case's public status ([`cases`]), consent recorded and withdrawn ([`consent`]) and the offers
+//! a provider answers ([`offers`]). The caller is an upstream system with its council's API key
+//! (`X-Api-Key`) or a person with a bearer token, authenticated as the gRPC services authenticate
+//! them; each request goes on to the service's gRPC API carrying the caller's own credential, so
+//! the service decides and audits as for any other caller. Every error is a problem document
+//! ([`crate::problem`]).
+pub mod cases;
+pub mod consent;
+pub mod offers;
+
 use crate::contract;
 use crate::limit::RateLimiter;
 use crate::problem::{Problem, Violation};
@@ -17,6 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use eh_auth::{Authenticator, Principal};
 use eh_platform::Clock;
+use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+use eh_proto::casework::v1::casework_service_client::CaseworkServiceClient;
+use eh_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use eh_proto::intake::v1::intake_service_client::IntakeServiceClient;
 use eh_proto::intake::v1::{GetReferralRequest, SubmitReferralRequest};
 use sea_orm::DatabaseConnection;
@@ -39,6 +48,9 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct Api {
     pub db: DatabaseConnection,
     pub intake: IntakeServiceClient<Channel>,
+    pub casework: CaseworkServiceClient<Channel>,
+    pub consent: ConsentServiceClient<Channel>,
+    pub allocation: AllocationServiceClient<Channel>,
     pub auth: Authenticator,
     pub settings: GatewaySettings,
     pub limiter: RateLimiter,
@@ -78,14 +90,27 @@ pub struct ReferralSource {
     info(
         title = "Early Help platform: public API",
         description = "For upstream systems (school, health and police systems, councils' integration hubs): \
-submit a request for support with the council's API key and an `Idempotency-Key`, and read where it stands. \
-Every error is `application/problem+json` (RFC 9457); a request refused for its content lists every \
+submit a request for support with the council's API key and an `Idempotency-Key`, and read where it and \
+its case stand (status only, never the family's details); for practitioners, record and withdraw a family's consent; \
+for providers, the offers made to their organisation, to accept or decline. Each call goes on to the service that \
+owns the record with the caller's own credential: that service decides who may, and audits it. Every error is `application/problem+json` (RFC 9457); a request refused for its content lists every \
 violation by path and rule, never the value sent.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&Security),
-    tags((name = "referrals", description = "Requests for support (the referral contract `earlyhelp.referral.v1`)")),
-    components(schemas(Problem, Violation))
+    tags(
+        (name = "referrals", description = "Requests for support (the referral contract `earlyhelp.referral.v1`)"),
+        (name = "cases", description = "Where a referral's case stands: its public status only"),
+        (name = "consent", description = "A family's consent ledger: records appended and withdrawn (practitioners)"),
+        (name = "offers", description = "Offers of cases to services: a provider sees and answers those made to its organisation"),
+    ),
+    components(schemas(
+        Problem,
+        Violation,
+        crate::webhook::CaseStatusChanged,
+        crate::webhook::CaseStatusChangedData,
+        offers::OfferStatus
+    ))
 )]
 struct ApiDoc;
 
@@ -129,6 +154,12 @@ pub fn documented() -> OpenApiRouter<Arc<Api>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(submit_referral))
         .routes(routes!(get_referral))
+        .routes(routes!(cases::get_case_of_referral))
+        .routes(routes!(consent::record_consent))
+        .routes(routes!(consent::withdraw_consent))
+        .routes(routes!(offers::list_offers))
+        .routes(routes!(offers::accept_offer))
+        .routes(routes!(offers::decline_offer))
 }
 
 /// The API's routes and `/openapi.json`; every unknown route, wrong method and error is a
@@ -158,9 +189,9 @@ pub fn router(api: Arc<Api>) -> Router {
 
 /// The caller, from `X-Api-Key` or `Authorization: Bearer` (only those: a platform service's
 /// key is never taken from outside), and the credential to send on to the services.
-struct Caller {
-    principal: Principal,
-    tenant: String,
+pub(crate) struct Caller {
+    pub(crate) principal: Principal,
+    pub(crate) tenant: String,
     credential: (&'static str, HeaderValue),
 }
 
@@ -171,7 +202,7 @@ impl Caller {
         self.principal.actor()
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         let (name, value) = &self.credential;
         if let Ok(v) = tonic::metadata::MetadataValue::try_from(value.as_bytes()) {
@@ -182,7 +213,7 @@ impl Caller {
 }
 
 impl Api {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
         let credential = if let Some(v) = headers.get(header::AUTHORIZATION) {
             ("authorization", v.clone())
         } else if let Some(v) = headers.get("x-api-key") {
@@ -210,7 +241,7 @@ impl Api {
         })
     }
 
-    fn admit(&self, caller: &Caller) -> Result<(), Problem> {
+    pub(crate) fn admit(&self, caller: &Caller) -> Result<(), Problem> {
         self.limiter
             .take(
                 &format!("{}/{}", caller.tenant, caller.client()),
@@ -226,6 +257,68 @@ impl Api {
                 p.retry_after_secs = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
                 p
             })
+    }
+
+    /// The caller, admitted under its rate limit.
+    pub(crate) fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
+        let caller = self.authenticate(headers)?;
+        self.admit(&caller)?;
+        Ok(caller)
+    }
+
+    /// A JSON request body: `application/json`, at most `gateway.max_body_bytes` (declared or
+    /// streamed), a JSON document.
+    pub(crate) async fn json_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<serde_json::Value, Problem> {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            )
+            .detail("send the body as `Content-Type: application/json`"));
+        }
+        self.json_bytes(headers, body).await
+    }
+
+    async fn json_bytes(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<serde_json::Value, Problem> {
+        let limit = self.settings.max_body_bytes;
+        let too_large = || {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            )
+            .detail(format!("the body may be at most {limit} bytes"))
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| too_large())?;
+        serde_json::from_slice(&bytes).map_err(|_| {
+            Problem::bad_request(
+                vec![Violation::new("", "json")],
+                "the body is not a JSON document (UTF-8)",
+            )
+        })
     }
 
     fn since(&self) -> chrono::DateTime<chrono::Utc> {
@@ -274,8 +367,7 @@ async fn submit_referral(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
 }
 
 async fn submit(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
-    let caller = api.authenticate(headers)?;
-    api.admit(&caller)?;
+    let caller = api.caller(headers)?;
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -290,31 +382,7 @@ async fn submit(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, 
         .detail("send the referral as `Content-Type: application/json`"));
     }
     let key = idempotency_key(headers)?;
-    let limit = api.settings.max_body_bytes;
-    let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Request body too large",
-        )
-        .detail(format!("the body may be at most {limit} bytes"))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-        Problem::bad_request(
-            vec![Violation::new("", "json")],
-            "the body is not a JSON document (UTF-8)",
-        )
-    })?;
+    let doc = api.json_bytes(headers, body).await?;
     let digest = hex::encode(sha2::Sha256::digest(doc.to_string().as_bytes()));
 
     // The same key again: the first answer for the same body, a refusal for another.
@@ -487,8 +555,7 @@ async fn get_referral(
 }
 
 async fn status(api: &Api, headers: &HeaderMap, id: String) -> Result<ReferralStatus, Problem> {
-    let caller = api.authenticate(headers)?;
-    api.admit(&caller)?;
+    let caller = api.caller(headers)?;
     // The caller's own council, whatever the referral's: another council's referral is not found.
     let mut intake = api.intake.clone();
     let record = intake
@@ -513,7 +580,7 @@ async fn status(api: &Api, headers: &HeaderMap, id: String) -> Result<ReferralSt
 
 /// An instant as the API gives it: RFC 3339 in UTC to the microsecond, the precision the
 /// database keeps, so the time a submission answers is the time its status reads.
-fn instant(rfc3339: &str) -> String {
+pub(crate) fn instant(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .map(|t| {
             t.with_timezone(&chrono::Utc)
@@ -532,9 +599,15 @@ fn db_error(e: sea_orm::DbErr) -> Problem {
     }
 }
 
-/// A service's gRPC refusal as a problem. Messages are not passed on (a service's message may
-/// quote what was sent); field violations keep their path only.
+/// Intake's gRPC refusal of a referral call as a problem ([`refusal`]).
 fn from_status(s: tonic::Status) -> Problem {
+    refusal(s, "no such referral for this council", contract::pointer)
+}
+
+/// A service's gRPC refusal as a problem. Messages are not passed on (a service's message may
+/// quote what was sent); field violations keep their path only (`pointer` makes the gRPC field
+/// a JSON pointer into the body). `not_found` says what was not found.
+pub(crate) fn refusal(s: tonic::Status, not_found: &str, pointer: fn(&str) -> String) -> Problem {
     use tonic::Code;
     use tonic_types::StatusExt;
     match s.code() {
@@ -544,21 +617,27 @@ fn from_status(s: tonic::Status) -> Problem {
                 .map(|b| {
                     b.field_violations
                         .iter()
-                        .map(|v| Violation::new(contract::pointer(&v.field), "contract"))
+                        .map(|v| Violation::new(pointer(&v.field), "contract"))
                         .collect()
                 })
                 .unwrap_or_default();
             Problem::validation(violations)
         }
-        Code::NotFound => Problem::not_found().detail("no such referral for this council"),
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => Problem::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The record's state does not allow this",
+        )
+        .detail("the record has moved on (e.g. an offer already answered); read it again"),
+        Code::NotFound => Problem::not_found().detail(not_found),
         Code::Unauthenticated => Problem::unauthenticated("the credentials were not accepted"),
         Code::PermissionDenied => Problem::forbidden("the credentials do not allow this"),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
-            tracing::warn!(code = ?s.code(), "intake unavailable");
+            tracing::warn!(code = ?s.code(), "a service is unavailable");
             Problem::unavailable("a service is unavailable; retry shortly")
         }
         code => {
-            tracing::error!(?code, "intake failed");
+            tracing::error!(?code, "a service failed");
             Problem::internal()
         }
     }

@@ -1,0 +1,171 @@
+//! The webhook deliveries: one row per status update for one system, its body as it will be sent
+//! (ids and a status, never the family's details), where it stands (`pending`, `delivered`,
+//! `dead`), its attempts, when the next is due and the last failure's reason.
+use eh_store::stmt;
+use sea_orm::{ConnectionTrait, DbErr};
+
+pub const MIGRATIONS: &[eh_store::Migration] = &[eh_store::Migration {
+    owner: "gateway_webhooks",
+    version: 1,
+    name: "webhook deliveries",
+    sql: "CREATE TABLE gateway_webhook_deliveries (
+            tenant TEXT NOT NULL,
+            id TEXT NOT NULL,
+            system TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at {ts} NOT NULL,
+            last_error TEXT NULL,
+            created_at {ts} NOT NULL,
+            settled_at {ts} NULL,
+            PRIMARY KEY (tenant, id)
+          );
+          CREATE INDEX gateway_webhook_pending ON gateway_webhook_deliveries (tenant, system, status, created_at)",
+}];
+
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const DEAD: &str = "dead";
+
+/// A delivery as the sender reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub tenant: String,
+    pub id: String,
+    pub system: String,
+    pub payload: String,
+    pub attempts: i32,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Stores a delivery; `false` when one with its id is held already (nothing changed).
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    system: &str,
+    event_type: &str,
+    payload: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let res = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "INSERT INTO gateway_webhook_deliveries
+               (tenant, id, system, event_type, payload, status, attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
+             ON CONFLICT (tenant, id) DO NOTHING",
+            [
+                tenant.into(),
+                id.into(),
+                system.into(),
+                event_type.into(),
+                payload.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// The oldest pending delivery of `system` (each system's go out in the order they happened).
+pub async fn oldest_pending(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    system: &str,
+) -> Result<Option<Delivery>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT tenant, id, system, payload, attempts, next_attempt_at
+             FROM gateway_webhook_deliveries
+             WHERE tenant = $1 AND system = $2 AND status = 'pending'
+             ORDER BY created_at, id LIMIT 1",
+            [tenant.into(), system.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok(Delivery {
+            tenant: r.try_get_by_index(0)?,
+            id: r.try_get_by_index(1)?,
+            system: r.try_get_by_index(2)?,
+            payload: r.try_get_by_index(3)?,
+            attempts: r.try_get_by_index(4)?,
+            next_attempt_at: r.try_get_by_index(5)?,
+        })
+    })
+    .transpose()
+}
+
+/// Claims `d` for one attempt until `lease_until` (another sender, or this one restarted, may try
+/// it again only then); `false` when another sender claimed it first.
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    d: &Delivery,
+    lease_until: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let res = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "UPDATE gateway_webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $1
+             WHERE tenant = $2 AND id = $3 AND attempts = $4 AND status = 'pending'",
+            [
+                lease_until.into(),
+                d.tenant.clone().into(),
+                d.id.clone().into(),
+                d.attempts.into(),
+            ],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Records how attempt number `attempt` of delivery `id` ended: delivered, to be retried at
+/// `retry_at`, or (with no retry) dead with `error`.
+pub async fn settle(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    attempt: i32,
+    outcome: Result<(), (&str, Option<chrono::DateTime<chrono::Utc>>)>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    let (status, next, error, settled): (&str, _, Option<String>, Option<_>) = match outcome {
+        Ok(()) => (DELIVERED, now, None, Some(now)),
+        Err((e, Some(at))) => (PENDING, at, Some(e.to_string()), None),
+        Err((e, None)) => (DEAD, now, Some(e.to_string()), Some(now)),
+    };
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "UPDATE gateway_webhook_deliveries
+         SET status = $1, next_attempt_at = $2, last_error = $3, settled_at = $4
+         WHERE tenant = $5 AND id = $6 AND attempts = $7 AND status = 'pending'",
+        [
+            status.into(),
+            next.into(),
+            error.into(),
+            settled.into(),
+            tenant.into(),
+            id.into(),
+            attempt.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deliveries of `tenant` by status, e.g. to count the dead ones.
+pub async fn count(db: &impl ConnectionTrait, tenant: &str, status: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM gateway_webhook_deliveries WHERE tenant = $1 AND status = $2",
+            [tenant.into(), status.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
