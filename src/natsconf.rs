@@ -130,6 +130,14 @@ pub fn service_rights(target: Target, ns: &str, tenants: &[&str]) -> Option<Righ
             r.publish.insert(format!("$JS.API.{api}.{}", s.name));
         }
     }
+    // Records, as a destruction completes, reads the dead letters and discards those carrying
+    // the family's ids (the one service that may: every other only parks its own).
+    if name == eh_records::SERVICE {
+        let dlq = subjects::dead_letter_stream(ns).name;
+        for api in ["STREAM.MSG.GET", "STREAM.MSG.DELETE", "DIRECT.GET"] {
+            r.publish.insert(format!("$JS.API.{api}.{dlq}"));
+        }
+    }
     // Its durable consumers: created, read, pulled from and acknowledged.
     for s in &read {
         let n = &s.name;
@@ -542,17 +550,47 @@ mod tests {
         assert!(conf.contains("\"earlyhelp-operator\""));
     }
 
+    /// The gateway reads casework's events for its webhooks and nothing else; it publishes no
+    /// event, only its own consumer's dead letters.
     #[test]
-    fn a_service_that_does_not_use_the_bus_may_only_connect_and_checkpoint() {
+    fn the_gateway_reads_casework_for_its_webhooks_and_publishes_no_event() {
         let conf = accounts("eh", &["worcs"], Target::ALL);
         let gateway = conf[0].users.iter().find(|u| u.user == "gateway").unwrap();
-        let mut only = vec!["$JS.API.INFO".to_string()];
-        if crate::audit::has_trail(target("gateway")) {
-            only.extend(checkpoint_rights("eh", "gateway").publish);
-            only.sort();
+        assert!(
+            gateway
+                .publish
+                .contains(&"$JS.ACK.EH_CASEWORK.>".to_string())
+        );
+        for p in &gateway.publish {
+            assert!(
+                p.starts_with("$JS.")
+                    && (p.contains("EH_CASEWORK")
+                        || p.contains("EH_DLQ")
+                        || p == "$JS.API.INFO"
+                        || p.contains("AUDIT"))
+                    || p == "eh.dlq.gateway_case_state_changed"
+                    || p.starts_with("eh.audit.gateway"),
+                "the gateway may publish {p}"
+            );
+            assert!(!p.contains("MSG.GET") && !p.contains("MSG.DELETE"), "{p}");
         }
-        assert_eq!(gateway.publish, only);
         assert_eq!(gateway.subscribe, ["_INBOX.>"]);
+    }
+
+    /// Only records (and the operator) may read and discard dead letters: records discards those
+    /// carrying a destroyed family's ids.
+    #[test]
+    fn only_records_may_discard_dead_letters() {
+        let conf = accounts("eh", &["worcs"], Target::ALL);
+        for u in conf.iter().flat_map(|a| &a.users) {
+            let discards = u
+                .publish
+                .contains(&"$JS.API.STREAM.MSG.DELETE.EH_DLQ".to_string());
+            let expected = [eh_records::SERVICE, PLATFORM_USER].contains(&u.user.as_str());
+            if u.user != OPERATOR_USER {
+                assert_eq!(discards, expected, "{}", u.user);
+            }
+        }
     }
 
     /// Each service with an audit trail may add checkpoints to the stream, never change it.

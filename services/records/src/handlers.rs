@@ -214,10 +214,30 @@ impl eh_bus::Handler for IndexHandler {
                 )
                 .await
                 .map_err(db)?;
-                if done {
+                if let Some(orders) = done {
+                    // The bus's last copies the services cannot reach: dead letters carrying the
+                    // family's ids, discarded before the commit (a broker away: the confirmation
+                    // is retried, and a repeat finds none).
+                    let mut discarded = 0;
+                    for order in orders {
+                        let order = rec::DestructionOrdered::decode(order.as_slice())
+                            .map_err(|e| permanent("DestructionOrdered", e))?;
+                        discarded += discard_dead_letters(ctx, &tenant, &order)
+                            .await
+                            .map_err(|e| HandlerError::bus(&e))?;
+                    }
+                    store::note_dead_letters(
+                        &txn,
+                        &tenant,
+                        &ev.destruction_id,
+                        i64::try_from(discarded).unwrap_or(i64::MAX),
+                    )
+                    .await
+                    .map_err(db)?;
                     tracing::info!(
                         tenant,
                         destruction_id = ev.destruction_id,
+                        dead_letters = discarded,
                         "destruction complete: every service confirmed"
                     );
                 }
@@ -226,4 +246,43 @@ impl eh_bus::Handler for IndexHandler {
         eh_store::commit(txn).await.map_err(db)?;
         Ok(Handled::Done)
     }
+}
+
+/// Discards every dead letter of council `tenant` whose payload or headers carry one of the ids
+/// `order` destroyed; how many.
+///
+/// # Errors
+/// The broker could not be read or a dead letter not deleted.
+pub async fn discard_dead_letters(
+    ctx: &ServiceContext,
+    tenant: &str,
+    order: &eh_proto::records::v1::DestructionOrdered,
+) -> eh_bus::Result<usize> {
+    let ids = eh_service::rights::Ids {
+        tenant: tenant.into(),
+        family: order.family_ids.clone(),
+        person: order.person_ids.clone(),
+        referral: order.referral_ids.clone(),
+        case: order.case_ids.clone(),
+    };
+    let needles = ids.all();
+    let carries = |hay: &[u8]| {
+        needles
+            .iter()
+            .any(|id| hay.windows(id.len()).any(|w| w == id.as_bytes()))
+    };
+    let ns = ctx.namespace();
+    let mut discarded = 0;
+    for dl in eh_bus::dlq::list(ctx.transport.as_ref(), ns, usize::MAX).await? {
+        if eh_bus::subjects::tenant_of(ns, &dl.original_subject) != Some(tenant) {
+            continue;
+        }
+        if carries(&dl.payload) || dl.headers.values().any(|v| carries(v.as_bytes())) {
+            ctx.transport
+                .delete(&eh_bus::subjects::dead_letter_stream(ns), dl.seq)
+                .await?;
+            discarded += 1;
+        }
+    }
+    Ok(discarded)
 }

@@ -7,11 +7,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use eh_store::{Migration, stmt};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Value};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    owner: "records",
-    version: 1,
-    name: "records: the family index, legal holds, the subject access log, destructions and confirmations",
-    sql: "CREATE TABLE family_index (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        owner: "records",
+        version: 1,
+        name: "records: the family index, legal holds, the subject access log, destructions and confirmations",
+        sql: "CREATE TABLE family_index (
             tenant TEXT NOT NULL,
             family_id TEXT NOT NULL,
             merged_into TEXT NULL,
@@ -82,7 +83,15 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             confirmed_at {ts} NOT NULL,
             PRIMARY KEY (tenant, destruction_id, service)
           )",
-}];
+    },
+    // How many dead letters carrying the family's ids a destruction discarded from the bus.
+    Migration {
+        owner: "records",
+        version: 2,
+        name: "records: dead letters discarded by a destruction",
+        sql: "ALTER TABLE destructions ADD COLUMN dead_letters {bigint} NULL",
+    },
+];
 
 fn b(db: &impl ConnectionTrait) -> sea_orm::DbBackend {
     db.get_database_backend()
@@ -619,7 +628,8 @@ pub async fn order_destruction(
 
 /// Records a service's confirmation (once); when every service has confirmed, the destruction is
 /// complete and records' own outbox row of its order (which carried the family's ids) is
-/// deleted. Whether it completed now.
+/// deleted. Completed now: the order's payloads (a `DestructionOrdered`: the ids, for the
+/// caller's last step before its commit); else `None`.
 pub async fn confirm(
     db: &impl ConnectionTrait,
     tenant: &str,
@@ -628,7 +638,7 @@ pub async fn confirm(
     rows: i64,
     at: DateTime<Utc>,
     services: &[&str],
-) -> Result<bool, DbErr> {
+) -> Result<Option<Vec<Vec<u8>>>, DbErr> {
     // One confirmation at a time per destruction: the order's row locked first. Without it the
     // last two services' confirmations, handled at once by two consumers, each saw the other's
     // row missing (neither committed yet) and neither completed the destruction — for good.
@@ -660,7 +670,7 @@ pub async fn confirm(
     )
     .await?;
     if !services.iter().all(|s| confirmed.iter().any(|c| c == s)) {
-        return Ok(false);
+        return Ok(None);
     }
     let done = exec(
         db,
@@ -668,18 +678,46 @@ pub async fn confirm(
         [tenant.into(), destruction_id.into(), at.into()],
     )
     .await?;
-    if done == 1 {
-        let event = strings(
-            db,
-            "SELECT event_id FROM destructions WHERE tenant = $1 AND id = $2",
-            [tenant.into(), destruction_id.into()],
-        )
-        .await?;
-        for e in event {
-            exec(db, "DELETE FROM eh_outbox WHERE id = $1", [e.into()]).await?;
-        }
+    if done != 1 {
+        return Ok(None);
     }
-    Ok(done == 1)
+    let event = strings(
+        db,
+        "SELECT event_id FROM destructions WHERE tenant = $1 AND id = $2",
+        [tenant.into(), destruction_id.into()],
+    )
+    .await?;
+    let mut orders = Vec::new();
+    for e in event {
+        for r in db
+            .query_all_raw(stmt(
+                b(db),
+                "SELECT payload FROM eh_outbox WHERE id = $1",
+                [e.clone().into()],
+            ))
+            .await?
+        {
+            orders.push(r.try_get_by_index::<Vec<u8>>(0)?);
+        }
+        exec(db, "DELETE FROM eh_outbox WHERE id = $1", [e.into()]).await?;
+    }
+    Ok(Some(orders))
+}
+
+/// Notes how many dead letters carrying the family's ids a completed destruction discarded.
+pub async fn note_dead_letters(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    destruction_id: &str,
+    discarded: i64,
+) -> Result<(), DbErr> {
+    exec(
+        db,
+        "UPDATE destructions SET dead_letters = $3 WHERE tenant = $1 AND id = $2",
+        [tenant.into(), destruction_id.into(), discarded.into()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A council's destruction certificates, newest first.

@@ -477,9 +477,19 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     let manager = t.token("worcs", "tm-1", &["team_manager"]);
     let front_door = t.token("worcs", "fd-1", &["front_door"]);
     let mut rec = records(&t).await?;
+    let mut received = t
+        .watch(
+            "intake",
+            &eh_proto::catalogue::REFERRAL_RECEIVED.subject(&t.ns(), "worcs"),
+        )
+        .await?;
     // Leo's family: accepted for Early Help, so the case stays open until closed.
     submit(&t, &referral("KEEP-1", Some("priya@school.test"))).await?;
     let (leo, _) = person_of(&t, LEO_NHS).await?;
+    let leo_received = eh_tests::collect(&mut received, 1, WAIT)
+        .await?
+        .pop()
+        .expect("Leo's referral_received");
     let hold = eh_testkit::eventually(WAIT, "records to know Leo", || {
         let mut rec = rec.clone();
         let manager = manager.clone();
@@ -615,6 +625,31 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
         "held: {kept:?}"
     );
 
+    // Two dead letters: Leo's referral as a consumer parked it, and one naming nobody.
+    let transport = t.app().transport.clone();
+    let ns = t.ns();
+    eh_bus::dlq::park(
+        transport.as_ref(),
+        &ns,
+        "casework_referral_received",
+        &leo_received,
+        "parked before the destruction",
+    )
+    .await?;
+    let mut nobody = leo_received.clone();
+    nobody.payload = b"names no family".to_vec().into();
+    nobody.stream_seq += 1_000_000;
+    eh_bus::dlq::park(
+        transport.as_ref(),
+        &ns,
+        "casework_referral_received",
+        &nobody,
+        "kept",
+    )
+    .await?;
+    let parked = eh_bus::dlq::list(transport.as_ref(), &ns, 100).await?;
+    assert_eq!(parked.len(), 2, "{parked:?}");
+
     // Released: destroyed at the next sweep.
     let released = rec
         .release_legal_hold(with_token(
@@ -645,6 +680,13 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     )
     .await?;
     assert!(left.is_empty(), "left after destruction: {left:?}");
+    // Leo's dead letter is discarded with the rest; the other is kept.
+    let parked = eh_bus::dlq::list(transport.as_ref(), &ns, 100).await?;
+    assert_eq!(
+        parked.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>(),
+        ["kept"],
+        "dead letters after the destruction"
+    );
     // The certificates: the rule, dates, counts, every service's confirmation — no ids.
     for c in &all {
         assert_eq!(c.rule, "after_closure:0y0d");
