@@ -8,6 +8,15 @@
 #
 # The Helm chart (charts/earlyhelp) references it by tag (default: the chart's appVersion).
 
+# The web console's GOV.UK Frontend, from the npm registry at the version package-lock.json pins
+# (tools/console/install.sh, as in development); only its built dist/govuk goes into the image.
+FROM node:22-bookworm-slim AS console
+WORKDIR /src
+COPY tools/console/ tools/console/
+RUN bash tools/console/install.sh \
+    && mkdir -p /out \
+    && cp -R tools/console/node_modules/govuk-frontend/dist/govuk /out/govuk-frontend
+
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 COPY . .
@@ -24,6 +33,10 @@ LABEL org.opencontainers.image.title="earlyhelp" \
       org.opencontainers.image.description="Early Help case management for children and families" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/earlyhelp /usr/local/bin/earlyhelp
+# The console's styles, scripts, fonts and images, served at /console/assets/ by the gateway
+# (gateway.console.assets_dir; the chart sets the same path).
+COPY --from=console /out/govuk-frontend /usr/share/earlyhelp/govuk-frontend
+ENV EH__GATEWAY__CONSOLE__ASSETS_DIR=/usr/share/earlyhelp/govuk-frontend
 # Numeric, so the kubelet can verify runAsNonRoot without reading /etc/passwd.
 USER 65532:65532
 # 8080: HTTP (/healthz, /readyz, /metrics); 50051: gRPC (APIs, health, reflection).

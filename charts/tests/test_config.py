@@ -17,6 +17,9 @@ SERVICE_SETTINGS_RS = [
     chartlib.REPO / "crates" / "service" / "src" / "council.rs",
     # Where consent is, for the services that ask it what may be shown.
     chartlib.REPO / "crates" / "service" / "src" / "consent.rs",
+    # The gateway's outbound webhooks (gateway.webhooks) and its console's session key.
+    chartlib.REPO / "services" / "gateway" / "src" / "webhook" / "mod.rs",
+    chartlib.REPO / "services" / "gateway" / "src" / "session.rs",
 ]
 
 # The services' sections of the file and their Rust types (in services/*/src/settings.rs); the keys
@@ -60,7 +63,7 @@ def _rust_types(text: str) -> tuple[dict[str, dict[str, str]], dict[str, set[str
 
 
 def _type_problems(node, rust_type: str, structs, enums, path: str) -> list[str]:
-    t = rust_type
+    t = re.sub(r"\b(?:crate|super|self)::(?:\w+::)*", "", rust_type)  # crate::webhook::WebhookSettings
     while m := re.fullmatch(r"Option<(.*)>", t):
         t = m.group(1)
     if m := re.fullmatch(r"(?:BTreeMap|HashMap)<String,\s*(.*)>", t):

@@ -86,8 +86,13 @@ def test_upstream_systems_may_publish_only_their_councils_inbound_subjects():
     casework_pub, _ = users["casework"]
     assert "eh.*.casework.case_state_changed" in casework_pub
     assert "eh.*.intake.referral_received" not in casework_pub
-    # A service that does not use the bus may only connect.
-    assert users["gateway"] == (["$JS.API.INFO"], ["_INBOX.>"])
+    # The gateway reads casework's stream for its webhooks' status updates: it may consume it and
+    # dead-letter what it cannot handle, and publishes no event of its own.
+    gateway_pub, gateway_sub = users["gateway"]
+    assert gateway_sub == ["_INBOX.>"]
+    assert "$JS.API.CONSUMER.MSG.NEXT.EH_CASEWORK.>" in gateway_pub and "$JS.ACK.EH_CASEWORK.>" in gateway_pub
+    assert [s for s in gateway_pub if s.startswith("eh.")] == ["eh.dlq.gateway_case_state_changed"]
+    assert not any(".inbound." in s or "EH_INBOUND" in s or "EH_INTAKE" in s for s in gateway_pub)
 
 
 def test_each_pod_connects_as_its_services_user_with_its_own_password():

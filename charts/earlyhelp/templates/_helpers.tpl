@@ -247,11 +247,72 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- end -}}
 {{- $_ := set $cfg "records" (dict "service_urls" $urls) -}}
 {{- end -}}
+{{- $_ := set $cfg "gateway" (include "earlyhelp.gatewayConfig" . | fromJson) -}}
 {{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}
 # Rendered by the earlyhelp Helm chart; edit the release's values, not this file.
 # Secrets (database and SMTP passwords) come from environment variables set from Secrets.
 {{ toYaml $cfg }}
+{{- end -}}
+
+{{/* The gateway's section of config.yaml (JSON): its console, its webhooks (each signing secret
+read from a file the gateway pods mount: earlyhelp.webhookSecretPath) and, in distributed mode,
+the other services' gRPC Services (empty elsewhere: they run in the same process). The session key
+is not here: it comes from a Secret as EH__GATEWAY__CONSOLE__SESSION_KEY. */}}
+{{- define "earlyhelp.gatewayConfig" -}}
+{{- $v := .Values -}}
+{{- $g := $v.gateway -}}
+{{- $console := dict
+  "enabled" $g.console.enabled
+  "assets_dir" $g.console.assetsDir
+  "idle_timeout_minutes" (int64 $g.console.idleTimeoutMinutes)
+  "absolute_timeout_hours" (int64 $g.console.absoluteTimeoutHours) -}}
+{{- with $g.console.publicUrl -}}{{- $_ := set $console "public_url" (trimSuffix "/" .) -}}{{- end -}}
+{{- $endpoints := list -}}
+{{- range $i, $e := $g.webhooks.endpoints -}}
+{{- $endpoints = append $endpoints (dict "tenant" $e.tenant "system" $e.system "url" $e.url "secret_file" (include "earlyhelp.webhookSecretPath" $i)) -}}
+{{- end -}}
+{{- $webhooks := dict "endpoints" $endpoints "max_attempts" (int64 $g.webhooks.maxAttempts) "timeout_ms" (int64 $g.webhooks.timeoutMs) -}}
+{{- $out := dict "console" $console "webhooks" $webhooks -}}
+{{- if eq $v.deploymentMode "distributed" -}}
+{{- range $s := list "intake" "casework" "consent" "notifications" "allocation" "assessment" -}}
+{{- $_ := set $out (printf "%s_url" $s) (printf "http://%s:%d" (include "earlyhelp.componentName" (list $ $s)) (int $v.service.grpcPort)) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* Where the gateway pods find webhook endpoint number N's signing secret. Takes the index. */}}
+{{- define "earlyhelp.webhookSecretPath" -}}
+{{- printf "/etc/earlyhelp/webhooks/endpoint-%d.secret" (int .) -}}
+{{- end -}}
+
+{{/* The ports the webhook endpoints' URLs name (443 when one names none), as a JSON list. */}}
+{{- define "earlyhelp.webhookPorts" -}}
+{{- $ports := list -}}
+{{- range .Values.gateway.webhooks.endpoints -}}
+{{- $host := (urlParse .url).host -}}
+{{- $port := 443 -}}
+{{- if regexMatch ":[0-9]+$" $host -}}{{- $port = int (regexFind "[0-9]+$" $host) -}}{{- end -}}
+{{- $ports = append $ports $port -}}
+{{- end -}}
+{{- toJson (uniq $ports) -}}
+{{- end -}}
+
+{{/* Environment of the containers that run the gateway (target gateway or all): where the
+image keeps the console's assets (the environment wins over the image's own), and the
+console's session key from its Secret. */}}
+{{- define "earlyhelp.gatewayEnv" -}}
+{{- $c := .Values.gateway.console -}}
+- name: EH__GATEWAY__CONSOLE__ASSETS_DIR
+  value: {{ $c.assetsDir | quote }}
+{{- if $c.existingSecret.name }}
+- name: EH__GATEWAY__CONSOLE__SESSION_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $c.existingSecret.name }}
+      key: {{ $c.existingSecret.sessionKeyKey }}
+{{- end }}
 {{- end -}}
 
 {{/* Checksum of everything the pods read at start from files: rolls the pods when it changes.
@@ -357,7 +418,8 @@ nothing. */}}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes of every earlyhelp pod. Takes (dict "root" $ "configMapName" name). */}}
+{{/* Volumes of every earlyhelp pod. Takes (dict "root" $ "configMapName" name "gateway" bool);
+"gateway": the pod runs the gateway, which alone is given the webhooks' signing secrets. */}}
 {{- define "earlyhelp.volumes" -}}
 {{- $v := .root.Values -}}
 - name: config
@@ -415,6 +477,15 @@ nothing. */}}
           items:
             - key: {{ $v.bus.credentials.key }}
               path: nats/nats.creds
+      {{- end }}
+      {{- end }}
+      {{- if .gateway }}
+      {{- range $i, $e := $v.gateway.webhooks.endpoints }}
+      - secret:
+          name: {{ $e.existingSecret.name }}
+          items:
+            - key: {{ $e.existingSecret.key }}
+              path: {{ include "earlyhelp.webhookSecretPath" $i | trimPrefix "/etc/earlyhelp/" }}
       {{- end }}
       {{- end }}
 - name: tmp
@@ -614,6 +685,46 @@ seccompProfile:
 {{- end -}}
 {{- if and $v.ingress.enabled (eq $v.deploymentMode "distributed") (not (include "earlyhelp.publicWorkload" . | fromJson)) -}}
 {{- $errs = append $errs "ingress.enabled needs the gateway target in distributed mode: set targets.gateway.enabled=true" -}}
+{{- end -}}
+{{- /* gateway: the console's address and the webhooks */ -}}
+{{- with $v.gateway.console.publicUrl -}}
+{{- if and (hasPrefix "http://" .) (not (has (regexReplaceAll ":[0-9]+$" (urlParse .).host "") (list "127.0.0.1" "localhost"))) -}}
+{{- $errs = append $errs (printf "gateway.console.publicUrl must be https:// (got %q): the console's session cookies are Secure; plain http is accepted only on a loopback address" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $hooks := $v.gateway.webhooks.endpoints -}}
+{{- if and $hooks (not (include "earlyhelp.publicWorkload" . | fromJson)) -}}
+{{- $errs = append $errs "gateway.webhooks.endpoints are set but no pod runs the gateway, which sends them: set targets.gateway.enabled=true" -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $i, $e := $hooks -}}
+{{- $id := printf "%s/%s" $e.tenant $e.system -}}
+{{- if hasKey $seen $id -}}
+{{- $errs = append $errs (printf "gateway.webhooks.endpoints[%d]: a second endpoint for council %s's system %s" $i $e.tenant $e.system) -}}
+{{- end -}}
+{{- $_ := set $seen $id true -}}
+{{- if not (or $v.existingTenants.configMapName $v.existingTenants.secretName) -}}
+{{- $t := get $v.tenants $e.tenant -}}
+{{- if not $t -}}
+{{- $errs = append $errs (printf "gateway.webhooks.endpoints[%d].tenant: no council %q in tenants" $i $e.tenant) -}}
+{{- else -}}
+{{- $names := list -}}
+{{- range (default (list) $t.api_keys) -}}{{- $names = append $names .name -}}{{- end -}}
+{{- if not (has $e.system $names) -}}
+{{- $errs = append $errs (printf "gateway.webhooks.endpoints[%d].system: council %q has no API key named %q (tenants.%s.api_keys)" $i $e.tenant $e.system $e.tenant) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $xg := get $v.extraConfig "gateway" -}}
+{{- if kindIs "map" $xg -}}
+{{- if hasKey $xg "webhooks" -}}
+{{- $errs = append $errs "extraConfig.gateway.webhooks is managed by the chart (gateway.webhooks: the signing secrets come from Secrets) and cannot be set" -}}
+{{- end -}}
+{{- $xc := get $xg "console" -}}
+{{- if and (kindIs "map" $xc) (or (hasKey $xc "session_key") (hasKey $xc "session_key_file")) -}}
+{{- $errs = append $errs "extraConfig.gateway.console.session_key must come from a Secret (gateway.console.existingSecret) and cannot be set" -}}
+{{- end -}}
 {{- end -}}
 {{- $names := dict -}}
 {{- range $workloads -}}
