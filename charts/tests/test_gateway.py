@@ -287,3 +287,16 @@ def test_the_schema_refuses_a_bad_endpoint(endpoint, mentions):
     with pytest.raises(helm.HelmValuesError) as err:
         chartlib.render(_with_endpoints(endpoint))
     assert mentions in str(err.value), str(err.value)
+
+
+# --- NOTES.txt ------------------------------------------------------------------------------------
+
+
+def test_the_notes_say_where_the_console_is_and_warn_without_its_address():
+    full_notes = chartlib.notes(rendered_ci("full").templates)
+    assert "web console is at /console/ of that address (https://earlyhelp.worcestershire.example.gov.uk/console/)" in full_notes
+    assert "the webhook receivers (from the gateway)" in full_notes
+    assert "publicUrl is empty" not in full_notes
+    values = chartlib.deep_merge(rendered_ci("full").values, {"gateway": {"console": {"publicUrl": ""}}})
+    assert "gateway.console.publicUrl is empty" in chartlib.notes(chartlib.render(values))
+    assert "web console" not in chartlib.notes(rendered_ci("distributed").templates)  # no gateway
