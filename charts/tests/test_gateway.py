@@ -297,6 +297,50 @@ def test_the_notes_say_where_the_console_is_and_warn_without_its_address():
     assert "web console is at /console/ of that address (https://earlyhelp.worcestershire.example.gov.uk/console/)" in full_notes
     assert "the webhook receivers (from the gateway)" in full_notes
     assert "publicUrl is empty" not in full_notes
-    values = chartlib.deep_merge(rendered_ci("full").values, {"gateway": {"console": {"publicUrl": ""}}})
+    values = chartlib.deep_merge(MONO, {"gateway": {"console": {"publicUrl": ""}}})
     assert "gateway.console.publicUrl is empty" in chartlib.notes(chartlib.render(values))
     assert "web console" not in chartlib.notes(rendered_ci("distributed").templates)  # no gateway
+
+
+# --- a council's console sign-in (tenants.<id>.oidc.client) ---------------------------------------
+
+
+def test_a_councils_client_secret_is_mounted_into_the_gateway_pods_only(full):
+    client = checks.config_of(full.objects)["tenants"]["worcs"]["oidc"]["client"]
+    assert client == {
+        "client_id": "earlyhelp",
+        "scopes": ["profile", "email"],
+        "client_secret_file": "/etc/earlyhelp/oidc/worcs.client-secret",
+        # From gateway.console.publicUrl.
+        "redirect_url": "https://earlyhelp.worcestershire.example.gov.uk/console/callback",
+    }
+    for d in checks.server_deployments(full.objects):
+        items = _config_items(d)
+        if _runs_gateway(d):
+            assert items["oidc/worcs.client-secret"] == {"kind": "secret", "name": "earlyhelp-oidc", "key": "worcs-client-secret"}
+        else:
+            assert not [p for p in items if p.startswith("oidc/")], _target(d)
+    for cm in checks.of_kind(full.objects, "ConfigMap"):
+        assert "earlyhelp-oidc" not in str(cm.get("data"))
+
+
+def test_a_public_client_and_an_explicit_redirect_url():
+    values = chartlib.deep_merge(MONO, {"tenants": {"worcs": {"oidc": {"client": {"client_id": "eh", "redirect_url": "https://eh.example.gov.uk/console/callback"}}}}})
+    objs = chartlib.objects(values)
+    assert checks.config_of(objs)["tenants"]["worcs"]["oidc"]["client"] == {"client_id": "eh", "redirect_url": "https://eh.example.gov.uk/console/callback"}
+    (d,) = checks.server_deployments(objs)
+    assert not [p for p in _config_items(d) if p.startswith("oidc/")]
+
+
+def test_a_client_needs_a_redirect_url_or_the_consoles_address():
+    values = chartlib.deep_merge(chartlib.ci_values("monolithic"), {"tenants": {"worcs": {"name": "W", "oidc": {"issuer": "https://id.example", "audience": "eh", "jwks_url": "https://id.example/jwks", "client": {"client_id": "eh"}}}}})
+    with pytest.raises(helm.HelmRenderError) as err:
+        chartlib.render(values)
+    assert "tenants.worcs.oidc.client.redirect_url is required when gateway.console.publicUrl is empty" in str(err.value)
+
+
+def test_the_schema_refuses_a_client_secret_in_values():
+    values = chartlib.deep_merge(MONO, {"tenants": {"worcs": {"oidc": {"client": {"client_id": "eh", "client_secret": "hunter2"}}}}})
+    with pytest.raises(helm.HelmValuesError) as err:
+        chartlib.render(values)
+    assert "client_secret" in str(err.value)

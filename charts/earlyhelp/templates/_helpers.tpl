@@ -248,7 +248,23 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- $_ := set $cfg "records" (dict "service_urls" $urls) -}}
 {{- end -}}
 {{- $_ := set $cfg "gateway" (include "earlyhelp.gatewayConfig" . | fromJson) -}}
-{{- if $v.tenants -}}{{- $_ := set $cfg "tenants" (deepCopy $v.tenants) -}}{{- end -}}
+{{- if $v.tenants -}}
+{{- $tenants := deepCopy $v.tenants -}}
+{{- /* A council's console client: its secret is a file the gateway pods mount from a Secret. */ -}}
+{{- range $id, $t := $tenants -}}
+{{- $client := dig "oidc" "client" dict $t -}}
+{{- if $client -}}
+{{- if hasKey $client "existingSecret" -}}
+{{- $_ := unset $client "existingSecret" -}}
+{{- $_ := set $client "client_secret_file" (include "earlyhelp.oidcSecretPath" $id) -}}
+{{- end -}}
+{{- if and (not $client.redirect_url) $v.gateway.console.publicUrl -}}
+{{- $_ := set $client "redirect_url" (printf "%s/console/callback" (trimSuffix "/" $v.gateway.console.publicUrl)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $cfg "tenants" $tenants -}}
+{{- end -}}
 {{- if $v.extraConfig -}}{{- include "earlyhelp.mergeInto" (dict "dst" $cfg "src" (deepCopy $v.extraConfig)) -}}{{- end -}}
 # Rendered by the earlyhelp Helm chart; edit the release's values, not this file.
 # Secrets (database and SMTP passwords) come from environment variables set from Secrets.
@@ -285,6 +301,11 @@ is not here: it comes from a Secret as EH__GATEWAY__CONSOLE__SESSION_KEY. */}}
 {{/* Where the gateway pods find webhook endpoint number N's signing secret. Takes the index. */}}
 {{- define "earlyhelp.webhookSecretPath" -}}
 {{- printf "/etc/earlyhelp/webhooks/endpoint-%d.secret" (int .) -}}
+{{- end -}}
+
+{{/* Where the gateway pods find council ID's OIDC client secret. Takes the tenant id. */}}
+{{- define "earlyhelp.oidcSecretPath" -}}
+{{- printf "/etc/earlyhelp/oidc/%s.client-secret" . -}}
 {{- end -}}
 
 {{/* The ports the webhook endpoints' URLs name (443 when one names none), as a JSON list. */}}
@@ -480,6 +501,15 @@ nothing. */}}
       {{- end }}
       {{- end }}
       {{- if .gateway }}
+      {{- range $id, $t := $v.tenants }}
+      {{- with (dig "oidc" "client" "existingSecret" dict $t) }}
+      - secret:
+          name: {{ .name }}
+          items:
+            - key: {{ .key }}
+              path: {{ include "earlyhelp.oidcSecretPath" $id | trimPrefix "/etc/earlyhelp/" }}
+      {{- end }}
+      {{- end }}
       {{- range $i, $e := $v.gateway.webhooks.endpoints }}
       - secret:
           name: {{ $e.existingSecret.name }}
@@ -690,6 +720,12 @@ seccompProfile:
 {{- with $v.gateway.console.publicUrl -}}
 {{- if and (hasPrefix "http://" .) (not (has (regexReplaceAll ":[0-9]+$" (urlParse .).host "") (list "127.0.0.1" "localhost"))) -}}
 {{- $errs = append $errs (printf "gateway.console.publicUrl must be https:// (got %q): the console's session cookies are Secure; plain http is accepted only on a loopback address" .) -}}
+{{- end -}}
+{{- end -}}
+{{- range $id, $t := $v.tenants -}}
+{{- $client := dig "oidc" "client" dict $t -}}
+{{- if and $client (not $client.redirect_url) (not $v.gateway.console.publicUrl) -}}
+{{- $errs = append $errs (printf "tenants.%s.oidc.client.redirect_url is required when gateway.console.publicUrl is empty (the console's https://…/console/callback)" $id) -}}
 {{- end -}}
 {{- end -}}
 {{- $hooks := $v.gateway.webhooks.endpoints -}}
