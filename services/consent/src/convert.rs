@@ -59,13 +59,29 @@ pub fn restrictions(
     parsed
 }
 
+/// A violation for each of `fields` (name, value) holding a NUL character, which no text column
+/// can store: refused as bad input rather than failing in the database.
+pub fn nul_free(fields: &[(&str, &str)]) -> Vec<Violation> {
+    fields
+        .iter()
+        .filter(|(_, value)| value.contains('\0'))
+        .map(|(name, _)| Violation::new(*name, "must not contain a NUL character"))
+        .collect()
+}
+
 /// A new record from `RecordConsent`: validated (every violation reported, fields under `consent.`).
 pub fn new_record(
     c: &pb::Consent,
     id: String,
     now: DateTime<Utc>,
 ) -> Result<ConsentRecord, Vec<Violation>> {
-    let mut v = Vec::new();
+    let mut v = nul_free(&[
+        ("consent.family_id", &c.family_id),
+        ("consent.person_id", &c.person_id),
+        ("consent.given_by", &c.given_by),
+        ("consent.giver_relationship", &c.giver_relationship),
+        ("consent.evidence_ref", &c.evidence_ref),
+    ]);
     let f = |name: &str| format!("consent.{name}");
     if c.family_id.trim().is_empty() {
         v.push(Violation::new(f("family_id"), "required"));
@@ -292,5 +308,29 @@ pub fn decision_pb(d: &SharingDecision, id: &str, at: DateTime<Utc>) -> pb::Shar
         override_id: d.override_id.clone().unwrap_or_default(),
         decision_id: id.into(),
         decided_at: at.to_rfc3339(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_character_is_a_violation_named_by_its_field_never_quoted() {
+        let c = pb::Consent {
+            family_id: "f-1".into(),
+            given_by: "Dana\0Marsh".into(),
+            evidence_ref: "ref\0".into(),
+            ..Default::default()
+        };
+        let v = new_record(&c, "id".into(), Utc::now()).expect_err("refused");
+        let nul: Vec<_> = v
+            .iter()
+            .filter(|v| v.reason.contains("NUL"))
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(nul, ["consent.given_by", "consent.evidence_ref"]);
+        assert!(v.iter().all(|v| !v.reason.contains("Dana")));
+        assert!(nul_free(&[("a", "plain"), ("b", "")]).is_empty());
     }
 }

@@ -211,6 +211,10 @@ impl ConsentService for ConsentApi {
                 &[Violation::new("record_id", "required")],
             ));
         }
+        let nul = convert::nul_free(&[("record_id", &req.record_id), ("reason", &req.reason)]);
+        if !nul.is_empty() {
+            return Err(invalid("a field holds a NUL character", &nul));
+        }
         let (w, newly) = self
             .consent
             .withdraw(
