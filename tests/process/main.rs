@@ -740,3 +740,114 @@ async fn distributed_migrations_run_as_the_owner_and_services_as_a_role_that_own
     assert!(ended.is_some_and(|s| s.success()), "{ended:?}");
     Ok(())
 }
+
+/// `earlyhelp sar` against the running binary: a team manager's token gets the person's report
+/// as JSON (naming the child) and as the readable HTML document; a practitioner's is refused with
+/// PERMISSION_DENIED and a non-zero exit, as is an unknown format, and a person records does not
+/// know is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_access_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spawn(dir.path(), grpc, http)?;
+    let outcome = async {
+        ready(http).await?;
+        let issuer =
+            eh_auth::demo::DemoIssuer::load_or_create(dir.path()).map_err(anyhow::Error::msg)?;
+        let practitioner = issuer
+            .mint("p-1", &["practitioner"], "education", 600)
+            .map_err(anyhow::Error::msg)?;
+        let manager = issuer
+            .mint("tm-1", &["team_manager"], "early_help", 600)
+            .map_err(anyhow::Error::msg)?;
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))?
+            .connect()
+            .await?;
+        let doc = earlyhelp::demo::example("SAR-CLI-1", Some("ref@school.example"));
+        let nhs = doc["children"][0]["nhs_number"]
+            .as_str()
+            .expect("the example child's NHS number")
+            .to_string();
+        let mut req = tonic::Request::new(SubmitReferralRequest {
+            tenant: "demo".into(),
+            referral: Some(serde_json::from_value(doc)?),
+        });
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {practitioner}").parse()?);
+        IntakeServiceClient::new(channel)
+            .submit_referral(req)
+            .await?;
+        let intake = eh_store::connect(&eh_store::Location {
+            url: format!(
+                "sqlite://{}?mode=ro",
+                dir.path().join("intake.sqlite").display()
+            ),
+            schema: None,
+            max_connections: 1,
+        })
+        .await?;
+        let person: String =
+            eh_testkit::eventually(Duration::from_secs(30), "the child stored", || async {
+                use sea_orm::ConnectionTrait;
+                Ok(intake
+                    .query_one_raw(eh_store::stmt(
+                        intake.get_database_backend(),
+                        "SELECT id FROM people WHERE nhs_number = $1",
+                        [nhs.clone().into()],
+                    ))
+                    .await?
+                    .map(|r| r.try_get_by_index::<String>(0))
+                    .transpose()?)
+            })
+            .await?;
+        let grpc_url = format!("http://127.0.0.1:{grpc}");
+        let sar = |token: &str, person: &str, format: &str| {
+            earlyhelp(
+                dir.path(),
+                &[
+                    "sar", "--tenant", "demo", "--person", person, "--format", format, "--grpc",
+                    &grpc_url,
+                ],
+                &[("EH_TOKEN", token)],
+            )
+        };
+        // Records learns of the child from the bus: asked until it knows him.
+        let mut report = None;
+        for _ in 0..100 {
+            let out = sar(&manager, &person, "json")?;
+            if out.status.success() {
+                report = Some(out);
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            anyhow::ensure!(err.contains("NotFound"), "refused: {err}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let report = report.ok_or_else(|| anyhow::anyhow!("records never knew the child"))?;
+        let json: serde_json::Value = serde_json::from_slice(&report.stdout)?;
+        let text = json.to_string();
+        assert!(text.contains(&person), "the report names its subject");
+        assert!(text.contains(&nhs), "the report holds the child's record");
+        let html = sar(&manager, &person, "html")?;
+        assert!(html.status.success());
+        let html = String::from_utf8_lossy(&html.stdout);
+        assert!(html.contains("<html") && html.contains("Leo"), "{html}");
+        // Refusals: a non-zero exit naming why, nothing on stdout.
+        for (token, person, format, why) in [
+            (&practitioner, person.as_str(), "json", "PermissionDenied"),
+            (&manager, "no-such-person", "json", "NotFound"),
+            (&manager, person.as_str(), "pdf", "--format"),
+        ] {
+            let out = sar(token, person, format)?;
+            assert!(!out.status.success(), "{why}: exit 0");
+            assert!(out.stdout.is_empty(), "{why}: printed a report");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
