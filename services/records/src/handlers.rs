@@ -215,9 +215,21 @@ impl eh_bus::Handler for IndexHandler {
                 .await
                 .map_err(db)?;
                 if let Some(orders) = done {
+                    if orders.is_empty() {
+                        // The order's outbox copy (the only place records still held the ids)
+                        // is gone: kept `bus.outbox_retention_hours` after publishing, and the
+                        // destruction took longer. Its dead letters are not searched; the
+                        // count stays unknown (NULL) rather than a false 0.
+                        tracing::warn!(
+                            tenant,
+                            destruction_id = ev.destruction_id,
+                            "destruction complete, but its order's ids are no longer held: dead letters not searched"
+                        );
+                    }
                     // The bus's last copies the services cannot reach: dead letters carrying the
                     // family's ids, discarded before the commit (a broker away: the confirmation
                     // is retried, and a repeat finds none).
+                    let searched = !orders.is_empty();
                     let mut discarded = 0;
                     for order in orders {
                         let order = rec::DestructionOrdered::decode(order.as_slice())
@@ -226,14 +238,16 @@ impl eh_bus::Handler for IndexHandler {
                             .await
                             .map_err(|e| HandlerError::bus(&e))?;
                     }
-                    store::note_dead_letters(
-                        &txn,
-                        &tenant,
-                        &ev.destruction_id,
-                        i64::try_from(discarded).unwrap_or(i64::MAX),
-                    )
-                    .await
-                    .map_err(db)?;
+                    if searched {
+                        store::note_dead_letters(
+                            &txn,
+                            &tenant,
+                            &ev.destruction_id,
+                            i64::try_from(discarded).unwrap_or(i64::MAX),
+                        )
+                        .await
+                        .map_err(db)?;
+                    }
                     tracing::info!(
                         tenant,
                         destruction_id = ev.destruction_id,
