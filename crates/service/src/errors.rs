@@ -38,8 +38,23 @@ pub fn invalid(what: &str, violations: &[Violation]) -> Status {
     )
 }
 
-/// `INTERNAL`, logged at error as a failure of `service`.
+/// PostgreSQL's refusal of a NUL character in a text value (which no text column can store).
+const NUL_REFUSED: &str = "invalid byte sequence for encoding \"UTF8\": 0x00";
+
+/// `INTERNAL`, logged at error as a failure of `service` — except the database's refusal of a
+/// NUL character in a text field a service's own checks let through: that is the caller's bad
+/// input, `INVALID_ARGUMENT` (the transaction failed, so nothing changed).
 pub fn internal(service: &'static str, e: impl std::fmt::Display) -> Status {
+    let e = e.to_string();
+    if e.contains(NUL_REFUSED) {
+        tracing::warn!(
+            service,
+            "request refused: a text field holds a NUL character"
+        );
+        return Status::invalid_argument(
+            "a text field holds a NUL character, which cannot be stored",
+        );
+    }
     tracing::error!(service, error = %e, "request failed");
     Status::internal("internal error")
 }
@@ -47,6 +62,19 @@ pub fn internal(service: &'static str, e: impl std::fmt::Display) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_the_database_refused_is_bad_input_anything_else_internal() {
+        let s = internal(
+            "consent",
+            "Execution Error: error returned from database: invalid byte sequence for encoding \"UTF8\": 0x00",
+        );
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("NUL"));
+        let s = internal("consent", "connection refused");
+        assert_eq!(s.code(), Code::Internal);
+        assert_eq!(s.message(), "internal error");
+    }
 
     #[test]
     fn every_violation_is_a_field_detail_and_in_the_message() {
