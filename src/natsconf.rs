@@ -130,12 +130,18 @@ pub fn service_rights(target: Target, ns: &str, tenants: &[&str]) -> Option<Righ
             r.publish.insert(format!("$JS.API.{api}.{}", s.name));
         }
     }
-    // Records, as a destruction completes, reads the dead letters and discards those carrying
-    // the family's ids (the one service that may: every other only parks its own).
+    // Records, as a destruction completes, reads the dead letters and the events in every
+    // stream's replay window and removes those carrying the family's ids (the one service that
+    // may: every other only parks its own dead letters and reads its own consumers).
     if name == eh_records::SERVICE {
         let dlq = subjects::dead_letter_stream(ns).name;
         for api in ["STREAM.MSG.GET", "STREAM.MSG.DELETE", "DIRECT.GET"] {
             r.publish.insert(format!("$JS.API.{api}.{dlq}"));
+        }
+        for s in eh_records::handlers::event_streams(ns, tenants) {
+            for api in ["STREAM.INFO", "STREAM.MSG.GET", "STREAM.MSG.DELETE"] {
+                r.publish.insert(format!("$JS.API.{api}.{}", s.name));
+            }
         }
     }
     // Its durable consumers: created, read, pulled from and acknowledged.
@@ -577,20 +583,34 @@ mod tests {
         assert_eq!(gateway.subscribe, ["_INBOX.>"]);
     }
 
-    /// Only records (and the operator) may read and discard dead letters: records discards those
-    /// carrying a destroyed family's ids.
+    /// Only records (and the operator) may read and remove messages from the streams: records
+    /// removes the dead letters and events carrying a destroyed family's ids.
     #[test]
     fn only_records_may_discard_dead_letters() {
         let conf = accounts("eh", &["worcs"], Target::ALL);
-        for u in conf.iter().flat_map(|a| &a.users) {
-            let discards = u
-                .publish
-                .contains(&"$JS.API.STREAM.MSG.DELETE.EH_DLQ".to_string());
-            let expected = [eh_records::SERVICE, PLATFORM_USER].contains(&u.user.as_str());
-            if u.user != OPERATOR_USER {
-                assert_eq!(discards, expected, "{}", u.user);
+        for stream in [
+            "EH_DLQ",
+            "EH_INTAKE",
+            "EH_INBOUND_WORCS",
+            "EH_NOTIFICATIONS",
+        ] {
+            for u in conf.iter().flat_map(|a| &a.users) {
+                let removes = u
+                    .publish
+                    .contains(&format!("$JS.API.STREAM.MSG.DELETE.{stream}"));
+                let expected = [eh_records::SERVICE, PLATFORM_USER].contains(&u.user.as_str());
+                if u.user != OPERATOR_USER {
+                    assert_eq!(removes, expected, "{} on {stream}", u.user);
+                }
             }
         }
+        // Records' own stream (orders and confirmations: ids) is not among those it erases.
+        let records = conf[0].users.iter().find(|u| u.user == "records").unwrap();
+        assert!(
+            !records
+                .publish
+                .contains(&"$JS.API.STREAM.MSG.DELETE.EH_RECORDS".to_string())
+        );
     }
 
     /// Each service with an audit trail may add checkpoints to the stream, never change it.

@@ -389,29 +389,54 @@ impl Transport for EmbeddedTransport {
     }
 
     async fn list(&self, spec: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>> {
+        self.scan(spec, ">", 0, limit).await
+    }
+
+    /// A page of rows at a time, in sequence order (one file holds every stream: each row is
+    /// kept when its subject is the stream's and matches `filter`).
+    async fn scan(
+        &self,
+        spec: &StreamSpec,
+        filter: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        const PAGE: i64 = 500;
         let b = self.db.get_database_backend();
-        let rows = self
-            .db
-            .query_all_raw(stmt(
-                b,
-                "SELECT seq, subject, headers, payload FROM bus_messages ORDER BY seq",
-                [],
-            ))
-            .await?;
         let mut out = Vec::new();
-        for r in rows {
-            let subject: String = r.try_get_by_index(1)?;
-            if !spec.subjects.iter().any(|f| matches(f, &subject)) {
-                continue;
+        let mut next = i64::try_from(from).unwrap_or(i64::MAX);
+        while out.len() < limit {
+            let rows = self
+                .db
+                .query_all_raw(stmt(
+                    b,
+                    "SELECT seq, subject, headers, payload FROM bus_messages WHERE seq >= $1 \
+                     ORDER BY seq LIMIT $2",
+                    [next.into(), PAGE.into()],
+                ))
+                .await?;
+            let done = (rows.len() as i64) < PAGE;
+            for r in rows {
+                let seq: i64 = r.try_get_by_index(0)?;
+                next = seq + 1;
+                let subject: String = r.try_get_by_index(1)?;
+                if !(matches(filter, &subject)
+                    && spec.subjects.iter().any(|f| matches(f, &subject)))
+                {
+                    continue;
+                }
+                let headers: String = r.try_get_by_index(2)?;
+                out.push(StoredMessage {
+                    seq: seq as u64,
+                    subject,
+                    headers: serde_json::from_str(&headers).unwrap_or_default(),
+                    payload: r.try_get_by_index(3)?,
+                });
+                if out.len() >= limit {
+                    break;
+                }
             }
-            let headers: String = r.try_get_by_index(2)?;
-            out.push(StoredMessage {
-                seq: r.try_get_by_index::<i64>(0)? as u64,
-                subject,
-                headers: serde_json::from_str(&headers).unwrap_or_default(),
-                payload: r.try_get_by_index(3)?,
-            });
-            if out.len() >= limit {
+            if done {
                 break;
             }
         }

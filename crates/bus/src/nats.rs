@@ -152,6 +152,21 @@ impl NatsTransport {
     }
 }
 
+impl NatsTransport {
+    /// The one stream `spec` names: a stream kept per council is read or changed only through
+    /// one council's spec (a sequence names a message in one stream).
+    async fn one_store(&self, spec: &StreamSpec, what: &str) -> Result<stream::Stream> {
+        let mut stores = self.stores(spec).await?;
+        if stores.len() != 1 {
+            return Err(Error::Transport(format!(
+                "{} is kept per council: {what} one council's stream",
+                spec.name
+            )));
+        }
+        Ok(stores.remove(0).1)
+    }
+}
+
 /// `h` as NATS headers. A name NATS cannot carry (empty, or with a space, a control or non-ASCII
 /// character or `:`) is an error naming it; a line break in a value (which would end the header
 /// on the wire) is sent as a space. Never panics, whatever the map holds.
@@ -315,17 +330,60 @@ impl Transport for NatsTransport {
         Ok(out)
     }
 
-    /// Of a stream kept per council, only by the council's own spec (a sequence names a message
-    /// in one stream).
-    async fn delete(&self, spec: &StreamSpec, seq: u64) -> Result<()> {
-        let mut stores = self.stores(spec).await?;
-        if stores.len() != 1 {
+    /// Message by message (`STREAM.MSG.GET` with `next_by_subj`: the server skips what does not
+    /// match, so only the council's messages cross the wire).
+    async fn scan(
+        &self,
+        spec: &StreamSpec,
+        filter: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        if !spec.partitions.is_empty() {
             return Err(Error::Transport(format!(
-                "{} is kept per council: delete from one council's stream",
+                "{} is kept per council: scan one council's stream",
                 spec.name
             )));
         }
-        let (_, stream) = stores.remove(0);
+        // Never created here: a stream nobody has published to holds nothing to scan (and the
+        // scanning user may not create other services' streams).
+        let stream = match self.js.get_stream(&spec.name).await {
+            Ok(s) => s,
+            Err(e) => {
+                return match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(Vec::new())
+                    }
+                    _ => Err(Error::transport(e)),
+                };
+            }
+        };
+        let mut out = Vec::new();
+        let mut seq = from.max(1);
+        while out.len() < limit {
+            match stream.get_first_raw_message_by_subject(filter, seq).await {
+                Ok(m) => {
+                    seq = m.sequence + 1;
+                    out.push(StoredMessage {
+                        seq: m.sequence,
+                        subject: m.subject.to_string(),
+                        headers: from_header_map(Some(&m.headers)),
+                        payload: m.payload.to_vec(),
+                    });
+                }
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(Error::transport(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Of a stream kept per council, only by the council's own spec (a sequence names a message
+    /// in one stream).
+    async fn delete(&self, spec: &StreamSpec, seq: u64) -> Result<()> {
+        let stream = self.one_store(spec, "delete").await?;
         stream.delete_message(seq).await.map_err(Error::transport)?;
         Ok(())
     }

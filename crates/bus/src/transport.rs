@@ -96,7 +96,26 @@ pub trait Transport: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// Messages held in `stream`, oldest first, at most `limit`.
     async fn list(&self, stream: &StreamSpec, limit: usize) -> Result<Vec<StoredMessage>>;
-    /// Removes message `seq` from `stream`.
+    /// Messages held in `stream` on subjects matching `filter` (wildcards allowed), oldest
+    /// first, from sequence `from` on, at most `limit`: one page; the next starts after the last
+    /// one's `seq`. A stream kept per council is scanned by one council's spec (a sequence names a
+    /// message in one stream).
+    async fn scan(
+        &self,
+        stream: &StreamSpec,
+        filter: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        Ok(self
+            .list(stream, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|m| m.seq >= from && crate::subjects::matches(filter, &m.subject))
+            .take(limit)
+            .collect())
+    }
+    /// Removes message `seq` from `stream` (on NATS, erased: its bytes overwritten on disk).
     async fn delete(&self, stream: &StreamSpec, seq: u64) -> Result<()>;
     /// How many messages `stream` holds on exactly `subject` (no wildcards).
     async fn count(&self, stream: &StreamSpec, subject: &str) -> Result<u64>;

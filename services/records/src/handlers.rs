@@ -164,9 +164,17 @@ impl eh_bus::Handler for IndexHandler {
                 for m in &ev.family_members {
                     people.push((m.person_id.clone(), false, None));
                 }
-                store::index_referral(&txn, &tenant, &ev.referral_id, &ev.family_id, &people)
-                    .await
-                    .map_err(db)?;
+                let source = r.source.clone().unwrap_or_default();
+                store::index_referral(
+                    &txn,
+                    &tenant,
+                    &ev.referral_id,
+                    &ev.family_id,
+                    (&source.system, &source.reference),
+                    &people,
+                )
+                .await
+                .map_err(db)?;
             }
             Fact::Merged(ev) => {
                 store::merge_people(
@@ -226,24 +234,27 @@ impl eh_bus::Handler for IndexHandler {
                             "destruction complete, but its order's ids are no longer held: dead letters not searched"
                         );
                     }
-                    // The bus's last copies the services cannot reach: dead letters carrying the
-                    // family's ids, discarded before the commit (a broker away: the confirmation
-                    // is retried, and a repeat finds none).
+                    // The bus's last copies the services cannot reach: dead letters and events
+                    // in the streams' replay window carrying the family's ids, removed before the
+                    // commit (a broker away: the confirmation is retried, and a repeat finds
+                    // none).
                     let searched = !orders.is_empty();
-                    let mut discarded = 0;
+                    let mut discarded = Discarded::default();
                     for order in orders {
                         let order = rec::DestructionOrdered::decode(order.as_slice())
                             .map_err(|e| permanent("DestructionOrdered", e))?;
-                        discarded += discard_dead_letters(ctx, &tenant, &order)
+                        discarded += discard_copies(ctx, &tenant, &order)
                             .await
                             .map_err(|e| HandlerError::bus(&e))?;
                     }
                     if searched {
-                        store::note_dead_letters(
+                        let n = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                        store::note_discarded(
                             &txn,
                             &tenant,
                             &ev.destruction_id,
-                            i64::try_from(discarded).unwrap_or(i64::MAX),
+                            n(discarded.dead_letters),
+                            n(discarded.event_copies),
                         )
                         .await
                         .map_err(db)?;
@@ -251,7 +262,8 @@ impl eh_bus::Handler for IndexHandler {
                     tracing::info!(
                         tenant,
                         destruction_id = ev.destruction_id,
-                        dead_letters = discarded,
+                        dead_letters = discarded.dead_letters,
+                        event_copies = discarded.event_copies,
                         "destruction complete: every service confirmed"
                     );
                 }
@@ -262,16 +274,52 @@ impl eh_bus::Handler for IndexHandler {
     }
 }
 
-/// Discards every dead letter of council `tenant` whose payload or headers carry one of the ids
-/// `order` destroyed; how many.
+/// What a destruction removed from the bus.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Discarded {
+    pub dead_letters: usize,
+    pub event_copies: usize,
+}
+
+impl std::ops::AddAssign for Discarded {
+    fn add_assign(&mut self, o: Self) {
+        self.dead_letters += o.dead_letters;
+        self.event_copies += o.event_copies;
+    }
+}
+
+/// The streams whose events may carry a council's families' details for their replay window:
+/// every service's but records' own (its orders and confirmations are ids, kept with the
+/// certificate), and each council's inbound stream.
+pub fn event_streams(ns: &str, tenants: &[&str]) -> Vec<eh_bus::StreamSpec> {
+    let mut services: Vec<&str> = catalogue::EVENTS
+        .iter()
+        .map(|e| e.service)
+        .filter(|s| *s != crate::SERVICE)
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    let mut out: Vec<eh_bus::StreamSpec> = services
+        .into_iter()
+        .map(|s| eh_bus::subjects::service_stream(ns, s))
+        .collect();
+    out.extend(eh_bus::subjects::inbound_streams(ns, tenants.iter().copied()).partitions);
+    out
+}
+
+/// Removes every copy on the bus of council `tenant` whose payload or headers carry one of the
+/// ids `order` destroyed, or that is an upstream system's document under one of the family's
+/// referrals' references: its dead letters (discarded) and its events still in the streams'
+/// replay window (erased); how many of each.
 ///
 /// # Errors
-/// The broker could not be read or a dead letter not deleted.
-pub async fn discard_dead_letters(
+/// The broker could not be read or a message not removed.
+pub async fn discard_copies(
     ctx: &ServiceContext,
     tenant: &str,
     order: &eh_proto::records::v1::DestructionOrdered,
-) -> eh_bus::Result<usize> {
+) -> eh_bus::Result<Discarded> {
+    const PAGE: usize = 256;
     let ids = eh_service::rights::Ids {
         tenant: tenant.into(),
         family: order.family_ids.clone(),
@@ -280,23 +328,57 @@ pub async fn discard_dead_letters(
         case: order.case_ids.clone(),
     };
     let needles = ids.all();
-    let carries = |hay: &[u8]| {
+    let has = |hay: &[u8]| {
         needles
             .iter()
             .any(|id| hay.windows(id.len()).any(|w| w == id.as_bytes()))
     };
+    // An upstream system's document (JSON, naming its referral by its own reference).
+    let sent = |payload: &[u8]| {
+        if order.sources.is_empty() || payload.first() != Some(&b'{') {
+            return false;
+        }
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return false;
+        };
+        let source = &doc["source"];
+        order.sources.iter().any(|s| {
+            source["system"].as_str() == Some(s.system.as_str())
+                && source["reference"].as_str() == Some(s.reference.as_str())
+        })
+    };
+    let carries = |payload: &[u8], headers: &std::collections::BTreeMap<String, String>| {
+        has(payload) || sent(payload) || headers.values().any(|v| has(v.as_bytes()))
+    };
     let ns = ctx.namespace();
-    let mut discarded = 0;
-    for dl in eh_bus::dlq::list(ctx.transport.as_ref(), ns, usize::MAX).await? {
+    let t = ctx.transport.as_ref();
+    let mut out = Discarded::default();
+    let dlq = eh_bus::subjects::dead_letter_stream(ns);
+    for dl in eh_bus::dlq::list(t, ns, usize::MAX).await? {
         if eh_bus::subjects::tenant_of(ns, &dl.original_subject) != Some(tenant) {
             continue;
         }
-        if carries(&dl.payload) || dl.headers.values().any(|v| carries(v.as_bytes())) {
-            ctx.transport
-                .delete(&eh_bus::subjects::dead_letter_stream(ns), dl.seq)
-                .await?;
-            discarded += 1;
+        if carries(&dl.payload, &dl.headers) {
+            t.delete(&dlq, dl.seq).await?;
+            out.dead_letters += 1;
         }
     }
-    Ok(discarded)
+    let council = format!("{ns}.{tenant}.>");
+    for stream in event_streams(ns, &[tenant]) {
+        let mut from = 0;
+        loop {
+            let page = t.scan(&stream, &council, from, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            let full = page.len() == PAGE;
+            for m in page.iter().filter(|m| carries(&m.payload, &m.headers)) {
+                t.delete(&stream, m.seq).await?;
+                out.event_copies += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }

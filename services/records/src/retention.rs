@@ -41,6 +41,7 @@ pub async fn sweep(
                 continue;
             }
             let ids = store::ids_of(&txn, tenant, &group).await?;
+            let sources = store::sources_of(&txn, tenant, &group).await?;
             let id = uuid::Uuid::now_v7().to_string();
             let spec = &catalogue::DESTRUCTION_ORDERED;
             let env = Envelope::new(spec.payload, tenant, "service:records", now);
@@ -52,6 +53,7 @@ pub async fn sweep(
                 case_ids: ids.case.clone(),
                 rule: policy.name(),
                 at: now.to_rfc3339(),
+                sources,
             };
             let msg = OutboundMessage::event(
                 spec.subject(ctx.namespace(), tenant),

@@ -91,6 +91,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "records: dead letters discarded by a destruction",
         sql: "ALTER TABLE destructions ADD COLUMN dead_letters {bigint} NULL",
     },
+    // How many events in the streams' replay window carrying the family's ids it erased.
+    Migration {
+        owner: "records",
+        version: 3,
+        name: "records: event copies erased by a destruction",
+        sql: "ALTER TABLE destructions ADD COLUMN event_copies {bigint} NULL",
+    },
+    // Each referral's upstream reference, naming the document in the inbound stream.
+    Migration {
+        owner: "records",
+        version: 4,
+        name: "records: referrals' upstream references",
+        sql: "ALTER TABLE referral_index ADD COLUMN source_system TEXT NULL;
+              ALTER TABLE referral_index ADD COLUMN source_reference TEXT NULL",
+    },
 ];
 
 fn b(db: &impl ConnectionTrait) -> sea_orm::DbBackend {
@@ -125,6 +140,7 @@ pub async fn index_referral(
     tenant: &str,
     referral_id: &str,
     family_id: &str,
+    source: (&str, &str),
     people: &[(String, bool, Option<String>)],
 ) -> Result<(), DbErr> {
     exec(
@@ -135,9 +151,20 @@ pub async fn index_referral(
     .await?;
     exec(
         db,
-        "INSERT INTO referral_index (tenant, referral_id, family_id) VALUES ($1, $2, $3)
-         ON CONFLICT (tenant, referral_id) DO NOTHING",
-        [tenant.into(), referral_id.into(), family_id.into()],
+        "INSERT INTO referral_index (tenant, referral_id, family_id, source_system,
+                                     source_reference)
+         VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''))
+         ON CONFLICT (tenant, referral_id) DO UPDATE
+           SET source_system = COALESCE(referral_index.source_system, excluded.source_system),
+               source_reference =
+                 COALESCE(referral_index.source_reference, excluded.source_reference)",
+        [
+            tenant.into(),
+            referral_id.into(),
+            family_id.into(),
+            source.0.into(),
+            source.1.into(),
+        ],
     )
     .await?;
     for (person_id, child, dob) in people {
@@ -358,6 +385,35 @@ pub async fn ids_of(
         .await?,
         case: strings(db, &of("case_index", "case_id"), values(tenant, group)).await?,
     })
+}
+
+/// The upstream references of the referrals of the families of `group`.
+pub async fn sources_of(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    group: &[String],
+) -> Result<Vec<eh_proto::records::v1::UpstreamReference>, DbErr> {
+    let list = in_list(2, group.len());
+    let rows = db
+        .query_all_raw(stmt(
+            b(db),
+            &format!(
+                "SELECT DISTINCT source_system, source_reference FROM referral_index
+                 WHERE tenant = $1 AND family_id IN {list} AND source_system IS NOT NULL
+                   AND source_reference IS NOT NULL
+                 ORDER BY 1, 2"
+            ),
+            values(tenant, group),
+        ))
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(eh_proto::records::v1::UpstreamReference {
+            system: r.try_get_by_index(0)?,
+            reference: r.try_get_by_index(1)?,
+        });
+    }
+    Ok(out)
 }
 
 /// What retention needs of the families of `group`.
@@ -704,17 +760,24 @@ pub async fn confirm(
     Ok(Some(orders))
 }
 
-/// Notes how many dead letters carrying the family's ids a completed destruction discarded.
-pub async fn note_dead_letters(
+/// Notes how many copies carrying the family's ids a completed destruction removed from the bus:
+/// dead letters discarded, events erased.
+pub async fn note_discarded(
     db: &impl ConnectionTrait,
     tenant: &str,
     destruction_id: &str,
-    discarded: i64,
+    dead_letters: i64,
+    event_copies: i64,
 ) -> Result<(), DbErr> {
     exec(
         db,
-        "UPDATE destructions SET dead_letters = $3 WHERE tenant = $1 AND id = $2",
-        [tenant.into(), destruction_id.into(), discarded.into()],
+        "UPDATE destructions SET dead_letters = $3, event_copies = $4 WHERE tenant = $1 AND id = $2",
+        [
+            tenant.into(),
+            destruction_id.into(),
+            dead_letters.into(),
+            event_copies.into(),
+        ],
     )
     .await?;
     Ok(())
@@ -729,7 +792,8 @@ pub async fn certificates(
     let rows = db
         .query_all_raw(stmt(
             b(db),
-            "SELECT id, rule, due_on, ordered_at, completed_at, referrals, people, cases
+            "SELECT id, rule, due_on, ordered_at, completed_at, referrals, people, cases,
+                    dead_letters, event_copies
              FROM destructions WHERE tenant = $1 ORDER BY ordered_at DESC, id",
             [tenant.into()],
         ))
@@ -759,6 +823,10 @@ pub async fn certificates(
             let n: i64 = r.try_get_by_index(i)?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
         };
+        let maybe = |i: usize| -> Result<Option<u32>, DbErr> {
+            let n: Option<i64> = r.try_get_by_index(i)?;
+            Ok(n.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+        };
         out.push(eh_proto::records::v1::DestructionCertificate {
             certificate_id: id,
             tenant: tenant.into(),
@@ -772,6 +840,8 @@ pub async fn certificates(
                 .filter(|s| !names.iter().any(|n| n == *s))
                 .map(|s| s.to_string())
                 .collect(),
+            dead_letters_discarded: maybe(8)?,
+            event_copies_erased: maybe(9)?,
             referrals: count(5)?,
             people: count(6)?,
             cases: count(7)?,

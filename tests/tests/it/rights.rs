@@ -387,6 +387,33 @@ async fn leftovers(t: &TestApp, needles: &[&str], ids: &[&str]) -> anyhow::Resul
     Ok(found)
 }
 
+/// Every message of council worcs still on the bus — in any stream's replay window, or parked —
+/// whose payload or headers hold one of `needles`: its stream and subject.
+async fn copies_on_the_bus(t: &TestApp, needles: &[&str]) -> anyhow::Result<Vec<String>> {
+    let ns = t.ns();
+    let transport = t.app().transport.clone();
+    let mut streams = eh_records::handlers::event_streams(&ns, &["worcs"]);
+    streams.push(eh_bus::subjects::dead_letter_stream(&ns));
+    let holds = |hay: &[u8]| {
+        needles
+            .iter()
+            .any(|n| hay.windows(n.len()).any(|w| w == n.as_bytes()))
+    };
+    let mut found = Vec::new();
+    for s in &streams {
+        for m in transport.scan(s, ">", 0, usize::MAX).await? {
+            let council = eh_bus::subjects::tenant_of(&ns, &m.subject) == Some("worcs")
+                || m.headers.get("Eh-Tenant").map(String::as_str) == Some("worcs");
+            if council && (holds(&m.payload) || m.headers.values().any(|v| holds(v.as_bytes()))) {
+                found.push(format!("{}: {}", s.name, m.subject));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
 /// The ids of the family of the child `nhs`: person ids, the family, referrals and cases, from
 /// the services' own tables.
 async fn family_ids(t: &TestApp, nhs: &str) -> anyhow::Result<Vec<String>> {
@@ -599,9 +626,11 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     .await?;
     // Another family, closed with advice (out of criteria) after that: destroyed at a sweep that
     // also saw Leo's closed, held family.
+    // Sent by the council's hub over the bus: its document stays in the inbound stream.
     let mut other = other_family("GONE-1");
     other["needs"] = json!(["education"]);
-    submit(&t, &other).await?;
+    t.publish_inbound("worcs", serde_json::to_vec(&other)?, "hub-GONE-1")
+        .await?;
     let (zed, _) = person_of(&t, OTHER_NHS).await?;
     let other_ids = family_ids(&t, OTHER_NHS).await?;
     let first = completed(&t, &manager, 1).await?;
@@ -618,6 +647,12 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
         "left of the other family: {other_left:?}"
     );
     assert!(other_ids.contains(&zed));
+    // Nor is any copy left on the bus: the hub's document (named by its reference), and every
+    // event that carried the family's details or ids.
+    let mut other_needles = vec!["GONE-1", OTHER_NHS, "Quill", "ivy.quill@example.org"];
+    other_needles.extend(other_ids.iter().map(String::as_str));
+    let on_bus = copies_on_the_bus(&t, &other_needles).await?;
+    assert!(on_bus.is_empty(), "left on the bus: {on_bus:?}");
     // Leo's family is all still there.
     let kept = leftovers(&t, &[LEO_NHS], &[]).await?;
     assert!(
@@ -649,6 +684,15 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     .await?;
     let parked = eh_bus::dlq::list(transport.as_ref(), &ns, 100).await?;
     assert_eq!(parked.len(), 2, "{parked:?}");
+    // Held, so still on the bus: the events that carried Leo's family.
+    let mut leo_needles = vec![LEO_NHS, "Marsh", "dana.marsh@example.org"];
+    leo_needles.extend(leo_ids.iter().map(String::as_str));
+    let held_on_bus = copies_on_the_bus(&t, &leo_needles).await?;
+    assert!(
+        held_on_bus.iter().any(|c| c.contains("INTAKE"))
+            && held_on_bus.iter().any(|c| c.contains("DLQ")),
+        "held: {held_on_bus:?}"
+    );
 
     // Released: destroyed at the next sweep.
     let released = rec
@@ -687,6 +731,19 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
         ["kept"],
         "dead letters after the destruction"
     );
+    let on_bus = copies_on_the_bus(&t, &leo_needles).await?;
+    assert!(on_bus.is_empty(), "left on the bus: {on_bus:?}");
+    // What went from the bus is counted on the certificate: Leo's one dead letter, and the
+    // events erased (each family's referral_received at least).
+    let leo_cert = all
+        .iter()
+        .find(|c| !first.iter().any(|f| f.certificate_id == c.certificate_id))
+        .expect("Leo's certificate");
+    assert_eq!(leo_cert.dead_letters_discarded, Some(1), "{leo_cert:?}");
+    assert_eq!(first[0].dead_letters_discarded, Some(0), "{:?}", first[0]);
+    for c in &all {
+        assert!(c.event_copies_erased.is_some_and(|n| n > 1), "{c:?}");
+    }
     // The certificates: the rule, dates, counts, every service's confirmation — no ids.
     for c in &all {
         assert_eq!(c.rule, "after_closure:0y0d");
@@ -734,6 +791,11 @@ async fn a_late_event_recreates_nothing(distributed: bool) -> anyhow::Result<()>
         assert_eq!(eh_bus::inbox::uuids_in(id.as_bytes()), [id.to_lowercase()]);
     }
     completed(&t, &manager, 1).await?;
+    // No copy is left on the bus (the embedded bus's table, or JetStream's streams) either.
+    let mut needles = vec!["LATE-1", OTHER_NHS, "Quill", "ivy.quill@example.org"];
+    needles.extend(ids.iter().map(String::as_str));
+    let on_bus = copies_on_the_bus(&t, &needles).await?;
+    assert!(on_bus.is_empty(), "left on the bus: {on_bus:?}");
 
     // The same event again under a fresh id: not a redelivery any inbox knows.
     let id = uuid::Uuid::now_v7().to_string();
