@@ -106,7 +106,13 @@ pub fn start(
     let own = settings::records(&ctx.settings)?;
     let policies = Arc::new(settings::policies(&ctx.settings)?);
     ctx.spawn_relay();
-    for (feed, sub) in handlers::feeds() {
+    // The gateway's confirmation too (kept here while handlers.rs's list is being changed
+    // elsewhere; it belongs with the others in `handlers::feeds`).
+    let gateway = (
+        handlers::Feed::Confirmation,
+        &eh_proto::catalogue::RECORDS_GATEWAY_RECORDS_DESTROYED,
+    );
+    for (feed, sub) in handlers::feeds().into_iter().chain([gateway]) {
         ctx.spawn_subscription(
             sub,
             1,
