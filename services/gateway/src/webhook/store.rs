@@ -6,10 +6,10 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 pub const MIGRATIONS: &[eh_store::Migration] = &[
     eh_store::Migration {
-    owner: "gateway_webhooks",
-    version: 1,
-    name: "webhook deliveries",
-    sql: "CREATE TABLE gateway_webhook_deliveries (
+        owner: "gateway_webhooks",
+        version: 1,
+        name: "webhook deliveries",
+        sql: "CREATE TABLE gateway_webhook_deliveries (
             tenant TEXT NOT NULL,
             id TEXT NOT NULL,
             system TEXT NOT NULL,
@@ -194,4 +194,47 @@ pub async fn count(db: &impl ConnectionTrait, tenant: &str, status: &str) -> Res
     row.map(|r| r.try_get_by_index::<i64>(0))
         .transpose()
         .map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery stored before its case and referral had columns of their own is found by them
+    /// once migrated (the family's data rights select and delete by them).
+    #[tokio::test]
+    async fn deliveries_kept_before_are_given_their_case_and_referral() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        eh_store::migrate(&db, "gateway", &MIGRATIONS[..1])
+            .await
+            .unwrap();
+        let body = crate::webhook::payload(
+            "case-1",
+            "referral-1",
+            "SRC-1",
+            crate::api::cases::PublicStatus::Received,
+            "2026-01-01T00:00:00Z",
+        );
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "INSERT INTO gateway_webhook_deliveries
+               (tenant, id, system, event_type, payload, status, attempts, next_attempt_at, created_at)
+             VALUES ('worcs', 'msg_1', 'hub', 'case.status_changed', $1, 'pending', 0, $2, $2)",
+            [body.to_string().into(), chrono::Utc::now().into()],
+        ))
+        .await
+        .unwrap();
+        eh_store::migrate(&db, "gateway", MIGRATIONS).await.unwrap();
+        let row = db
+            .query_one_raw(stmt(
+                db.get_database_backend(),
+                "SELECT case_id, referral_id FROM gateway_webhook_deliveries WHERE id = 'msg_1'",
+                [],
+            ))
+            .await
+            .unwrap()
+            .expect("the delivery");
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "case-1");
+        assert_eq!(row.try_get_by_index::<String>(1).unwrap(), "referral-1");
+    }
 }
