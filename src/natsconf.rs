@@ -556,30 +556,40 @@ mod tests {
         assert!(conf.contains("\"earlyhelp-operator\""));
     }
 
-    /// The gateway reads casework's events for its webhooks and nothing else; it publishes no
-    /// event, only its own consumer's dead letters.
+    /// The gateway reads casework's events for its webhooks and records' destruction orders, and
+    /// publishes only its confirmations of destructions and its own consumers' dead letters.
     #[test]
-    fn the_gateway_reads_casework_for_its_webhooks_and_publishes_no_event() {
+    fn the_gateway_reads_casework_and_records_and_publishes_its_confirmations_only() {
         let conf = accounts("eh", &["worcs"], Target::ALL);
         let gateway = conf[0].users.iter().find(|u| u.user == "gateway").unwrap();
-        assert!(
-            gateway
-                .publish
-                .contains(&"$JS.ACK.EH_CASEWORK.>".to_string())
-        );
+        for stream in ["EH_CASEWORK", "EH_RECORDS"] {
+            assert!(
+                gateway.publish.contains(&format!("$JS.ACK.{stream}.>")),
+                "{stream}"
+            );
+        }
         for p in &gateway.publish {
             assert!(
                 p.starts_with("$JS.")
                     && (p.contains("EH_CASEWORK")
+                        || p.contains("EH_RECORDS")
+                        || p.contains("EH_GATEWAY")
                         || p.contains("EH_DLQ")
                         || p == "$JS.API.INFO"
                         || p.contains("AUDIT"))
                     || p == "eh.dlq.gateway_case_state_changed"
+                    || p == "eh.dlq.gateway_destruction_ordered"
+                    || p == "eh.*.gateway.family_records_destroyed"
                     || p.starts_with("eh.audit.gateway"),
                 "the gateway may publish {p}"
             );
             assert!(!p.contains("MSG.GET") && !p.contains("MSG.DELETE"), "{p}");
         }
+        assert!(
+            gateway
+                .publish
+                .contains(&"eh.*.gateway.family_records_destroyed".to_string())
+        );
         assert_eq!(gateway.subscribe, ["_INBOX.>"]);
     }
 

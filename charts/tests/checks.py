@@ -365,6 +365,8 @@ def network_policy_problems(objs: list[Obj], *, database_port: int = 5432, nats_
     for np in servers:
         egress_ports = {p.get("port") for rule in np["spec"].get("egress") or [] for p in rule.get("ports") or []}
         needed = [(53, "DNS")] + ([] if is_embedded(objs) else [(database_port, "PostgreSQL"), (nats_port, "NATS")])
+        if "Egress" not in (np["spec"].get("policyTypes") or []):
+            needed = []  # an ingress-only policy (e.g. the gRPC one) adds to the egress of another
         for port, what in needed:
             if port not in egress_ports:
                 out.append(f"{name_of(np)}: no egress to {what} (port {port})")

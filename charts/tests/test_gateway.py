@@ -18,6 +18,8 @@ SESSION_KEY_ENV = "EH__GATEWAY__CONSOLE__SESSION_KEY"
 ASSETS_ENV = "EH__GATEWAY__CONSOLE__ASSETS_DIR"
 # The services the gateway calls (services/gateway/src/settings.rs: GatewaySettings' *_url).
 CALLED = ["intake", "casework", "consent", "notifications", "allocation", "assessment"]
+# Distributed without the gateway (and so without records, which asks it).
+NO_GATEWAY = {"gateway": {"enabled": False}, "records": {"enabled": False}}
 
 
 def _target(deployment) -> str:
@@ -69,6 +71,58 @@ def test_the_service_urls_follow_the_release_and_port():
     gateway = checks.config_of(chartlib.objects(values, name="council"))["gateway"]
     assert gateway["intake_url"] == "http://council-earlyhelp-intake:50099"
     assert gateway["allocation_url"] == "http://council-earlyhelp-allocation:50099"
+
+
+# --- the gateway in the family's data rights: records asks it, and only records -------------------
+
+
+def _selects(np, labels: dict[str, str]) -> bool:
+    sel = np["spec"]["podSelector"]
+    if not checks.selects(sel.get("matchLabels") or {}, labels):
+        return False
+    for e in sel.get("matchExpressions") or []:
+        value = labels.get(e["key"])
+        if (e["operator"] == "NotIn" and value in e["values"]) or (e["operator"] == "In" and value not in e["values"]):
+            return False
+    return True
+
+
+def _grpc_peers(objs, target: str) -> list[dict]:
+    """Every peer any NetworkPolicy lets reach the gRPC port of `target`'s pods."""
+    port = chartlib.chart().values["server"]["grpcPort"]
+    deployment = next(d for d in checks.of_kind(objs, "Deployment") if _target(d) == target)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return [
+        peer
+        for np in checks.of_kind(objs, "NetworkPolicy")
+        if _selects(np, labels)
+        for rule in np["spec"].get("ingress") or []
+        if any(p.get("port") == port for p in rule.get("ports") or [])
+        for peer in rule.get("from") or []
+    ]
+
+
+def _components(peers: list[dict]) -> set[str]:
+    return {p["podSelector"]["matchLabels"].get("app.kubernetes.io/component", "every server pod") for p in peers}
+
+
+def test_records_asks_the_gateway_whose_grpc_port_is_open_to_records_only(distributed):
+    port = chartlib.chart().values["service"]["grpcPort"]
+    urls = checks.config_of(distributed.objects)["records"]["service_urls"]
+    assert urls["gateway"] == f"http://eh-earlyhelp-gateway:{port}"
+    assert _components(_grpc_peers(distributed.objects, "gateway")) == {"records", "test"}
+    # The other services still take gRPC from every server pod (the gateway calls them).
+    for target in ("intake", "records"):
+        assert _components(_grpc_peers(distributed.objects, target)) == {"every server pod", "test"}, target
+
+
+def test_records_needs_every_service_it_asks():
+    without = chartlib.deep_merge(chartlib.ci_values("distributed"), {"targets": {"gateway": {"enabled": False}}})
+    with pytest.raises(helm.HelmRenderError) as err:
+        chartlib.render(without)
+    assert "targets.records needs targets.gateway enabled" in str(err.value)
+    # Without records, nothing waits for the gateway.
+    chartlib.render(chartlib.deep_merge(without, {"targets": {"records": {"enabled": False}}}))
 
 
 @pytest.mark.parametrize("name", ["monolithic", "monolithic-ingress", "embedded", "embedded-custom"])
@@ -124,8 +178,7 @@ def test_a_session_key_secret_in_monolithic_mode():
 def test_every_gateway_container_is_told_where_the_image_keeps_the_assets(ci):
     values_dir = chartlib.chart().values["gateway"]["console"]["assetsDir"]
     gateways = [d for d in checks.server_deployments(ci.objects) if _runs_gateway(d)]
-    if ci.name == "distributed":  # ci/distributed-values.yaml leaves the gateway off
-        assert not gateways
+    assert gateways, "every ci set runs the gateway (distributed: by default, with records)"
     for d in gateways:
         assert _env(d)[ASSETS_ENV]["value"] == values_dir
         assert checks.config_of(ci.objects)["gateway"]["console"]["assets_dir"] == values_dir
@@ -246,7 +299,7 @@ REFUSED = [
     (_with_endpoints({**HOOK, "tenant": "staffs"}), 'gateway.webhooks.endpoints[0].tenant: no council "staffs" in tenants'),
     (_with_endpoints({**HOOK, "system": "health"}), 'gateway.webhooks.endpoints[0].system: council "worcs" has no API key named "health"'),
     (
-        chartlib.deep_merge(chartlib.ci_values("distributed"), {"gateway": {"webhooks": {"endpoints": [HOOK]}}}),
+        chartlib.deep_merge(chartlib.ci_values("distributed"), {"gateway": {"webhooks": {"endpoints": [HOOK]}}, "targets": NO_GATEWAY}),
         "gateway.webhooks.endpoints are set but no pod runs the gateway",
     ),
     (chartlib.deep_merge(MONO, {"gateway": {"console": {"publicUrl": "http://earlyhelp.example.gov.uk"}}}), "gateway.console.publicUrl must be https://"),
@@ -299,7 +352,8 @@ def test_the_notes_say_where_the_console_is_and_warn_without_its_address():
     assert "publicUrl is empty" not in full_notes
     values = chartlib.deep_merge(MONO, {"gateway": {"console": {"publicUrl": ""}}})
     assert "gateway.console.publicUrl is empty" in chartlib.notes(chartlib.render(values))
-    assert "web console" not in chartlib.notes(rendered_ci("distributed").templates)  # no gateway
+    no_gateway = chartlib.deep_merge(chartlib.ci_values("distributed"), {"targets": NO_GATEWAY})
+    assert "web console" not in chartlib.notes(chartlib.render(no_gateway))
 
 
 # --- a council's console sign-in (tenants.<id>.oidc.client) ---------------------------------------

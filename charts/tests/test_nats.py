@@ -86,12 +86,19 @@ def test_upstream_systems_may_publish_only_their_councils_inbound_subjects():
     casework_pub, _ = users["casework"]
     assert "eh.*.casework.case_state_changed" in casework_pub
     assert "eh.*.intake.referral_received" not in casework_pub
-    # The gateway reads casework's stream for its webhooks' status updates: it may consume it and
-    # dead-letter what it cannot handle, and publishes no event of its own.
+    # The gateway reads casework's stream for its webhooks' status updates and records' for its
+    # destruction orders: it may consume them and dead-letter what it cannot handle, and
+    # publishes only its confirmations of destructions (and its audit checkpoints).
     gateway_pub, gateway_sub = users["gateway"]
     assert gateway_sub == ["_INBOX.>"]
-    assert "$JS.API.CONSUMER.MSG.NEXT.EH_CASEWORK.>" in gateway_pub and "$JS.ACK.EH_CASEWORK.>" in gateway_pub
-    assert [s for s in gateway_pub if s.startswith("eh.")] == ["eh.dlq.gateway_case_state_changed"]
+    for stream in ("EH_CASEWORK", "EH_RECORDS"):
+        assert f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>" in gateway_pub and f"$JS.ACK.{stream}.>" in gateway_pub
+    assert sorted(s for s in gateway_pub if s.startswith("eh.")) == [
+        "eh.*.gateway.family_records_destroyed",
+        "eh.audit.gateway",
+        "eh.dlq.gateway_case_state_changed",
+        "eh.dlq.gateway_destruction_ordered",
+    ]
     assert not any(".inbound." in s or "EH_INBOUND" in s or "EH_INTAKE" in s for s in gateway_pub)
 
 

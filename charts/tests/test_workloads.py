@@ -105,7 +105,7 @@ def test_monolithic_is_one_deployment_running_every_target(monolithic):
 
 def test_distributed_is_one_deployment_per_enabled_target(distributed):
     deployments = {d["metadata"]["name"]: d for d in checks.of_kind(distributed.objects, "Deployment")}
-    assert set(deployments) == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-notifications", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records"}
+    assert set(deployments) == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-notifications", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records", "eh-earlyhelp-gateway"}
     for name, d in deployments.items():
         target = name.removeprefix("eh-earlyhelp-")
         assert _args(d)[:3] == ["run", "--target", target]
@@ -143,7 +143,7 @@ def test_a_target_can_switch_off_what_its_defaults_switch_on():
         "targets": {"notifications": {"autoscaling": {"enabled": False}, "pdb": {"enabled": False}, "replicas": 1}},
     })
     objs = chartlib.objects(values)
-    switched_on = {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records"}
+    switched_on = {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records", "eh-earlyhelp-gateway"}
     assert {h["metadata"]["name"] for h in checks.of_kind(objs, "HorizontalPodAutoscaler")} == switched_on
     assert {p["metadata"]["name"] for p in checks.of_kind(objs, "PodDisruptionBudget")} == switched_on
     notifications = next(d for d in checks.of_kind(objs, "Deployment") if d["metadata"]["name"] == "eh-earlyhelp-notifications")
@@ -153,7 +153,7 @@ def test_a_target_can_switch_off_what_its_defaults_switch_on():
 def test_disabled_targets_are_not_deployed():
     values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"targets": {"notifications": {"enabled": False}}})
     deployed = {d["metadata"]["name"] for d in checks.of_kind(chartlib.objects(values), "Deployment")}
-    assert deployed == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records"}
+    assert deployed == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records", "eh-earlyhelp-gateway"}
 
 
 def test_image_tag_defaults_to_app_version_and_digest_pins(monolithic, full):

@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("earlyhelp/assessment/v1/assessment.proto"),
         root.join("earlyhelp/reporting/v1/reporting.proto"),
         root.join("earlyhelp/records/v1/records.proto"),
+        root.join("earlyhelp/gateway/v1/gateway.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -242,7 +242,7 @@ come from existing Secrets as EH__* environment variables. */}}
 {{- $_ := set $cfg "assessment" (dict "consent_url" $consentUrl) -}}
 {{- /* Records asks each service that holds a family's records for a subject access. */ -}}
 {{- $urls := dict -}}
-{{- range $s := list "intake" "consent" "casework" "assessment" "allocation" "notifications" "reporting" -}}
+{{- range $s := include "earlyhelp.rightsParticipants" . | fromJsonArray -}}
 {{- $_ := set $urls $s (printf "http://%s:%d" (include "earlyhelp.componentName" (list $ $s)) (int $v.service.grpcPort)) -}}
 {{- end -}}
 {{- $_ := set $cfg "records" (dict "service_urls" $urls) -}}
@@ -269,6 +269,12 @@ come from existing Secrets as EH__* environment variables. */}}
 # Rendered by the earlyhelp Helm chart; edit the release's values, not this file.
 # Secrets (database and SMTP passwords) come from environment variables set from Secrets.
 {{ toYaml $cfg }}
+{{- end -}}
+
+{{/* The services taking part in the family's data rights, whose gRPC Services records asks (its
+SERVICES, services/records/src/settings.rs), as a JSON list. */}}
+{{- define "earlyhelp.rightsParticipants" -}}
+{{- list "intake" "consent" "casework" "assessment" "allocation" "notifications" "reporting" "gateway" | toJson -}}
 {{- end -}}
 
 {{/* The gateway's section of config.yaml (JSON): its console, its webhooks (each signing secret
@@ -713,6 +719,15 @@ seccompProfile:
 {{- if and (eq $v.deploymentMode "distributed") (not $workloads) -}}
 {{- $errs = append $errs "deploymentMode is distributed but no entry of targets is enabled" -}}
 {{- end -}}
+{{- /* records: the gateway answers its subject accesses and confirms its destructions (as every
+       service holding a family's records does); without it every destruction stays incomplete. */ -}}
+{{- if eq $v.deploymentMode "distributed" -}}
+{{- $running := list -}}
+{{- range $workloads -}}{{- $running = append $running .target -}}{{- end -}}
+{{- if and (has "records" $running) (not (has "gateway" $running)) -}}
+{{- $errs = append $errs "targets.records needs targets.gateway enabled: records asks it in every subject access and waits for its confirmation of every destruction" -}}
+{{- end -}}
+{{- end -}}
 {{- if and $v.ingress.enabled (eq $v.deploymentMode "distributed") (not (include "earlyhelp.publicWorkload" . | fromJson)) -}}
 {{- $errs = append $errs "ingress.enabled needs the gateway target in distributed mode: set targets.gateway.enabled=true" -}}
 {{- end -}}
@@ -790,6 +805,26 @@ seccompProfile:
 {{- if $errs -}}
 {{- fail (printf "\n\nearlyhelp: the values cannot be installed:\n  - %s\n" (join "\n  - " $errs)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy ingress rule: the gRPC port, from the helm test pods and from the release's
+server pods (every one; or those of one component: "from"). Takes (dict "root" $ "from" ""). */}}
+{{- define "earlyhelp.networkPolicy.grpcIngress" -}}
+{{- $root := .root -}}
+- ports:
+    - port: {{ int $root.Values.server.grpcPort }}
+      protocol: TCP
+  from:
+    - podSelector:
+        matchLabels:
+          {{- if .from }}
+          {{- include "earlyhelp.selectorLabels" (dict "root" $root "component" .from) | nindent 10 }}
+          {{- else }}
+          {{- include "earlyhelp.serverSelectorLabels" $root | nindent 10 }}
+          {{- end }}
+    - podSelector:
+        matchLabels:
+          {{- include "earlyhelp.selectorLabels" (dict "root" $root "component" "test") | nindent 10 }}
 {{- end -}}
 
 {{/* NetworkPolicy egress rule to DNS. */}}

@@ -809,6 +809,14 @@ pub const REPORTING_RECORDS_DESTROYED: EventSpec = EventSpec {
     payload: "earlyhelp.records.v1.RecordsDestroyed",
     summary: "reporting deleted every row it held about a destroyed family (the destruction's id and a count only).",
 };
+/// the gateway confirms it destroyed a family's records.
+pub const GATEWAY_RECORDS_DESTROYED: EventSpec = EventSpec {
+    service: "gateway",
+    publisher: "gateway",
+    name: "family_records_destroyed",
+    payload: "earlyhelp.records.v1.RecordsDestroyed",
+    summary: "the gateway deleted every row it held about a destroyed family (the destruction's id and a count only).",
+};
 pub const INTAKE_DESTRUCTION_ORDERED: Subscription = Subscription {
     consumer: "intake_destruction_ordered",
     service: "intake",
@@ -893,6 +901,20 @@ pub const RECORDS_REPORTING_RECORDS_DESTROYED: Subscription = Subscription {
     source: Source::Event(&REPORTING_RECORDS_DESTROYED),
     summary: "reporting's confirmation, on the destruction certificate.",
 };
+pub const GATEWAY_DESTRUCTION_ORDERED: Subscription = Subscription {
+    consumer: "gateway_destruction_ordered",
+    service: "gateway",
+    source: Source::Event(&DESTRUCTION_ORDERED),
+    summary: "Deletes every row the gateway holds about the family (override requests, webhook deliveries, \
+              pending ones included, so nothing more is sent; idempotency answers naming its referrals), \
+              and its outbox rows carrying their ids, in one transaction; confirms.",
+};
+pub const RECORDS_GATEWAY_RECORDS_DESTROYED: Subscription = Subscription {
+    consumer: "records_gateway_records_destroyed",
+    service: "records",
+    source: Source::Event(&GATEWAY_RECORDS_DESTROYED),
+    summary: "the gateway's confirmation, on the destruction certificate.",
+};
 pub const RECORDS_REFERRAL_RECEIVED: Subscription = Subscription {
     consumer: "records_referral_received",
     service: "records",
@@ -968,6 +990,7 @@ pub const EVENTS: &[&EventSpec] = &[
     &ALLOCATION_RECORDS_DESTROYED,
     &NOTIFICATIONS_RECORDS_DESTROYED,
     &REPORTING_RECORDS_DESTROYED,
+    &GATEWAY_RECORDS_DESTROYED,
 ];
 
 /// What upstream systems may publish.
@@ -1045,6 +1068,8 @@ pub const SUBSCRIPTIONS: &[&Subscription] = &[
     &RECORDS_NOTIFICATIONS_RECORDS_DESTROYED,
     &REPORTING_DESTRUCTION_ORDERED,
     &RECORDS_REPORTING_RECORDS_DESTROYED,
+    &GATEWAY_DESTRUCTION_ORDERED,
+    &RECORDS_GATEWAY_RECORDS_DESTROYED,
     &RECORDS_REFERRAL_RECEIVED,
     &RECORDS_PEOPLE_MERGED,
     &RECORDS_CASE_STATE_CHANGED,

@@ -69,3 +69,11 @@ pub mod records {
         tonic::include_proto!("earlyhelp.records.v1");
     }
 }
+
+/// `earlyhelp.gateway.v1`
+pub mod gateway {
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("earlyhelp.gateway.v1");
+    }
+}

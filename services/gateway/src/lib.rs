@@ -3,21 +3,26 @@
 //! an `Idempotency-Key`, and its status read back; errors are problem documents listing every
 //! field violation. The gateway holds no other service's tables: it reaches intake through
 //! intake's gRPC API, with the caller's own credential. Its own table keeps idempotency keys.
+//! It takes part in the family's data rights like every service ([`rights`]): its gRPC listener
+//! serves subject access (`ExportPersonData`) to records, and a destruction deletes its rows.
 //! Its routes are served on the platform's HTTP listener (`server.http_addr`, the port the chart's
 //! Ingress reaches), beside `/healthz`, `/readyz` and `/metrics`.
 pub mod api;
 pub mod console;
 pub mod contract;
+pub mod grpc;
 pub mod limit;
 pub mod oidc;
 pub mod openapi;
 pub mod problem;
+pub mod rights;
 pub mod session;
 pub mod settings;
 pub mod store;
 pub mod webhook;
 
 use eh_auth::Authenticator;
+use eh_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use eh_service::{RoutesBuilder, ServiceContext};
 use eh_store::Migration;
 use std::sync::Arc;
@@ -36,14 +41,20 @@ impl eh_service::Service for Service {
         migrations()
     }
     fn streams(&self, namespace: &str) -> Vec<eh_bus::StreamSpec> {
-        // casework's events, for the webhooks' status updates.
+        // casework's events, for the webhooks' status updates; records' destruction orders,
+        // and its own stream for its confirmations.
         vec![
             eh_bus::subjects::service_stream(namespace, "casework"),
+            eh_bus::subjects::service_stream(namespace, "records"),
+            eh_bus::subjects::service_stream(namespace, SERVICE),
             eh_bus::subjects::dead_letter_stream(namespace),
         ]
     }
     fn grpc_services(&self) -> &'static [&'static str] {
-        &[]
+        use tonic::server::NamedService;
+        type Server = GatewayServiceServer<grpc::GatewayApi>;
+        const NAMES: &[&str] = &[<Server as NamedService>::NAME];
+        NAMES
     }
     fn settings_keys(&self) -> eh_service::SettingsKeys {
         settings::KEYS
@@ -65,12 +76,29 @@ impl eh_service::Service for Service {
     fn start(
         &self,
         ctx: ServiceContext,
-        _auth: &Authenticator,
-        _grpc: &mut RoutesBuilder,
+        auth: &Authenticator,
+        grpc: &mut RoutesBuilder,
     ) -> Result<(), String> {
         let s = settings::GatewaySettings::from_settings(&ctx.settings)?;
+        ctx.spawn_relay();
+        // The family's data rights: destruction ordered by records, subject access over gRPC.
+        eh_service::rights::spawn_destruction(
+            &ctx,
+            &eh_proto::catalogue::GATEWAY_DESTRUCTION_ORDERED,
+            rights::HOLDINGS,
+            &eh_proto::catalogue::GATEWAY_RECORDS_DESTROYED,
+        );
         spawn_purge(&ctx, s.idempotency_ttl(), timeouts(&s));
         spawn_webhooks(&ctx, &s)?;
+        let api = grpc::GatewayApi {
+            db: ctx.db.clone(),
+            auditor: eh_auth::Auditor::new(ctx.db.clone()),
+            settings: ctx.settings.clone(),
+        };
+        grpc.add_service(GatewayServiceServer::with_interceptor(
+            api,
+            auth.interceptor(),
+        ));
         Ok(())
     }
     fn http_routes(
@@ -111,11 +139,12 @@ impl eh_service::Service for Service {
     }
 }
 
-/// Every migration of the gateway's database, in order (the outbox is there for the shared
-/// commands that read every service's, e.g. `republish`; the gateway publishes nothing yet).
+/// Every migration of the gateway's database, in order (the outbox carries its confirmations of
+/// destructions; the audit trail, every subject access).
 pub fn migrations() -> Vec<Migration> {
     [
         eh_bus::outbox::MIGRATIONS,
+        eh_auth::audit::MIGRATIONS,
         store::MIGRATIONS,
         session::MIGRATIONS,
         console::requests::MIGRATIONS,

@@ -41,6 +41,7 @@ pub fn feeds() -> Vec<(Feed, &'static Subscription)> {
         &catalogue::RECORDS_ALLOCATION_RECORDS_DESTROYED,
         &catalogue::RECORDS_NOTIFICATIONS_RECORDS_DESTROYED,
         &catalogue::RECORDS_REPORTING_RECORDS_DESTROYED,
+        &catalogue::RECORDS_GATEWAY_RECORDS_DESTROYED,
     ] {
         out.push((Feed::Confirmation, s));
     }

@@ -20,6 +20,7 @@ pub const SERVICES: &[&str] = &[
     "allocation",
     "notifications",
     "reporting",
+    "gateway",
 ];
 
 /// `records`.

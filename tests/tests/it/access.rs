@@ -267,6 +267,7 @@ fn tables() -> Vec<(&'static str, &'static Table)> {
         ("assessment", eh_assessment::grpc::ACCESS),
         ("reporting", eh_reporting::grpc::ACCESS),
         ("records", eh_records::grpc::ACCESS),
+        ("gateway", eh_gateway::grpc::ACCESS),
     ]
 }
 

@@ -13,6 +13,7 @@ use eh_proto::records::v1::records_service_client::RecordsServiceClient;
 use eh_tests::{TestApp, referral, with_token};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::Code;
 
@@ -99,6 +100,160 @@ fn rows(p: &pb::PersonDataExport, table: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+// ------------------------------------------------------------------ the gateway's part
+
+/// Worcestershire's hub's webhook signing secret (tests only).
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook receiver for Worcestershire's hub that refuses every delivery (503), so the gateway
+/// keeps each pending and tries again; the bodies it was sent, in order.
+async fn refusing_receiver() -> anyhow::Result<(String, Arc<Mutex<Vec<String>>>)> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().expect("lock").push(body);
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, seen))
+}
+
+/// The hub's status updates go to `url`, retried quickly and (nearly) without end.
+fn webhooks_to(s: &mut eh_platform::Settings, url: &str) {
+    s.sections.insert(
+        "gateway".into(),
+        Section::from_json(
+            "gateway",
+            json!({"webhooks": {
+                "max_attempts": 100_000, "retry_base_ms": 20, "retry_max_ms": 100, "poll_ms": 50,
+                "endpoints": [{"tenant": "worcs", "system": eh_tests::TEST_HUB, "url": url,
+                               "secret": WEBHOOK_SECRET}]
+            }}),
+        )
+        .expect("section"),
+    );
+}
+
+/// How many deliveries the receiver was sent about `case_id`.
+fn sent_about(seen: &Mutex<Vec<String>>, case_id: &str) -> usize {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|b| b.contains(case_id))
+        .count()
+}
+
+/// A safeguarding override asked for on the console for `case_id` of `family_id`, by one team
+/// manager, and approved by another (the console's own store, as its routes keep it).
+async fn override_request(
+    t: &TestApp,
+    family_id: &str,
+    case_id: &str,
+    reasoning: &str,
+) -> anyhow::Result<String> {
+    use eh_gateway::console::requests;
+    let db = t.db("gateway").await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = chrono::Utc::now();
+    requests::create(
+        &db,
+        "worcs",
+        &requests::Request {
+            request_id: id.clone(),
+            case_id: case_id.into(),
+            family_id: family_id.into(),
+            requested_by: "person:tm-asks".into(),
+            requested_at: now,
+            legal_basis: "Children Act 1989 s47".into(),
+            reasoning: reasoning.into(),
+            agencies: vec!["health".into()],
+            categories: vec!["contact_details".into()],
+            purposes: vec!["safeguarding".into()],
+            days: 30,
+            status: "pending".into(),
+            decided_by: None,
+            override_id: None,
+        },
+    )
+    .await?;
+    let approved = requests::advance(
+        &db,
+        "worcs",
+        &id,
+        "pending",
+        "granted",
+        Some(("person:tm-approves", now)),
+        Some("override-granted-in-consent"),
+    )
+    .await?;
+    assert!(approved);
+    Ok(id)
+}
+
+/// The override requests the gateway holds for `family_id`.
+async fn override_requests_of(t: &TestApp, family_id: &str) -> anyhow::Result<usize> {
+    let db = t.db("gateway").await?;
+    let n: i64 = db
+        .query_one_raw(eh_store::stmt(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM gateway_override_requests WHERE family_id = $1",
+            [family_id.into()],
+        ))
+        .await?
+        .expect("a count")
+        .try_get_by_index(0)?;
+    Ok(usize::try_from(n)?)
+}
+
+/// The first case casework opened for `family_id`, once it has.
+async fn case_of(t: &TestApp, family_id: &str) -> anyhow::Result<String> {
+    let db = t.db("casework").await?;
+    eh_testkit::eventually(WAIT, "the family's case", || {
+        let db = db.clone();
+        let family = family_id.to_string();
+        async move {
+            let row = db
+                .query_one_raw(eh_store::stmt(
+                    db.get_database_backend(),
+                    "SELECT id FROM cases WHERE family_id = $1 ORDER BY id LIMIT 1",
+                    [family.into()],
+                ))
+                .await?;
+            Ok(row.map(|r| r.try_get_by_index::<String>(0)).transpose()?)
+        }
+    })
+    .await
+}
+
+/// Submits `doc` to the gateway's public API with an idempotency key (so the gateway keeps the
+/// answer, naming the referral); the referral's id.
+async fn submit_through_gateway(t: &TestApp, doc: &serde_json::Value) -> anyhow::Result<String> {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/referrals", t.app().http_addr))
+        .header("content-type", "application/json")
+        .header("x-api-key", eh_tests::WORCS_KEY)
+        .header("idempotency-key", uuid::Uuid::now_v7().to_string())
+        .body(doc.to_string())
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 201);
+    let created: serde_json::Value = r.json().await?;
+    Ok(created["referral_id"]
+        .as_str()
+        .expect("referral_id")
+        .to_string())
+}
+
 async fn denied_entries(t: &TestApp, service: &str, action: &str) -> anyhow::Result<i64> {
     let db = t.db(service).await?;
     let r = db
@@ -115,13 +270,28 @@ async fn denied_entries(t: &TestApp, service: &str, action: &str) -> anyhow::Res
 async fn subject_access_gathers_everything_and_nothing_else(
     distributed: bool,
 ) -> anyhow::Result<()> {
-    let t = TestApp::spawn(distributed).await?;
-    for r in ["SAR-1", "SAR-2", "SAR-3"] {
+    let (url, _) = refusing_receiver().await?;
+    let t = TestApp::spawn_configured(distributed, |s, _| webhooks_to(s, &url)).await?;
+    for r in ["SAR-1", "SAR-2"] {
         submit(&t, &referral(r, Some("priya@school.test"))).await?;
     }
+    // The third through the gateway's public API, which keeps its answer (naming the referral).
+    let sar3 = submit_through_gateway(&t, &referral("SAR-3", Some("priya@school.test"))).await?;
     submit(&t, &other_family("SAR-OTHER")).await?;
     let (leo, family) = person_of(&t, LEO_NHS).await?;
-    let (zed, _) = person_of(&t, OTHER_NHS).await?;
+    let (zed, zed_family) = person_of(&t, OTHER_NHS).await?;
+    // The console's two-person override, asked for and approved for each family.
+    let leo_case = case_of(&t, &family).await?;
+    let reasoning = "Mother asked that the father is not told where they live";
+    override_request(&t, &family, &leo_case, reasoning).await?;
+    let zed_case = case_of(&t, &zed_family).await?;
+    override_request(
+        &t,
+        &zed_family,
+        &zed_case,
+        "Ivy Quill's neighbour raised a concern",
+    )
+    .await?;
     let manager = t.token("worcs", "tm-1", &["team_manager"]);
     let mut rec = records(&t).await?;
     // Every service has had its part of all three referrals (cases open for them, consent
@@ -148,7 +318,10 @@ async fn subject_access_gathers_everything_and_nothing_else(
                     .filter(|m| m["template"] == json!(eh_tests::ACK))
                     .count()
                     == 3
-                && rows(part(&r, "reporting"), "referrals").len() == 3;
+                && rows(part(&r, "reporting"), "referrals").len() == 3
+                && rows(part(&r, "gateway"), "gateway_override_requests").len() == 1
+                && !rows(part(&r, "gateway"), "gateway_webhook_deliveries").is_empty()
+                && rows(part(&r, "gateway"), "gateway_idempotency").len() == 1;
             Ok(complete.then_some(r))
         }
     })
@@ -176,7 +349,14 @@ async fn subject_access_gathers_everything_and_nothing_else(
     assert!(people.iter().all(|p| p["family_id"] == json!(family)));
     // Nothing of the other family, anywhere in the report.
     let whole = serde_json::to_string(&report)?;
-    for other in ["Quill", OTHER_NHS, "ivy.quill@example.org", zed.as_str()] {
+    for other in [
+        "Quill",
+        OTHER_NHS,
+        "ivy.quill@example.org",
+        zed.as_str(),
+        zed_family.as_str(),
+        zed_case.as_str(),
+    ] {
         assert!(!whole.contains(other), "the report names {other}");
     }
     // Casework's cases and timelines, consent's ledger and decisions, the messages.
@@ -221,6 +401,36 @@ async fn subject_access_gathers_everything_and_nothing_else(
         "the subject's own row is not a third party's"
     );
     assert!(whole.contains("Dana"), "flagged, not removed");
+    // The gateway's part: the override asked for and approved on the console (both team
+    // managers and what they wrote flagged), the hub's status updates about the family's cases
+    // (still pending: the hub refuses them), the answer kept for the referral submitted through
+    // it.
+    let gateway = part(&report, "gateway");
+    let asked = rows(gateway, "gateway_override_requests");
+    assert_eq!(asked[0]["family_id"], json!(family));
+    assert_eq!(asked[0]["reasoning"], json!(reasoning));
+    for (field, reason) in [
+        ("requested_by", "practitioner"),
+        ("decided_by", "practitioner"),
+        ("legal_basis", "free_text"),
+        ("reasoning", "free_text"),
+    ] {
+        assert!(flagged("gateway", field, reason), "{field} {reason}");
+    }
+    let cases: Vec<serde_json::Value> = rows(part(&report, "casework"), "cases")
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    let updates = rows(gateway, "gateway_webhook_deliveries");
+    assert!(
+        updates.iter().all(|d| cases.contains(&d["case_id"])),
+        "{updates:?}"
+    );
+    assert!(updates.iter().any(|d| d["case_id"] == json!(leo_case)));
+    assert_eq!(
+        rows(gateway, "gateway_idempotency")[0]["location"],
+        json!(format!("/v1/referrals/{sar3}"))
+    );
 
     // The readable document.
     let html = rec
@@ -293,6 +503,27 @@ async fn subject_access_gathers_everything_and_nothing_else(
         .expect_err("refused");
     assert_eq!(e.code(), Code::PermissionDenied);
     assert_eq!(denied_entries(&t, "intake", "ExportPersonData").await?, 2);
+    // The gateway's part is guarded and audited the same way.
+    let mut gateway_api = eh_proto::gateway::v1::gateway_service_client::GatewayServiceClient::new(
+        t.channel().await?,
+    );
+    let ask = pb::ExportPersonDataRequest {
+        tenant: "worcs".into(),
+        person_id: leo.clone(),
+        family_ids: vec![family.clone()],
+        ..Default::default()
+    };
+    let e = gateway_api
+        .export_person_data(with_token(ask.clone(), &practitioner))
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = gateway_api
+        .export_person_data(tonic::Request::new(ask))
+        .await
+        .expect_err("no credential");
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert_eq!(denied_entries(&t, "gateway", "ExportPersonData").await?, 1);
     // Bad requests change nothing and say what is wrong.
     let e = rec
         .subject_access(with_token(sar("worcs", "", "pdf"), &manager))
@@ -500,7 +731,12 @@ async fn completed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
 -> anyhow::Result<()> {
-    let t = TestApp::spawn_configured(true, keep_nothing).await?;
+    let (url, seen) = refusing_receiver().await?;
+    let t = TestApp::spawn_configured(true, |s, dir| {
+        keep_nothing(s, dir);
+        webhooks_to(s, &url);
+    })
+    .await?;
     let manager = t.token("worcs", "tm-1", &["team_manager"]);
     let front_door = t.token("worcs", "fd-1", &["front_door"]);
     let mut rec = records(&t).await?;
@@ -510,9 +746,10 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
             &eh_proto::catalogue::REFERRAL_RECEIVED.subject(&t.ns(), "worcs"),
         )
         .await?;
-    // Leo's family: accepted for Early Help, so the case stays open until closed.
-    submit(&t, &referral("KEEP-1", Some("priya@school.test"))).await?;
-    let (leo, _) = person_of(&t, LEO_NHS).await?;
+    // Leo's family: accepted for Early Help, so the case stays open until closed. Submitted
+    // through the gateway's public API, which keeps its answer (naming the referral).
+    submit_through_gateway(&t, &referral("KEEP-1", Some("priya@school.test"))).await?;
+    let (leo, leo_family) = person_of(&t, LEO_NHS).await?;
     let leo_received = eh_tests::collect(&mut received, 1, WAIT)
         .await?
         .pop()
@@ -597,6 +834,22 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
         }
     })
     .await?;
+    // The console's two-person override for Leo's family, and one for a family unknown here.
+    override_request(
+        &t,
+        &leo_family,
+        &case_id,
+        "Mother asked that the father is not told where they live",
+    )
+    .await?;
+    let unrelated = uuid::Uuid::now_v7().to_string();
+    override_request(
+        &t,
+        &unrelated,
+        &uuid::Uuid::now_v7().to_string(),
+        "another family's",
+    )
+    .await?;
     casework
         .close_case(with_token(
             cw::CloseCaseRequest {
@@ -653,12 +906,18 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     other_needles.extend(other_ids.iter().map(String::as_str));
     let on_bus = copies_on_the_bus(&t, &other_needles).await?;
     assert!(on_bus.is_empty(), "left on the bus: {on_bus:?}");
-    // Leo's family is all still there.
+    // Leo's family is all still there, its override request too; the hub is still being sent
+    // (and refusing) the status updates about its case.
     let kept = leftovers(&t, &[LEO_NHS], &[]).await?;
     assert!(
         kept.iter().any(|k| k.starts_with("intake.people")),
         "held: {kept:?}"
     );
+    assert_eq!(override_requests_of(&t, &leo_family).await?, 1);
+    eh_testkit::eventually(WAIT, "status updates about Leo's case", || async {
+        Ok((sent_about(&seen, &case_id) > 0).then_some(()))
+    })
+    .await?;
 
     // Two dead letters: Leo's referral as a consumer parked it, and one naming nobody.
     let transport = t.app().transport.clone();
@@ -724,6 +983,16 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     )
     .await?;
     assert!(left.is_empty(), "left after destruction: {left:?}");
+    // Nothing more is sent about Leo's case: its pending status updates went with the rest.
+    let sent = sent_about(&seen, &case_id);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        sent_about(&seen, &case_id),
+        sent,
+        "sent after the destruction"
+    );
+    // Another family's override request is untouched by both destructions.
+    assert_eq!(override_requests_of(&t, &unrelated).await?, 1);
     // Leo's dead letter is discarded with the rest; the other is kept.
     let parked = eh_bus::dlq::list(transport.as_ref(), &ns, 100).await?;
     assert_eq!(
@@ -748,7 +1017,12 @@ async fn past_retention_nothing_survives_and_a_legal_hold_stops_it_distributed()
     for c in &all {
         assert_eq!(c.rule, "after_closure:0y0d");
         assert!(c.pending.is_empty());
-        assert_eq!(c.confirmed.len(), 7, "{:?}", c.confirmed);
+        assert_eq!(c.confirmed.len(), 8, "{:?}", c.confirmed);
+        assert!(
+            c.confirmed.iter().any(|s| s.starts_with("gateway:")),
+            "{:?}",
+            c.confirmed
+        );
         let text = serde_json::to_string(c)?;
         for id in leo_ids.iter().chain(&other_ids) {
             assert!(!text.contains(id.as_str()), "a certificate names {id}");

@@ -1,7 +1,8 @@
 //! casework's `case_state_changed` → a delivery for the system whose referral opened the case,
 //! when the case reached a new public status and that system has an endpoint. The delivery and
 //! the message's inbox entry are written in one transaction; a redelivered event finds its
-//! inbox entry and adds nothing.
+//! inbox entry and adds nothing, and one about a family destroyed here (in flight at the
+//! destruction, or replayed) adds nothing either: nothing is sent about it.
 use super::{Endpoint, STATUS_CHANGED, payload, store};
 use crate::api::cases::PublicStatus;
 use eh_bus::consumer::{Handled, HandlerError};
@@ -70,24 +71,25 @@ impl eh_bus::Handler for CaseStateChangedHandler {
         let id = format!("msg_{}", msg.id());
         let db = |e: sea_orm::DbErr| HandlerError::db(&e);
         let txn = eh_store::begin_scoped(&ctx.db, &tenant).await.map_err(db)?;
-        if !eh_bus::inbox::claim(&txn, CONSUMER, &msg.key())
+        if !eh_bus::inbox::claim_live(&txn, CONSUMER, msg)
             .await
             .map_err(|e| HandlerError::bus(&e))?
         {
-            txn.rollback().await.map_err(db)?;
+            // Committed: a message about a destroyed family stays claimed too.
+            eh_store::commit(txn).await.map_err(db)?;
             return Ok(Handled::Duplicate);
         }
-        store::insert(
-            &txn,
-            &tenant,
-            &id,
-            &case.source_system,
-            STATUS_CHANGED,
-            &body,
-            ctx.clock.now(),
-        )
-        .await
-        .map_err(db)?;
+        let delivery = store::NewDelivery {
+            id: &id,
+            system: &case.source_system,
+            case_id: &case.case_id,
+            referral_id: &case.referral_id,
+            event_type: STATUS_CHANGED,
+            payload: &body,
+        };
+        store::insert(&txn, &tenant, &delivery, ctx.clock.now())
+            .await
+            .map_err(db)?;
         eh_store::commit(txn).await.map_err(db)?;
         self.wake.notify_one();
         Ok(Handled::Done)

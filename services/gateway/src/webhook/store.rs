@@ -4,11 +4,12 @@
 use eh_store::stmt;
 use sea_orm::{ConnectionTrait, DbErr};
 
-pub const MIGRATIONS: &[eh_store::Migration] = &[eh_store::Migration {
-    owner: "gateway_webhooks",
-    version: 1,
-    name: "webhook deliveries",
-    sql: "CREATE TABLE gateway_webhook_deliveries (
+pub const MIGRATIONS: &[eh_store::Migration] = &[
+    eh_store::Migration {
+        owner: "gateway_webhooks",
+        version: 1,
+        name: "webhook deliveries",
+        sql: "CREATE TABLE gateway_webhook_deliveries (
             tenant TEXT NOT NULL,
             id TEXT NOT NULL,
             system TEXT NOT NULL,
@@ -23,7 +24,21 @@ pub const MIGRATIONS: &[eh_store::Migration] = &[eh_store::Migration {
             PRIMARY KEY (tenant, id)
           );
           CREATE INDEX gateway_webhook_pending ON gateway_webhook_deliveries (tenant, system, status, created_at)",
-}];
+    },
+    // The family's data rights find a family's deliveries by their case and referral (until
+    // now only inside the payload).
+    eh_store::Migration {
+        owner: "gateway_webhooks",
+        version: 2,
+        name: "webhook deliveries' case and referral",
+        sql: "ALTER TABLE gateway_webhook_deliveries ADD COLUMN case_id TEXT NULL;
+          ALTER TABLE gateway_webhook_deliveries ADD COLUMN referral_id TEXT NULL;
+          UPDATE gateway_webhook_deliveries
+            SET case_id = payload{as_json} -> 'data' ->> 'case_id',
+                referral_id = payload{as_json} -> 'data' ->> 'referral_id';
+          CREATE INDEX gateway_webhook_case ON gateway_webhook_deliveries (tenant, case_id)",
+    },
+];
 
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
@@ -40,30 +55,41 @@ pub struct Delivery {
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A delivery to store: about which case (and the referral that opened it), for which system.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDelivery<'a> {
+    pub id: &'a str,
+    pub system: &'a str,
+    pub case_id: &'a str,
+    pub referral_id: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a str,
+}
+
 /// Stores a delivery; `false` when one with its id is held already (nothing changed).
 pub async fn insert(
     db: &impl ConnectionTrait,
     tenant: &str,
-    id: &str,
-    system: &str,
-    event_type: &str,
-    payload: &str,
+    d: &NewDelivery<'_>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, DbErr> {
     let res = db
         .execute_raw(stmt(
             db.get_database_backend(),
             "INSERT INTO gateway_webhook_deliveries
-               (tenant, id, system, event_type, payload, status, attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
+               (tenant, id, system, event_type, payload, status, attempts, next_attempt_at,
+                created_at, case_id, referral_id)
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $7, $8)
              ON CONFLICT (tenant, id) DO NOTHING",
             [
                 tenant.into(),
-                id.into(),
-                system.into(),
-                event_type.into(),
-                payload.into(),
+                d.id.into(),
+                d.system.into(),
+                d.event_type.into(),
+                d.payload.into(),
                 now.into(),
+                d.case_id.into(),
+                d.referral_id.into(),
             ],
         ))
         .await?;
@@ -168,4 +194,47 @@ pub async fn count(db: &impl ConnectionTrait, tenant: &str, status: &str) -> Res
     row.map(|r| r.try_get_by_index::<i64>(0))
         .transpose()
         .map(Option::unwrap_or_default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery stored before its case and referral had columns of their own is found by them
+    /// once migrated (the family's data rights select and delete by them).
+    #[tokio::test]
+    async fn deliveries_kept_before_are_given_their_case_and_referral() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        eh_store::migrate(&db, "gateway", &MIGRATIONS[..1])
+            .await
+            .unwrap();
+        let body = crate::webhook::payload(
+            "case-1",
+            "referral-1",
+            "SRC-1",
+            crate::api::cases::PublicStatus::Received,
+            "2026-01-01T00:00:00Z",
+        );
+        db.execute_raw(stmt(
+            db.get_database_backend(),
+            "INSERT INTO gateway_webhook_deliveries
+               (tenant, id, system, event_type, payload, status, attempts, next_attempt_at, created_at)
+             VALUES ('worcs', 'msg_1', 'hub', 'case.status_changed', $1, 'pending', 0, $2, $2)",
+            [body.to_string().into(), chrono::Utc::now().into()],
+        ))
+        .await
+        .unwrap();
+        eh_store::migrate(&db, "gateway", MIGRATIONS).await.unwrap();
+        let row = db
+            .query_one_raw(stmt(
+                db.get_database_backend(),
+                "SELECT case_id, referral_id FROM gateway_webhook_deliveries WHERE id = 'msg_1'",
+                [],
+            ))
+            .await
+            .unwrap()
+            .expect("the delivery");
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "case-1");
+        assert_eq!(row.try_get_by_index::<String>(1).unwrap(), "referral-1");
+    }
 }
