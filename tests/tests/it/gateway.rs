@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 const PROBLEM: &str = "application/problem+json";
 
-fn base(t: &TestApp) -> String {
+pub(crate) fn base(t: &TestApp) -> String {
     format!("http://{}", t.app().http_addr)
 }
 
-async fn post(
+pub(crate) async fn post(
     t: &TestApp,
     key: Option<&str>,
     idempotency: Option<&str>,
@@ -30,7 +30,7 @@ async fn post(
     Ok(req.send().await?)
 }
 
-async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+pub(crate) async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Response> {
     Ok(reqwest::Client::new()
         .get(format!("{}{path}", base(t)))
         .header("x-api-key", key)
@@ -39,7 +39,7 @@ async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Resp
 }
 
 /// The problem document of a refusal with `status`, after checking its media type and shape.
-async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> {
+pub(crate) async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> {
     assert_eq!(resp.status().as_u16(), status, "{resp:?}");
     let ct = resp
         .headers()
@@ -60,7 +60,7 @@ async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> 
     Ok(doc)
 }
 
-fn violations(doc: &Value) -> Vec<(String, String)> {
+pub(crate) fn violations(doc: &Value) -> Vec<(String, String)> {
     doc["violations"]
         .as_array()
         .into_iter()
@@ -370,7 +370,7 @@ const OTHER_KEY: &str = "worcs-other-system-key-for-tests";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A request with a person's bearer token.
-async fn send_as(
+pub(crate) async fn send_as(
     t: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -389,7 +389,7 @@ async fn send_as(
 }
 
 /// A request with an API key.
-async fn send_key(
+pub(crate) async fn send_key(
     t: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -528,7 +528,7 @@ async fn a_case_status_is_read_by_the_system_that_sent_its_referral_only() -> an
     Ok(())
 }
 
-fn consent_body() -> Value {
+pub(crate) fn consent_body() -> Value {
     json!({
         "family_id": "fam-http-1",
         "given_by": "Dana Marsh",
@@ -868,18 +868,28 @@ print(len(cases))
 
 /// The directory of the allocation journey: a team of organisation `worcs-cc` covering DM1.
 fn directory(s: &mut eh_platform::Settings, dir: &std::path::Path) {
-    let file = dir.join("directory.json");
     let services = json!([
         {"id": "eht-north", "name": "Early Help Team North", "status": "active",
          "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
          "minimum_age": 0, "maximum_age": 18}
     ]);
-    std::fs::write(&file, serde_json::to_vec(&services).expect("json")).expect("write");
+    directory_of(s, dir, "worcs", &services);
+}
+
+/// Gives `tenant` a directory file of `services` (ORUK) and allocation settings naming it.
+pub(crate) fn directory_of(
+    s: &mut eh_platform::Settings,
+    dir: &std::path::Path,
+    tenant: &str,
+    services: &Value,
+) {
+    let file = dir.join(format!("directory-{tenant}.json"));
+    std::fs::write(&file, serde_json::to_vec(services).expect("json")).expect("write");
     let section = json!({"rule_version": "gw-1", "directory": {"file": file}});
-    if let Some(w) = s.tenants.get_mut("worcs") {
+    if let Some(w) = s.tenants.get_mut(tenant) {
         w.sections.insert(
             "allocation".into(),
-            Section::from_json("tenants.worcs.allocation", section).expect("section"),
+            Section::from_json(format!("tenants.{tenant}.allocation"), section).expect("section"),
         );
     }
 }

@@ -1,13 +1,14 @@
 //! The public HTTP API: `POST /v1/referrals` (the referral contract in, with an
 //! `Idempotency-Key`) and `GET /v1/referrals/{id}` (its status, for the caller's council), the
-//! case's public status ([`cases`]), consent recorded and withdrawn ([`consent`]) and the offers
-//! a provider answers ([`offers`]). The caller is an upstream system with its council's API key
-//! (`X-Api-Key`) or a person with a bearer token, authenticated as the gRPC services authenticate
-//! them; each request goes on to the service's gRPC API carrying the caller's own credential, so
-//! the service decides and audits as for any other caller. Every error is a problem document
-//! ([`crate::problem`]).
+//! case's public status ([`cases`]), consent recorded and withdrawn ([`consent`]), the offers a
+//! provider answers ([`offers`]) and the council's directory of services ([`directory`]). The
+//! caller is an upstream system with its council's API key (`X-Api-Key`) or a person with a
+//! bearer token, authenticated as the gRPC services authenticate them; each request goes on to
+//! the service's gRPC API carrying the caller's own credential, so the service decides and audits
+//! as for any other caller. Every error is a problem document ([`crate::problem`]).
 pub mod cases;
 pub mod consent;
+pub mod directory;
 pub mod offers;
 
 use crate::contract;
@@ -92,7 +93,8 @@ pub struct ReferralSource {
         description = "For upstream systems (school, health and police systems, councils' integration hubs): \
 submit a request for support with the council's API key and an `Idempotency-Key`, and read where it and \
 its case stand (status only, never the family's details); for practitioners, record and withdraw a family's consent; \
-for providers, the offers made to their organisation, to accept or decline. Each call goes on to the service that \
+for providers, the offers made to their organisation, to accept or decline; and the council's directory of \
+services, searched for a family like the one described. Each call goes on to the service that \
 owns the record with the caller's own credential: that service decides who may, and audits it. Every error is `application/problem+json` (RFC 9457); a request refused for its content lists every \
 violation by path and rule, never the value sent.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
@@ -103,6 +105,7 @@ violation by path and rule, never the value sent.",
         (name = "cases", description = "Where a referral's case stands: its public status only"),
         (name = "consent", description = "A family's consent ledger: records appended and withdrawn (practitioners)"),
         (name = "offers", description = "Offers of cases to services: a provider sees and answers those made to its organisation"),
+        (name = "directory", description = "The council's directory of services (Open Referral UK with the council's terms): searched for a family's needs, ages and postcode, ranked by the council's matching rules"),
     ),
     components(schemas(
         Problem,
@@ -160,6 +163,8 @@ pub fn documented() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(offers::list_offers))
         .routes(routes!(offers::accept_offer))
         .routes(routes!(offers::decline_offer))
+        .routes(routes!(directory::search_directory))
+        .routes(routes!(directory::get_directory_service))
 }
 
 /// The API's routes and `/openapi.json`; every unknown route, wrong method and error is a

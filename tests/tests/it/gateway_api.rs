@@ -1,0 +1,243 @@
+//! The gateway's public HTTP API, continued: the council's directory searched and read over
+//! HTTP (each council its own), consent recorded and withdrawn once per idempotency key, and
+//! every rate-limited endpoint answering 429 once a key's burst is spent.
+use crate::gateway::{base, directory_of, problem, send_as, send_key, violations};
+use eh_proto::allocation::v1 as apb;
+use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+use eh_tests::{TestApp, WORCS_KEY, with_token};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Worcestershire's directory: a team for children of any age to 18 and one for the under-5s,
+/// both covering DM1; Staffordshire's: one service of its own.
+fn directories(s: &mut eh_platform::Settings, dir: &std::path::Path) {
+    let worcs = json!([
+        {"id": "eht-north", "name": "Early Help Team North", "status": "active",
+         "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
+         "minimum_age": 0, "maximum_age": 18},
+        {"id": "eht-little", "name": "Little Steps", "status": "active",
+         "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
+         "minimum_age": 0, "maximum_age": 5}
+    ]);
+    directory_of(s, dir, "worcs", &worcs);
+    let staffs = json!([
+        {"id": "staffs-hub", "name": "Stafford Family Hub", "status": "active",
+         "organization": {"id": "staffs-cc", "name": "Staffordshire County Council"}}
+    ]);
+    directory_of(s, dir, "staffs", &staffs);
+}
+
+/// Imports `tenant`'s directory and sets each service's terms: an Early Help Team covering DM1.
+async fn import(t: &TestApp, tenant: &str, services: &[&str]) -> anyhow::Result<()> {
+    let manager = t.token(tenant, "tm-1", &["team_manager"]);
+    let mut alloc = AllocationServiceClient::new(t.channel().await?);
+    alloc
+        .import_directory(with_token(
+            apb::ImportDirectoryRequest {
+                tenant: tenant.into(),
+            },
+            &manager,
+        ))
+        .await?;
+    for id in services {
+        alloc
+            .set_service_terms(with_token(
+                apb::SetServiceTermsRequest {
+                    tenant: tenant.into(),
+                    service_id: (*id).into(),
+                    terms: Some(apb::ServiceTerms {
+                        kind: "early_help_team".into(),
+                        coverage: vec!["DM1".into()],
+                        capacity: 10,
+                        offer_email: "offers@example.org".into(),
+                        ..Default::default()
+                    }),
+                },
+                &manager,
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The ids of a search's candidates, ranked ones with their rank, excluded ones with 0.
+fn placed(search: &Value) -> Vec<(String, u64)> {
+    search["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["service"]["service_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["rank"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect()
+}
+
+async fn directory_over_http(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn_configured(distributed, directories).await?;
+    import(&t, "worcs", &["eht-north", "eht-little"]).await?;
+    import(&t, "staffs", &["staffs-hub"]).await?;
+    let pr = t.token("worcs", "pr-1", &["practitioner"]);
+    let get = |path: String, token: String| {
+        let t = &t;
+        async move { send_as(t, Method::GET, &path, &token, None).await }
+    };
+
+    // A family with an education need and a child of 7 in DM1: the team for every age ranks,
+    // the under-5s' service is excluded for the child's age.
+    let search = "/v1/directory/services?postcode=DM1%201AA&need=education&age=7";
+    let r = get(search.into(), pr.clone()).await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let found: Value = r.json().await?;
+    assert_eq!(
+        placed(&found),
+        [("eht-north".into(), 1), ("eht-little".into(), 0)],
+        "{found}"
+    );
+    assert_eq!(found["rule_version"], "gw-1");
+    assert_eq!(found["wanted_kind"], "early_help_team");
+    let little = &found["candidates"][1];
+    assert_eq!(little["excluded"], true);
+    assert!(
+        little["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|r| r
+                .as_str()
+                .is_some_and(|r| r.contains("no child within its ages"))),
+        "{little}"
+    );
+    // A baby too: both rank.
+    let r = get(format!("{search}&age=1"), pr.clone()).await?;
+    let found: Value = r.json().await?;
+    assert_eq!(
+        placed(&found),
+        [("eht-north".into(), 1), ("eht-little".into(), 2)],
+        "{found}"
+    );
+
+    // One service by id, with the council's terms but not the address offers go to.
+    let r = get("/v1/directory/services/eht-north".into(), pr.clone()).await?;
+    assert_eq!(r.status().as_u16(), 200);
+    let service: Value = r.json().await?;
+    assert_eq!(service["service_id"], "eht-north");
+    assert_eq!(service["name"], "Early Help Team North");
+    assert_eq!(service["organization_id"], "worcs-cc");
+    assert_eq!(service["minimum_age"], 0);
+    assert_eq!(service["maximum_age"], 18);
+    assert_eq!(service["terms"]["kind"], "early_help_team");
+    assert_eq!(service["terms"]["coverage"], json!(["DM1"]));
+    assert!(!service.to_string().contains("offers@"), "{service}");
+    let none = problem(
+        get("/v1/directory/services/no-such-service".into(), pr.clone()).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(none["type"], "urn:earlyhelp:problem:not-found");
+
+    // Another council sees its own directory only: its service, and Worcestershire's not found.
+    let staffs = t.token("staffs", "pr-9", &["practitioner"]);
+    let found: Value = get(search.into(), staffs.clone()).await?.json().await?;
+    assert_eq!(placed(&found), [("staffs-hub".into(), 1)], "{found}");
+    let p = problem(
+        get("/v1/directory/services/eht-north".into(), staffs.clone()).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(p, none);
+    let p = problem(
+        get("/v1/directory/services/staffs-hub".into(), pr.clone()).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(p, none);
+
+    // Allocation decides who may: an upstream system's key and a provider are refused (403);
+    // no credentials, 401.
+    for path in [search, "/v1/directory/services/eht-north"] {
+        let p = problem(send_key(&t, Method::GET, path, WORCS_KEY, None).await?, 403).await?;
+        assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
+        let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+        problem(get(path.into(), provider).await?, 403).await?;
+        problem(reqwest::get(format!("{}{path}", base(&t))).await?, 401).await?;
+    }
+
+    // Bad parameters: named, never quoted. One that cannot be read is 400; one that breaks a
+    // rule 422, whether the gateway or allocation finds it.
+    let p = problem(
+        get(
+            "/v1/directory/services?postcode=DM1%201AA&age=-1".into(),
+            pr.clone(),
+        )
+        .await?,
+        400,
+    )
+    .await?;
+    assert_eq!(violations(&p), [("query:age".into(), "type".into())]);
+    let p = problem(
+        get(
+            "/v1/directory/services?need=gossip&age=26&programme=no%20spaces".into(),
+            pr.clone(),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(
+        violations(&p),
+        [
+            ("query:age".into(), "maximum".into()),
+            ("query:need".into(), "enum".into()),
+            ("query:postcode".into(), "required".into()),
+            ("query:programme".into(), "pattern".into()),
+        ]
+    );
+    assert!(!p.to_string().contains("gossip"), "{p}");
+    let p = problem(
+        get(
+            "/v1/directory/services?postcode=SECRET-PLACE&need=health".into(),
+            pr.clone(),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(
+        violations(&p),
+        [("query:postcode".into(), "contract".into())]
+    );
+    assert!(!p.to_string().contains("SECRET"), "{p}");
+    let long = "x".repeat(101);
+    let p = problem(
+        get(
+            format!("/v1/directory/services?postcode={long}"),
+            pr.clone(),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(
+        violations(&p),
+        [("query:postcode".into(), "maxLength".into())]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_councils_directory_is_searched_and_read_over_http_each_council_its_own_embedded()
+-> anyhow::Result<()> {
+    directory_over_http(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_councils_directory_is_searched_and_read_over_http_each_council_its_own_distributed()
+-> anyhow::Result<()> {
+    directory_over_http(true).await
+}
