@@ -95,9 +95,14 @@ fn finish(mut doc: Value) -> Value {
             "responses": {"2XX": {"description": "Received"}}
         }}
     });
-    if let Some(params) = doc
-        .pointer_mut("/paths/~1v1~1referrals/post/parameters")
-        .and_then(Value::as_array_mut)
+    let operations = doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for params in operations.filter_map(|op| op.get_mut("parameters").and_then(Value::as_array_mut))
     {
         for p in params.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
             p["schema"] = json!({

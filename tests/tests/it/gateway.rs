@@ -369,7 +369,16 @@ const OTHER_KEY: &str = "worcs-other-system-key-for-tests";
 /// A `whsec_` secret for the tests' receiver.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A request with a person's bearer token.
+/// A new `Idempotency-Key` on a `POST`, as a client sends one per request.
+fn fresh_key(req: reqwest::RequestBuilder, method: &reqwest::Method) -> reqwest::RequestBuilder {
+    if method == reqwest::Method::POST {
+        req.header("idempotency-key", uuid::Uuid::new_v4().to_string())
+    } else {
+        req
+    }
+}
+
+/// A request with a person's bearer token (a `POST` with a new `Idempotency-Key`).
 pub(crate) async fn send_as(
     t: &TestApp,
     method: reqwest::Method,
@@ -377,9 +386,12 @@ pub(crate) async fn send_as(
     token: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<reqwest::Response> {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", base(t)))
-        .bearer_auth(token);
+    let mut req = fresh_key(
+        reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", base(t)))
+            .bearer_auth(token),
+        &method,
+    );
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -388,7 +400,7 @@ pub(crate) async fn send_as(
     Ok(req.send().await?)
 }
 
-/// A request with an API key.
+/// A request with an API key (a `POST` with a new `Idempotency-Key`).
 pub(crate) async fn send_key(
     t: &TestApp,
     method: reqwest::Method,
@@ -396,9 +408,12 @@ pub(crate) async fn send_key(
     key: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<reqwest::Response> {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", base(t)))
-        .header("x-api-key", key);
+    let mut req = fresh_key(
+        reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", base(t)))
+            .header("x-api-key", key),
+        &method,
+    );
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")

@@ -1,7 +1,7 @@
 //! The gateway's public HTTP API, continued: the council's directory searched and read over
 //! HTTP (each council its own), consent recorded and withdrawn once per idempotency key, and
 //! every rate-limited endpoint answering 429 once a key's burst is spent.
-use crate::gateway::{base, directory_of, problem, send_as, send_key, violations};
+use crate::gateway::{base, consent_body, directory_of, problem, send_as, send_key, violations};
 use eh_proto::allocation::v1 as apb;
 use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
 use eh_tests::{TestApp, WORCS_KEY, with_token};
@@ -240,4 +240,176 @@ async fn the_councils_directory_is_searched_and_read_over_http_each_council_its_
 async fn the_councils_directory_is_searched_and_read_over_http_each_council_its_own_distributed()
 -> anyhow::Result<()> {
     directory_over_http(true).await
+}
+
+/// A `POST` with a person's token and the `Idempotency-Key` given (none: no header).
+async fn post_keyed(
+    t: &TestApp,
+    path: &str,
+    token: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<reqwest::Response> {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", base(t)))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(k) = key {
+        req = req.header("idempotency-key", k);
+    }
+    Ok(req.send().await?)
+}
+
+/// The family's consent ledger, as the consent service holds it.
+async fn ledger(
+    t: &TestApp,
+    token: &str,
+    family: &str,
+) -> anyhow::Result<Vec<eh_proto::consent::v1::ConsentRecord>> {
+    use eh_proto::consent::v1 as cpb;
+    let mut consent = cpb::consent_service_client::ConsentServiceClient::new(t.channel().await?);
+    Ok(consent
+        .list_consent(with_token(
+            cpb::ListConsentRequest {
+                tenant: "worcs".into(),
+                family_id: family.into(),
+            },
+            token,
+        ))
+        .await?
+        .into_inner()
+        .records)
+}
+
+async fn consent_once_per_key(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn(distributed).await?;
+    let fd = t.token("worcs", "fd-1", &["front_door"]);
+    let body = consent_body();
+    let family = body["family_id"].as_str().expect("family").to_string();
+
+    // No key, or one that cannot be one: refused as a referral's submission is; nothing recorded.
+    let p = problem(post_keyed(&t, "/v1/consent", &fd, None, &body).await?, 400).await?;
+    assert_eq!(
+        violations(&p),
+        [("header:Idempotency-Key".into(), "required".into())]
+    );
+    let long = "k".repeat(256);
+    let p = problem(
+        post_keyed(&t, "/v1/consent", &fd, Some(&long), &body).await?,
+        400,
+    )
+    .await?;
+    assert_eq!(
+        violations(&p),
+        [("header:Idempotency-Key".into(), "format".into())]
+    );
+    assert!(ledger(&t, &fd, &family).await?.is_empty());
+
+    // Recorded once; retried with the same key and body: the same answer, marked, nothing new.
+    let first = post_keyed(&t, "/v1/consent", &fd, Some("consent-1"), &body).await?;
+    assert_eq!(first.status().as_u16(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let recorded: Value = first.json().await?;
+    for _ in 0..2 {
+        let again = post_keyed(&t, "/v1/consent", &fd, Some("consent-1"), &body).await?;
+        assert_eq!(again.status().as_u16(), 201);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        assert_eq!(again.json::<Value>().await?, recorded);
+    }
+    let records = ledger(&t, &fd, &family).await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].record_id,
+        recorded["record_id"].as_str().expect("id")
+    );
+
+    // The same key with another body: refused as for a referral, nothing recorded.
+    let mut other = body.clone();
+    other["given_by"] = json!("Someone Else");
+    let p = problem(
+        post_keyed(&t, "/v1/consent", &fd, Some("consent-1"), &other).await?,
+        422,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:idempotency-key-reused");
+    assert_eq!(
+        violations(&p),
+        [(
+            "header:Idempotency-Key".into(),
+            "idempotency_key_reused".into()
+        )]
+    );
+    assert_eq!(ledger(&t, &fd, &family).await?.len(), 1);
+
+    // A withdrawal, once per key too; the consent's key on another route is another request.
+    let path = format!(
+        "/v1/consent/{}/withdrawal",
+        recorded["record_id"].as_str().expect("id")
+    );
+    let reason = json!({"reason": "the family asked"});
+    let p = problem(
+        post_keyed(&t, &path, &fd, Some("consent-1"), &reason).await?,
+        422,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:idempotency-key-reused");
+    problem(post_keyed(&t, &path, &fd, None, &reason).await?, 400).await?;
+    assert!(ledger(&t, &fd, &family).await?[0].withdrawal.is_none());
+    let first = post_keyed(&t, &path, &fd, Some("withdraw-1"), &reason).await?;
+    assert_eq!(first.status().as_u16(), 201);
+    let withdrawn: Value = first.json().await?;
+    let again = post_keyed(&t, &path, &fd, Some("withdraw-1"), &reason).await?;
+    assert_eq!(again.status().as_u16(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await?, withdrawn);
+    let p = problem(
+        post_keyed(
+            &t,
+            &path,
+            &fd,
+            Some("withdraw-1"),
+            &json!({"reason": "another reason"}),
+        )
+        .await?,
+        422,
+    )
+    .await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:idempotency-key-reused");
+    // A new key: the consent service's own answer, the withdrawal held (200), not a second one.
+    let held = post_keyed(&t, &path, &fd, Some("withdraw-2"), &reason).await?;
+    assert_eq!(held.status().as_u16(), 200);
+    assert_eq!(
+        held.json::<Value>().await?["withdrawal_id"],
+        withdrawn["withdrawal_id"]
+    );
+    let records = ledger(&t, &fd, &family).await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0]
+            .withdrawal
+            .as_ref()
+            .map(|w| w.withdrawal_id.as_str()),
+        withdrawn["withdrawal_id"].as_str()
+    );
+
+    // Keys are the client's own: another practitioner's `consent-1` records its own request.
+    let pr = t.token("worcs", "pr-2", &["practitioner"]);
+    let r = post_keyed(&t, "/v1/consent", &pr, Some("consent-1"), &other).await?;
+    assert_eq!(r.status().as_u16(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    assert_eq!(ledger(&t, &fd, &family).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_recorded_and_withdrawn_once_per_idempotency_key_embedded() -> anyhow::Result<()>
+{
+    consent_once_per_key(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_recorded_and_withdrawn_once_per_idempotency_key_distributed()
+-> anyhow::Result<()> {
+    consent_once_per_key(true).await
 }
