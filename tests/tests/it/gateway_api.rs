@@ -2,9 +2,10 @@
 //! HTTP (each council its own), consent recorded and withdrawn once per idempotency key, and
 //! every rate-limited endpoint answering 429 once a key's burst is spent.
 use crate::gateway::{base, consent_body, directory_of, problem, send_as, send_key, violations};
+use eh_platform::config::Section;
 use eh_proto::allocation::v1 as apb;
 use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
-use eh_tests::{TestApp, WORCS_KEY, with_token};
+use eh_tests::{TestApp, WORCS_KEY, referral, with_token};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -412,4 +413,135 @@ async fn consent_is_recorded_and_withdrawn_once_per_idempotency_key_embedded() -
 async fn consent_is_recorded_and_withdrawn_once_per_idempotency_key_distributed()
 -> anyhow::Result<()> {
     consent_once_per_key(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rate_limited_endpoint_answers_429_once_the_burst_is_spent() -> anyhow::Result<()> {
+    let mut t = TestApp::spawn(false).await?;
+    t.stop().await?;
+    // A burst of one and no refill within the test.
+    t.settings.sections.insert(
+        "gateway".into(),
+        Section::from_json(
+            "gateway",
+            json!({"rate_limit": {"per_minute": 1, "burst": 1}}),
+        )?,
+    );
+    t.start().await?;
+    // Every documented operation: (method, path as documented, path requested, body).
+    let table: Vec<(Method, &str, &str, Option<Value>)> = vec![
+        (
+            Method::POST,
+            "/v1/referrals",
+            "/v1/referrals",
+            Some(referral("RL-429", None)),
+        ),
+        (
+            Method::GET,
+            "/v1/referrals/{id}",
+            "/v1/referrals/none",
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/referrals/{id}/case",
+            "/v1/referrals/none/case",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/consent",
+            "/v1/consent",
+            Some(consent_body()),
+        ),
+        (
+            Method::POST,
+            "/v1/consent/{record_id}/withdrawal",
+            "/v1/consent/none/withdrawal",
+            Some(json!({"reason": "the family asked"})),
+        ),
+        (Method::GET, "/v1/offers", "/v1/offers", None),
+        (
+            Method::POST,
+            "/v1/offers/{offer_id}/accept",
+            "/v1/offers/none/accept",
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/offers/{offer_id}/decline",
+            "/v1/offers/none/decline",
+            Some(json!({"reason": "no_capacity"})),
+        ),
+        (
+            Method::GET,
+            "/v1/directory/services",
+            "/v1/directory/services?postcode=DM1%201AA&need=health&age=4",
+            None,
+        ),
+        (
+            Method::GET,
+            "/v1/directory/services/{service_id}",
+            "/v1/directory/services/none",
+            None,
+        ),
+    ];
+    // The table is the API: an operation added to the document and not here fails.
+    let doc = eh_gateway::openapi::value();
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("item")
+                .keys()
+                .map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
+    documented.sort();
+    let mut tested: Vec<String> = table
+        .iter()
+        .map(|(m, p, _, _)| format!("{m} {p}"))
+        .collect();
+    tested.sort();
+    assert_eq!(tested, documented);
+
+    for (i, (method, documented, path, body)) in table.iter().enumerate() {
+        // Each endpoint with a client of its own (the limit is per client): its one request
+        // is taken, whatever the answer; the next is refused before anything is done.
+        let token = t.token(
+            "worcs",
+            &format!("rl-{i}"),
+            &["front_door", "team_manager", "practitioner"],
+        );
+        let first = send_as(&t, method.clone(), path, &token, body.as_ref()).await?;
+        assert_ne!(first.status().as_u16(), 429, "{method} {documented}");
+        assert!(
+            first.status().as_u16() < 500,
+            "{method} {documented}: {first:?}"
+        );
+        let second = send_as(&t, method.clone(), path, &token, body.as_ref()).await?;
+        let retry: u64 = second
+            .headers()
+            .get("retry-after")
+            .unwrap_or_else(|| panic!("{method} {documented}: no Retry-After"))
+            .to_str()?
+            .parse()?;
+        // One request a minute.
+        assert!((1..=60).contains(&retry), "{method} {documented}: {retry}");
+        let p = problem(second, 429).await?;
+        assert_eq!(
+            p["type"], "urn:earlyhelp:problem:rate-limited",
+            "{method} {documented}"
+        );
+    }
+    // The one submission and the one consent taken; the refused ones did nothing.
+    assert_eq!(t.referral_count("worcs").await?, 1);
+    let fd = t.token("worcs", "fd-1", &["front_door"]);
+    assert_eq!(ledger(&t, &fd, "fam-http-1").await?.len(), 1);
+    // An API key has its own allowance too.
+    let r = send_key(&t, Method::GET, "/v1/referrals/none", WORCS_KEY, None).await?;
+    assert_eq!(r.status().as_u16(), 404);
+    Ok(())
 }
