@@ -176,7 +176,8 @@ pub(crate) fn schema_checked<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn spelling<T: Serialize>(v: &T) -> String {
+/// A value's JSON spelling (`snake_case` of an enum), as the services take it.
+pub(crate) fn spelling<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
