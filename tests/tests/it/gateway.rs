@@ -270,16 +270,7 @@ async fn every_refusal_is_a_problem_document_and_changes_nothing() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_api_key_is_rate_limited_on_its_own() -> anyhow::Result<()> {
-    let mut t = TestApp::spawn(false).await?;
-    t.stop().await?;
-    t.settings.sections.insert(
-        "gateway".into(),
-        Section::from_json(
-            "gateway",
-            json!({"rate_limit": {"per_minute": 6, "burst": 3}}),
-        )?,
-    );
-    t.start().await?;
+    let t = rate_limited(6, 3).await?;
     for _ in 0..3 {
         let r = get(&t, WORCS_KEY, "/v1/referrals/none").await?;
         assert_eq!(r.status().as_u16(), 404);
@@ -307,6 +298,21 @@ async fn each_api_key_is_rate_limited_on_its_own() -> anyhow::Result<()> {
         404
     );
     Ok(())
+}
+
+/// The platform (embedded) with the gateway's rate limit per client set.
+pub(crate) async fn rate_limited(per_minute: u32, burst: u32) -> anyhow::Result<TestApp> {
+    let mut t = TestApp::spawn(false).await?;
+    t.stop().await?;
+    t.settings.sections.insert(
+        "gateway".into(),
+        Section::from_json(
+            "gateway",
+            json!({"rate_limit": {"per_minute": per_minute, "burst": burst}}),
+        )?,
+    );
+    t.start().await?;
+    Ok(t)
 }
 
 /// Posts a body of `kib` KiB of spaces with no length given (chunked), as a client streaming
@@ -910,32 +916,44 @@ pub(crate) fn directory_of(
 }
 
 async fn import_directory(t: &TestApp) -> anyhow::Result<()> {
-    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    import_directory_of(t, "worcs", &["eht-north"]).await
+}
+
+/// Imports `tenant`'s directory and sets each service's terms: an Early Help Team covering DM1.
+pub(crate) async fn import_directory_of(
+    t: &TestApp,
+    tenant: &str,
+    services: &[&str],
+) -> anyhow::Result<()> {
+    let manager = t.token(tenant, "tm-1", &["team_manager"]);
     let mut alloc = AllocationServiceClient::new(t.channel().await?);
     alloc
         .import_directory(with_token(
             apb::ImportDirectoryRequest {
-                tenant: "worcs".into(),
+                tenant: tenant.into(),
             },
             &manager,
         ))
         .await?;
-    alloc
-        .set_service_terms(with_token(
-            apb::SetServiceTermsRequest {
-                tenant: "worcs".into(),
-                service_id: "eht-north".into(),
-                terms: Some(apb::ServiceTerms {
-                    kind: "early_help_team".into(),
-                    coverage: vec!["DM1".into()],
-                    capacity: 10,
-                    agency: "voluntary".into(),
-                    ..Default::default()
-                }),
-            },
-            &manager,
-        ))
-        .await?;
+    for id in services {
+        alloc
+            .set_service_terms(with_token(
+                apb::SetServiceTermsRequest {
+                    tenant: tenant.into(),
+                    service_id: (*id).into(),
+                    terms: Some(apb::ServiceTerms {
+                        kind: "early_help_team".into(),
+                        coverage: vec!["DM1".into()],
+                        capacity: 10,
+                        agency: "voluntary".into(),
+                        offer_email: "offers@example.org".into(),
+                        ..Default::default()
+                    }),
+                },
+                &manager,
+            ))
+            .await?;
+    }
     Ok(())
 }
 

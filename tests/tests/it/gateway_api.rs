@@ -1,10 +1,10 @@
 //! The gateway's public HTTP API, continued: the council's directory searched and read over
 //! HTTP (each council its own), consent recorded and withdrawn once per idempotency key, and
 //! every rate-limited endpoint answering 429 once a key's burst is spent.
-use crate::gateway::{base, consent_body, directory_of, problem, send_as, send_key, violations};
-use eh_platform::config::Section;
-use eh_proto::allocation::v1 as apb;
-use eh_proto::allocation::v1::allocation_service_client::AllocationServiceClient;
+use crate::gateway::{
+    base, consent_body, directory_of, import_directory_of, problem, rate_limited, send_as,
+    send_key, violations,
+};
 use eh_tests::{TestApp, WORCS_KEY, referral, with_token};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -28,39 +28,6 @@ fn directories(s: &mut eh_platform::Settings, dir: &std::path::Path) {
     directory_of(s, dir, "staffs", &staffs);
 }
 
-/// Imports `tenant`'s directory and sets each service's terms: an Early Help Team covering DM1.
-async fn import(t: &TestApp, tenant: &str, services: &[&str]) -> anyhow::Result<()> {
-    let manager = t.token(tenant, "tm-1", &["team_manager"]);
-    let mut alloc = AllocationServiceClient::new(t.channel().await?);
-    alloc
-        .import_directory(with_token(
-            apb::ImportDirectoryRequest {
-                tenant: tenant.into(),
-            },
-            &manager,
-        ))
-        .await?;
-    for id in services {
-        alloc
-            .set_service_terms(with_token(
-                apb::SetServiceTermsRequest {
-                    tenant: tenant.into(),
-                    service_id: (*id).into(),
-                    terms: Some(apb::ServiceTerms {
-                        kind: "early_help_team".into(),
-                        coverage: vec!["DM1".into()],
-                        capacity: 10,
-                        offer_email: "offers@example.org".into(),
-                        ..Default::default()
-                    }),
-                },
-                &manager,
-            ))
-            .await?;
-    }
-    Ok(())
-}
-
 /// The ids of a search's candidates, ranked ones with their rank, excluded ones with 0.
 fn placed(search: &Value) -> Vec<(String, u64)> {
     search["candidates"]
@@ -81,8 +48,8 @@ fn placed(search: &Value) -> Vec<(String, u64)> {
 
 async fn directory_over_http(distributed: bool) -> anyhow::Result<()> {
     let t = TestApp::spawn_configured(distributed, directories).await?;
-    import(&t, "worcs", &["eht-north", "eht-little"]).await?;
-    import(&t, "staffs", &["staffs-hub"]).await?;
+    import_directory_of(&t, "worcs", &["eht-north", "eht-little"]).await?;
+    import_directory_of(&t, "staffs", &["staffs-hub"]).await?;
     let pr = t.token("worcs", "pr-1", &["practitioner"]);
     let get = |path: String, token: String| {
         let t = &t;
@@ -170,64 +137,52 @@ async fn directory_over_http(distributed: bool) -> anyhow::Result<()> {
     }
 
     // Bad parameters: named, never quoted. One that cannot be read is 400; one that breaks a
-    // rule 422, whether the gateway or allocation finds it.
-    let p = problem(
-        get(
-            "/v1/directory/services?postcode=DM1%201AA&age=-1".into(),
-            pr.clone(),
-        )
-        .await?,
-        400,
-    )
-    .await?;
-    assert_eq!(violations(&p), [("query:age".into(), "type".into())]);
-    let p = problem(
-        get(
-            "/v1/directory/services?need=gossip&age=26&programme=no%20spaces".into(),
-            pr.clone(),
-        )
-        .await?,
-        422,
-    )
-    .await?;
-    assert_eq!(
-        violations(&p),
-        [
-            ("query:age".into(), "maximum".into()),
-            ("query:need".into(), "enum".into()),
-            ("query:postcode".into(), "required".into()),
-            ("query:programme".into(), "pattern".into()),
-        ]
-    );
-    assert!(!p.to_string().contains("gossip"), "{p}");
-    let p = problem(
-        get(
-            "/v1/directory/services?postcode=SECRET-PLACE&need=health".into(),
-            pr.clone(),
-        )
-        .await?,
-        422,
-    )
-    .await?;
-    assert_eq!(
-        violations(&p),
-        [("query:postcode".into(), "contract".into())]
-    );
-    assert!(!p.to_string().contains("SECRET"), "{p}");
+    // rule 422, whether the gateway or allocation (`contract`) finds it.
     let long = "x".repeat(101);
-    let p = problem(
-        get(
-            format!("/v1/directory/services?postcode={long}"),
-            pr.clone(),
+    // (query, status, violations by path and rule)
+    type Bad = (String, u16, &'static [(&'static str, &'static str)]);
+    let bad: [Bad; 4] = [
+        (
+            "postcode=DM1%201AA&age=-1".into(),
+            400,
+            &[("query:age", "type")],
+        ),
+        (
+            "need=gossip&age=26&programme=no%20spaces".into(),
+            422,
+            &[
+                ("query:age", "maximum"),
+                ("query:need", "enum"),
+                ("query:postcode", "required"),
+                ("query:programme", "pattern"),
+            ],
+        ),
+        (
+            "postcode=SECRET-PLACE&need=health".into(),
+            422,
+            &[("query:postcode", "contract")],
+        ),
+        (
+            format!("postcode={long}"),
+            422,
+            &[("query:postcode", "maxLength")],
+        ),
+    ];
+    for (query, status, expected) in bad {
+        let p = problem(
+            get(format!("/v1/directory/services?{query}"), pr.clone()).await?,
+            status,
         )
-        .await?,
-        422,
-    )
-    .await?;
-    assert_eq!(
-        violations(&p),
-        [("query:postcode".into(), "maxLength".into())]
-    );
+        .await?;
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(path, rule)| (path.to_string(), rule.to_string()))
+            .collect();
+        assert_eq!(violations(&p), expected, "{query}");
+        for value in ["gossip", "SECRET", "spaces", "xxxx"] {
+            assert!(!p.to_string().contains(value), "{p}");
+        }
+    }
     Ok(())
 }
 
@@ -417,17 +372,8 @@ async fn consent_is_recorded_and_withdrawn_once_per_idempotency_key_distributed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rate_limited_endpoint_answers_429_once_the_burst_is_spent() -> anyhow::Result<()> {
-    let mut t = TestApp::spawn(false).await?;
-    t.stop().await?;
     // A burst of one and no refill within the test.
-    t.settings.sections.insert(
-        "gateway".into(),
-        Section::from_json(
-            "gateway",
-            json!({"rate_limit": {"per_minute": 1, "burst": 1}}),
-        )?,
-    );
-    t.start().await?;
+    let t = rate_limited(1, 1).await?;
     // Every documented operation: (method, path as documented, path requested, body).
     let table: Vec<(Method, &str, &str, Option<Value>)> = vec![
         (

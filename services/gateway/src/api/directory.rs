@@ -7,12 +7,12 @@
 //! or providers), and a council sees only its own directory. The directory holds nothing of any
 //! family; what describes the family searched for (postcode, needs, ages) is used for the search
 //! only and never logged.
-use super::{Api, refusal};
+use super::{Api, json, refusal};
 use crate::problem::{Problem, Violation};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use eh_proto::allocation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -326,10 +326,7 @@ pub async fn search_directory(
                 .collect(),
         })
     };
-    match answered.await {
-        Ok(s) => axum::Json(s).into_response(),
-        Err(p) => p.into_response(),
-    }
+    json(answered.await)
 }
 
 /// One service of the council's directory, with the council's terms.
@@ -373,10 +370,7 @@ pub async fn get_directory_service(
             .into_inner();
         Ok::<_, Problem>(service(found))
     };
-    match answered.await {
-        Ok(s) => axum::Json(s).into_response(),
-        Err(p) => p.into_response(),
-    }
+    json(answered.await)
 }
 
 #[cfg(test)]

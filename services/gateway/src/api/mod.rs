@@ -587,8 +587,13 @@ async fn get_referral(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match status(&api, &headers, id).await {
-        Ok(s) => axum::Json(s).into_response(),
+    json(status(&api, &headers, id).await)
+}
+
+/// An answer as JSON (200), or its problem.
+pub(crate) fn json<T: Serialize>(answer: Result<T, Problem>) -> Response {
+    match answer {
+        Ok(v) => axum::Json(v).into_response(),
         Err(p) => p.into_response(),
     }
 }

@@ -6,13 +6,13 @@
 //! another organisation is not found, and a provider's view of an offer leaves out what the
 //! family's consent does not let it see (saying so in `withheld`).
 use super::consent::{checked, spelling};
-use super::{Api, instant, refusal};
+use super::{Api, instant, json, refusal};
 use crate::problem::{Problem, Violation};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use eh_proto::allocation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -165,14 +165,6 @@ pub async fn list_offers(
     headers: HeaderMap,
 ) -> Response {
     json(list(&api, &headers, query).await)
-}
-
-/// An answer as JSON, or its problem.
-fn json<T: Serialize>(answer: Result<T, Problem>) -> Response {
-    match answer {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(p) => p.into_response(),
-    }
 }
 
 async fn list(
