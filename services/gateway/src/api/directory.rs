@@ -269,7 +269,7 @@ fn directory_refusal(s: tonic::Status) -> Problem {
     tag = "directory",
     operation_id = "searchDirectory",
     params(
-        ("postcode" = String, Query, description = "The family's postcode (e.g. `WR1 2AB`): used for this search only", max_length = 100),
+        ("postcode" = String, Query, description = "The family's postcode (e.g. `WR1 2AB`; spaces and case do not matter): used for this search only", max_length = 100, pattern = "^[A-Za-z]{1,2}[0-9][A-Za-z0-9]? ?[0-9][A-Za-z]{2}$"),
         ("need" = Option<Vec<String>>, Query, description = "A Supporting Families headline need (as in the referral contract); repeat for several", style = Form, explode, max_items = 20),
         ("programme" = Option<Vec<String>>, Query, description = "A programme the family meets (e.g. `brfc`); repeat for several", style = Form, explode, max_items = 20),
         ("age" = Option<Vec<u32>>, Query, description = "A child's age in years (0 to 25); repeat for each child", style = Form, explode, max_items = 20),
