@@ -95,15 +95,38 @@ fn finish(mut doc: Value) -> Value {
             "responses": {"2XX": {"description": "Received"}}
         }}
     });
-    if let Some(params) = doc
-        .pointer_mut("/paths/~1v1~1referrals/post/parameters")
-        .and_then(Value::as_array_mut)
+    let operations = doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for params in operations.filter_map(|op| op.get_mut("parameters").and_then(Value::as_array_mut))
     {
         for p in params.iter_mut().filter(|p| p["name"] == "Idempotency-Key") {
             p["schema"] = json!({
                 "type": "string", "minLength": 1, "maxLength": crate::api::MAX_KEY_LEN,
                 "pattern": "^[!-~]+$"
             });
+        }
+    }
+    // The directory search's repeated parameters: a need is one of the contract's, an age 0-25.
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1v1~1directory~1services/get/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut() {
+            let items = match p["name"].as_str() {
+                Some("need") => json!({"type": "string", "enum": crate::api::directory::needs()}),
+                Some("age") => json!({"type": "integer", "minimum": 0,
+                                       "maximum": crate::api::directory::MAX_AGE}),
+                // As `eh_platform::config::is_token`, which the gateway checks.
+                Some("programme") => json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                                             "minLength": 1, "maxLength": 64}),
+                _ => continue,
+            };
+            p["schema"]["items"] = items;
         }
     }
     doc
@@ -241,7 +264,7 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect();
-        assert_eq!(operations.len(), 8, "{operations:?}");
+        assert_eq!(operations.len(), 10, "{operations:?}");
         for (path, method) in &operations {
             let (path, method) = (path.as_str(), method.as_str());
             let responses = doc["paths"][path][method]["responses"]

@@ -31,6 +31,24 @@ pub struct Kept {
     pub location: Option<String>,
 }
 
+impl Kept {
+    /// A JSON answer to keep; its request's digest is set where the key is kept
+    /// ([`crate::api::Api::once`]).
+    pub fn answer<T: serde::Serialize>(
+        status: axum::http::StatusCode,
+        body: &T,
+        location: Option<String>,
+    ) -> Result<Self, crate::problem::Problem> {
+        Ok(Self {
+            request_sha256: String::new(),
+            status: status.as_u16(),
+            response: serde_json::to_string(body)
+                .map_err(|_| crate::problem::Problem::internal())?,
+            location,
+        })
+    }
+}
+
 /// The answer kept for (`tenant`, `client`, `key`), if it was made after `since`.
 pub async fn find(
     db: &impl ConnectionTrait,

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 const PROBLEM: &str = "application/problem+json";
 
-fn base(t: &TestApp) -> String {
+pub(crate) fn base(t: &TestApp) -> String {
     format!("http://{}", t.app().http_addr)
 }
 
-async fn post(
+pub(crate) async fn post(
     t: &TestApp,
     key: Option<&str>,
     idempotency: Option<&str>,
@@ -30,7 +30,7 @@ async fn post(
     Ok(req.send().await?)
 }
 
-async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Response> {
+pub(crate) async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Response> {
     Ok(reqwest::Client::new()
         .get(format!("{}{path}", base(t)))
         .header("x-api-key", key)
@@ -39,7 +39,7 @@ async fn get(t: &TestApp, key: &str, path: &str) -> anyhow::Result<reqwest::Resp
 }
 
 /// The problem document of a refusal with `status`, after checking its media type and shape.
-async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> {
+pub(crate) async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> {
     assert_eq!(resp.status().as_u16(), status, "{resp:?}");
     let ct = resp
         .headers()
@@ -60,7 +60,7 @@ async fn problem(resp: reqwest::Response, status: u16) -> anyhow::Result<Value> 
     Ok(doc)
 }
 
-fn violations(doc: &Value) -> Vec<(String, String)> {
+pub(crate) fn violations(doc: &Value) -> Vec<(String, String)> {
     doc["violations"]
         .as_array()
         .into_iter()
@@ -270,16 +270,7 @@ async fn every_refusal_is_a_problem_document_and_changes_nothing() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_api_key_is_rate_limited_on_its_own() -> anyhow::Result<()> {
-    let mut t = TestApp::spawn(false).await?;
-    t.stop().await?;
-    t.settings.sections.insert(
-        "gateway".into(),
-        Section::from_json(
-            "gateway",
-            json!({"rate_limit": {"per_minute": 6, "burst": 3}}),
-        )?,
-    );
-    t.start().await?;
+    let t = rate_limited(6, 3).await?;
     for _ in 0..3 {
         let r = get(&t, WORCS_KEY, "/v1/referrals/none").await?;
         assert_eq!(r.status().as_u16(), 404);
@@ -307,6 +298,21 @@ async fn each_api_key_is_rate_limited_on_its_own() -> anyhow::Result<()> {
         404
     );
     Ok(())
+}
+
+/// The platform (embedded) with the gateway's rate limit per client set.
+pub(crate) async fn rate_limited(per_minute: u32, burst: u32) -> anyhow::Result<TestApp> {
+    let mut t = TestApp::spawn(false).await?;
+    t.stop().await?;
+    t.settings.sections.insert(
+        "gateway".into(),
+        Section::from_json(
+            "gateway",
+            json!({"rate_limit": {"per_minute": per_minute, "burst": burst}}),
+        )?,
+    );
+    t.start().await?;
+    Ok(t)
 }
 
 /// Posts a body of `kib` KiB of spaces with no length given (chunked), as a client streaming
@@ -369,17 +375,29 @@ const OTHER_KEY: &str = "worcs-other-system-key-for-tests";
 /// A `whsec_` secret for the tests' receiver.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// A request with a person's bearer token.
-async fn send_as(
+/// A new `Idempotency-Key` on a `POST`, as a client sends one per request.
+fn fresh_key(req: reqwest::RequestBuilder, method: &reqwest::Method) -> reqwest::RequestBuilder {
+    if method == reqwest::Method::POST {
+        req.header("idempotency-key", uuid::Uuid::new_v4().to_string())
+    } else {
+        req
+    }
+}
+
+/// A request with a person's bearer token (a `POST` with a new `Idempotency-Key`).
+pub(crate) async fn send_as(
     t: &TestApp,
     method: reqwest::Method,
     path: &str,
     token: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<reqwest::Response> {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", base(t)))
-        .bearer_auth(token);
+    let mut req = fresh_key(
+        reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", base(t)))
+            .bearer_auth(token),
+        &method,
+    );
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -388,17 +406,20 @@ async fn send_as(
     Ok(req.send().await?)
 }
 
-/// A request with an API key.
-async fn send_key(
+/// A request with an API key (a `POST` with a new `Idempotency-Key`).
+pub(crate) async fn send_key(
     t: &TestApp,
     method: reqwest::Method,
     path: &str,
     key: &str,
     body: Option<&Value>,
 ) -> anyhow::Result<reqwest::Response> {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", base(t)))
-        .header("x-api-key", key);
+    let mut req = fresh_key(
+        reqwest::Client::new()
+            .request(method.clone(), format!("{}{path}", base(t)))
+            .header("x-api-key", key),
+        &method,
+    );
     if let Some(b) = body {
         req = req
             .header("content-type", "application/json")
@@ -528,7 +549,7 @@ async fn a_case_status_is_read_by_the_system_that_sent_its_referral_only() -> an
     Ok(())
 }
 
-fn consent_body() -> Value {
+pub(crate) fn consent_body() -> Value {
     json!({
         "family_id": "fam-http-1",
         "given_by": "Dana Marsh",
@@ -868,49 +889,71 @@ print(len(cases))
 
 /// The directory of the allocation journey: a team of organisation `worcs-cc` covering DM1.
 fn directory(s: &mut eh_platform::Settings, dir: &std::path::Path) {
-    let file = dir.join("directory.json");
     let services = json!([
         {"id": "eht-north", "name": "Early Help Team North", "status": "active",
          "organization": {"id": "worcs-cc", "name": "Worcestershire County Council"},
          "minimum_age": 0, "maximum_age": 18}
     ]);
-    std::fs::write(&file, serde_json::to_vec(&services).expect("json")).expect("write");
+    directory_of(s, dir, "worcs", &services);
+}
+
+/// Gives `tenant` a directory file of `services` (ORUK) and allocation settings naming it.
+pub(crate) fn directory_of(
+    s: &mut eh_platform::Settings,
+    dir: &std::path::Path,
+    tenant: &str,
+    services: &Value,
+) {
+    let file = dir.join(format!("directory-{tenant}.json"));
+    std::fs::write(&file, serde_json::to_vec(services).expect("json")).expect("write");
     let section = json!({"rule_version": "gw-1", "directory": {"file": file}});
-    if let Some(w) = s.tenants.get_mut("worcs") {
+    if let Some(w) = s.tenants.get_mut(tenant) {
         w.sections.insert(
             "allocation".into(),
-            Section::from_json("tenants.worcs.allocation", section).expect("section"),
+            Section::from_json(format!("tenants.{tenant}.allocation"), section).expect("section"),
         );
     }
 }
 
 async fn import_directory(t: &TestApp) -> anyhow::Result<()> {
-    let manager = t.token("worcs", "tm-1", &["team_manager"]);
+    import_directory_of(t, "worcs", &["eht-north"]).await
+}
+
+/// Imports `tenant`'s directory and sets each service's terms: an Early Help Team covering DM1.
+pub(crate) async fn import_directory_of(
+    t: &TestApp,
+    tenant: &str,
+    services: &[&str],
+) -> anyhow::Result<()> {
+    let manager = t.token(tenant, "tm-1", &["team_manager"]);
     let mut alloc = AllocationServiceClient::new(t.channel().await?);
     alloc
         .import_directory(with_token(
             apb::ImportDirectoryRequest {
-                tenant: "worcs".into(),
+                tenant: tenant.into(),
             },
             &manager,
         ))
         .await?;
-    alloc
-        .set_service_terms(with_token(
-            apb::SetServiceTermsRequest {
-                tenant: "worcs".into(),
-                service_id: "eht-north".into(),
-                terms: Some(apb::ServiceTerms {
-                    kind: "early_help_team".into(),
-                    coverage: vec!["DM1".into()],
-                    capacity: 10,
-                    agency: "voluntary".into(),
-                    ..Default::default()
-                }),
-            },
-            &manager,
-        ))
-        .await?;
+    for id in services {
+        alloc
+            .set_service_terms(with_token(
+                apb::SetServiceTermsRequest {
+                    tenant: tenant.into(),
+                    service_id: (*id).into(),
+                    terms: Some(apb::ServiceTerms {
+                        kind: "early_help_team".into(),
+                        coverage: vec!["DM1".into()],
+                        capacity: 10,
+                        agency: "voluntary".into(),
+                        offer_email: "offers@example.org".into(),
+                        ..Default::default()
+                    }),
+                },
+                &manager,
+            ))
+            .await?;
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod console;
 mod councils;
 mod faults;
 mod gateway;
+mod gateway_api;
 mod ops;
 mod plan;
 mod rejections;

@@ -4,11 +4,11 @@
 //! at all are the same 404 — and only the case's status (casework gives a system nothing of the
 //! family, the timeline or who works with it). The same public statuses are what the outbound
 //! webhooks announce ([`crate::webhook`]).
-use super::{Api, instant, refusal};
+use super::{Api, instant, json, refusal};
 use crate::problem::Problem;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use eh_proto::casework::v1::ListCasesRequest;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -99,10 +99,7 @@ pub async fn get_case_of_referral(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match case_of(&api, &headers, id).await {
-        Ok(s) => axum::Json(s).into_response(),
-        Err(p) => p.into_response(),
-    }
+    json(case_of(&api, &headers, id).await)
 }
 
 const NO_CASE: &str = "no case of this referral for this caller (yet)";

@@ -4,10 +4,12 @@
 //! service's `RecordConsent` / `WithdrawConsent` decide with the caller's own credential: its
 //! access table says who may (the people who work with families; never an upstream system), it
 //! validates what the schema cannot (a date in the future, a competent young person unnamed) and
-//! audits. The council is always the caller's.
+//! audits. The council is always the caller's. Each is made once per `Idempotency-Key`, as a
+//! referral's submission is ([`Api::once`]): a retry gets the first answer, nothing recorded twice.
 use super::{Api, instant, refusal};
 use crate::contract::pointer_under;
 use crate::problem::{Problem, Violation};
+use crate::store::Kept;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -152,7 +154,14 @@ pub(crate) async fn checked<T: serde::de::DeserializeOwned>(
     body: Body,
     component: &str,
 ) -> Result<T, Problem> {
-    let doc = api.json_body(headers, body).await?;
+    schema_checked(api.json_body(headers, body).await?, component)
+}
+
+/// A JSON document checked against the document's schema `component`, then read as `T`.
+pub(crate) fn schema_checked<T: serde::de::DeserializeOwned>(
+    doc: serde_json::Value,
+    component: &str,
+) -> Result<T, Problem> {
     let violations = crate::openapi::violations(component, &doc).map_err(|e| {
         tracing::error!(error = %e, "a request schema cannot be compiled");
         Problem::internal()
@@ -167,7 +176,8 @@ pub(crate) async fn checked<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn spelling<T: Serialize>(v: &T) -> String {
+/// A value's JSON spelling (`snake_case` of an enum), as the services take it.
+pub(crate) fn spelling<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
@@ -188,15 +198,18 @@ fn consent_field(f: &str) -> String {
     path = "/v1/consent",
     tag = "consent",
     operation_id = "recordConsent",
+    params(
+        ("Idempotency-Key" = String, Header, description = "A new key per request, the same key to retry it (the same answer again, `Idempotent-Replayed: true`; another request under it is refused, 422): 1 to 255 visible ASCII characters, kept for `gateway.idempotency_ttl_hours` (24 by default)")
+    ),
     request_body(content = ConsentRecordRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Recorded", body = RecordedConsent),
-        (status = 400, description = "A body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Recorded, or a replay", body = RecordedConsent),
+        (status = 400, description = "No or a malformed `Idempotency-Key`, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credentials do not allow this (an upstream system, or a role that may not record consent)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The record is not valid (every violation listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The record is not valid (every violation listed), or the idempotency key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over this client's rate limit; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
@@ -208,50 +221,55 @@ pub async fn record_consent(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match record(&api, &headers, body).await {
-        Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
-        Err(p) => p.into_response(),
-    }
+    record(&api, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn record(api: &Api, headers: &HeaderMap, body: Body) -> Result<RecordedConsent, Problem> {
+async fn record(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
     let caller = api.caller(headers)?;
-    let req: ConsentRecordRequest = checked(api, headers, body, "ConsentRecordRequest").await?;
-    let consent = pb::Consent {
-        family_id: req.family_id,
-        person_id: req.person_id.unwrap_or_default(),
-        given_by: req.given_by,
-        giver_relationship: req.giver_relationship.unwrap_or_default(),
-        parental_responsibility: req.parental_responsibility,
-        competent_young_person: req.competent_young_person,
-        method: spelling(&req.method),
-        evidence_ref: req.evidence_ref.unwrap_or_default(),
-        given_on: req.given_on,
-        expires_on: req.expires_on,
-        purposes: req.purposes.iter().map(spelling).collect(),
-        restrictions: req
-            .restrictions
-            .iter()
-            .map(|r| pb::Restriction {
-                category: spelling(&r.category),
-                agency: r.agency.as_ref().map(spelling),
-            })
-            .collect(),
-    };
-    let mut client = api.consent.clone();
-    let record = client
-        .record_consent(caller.request(pb::RecordConsentRequest {
-            tenant: caller.tenant.clone(),
-            consent: Some(consent),
-        }))
-        .await
-        .map_err(|s| refusal(s, "no such family for this council", consent_field))?
-        .into_inner();
-    Ok(RecordedConsent {
-        record_id: record.record_id,
-        family_id: record.consent.map(|c| c.family_id).unwrap_or_default(),
-        recorded_at: instant(&record.recorded_at),
+    let (key, doc) = api.keyed_json_body(headers, body).await?;
+    let request = format!("POST /v1/consent\n{doc}");
+    api.once(&caller, &key, &request, async {
+        let req: ConsentRecordRequest = schema_checked(doc, "ConsentRecordRequest")?;
+        let consent = pb::Consent {
+            family_id: req.family_id,
+            person_id: req.person_id.unwrap_or_default(),
+            given_by: req.given_by,
+            giver_relationship: req.giver_relationship.unwrap_or_default(),
+            parental_responsibility: req.parental_responsibility,
+            competent_young_person: req.competent_young_person,
+            method: spelling(&req.method),
+            evidence_ref: req.evidence_ref.unwrap_or_default(),
+            given_on: req.given_on,
+            expires_on: req.expires_on,
+            purposes: req.purposes.iter().map(spelling).collect(),
+            restrictions: req
+                .restrictions
+                .iter()
+                .map(|r| pb::Restriction {
+                    category: spelling(&r.category),
+                    agency: r.agency.as_ref().map(spelling),
+                })
+                .collect(),
+        };
+        let mut client = api.consent.clone();
+        let record = client
+            .record_consent(caller.request(pb::RecordConsentRequest {
+                tenant: caller.tenant.clone(),
+                consent: Some(consent),
+            }))
+            .await
+            .map_err(|s| refusal(s, "no such family for this council", consent_field))?
+            .into_inner();
+        let answer = RecordedConsent {
+            record_id: record.record_id,
+            family_id: record.consent.map(|c| c.family_id).unwrap_or_default(),
+            recorded_at: instant(&record.recorded_at),
+        };
+        Kept::answer(StatusCode::CREATED, &answer, None)
     })
+    .await
 }
 
 /// Withdraw a consent record.
@@ -264,18 +282,21 @@ async fn record(api: &Api, headers: &HeaderMap, body: Body) -> Result<RecordedCo
     path = "/v1/consent/{record_id}/withdrawal",
     tag = "consent",
     operation_id = "withdrawConsent",
-    params(("record_id" = String, Path, description = "The record `recordConsent` answered")),
+    params(
+        ("record_id" = String, Path, description = "The record `recordConsent` answered"),
+        ("Idempotency-Key" = String, Header, description = "A new key per request, the same key to retry it (the same answer again, `Idempotent-Replayed: true`; another request under it is refused, 422): 1 to 255 visible ASCII characters, kept for `gateway.idempotency_ttl_hours` (24 by default)")
+    ),
     request_body(content = ConsentWithdrawalRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Withdrawn now", body = ConsentWithdrawal),
-        (status = 200, description = "Withdrawn already: the withdrawal held", body = ConsentWithdrawal),
-        (status = 400, description = "A body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Withdrawn now, or a replay", body = ConsentWithdrawal),
+        (status = 200, description = "Withdrawn already: the withdrawal held, or a replay", body = ConsentWithdrawal),
+        (status = 400, description = "No or a malformed `Idempotency-Key`, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credentials do not allow this (an upstream system, or a role that may not withdraw consent)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record for this council", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The withdrawal is not valid (every violation listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The withdrawal is not valid (every violation listed), or the idempotency key was used for another request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over this client's rate limit; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
@@ -288,17 +309,9 @@ pub async fn withdraw_consent(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match withdraw(&api, &headers, record_id, body).await {
-        Ok(w) => {
-            let status = if w.newly_withdrawn {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            (status, axum::Json(w)).into_response()
-        }
-        Err(p) => p.into_response(),
-    }
+    withdraw(&api, &headers, record_id, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn withdraw(
@@ -306,33 +319,43 @@ async fn withdraw(
     headers: &HeaderMap,
     record_id: String,
     body: Body,
-) -> Result<ConsentWithdrawal, Problem> {
+) -> Result<Response, Problem> {
     let caller = api.caller(headers)?;
-    let req: ConsentWithdrawalRequest =
-        checked(api, headers, body, "ConsentWithdrawalRequest").await?;
-    if req.reason.trim().is_empty() {
-        return Err(Problem::validation(vec![Violation::new(
-            "/reason", "required",
-        )]));
-    }
-    let mut client = api.consent.clone();
-    let w = client
-        .withdraw_consent(caller.request(pb::WithdrawConsentRequest {
-            tenant: caller.tenant.clone(),
-            record_id,
-            reason: req.reason,
-        }))
-        .await
-        .map_err(|s| {
-            refusal(s, "no such consent record for this council", |f| {
-                format!("/{f}")
-            })
-        })?
-        .into_inner();
-    Ok(ConsentWithdrawal {
-        withdrawal_id: w.withdrawal_id,
-        record_id: w.record_id,
-        withdrawn_at: instant(&w.withdrawn_at),
-        newly_withdrawn: w.newly_withdrawn,
+    let (key, doc) = api.keyed_json_body(headers, body).await?;
+    let request = format!("POST /v1/consent/{record_id}/withdrawal\n{doc}");
+    api.once(&caller, &key, &request, async {
+        let req: ConsentWithdrawalRequest = schema_checked(doc, "ConsentWithdrawalRequest")?;
+        if req.reason.trim().is_empty() {
+            return Err(Problem::validation(vec![Violation::new(
+                "/reason", "required",
+            )]));
+        }
+        let mut client = api.consent.clone();
+        let w = client
+            .withdraw_consent(caller.request(pb::WithdrawConsentRequest {
+                tenant: caller.tenant.clone(),
+                record_id,
+                reason: req.reason,
+            }))
+            .await
+            .map_err(|s| {
+                refusal(s, "no such consent record for this council", |f| {
+                    format!("/{f}")
+                })
+            })?
+            .into_inner();
+        let status = if w.newly_withdrawn {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        let answer = ConsentWithdrawal {
+            withdrawal_id: w.withdrawal_id,
+            record_id: w.record_id,
+            withdrawn_at: instant(&w.withdrawn_at),
+            newly_withdrawn: w.newly_withdrawn,
+        };
+        Kept::answer(status, &answer, None)
     })
+    .await
 }

@@ -1,13 +1,14 @@
 //! The public HTTP API: `POST /v1/referrals` (the referral contract in, with an
 //! `Idempotency-Key`) and `GET /v1/referrals/{id}` (its status, for the caller's council), the
-//! case's public status ([`cases`]), consent recorded and withdrawn ([`consent`]) and the offers
-//! a provider answers ([`offers`]). The caller is an upstream system with its council's API key
-//! (`X-Api-Key`) or a person with a bearer token, authenticated as the gRPC services authenticate
-//! them; each request goes on to the service's gRPC API carrying the caller's own credential, so
-//! the service decides and audits as for any other caller. Every error is a problem document
-//! ([`crate::problem`]).
+//! case's public status ([`cases`]), consent recorded and withdrawn ([`consent`]), the offers a
+//! provider answers ([`offers`]) and the council's directory of services ([`directory`]). The
+//! caller is an upstream system with its council's API key (`X-Api-Key`) or a person with a
+//! bearer token, authenticated as the gRPC services authenticate them; each request goes on to
+//! the service's gRPC API carrying the caller's own credential, so the service decides and audits
+//! as for any other caller. Every error is a problem document ([`crate::problem`]).
 pub mod cases;
 pub mod consent;
+pub mod directory;
 pub mod offers;
 
 use crate::contract;
@@ -92,7 +93,8 @@ pub struct ReferralSource {
         description = "For upstream systems (school, health and police systems, councils' integration hubs): \
 submit a request for support with the council's API key and an `Idempotency-Key`, and read where it and \
 its case stand (status only, never the family's details); for practitioners, record and withdraw a family's consent; \
-for providers, the offers made to their organisation, to accept or decline. Each call goes on to the service that \
+for providers, the offers made to their organisation, to accept or decline; and the council's directory of \
+services, searched for a family like the one described. Each call goes on to the service that \
 owns the record with the caller's own credential: that service decides who may, and audits it. Every error is `application/problem+json` (RFC 9457); a request refused for its content lists every \
 violation by path and rule, never the value sent.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
@@ -103,6 +105,7 @@ violation by path and rule, never the value sent.",
         (name = "cases", description = "Where a referral's case stands: its public status only"),
         (name = "consent", description = "A family's consent ledger: records appended and withdrawn (practitioners)"),
         (name = "offers", description = "Offers of cases to services: a provider sees and answers those made to its organisation"),
+        (name = "directory", description = "The council's directory of services (Open Referral UK with the council's terms): searched for a family's needs, ages and postcode, ranked by the council's matching rules"),
     ),
     components(schemas(
         Problem,
@@ -160,6 +163,8 @@ pub fn documented() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(offers::list_offers))
         .routes(routes!(offers::accept_offer))
         .routes(routes!(offers::decline_offer))
+        .routes(routes!(directory::search_directory))
+        .routes(routes!(directory::get_directory_service))
 }
 
 /// The API's routes and `/openapi.json`; every unknown route, wrong method and error is a
@@ -273,20 +278,68 @@ impl Api {
         headers: &HeaderMap,
         body: Body,
     ) -> Result<serde_json::Value, Problem> {
-        let json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-            )
-            .detail("send the body as `Content-Type: application/json`"));
-        }
+        require_json(headers)?;
         self.json_bytes(headers, body).await
+    }
+
+    /// As [`Self::json_body`] for a request made once per `Idempotency-Key` ([`Self::once`]):
+    /// the media type, then the key, then the body.
+    pub(crate) async fn keyed_json_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<(String, serde_json::Value), Problem> {
+        require_json(headers)?;
+        let key = idempotency_key(headers)?;
+        Ok((key, self.json_bytes(headers, body).await?))
+    }
+
+    /// A request made once per `Idempotency-Key`: the answer kept for the caller's `key` is
+    /// given again (`Idempotent-Replayed: true`) when `request` — what identifies it: its route
+    /// and body — is the same, and refused (422) when it is another; otherwise `run` answers and
+    /// its answer is kept for the key. A refusal is not kept: the same key may carry the
+    /// corrected request.
+    pub(crate) async fn once(
+        &self,
+        caller: &Caller,
+        key: &str,
+        request: &str,
+        run: impl Future<Output = Result<Kept, Problem>>,
+    ) -> Result<Response, Problem> {
+        let digest = hex::encode(sha2::Sha256::digest(request.as_bytes()));
+        let since = self.since();
+        if let Some(kept) = find_kept(self, caller, key, since).await? {
+            return replay(&kept, &digest);
+        }
+        let kept = Kept {
+            request_sha256: digest.clone(),
+            ..run.await?
+        };
+        let now = self.clock.now();
+        let stored = async {
+            let txn = eh_store::begin_scoped(&self.db, &caller.tenant).await?;
+            let first = store::keep(
+                &txn,
+                &caller.tenant,
+                &caller.client(),
+                key,
+                &kept,
+                now,
+                since,
+            )
+            .await?;
+            eh_store::commit(txn).await?;
+            Ok::<_, sea_orm::DbErr>(first)
+        }
+        .await
+        .map_err(db_error)?;
+        if !stored {
+            // Another request with this key was answered first: answer as it was.
+            if let Some(first) = find_kept(self, caller, key, since).await? {
+                return replay(&first, &digest);
+            }
+        }
+        Ok(answer_with(&kept, false))
     }
 
     async fn json_bytes(
@@ -368,78 +421,46 @@ async fn submit_referral(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
 
 async fn submit(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, Problem> {
     let caller = api.caller(headers)?;
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-        )
-        .detail("send the referral as `Content-Type: application/json`"));
-    }
-    let key = idempotency_key(headers)?;
-    let doc = api.json_bytes(headers, body).await?;
-    let digest = hex::encode(sha2::Sha256::digest(doc.to_string().as_bytes()));
-
-    // The same key again: the first answer for the same body, a refusal for another.
-    let client = caller.client();
-    let since = api.since();
-    if let Some(kept) = find_kept(api, &caller, &key, since).await? {
-        return replay(&kept, &digest);
-    }
-
-    let violations = contract::violations(&doc).map_err(|e| {
-        tracing::error!(error = %e, "the referral contract cannot be compiled");
-        Problem::internal()
-    })?;
-    if !violations.is_empty() {
-        return Err(Problem::validation(violations));
-    }
-    let referral: eh_proto::intake::v1::Referral = serde_json::from_value(doc).map_err(|e| {
-        // The contract held, so this is a mismatch between contract and message: ours.
-        tracing::error!(error = %e, "a valid referral does not read as the gRPC message");
-        Problem::internal()
-    })?;
-    let mut intake = api.intake.clone();
-    let submitted = intake
-        .submit_referral(caller.request(SubmitReferralRequest {
-            tenant: caller.tenant.clone(),
-            referral: Some(referral),
-        }))
-        .await
-        .map_err(from_status)?
-        .into_inner();
-    let answer = SubmittedReferral {
-        referral_id: submitted.referral_id,
-        received_at: instant(&submitted.received_at),
-        duplicate: submitted.duplicate,
-    };
-    let kept = Kept {
-        request_sha256: digest.clone(),
-        status: if answer.duplicate { 200 } else { 201 },
-        response: serde_json::to_string(&answer).map_err(|_| Problem::internal())?,
-        location: Some(format!("/v1/referrals/{}", answer.referral_id)),
-    };
-    let now = api.clock.now();
-    let stored = async {
-        let txn = eh_store::begin_scoped(&api.db, &caller.tenant).await?;
-        let first = store::keep(&txn, &caller.tenant, &client, &key, &kept, now, since).await?;
-        eh_store::commit(txn).await?;
-        Ok::<_, sea_orm::DbErr>(first)
-    }
-    .await
-    .map_err(db_error)?;
-    if !stored {
-        // Another request with this key was answered first: answer as it was.
-        if let Some(first) = find_kept(api, &caller, &key, since).await? {
-            return replay(&first, &digest);
+    let (key, doc) = api.keyed_json_body(headers, body).await?;
+    // The body alone identifies a referral (as keys kept before other routes took them).
+    let request = doc.to_string();
+    api.once(&caller, &key, &request, async {
+        let violations = contract::violations(&doc).map_err(|e| {
+            tracing::error!(error = %e, "the referral contract cannot be compiled");
+            Problem::internal()
+        })?;
+        if !violations.is_empty() {
+            return Err(Problem::validation(violations));
         }
-    }
-    Ok(answer_with(&kept, false))
+        let referral: eh_proto::intake::v1::Referral =
+            serde_json::from_value(doc).map_err(|e| {
+                // The contract held, so this is a mismatch between contract and message: ours.
+                tracing::error!(error = %e, "a valid referral does not read as the gRPC message");
+                Problem::internal()
+            })?;
+        let mut intake = api.intake.clone();
+        let submitted = intake
+            .submit_referral(caller.request(SubmitReferralRequest {
+                tenant: caller.tenant.clone(),
+                referral: Some(referral),
+            }))
+            .await
+            .map_err(from_status)?
+            .into_inner();
+        let answer = SubmittedReferral {
+            referral_id: submitted.referral_id,
+            received_at: instant(&submitted.received_at),
+            duplicate: submitted.duplicate,
+        };
+        let location = format!("/v1/referrals/{}", answer.referral_id);
+        let status = if answer.duplicate {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Kept::answer(status, &answer, Some(location))
+    })
+    .await
 }
 
 async fn find_kept(
@@ -466,7 +487,7 @@ fn replay(kept: &Kept, digest: &str) -> Result<Response, Problem> {
             "Idempotency key already used for another request",
         )
         .detail(
-            "this Idempotency-Key was used with a different body; use a new key for a new request",
+            "this Idempotency-Key was used for another request (body or route); use a new key for a new request",
         )
         .violations(vec![Violation::new(
             "header:Idempotency-Key",
@@ -497,6 +518,24 @@ fn answer_with(kept: &Kept, replayed: bool) -> Response {
     resp
 }
 
+/// The request's body is declared `application/json`.
+fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+    )
+    .detail("send the body as `Content-Type: application/json`"))
+}
+
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     let refuse = |rule: &str, detail: &str| {
@@ -505,7 +544,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
     let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
         return Err(refuse(
             "required",
-            "send an `Idempotency-Key` header: a new one per referral, the same one to retry it",
+            "send an `Idempotency-Key` header: a new one per request, the same one to retry it",
         ));
     };
     let key = v
@@ -548,8 +587,13 @@ async fn get_referral(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match status(&api, &headers, id).await {
-        Ok(s) => axum::Json(s).into_response(),
+    json(status(&api, &headers, id).await)
+}
+
+/// An answer as JSON (200), or its problem.
+pub(crate) fn json<T: Serialize>(answer: Result<T, Problem>) -> Response {
+    match answer {
+        Ok(v) => axum::Json(v).into_response(),
         Err(p) => p.into_response(),
     }
 }

@@ -5,14 +5,14 @@
 //! answers with the caller's own credential: its access table decides who may, an offer made to
 //! another organisation is not found, and a provider's view of an offer leaves out what the
 //! family's consent does not let it see (saying so in `withheld`).
-use super::consent::checked;
-use super::{Api, instant, refusal};
+use super::consent::{checked, spelling};
+use super::{Api, instant, json, refusal};
 use crate::problem::{Problem, Violation};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use eh_proto::allocation::v1 as pb;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -164,10 +164,7 @@ pub async fn list_offers(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    match list(&api, &headers, query).await {
-        Ok(l) => axum::Json(l).into_response(),
-        Err(p) => p.into_response(),
-    }
+    json(list(&api, &headers, query).await)
 }
 
 async fn list(
@@ -235,23 +232,7 @@ pub async fn accept_offer(
     Path(offer_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let answered = async {
-        let caller = api.caller(&headers)?;
-        let mut client = api.allocation.clone();
-        let offer = client
-            .accept_offer(caller.request(pb::AcceptOfferRequest {
-                tenant: caller.tenant.clone(),
-                offer_id,
-            }))
-            .await
-            .map_err(|s| refusal(s, NO_OFFER, |f| format!("/{f}")))?
-            .into_inner();
-        Ok::<_, Problem>(view(offer))
-    };
-    match answered.await {
-        Ok(o) => axum::Json(o).into_response(),
-        Err(p) => p.into_response(),
-    }
+    json(answer(&api, &headers, offer_id, Answer::Accept).await)
 }
 
 /// Decline an offer, with a reason.
@@ -287,34 +268,63 @@ pub async fn decline_offer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let answered = async {
-        let caller = api.caller(&headers)?;
-        let req: OfferDeclineRequest = checked(&api, &headers, body, "OfferDeclineRequest").await?;
-        let detail = req.detail.unwrap_or_default();
-        if matches!(req.reason, DeclineReason::Other) && detail.trim().is_empty() {
-            return Err(Problem::validation(vec![Violation::new(
-                "/detail", "required",
-            )]));
+    json(answer(&api, &headers, offer_id, Answer::Decline(body)).await)
+}
+
+/// How a provider answers an offer.
+enum Answer {
+    Accept,
+    /// With the body: an [`OfferDeclineRequest`].
+    Decline(Body),
+}
+
+/// The caller's answer to an offer, sent to allocation with the caller's credential; the offer
+/// as it then stands.
+async fn answer(
+    api: &Api,
+    headers: &HeaderMap,
+    offer_id: String,
+    answer: Answer,
+) -> Result<OfferView, Problem> {
+    let caller = api.caller(headers)?;
+    let tenant = caller.tenant.clone();
+    let mut client = api.allocation.clone();
+    let answered = match answer {
+        Answer::Accept => {
+            client
+                .accept_offer(caller.request(pb::AcceptOfferRequest { tenant, offer_id }))
+                .await
         }
-        let reason = serde_json::to_value(req.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        let mut client = api.allocation.clone();
-        let offer = client
-            .decline_offer(caller.request(pb::DeclineOfferRequest {
-                tenant: caller.tenant.clone(),
-                offer_id,
-                reason,
-                detail,
-            }))
-            .await
-            .map_err(|s| refusal(s, NO_OFFER, |f| format!("/{f}")))?
-            .into_inner();
-        Ok::<_, Problem>(view(offer))
+        Answer::Decline(body) => {
+            let (reason, detail) = decline_of(api, headers, body).await?;
+            client
+                .decline_offer(caller.request(pb::DeclineOfferRequest {
+                    tenant,
+                    offer_id,
+                    reason,
+                    detail,
+                }))
+                .await
+        }
     };
-    match answered.await {
-        Ok(o) => axum::Json(o).into_response(),
-        Err(p) => p.into_response(),
+    let offer = answered
+        .map_err(|s| refusal(s, NO_OFFER, |f| format!("/{f}")))?
+        .into_inner();
+    Ok(view(offer))
+}
+
+/// A decline's reason (as allocation spells it) and words, checked: `other` needs words.
+async fn decline_of(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, String), Problem> {
+    let req: OfferDeclineRequest = checked(api, headers, body, "OfferDeclineRequest").await?;
+    let detail = req.detail.unwrap_or_default();
+    if matches!(req.reason, DeclineReason::Other) && detail.trim().is_empty() {
+        return Err(Problem::validation(vec![Violation::new(
+            "/detail", "required",
+        )]));
     }
+    Ok((spelling(&req.reason), detail))
 }
