@@ -7,8 +7,8 @@
 //! withheld, saying so. Every form is opened by [`Console::form_user`] (signed in, CSRF checked).
 use super::requests::{self, Request as OverrideRequest};
 use super::{
-    Console, Done, Form, Section, User, failed, internal, load_case, refusal, render, section,
-    see_other, urlencode, view,
+    Console, Done, Form, Section, User, again, failed, internal, load_case, refusal, render,
+    required, section, see_other, submit, urlencode, view,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -262,42 +262,27 @@ pub(super) async fn withdraw(
     Path((case_id, record_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+    let (user, form, case) = match c.case_form(&headers, &uri, &body, &case_id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
     let reason = form.text("reason");
-    let mut errors = Vec::new();
-    if reason.is_empty() {
-        errors.push(FieldError {
-            field: "reason",
-            message: "Enter why the consent is withdrawn".into(),
-        });
-    } else {
-        let r = c
-            .clients
-            .consent
-            .clone()
-            .withdraw_consent(user.call(consent::WithdrawConsentRequest {
-                tenant: user.tenant.clone(),
-                record_id: record_id.clone(),
-                reason: reason.clone(),
-            }))
-            .await;
-        match r {
-            Ok(_) => {
-                return see_other(&format!(
-                    "{}?done=consent-withdrawn",
-                    case_href(&case.case_id)
-                ));
-            }
-            Err(s) => errors.push(refusal(&s, "reason")),
+    let errors = required(&reason, "reason", "Enter why the consent is withdrawn");
+    let mut client = c.clients.consent.clone();
+    let call = client.withdraw_consent(user.call(consent::WithdrawConsentRequest {
+        tenant: user.tenant.clone(),
+        record_id: record_id.clone(),
+        reason: reason.clone(),
+    }));
+    let errors = match submit(errors, "reason", call).await {
+        Ok(_) => {
+            return see_other(&format!(
+                "{}?done=consent-withdrawn",
+                case_href(&case.case_id)
+            ));
         }
-    }
+        Err(errors) => errors,
+    };
     let body = match consent_record(&c, &user, &case, &record_id).await {
         Ok(rec) => withdraw_form(&case, &rec, &user.session.csrf, &errors, &reason),
         Err(why) => html! {
@@ -305,14 +290,7 @@ pub(super) async fn withdraw(
             (why)
         },
     };
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Withdraw consent",
-        &errors,
-        body,
-    )
+    again(&c, &user, "Withdraw consent", &errors, body)
 }
 
 // ---- the two-person safeguarding override --------------------------------------------------
@@ -547,66 +525,49 @@ pub(super) async fn request_override(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+    let (user, form, case) = match c.case_form(&headers, &uri, &body, &case_id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
     let draft = OverrideDraft::from_form(&form);
-    let (mut errors, days) = draft.check();
-    if errors.is_empty() {
-        // Only someone who may read the family's consent asks for an override of it.
-        let allowed = c
-            .clients
-            .consent
-            .clone()
-            .list_consent(user.call(consent::ListConsentRequest {
-                tenant: user.tenant.clone(),
+    let (errors, days) = draft.check();
+    // Only someone who may read the family's consent asks for an override of it.
+    let mut client = c.clients.consent.clone();
+    let allowed = client.list_consent(user.call(consent::ListConsentRequest {
+        tenant: user.tenant.clone(),
+        family_id: case.family_id.clone(),
+    }));
+    let errors = match submit(errors, "legal_basis", allowed).await {
+        Ok(_) => {
+            let r = OverrideRequest {
+                request_id: uuid_v4(),
+                case_id: case.case_id.clone(),
                 family_id: case.family_id.clone(),
-            }))
-            .await;
-        match allowed {
-            Ok(_) => {
-                let r = OverrideRequest {
-                    request_id: uuid_v4(),
-                    case_id: case.case_id.clone(),
-                    family_id: case.family_id.clone(),
-                    requested_by: user.principal.actor(),
-                    requested_at: c.now(),
-                    legal_basis: draft.legal_basis.clone(),
-                    reasoning: draft.reasoning.clone(),
-                    agencies: draft.agencies.clone(),
-                    categories: draft.categories.clone(),
-                    purposes: draft.purposes.clone(),
-                    days,
-                    status: "pending".into(),
-                    decided_by: None,
-                    override_id: None,
-                };
-                if let Err(e) = requests::create(&c.db, &user.tenant, &r).await {
-                    return internal(e);
-                }
-                tracing::info!(request = %r.request_id, case = %r.case_id, "console: safeguarding override requested");
-                return see_other(&format!(
-                    "{}/override?done=requested",
-                    case_href(&case.case_id)
-                ));
+                requested_by: user.principal.actor(),
+                requested_at: c.now(),
+                legal_basis: draft.legal_basis.clone(),
+                reasoning: draft.reasoning.clone(),
+                agencies: draft.agencies.clone(),
+                categories: draft.categories.clone(),
+                purposes: draft.purposes.clone(),
+                days,
+                status: "pending".into(),
+                decided_by: None,
+                override_id: None,
+            };
+            if let Err(e) = requests::create(&c.db, &user.tenant, &r).await {
+                return internal(e);
             }
-            Err(s) => errors.push(refusal(&s, "legal_basis")),
+            tracing::info!(request = %r.request_id, case = %r.case_id, "console: safeguarding override requested");
+            return see_other(&format!(
+                "{}/override?done=requested",
+                case_href(&case.case_id)
+            ));
         }
-    }
+        Err(errors) => errors,
+    };
     match override_view(&c, &user, &case, &errors, &draft, None).await {
-        Ok(body) => render(
-            &c,
-            &user,
-            StatusCode::BAD_REQUEST,
-            "Safeguarding override",
-            &errors,
-            body,
-        ),
+        Ok(body) => again(&c, &user, "Safeguarding override", &errors, body),
         Err(r) => r,
     }
 }
@@ -939,9 +900,9 @@ pub(super) async fn answer_offer(
         "decline" => {}
         _ => need("decision", "Select whether you accept or decline the offer"),
     }
-    if errors.is_empty() {
-        let mut client = c.clients.allocation.clone();
-        let r = if answer.decision == "accept" {
+    let mut client = c.clients.allocation.clone();
+    let call = async {
+        if answer.decision == "accept" {
             client
                 .accept_offer(user.call(alloc::AcceptOfferRequest {
                     tenant: user.tenant.clone(),
@@ -957,20 +918,14 @@ pub(super) async fn answer_offer(
                     detail: answer.detail.clone(),
                 }))
                 .await
-        };
-        match r {
-            Ok(_) => return see_other(&format!("/console/offers?done={}", answer.decision)),
-            // The service's refusal is the page's: the offer may no longer be listed.
-            Err(s) => errors.push(refusal(&s, "main-content")),
+        }
+    };
+    // The service's refusal is the page's: the offer may no longer be listed.
+    match submit(errors, "main-content", call).await {
+        Ok(_) => see_other(&format!("/console/offers?done={}", answer.decision)),
+        Err(errors) => {
+            let body = offers_view(&c, &user, &errors, Some(&answer), None).await;
+            again(&c, &user, "Offers to answer", &errors, body)
         }
     }
-    let body = offers_view(&c, &user, &errors, Some(&answer), None).await;
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Offers to answer",
-        &errors,
-        body,
-    )
 }
