@@ -18,3 +18,4 @@ mod rights;
 mod slice;
 mod unsafe_contacts;
 mod urgent;
+mod webhooks;
