@@ -35,7 +35,7 @@ impl Action {
 const MAX_TEXT: usize = 500;
 
 /// `text` as one trimmed line, or why not.
-fn one_line(what: &str, text: &str) -> anyhow::Result<String> {
+pub(crate) fn one_line(what: &str, text: &str) -> anyhow::Result<String> {
     let t = text.trim();
     anyhow::ensure!(!t.is_empty(), "{what} is empty");
     anyhow::ensure!(
@@ -106,15 +106,6 @@ pub async fn act(
         other => other?,
     };
     let target = owner(&d.consumer, service)?;
-    let loc = eh_store::Location::for_service(settings, target.name())?;
-    let db = eh_store::connect(&loc)
-        .await
-        .with_context(|| format!("{target} database (its audit trail)"))?;
-    let pending = eh_store::pending(&db, eh_auth::audit::MIGRATIONS).await?;
-    anyhow::ensure!(
-        pending.is_empty(),
-        "the audit trail of {target} is not migrated ({pending:?}): run `earlyhelp migrate --target {target}` first"
-    );
     let event = d
         .headers
         .get(eh_bus::envelope::H_ID)
@@ -133,12 +124,7 @@ pub async fn act(
             d.consumer, d.original_subject, d.parked_at, d.attempts
         ),
     };
-    let key = eh_auth::AuditKey::from_settings(settings).map_err(anyhow::Error::msg)?;
-    Auditor::with_key(db.clone(), key)
-        .record(entry)
-        .await
-        .with_context(|| format!("the audit trail of {target} cannot be written; nothing done"))?;
-    db.close().await.ok();
+    record_first(settings, target, entry).await?;
     let done = match action {
         Action::Replay => dlq::replay(transport, ns, seq).await?,
         Action::Discard => dlq::discard(transport, ns, seq).await?,
@@ -153,4 +139,32 @@ pub async fn act(
         "dead letter settled by an operator"
     );
     Ok(done)
+}
+
+/// Writes `entry` to the audit trail of `target` before an operator's command is carried out
+/// (`earlyhelp dlq`, `earlyhelp webhook`).
+///
+/// # Errors
+/// The trail is not migrated or cannot be written: then nothing may be done.
+pub(crate) async fn record_first(
+    settings: &Settings,
+    target: Target,
+    entry: AuditEntry,
+) -> anyhow::Result<()> {
+    let loc = eh_store::Location::for_service(settings, target.name())?;
+    let db = eh_store::connect(&loc)
+        .await
+        .with_context(|| format!("{target} database (its audit trail)"))?;
+    let pending = eh_store::pending(&db, eh_auth::audit::MIGRATIONS).await?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the audit trail of {target} is not migrated ({pending:?}): run `earlyhelp migrate --target {target}` first"
+    );
+    let key = eh_auth::AuditKey::from_settings(settings).map_err(anyhow::Error::msg)?;
+    Auditor::with_key(db.clone(), key)
+        .record(entry)
+        .await
+        .with_context(|| format!("the audit trail of {target} cannot be written; nothing done"))?;
+    db.close().await.ok();
+    Ok(())
 }

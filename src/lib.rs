@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod natsconf;
 pub mod sar;
 pub mod targets;
+pub mod webhook;
 
 pub use app::{App, AppOptions};
 pub use targets::Target;

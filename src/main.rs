@@ -1,7 +1,8 @@
 //! `earlyhelp`: run the platform, migrate, inspect config, verify the audit trails, operate dead
-//! letters, run the demo.
+//! letters and dead webhook deliveries, run the demo.
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use earlyhelp::dlq::Action;
 use earlyhelp::{App, AppOptions, Target};
 use eh_platform::Settings;
 use std::path::PathBuf;
@@ -55,6 +56,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Operate on the gateway's webhook deliveries (a dead one: replay or discard).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
     },
     /// Re-publish a service's events published in a time range (after a broker loss).
     /// Consumers' inboxes absorb the repeats.
@@ -182,14 +188,53 @@ enum DlqCommand {
     },
 }
 
-/// Who runs a dead-letter command, and whose audit trail records it.
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// List a council's deliveries, oldest first (JSON lines: ids, status, attempts; never the
+    /// body).
+    List {
+        #[arg(long)]
+        tenant: String,
+        /// Only those of this status: pending, delivered, dead or discarded.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Send dead delivery ID again (back to pending, its attempts from none, due now; the same
+    /// webhook-id); audited first.
+    Replay {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "replayed")]
+        reason: String,
+        #[command(flatten)]
+        who: Operator,
+    },
+    /// Never send dead delivery ID (kept as discarded); audited first.
+    Discard {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Why it is not to be sent (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        who: Operator,
+    },
+}
+
+/// Who runs a dead-letter or webhook command, and whose audit trail records it.
 #[derive(clap::Args)]
 struct Operator {
     /// Who you are, as the audit trail records it (`operator:<NAME>`); default $EH_OPERATOR,
     /// else $USER.
     #[arg(long, env = "EH_OPERATOR")]
     by: Option<String>,
-    /// The service whose audit trail records it; by default the one whose consumer parked it.
+    /// The service whose audit trail records it; by default, for a dead letter the one whose
+    /// consumer parked it, for a webhook delivery the gateway's.
     #[arg(long)]
     service: Option<String>,
 }
@@ -414,7 +459,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         &settings,
                         transport.as_ref(),
                         seq,
-                        earlyhelp::dlq::Action::Replay,
+                        Action::Replay,
                         &who.name()?,
                         &reason,
                         who.service.as_deref(),
@@ -427,7 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         &settings,
                         transport.as_ref(),
                         seq,
-                        earlyhelp::dlq::Action::Discard,
+                        Action::Discard,
                         &who.name()?,
                         &reason,
                         who.service.as_deref(),
@@ -440,6 +485,39 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Webhook { command } => match command {
+            WebhookCommand::List {
+                tenant,
+                status,
+                limit,
+            } => {
+                for d in
+                    earlyhelp::webhook::list(&settings, &tenant, status.as_deref(), limit).await?
+                {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "id": d.id, "system": d.system, "type": d.event_type,
+                            "status": d.status, "attempts": d.attempts, "reason": d.last_error,
+                            "created_at": d.created_at.to_rfc3339(),
+                            "settled_at": d.settled_at.map(|t| t.to_rfc3339()),
+                        })
+                    );
+                }
+            }
+            WebhookCommand::Replay {
+                id,
+                tenant,
+                reason,
+                who,
+            } => settle_webhook(&settings, Action::Replay, &id, &tenant, &reason, &who).await?,
+            WebhookCommand::Discard {
+                id,
+                tenant,
+                reason,
+                who,
+            } => settle_webhook(&settings, Action::Discard, &id, &tenant, &reason, &who).await?,
+        },
         Command::Republish { service, from, to } => {
             let target = Target::named(&service).map_err(anyhow::Error::msg)?;
             let parse = |s: &str| {
@@ -497,6 +575,35 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         | Command::NatsRights => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `webhook replay` or `webhook discard` of delivery `id` of council `tenant`.
+async fn settle_webhook(
+    settings: &Settings,
+    action: Action,
+    id: &str,
+    tenant: &str,
+    reason: &str,
+    who: &Operator,
+) -> anyhow::Result<()> {
+    let d = earlyhelp::webhook::act(
+        settings,
+        tenant,
+        id,
+        action,
+        &who.name()?,
+        reason,
+        who.service.as_deref(),
+    )
+    .await?;
+    match action {
+        Action::Replay => println!(
+            "replayed {id} (to {}): pending, due now; the gateway sends it again",
+            d.system
+        ),
+        Action::Discard => println!("discarded {id} (to {}): never sent", d.system),
+    }
+    Ok(())
 }
 
 async fn wait_for_bus(t: &dyn eh_bus::Transport) -> anyhow::Result<()> {

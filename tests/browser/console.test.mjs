@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +41,8 @@ const USERS = {
     'bob.support': { name: 'Bob Support', roles: ['business_support'], agency: 'council' },
     'tess.manager': { name: 'Tess Manager', roles: ['team_manager'], agency: 'council' },
     'tom.manager': { name: 'Tom Manager', roles: ['team_manager'], agency: 'council' },
+    // A provider's worker: the agency is its organisation's Open Referral UK id.
+    'pat.provider': { name: 'Pat Provider', roles: ['provider'], agency: 'worcs-cc' },
   },
   staffs: {
     'carol.frontdoor': { name: 'Carol Front Door', roles: ['front_door'], agency: 'council' },
@@ -61,6 +64,8 @@ let browser;
 let base;
 let platform;
 let logFile;
+let grpcBase;
+let worcsIssuer;
 
 async function startProvider(tenant, port, httpPort) {
   const issuer = `http://127.0.0.1:${port}`;
@@ -117,7 +122,9 @@ before(async () => {
   assert.ok(fs.existsSync(bin), `the earlyhelp binary is not built: ${bin}`);
   const [httpPort, grpcPort, worcsPort, staffsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   base = `http://127.0.0.1:${httpPort}`;
+  grpcBase = `http://127.0.0.1:${grpcPort}`;
   const worcs = await startProvider('worcs', worcsPort, httpPort);
+  worcsIssuer = worcs;
   const staffs = await startProvider('staffs', staffsPort, httpPort);
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'eh-browser-'));
   const keyHash = crypto.createHash('sha256').update(API_KEY).digest('hex');
@@ -138,7 +145,19 @@ name = "school-mis"
 sha256 = "${keyHash}"
 `;
   const config = path.join(data, 'earlyhelp.toml');
-  fs.writeFileSync(config, council('worcs', 'Worcestershire Test Council', worcs)
+  // Worcestershire's directory: one Early Help Team, run for it by organisation worcs-cc.
+  const directory = path.join(data, 'directory.json');
+  fs.writeFileSync(directory, JSON.stringify([{
+    id: 'eht-north', name: 'Early Help Team North', status: 'active',
+    organization: { id: 'worcs-cc', name: 'Worcestershire County Council' },
+  }]));
+  const allocation = `
+[tenants.worcs.allocation]
+rule_version = "browser-1"
+[tenants.worcs.allocation.directory]
+file = ${JSON.stringify(directory)}
+`;
+  fs.writeFileSync(config, council('worcs', 'Worcestershire Test Council', worcs) + allocation
     + council('staffs', 'Staffordshire Test Council', staffs).replace(/sha256 = ".*"/, `sha256 = "${'0'.repeat(64)}"`));
   const assets = path.join(root, 'tools/console/node_modules/govuk-frontend/dist/govuk');
   logFile = path.join(data, 'earlyhelp.log');
@@ -588,5 +607,210 @@ test('offers: the page for those who may answer, withheld for others', async () 
   await page.goto(`${base}/console/offers`);
   assert.match(await page.textContent('main'), /Offers are withheld/);
   await axe(page, 'offers withheld');
+  await context.close();
+});
+
+// ---- offers answered by a provider -------------------------------------------------------------
+
+/** An ID token of `login`, from the council's provider by the console's own client (code flow
+ * with PKCE, the code read from the redirect's address): for the set-up the console does
+ * not offer (the directory's import and a service's terms, allocation's gRPC methods). */
+async function idToken(issuer, login) {
+  const b64url = (b) => b.toString('base64url');
+  const verifier = b64url(crypto.randomBytes(32));
+  const challenge = b64url(crypto.createHash('sha256').update(verifier).digest());
+  const redirect = `${base}/console/callback`;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The provider's redirect lands on the console's callback, which refuses it (the state is not
+  // one of its sign-ins) and leaves the code unused: the code is read from the address.
+  const codeOf = () => {
+    const u = new URL(page.url());
+    return u.href.startsWith(`${redirect}?`) ? u.searchParams.get('code') : null;
+  };
+  let code;
+  const auth = new URL(`${issuer}/auth`);
+  for (const [k, v] of Object.entries({
+    client_id: CLIENT_ID, response_type: 'code', scope: 'openid profile', redirect_uri: redirect,
+    state: b64url(crypto.randomBytes(8)), code_challenge: challenge, code_challenge_method: 'S256',
+  })) auth.searchParams.set(k, v);
+  await page.goto(auth.href);
+  await page.fill('input[name=login]', login);
+  await page.fill('input[name=password]', 'any');
+  await page.click('button[type=submit]');
+  for (let i = 0; i < 100 && !(code = codeOf()); i++) {
+    if (/\/interaction\/[^/]+$/.test(page.url()) && await page.locator('button[type=submit]').count()
+      && !(await page.locator('input[name=login]').count())) {
+      await page.click('button[type=submit]').catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const at = page.url();
+  await context.close();
+  assert.ok(code, `no authorisation code for ${login} (at ${at})`);
+  const res = await fetch(`${issuer}/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirect, code_verifier: verifier }),
+  });
+  const body = await res.json();
+  assert.ok(body.id_token, JSON.stringify(body));
+  return body.id_token;
+}
+
+// Protocol Buffers, as far as two requests need: strings, a uint32 and a nested message.
+const varint = (n) => {
+  const out = [];
+  while (n > 127) { out.push((n & 127) | 128); n >>>= 7; }
+  out.push(n);
+  return Buffer.from(out);
+};
+const pbBytes = (field, bytes) => Buffer.concat([varint((field << 3) | 2), varint(bytes.length), bytes]);
+const pbString = (field, s) => pbBytes(field, Buffer.from(s, 'utf8'));
+const pbUint = (field, n) => Buffer.concat([varint(field << 3), varint(n)]);
+
+/** One unary gRPC call over HTTP/2 with the bearer `token`; rejects unless grpc-status is 0. */
+function grpc(method, message, token) {
+  return new Promise((resolve, reject) => {
+    const client = http2.connect(grpcBase);
+    client.on('error', reject);
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    const req = client.request({
+      ':method': 'POST', ':path': method, 'content-type': 'application/grpc', te: 'trailers',
+      authorization: `Bearer ${token}`,
+    });
+    let status;
+    let why = '';
+    const read = (h) => {
+      if (h['grpc-status'] !== undefined) { status = h['grpc-status']; why = decodeURIComponent(h['grpc-message'] || ''); }
+    };
+    req.on('response', read);
+    req.on('trailers', read);
+    req.on('data', () => {});
+    req.on('end', () => {
+      client.close();
+      if (status === '0') resolve(); else reject(new Error(`${method}: grpc-status ${status} ${why}`));
+    });
+    req.on('error', reject);
+    req.end(frame);
+  });
+}
+
+/** A consented request for support from postcode district DM1, which the team covers. */
+function covered(reference, child, parent) {
+  return {
+    ...referral(reference, child),
+    family_members: [{ given_name: parent, family_name: child.family_name, relationship: 'mother', parental_responsibility: true, safe_to_contact: true }],
+    address: { line1: '9 Orchard Row', town: 'Demoton', postcode: 'DM1 4AB' },
+    needs: ['education', 'mental_health'],
+    concerns: 'Attendance has fallen this term.',
+    requested_support: 'early_help_team',
+    consent: { obtained: true, given_by: `${parent} ${child.family_name}`, method: 'signed', date: '2026-11-20' },
+  };
+}
+
+test('offers: a provider declines one with a reason and accepts another, by keyboard alone', async () => {
+  // The council's team manager imports the directory and gives the team its terms.
+  const manager = await idToken(worcsIssuer, 'tom.manager');
+  const svc = '/earlyhelp.allocation.v1.AllocationService';
+  await grpc(`${svc}/ImportDirectory`, pbString(1, 'worcs'), manager);
+  const terms = Buffer.concat([
+    pbString(1, 'early_help_team'), pbString(2, 'DM1'), pbUint(5, 10),
+    pbString(8, 'offers@eht-north.example'), pbString(9, 'voluntary'),
+  ]);
+  await grpc(`${svc}/SetServiceTerms`, Buffer.concat([pbString(1, 'worcs'), pbString(2, 'eht-north'), pbBytes(3, terms)]), manager);
+  // Two families' requests for support, each offered to the team. Their case ids, made within
+  // the same minute, share the 8 characters a card shows: each offer is told by the child's age.
+  const ageOn = (dob) => {
+    const [y, m, d] = dob.split('-').map(Number);
+    const now = new Date();
+    return String(now.getUTCFullYear() - y - ((now.getUTCMonth() + 1 < m || (now.getUTCMonth() + 1 === m && now.getUTCDate() < d)) ? 1 : 0));
+  };
+  const families = [
+    covered('BT-OFFER-1', { given_name: 'Zara', family_name: 'Quinn', date_of_birth: '2012-01-21' }, 'Nell'),
+    covered('BT-OFFER-2', { given_name: 'Omar', family_name: 'Vale', date_of_birth: '2019-06-16' }, 'Ruth'),
+  ];
+  for (const doc of families) {
+    const res = await fetch(`${base}/v1/referrals`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': API_KEY, 'idempotency-key': doc.source.reference },
+      body: JSON.stringify(doc),
+    });
+    assert.equal(res.status, 201, await res.text());
+  }
+  const [declined, accepted] = families.map((f) => ageOn(f.children[0].date_of_birth));
+  assert.notEqual(declined, accepted);
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await signIn(page, 'Worcestershire Test Council', 'pat.provider');
+  /** The children's ages of each offer listed. */
+  const listed = () => page.evaluate(() => [...document.querySelectorAll('.govuk-summary-card')].map((c) => {
+    const row = [...c.querySelectorAll('.govuk-summary-list__row')]
+      .find((r) => r.querySelector('dt').textContent.trim() === "Children's ages");
+    return row ? row.querySelector('dd').textContent.trim() : '';
+  }));
+  for (let i = 0; i < 150; i++) {
+    await page.goto(`${base}/console/offers`);
+    const ages = await listed();
+    if (ages.includes(declined) && ages.includes(accepted)) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok((await listed()).includes(declined) && (await listed()).includes(accepted), `both offered: ${await listed()}`);
+  await axe(page, 'offers to answer');
+  await shot(page, 'offers-to-answer');
+  /** The id of field `name` of the offer whose child is `age`, on the page as it is now. */
+  const fieldOf = (age, name) => page.evaluate(([a, n]) => {
+    const card = [...document.querySelectorAll('.govuk-summary-card')].find((c) => [...c.querySelectorAll('.govuk-summary-list__row')]
+      .some((r) => r.querySelector('dt').textContent.trim() === "Children's ages" && r.querySelector('dd').textContent.trim() === a));
+    return card.querySelector(`[name=${n}]`).id;
+  }, [age, name]);
+
+  // Declined without a reason first: the error summary, its link to the offer's reasons.
+  await tabTo(page, 'the decision of the first offer', focusedId, await fieldOf(declined, 'decision'));
+  await page.keyboard.press('ArrowDown');
+  assert.equal(await page.evaluate(() => document.activeElement.value), 'decline');
+  await tabTo(page, 'Send the answer', focusedButton, 'Send the answer');
+  await Promise.all([page.waitForLoadState(), page.keyboard.press('Enter')]);
+  const summary = page.locator('.govuk-error-summary');
+  await summary.waitFor();
+  assert.match(await page.title(), /^Error:/);
+  assert.match(await summary.textContent(), /Select why you decline the offer/);
+  assert.equal(await summary.locator('a').getAttribute('href'), '#reason');
+  assert.equal(await fieldOf(declined, 'reason'), 'reason', "the link lands on this offer's reasons");
+  assert.equal(await page.locator('#reason').getAttribute('type'), 'radio');
+  assert.match(await page.locator('#reason-error').textContent(), /Select why you decline the offer/);
+  assert.equal(await page.locator('#decision-1').isChecked(), true, 'the decision is kept');
+  await axe(page, 'offers with an error');
+  await shot(page, 'offer-decline-error');
+  // From the summary's link to the reasons, by keyboard: the first reason, sent.
+  await tabTo(page, 'the error summary link', focusedText, 'Select why you decline the offer');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement?.id === 'reason');
+  await page.keyboard.press('Space');
+  assert.equal(await page.locator('#reason').isChecked(), true);
+  await tabTo(page, 'Send the answer', focusedButton, 'Send the answer');
+  await Promise.all([page.waitForURL(/done=decline/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /You declined the offer: the council offers the case elsewhere\./);
+  assert.ok(!(await listed()).includes(declined), `the declined offer is answered: ${await listed()}`);
+  assert.ok((await listed()).includes(accepted));
+  await axe(page, 'offers after a decline');
+
+  // The other accepted.
+  await tabTo(page, 'the decision of the other offer', focusedId, await fieldOf(accepted, 'decision'));
+  await page.keyboard.press('Space');
+  assert.equal(await page.evaluate(() => document.activeElement.value), 'accept');
+  await tabTo(page, 'Send the answer', focusedButton, 'Send the answer');
+  await Promise.all([page.waitForURL(/done=accept/), page.keyboard.press('Enter')]);
+  assert.match(await page.textContent('main'), /You accepted the offer: the case is allocated to your service\./);
+  const left = await listed();
+  assert.ok(!left.includes(declined) && !left.includes(accepted), `both answered: ${left}`);
+  await axe(page, 'offers after an accept');
+  await shot(page, 'offers-answered');
   await context.close();
 });

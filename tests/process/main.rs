@@ -428,6 +428,119 @@ async fn dlq_list_replay_and_discard_from_the_command_line() -> anyhow::Result<(
     Ok(())
 }
 
+/// An operator lists a council's webhook deliveries and replays a dead one through the binary
+/// (audited in casework's trail first); a delivery that is not dead, an unknown id and an unknown
+/// council are refused with a non-zero exit, nothing changed. The output holds no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
+    use eh_gateway::webhook::store;
+    let dir = tempfile::tempdir()?;
+    // A command that must succeed: its output.
+    let ok = |args: &[&str], env: &[(&str, &str)]| {
+        let out = earlyhelp(dir.path(), args, env).expect("run");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ok(&["migrate", "--target", "gateway,casework"], &[]);
+    // Two deliveries to the demo council's hub: the first dead after its one attempt.
+    let db = eh_store::connect(&eh_testkit::sqlite(dir.path(), "gateway.sqlite")).await?;
+    let now = chrono::Utc::now();
+    for id in ["wh-1", "wh-2"] {
+        let body = r#"{"type":"case.status_changed","data":{"status":"received","source_reference":"PRIVATE-REF"}}"#;
+        store::insert(
+            &db,
+            "demo",
+            id,
+            "demo-hub",
+            "case.status_changed",
+            body,
+            now,
+        )
+        .await?;
+    }
+    let d = store::oldest_pending(&db, "demo", "demo-hub")
+        .await?
+        .expect("pending");
+    assert!(store::claim(&db, &d, now).await?);
+    store::settle(&db, "demo", &d.id, 1, Err(("answered HTTP 500", None)), now).await?;
+    db.close().await?;
+    let list = |status: Option<&'static str>| {
+        let mut args = vec!["webhook", "list", "--tenant", "demo"];
+        args.extend(status.map(|s| ["--status", s]).into_iter().flatten());
+        let text = ok(&args, &[]);
+        assert!(!text.contains("PRIVATE-REF"), "no body: {text}");
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .map(|v| {
+                (
+                    v["id"].as_str().unwrap_or_default().to_string(),
+                    v["status"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let pair = |id: &str, status: &str| (id.to_string(), status.to_string());
+    assert_eq!(list(None), [pair("wh-1", "dead"), pair("wh-2", "pending")]);
+    assert_eq!(list(Some("dead")), [pair("wh-1", "dead")]);
+    // Refused, non-zero, nothing changed.
+    for (args, says) in [
+        (vec!["wh-2", "--tenant", "demo"], "is pending, not dead"),
+        (
+            vec!["wh-404", "--tenant", "demo"],
+            "holds no webhook delivery",
+        ),
+        (vec!["wh-1", "--tenant", "elsewhere"], "no council"),
+    ] {
+        let mut all = vec!["webhook", "replay", "--by", "alice"];
+        all.extend(args);
+        let out = earlyhelp(dir.path(), &all, &[])?;
+        assert!(!out.status.success(), "{all:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{all:?}: {err}");
+    }
+    let out = earlyhelp(
+        dir.path(),
+        &["webhook", "list", "--tenant", "demo", "--status", "lost"],
+        &[],
+    )?;
+    assert!(!out.status.success());
+    assert_eq!(list(None), [pair("wh-1", "dead"), pair("wh-2", "pending")]);
+    // Replayed: pending again, audited.
+    let said = ok(
+        &[
+            "webhook",
+            "replay",
+            "wh-1",
+            "--tenant",
+            "demo",
+            "--reason",
+            "hub fixed",
+        ],
+        &[("EH_OPERATOR", "alice")],
+    );
+    assert!(said.contains("replayed wh-1"), "{said}");
+    assert_eq!(
+        list(None),
+        [pair("wh-1", "pending"), pair("wh-2", "pending")]
+    );
+    // In casework's audit trail, under the council.
+    let trail = eh_store::connect(&eh_testkit::sqlite(dir.path(), "casework.sqlite")).await?;
+    let entries = eh_auth::Auditor::new(trail).entries("demo").await?;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (actor, action, record, _, reason) = &entries[0];
+    assert_eq!(
+        [actor.as_str(), action.as_str(), record.as_str()],
+        [
+            "operator:alice",
+            "webhook.replay",
+            "webhook_delivery:demo-hub:wh-1"
+        ]
+    );
+    assert!(reason.ends_with(": hub fixed"), "{reason}");
+    Ok(())
+}
+
 /// After a (pretended) broker loss an operator re-publishes a time range through the binary; the
 /// running services publish it again, and the repeat is absorbed (the bus drops an id it holds;
 /// past that, the consumers' inboxes).

@@ -596,10 +596,21 @@ async fn offers_are_answered_in_the_console(distributed: bool) -> anyhow::Result
     let page = c.get(&reader, "/console/offers").await?;
     assert!(page.body.contains("Offers are withheld"));
     // Declining needs a reason from the list; "other" needs words.
+    // Each error links to its field in this offer's form, the answer kept.
     let page = c
         .post(&provider, &offer, &[("decision", "decline")])
         .await?;
     assert!(page.body.contains("Select why you decline"));
+    assert!(page.body.contains(r##"href="#reason""##), "{}", page.body);
+    assert!(
+        page.body
+            .contains(r#"id="reason" name="reason" type="radio""#)
+    );
+    assert!(page.body.contains(r#"id="reason-error""#));
+    assert!(
+        page.body
+            .contains(r#"id="decision-1" name="decision" type="radio" value="decline" checked"#)
+    );
     let page = c
         .post(
             &provider,
@@ -608,6 +619,8 @@ async fn offers_are_answered_in_the_console(distributed: bool) -> anyhow::Result
         )
         .await?;
     assert!(page.body.contains("Say why you decline"));
+    assert!(page.body.contains(r##"href="#detail""##), "{}", page.body);
+    assert!(page.body.contains(r#"id="detail" name="detail""#));
     // Accepted: the case is allocated to the service.
     let page = c.post(&provider, &offer, &[("decision", "accept")]).await?;
     assert_eq!(page.status, 303, "{}", page.body);

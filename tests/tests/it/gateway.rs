@@ -373,7 +373,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A second upstream system of Worcestershire.
 const OTHER_KEY: &str = "worcs-other-system-key-for-tests";
 /// A `whsec_` secret for the tests' receiver.
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A new `Idempotency-Key` on a `POST`, as a client sends one per request.
 fn fresh_key(req: reqwest::RequestBuilder, method: &reqwest::Method) -> reqwest::RequestBuilder {
@@ -439,7 +439,7 @@ fn other_system(s: &mut eh_platform::Settings) {
 }
 
 /// Submits `reference` over HTTP with Worcestershire's hub key; its referral id.
-async fn submit(t: &TestApp, doc: &Value) -> anyhow::Result<String> {
+pub(crate) async fn submit(t: &TestApp, doc: &Value) -> anyhow::Result<String> {
     let reference = doc["source"]["reference"]
         .as_str()
         .unwrap_or("x")
@@ -453,7 +453,12 @@ async fn submit(t: &TestApp, doc: &Value) -> anyhow::Result<String> {
 }
 
 /// Waits until the referral's case, read over HTTP with `key`, is in `state`.
-async fn case_state(t: &TestApp, key: &str, id: &str, state: &str) -> anyhow::Result<Value> {
+pub(crate) async fn case_state(
+    t: &TestApp,
+    key: &str,
+    id: &str,
+    state: &str,
+) -> anyhow::Result<Value> {
     eh_testkit::eventually(
         WAIT,
         &format!("case of {id} to be {state}"),
@@ -751,12 +756,12 @@ async fn consent_is_recorded_and_withdrawn_over_http_by_practitioners_only() -> 
 
 /// One request the test receiver took.
 #[derive(Debug, Clone)]
-struct Captured {
-    id: String,
-    timestamp: String,
-    signature: String,
-    body: String,
-    answered: u16,
+pub(crate) struct Captured {
+    pub(crate) id: String,
+    pub(crate) timestamp: String,
+    pub(crate) signature: String,
+    pub(crate) body: String,
+    pub(crate) answered: u16,
 }
 
 /// A real HTTP receiver: records every request; answers 503 to the first attempt of each
@@ -765,6 +770,15 @@ async fn receiver(
     fail_first: bool,
     always_fail: bool,
 ) -> anyhow::Result<(String, Arc<Mutex<Vec<Captured>>>)> {
+    let refusing = Arc::new(std::sync::atomic::AtomicBool::new(always_fail));
+    switched_receiver(fail_first, refusing).await
+}
+
+/// [`receiver`] that answers 500 to every request while `refusing` holds (the test switches it).
+pub(crate) async fn switched_receiver(
+    fail_first: bool,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<(String, Arc<Mutex<Vec<Captured>>>)> {
     use axum::http::HeaderMap;
     let seen: Arc<Mutex<Vec<Captured>>> = Arc::default();
     let state = seen.clone();
@@ -772,6 +786,7 @@ async fn receiver(
         "/hooks",
         axum::routing::post(move |headers: HeaderMap, body: String| {
             let state = state.clone();
+            let always_fail = refusing.load(std::sync::atomic::Ordering::SeqCst);
             async move {
                 let h = |k: &str| {
                     headers
@@ -810,7 +825,7 @@ async fn receiver(
 }
 
 /// The gateway's webhook settings for Worcestershire's hub, quick retries.
-fn webhooks(s: &mut eh_platform::Settings, url: &str, max_attempts: u32) {
+pub(crate) fn webhooks(s: &mut eh_platform::Settings, url: &str, max_attempts: u32) {
     s.sections.insert(
         "gateway".into(),
         Section::from_json(
@@ -826,7 +841,7 @@ fn webhooks(s: &mut eh_platform::Settings, url: &str, max_attempts: u32) {
 
 /// Checks a delivery's signature independently of the gateway: HMAC-SHA256 with the secret's
 /// key over `id.timestamp.body`, as the Standard Webhooks convention defines it.
-fn verify(c: &Captured) {
+pub(crate) fn verify(c: &Captured) {
     use base64::Engine;
     use hmac::{Mac, SimpleHmac};
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -843,7 +858,7 @@ fn verify(c: &Captured) {
 
 /// Checks every captured delivery with the Standard Webhooks Python library when it is
 /// installed (`pip install standardwebhooks`); says so when it is not.
-fn verify_with_python(captured: &[Captured]) -> anyhow::Result<()> {
+pub(crate) fn verify_with_python(captured: &[Captured]) -> anyhow::Result<()> {
     let have = std::process::Command::new("python3")
         .args(["-c", "import standardwebhooks"])
         .status()

@@ -19,3 +19,4 @@ mod rights;
 mod slice;
 mod unsafe_contacts;
 mod urgent;
+mod webhooks;

@@ -7,8 +7,8 @@
 //! withheld, saying so. Every form is opened by [`Console::form_user`] (signed in, CSRF checked).
 use super::requests::{self, Request as OverrideRequest};
 use super::{
-    Console, Done, Form, Section, User, failed, internal, load_case, refusal, render, section,
-    see_other, urlencode, view,
+    Console, Done, Form, Section, User, again, failed, internal, load_case, refusal, render,
+    required, section, see_other, submit, urlencode, view,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -53,6 +53,11 @@ const PURPOSES: &[(&str, &str)] = &[
     ("assessment", "Assessment"),
     ("sharing", "Sharing with other agencies"),
     ("contacting", "Contacting the family"),
+];
+/// A provider's answers to an offer.
+const DECISIONS: &[(&str, &str)] = &[
+    ("accept", "Yes, accept the offer"),
+    ("decline", "No, decline it"),
 ];
 /// Why a provider declines an offer (allocation's `DECLINE_REASONS`).
 const DECLINE_REASONS: &[(&str, &str)] = &[
@@ -257,42 +262,27 @@ pub(super) async fn withdraw(
     Path((case_id, record_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+    let (user, form, case) = match c.case_form(&headers, &uri, &body, &case_id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
     let reason = form.text("reason");
-    let mut errors = Vec::new();
-    if reason.is_empty() {
-        errors.push(FieldError {
-            field: "reason",
-            message: "Enter why the consent is withdrawn".into(),
-        });
-    } else {
-        let r = c
-            .clients
-            .consent
-            .clone()
-            .withdraw_consent(user.call(consent::WithdrawConsentRequest {
-                tenant: user.tenant.clone(),
-                record_id: record_id.clone(),
-                reason: reason.clone(),
-            }))
-            .await;
-        match r {
-            Ok(_) => {
-                return see_other(&format!(
-                    "{}?done=consent-withdrawn",
-                    case_href(&case.case_id)
-                ));
-            }
-            Err(s) => errors.push(refusal(&s, "reason")),
+    let errors = required(&reason, "reason", "Enter why the consent is withdrawn");
+    let mut client = c.clients.consent.clone();
+    let call = client.withdraw_consent(user.call(consent::WithdrawConsentRequest {
+        tenant: user.tenant.clone(),
+        record_id: record_id.clone(),
+        reason: reason.clone(),
+    }));
+    let errors = match submit(errors, "reason", call).await {
+        Ok(_) => {
+            return see_other(&format!(
+                "{}?done=consent-withdrawn",
+                case_href(&case.case_id)
+            ));
         }
-    }
+        Err(errors) => errors,
+    };
     let body = match consent_record(&c, &user, &case, &record_id).await {
         Ok(rec) => withdraw_form(&case, &rec, &user.session.csrf, &errors, &reason),
         Err(why) => html! {
@@ -300,14 +290,7 @@ pub(super) async fn withdraw(
             (why)
         },
     };
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Withdraw consent",
-        &errors,
-        body,
-    )
+    again(&c, &user, "Withdraw consent", &errors, body)
 }
 
 // ---- the two-person safeguarding override --------------------------------------------------
@@ -542,66 +525,49 @@ pub(super) async fn request_override(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (user, form) = match c.form_user(&headers, &uri, &body).await {
+    let (user, form, case) = match c.case_form(&headers, &uri, &body, &case_id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
     let draft = OverrideDraft::from_form(&form);
-    let (mut errors, days) = draft.check();
-    if errors.is_empty() {
-        // Only someone who may read the family's consent asks for an override of it.
-        let allowed = c
-            .clients
-            .consent
-            .clone()
-            .list_consent(user.call(consent::ListConsentRequest {
-                tenant: user.tenant.clone(),
+    let (errors, days) = draft.check();
+    // Only someone who may read the family's consent asks for an override of it.
+    let mut client = c.clients.consent.clone();
+    let allowed = client.list_consent(user.call(consent::ListConsentRequest {
+        tenant: user.tenant.clone(),
+        family_id: case.family_id.clone(),
+    }));
+    let errors = match submit(errors, "legal_basis", allowed).await {
+        Ok(_) => {
+            let r = OverrideRequest {
+                request_id: uuid_v4(),
+                case_id: case.case_id.clone(),
                 family_id: case.family_id.clone(),
-            }))
-            .await;
-        match allowed {
-            Ok(_) => {
-                let r = OverrideRequest {
-                    request_id: uuid_v4(),
-                    case_id: case.case_id.clone(),
-                    family_id: case.family_id.clone(),
-                    requested_by: user.principal.actor(),
-                    requested_at: c.now(),
-                    legal_basis: draft.legal_basis.clone(),
-                    reasoning: draft.reasoning.clone(),
-                    agencies: draft.agencies.clone(),
-                    categories: draft.categories.clone(),
-                    purposes: draft.purposes.clone(),
-                    days,
-                    status: "pending".into(),
-                    decided_by: None,
-                    override_id: None,
-                };
-                if let Err(e) = requests::create(&c.db, &user.tenant, &r).await {
-                    return internal(e);
-                }
-                tracing::info!(request = %r.request_id, case = %r.case_id, "console: safeguarding override requested");
-                return see_other(&format!(
-                    "{}/override?done=requested",
-                    case_href(&case.case_id)
-                ));
+                requested_by: user.principal.actor(),
+                requested_at: c.now(),
+                legal_basis: draft.legal_basis.clone(),
+                reasoning: draft.reasoning.clone(),
+                agencies: draft.agencies.clone(),
+                categories: draft.categories.clone(),
+                purposes: draft.purposes.clone(),
+                days,
+                status: "pending".into(),
+                decided_by: None,
+                override_id: None,
+            };
+            if let Err(e) = requests::create(&c.db, &user.tenant, &r).await {
+                return internal(e);
             }
-            Err(s) => errors.push(refusal(&s, "legal_basis")),
+            tracing::info!(request = %r.request_id, case = %r.case_id, "console: safeguarding override requested");
+            return see_other(&format!(
+                "{}/override?done=requested",
+                case_href(&case.case_id)
+            ));
         }
-    }
+        Err(errors) => errors,
+    };
     match override_view(&c, &user, &case, &errors, &draft, None).await {
-        Ok(body) => render(
-            &c,
-            &user,
-            StatusCode::BAD_REQUEST,
-            "Safeguarding override",
-            &errors,
-            body,
-        ),
+        Ok(body) => again(&c, &user, "Safeguarding override", &errors, body),
         Err(r) => r,
     }
 }
@@ -804,12 +770,23 @@ pub(super) async fn override_requests(
 
 // ---- provider offers -----------------------------------------------------------------------
 
+/// A provider's answer to one offer, as its form sent it.
+#[derive(Default)]
+struct Answer {
+    offer_id: String,
+    decision: String,
+    reason: String,
+    detail: String,
+}
+
 async fn offers_view(
     c: &Console,
     user: &User,
     errors: &[FieldError],
+    answer: Option<&Answer>,
     done: Option<&str>,
 ) -> Markup {
+    let blank = Answer::default();
     let r = c
         .clients
         .allocation
@@ -828,7 +805,11 @@ async fn offers_view(
             Section::Shown(list) => {
                 @if list.offers.is_empty() { p class="govuk-body" { "There are no offers to answer." } }
                 @for (i, o) in list.offers.iter().enumerate() {
-                    @let fid = format!("offer-{i}");
+                    // The offer whose answer is shown again has the ids its errors link to.
+                    @let mine = answer.filter(|a| a.offer_id == o.offer_id);
+                    @let a = mine.unwrap_or(&blank);
+                    @let errs = if mine.is_some() { errors } else { &[] };
+                    @let id = |name: &str| if mine.is_some() { name.to_string() } else { format!("offer-{i}-{name}") };
                     div class="govuk-summary-card" {
                         div class="govuk-summary-card__title-wrapper" {
                             h2 class="govuk-summary-card__title" { (o.service_name) ": case " (o.case_id.chars().take(8).collect::<String>()) }
@@ -848,38 +829,9 @@ async fn offers_view(
                             }
                             form method="post" action={"/console/offers/" (urlencode(&o.offer_id))} novalidate {
                                 input type="hidden" name="csrf" value=(user.session.csrf);
-                                div class="govuk-form-group" {
-                                    fieldset class="govuk-fieldset" {
-                                        legend class="govuk-fieldset__legend govuk-fieldset__legend--s" { "Will your service take the case on?" }
-                                        div class="govuk-radios govuk-radios--small" data-module="govuk-radios" {
-                                            div class="govuk-radios__item" {
-                                                input class="govuk-radios__input" id={(fid) "-accept"} name="decision" type="radio" value="accept";
-                                                label class="govuk-label govuk-radios__label" for={(fid) "-accept"} { "Yes, accept the offer" }
-                                            }
-                                            div class="govuk-radios__item" {
-                                                input class="govuk-radios__input" id={(fid) "-decline"} name="decision" type="radio" value="decline";
-                                                label class="govuk-label govuk-radios__label" for={(fid) "-decline"} { "No, decline it" }
-                                            }
-                                        }
-                                    }
-                                }
-                                div class="govuk-form-group" {
-                                    fieldset class="govuk-fieldset" {
-                                        legend class="govuk-fieldset__legend govuk-fieldset__legend--s" { "If you decline, why?" }
-                                        div class="govuk-radios govuk-radios--small" data-module="govuk-radios" {
-                                            @for (value, text) in DECLINE_REASONS {
-                                                div class="govuk-radios__item" {
-                                                    input class="govuk-radios__input" id={(fid) "-reason-" (value)} name="reason" type="radio" value=(value);
-                                                    label class="govuk-label govuk-radios__label" for={(fid) "-reason-" (value)} { (text) }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                                div class="govuk-form-group" {
-                                    label class="govuk-label" for={(fid) "-detail"} { "More detail (needed for another reason)" }
-                                    textarea class="govuk-textarea" id={(fid) "-detail"} name="detail" rows="2" {}
-                                }
+                                (view::radios_named(errs, &id("decision"), "decision", "Will your service take the case on?", DECISIONS, &a.decision))
+                                (view::radios_named(errs, &id("reason"), "reason", "If you decline, why?", DECLINE_REASONS, &a.reason))
+                                (view::textarea_named(errs, &id("detail"), "detail", "More detail", "Needed when you decline for another reason.", &a.detail))
                                 button type="submit" class="govuk-button" data-module="govuk-button" { "Send the answer" }
                             }
                         }
@@ -909,7 +861,7 @@ pub(super) async fn offers_page(
         Some("decline") => Some("You declined the offer: the council offers the case elsewhere."),
         _ => None,
     };
-    let body = offers_view(&c, &user, &[], note).await;
+    let body = offers_view(&c, &user, &[], None, note).await;
     render(&c, &user, StatusCode::OK, "Offers to answer", &[], body)
 }
 
@@ -924,59 +876,56 @@ pub(super) async fn answer_offer(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let decision = form.text("decision");
-    let reason = form.text("reason");
-    let detail = form.text("detail");
-    let field: &'static str = "main-content";
+    let answer = Answer {
+        offer_id,
+        decision: form.text("decision"),
+        reason: form.text("reason"),
+        detail: form.text("detail"),
+    };
     let mut errors = Vec::new();
-    let mut need = |message: &str| {
+    let mut need = |field, message: &str| {
         errors.push(FieldError {
             field,
             message: message.into(),
         })
     };
-    match decision.as_str() {
+    match answer.decision.as_str() {
         "accept" => {}
-        "decline" if !DECLINE_REASONS.iter().any(|r| r.0 == reason) => {
-            need("Select why you decline the offer")
+        "decline" if !DECLINE_REASONS.iter().any(|r| r.0 == answer.reason) => {
+            need("reason", "Select why you decline the offer")
         }
-        "decline" if reason == "other" && detail.is_empty() => {
-            need("Say why you decline the offer (another reason)")
+        "decline" if answer.reason == "other" && answer.detail.is_empty() => {
+            need("detail", "Say why you decline the offer (another reason)")
         }
         "decline" => {}
-        _ => need("Select whether you accept or decline the offer"),
+        _ => need("decision", "Select whether you accept or decline the offer"),
     }
-    if errors.is_empty() {
-        let mut client = c.clients.allocation.clone();
-        let r = if decision == "accept" {
+    let mut client = c.clients.allocation.clone();
+    let call = async {
+        if answer.decision == "accept" {
             client
                 .accept_offer(user.call(alloc::AcceptOfferRequest {
                     tenant: user.tenant.clone(),
-                    offer_id: offer_id.clone(),
+                    offer_id: answer.offer_id.clone(),
                 }))
                 .await
         } else {
             client
                 .decline_offer(user.call(alloc::DeclineOfferRequest {
                     tenant: user.tenant.clone(),
-                    offer_id: offer_id.clone(),
-                    reason: reason.clone(),
-                    detail: detail.clone(),
+                    offer_id: answer.offer_id.clone(),
+                    reason: answer.reason.clone(),
+                    detail: answer.detail.clone(),
                 }))
                 .await
-        };
-        match r {
-            Ok(_) => return see_other(&format!("/console/offers?done={decision}")),
-            Err(s) => errors.push(refusal(&s, field)),
+        }
+    };
+    // The service's refusal is the page's: the offer may no longer be listed.
+    match submit(errors, "main-content", call).await {
+        Ok(_) => see_other(&format!("/console/offers?done={}", answer.decision)),
+        Err(errors) => {
+            let body = offers_view(&c, &user, &errors, Some(&answer), None).await;
+            again(&c, &user, "Offers to answer", &errors, body)
         }
     }
-    let body = offers_view(&c, &user, &errors, None).await;
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Offers to answer",
-        &errors,
-        body,
-    )
 }

@@ -354,6 +354,20 @@ impl Console {
         }
     }
 
+    /// A signed-in person's form about case `case_id` ([`Console::form_user`]), with the case
+    /// read with their token (or the page that says why it cannot be shown).
+    async fn case_form(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &Bytes,
+        case_id: &str,
+    ) -> Result<(User, Form, cw::Case), Response> {
+        let (user, form) = self.form_user(headers, uri, body).await?;
+        let case = load_case(self, &user, case_id).await?;
+        Ok((user, form, case))
+    }
+
     /// Checks a form's CSRF token against the session's: `None` when it is right, the 403 page
     /// otherwise.
     fn csrf_refusal(&self, session: &Session, form: &Form) -> Option<Response> {
@@ -1342,6 +1356,41 @@ async fn close_page(
     render(&c, &user, StatusCode::OK, "Close the case", &[], body)
 }
 
+/// The error of a required text field left empty: none when it holds something.
+fn required(value: &str, field: &'static str, message: &str) -> Vec<FieldError> {
+    if value.is_empty() {
+        vec![FieldError {
+            field,
+            message: message.into(),
+        }]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The service's part of a form a signed-in person sent: when the form's own checks found
+/// nothing (`errors` empty), `call` (a service's gRPC method with the person's token) is made and
+/// its answer returned; otherwise the errors to show the form again with — the form's own (the
+/// service is not called) or the service's refusal, on `field`.
+async fn submit<T>(
+    mut errors: Vec<FieldError>,
+    field: &'static str,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, Vec<FieldError>> {
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    call.await.map_err(|s| {
+        errors.push(refusal(&s, field));
+        errors
+    })
+}
+
+/// A form shown again with its errors (400).
+fn again(c: &Console, user: &User, title: &str, errors: &[FieldError], body: Markup) -> Response {
+    render(c, user, StatusCode::BAD_REQUEST, title, errors, body)
+}
+
 /// A service's refusal of a form, as the field errors the form shows.
 fn refusal(s: &tonic::Status, field: &'static str) -> FieldError {
     let message = match s.code() {
@@ -1365,46 +1414,24 @@ async fn step_up(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let reason = form
-        .get("reason")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let mut errors = Vec::new();
-    if reason.is_empty() {
-        errors.push(FieldError {
-            field: "reason",
-            message: "Enter why the case is stepped up".into(),
-        });
-    } else {
-        let r = c
-            .clients
-            .casework
-            .clone()
-            .step_up(user.call(cw::StepUpRequest {
-                tenant: user.tenant.clone(),
-                case_id: id.clone(),
-                reason: reason.clone(),
-            }))
-            .await;
-        match r {
-            Ok(_) => {
-                return see_other(&format!(
-                    "/console/cases/{}?done=stepped-up",
-                    urlencode(&id)
-                ));
-            }
-            Err(s) => errors.push(refusal(&s, "reason")),
+    let reason = form.text("reason");
+    let errors = required(&reason, "reason", "Enter why the case is stepped up");
+    let mut casework = c.clients.casework.clone();
+    let call = casework.step_up(user.call(cw::StepUpRequest {
+        tenant: user.tenant.clone(),
+        case_id: id.clone(),
+        reason: reason.clone(),
+    }));
+    match submit(errors, "reason", call).await {
+        Ok(_) => see_other(&format!(
+            "/console/cases/{}?done=stepped-up",
+            urlencode(&id)
+        )),
+        Err(errors) => {
+            let body = step_up_form(&id, &user.session.csrf, &errors, &reason);
+            again(&c, &user, "Step up the case", &errors, body)
         }
     }
-    let body = step_up_form(&id, &user.session.csrf, &errors, &reason);
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Step up the case",
-        &errors,
-        body,
-    )
 }
 
 async fn close(
@@ -1419,10 +1446,7 @@ async fn close(
         Err(r) => return r,
     };
     let outcome = form.get("outcome").cloned().unwrap_or_default();
-    let reason = form
-        .get("reason")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let reason = form.text("reason");
     let mut errors = Vec::new();
     if !CLOSE_OUTCOMES.iter().any(|o| o.0 == outcome) {
         errors.push(FieldError {
@@ -1430,38 +1454,21 @@ async fn close(
             message: "Select why the case is closed".into(),
         });
     }
-    if reason.is_empty() {
-        errors.push(FieldError {
-            field: "reason",
-            message: "Enter the reasons".into(),
-        });
-    }
-    if errors.is_empty() {
-        let r = c
-            .clients
-            .casework
-            .clone()
-            .close_case(user.call(cw::CloseCaseRequest {
-                tenant: user.tenant.clone(),
-                case_id: id.clone(),
-                outcome: outcome.clone(),
-                reason: reason.clone(),
-            }))
-            .await;
-        match r {
-            Ok(_) => return see_other(&format!("/console/cases/{}?done=closed", urlencode(&id))),
-            Err(s) => errors.push(refusal(&s, "outcome")),
+    errors.extend(required(&reason, "reason", "Enter the reasons"));
+    let mut casework = c.clients.casework.clone();
+    let call = casework.close_case(user.call(cw::CloseCaseRequest {
+        tenant: user.tenant.clone(),
+        case_id: id.clone(),
+        outcome: outcome.clone(),
+        reason: reason.clone(),
+    }));
+    match submit(errors, "outcome", call).await {
+        Ok(_) => see_other(&format!("/console/cases/{}?done=closed", urlencode(&id))),
+        Err(errors) => {
+            let body = close_form(&id, &user.session.csrf, &errors, &outcome, &reason);
+            again(&c, &user, "Close the case", &errors, body)
         }
     }
-    let body = close_form(&id, &user.session.csrf, &errors, &outcome, &reason);
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Close the case",
-        &errors,
-        body,
-    )
 }
 
 // ---- match candidates ----------------------------------------------------------------------
@@ -1571,10 +1578,6 @@ async fn resolve_match(
         Err(r) => return r,
     };
     let decision = form.get("decision").cloned().unwrap_or_default();
-    let reason = form
-        .get("reason")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
     let field: &'static str = "main-content";
     let mut errors = Vec::new();
     if decision != "confirm" && decision != "reject" {
@@ -1582,32 +1585,21 @@ async fn resolve_match(
             field,
             message: "Select whether this is the same person".into(),
         });
-    } else {
-        let r = c
-            .clients
-            .intake
-            .clone()
-            .resolve_match_candidate(user.call(intake::ResolveMatchCandidateRequest {
-                tenant: user.tenant.clone(),
-                candidate_id: id.clone(),
-                decision: decision.clone(),
-                reason,
-            }))
-            .await;
-        match r {
-            Ok(_) => return see_other(&format!("/console/matches?done={decision}")),
-            Err(s) => errors.push(refusal(&s, field)),
+    }
+    let mut intake = c.clients.intake.clone();
+    let call = intake.resolve_match_candidate(user.call(intake::ResolveMatchCandidateRequest {
+        tenant: user.tenant.clone(),
+        candidate_id: id.clone(),
+        decision: decision.clone(),
+        reason: form.text("reason"),
+    }));
+    match submit(errors, field, call).await {
+        Ok(_) => see_other(&format!("/console/matches?done={decision}")),
+        Err(errors) => {
+            let body = matches_view(&c, &user, &errors, None).await;
+            again(&c, &user, "Possible matches", &errors, body)
         }
     }
-    let body = matches_view(&c, &user, &errors, None).await;
-    render(
-        &c,
-        &user,
-        StatusCode::BAD_REQUEST,
-        "Possible matches",
-        &errors,
-        body,
-    )
 }
 
 // ---- static files --------------------------------------------------------------------------

@@ -151,6 +151,18 @@ pub fn textarea(
     hint: &str,
     value: &str,
 ) -> Markup {
+    textarea_named(errors, id, id, label, hint, value)
+}
+
+/// [`textarea`] whose id is not its field's name (one of several forms on a page).
+pub fn textarea_named(
+    errors: &[FieldError],
+    id: &str,
+    name: &str,
+    label: &str,
+    hint: &str,
+    value: &str,
+) -> Markup {
     let err = field_error(errors, id);
     let hint_id = format!("{id}-hint");
     let err_id = format!("{id}-error");
@@ -176,7 +188,7 @@ pub fn textarea(
             @if let Some(e) = &err {
                 p id=(err_id) class="govuk-error-message" { span class="govuk-visually-hidden" { "Error: " } (e) }
             }
-            textarea class=(area) id=(id) name=(id) rows="4" aria-describedby=(described) { (value) }
+            textarea class=(area) id=(id) name=(name) rows="4" aria-describedby=(described) { (value) }
         }
     }
 }
@@ -186,6 +198,18 @@ pub fn textarea(
 pub fn radios(
     errors: &[FieldError],
     id: &'static str,
+    legend: &str,
+    options: &[(&str, &str)],
+    chosen: &str,
+) -> Markup {
+    radios_named(errors, id, id, legend, options, chosen)
+}
+
+/// [`radios`] whose id is not its field's name (one of several forms on a page).
+pub fn radios_named(
+    errors: &[FieldError],
+    id: &str,
+    name: &str,
     legend: &str,
     options: &[(&str, &str)],
     chosen: &str,
@@ -208,7 +232,7 @@ pub fn radios(
                     @for (i, (value, text)) in options.iter().enumerate() {
                         @let input_id = if i == 0 { id.to_string() } else { format!("{id}-{i}") };
                         div class="govuk-radios__item" {
-                            input class="govuk-radios__input" id=(input_id) name=(id) type="radio" value=(value) checked[*value == chosen];
+                            input class="govuk-radios__input" id=(input_id) name=(name) type="radio" value=(value) checked[*value == chosen];
                             label class="govuk-label govuk-radios__label" for=(input_id) { (text) }
                         }
                     }

@@ -1,6 +1,7 @@
 //! The webhook deliveries: one row per status update for one system, its body as it will be sent
 //! (ids and a status, never the family's details), where it stands (`pending`, `delivered`,
-//! `dead`), its attempts, when the next is due and the last failure's reason.
+//! `dead`; an operator may then replay it, back to `pending`, or mark it `discarded`), its
+//! attempts, when the next is due and the last failure's reason.
 use eh_store::stmt;
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -43,6 +44,9 @@ pub const MIGRATIONS: &[eh_store::Migration] = &[
 pub const PENDING: &str = "pending";
 pub const DELIVERED: &str = "delivered";
 pub const DEAD: &str = "dead";
+/// A dead delivery an operator decided not to send again (`earlyhelp webhook discard`).
+pub const DISCARDED: &str = "discarded";
+pub const STATUSES: &[&str] = &[PENDING, DELIVERED, DEAD, DISCARDED];
 
 /// A delivery as the sender reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +198,127 @@ pub async fn count(db: &impl ConnectionTrait, tenant: &str, status: &str) -> Res
     row.map(|r| r.try_get_by_index::<i64>(0))
         .transpose()
         .map(Option::unwrap_or_default)
+}
+
+/// A delivery as an operator sees it: its ids and where it stands, never its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub system: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    /// Why its last attempt failed, in the sender's words (never the URL or the body).
+    pub last_error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub settled_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const LISTED: &str =
+    "SELECT id, system, event_type, status, attempts, last_error, created_at, settled_at
+     FROM gateway_webhook_deliveries";
+
+fn listed(r: &sea_orm::QueryResult) -> Result<Listed, DbErr> {
+    Ok(Listed {
+        id: r.try_get_by_index(0)?,
+        system: r.try_get_by_index(1)?,
+        event_type: r.try_get_by_index(2)?,
+        status: r.try_get_by_index(3)?,
+        attempts: r.try_get_by_index(4)?,
+        last_error: r.try_get_by_index(5)?,
+        created_at: r.try_get_by_index(6)?,
+        settled_at: r.try_get_by_index(7)?,
+    })
+}
+
+/// The deliveries of `tenant` (of `status` only, when given), oldest first, at most `limit`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    status: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Listed>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            &format!(
+                "{LISTED} WHERE tenant = $1 AND ($2 = '' OR status = $2)
+                 ORDER BY created_at, id LIMIT $3"
+            ),
+            [
+                tenant.into(),
+                status.unwrap_or_default().into(),
+                i64::from(limit).into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(listed).collect()
+}
+
+/// Delivery `id` of `tenant`, if it holds one.
+pub async fn find(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Listed>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            &format!("{LISTED} WHERE tenant = $1 AND id = $2"),
+            [tenant.into(), id.into()],
+        ))
+        .await?;
+    row.as_ref().map(listed).transpose()
+}
+
+/// Dead delivery `id` back to `pending`, its attempts from none, due at `now`: the sender posts
+/// it again (same `webhook-id`). `false` when it is not dead (nothing changed).
+pub async fn replay(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    from_dead(
+        db,
+        tenant,
+        id,
+        "status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, settled_at = NULL",
+        now,
+    )
+    .await
+}
+
+/// Dead delivery `id` marked `discarded`: kept, never sent. `false` when it is not dead
+/// (nothing changed).
+pub async fn discard(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    from_dead(db, tenant, id, "status = 'discarded', settled_at = $1", now).await
+}
+
+/// Sets `set` (`$1` is `now`) on delivery `id` if it is dead; whether it was.
+async fn from_dead(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    id: &str,
+    set: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, DbErr> {
+    let res = db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            &format!(
+                "UPDATE gateway_webhook_deliveries SET {set}
+                 WHERE tenant = $2 AND id = $3 AND status = 'dead'"
+            ),
+            [now.into(), tenant.into(), id.into()],
+        ))
+        .await?;
+    Ok(res.rows_affected() == 1)
 }
 
 #[cfg(test)]
