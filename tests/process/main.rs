@@ -451,10 +451,14 @@ async fn webhook_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
         store::insert(
             &db,
             "demo",
-            id,
-            "demo-hub",
-            "case.status_changed",
-            body,
+            &store::NewDelivery {
+                id,
+                system: "demo-hub",
+                case_id: "case-1",
+                referral_id: "referral-1",
+                event_type: "case.status_changed",
+                payload: body,
+            },
             now,
         )
         .await?;
