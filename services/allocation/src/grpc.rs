@@ -31,6 +31,7 @@ pub const ACCESS: &[(&str, &[&str])] = &[
             "practitioner",
             "commissioner",
             "business_support",
+            eh_service::access::UPSTREAM_SYSTEM,
         ],
     ),
     (
@@ -41,6 +42,7 @@ pub const ACCESS: &[(&str, &[&str])] = &[
             "practitioner",
             "commissioner",
             "business_support",
+            eh_service::access::UPSTREAM_SYSTEM,
         ],
     ),
     ("SetServiceTerms", &["team_manager", "commissioner"]),

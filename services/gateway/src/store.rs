@@ -78,23 +78,49 @@ pub async fn find(
     .transpose()
 }
 
-/// Keeps `kept` for the key, replacing an entry older than `since` (an expired key is new).
-/// `false` when another request kept an answer for the key first (read it with [`find`]).
-pub async fn keep(
+/// Where a key stands when a request with it arrives ([`reserve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// The key is this request's now: run it, then [`complete`] (or [`release`] on failure).
+    Fresh,
+    /// A request with the key is under way (its request's digest).
+    InProgress { request_sha256: String },
+    /// A request with the key was answered.
+    Answered(Kept),
+}
+
+/// The status a reservation is kept with until its answer replaces it (no HTTP status is 0).
+const UNDER_WAY: i32 = 0;
+
+/// Takes the key for a request with digest `request_sha256` before it runs, so two requests with
+/// one key never both run: an entry made before `since` is expired (the key is new again), and a
+/// reservation made before `abandoned` was left by a request that never finished (a crash) and
+/// is taken over.
+#[allow(clippy::too_many_arguments)]
+pub async fn reserve(
     db: &impl ConnectionTrait,
     tenant: &str,
     client: &str,
     key: &str,
-    kept: &Kept,
+    request_sha256: &str,
     now: chrono::DateTime<chrono::Utc>,
     since: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, DbErr> {
+    abandoned: chrono::DateTime<chrono::Utc>,
+) -> Result<Reserved, DbErr> {
     let b = db.get_database_backend();
     db.execute_raw(stmt(
         b,
         "DELETE FROM gateway_idempotency
-         WHERE tenant = $1 AND client = $2 AND idempotency_key = $3 AND created_at <= $4",
-        [tenant.into(), client.into(), key.into(), since.into()],
+         WHERE tenant = $1 AND client = $2 AND idempotency_key = $3
+           AND (created_at <= $4 OR (status = $5 AND created_at <= $6))",
+        [
+            tenant.into(),
+            client.into(),
+            key.into(),
+            since.into(),
+            UNDER_WAY.into(),
+            abandoned.into(),
+        ],
     ))
     .await?;
     let res = db
@@ -102,21 +128,74 @@ pub async fn keep(
             b,
             "INSERT INTO gateway_idempotency
                (tenant, client, idempotency_key, request_sha256, status, response, location, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             VALUES ($1, $2, $3, $4, $5, '', NULL, $6)
              ON CONFLICT (tenant, client, idempotency_key) DO NOTHING",
             [
                 tenant.into(),
                 client.into(),
                 key.into(),
-                kept.request_sha256.clone().into(),
-                i32::from(kept.status).into(),
-                kept.response.clone().into(),
-                kept.location.clone().into(),
+                request_sha256.into(),
+                UNDER_WAY.into(),
                 now.into(),
             ],
         ))
         .await?;
-    Ok(res.rows_affected() == 1)
+    if res.rows_affected() == 1 {
+        return Ok(Reserved::Fresh);
+    }
+    Ok(match find(db, tenant, client, key, since).await? {
+        Some(k) if k.status == 0 => Reserved::InProgress {
+            request_sha256: k.request_sha256,
+        },
+        Some(k) => Reserved::Answered(k),
+        // Gone between the two statements (released): under way as far as this request knows.
+        None => Reserved::InProgress {
+            request_sha256: request_sha256.into(),
+        },
+    })
+}
+
+/// The answer to the request that reserved the key, kept in place of its reservation.
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    client: &str,
+    key: &str,
+    kept: &Kept,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "UPDATE gateway_idempotency SET status = $4, response = $5, location = $6
+         WHERE tenant = $1 AND client = $2 AND idempotency_key = $3 AND status = $7",
+        [
+            tenant.into(),
+            client.into(),
+            key.into(),
+            i32::from(kept.status).into(),
+            kept.response.clone().into(),
+            kept.location.clone().into(),
+            UNDER_WAY.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Gives the key back after its request failed (nothing was done): a retry with it runs.
+pub async fn release(
+    db: &impl ConnectionTrait,
+    tenant: &str,
+    client: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        db.get_database_backend(),
+        "DELETE FROM gateway_idempotency
+         WHERE tenant = $1 AND client = $2 AND idempotency_key = $3 AND status = $4",
+        [tenant.into(), client.into(), key.into(), UNDER_WAY.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Forgets every key made before `before`; how many.

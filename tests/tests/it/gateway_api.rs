@@ -5,7 +5,7 @@ use crate::gateway::{
     base, consent_body, directory_of, import_directory_of, problem, rate_limited, send_as,
     send_key, violations,
 };
-use eh_tests::{TestApp, WORCS_KEY, referral, with_token};
+use eh_tests::{STAFFS_KEY, TestApp, WORCS_KEY, referral, with_token};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -126,13 +126,48 @@ async fn directory_over_http(distributed: bool) -> anyhow::Result<()> {
     .await?;
     assert_eq!(p, none);
 
-    // Allocation decides who may: an upstream system's key and a provider are refused (403);
-    // no credentials, 401.
+    // The council's upstream systems search it with their API key (each its own council's);
+    // allocation decides who may: a provider's staff (who see only the offers made to them)
+    // are refused (403); no credentials, 401.
+    let by_key: Value = send_key(&t, Method::GET, search, WORCS_KEY, None)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        placed(&by_key),
+        [("eht-north".into(), 1), ("eht-little".into(), 0)],
+        "{by_key}"
+    );
+    let by_key: Value = send_key(&t, Method::GET, search, STAFFS_KEY, None)
+        .await?
+        .json()
+        .await?;
+    assert_eq!(placed(&by_key), [("staffs-hub".into(), 1)], "{by_key}");
+    let r = send_key(
+        &t,
+        Method::GET,
+        "/v1/directory/services/eht-north",
+        WORCS_KEY,
+        None,
+    )
+    .await?;
+    assert_eq!(r.status().as_u16(), 200);
+    problem(
+        send_key(
+            &t,
+            Method::GET,
+            "/v1/directory/services/eht-north",
+            STAFFS_KEY,
+            None,
+        )
+        .await?,
+        404,
+    )
+    .await?;
     for path in [search, "/v1/directory/services/eht-north"] {
-        let p = problem(send_key(&t, Method::GET, path, WORCS_KEY, None).await?, 403).await?;
-        assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
         let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
-        problem(get(path.into(), provider).await?, 403).await?;
+        let p = problem(get(path.into(), provider).await?, 403).await?;
+        assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
         problem(reqwest::get(format!("{}{path}", base(&t))).await?, 401).await?;
     }
 
@@ -355,6 +390,42 @@ async fn consent_once_per_key(distributed: bool) -> anyhow::Result<()> {
     assert_eq!(r.status().as_u16(), 201);
     assert!(r.headers().get("idempotent-replayed").is_none());
     assert_eq!(ledger(&t, &fd, &family).await?.len(), 2);
+
+    // Sent several times at once under one new key (a client retrying on a timeout while its
+    // first request is still under way): recorded once. Each answer is the record, or 409 with
+    // `Retry-After` while the first is under way; retried after, the record.
+    let mut third = body.clone();
+    third["given_by"] = json!("A Third Person");
+    let all = futures::future::join_all(
+        (0..6).map(|_| post_keyed(&t, "/v1/consent", &fd, Some("consent-at-once"), &third)),
+    )
+    .await;
+    let mut recorded_at_once = Vec::new();
+    for r in all {
+        let r = r?;
+        match r.status().as_u16() {
+            201 => recorded_at_once.push(r.json::<Value>().await?["record_id"].clone()),
+            409 => {
+                assert!(r.headers().get("retry-after").is_some());
+                let p: Value = r.json().await?;
+                assert_eq!(
+                    p["type"],
+                    "urn:earlyhelp:problem:idempotency-key-in-progress"
+                );
+            }
+            other => anyhow::bail!("at once: {other}"),
+        }
+    }
+    assert!(!recorded_at_once.is_empty());
+    recorded_at_once.dedup();
+    assert_eq!(recorded_at_once.len(), 1, "{recorded_at_once:?}");
+    let after = post_keyed(&t, "/v1/consent", &fd, Some("consent-at-once"), &third).await?;
+    assert_eq!(after.status().as_u16(), 201);
+    assert_eq!(
+        after.json::<Value>().await?["record_id"],
+        recorded_at_once[0]
+    );
+    assert_eq!(ledger(&t, &fd, &family).await?.len(), 3);
     Ok(())
 }
 

@@ -308,38 +308,70 @@ impl Api {
     ) -> Result<Response, Problem> {
         let digest = hex::encode(sha2::Sha256::digest(request.as_bytes()));
         let since = self.since();
-        if let Some(kept) = find_kept(self, caller, key, since).await? {
-            return replay(&kept, &digest);
-        }
-        let kept = Kept {
-            request_sha256: digest.clone(),
-            ..run.await?
-        };
         let now = self.clock.now();
-        let stored = async {
-            let txn = eh_store::begin_scoped(&self.db, &caller.tenant).await?;
-            let first = store::keep(
-                &txn,
-                &caller.tenant,
-                &caller.client(),
-                key,
-                &kept,
-                now,
-                since,
-            )
-            .await?;
+        // A reservation older than a few call timeouts was left by a request that never
+        // finished (its process died): a retry takes the key over.
+        let abandoned = now
+            - chrono::Duration::milliseconds(
+                i64::try_from(self.settings.call_timeout_ms.saturating_mul(3)).unwrap_or(i64::MAX),
+            );
+        let client = caller.client();
+        let tenant = caller.tenant.as_str();
+        let reserved = async {
+            let txn = eh_store::begin_scoped(&self.db, tenant).await?;
+            let r =
+                store::reserve(&txn, tenant, &client, key, &digest, now, since, abandoned).await?;
             eh_store::commit(txn).await?;
-            Ok::<_, sea_orm::DbErr>(first)
+            Ok::<_, sea_orm::DbErr>(r)
         }
         .await
         .map_err(db_error)?;
-        if !stored {
-            // Another request with this key was answered first: answer as it was.
-            if let Some(first) = find_kept(self, caller, key, since).await? {
-                return replay(&first, &digest);
+        match reserved {
+            store::Reserved::Answered(kept) => return replay(&kept, &digest),
+            store::Reserved::InProgress { request_sha256 } if request_sha256 != digest => {
+                return Err(key_reused());
+            }
+            store::Reserved::InProgress { .. } => {
+                let mut p = Problem::new(
+                    StatusCode::CONFLICT,
+                    "idempotency-key-in-progress",
+                    "A request with this idempotency key is under way",
+                )
+                .detail("retry with the same key shortly: it will get that request's answer");
+                p.retry_after_secs = Some(1);
+                return Err(p);
+            }
+            store::Reserved::Fresh => {}
+        }
+        let settle = |kept: Option<Kept>| async move {
+            let txn = eh_store::begin_scoped(&self.db, tenant).await?;
+            match &kept {
+                Some(k) => store::complete(&txn, tenant, &client, key, k).await?,
+                None => store::release(&txn, tenant, &client, key).await?,
+            }
+            eh_store::commit(txn).await
+        };
+        match run.await {
+            Ok(answer) => {
+                let kept = Kept {
+                    request_sha256: digest,
+                    ..answer
+                };
+                // Done already: an answer that could not be kept is still this request's (a
+                // retry after the reservation is abandoned runs again).
+                if let Err(e) = settle(Some(kept.clone())).await {
+                    tracing::warn!(error = %e, "idempotency key: the answer was not kept");
+                }
+                Ok(answer_with(&kept, false))
+            }
+            Err(p) => {
+                // Refused or failed, nothing done: the key is free for a retry.
+                if let Err(e) = settle(None).await {
+                    tracing::warn!(error = %e, "idempotency key: not released");
+                }
+                Err(p)
             }
         }
-        Ok(answer_with(&kept, false))
     }
 
     async fn json_bytes(
@@ -403,6 +435,8 @@ impl Api {
         (status = 400, description = "No or a malformed `Idempotency-Key`, or a body that is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credentials do not allow this", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with this idempotency key is under way: retry with the same key shortly (`Retry-After`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 413, description = "The body is larger than `gateway.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The referral breaks the contract (every violation listed), or the idempotency key was used with another body", body = Problem, content_type = "application/problem+json"),
@@ -463,36 +497,24 @@ async fn submit(api: &Api, headers: &HeaderMap, body: Body) -> Result<Response, 
     .await
 }
 
-async fn find_kept(
-    api: &Api,
-    caller: &Caller,
-    key: &str,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<Kept>, Problem> {
-    async {
-        let txn = eh_store::begin_scoped(&api.db, &caller.tenant).await?;
-        let kept = store::find(&txn, &caller.tenant, &caller.client(), key, since).await?;
-        eh_store::end_read(txn).await?;
-        Ok::<_, sea_orm::DbErr>(kept)
-    }
-    .await
-    .map_err(db_error)
+fn key_reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+        "Idempotency key already used for another request",
+    )
+    .detail(
+        "this Idempotency-Key was used for another request (body or route); use a new key for a new request",
+    )
+    .violations(vec![Violation::new(
+        "header:Idempotency-Key",
+        "idempotency_key_reused",
+    )])
 }
 
 fn replay(kept: &Kept, digest: &str) -> Result<Response, Problem> {
     if kept.request_sha256 != digest {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "Idempotency key already used for another request",
-        )
-        .detail(
-            "this Idempotency-Key was used for another request (body or route); use a new key for a new request",
-        )
-        .violations(vec![Violation::new(
-            "header:Idempotency-Key",
-            "idempotency_key_reused",
-        )]));
+        return Err(key_reused());
     }
     Ok(answer_with(kept, true))
 }
