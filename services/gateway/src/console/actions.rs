@@ -745,7 +745,7 @@ pub(super) async fn override_requests(
                                 td class="govuk-table__cell" {
                                     a class="govuk-link" href={(case_href(&r.case_id)) "/override#waiting"} {
                                         span class="govuk-visually-hidden" { "Override request for case " }
-                                        (r.case_id.chars().take(8).collect::<String>())
+                                        (view::short_id(&r.case_id))
                                     }
                                 }
                                 td class="govuk-table__cell" {
@@ -812,7 +812,7 @@ async fn offers_view(
                     @let id = |name: &str| if mine.is_some() { name.to_string() } else { format!("offer-{i}-{name}") };
                     div class="govuk-summary-card" {
                         div class="govuk-summary-card__title-wrapper" {
-                            h2 class="govuk-summary-card__title" { (o.service_name) ": case " (o.case_id.chars().take(8).collect::<String>()) }
+                            h2 class="govuk-summary-card__title" { (o.service_name) ": case " (view::short_id(&o.case_id)) }
                         }
                         div class="govuk-summary-card__content" {
                             (view::summary(&[

@@ -888,7 +888,7 @@ async fn queue(State(c): State<Arc<Console>>, headers: HeaderMap, uri: Uri) -> R
                                         a class="govuk-link" href={"/console/cases/" (urlencode(&k.case_id))} {
                                             span class="govuk-visually-hidden" { "Case " }
                                             (k.source_reference.clone().chars().take(40).collect::<String>())
-                                            " (" (k.case_id.chars().take(8).collect::<String>()) ")"
+                                            " (" (view::short_id(&k.case_id)) ")"
                                         }
                                     }
                                     td class="govuk-table__cell" {
@@ -920,7 +920,7 @@ async fn queue(State(c): State<Arc<Console>>, headers: HeaderMap, uri: Uri) -> R
                                         a class="govuk-link" href={"/console/cases/" (urlencode(&k.case_id))} {
                                             span class="govuk-visually-hidden" { "Case " }
                                             (k.source_reference.clone().chars().take(40).collect::<String>())
-                                            " (" (k.case_id.chars().take(8).collect::<String>()) ")"
+                                            " (" (view::short_id(&k.case_id)) ")"
                                         }
                                         ": " (view::words(&k.state))
                                     }

@@ -266,6 +266,13 @@ pub fn summary(rows: &[(&str, String)]) -> Markup {
 }
 
 /// A state or status, made readable (`awaiting_consent` → `Awaiting consent`).
+/// An id short enough to read aloud: its last 8 characters (a UUIDv7 begins with its time,
+/// the same for every case made within a minute; its end is random).
+pub fn short_id(id: &str) -> String {
+    let n = id.chars().count();
+    id.chars().skip(n.saturating_sub(8)).collect()
+}
+
 pub fn words(s: &str) -> String {
     let s = s.replace('_', " ");
     let mut c = s.chars();
