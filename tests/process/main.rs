@@ -528,8 +528,8 @@ async fn webhook_list_and_replay_from_the_command_line() -> anyhow::Result<()> {
         list(None),
         [pair("wh-1", "pending"), pair("wh-2", "pending")]
     );
-    // In casework's audit trail, under the council.
-    let trail = eh_store::connect(&eh_testkit::sqlite(dir.path(), "casework.sqlite")).await?;
+    // In the gateway's own audit trail, under the council.
+    let trail = eh_store::connect(&eh_testkit::sqlite(dir.path(), "gateway.sqlite")).await?;
     let entries = eh_auth::Auditor::new(trail).entries("demo").await?;
     assert_eq!(entries.len(), 1, "{entries:?}");
     let (actor, action, record, _, reason) = &entries[0];
