@@ -42,6 +42,7 @@ pub const ACCESS: &[(&str, &[&str])] = &[
             "practitioner",
             "commissioner",
             "business_support",
+            "provider",
             eh_service::access::UPSTREAM_SYSTEM,
         ],
     ),
@@ -502,9 +503,14 @@ impl AllocationService for AllocationApi {
         let req = request.into_inner();
         let record = format!("service:{}", req.service_id);
         self.admit(&p, &req.tenant, "GetService", &record).await?;
+        // A provider's staff read their own organisation's services only (another's is as one
+        // that does not exist).
+        let org = acting_for(&p);
         match self.one(&p, &req.tenant, &req.service_id).await? {
-            Some(s) => Ok(Response::new(service_pb(&s))),
-            None => Err(Status::not_found(
+            Some(s) if org.as_ref().is_none_or(|o| *o == s.service.organization_id) => {
+                Ok(Response::new(service_pb(&s)))
+            }
+            _ => Err(Status::not_found(
                 "no such service in the council's directory",
             )),
         }

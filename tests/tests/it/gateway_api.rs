@@ -164,10 +164,21 @@ async fn directory_over_http(distributed: bool) -> anyhow::Result<()> {
         404,
     )
     .await?;
+    // A provider's staff read their own organisation's services, another's is not found, and
+    // they may not search (matching families to services is the council's).
+    let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
+    let own = get("/v1/directory/services/eht-north".into(), provider.clone()).await?;
+    assert_eq!(own.status().as_u16(), 200);
+    let elsewhere = t.token_of("worcs", "worker-2", &["provider"], "other-org");
+    let p = problem(
+        get("/v1/directory/services/eht-north".into(), elsewhere).await?,
+        404,
+    )
+    .await?;
+    assert_eq!(p, none);
+    let p = problem(get(search.into(), provider).await?, 403).await?;
+    assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
     for path in [search, "/v1/directory/services/eht-north"] {
-        let provider = t.token_of("worcs", "worker-1", &["provider"], "worcs-cc");
-        let p = problem(get(path.into(), provider).await?, 403).await?;
-        assert_eq!(p["type"], "urn:earlyhelp:problem:forbidden");
         problem(reqwest::get(format!("{}{path}", base(&t))).await?, 401).await?;
     }
 
