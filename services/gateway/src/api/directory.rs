@@ -3,8 +3,9 @@
 //! ranked by the council's matching rules, with every service considered and why) and
 //! `GET /v1/directory/services/{service_id}` (one service with the council's terms). Allocation's
 //! `SearchDirectory` and `GetService` answer with the caller's own credential: its access table
-//! decides who may (today the council's people who find help for families — not upstream systems
-//! or providers), and a council sees only its own directory. The directory holds nothing of any
+//! decides who may (the council's people who find help for families and its upstream systems'
+//! keys; a provider's staff read their own organisation's services only), and a council sees
+//! only its own directory. The directory holds nothing of any
 //! family; what describes the family searched for (postcode, needs, ages) is used for the search
 //! only and never logged.
 use super::{Api, json, refusal};
@@ -342,7 +343,7 @@ pub async fn search_directory(
         (status = 200, description = "The service", body = DirectoryService),
         (status = 401, description = "No credentials, or not accepted", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credentials do not allow this (a role that may not read the directory)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such service in this council's directory", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such service in this council's directory (for a provider's staff: among their organisation's)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The council's directory is not set up", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A service id that cannot be one", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Over this client's rate limit; `Retry-After` says when to retry", body = Problem, content_type = "application/problem+json",
