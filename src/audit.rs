@@ -17,7 +17,9 @@
 //!
 //! Someone who rewrites a chain in the database consistently — even with the audit key — cannot
 //! change what an earlier checkpoint says its entry hashed to: `verify` names the first
-//! checkpoint the trail no longer matches.
+//! checkpoint the trail no longer matches. Someone who removes the checkpoints whole (deletes the
+//! stream, empties the file) is caught too: `verify` fails for entries older than
+//! [`UNCOVERED_AFTER`] that no checkpoint covers, and for a stream that allows removal.
 use anyhow::Context;
 use eh_auth::audit::{Checkpoint, CheckpointReport, VerifyReport};
 use eh_auth::{AuditKey, Auditor};
@@ -45,6 +47,12 @@ pub struct ServiceReport {
     pub report: VerifyReport,
     /// The trail compared with its checkpoints.
     pub checkpoints: CheckpointReport,
+    /// Per council, entries older than [`UNCOVERED_AFTER`] that no checkpoint covers: the
+    /// checkpoints were removed (the stream deleted, the file truncated), or none was taken.
+    pub uncovered: Vec<eh_auth::audit::Uncovered>,
+    /// What is wrong with where the checkpoints are kept (a stream that allows deletes or
+    /// purges), if anything.
+    pub store: Option<String>,
 }
 
 impl ServiceReport {
@@ -54,6 +62,8 @@ impl ServiceReport {
         self.report.first_break.is_none()
             && self.checkpoints.first_broken.is_none()
             && self.checkpoints.unsigned == 0
+            && self.uncovered.is_empty()
+            && self.store.is_none()
     }
 
     /// The report as lines for the operator: one per council, and the break if any.
@@ -110,6 +120,19 @@ impl ServiceReport {
                 b.tenant, b.position, b.seq, b.at, b.what
             ));
         }
+        for u in &self.uncovered {
+            out.push(format!(
+                "{s} {}: {} entries written over {} minutes ago are covered by no checkpoint (the first: entry {}, {}): the checkpoints were removed, or none was taken (`earlyhelp audit checkpoint` takes one)",
+                u.tenant,
+                u.entries,
+                UNCOVERED_AFTER.as_secs() / 60,
+                u.first_seq,
+                u.first_at
+            ));
+        }
+        if let Some(w) = &self.store {
+            out.push(format!("{s}: {w}"));
+        }
         if let Some(b) = &c.first_unsigned {
             out.push(format!(
                 "{s} {}: {} checkpoint(s) not signed with the key, the first #{} (entry {}, dated {}): {}",
@@ -131,6 +154,20 @@ pub async fn verify(
     service: Option<&str>,
     tenant: Option<&str>,
 ) -> anyhow::Result<Vec<ServiceReport>> {
+    verify_at(settings, service, tenant, chrono::Utc::now()).await
+}
+
+/// [`verify`] as at `now` (entries written before `now` − [`UNCOVERED_AFTER`] must be covered by
+/// a checkpoint).
+///
+/// # Errors
+/// As [`verify`].
+pub async fn verify_at(
+    settings: &Settings,
+    service: Option<&str>,
+    tenant: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<ServiceReport>> {
     let key = AuditKey::from_settings(settings).map_err(anyhow::Error::msg)?;
     let targets: Vec<Target> = match service {
         Some(s) => {
@@ -151,6 +188,12 @@ pub async fn verify(
         .read_all()
         .await
         .context("reading the audit checkpoints")?;
+    let store_problem = store
+        .unprotected()
+        .await
+        .context("reading the audit checkpoints")?;
+    let before = now
+        - chrono::Duration::from_std(UNCOVERED_AFTER).unwrap_or_else(|_| chrono::Duration::zero());
     let mut reports = Vec::new();
     for t in targets {
         let loc = eh_store::Location::for_service(settings, t.name())?;
@@ -168,11 +211,17 @@ pub async fn verify(
             .cloned()
             .collect();
         let checkpoints = auditor.check_checkpoints(&own, tenant).await?;
+        let councils: Vec<String> = report.chains.iter().map(|c| c.tenant.clone()).collect();
+        let uncovered = auditor
+            .uncovered(&councils, &checkpoints.latest, before)
+            .await?;
         db.close().await.ok();
         reports.push(ServiceReport {
             service: t,
             report,
             checkpoints,
+            uncovered,
+            store: store_problem.clone(),
         });
     }
     Ok(reports)
@@ -180,6 +229,9 @@ pub async fn verify(
 
 /// How often a running process checkpoints the heads that changed.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How old an entry may be before `verify` expects a checkpoint to cover it: two intervals.
+pub const UNCOVERED_AFTER: Duration = Duration::from_secs(2 * 300);
 
 /// The embedded mode's checkpoint file under `data_dir`.
 pub const CHECKPOINT_FILE: &str = "audit-checkpoints.jsonl";
@@ -318,6 +370,48 @@ impl CheckpointStore {
             }
         }
         Ok(())
+    }
+
+    /// What is wrong with the stream the checkpoints are kept in, if anything: one that allows
+    /// deletes or purges, or removes checkpoints for age or number (none for the file, or a
+    /// stream not created yet).
+    ///
+    /// # Errors
+    /// The stream cannot be read.
+    pub async fn unprotected(&self) -> anyhow::Result<Option<String>> {
+        let Self::Nats { js, stream, .. } = self else {
+            return Ok(None);
+        };
+        let mut s = match js.get_stream(stream).await {
+            Ok(s) => s,
+            Err(e) if e.to_string().contains("not found") => return Ok(None),
+            Err(e) => anyhow::bail!("stream {stream}: {e}"),
+        };
+        let c = s
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .config
+            .clone();
+        let mut wrong = Vec::new();
+        if !c.deny_delete {
+            wrong.push("deletes");
+        }
+        if !c.deny_purge {
+            wrong.push("purges");
+        }
+        if c.allow_rollup {
+            wrong.push("roll-ups");
+        }
+        if !c.max_age.is_zero() || c.max_messages > 0 || c.max_bytes > 0 {
+            wrong.push("removal for age or size");
+        }
+        Ok((!wrong.is_empty()).then(|| {
+            format!(
+                "the checkpoint stream {stream} allows {}: checkpoints can be removed",
+                wrong.join(", ")
+            )
+        }))
     }
 
     /// Every checkpoint kept, with its position (stream sequence, or line); one that cannot be

@@ -1070,6 +1070,57 @@ impl Auditor {
         }
         Ok(report)
     }
+
+    /// Per council of `tenants`, the entries written before `before` that no checkpoint covers
+    /// (after the newest entry a checkpoint matched, `covered`; all of them for a council with
+    /// none): how many, and the first.
+    pub async fn uncovered(
+        &self,
+        tenants: &[String],
+        covered: &BTreeMap<String, i64>,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Uncovered>, DbErr> {
+        let b = self.db.get_database_backend();
+        let db = self
+            .readers
+            .system(eh_store::SystemWorker::AuditVerify)
+            .await?;
+        // `at` is RFC 3339 in UTC with microseconds: its text orders as its time does.
+        let before = before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let mut out = Vec::new();
+        for tenant in tenants {
+            let after = covered.get(tenant).copied().unwrap_or(0);
+            let row = db
+                .query_one_raw(stmt(
+                    b,
+                    "SELECT COUNT(*), MIN(seq), MIN(at) FROM eh_audit
+                     WHERE tenant = $1 AND seq > $2 AND at < $3",
+                    [tenant.clone().into(), after.into(), before.clone().into()],
+                ))
+                .await?;
+            let Some(r) = row else { continue };
+            let n: i64 = r.try_get_by_index(0)?;
+            if n > 0 {
+                out.push(Uncovered {
+                    tenant: tenant.clone(),
+                    entries: u64::try_from(n).unwrap_or(0),
+                    first_seq: r.try_get_by_index(1)?,
+                    first_at: r.try_get_by_index(2)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A council's entries old enough to have been checkpointed that no checkpoint covers
+/// ([`Auditor::uncovered`]): the checkpoints were removed, or none was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uncovered {
+    pub tenant: String,
+    pub entries: u64,
+    pub first_seq: i64,
+    pub first_at: String,
 }
 
 #[cfg(test)]

@@ -293,6 +293,95 @@ async fn checkpoints_find_a_consistent_rewrite(distributed: bool) -> anyhow::Res
     Ok(())
 }
 
+/// Checkpoints removed whole — the stream deleted by someone allowed the JetStream API, the
+/// file emptied — are missed: `verify` fails naming each council whose entries older than
+/// [`earlyhelp::audit::UNCOVERED_AFTER`] no checkpoint covers, instead of comparing none; and a
+/// checkpoint stream that would let them be removed is named.
+async fn removed_checkpoints_are_missed(distributed: bool) -> anyhow::Result<()> {
+    let t = TestApp::spawn(distributed).await?;
+    let front_door = t.token("worcs", "fd-removed", &["front_door"]);
+    let mut casework = CaseworkServiceClient::new(t.channel().await?);
+    casework
+        .list_cases(with_token(
+            cw::ListCasesRequest {
+                tenant: "worcs".into(),
+                ..Default::default()
+            },
+            &front_door,
+        ))
+        .await?;
+    let casework_only = Some("casework");
+    let now = chrono::Utc::now();
+    let later = now + chrono::Duration::hours(1);
+    let verify_at = |at| earlyhelp::audit::verify_at(&t.settings, casework_only, None, at);
+    let uncovered = |r: &earlyhelp::audit::ServiceReport| -> Vec<String> {
+        r.uncovered.iter().map(|u| u.tenant.clone()).collect()
+    };
+    // Fresh entries need no checkpoint yet; an hour on, they do.
+    let r = verify_at(now).await?;
+    assert!(r[0].ok(), "{:?}", r[0].lines());
+    let r = verify_at(later).await?;
+    assert!(!r[0].ok());
+    assert!(
+        uncovered(&r[0]).contains(&"worcs".to_string()),
+        "{:?}",
+        r[0].lines()
+    );
+    // Checkpointed: covered, however late it is asked.
+    let casework_target = earlyhelp::Target::named("casework").map_err(anyhow::Error::msg)?;
+    earlyhelp::audit::Checkpointer::connect(&t.settings, &[casework_target])
+        .await?
+        .run_once()
+        .await?;
+    let r = verify_at(later).await?;
+    assert!(r[0].ok(), "{:?}", r[0].lines());
+    // Removed whole.
+    if distributed {
+        let client = async_nats::connect(&t.settings.bus.nats_url).await?;
+        let js = async_nats::jetstream::new(client);
+        let stream = earlyhelp::audit::checkpoint_stream(&t.ns());
+        js.delete_stream(&stream).await?;
+        let r = verify_at(later).await?;
+        assert!(!r[0].ok());
+        assert_eq!(r[0].checkpoints.checked, 0);
+        let lines = r[0].lines().join("\n");
+        assert!(lines.contains("covered by no checkpoint"), "{lines}");
+        // Made again without its protections: named, whatever the entries.
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{}.audit.*", t.ns())],
+            ..Default::default()
+        })
+        .await?;
+        let r = verify_at(now).await?;
+        assert!(!r[0].ok());
+        let lines = r[0].lines().join("\n");
+        assert!(lines.contains("allows deletes, purges"), "{lines}");
+    } else {
+        let file = t.settings.data_dir.join(earlyhelp::audit::CHECKPOINT_FILE);
+        std::fs::write(&file, "")?;
+        let r = verify_at(later).await?;
+        assert!(!r[0].ok());
+        assert_eq!(r[0].checkpoints.checked, 0);
+        assert!(
+            uncovered(&r[0]).contains(&"worcs".to_string()),
+            "{:?}",
+            r[0].lines()
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_checkpoints_are_missed_embedded() -> anyhow::Result<()> {
+    removed_checkpoints_are_missed(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_checkpoints_are_missed_distributed() -> anyhow::Result<()> {
+    removed_checkpoints_are_missed(true).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_find_a_consistent_rewrite_embedded() -> anyhow::Result<()> {
     checkpoints_find_a_consistent_rewrite(false).await
