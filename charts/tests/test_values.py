@@ -110,6 +110,7 @@ INCONSISTENT = [
     ({**BASE, "server": {"shutdownGraceSecs": 60}}, "must be greater than server.shutdownGraceSecs (60)"),
     ({**BASE, "deploymentMode": "distributed", "ingress": {"enabled": True}, "targets": {"gateway": {"enabled": False}}}, "needs the gateway target"),
     ({**chartlib.ci_values("distributed"), "targets": {"gateway": {"enabled": False}}}, "targets.records needs targets.gateway enabled"),
+    ({**chartlib.ci_values("distributed"), "targets": {"notifications": {"enabled": False}}}, "targets.records needs targets.notifications enabled"),
     ({**BASE, "deploymentMode": "distributed", "targets": {"intake": {"enabled": False}, "consent": {"enabled": False}, "casework": {"enabled": False}, "notifications": {"enabled": False}, "allocation": {"enabled": False}, "assessment": {"enabled": False}, "reporting": {"enabled": False}, "records": {"enabled": False}, "gateway": {"enabled": False}}}, "no entry of targets is enabled"),
     ({**BASE, "database": {**BASE["database"], "ca": {"secretName": "a", "configMapName": "b"}}}, "database.ca: set secretName or configMapName, not both"),
     ({**BASE, "existingTenants": {"secretName": "a", "configMapName": "b"}}, "existingTenants: set configMapName or secretName"),
@@ -145,7 +146,8 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_without_the_notifications_service_no_mail_relay_is_needed():
-    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"smtp": {"host": ""}, "targets": {"notifications": {"enabled": False}}})
+    # (records too: it would wait for notifications' confirmation of every destruction)
+    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"smtp": {"host": ""}, "targets": {"notifications": {"enabled": False}, "records": {"enabled": False}}})
     chartlib.render(values)
     chartlib.render(chartlib.deep_merge(BASE, {"smtp": {"host": ""}, "extraConfig": {"smtp": {"host": "relay.example"}}}))
 

@@ -151,9 +151,9 @@ def test_a_target_can_switch_off_what_its_defaults_switch_on():
 
 
 def test_disabled_targets_are_not_deployed():
-    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"targets": {"notifications": {"enabled": False}}})
+    values = chartlib.deep_merge(chartlib.ci_values("distributed"), {"targets": {"notifications": {"enabled": False}, "records": {"enabled": False}}})
     deployed = {d["metadata"]["name"] for d in checks.of_kind(chartlib.objects(values), "Deployment")}
-    assert deployed == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-records", "eh-earlyhelp-gateway"}
+    assert deployed == {"eh-earlyhelp-intake", "eh-earlyhelp-consent", "eh-earlyhelp-casework", "eh-earlyhelp-allocation", "eh-earlyhelp-assessment", "eh-earlyhelp-reporting", "eh-earlyhelp-gateway"}
 
 
 def test_image_tag_defaults_to_app_version_and_digest_pins(monolithic, full):

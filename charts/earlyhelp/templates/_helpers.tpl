@@ -719,13 +719,17 @@ seccompProfile:
 {{- if and (eq $v.deploymentMode "distributed") (not $workloads) -}}
 {{- $errs = append $errs "deploymentMode is distributed but no entry of targets is enabled" -}}
 {{- end -}}
-{{- /* records: the gateway answers its subject accesses and confirms its destructions (as every
-       service holding a family's records does); without it every destruction stays incomplete. */ -}}
+{{- /* records: every service holding a family's records answers its subject accesses and
+       confirms its destructions; without one, every destruction stays incomplete for good. */ -}}
 {{- if eq $v.deploymentMode "distributed" -}}
 {{- $running := list -}}
 {{- range $workloads -}}{{- $running = append $running .target -}}{{- end -}}
-{{- if and (has "records" $running) (not (has "gateway" $running)) -}}
-{{- $errs = append $errs "targets.records needs targets.gateway enabled: records asks it in every subject access and waits for its confirmation of every destruction" -}}
+{{- if has "records" $running -}}
+{{- range $p := include "earlyhelp.rightsParticipants" . | fromJsonArray -}}
+{{- if not (has $p $running) -}}
+{{- $errs = append $errs (printf "targets.records needs targets.%s enabled: records asks it in every subject access and waits for its confirmation of every destruction" $p) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.ingress.enabled (eq $v.deploymentMode "distributed") (not (include "earlyhelp.publicWorkload" . | fromJson)) -}}
