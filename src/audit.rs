@@ -257,6 +257,15 @@ pub fn checkpoint_subject(ns: &str, service: &str) -> String {
     format!("{ns}.audit.{service}")
 }
 
+/// Whether `e` says the stream does not exist (none was created yet).
+fn no_stream(e: &async_nats::jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
+}
+
 /// Where checkpoints are kept (see the module's documentation).
 pub enum CheckpointStore {
     Nats {
@@ -384,7 +393,7 @@ impl CheckpointStore {
         };
         let mut s = match js.get_stream(stream).await {
             Ok(s) => s,
-            Err(e) if e.to_string().contains("not found") => return Ok(None),
+            Err(e) if no_stream(&e) => return Ok(None),
             Err(e) => anyhow::bail!("stream {stream}: {e}"),
         };
         let c = s
@@ -433,12 +442,7 @@ impl CheckpointStore {
             Self::Nats { js, stream, .. } => {
                 let mut s = match js.get_stream(stream).await {
                     Ok(s) => s,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            async_nats::jetstream::context::GetStreamErrorKind::JetStream(_)
-                        ) && e.to_string().contains("not found") =>
-                    {
+                    Err(e) if no_stream(&e) => {
                         return Ok(out);
                     }
                     Err(e) => anyhow::bail!("stream {stream}: {e}"),

@@ -236,12 +236,8 @@ pub(super) async fn withdraw_page(
     uri: Uri,
     Path((case_id, record_id)): Path<(String, String)>,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
+    let (user, case) = match c.case_user(&headers, &uri, &case_id).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let body = match consent_record(&c, &user, &case, &record_id).await {
@@ -489,12 +485,8 @@ pub(super) async fn override_page(
     Path(case_id): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let case = match load_case(&c, &user, &case_id).await {
-        Ok(k) => k,
+    let (user, case) = match c.case_user(&headers, &uri, &case_id).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let note = match done.done.as_deref() {

@@ -368,6 +368,19 @@ impl Console {
         Ok((user, form, case))
     }
 
+    /// A page about a case: the signed-in user and the case as they may see it (or the page
+    /// saying why not).
+    async fn case_user(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+        case_id: &str,
+    ) -> Result<(User, cw::Case), Response> {
+        let user = self.user(headers, uri).await?;
+        let case = load_case(self, &user, case_id).await?;
+        Ok((user, case))
+    }
+
     /// Checks a form's CSRF token against the session's: `None` when it is right, the 403 page
     /// otherwise.
     fn csrf_refusal(&self, session: &Session, form: &Form) -> Option<Response> {
@@ -1019,12 +1032,8 @@ async fn case_page(
     Path(id): Path<String>,
     Query(done): Query<Done>,
 ) -> Response {
-    let user = match c.user(&headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let case = match load_case(&c, &user, &id).await {
-        Ok(k) => k,
+    let (user, case) = match c.case_user(&headers, &uri, &id).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let tenant = user.tenant.clone();

@@ -129,26 +129,43 @@ pub async fn create(
     .await
 }
 
+/// The requests of `tenant` selected by `rest` (a condition after the council's, then the
+/// order; its values from `$2`).
+async fn select(
+    db: &sea_orm::DatabaseConnection,
+    tenant: &str,
+    rest: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<Vec<Request>, DbErr> {
+    let mut all: Vec<sea_orm::Value> = vec![tenant.into()];
+    all.extend(values);
+    scoped(db, tenant, async |t| {
+        let rows = t
+            .query_all_raw(stmt(
+                t.get_database_backend(),
+                &format!(
+                    "SELECT {COLUMNS} FROM gateway_override_requests WHERE tenant = $1 {rest}"
+                ),
+                all,
+            ))
+            .await?;
+        rows.iter().map(from_row).collect()
+    })
+    .await
+}
+
 /// The requests of `tenant` for `family_id` not yet granted, oldest first.
 pub async fn open_for_family(
     db: &sea_orm::DatabaseConnection,
     tenant: &str,
     family_id: &str,
 ) -> Result<Vec<Request>, DbErr> {
-    scoped(db, tenant, async |t| {
-        let rows = t
-            .query_all_raw(stmt(
-                t.get_database_backend(),
-                &format!(
-                    "SELECT {COLUMNS} FROM gateway_override_requests
-                     WHERE tenant = $1 AND family_id = $2 AND status <> 'granted'
-                     ORDER BY requested_at, request_id"
-                ),
-                [tenant.into(), family_id.into()],
-            ))
-            .await?;
-        rows.iter().map(from_row).collect()
-    })
+    select(
+        db,
+        tenant,
+        "AND family_id = $2 AND status <> 'granted' ORDER BY requested_at, request_id",
+        vec![family_id.into()],
+    )
     .await
 }
 
@@ -157,20 +174,12 @@ pub async fn pending(
     db: &sea_orm::DatabaseConnection,
     tenant: &str,
 ) -> Result<Vec<Request>, DbErr> {
-    scoped(db, tenant, async |t| {
-        let rows = t
-            .query_all_raw(stmt(
-                t.get_database_backend(),
-                &format!(
-                    "SELECT {COLUMNS} FROM gateway_override_requests
-                     WHERE tenant = $1 AND status = 'pending'
-                     ORDER BY requested_at, request_id LIMIT 500"
-                ),
-                [tenant.into()],
-            ))
-            .await?;
-        rows.iter().map(from_row).collect()
-    })
+    select(
+        db,
+        tenant,
+        "AND status = 'pending' ORDER BY requested_at, request_id LIMIT 500",
+        vec![],
+    )
     .await
 }
 
@@ -180,20 +189,11 @@ pub async fn find(
     tenant: &str,
     request_id: &str,
 ) -> Result<Option<Request>, DbErr> {
-    scoped(db, tenant, async |t| {
-        let row = t
-            .query_one_raw(stmt(
-                t.get_database_backend(),
-                &format!(
-                    "SELECT {COLUMNS} FROM gateway_override_requests
-                     WHERE tenant = $1 AND request_id = $2"
-                ),
-                [tenant.into(), request_id.into()],
-            ))
-            .await?;
-        row.as_ref().map(from_row).transpose()
-    })
-    .await
+    Ok(
+        select(db, tenant, "AND request_id = $2", vec![request_id.into()])
+            .await?
+            .pop(),
+    )
 }
 
 /// Moves the request from `from` to `to` (with who decided and the override granted); whether
