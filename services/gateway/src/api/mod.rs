@@ -297,8 +297,9 @@ impl Api {
     /// A request made once per `Idempotency-Key`: the answer kept for the caller's `key` is
     /// given again (`Idempotent-Replayed: true`) when `request` — what identifies it: its route
     /// and body — is the same, and refused (422) when it is another; otherwise `run` answers and
-    /// its answer is kept for the key. A refusal is not kept: the same key may carry the
-    /// corrected request.
+    /// its answer is kept for the key. The key is taken before `run` starts, so the same key sent
+    /// again meanwhile is 409 (never a second run). A refusal is not kept: the same key may carry
+    /// the corrected request.
     pub(crate) async fn once(
         &self,
         caller: &Caller,
@@ -365,7 +366,9 @@ impl Api {
                 Ok(answer_with(&kept, false))
             }
             Err(p) => {
-                // Refused or failed, nothing done: the key is free for a retry.
+                // Refused, or failed with no answer: the key is free for a retry. (A call that
+                // timed out may still have been done by the service; a retry then runs again,
+                // as it would with no key at all.)
                 if let Err(e) = settle(None).await {
                     tracing::warn!(error = %e, "idempotency key: not released");
                 }
